@@ -1,0 +1,54 @@
+# Two commands matter: `make run` and `make test`. Both set everything up from a fresh clone.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+SHARED ?= ../shared
+WHEEL_SRC := $(shell find packages/inference/src packages/inference/pyproject.toml -type f -not -path '*/__pycache__/*' 2>/dev/null)
+
+.PHONY: setup run test lint train bench bench-inference reliability clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip build==1.6.1
+
+# The wheel is built first (init_packages.sh), then every pinned requirement, then the
+# freshly built wheel is reinstalled so a same-version rebuild is never skipped by pip.
+$(VENV)/.deps: $(VENV)/bin/python requirements.txt cats_dogs_other/api/requirements.txt \
+               cats_dogs_other/train/requirements.txt init_packages.sh $(WHEEL_SRC)
+	PYTHON=$(abspath $(PY)) ./init_packages.sh
+	$(PIP) install --quiet -r requirements.txt
+	$(PIP) install --quiet --force-reinstall --no-deps cats_dogs_other/api/packages/kto_keras_inference-*.whl
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+setup: $(VENV)/.deps node_modules/.installed
+
+run: setup
+	$(PY) -m cats_dogs_other.stack
+
+test: setup
+	$(PY) -m pytest
+
+lint: setup
+	PATH=$(abspath $(VENV)/bin):$$PATH bash scripts/lint.sh
+
+train: setup
+	$(PY) -m cats_dogs_other.train --data $(SHARED)/datasets/cats_dogs_other \
+		--weights $(SHARED)/weights/mobilenet_v2_1.0_224_no_top.weights.h5 --out cats_dogs_other/model
+
+bench: setup
+	$(PY) -m bench
+
+bench-inference: setup
+	$(PY) packages/inference/bench/bench_inference.py
+
+reliability: setup
+	$(PY) -m reliability
+
+clean:
+	rm -rf $(VENV) node_modules dist packages/inference/dist cats_dogs_other/*/packages/*.whl

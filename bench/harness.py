@@ -1,0 +1,340 @@
+"""``python -m bench``: (a) ceiling, (b) naive servers and (c) this API, side by side.
+
+One run starts the development issuer, both naive servers and the API on 127.0.0.1, gets a real
+token, then for each round runs (a) once and every connection count against each server in
+turn (interleaved, so a noisy neighbour hits all of them alike), and reports the median of the
+rounds. Every loop is bounded by a duration or a count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench import report
+from bench.issuer import AUDIENCE, Issuer, start_issuer
+from bench.load import (
+    HealthProbe,
+    LoadGenerator,
+    LoadResult,
+    batch_counters,
+    find_load_tool,
+    multipart_body,
+)
+from bench.model import REPO_ROOT, make_image, resolve_model
+from bench.procs import HOST, Process, cpu_model, free_port, load_average, start
+from bench.tokens import token_validation_us
+
+RESULTS_DIR = Path(__file__).with_name("results")
+
+SYSTEMS = {
+    "a": "(a) ceiling: Inference.execute_batch in-process",
+    "b": "(b) naive server, course style (model.predict per request)",
+    "b2": "(b') naive server + wheel (Inference.execute per request)",
+    "c": "(c) this API (micro-batching)",
+}
+
+
+@dataclass
+class Point:
+    """One measurement of one server at one connection count in one round."""
+
+    system: str
+    connections: int
+    round: int
+    load: dict[str, Any]
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    shed: int
+    timeouts: int
+    avg_batch: float | None
+    rss_mib: float
+    cpu_ms_per_request: float | None = None
+    health_p99_ms: float | None = None
+    health_failures: int = 0
+
+
+@dataclass
+class Run:
+    started: str
+    options: dict[str, Any]
+    environment: dict[str, Any]
+    ceiling: list[dict[str, float]] = field(default_factory=list)
+    points: list[Point] = field(default_factory=list)
+    token_validation_us: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per point (10)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds; the median is reported (3)")
+    parser.add_argument("--connections", default="1,8,32,64", help="comma-separated (1,8,32,64)")
+    parser.add_argument("--systems", default="a,b,b2,c", help="subset of a,b,b2,c (all)")
+    parser.add_argument("--quick", action="store_true", help="3 s points, 1 round: a smoke run")
+    parser.add_argument("--model", type=Path, help="model file (default: the bundled model)")
+    parser.add_argument("--timeout", type=float, default=10.0, help="client timeout, s (10)")
+    parser.add_argument("--ceiling-batch-sizes", default="1,8,16,32")
+    parser.add_argument(
+        "--server-env", action="append", default=[], metavar="KEY=VALUE",
+        help="extra environment for (c), e.g. BATCH_MAX_SIZE=8 (repeatable)",
+    )  # fmt: skip
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="results directory")
+    parser.add_argument("--label", default="", help="a note printed in RESULTS.md")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.duration, args.rounds = min(args.duration, 3.0), 1
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    systems = [s for s in args.systems.split(",") if s]
+    unknown = set(systems) - set(SYSTEMS)
+    if unknown:
+        raise SystemExit(f"unknown systems {sorted(unknown)}; choose from {sorted(SYSTEMS)}")
+    connections = [int(c) for c in args.connections.split(",") if c]
+    raw_dir = args.out / "raw"
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    server_env = dict(item.split("=", 1) for item in args.server_env)
+
+    model_path, model_note = resolve_model(args.model, raw_dir)
+    image = make_image()
+    image_path = raw_dir / "image.jpg"
+    image_path.write_bytes(image)
+    body, content_type = multipart_body(image)
+    body_path = raw_dir / "body.bin"
+    body_path.write_bytes(body)
+    tool = find_load_tool()
+
+    run = Run(
+        started=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        options={
+            "duration_s": args.duration, "rounds": args.rounds, "connections": connections,
+            "systems": systems, "client_timeout_s": args.timeout, "server_env": server_env,
+            "label": args.label, "load_tool": tool,
+        },
+        environment={
+            "cpu": cpu_model(), "cores": _cores(), "python": sys.version.split()[0],
+            "model": model_note, "image": f"JPEG 640x480, {len(image) // 1024} KiB",
+            "load_before": load_average(),
+        },
+    )  # fmt: skip
+    issuer = start_issuer(raw_dir)
+    print(f"[bench] issuer: {issuer.kind} at {issuer.url}", flush=True)
+    servers: dict[str, Process] = {}
+    try:
+        servers = _start_servers(systems, issuer, model_path, server_env, raw_dir)
+        load = LoadGenerator(tool, body_path, content_type, issuer.token)
+        for name, server in servers.items():
+            print(f"[bench] warming {name}", flush=True)
+            load.run(server.port, 8, min(3.0, args.duration), args.timeout)
+        for round_no in range(1, args.rounds + 1):
+            _one_round(run, round_no, args, connections, systems, servers, load, model_path,
+                       image_path)  # fmt: skip
+    finally:
+        for server in servers.values():
+            server.stop()
+        issuer.stop()
+    run.environment["load_after"] = load_average()
+    run.token_validation_us = token_validation_us(run.notes)
+    _write(run, args.out)
+    return 0
+
+
+def _cores() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0))
+
+
+def _start_servers(
+    systems: list[str], issuer: Issuer, model_path: Path, server_env: dict[str, str], log_dir: Path
+) -> dict[str, Process]:
+    common = {
+        "OAUTH2_ISSUER": issuer.url,
+        "OAUTH2_AUDIENCE": AUDIENCE,
+        "MODEL_PATH": str(model_path),
+    }
+    servers: dict[str, Process] = {}
+    try:
+        for name in systems:
+            if name == "a":
+                continue
+            port = free_port()
+            if name == "c":
+                servers[name] = start_api({**common, **server_env}, port, log_dir, "api")
+                ready = "/ready"
+            else:
+                mode = "course" if name == "b" else "wheel"
+                args = ["-m", "bench.naive_server", "--port", str(port), "--mode", mode]
+                servers[name] = start(f"naive_{mode}", args, common, port, log_dir)
+                ready = "/health"
+            # one at a time: two TensorFlow start-ups at once on 2 cores slow both down
+            servers[name].wait_until(ready)
+            print(f"[bench] {name} ready on port {port}", flush=True)
+    except Exception:
+        for server in servers.values():
+            server.stop()
+        raise
+    return servers
+
+
+def _one_round(
+    run: Run,
+    round_no: int,
+    args: argparse.Namespace,
+    connections: list[int],
+    systems: list[str],
+    servers: dict[str, Process],
+    load: LoadGenerator,
+    model_path: Path,
+    image_path: Path,
+) -> None:
+    if "a" in systems:
+        ceiling = _ceiling(model_path, image_path, args.duration, args.ceiling_batch_sizes)
+        run.ceiling.append(ceiling)
+        print(f"[bench] round {round_no} (a) " + _fmt_ceiling(ceiling), flush=True)
+    saturated = max(connections)
+    for n in connections:
+        for name, server in servers.items():
+            point = _measure(name, server, load, n, round_no, args, probe=n == saturated)
+            run.points.append(point)
+            health = f" health p99 {point.health_p99_ms:.1f} ms" if point.health_p99_ms else ""
+            batch = f" batch {point.avg_batch:.1f}" if point.avg_batch else ""
+            cpu = point.cpu_ms_per_request or 0.0
+            print(
+                f"[bench] round {round_no} ({name}) c={n}: {point.rps:.1f} req/s "
+                f"p50 {point.p50_ms:.0f} ms p99 {point.p99_ms:.0f} ms errors {point.errors} "
+                f"(503: {point.shed}, timeouts {point.timeouts}){batch}{health} "
+                f"cpu {cpu:.1f} ms/req rss {point.rss_mib:.0f} MiB",
+                flush=True,
+            )
+            time.sleep(1.0)  # let queues drain before the next point
+
+
+def _measure(
+    name: str,
+    server: Process,
+    load: LoadGenerator,
+    connections: int,
+    round_no: int,
+    args: argparse.Namespace,
+    probe: bool,
+) -> Point:
+    before = batch_counters(server.port) if name == "c" else None
+    cpu_before = server.cpu_seconds()
+    health: HealthProbe | None = None
+    if probe:
+        with HealthProbe(server.port) as health:
+            result = load.run(server.port, connections, args.duration, args.timeout)
+    else:
+        result = load.run(server.port, connections, args.duration, args.timeout)
+    cpu = server.cpu_seconds() - cpu_before
+    rss = server.rss_mib()
+    after = batch_counters(server.port) if name == "c" else None
+    avg_batch = None
+    if before and after and after[1] > before[1]:
+        avg_batch = (after[0] - before[0]) / (after[1] - before[1])
+    point = _point(name, result, round_no, avg_batch, rss, health)
+    if result.requests:
+        point.cpu_ms_per_request = 1000 * cpu / result.requests
+    return point
+
+
+def _point(
+    name: str,
+    result: LoadResult,
+    round_no: int,
+    avg_batch: float | None,
+    rss: float,
+    health: HealthProbe | None,
+) -> Point:
+    return Point(
+        system=name,
+        connections=result.connections,
+        round=round_no,
+        load=asdict(result),
+        rps=result.rps,
+        p50_ms=result.p50_ms,
+        p99_ms=result.p99_ms,
+        errors=result.errors,
+        shed=result.shed,
+        timeouts=result.timeouts,
+        avg_batch=avg_batch,
+        rss_mib=rss,
+        health_p99_ms=health.p99_ms() if health and health.latencies_ms else None,
+        health_failures=health.failures if health else 0,
+    )
+
+
+def start_api(env: dict[str, str], port: int, log_dir: Path, name: str) -> Process:
+    """``python boot.py``; the pseudo-variables UVICORN_HTTP / UVICORN_LOOP / API_VARIANT (for
+    tuning) run the app factory (or bench.api_variant's) through uvicorn's CLI instead."""
+    env = {**env, "HOST": HOST, "PORT": str(port)}
+    http, loop = env.pop("UVICORN_HTTP", None), env.pop("UVICORN_LOOP", None)
+    variant = env.get("API_VARIANT") or env.get("API_WORKER_NICE")
+    if http is None and loop is None and variant is None:
+        return start(name, ["boot.py"], env, port, log_dir)
+    factory = "bench.api_variant:create_app" if variant else "cats_dogs_other.api.app:create_app"
+    log_config = log_dir / "log_config.json"  # boot.py's logging, so both paths log alike
+    log_config.write_text(json.dumps(_api_logging(env.get("LOG_LEVEL", "INFO"))))
+    args = [
+        "-m", "uvicorn", factory, "--factory", "--host", HOST, "--port", str(port),
+        "--no-access-log", "--no-server-header", "--log-config", str(log_config),
+        "--http", http or "auto", "--loop", loop or "auto", "--workers", env.get("WORKERS", "1"),
+    ]  # fmt: skip
+    return start(name, args, env, port, log_dir)
+
+
+def _api_logging(level: str) -> dict[str, Any]:
+    try:
+        from cats_dogs_other.api.access_log import logging_config
+    except ImportError:
+        return {"version": 1, "disable_existing_loggers": False}
+    config: dict[str, Any] = logging_config(level)
+    return config
+
+
+def _ceiling(model: Path, image: Path, duration: float, sizes: str) -> dict[str, float]:
+    per_size = max(2.0, duration / 2)
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.ceiling", "--model", str(model), "--image", str(image),
+         "--duration", f"{per_size:g}", "--batch-sizes", sizes],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
+        env={**__import__("os").environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )  # fmt: skip
+    line = next((ln for ln in done.stdout.splitlines() if ln.startswith("CEILINGJSON ")), None)
+    if line is None:
+        raise RuntimeError(f"ceiling failed: {done.stderr[-2000:]}")
+    return {k: float(v) for k, v in json.loads(line.split(" ", 1)[1])["images_per_s"].items()}
+
+
+def _fmt_ceiling(ceiling: dict[str, float]) -> str:
+    return ", ".join(f"batch {k}: {v:.1f} img/s" for k, v in ceiling.items())
+
+
+def _write(run: Run, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    data = asdict(run)
+    (out / "results.json").write_text(json.dumps(data, indent=1) + "\n")
+    summary = report.summarise(data)
+    (out / "RESULTS.md").write_text(report.markdown(data, summary, SYSTEMS))
+    report.plot(summary, out / "bench.png", SYSTEMS)
+    print(f"[bench] wrote {out / 'RESULTS.md'} and {out / 'bench.png'}", flush=True)
+    print(report.table(summary, SYSTEMS), flush=True)
+    print(report.targets_text(summary), flush=True)
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")

@@ -1,0 +1,94 @@
+"""The model and the image every part of the benchmark uses.
+
+The bundled model (``cats_dogs_other/model/model.keras``) when it exists; otherwise a
+MobileNetV2 (random weights, 160x160, 3 classes) built once into ``bench/results/raw/`` -- the
+same amount of compute, which is all a throughput benchmark needs. Building happens in a
+subprocess (``python -m bench.model DIR``) so the harness itself never imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BUNDLED_MODEL = REPO_ROOT / "cats_dogs_other" / "model" / "model.keras"
+INPUT_SIZE = (160, 160)
+METADATA = {
+    "format": "kto-keras-inference/1",
+    "name": "bench-mobilenetv2-random",
+    "version": "0.0.0",
+    "classes": ["Cat", "Dog", "Other"],
+    "input_size": list(INPUT_SIZE),
+    "resize": "bilinear",
+    "preprocessing": {"mode": "scale", "scale": 1 / 127.5, "offset": -1.0},
+    "decision": None,
+}
+
+
+def resolve_model(explicit: Path | None, raw_dir: Path) -> tuple[Path, str]:
+    """Return (model file, description); build the stand-in model if needed."""
+    if explicit is not None:
+        return explicit, f"{explicit} (given)"
+    if BUNDLED_MODEL.is_file():
+        return BUNDLED_MODEL, f"{BUNDLED_MODEL.relative_to(REPO_ROOT)} (bundled)"
+    target = raw_dir / "mobilenetv2-160"
+    path = target / "model.keras"
+    if not path.is_file():
+        print(f"[bench] no bundled model; building a MobileNetV2 160x160 into {target}", flush=True)
+        subprocess.run(
+            [sys.executable, "-m", "bench.model", str(target)], check=True, cwd=REPO_ROOT
+        )
+    return path, "MobileNetV2 160x160, random weights (no bundled model yet)"
+
+
+def build_stand_in(directory: Path) -> Path:
+    import keras
+
+    directory.mkdir(parents=True, exist_ok=True)
+    backbone = keras.applications.MobileNetV2(
+        include_top=False, weights=None, input_shape=(*INPUT_SIZE, 3), pooling="avg"
+    )
+    outputs = keras.layers.Dense(3, activation="softmax")(backbone.output)
+    model = keras.Model(backbone.input, outputs)
+    path = directory / "model.keras"
+    model.save(path)
+    (directory / "metadata.json").write_text(json.dumps(METADATA, indent=2) + "\n")
+    return path
+
+
+def make_image(size: tuple[int, int] = (640, 480), quality: int = 90) -> bytes:
+    """A deterministic photo-like JPEG (smooth gradients plus noise), phone-upload sized."""
+    from PIL import Image
+
+    width, height = size
+    rng = np.random.default_rng(20240601)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    base = np.stack(
+        [
+            128 + 100 * np.sin(xx / 47.0) * np.cos(yy / 61.0),
+            128 + 90 * np.cos((xx + yy) / 83.0),
+            128 + 80 * np.sin(yy / 29.0),
+        ],
+        axis=-1,
+    )
+    pixels = np.clip(base + rng.normal(0, 18, base.shape), 0, 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Build the benchmark's stand-in model.")
+    parser.add_argument("directory", type=Path)
+    print(build_stand_in(parser.parse_args().directory))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,220 @@
+"""Turn a run's raw points into medians, a markdown report, a table and a plot."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from pathlib import Path
+from typing import Any
+
+Summary = dict[str, Any]
+
+
+def _median(values: list[Any]) -> float | None:
+    values = [v for v in values if v is not None and not math.isnan(v)]
+    return statistics.median(values) if values else None
+
+
+def summarise(run: dict[str, Any]) -> Summary:
+    by_batch: dict[str, float] = {}
+    for size in {k for c in run["ceiling"] for k in c}:
+        by_batch[size] = _median([c[size] for c in run["ceiling"] if size in c]) or 0.0
+    best_batch = max(by_batch, key=lambda k: by_batch[k]) if by_batch else None
+    rows: dict[str, dict[int, list[dict[str, Any]]]] = {}
+    for point in run["points"]:
+        rows.setdefault(point["system"], {}).setdefault(point["connections"], []).append(point)
+    table: dict[str, dict[int, dict[str, Any]]] = {}
+    for system, per_conn in rows.items():
+        for n, points in per_conn.items():
+            table.setdefault(system, {})[n] = {
+                "rps": _median([p["rps"] for p in points]),
+                "p50": _median([p["p50_ms"] for p in points]),
+                "p99": _median([p["p99_ms"] for p in points]),
+                "errors": sum(p["errors"] for p in points),
+                "shed": sum(p["shed"] for p in points),
+                "timeouts": sum(p["timeouts"] for p in points),
+                "other_errors": sum(p["errors"] - p["shed"] - p["timeouts"] for p in points),
+                "avg_batch": _median([p["avg_batch"] for p in points if p["avg_batch"]]),
+                "rss": max(p["rss_mib"] for p in points),
+                "cpu_ms": _median([p.get("cpu_ms_per_request") for p in points]),
+                "health_p99": _median([p["health_p99_ms"] for p in points if p["health_p99_ms"]]),
+                "rounds": len(points),
+            }
+    summary: Summary = {
+        "ceiling": {
+            "by_batch": by_batch,
+            "best": by_batch.get(best_batch) if best_batch else None,
+            "best_batch": best_batch,
+        },
+        "rows": {s: dict(sorted(t.items())) for s, t in table.items()},
+        "token_us": run.get("token_validation_us"),
+    }
+    summary["targets"] = targets(summary)
+    return summary
+
+
+def _get(summary: Summary, system: str, n: int, key: str) -> Any:
+    return summary["rows"].get(system, {}).get(n, {}).get(key)
+
+
+def targets(summary: Summary) -> list[dict[str, Any]]:
+    """The issue's targets, each as (what, measured, pass/fail or None when not measured)."""
+    found: list[dict[str, Any]] = []
+    ceiling = summary["ceiling"]["best"]
+    conns = sorted(summary["rows"].get("c", {}))
+
+    def add(what: str, measured: str, ok: bool | None) -> None:
+        found.append({"target": what, "measured": measured, "ok": ok})
+
+    for n in [n for n in conns if n >= 8]:
+        rps = _get(summary, "c", n, "rps")
+        if ceiling and rps is not None:
+            add(
+                f"(c) >= 0.85 x (a) at {n} connections",
+                f"{rps / ceiling:.2f} x",
+                rps >= 0.85 * ceiling,
+            )
+    for base in ("b", "b2"):
+        c8, b8 = _get(summary, "c", 8, "rps"), _get(summary, base, 8, "rps")
+        if c8 is not None and b8:
+            name = "(b)" if base == "b" else "(b')"
+            ok = c8 >= 6 * b8 if base == "b" else None
+            add(f"(c) >= 6 x {name} at 8 connections", f"{c8 / b8:.1f} x", ok)
+    p50, p99 = _get(summary, "c", 8, "p50"), _get(summary, "c", 8, "p99")
+    if p50 and p99 is not None:
+        add("(c) p99 <= 1.5 x p50 at 8 connections", f"{p99 / p50:.2f} x", p99 <= 1.5 * p50)
+    if 32 in conns:
+        errors = _get(summary, "c", 32, "errors")
+        add("(c) 0 errors at 32 connections", f"{errors} errors", errors == 0)
+    if 64 in conns:
+        timeouts, other = _get(summary, "c", 64, "timeouts"), _get(summary, "c", 64, "other_errors")
+        shed = _get(summary, "c", 64, "shed")
+        add(
+            "(c) at 64: excess shed with 503, no client timeout",
+            f"{shed} x 503, {timeouts} timeouts, {other} other errors",
+            timeouts == 0 and other == 0,
+        )
+    if conns:
+        health = _get(summary, "c", max(conns), "health_p99")
+        if health is not None:
+            add(
+                f"/health p99 < 50 ms, (c) saturated ({max(conns)} conn.)",
+                f"{health:.1f} ms",
+                health < 50,
+            )
+    token = summary.get("token_us")
+    if token is not None:
+        add("median token validation, warm keys < 200 us", f"{token:.0f} us", token < 200)
+    return found
+
+
+def _fmt(value: Any, spec: str = ".1f") -> str:
+    if value is None:
+        return "-"
+    return format(value, spec)
+
+
+def table(summary: Summary, names: dict[str, str]) -> str:
+    lines = [
+        "| system | conn. | req/s (2xx) | p50 ms | p99 ms | errors | of which 503 | timeouts "
+        "| avg batch | server CPU ms/req | RSS MiB | /health p99 ms |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    ceiling = summary["ceiling"]
+    for size, value in sorted(ceiling["by_batch"].items(), key=lambda kv: int(kv[0])):
+        lines.append(
+            f"| {names['a']} | batch {size} | {value:.1f} img/s | | | | | | {size} | | | |"
+        )
+    for system in ("b", "b2", "c"):
+        for n, row in summary["rows"].get(system, {}).items():
+            lines.append(
+                f"| {names[system]} | {n} | {_fmt(row['rps'])} | {_fmt(row['p50'], '.0f')} "
+                f"| {_fmt(row['p99'], '.0f')} | {row['errors']} | {row['shed']} "
+                f"| {row['timeouts']} | {_fmt(row['avg_batch'])} | {_fmt(row['cpu_ms'])} "
+                f"| {_fmt(row['rss'], '.0f')} "
+                f"| {_fmt(row['health_p99'])} |"
+            )
+    return "\n".join(lines)
+
+
+def targets_text(summary: Summary) -> str:
+    lines = ["| target | measured | met |", "|---|---|---|"]
+    for t in summary["targets"]:
+        met = "n/a" if t["ok"] is None else ("yes" if t["ok"] else "**no**")
+        lines.append(f"| {t['target']} | {t['measured']} | {met} |")
+    return "\n".join(lines)
+
+
+def markdown(run: dict[str, Any], summary: Summary, names: dict[str, str]) -> str:
+    env, opts = run["environment"], run["options"]
+    server_env = " ".join(f"{k}={v}" for k, v in opts["server_env"].items()) or "(defaults)"
+    parts = [
+        "# Benchmark: ceiling vs naive server vs this API",
+        "",
+        f"Run {run['started']} with `python -m bench` ({opts['load_tool']}, "
+        f"{opts['duration_s']:g} s per point, median of {opts['rounds']} interleaved round(s), "
+        f"client timeout {opts['client_timeout_s']:g} s). {opts['label']}",
+        "",
+        f"- machine: {env['cpu']}, {env['cores']} cores; load average before "
+        f"{env['load_before']}, after {env.get('load_after', '?')}",
+        f"- model: {env['model']}; image: {env['image']} (decoded and resized in every request)",
+        f"- (c) settings: {server_env}",
+        "- req/s counts 2xx answers only; errors = non-2xx + client timeouts + socket errors "
+        "(summed over the rounds); latency from wrk (all answers); avg batch from (c)'s "
+        "/metrics; RSS = VmRSS of the server and its children; /health probed every 25 ms on "
+        "its own connection during the highest connection count.",
+        "",
+        "## Results",
+        "",
+        table(summary, names),
+        "",
+        "## Targets (issue 6)",
+        "",
+        targets_text(summary),
+        "",
+    ]
+    if run.get("notes"):
+        parts += ["## Notes", "", *[f"- {n}" for n in run["notes"]], ""]
+    parts += ["![throughput and p99 against connections](bench.png)", ""]
+    return "\n".join(parts)
+
+
+def plot(summary: Summary, path: Path, names: dict[str, str]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for system, style in (("b", "s--"), ("b2", "^--"), ("c", "o-")):
+        rows = summary["rows"].get(system)
+        if not rows:
+            continue
+        conns = list(rows)
+        left.plot(conns, [rows[n]["rps"] for n in conns], style, label=names[system])
+        right.plot(conns, [rows[n]["p99"] for n in conns], style, label=names[system])
+    best = summary["ceiling"]["best"]
+    if best:
+        left.axhline(
+            best,
+            color="grey",
+            linestyle=":",
+            label=f"(a) ceiling, batch {summary['ceiling']['best_batch']}",
+        )
+        left.axhline(
+            0.85 * best, color="grey", linestyle="-.", linewidth=0.8, label="0.85 x ceiling"
+        )
+    for axis, title, unit in (
+        (left, "throughput", "requests/s (2xx)"),
+        (right, "p99 latency", "ms"),
+    ):
+        axis.set_xscale("log", base=2)
+        axis.set_xlabel("connections")
+        axis.set_ylabel(unit)
+        axis.set_title(title)
+        axis.grid(True, alpha=0.3)
+    right.set_yscale("log")
+    left.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

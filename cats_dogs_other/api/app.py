@@ -1,0 +1,172 @@
+"""The app factory and its lifespan.
+
+``create_app(settings)`` builds a fresh app (tests pass their own settings and an httpx transport
+that fakes the issuer); nothing heavy happens at import time. The lifespan loads the model once
+through the wheel, off the event loop, and owns every long-lived resource: the HTTP client for
+the issuer, the key cache, the decode pool and the micro-batcher. It closes them in reverse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AsyncExitStack, asynccontextmanager
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from kto.inference import Inference, configure_threads
+
+from cats_dogs_other.api.access_log import AccessLogMiddleware
+from cats_dogs_other.api.batching import MicroBatcher
+from cats_dogs_other.api.errors import install_handlers
+from cats_dogs_other.api.jwks import KeyCache
+from cats_dogs_other.api.resources import Resources
+from cats_dogs_other.api.routes import health, model, predict
+from cats_dogs_other.api.security import SCHEME_NAME
+from cats_dogs_other.api.settings import Settings, load_settings
+from cats_dogs_other.api.tokens import TokenValidator
+
+logger = logging.getLogger(__name__)
+
+USER_AGENT = "cats-dogs-other-api (+key fetcher)"
+
+
+def create_app(
+    settings: Settings | None = None, *, transport: httpx.AsyncBaseTransport | None = None
+) -> FastAPI:
+    """Build the API. ``transport`` replaces the network for the issuer (tests only)."""
+    settings = settings or load_settings()
+    app = FastAPI(
+        title="cats-dogs-other",
+        summary="Classifies an image as Cat, Dog or Other. Bearer tokens from the OAuth2 issuer.",
+        version="1.0.0",
+        lifespan=lifespan,
+        swagger_ui_init_oauth={
+            "scopes": settings.oauth2_scope,
+            # Auth0 only issues an API token when the request names the audience.
+            "additionalQueryStringParams": {"audience": settings.oauth2_audience},
+        },
+    )
+    app.state.settings = settings
+    app.state.issuer_transport = transport
+    install_handlers(app)
+    for router in (health.router, predict.router, model.router):
+        app.include_router(router)
+    _install_metrics(app)
+    app.add_middleware(AccessLogMiddleware)
+    app.openapi = partial(_openapi, app, settings)  # type: ignore[method-assign]
+    return app
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+    settings: Settings = app.state.settings
+    inference = await _load_model(settings)
+    metrics = getattr(app.state, "metrics", None)
+    async with AsyncExitStack() as stack:
+        client = httpx.AsyncClient(
+            transport=app.state.issuer_transport,
+            headers={"User-Agent": USER_AGENT},
+            follow_redirects=False,
+        )
+        stack.push_async_callback(client.aclose)
+        keys = KeyCache.from_settings(settings, client)
+        stack.push_async_callback(keys.aclose)
+        keys.prefetch()  # warm the key cache without delaying start-up
+        pool = ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="decode")
+        stack.callback(pool.shutdown, wait=True, cancel_futures=True)
+        batcher = MicroBatcher(
+            inference.predict_arrays,
+            max_batch_size=settings.batch_max_size,
+            max_wait_ms=settings.batch_max_wait_ms,
+            queue_size=settings.queue_max_size,
+            timeout_s=settings.inference_timeout_s,
+            metrics=metrics,
+        )
+        await batcher.start()
+        stack.push_async_callback(batcher.stop)  # drains queued requests first
+        resources = Resources(
+            inference=inference,
+            batcher=batcher,
+            decode_pool=pool,
+            http_client=client,
+            keys=keys,
+            validator=TokenValidator.from_settings(settings, keys),
+        )
+        if metrics is not None:
+            meta = inference.metadata
+            metrics.set_model(name=meta.name, version=meta.version, sha256=inference.sha256)
+        logger.info(
+            "serving model %s %s (sha256 %s)",
+            inference.metadata.name,
+            inference.metadata.version,
+            inference.sha256[:12],
+        )
+        yield {"resources": resources}
+
+
+async def _load_model(settings: Settings) -> Inference:
+    """Resolve and load the model in a thread: TF work must not run on the event loop."""
+    configure_tf_threads(settings)
+    path = settings.model_path
+    if settings.model_uri:
+        from cats_dogs_other.api.model_source import resolve_model_uri
+
+        path = await asyncio.to_thread(
+            resolve_model_uri, settings.model_uri, settings.model_cache_dir
+        )
+    return await asyncio.to_thread(_build_inference, Path(path), settings.max_image_pixels)
+
+
+def _build_inference(path: Path, max_pixels: int) -> Inference:
+    return Inference(path, max_pixels=max_pixels, warmup=True)
+
+
+def configure_tf_threads(settings: Settings) -> None:
+    """Must run before TensorFlow's first op; a second app in one process keeps the first's."""
+    intra, inter = settings.tf_intra_op_threads, settings.tf_inter_op_threads
+    if not intra and not inter:
+        return
+    try:
+        configure_threads(intra_op=intra, inter_op=inter)
+    except RuntimeError:
+        logger.warning("TensorFlow already initialised: TF_*_THREADS ignored in this process")
+
+
+def _install_metrics(app: FastAPI) -> None:
+    """Prometheus (issue 6): per-app registry, middleware and GET /metrics."""
+    from cats_dogs_other.api.metrics import Metrics, install_metrics
+
+    metrics = Metrics()
+    app.state.metrics = metrics
+    install_metrics(app, metrics)
+
+
+def _openapi(app: FastAPI, settings: Settings) -> dict[str, Any]:
+    """The generated document, with the issuer's token URL and the required scope filled in."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(
+        title=app.title,
+        version=app.version,
+        summary=app.summary,
+        routes=app.routes,
+    )
+    scheme = schema.get("components", {}).get("securitySchemes", {}).get(SCHEME_NAME)
+    if scheme is not None:
+        flow = scheme["flows"]["clientCredentials"]
+        flow["tokenUrl"] = settings.token_url
+        flow["scopes"] = {settings.oauth2_scope: "Classify images"}
+    for path in schema.get("paths", {}).values():
+        for operation in path.values():
+            for requirement in operation.get("security", []):
+                if SCHEME_NAME in requirement:
+                    requirement[SCHEME_NAME] = [settings.oauth2_scope]
+    app.openapi_schema = schema
+    return schema

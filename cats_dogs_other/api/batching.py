@@ -1,0 +1,309 @@
+"""Micro-batching: coalesce concurrent requests into one forward pass on one inference thread.
+
+Why: a MobileNetV2-size model costs almost the same per call for 1 image as for 8 on these CPUs,
+so calling it per request (the course's pattern) wastes most of the machine and stalls the event
+loop. Requests submit one preprocessed image each; a single dedicated thread takes up to
+``max_batch_size`` of them, waiting at most ``max_wait_ms`` after the first one arrived, runs
+``infer(np.stack(batch))`` once and hands every caller its row through
+``loop.call_soon_threadsafe``. TensorFlow releases the GIL while it computes, so the event loop
+and the decoding pool keep running while a batch is in flight (decoding happens before
+``submit``, in the route's thread pool, in parallel with inference).
+
+Back-pressure: the queue is bounded; when it is full ``submit`` raises ``QueueFullError`` at once
+(the API answers 503 + Retry-After) instead of letting clients pile up and time out. Every request
+also has a deadline (``timeout_s``) counted from ``submit``: when it passes, the caller gets
+``InferenceTimeoutError`` and the worker skips the item if it has not started it yet.
+
+A failing batch is retried item by item, so one bad input only fails its own request.
+
+Defaults, chosen with ``python -m bench`` on the 2-core reference machine (MobileNetV2 160x160;
+see bench/results/RESULTS.md for the figures): ``DEFAULT_MAX_BATCH_SIZE`` and
+``DEFAULT_MAX_WAIT_MS`` below. Bigger batches gave no more images/s on 2 cores and only
+lengthened the tail; a few milliseconds of wait is enough for the requests of one "wave" of
+clients to finish decoding and join the same batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import queue
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from cats_dogs_other.api.metrics import Metrics
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_BATCH_SIZE = 16
+DEFAULT_MAX_WAIT_MS = 5.0
+DEFAULT_QUEUE_SIZE = 64
+DEFAULT_TIMEOUT_S = 10.0
+
+
+class QueueFullError(Exception):
+    """The inference queue is full: the caller should retry later (HTTP 503 + Retry-After)."""
+
+
+class BatcherClosedError(QueueFullError):
+    """The batcher is stopping or not started; same answer as a full queue (503)."""
+
+
+class InferenceTimeoutError(Exception):
+    """The request waited longer than its deadline for a result (HTTP 503 + Retry-After)."""
+
+
+@dataclass(slots=True, eq=False)
+class _Item:
+    x: np.ndarray
+    future: asyncio.Future[np.ndarray]
+    loop: asyncio.AbstractEventLoop
+    enqueued: float
+    tracked: bool  # submitted as an awaitable: its batch-mates' arrivals are announced
+    abandoned: bool = field(default=False)  # set on the loop thread, read by the worker
+
+
+_STOP = object()  # stop after what is queued
+_WAKE = object()  # re-check whether anything is still arriving
+
+
+def _close(x: object) -> None:
+    """Refusing a coroutine we will never await: close it to avoid a 'never awaited' warning."""
+    if inspect.iscoroutine(x):
+        x.close()
+
+
+class MicroBatcher:
+    """Coalesces concurrent ``submit`` calls into batches run by one inference thread."""
+
+    def __init__(
+        self,
+        infer: Callable[[np.ndarray], np.ndarray],
+        *,
+        max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+        max_wait_ms: float = DEFAULT_MAX_WAIT_MS,
+        queue_size: int = DEFAULT_QUEUE_SIZE,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        metrics: Metrics | None = None,
+    ) -> None:
+        if max_batch_size < 1:
+            raise ValueError("max_batch_size must be at least 1")
+        if queue_size < 1:
+            raise ValueError("queue_size must be at least 1")
+        if max_wait_ms < 0 or timeout_s <= 0:
+            raise ValueError("max_wait_ms must be >= 0 and timeout_s > 0")
+        self._infer = infer
+        self.max_batch_size = max_batch_size
+        self.max_wait_s = max_wait_ms / 1000.0
+        self.queue_size = queue_size
+        self.timeout_s = timeout_s
+        self._metrics = metrics
+        # Admission (queued + arriving <= queue_size) is checked in submit; the spare slots
+        # are for the stop and wake sentinels.
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size + 8)
+        self._arriving = 0  # admitted awaitables still decoding; written on the loop thread only
+        self._accepting = False
+        self._thread: threading.Thread | None = None
+
+    @property
+    def queue_depth(self) -> int:
+        """Requests waiting for the inference thread (not counting the batch in flight)."""
+        return self._queue.qsize()
+
+    @property
+    def arriving(self) -> int:
+        """Admitted requests still being decoded (submitted as awaitables)."""
+        return self._arriving
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    async def start(self) -> None:
+        if self._thread is not None:
+            raise RuntimeError("MicroBatcher already started")
+        self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
+        self._thread.start()
+        self._accepting = True
+        if self._metrics is not None:
+            self._metrics.queue_depth.set_function(lambda: self.queue_depth)
+
+    async def stop(self) -> None:
+        """Stop accepting, let the worker finish everything already queued, join it."""
+        self._accepting = False
+        thread = self._thread
+        if thread is None or not thread.is_alive():
+            return
+        # Blocking put: the spare slot is reserved for the sentinel, so this never waits long.
+        await asyncio.to_thread(self._queue.put, _STOP)
+        await asyncio.to_thread(thread.join)
+
+    async def submit(self, x: np.ndarray | Awaitable[np.ndarray]) -> np.ndarray:
+        """Queue one preprocessed image; return its probability row.
+
+        ``x`` may also be an awaitable that yields the image (the decoding of the upload):
+        the request is then admitted -- or refused with ``QueueFullError`` -- *before* any
+        decoding is spent on it, and while it decodes the worker knows it is on its way, so a
+        batch waits for it (up to ``max_wait_ms``) instead of leaving without it. A plain
+        array waits the classic way: ``max_wait_ms`` after the batch's first item.
+        """
+        if not self._accepting:
+            _close(x)
+            raise BatcherClosedError("The inference worker is not running; retry shortly.")
+        if self._queue.qsize() + self._arriving >= self.queue_size:
+            _close(x)
+            self._reject("queue_full")
+            raise QueueFullError("The server is at capacity; retry shortly.")
+        if isinstance(x, np.ndarray):
+            return await self._enqueue(x, tracked=False)
+        self._arriving += 1
+        try:
+            array = await x
+        except BaseException:
+            self._arriving -= 1
+            self._wake()
+            raise
+        return await self._enqueue(array, tracked=True)
+
+    async def _enqueue(self, x: np.ndarray, *, tracked: bool) -> np.ndarray:
+        loop = asyncio.get_running_loop()
+        now = time.monotonic()
+        item = _Item(x, loop.create_future(), loop, now, tracked)
+        try:
+            self._queue.put_nowait(item)
+        except queue.Full:
+            self._reject("queue_full")
+            raise QueueFullError("The server is at capacity; retry shortly.") from None
+        finally:
+            if tracked:
+                self._arriving -= 1  # after the put: the worker sees it queued or arriving
+        timer = loop.call_later(self.timeout_s, self._expire, item)
+        try:
+            return await item.future
+        finally:
+            timer.cancel()
+            if not item.future.done() or item.future.cancelled():
+                item.abandoned = True  # the caller went away: let the worker skip it
+
+    def _wake(self) -> None:
+        """A tracked arrival gave up: wake a worker that may be waiting for it."""
+        with contextlib.suppress(queue.Full):
+            self._queue.put_nowait(_WAKE)
+
+    # -- event-loop side helpers ----------------------------------------------------------
+
+    def _expire(self, item: _Item) -> None:
+        item.abandoned = True
+        if not item.future.done():
+            self._reject("timeout")
+            item.future.set_exception(
+                InferenceTimeoutError(
+                    f"No inference result within {self.timeout_s:g} s; the server is overloaded."
+                )
+            )
+
+    def _reject(self, reason: str) -> None:
+        if self._metrics is not None:
+            self._metrics.rejections_total.labels(reason=reason).inc()
+
+    @staticmethod
+    def _resolve(outcomes: list[tuple[asyncio.Future[np.ndarray], Any, bool]]) -> None:
+        for future, value, failed in outcomes:
+            if future.done():  # timed out or cancelled meanwhile: drop the result
+                continue
+            if failed:
+                future.set_exception(value)
+            else:
+                future.set_result(value)
+
+    # -- inference thread -----------------------------------------------------------------
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is _STOP:
+                break
+            if first is _WAKE:
+                continue
+            batch, stopping = self._collect(first)
+            live = [item for item in batch if not item.abandoned]
+            if not live:
+                continue
+            try:
+                self._process(live)
+            except Exception as exc:  # a bug here must not kill the only inference thread
+                logger.exception("inference worker failed on a batch of %d", len(live))
+                self._deliver(live, [(item.future, exc, True) for item in live])
+
+    def _collect(self, first: _Item) -> tuple[list[_Item], bool]:
+        """Fill a batch until it is full or ``first.enqueued + max_wait`` has passed.
+
+        For tracked items, stop waiting early as soon as nothing is queued or arriving:
+        there is no one left to wait for, so a lone request runs at once.
+        """
+        batch = [first]
+        deadline = first.enqueued + self.max_wait_s
+        while len(batch) < self.max_batch_size:
+            remaining = deadline - time.monotonic()
+            nothing_coming = first.tracked and self._arriving == 0 and self._queue.empty()
+            try:
+                if remaining > 0 and not nothing_coming:
+                    item = self._queue.get(timeout=remaining)
+                else:
+                    item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is _STOP:
+                return batch, True
+            if item is not _WAKE:
+                batch.append(item)
+        return batch, False
+
+    def _process(self, batch: list[_Item]) -> None:
+        started = time.perf_counter()
+        try:
+            rows = self._infer_checked(np.stack([item.x for item in batch]), len(batch))
+            outcomes = [(item.future, rows[i].copy(), False) for i, item in enumerate(batch)]
+        except Exception as exc:
+            if len(batch) == 1:
+                outcomes = [(batch[0].future, exc, True)]
+            else:
+                logger.warning("batch of %d failed (%s); retrying one by one", len(batch), exc)
+                outcomes = [self._one(item) for item in batch]
+        if self._metrics is not None:
+            self._metrics.batch_size.observe(len(batch))
+            self._metrics.inference_seconds.observe(time.perf_counter() - started)
+        self._deliver(batch, outcomes)
+
+    def _one(self, item: _Item) -> tuple[asyncio.Future[np.ndarray], Any, bool]:
+        try:
+            return item.future, self._infer_checked(item.x[np.newaxis], 1)[0].copy(), False
+        except Exception as exc:
+            return item.future, exc, True
+
+    def _infer_checked(self, batch: np.ndarray, n: int) -> np.ndarray:
+        rows = np.asarray(self._infer(batch))
+        if rows.ndim != 2 or rows.shape[0] != n:
+            raise RuntimeError(f"infer returned shape {rows.shape} for a batch of {n}")
+        return rows
+
+    @staticmethod
+    def _deliver(
+        batch: list[_Item], outcomes: list[tuple[asyncio.Future[np.ndarray], Any, bool]]
+    ) -> None:
+        """One thread-safe callback per event loop (usually one), results in submit order."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
+        for item, outcome in zip(batch, outcomes, strict=True):
+            by_loop.setdefault(item.loop, []).append(outcome)
+        for loop, group in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # loop closed: nobody is waiting any more
+                loop.call_soon_threadsafe(MicroBatcher._resolve, group)

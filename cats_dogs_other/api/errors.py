@@ -1,0 +1,189 @@
+"""The API's exceptions and their HTTP answers, mapped in ONE place (:func:`install_handlers`).
+
+Code raises what went wrong; the handlers decide status codes and headers. Authentication errors
+follow RFC 6750 section 3 (``WWW-Authenticate: Bearer ...``). Every message is written for the
+person reading the response, and none of them repeats what the client sent (no token echo).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import TYPE_CHECKING
+
+from fastapi import Request
+from fastapi.responses import JSONResponse
+from starlette.requests import ClientDisconnect
+
+from cats_dogs_other.api.batching import InferenceTimeoutError, QueueFullError
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+logger = logging.getLogger(__name__)
+
+REALM = "cats-dogs-other"
+
+
+class ApiError(Exception):
+    """Base: a failure with an HTTP status and a message for the client."""
+
+    status_code = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def headers(self) -> dict[str, str]:
+        return {}
+
+
+# --- authentication / authorisation (RFC 6750) --------------------------------------------
+
+
+class AuthError(ApiError):
+    """A request that may not reach the resource. ``reason`` is a short label for logs/metrics."""
+
+    status_code = 401
+    reason = "unauthorized"
+
+    def challenge(self) -> str:
+        return f'Bearer realm="{REALM}"'
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": self.challenge()}
+
+
+class MissingCredentialsError(AuthError):
+    """No Authorization header, an empty one, or another scheme: bare challenge, no error code."""
+
+    reason = "missing_credentials"
+
+
+class InvalidTokenError(AuthError):
+    """Expired, badly signed, wrong issuer/audience...: ``error="invalid_token"``."""
+
+    def __init__(
+        self, message: str, *, reason: str = "invalid_token", client_id: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.client_id = client_id  # known once the signature checked out (expired, wrong aud)
+
+    def challenge(self) -> str:
+        description = self.message.replace("\\", "").replace('"', "'")
+        return f'Bearer realm="{REALM}", error="invalid_token", error_description="{description}"'
+
+
+class InsufficientScopeError(AuthError):
+    """A valid token without the scope this API requires: 403 ``insufficient_scope``."""
+
+    status_code = 403
+    reason = "insufficient_scope"
+
+    def __init__(self, scope: str) -> None:
+        super().__init__(f"The token lacks the scope {scope!r}.")
+        self.scope = scope
+
+    def challenge(self) -> str:
+        return (
+            f'Bearer realm="{REALM}", error="insufficient_scope", '
+            f'error_description="{self.message.replace(chr(34), chr(39))}", scope="{self.scope}"'
+        )
+
+
+class KeysUnavailableError(AuthError):
+    """The issuer's signing keys cannot be fetched and none are cached: try again later."""
+
+    status_code = 503
+    reason = "keys_unavailable"
+
+    def __init__(self, message: str, *, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": _seconds(self.retry_after_s)}
+
+
+# --- uploads ---------------------------------------------------------------------------------
+
+
+class UploadError(ApiError):
+    """The request body cannot be used; ``part`` is the index of the offending file, if any."""
+
+    status_code = 422
+
+    def __init__(self, message: str, *, part: int | None = None) -> None:
+        super().__init__(message)
+        self.part = part
+
+
+class PayloadTooLargeError(UploadError):
+    status_code = 413
+
+
+class UnsupportedMediaError(UploadError):
+    """Not multipart/form-data, or a part that is not an image format we read."""
+
+    status_code = 415
+
+
+class BadImageError(UploadError):
+    """The wheel refused an image (empty, truncated, too many pixels...)."""
+
+
+# --- capacity --------------------------------------------------------------------------------
+
+
+class ServiceUnavailableError(ApiError):
+    """The server is alive but cannot serve this now (queue full, timeout): retry later."""
+
+    status_code = 503
+
+    def __init__(self, message: str, *, retry_after_s: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": _seconds(self.retry_after_s)}
+
+
+def _seconds(value: float) -> str:
+    return str(max(1, math.ceil(value)))
+
+
+async def _handle_api_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    body: dict[str, object] = {"detail": exc.message}
+    if isinstance(exc, UploadError) and exc.part is not None:
+        body["part"] = exc.part
+    if isinstance(exc, AuthError):
+        request.state.auth_failure = exc.reason
+        metrics = getattr(request.app.state, "metrics", None)
+        if metrics is not None:
+            metrics.auth_failure(exc.reason)
+    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers())
+
+
+async def _handle_queue_full(request: Request, exc: Exception) -> JSONResponse:
+    return await _handle_api_error(request, ServiceUnavailableError(str(exc), retry_after_s=1))
+
+
+async def _handle_inference_timeout(request: Request, exc: Exception) -> JSONResponse:
+    return await _handle_api_error(request, ServiceUnavailableError(str(exc), retry_after_s=5))
+
+
+async def _handle_client_disconnect(request: Request, exc: Exception) -> JSONResponse:
+    """The client left mid-upload: nobody reads this answer, but it is not a server error."""
+    logger.info("client disconnected before sending the whole body")
+    return JSONResponse({"detail": "The client closed the connection mid-request."}, 400)
+
+
+def install_handlers(app: FastAPI) -> None:
+    """Register the single mapping from exceptions to HTTP answers."""
+    app.add_exception_handler(ApiError, _handle_api_error)
+    # The batcher's back-pressure: shed at once with Retry-After rather than let clients time out.
+    app.add_exception_handler(QueueFullError, _handle_queue_full)
+    app.add_exception_handler(InferenceTimeoutError, _handle_inference_timeout)
+    app.add_exception_handler(ClientDisconnect, _handle_client_disconnect)

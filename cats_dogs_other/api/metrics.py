@@ -1,0 +1,148 @@
+"""Prometheus metrics: one registry per app, a pure-ASGI middleware and ``GET /metrics``.
+
+Why a registry per ``Metrics`` object rather than the global default: every app built by the
+factory (tests build many) gets its own counters, so nothing leaks or clashes between them.
+
+Why pure ASGI rather than ``BaseHTTPMiddleware``: it adds no task or memory stream per request
+and does not buffer streaming bodies. Requests are labelled with the matched route's *template*
+(``/items/{item_id}``), never the raw URL, so a client probing random paths cannot blow up the
+number of time series; anything no route matched is labelled ``unmatched``.
+
+``GET /metrics`` is deliberately unauthenticated, like ``/health``: Prometheus scrapes without
+bearer tokens, and it exposes only aggregate counts and the model's name, version and sha256 --
+no tokens, client ids or image data. Keep it off the public ingress (scrape it on the pod
+network) if even that is too much.
+
+With several uvicorn workers (``WORKERS`` > 1) each process keeps its own counters and a scrape
+reaches one of them; run one worker per container/pod when you need exact fleet-wide figures.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import FastAPI
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    generate_latest,
+)
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+UNMATCHED = "unmatched"
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0)
+INFERENCE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64)
+
+
+class Metrics:
+    """Every metric the API exports, registered in its own ``CollectorRegistry``."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.requests_total = Counter(
+            "requests", "HTTP requests by route template, method and status.",
+            ["route", "method", "status"], registry=r,
+        )  # fmt: skip
+        self.request_latency_seconds = Histogram(
+            "request_latency_seconds", "Time from request start to the end of the response.",
+            ["route"], buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.batch_size = Histogram(
+            "batch_size", "Images per forward pass run by the micro-batcher.",
+            buckets=BATCH_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.queue_depth = Gauge(
+            "queue_depth", "Images waiting for the inference thread.", registry=r
+        )
+        self.inference_seconds = Histogram(
+            "inference_seconds", "Duration of one batched forward pass.",
+            buckets=INFERENCE_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.rejections_total = Counter(
+            "inference_rejections", "Requests shed with 503 (queue_full, timeout).",
+            ["reason"], registry=r,
+        )  # fmt: skip
+        self.auth_failures_total = Counter(
+            "auth_failures", "Rejected credentials by reason (e.g. expired, bad_audience).",
+            ["reason"], registry=r,
+        )  # fmt: skip
+        self.model_info = Info("model", "The model being served.", registry=r)
+
+    def set_model(self, *, name: str, version: str, sha256: str) -> None:
+        self.model_info.info({"name": name, "version": version, "sha256": sha256})
+
+    def auth_failure(self, reason: str) -> None:
+        """Count a rejected credential; ``reason`` must come from a small fixed set."""
+        self.auth_failures_total.labels(reason=reason).inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def route_template(scope: Scope) -> str:
+    """The matched route's path template, or ``unmatched`` (bounded label values)."""
+    route = scope.get("route")
+    if route is None:
+        return UNMATCHED
+    path = getattr(route, "path_format", None) or getattr(route, "path", None)
+    return path if isinstance(path, str) and path else UNMATCHED
+
+
+class MetricsMiddleware:
+    """Counts and times every HTTP request, labelled by route template and final status."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # what the client sees if the app raises before responding
+
+        async def send_with_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_status)
+        finally:
+            route = route_template(scope)
+            self.metrics.requests_total.labels(route, scope["method"], str(status)).inc()
+            self.metrics.request_latency_seconds.labels(route).observe(
+                time.perf_counter() - started
+            )
+
+
+def install_metrics(app: FastAPI, metrics: Metrics) -> None:
+    """Add the middleware and an unauthenticated ``GET /metrics`` (see module docstring)."""
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+
+    async def prometheus_metrics() -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    responses: dict[int | str, dict[str, Any]] = {
+        200: {"content": {"text/plain": {}}, "description": "Prometheus text exposition."}
+    }
+    app.add_api_route(
+        "/metrics",
+        prometheus_metrics,
+        methods=["GET"],
+        summary="Prometheus metrics (unauthenticated, like /health)",
+        tags=["operations"],
+        response_class=Response,
+        responses=responses,
+    )

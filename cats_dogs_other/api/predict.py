@@ -1,0 +1,77 @@
+"""From image bytes to the wheel's answer, keeping the event loop free.
+
+Decoding runs in the lifespan's thread pool (Pillow releases the GIL), inference in the
+micro-batcher's thread; the loop only awaits. Errors from the wheel become 415/422 answers that
+name the offending part.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import numpy as np
+from kto.inference import InvalidImageError
+
+from cats_dogs_other.api.errors import BadImageError, UnsupportedMediaError, UploadError
+from cats_dogs_other.api.resources import Resources
+
+UNSUPPORTED_REASONS = frozenset({"not_an_image", "unsupported"})
+
+
+def image_error(exc: InvalidImageError, part: int | None) -> UploadError:
+    """415 for what is not an image we read; 422 for an image that is empty, cut or too big."""
+    where = f"File {part}: " if part is not None else ""
+    message = f"{where}{exc}"
+    if getattr(exc, "reason", None) in UNSUPPORTED_REASONS:
+        return UnsupportedMediaError(message, part=part)
+    return BadImageError(message, part=part)
+
+
+async def decode(resources: Resources, data: bytes, part: int | None = None) -> np.ndarray:
+    loop = asyncio.get_running_loop()
+    try:
+        return await loop.run_in_executor(
+            resources.decode_pool, resources.inference.preprocess, data
+        )
+    except InvalidImageError as exc:
+        raise image_error(exc, part) from None
+
+
+async def predict_one(resources: Resources, data: bytes) -> dict[str, Any]:
+    array = await decode(resources, data)
+    row = await resources.batcher.submit(array)
+    return resources.inference.to_result(row)
+
+
+async def predict_many(resources: Resources, files: list[bytes]) -> list[dict[str, Any]]:
+    """All parts decoded in parallel, then submitted together so they share batches.
+
+    One bad part fails the whole request with an error naming its index (the lowest among the
+    parts that failed): a partial list would make clients pair results with files by position
+    and get it wrong.
+    """
+    arrays = await _all_or_first_error(
+        [decode(resources, data, part) for part, data in enumerate(files)]
+    )
+    rows = await _all_or_first_error([resources.batcher.submit(a) for a in arrays])
+    return [resources.inference.to_result(row) for row in rows]
+
+
+async def _all_or_first_error(coroutines: list[Any]) -> list[Any]:
+    """Like gather, but a failure cancels the rest and the lowest-index error is raised."""
+    tasks = [asyncio.ensure_future(c) for c in coroutines]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    finally:
+        failed = any(t.done() and not t.cancelled() and t.exception() for t in tasks)
+        pending = [t for t in tasks if not t.done()]
+        if failed or pending:
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+    for task in tasks:
+        error = None if task.cancelled() else task.exception()
+        if error is not None:
+            raise error
+    return [task.result() for task in tasks]

@@ -1,0 +1,39 @@
+"""What the lifespan owns (model, batcher, HTTP client, key cache, decode pool), in one place.
+
+The lifespan yields ``{"resources": Resources(...)}``; Starlette copies that into every request's
+``request.state``, and the typed dependencies in :mod:`cats_dogs_other.api.dependencies` read it.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import httpx
+from fastapi import Request
+from kto.inference import Inference
+
+from cats_dogs_other.api.batching import MicroBatcher
+from cats_dogs_other.api.jwks import KeyCache
+from cats_dogs_other.api.settings import Settings
+from cats_dogs_other.api.tokens import TokenValidator
+
+
+@dataclass(frozen=True, slots=True)
+class Resources:
+    inference: Inference
+    batcher: MicroBatcher
+    decode_pool: ThreadPoolExecutor
+    http_client: httpx.AsyncClient
+    keys: KeyCache
+    validator: TokenValidator
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_resources(request: Request) -> Resources:
+    resources: Resources = request.state.resources
+    return resources

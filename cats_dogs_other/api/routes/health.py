@@ -1,0 +1,43 @@
+"""Liveness and readiness, unauthenticated (probes carry no token)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from cats_dogs_other.api.dependencies import ResourcesDep
+from cats_dogs_other.api.schemas import Health, Readiness
+
+router = APIRouter(tags=["probes"])
+
+# Kubernetes probes time out after 1 s by default: answer before that, let the fetch go on.
+READY_KEY_WAIT_S = 0.8
+
+
+@router.get("/health", response_model=Health)
+async def health() -> Health:
+    """Liveness: the process serves HTTP. Touches nothing that could be slow."""
+    return Health()
+
+
+@router.get("/ready", response_model=Readiness, responses={503: {"model": Readiness}})
+async def ready(resources: ResourcesDep) -> JSONResponse:
+    """Readiness: model loaded, batcher running, signing keys cached or fetchable."""
+    reason = None
+    if not resources.batcher.running:
+        reason = "the inference worker is not running"
+    else:
+        task = resources.keys.prefetch()
+        await asyncio.wait({task}, timeout=READY_KEY_WAIT_S)
+        if not resources.keys.kids:
+            error = resources.keys.last_error or "still fetching"
+            reason = f"signing keys unavailable: {error}"
+    if reason is None:
+        return JSONResponse(Readiness(status="ready").model_dump(exclude_none=True))
+    return JSONResponse(
+        Readiness(status="unavailable", reason=reason).model_dump(),
+        status_code=503,
+        headers={"Retry-After": "5"},
+    )

@@ -1,0 +1,82 @@
+"""The product: classify uploaded images. Authenticated, size-bounded, batched."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from cats_dogs_other.api.dependencies import CurrentPrincipal, ResourcesDep, SettingsDep
+from cats_dogs_other.api.predict import predict_many, predict_one
+from cats_dogs_other.api.schemas import Prediction, Problem
+from cats_dogs_other.api.uploads import FRAMING_ALLOWANCE, read_files
+
+router = APIRouter(tags=["prediction"])
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": Problem} for code in (400, 401, 403, 413, 415, 422, 503)
+}
+
+
+def _multipart_body(many: bool) -> dict[str, Any]:
+    """The body is read by uploads.read_files (bounded), so it is declared here by hand."""
+    file_schema: dict[str, Any] = {"type": "string", "format": "binary"}
+    schema = {"type": "array", "items": file_schema} if many else file_schema
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["file"],
+                        "properties": {"file": schema},
+                    }
+                }
+            },
+        }
+    }
+
+
+@router.post(
+    "/upload",
+    response_model=Prediction,
+    responses=_ERRORS,
+    openapi_extra=_multipart_body(many=False),
+)
+async def upload(
+    request: Request,
+    principal: CurrentPrincipal,
+    settings: SettingsDep,
+    resources: ResourcesDep,
+) -> dict[str, Any]:
+    """Classify one image (multipart field ``file``): Cat, Dog or Other with probabilities."""
+    files = await read_files(
+        request,
+        max_files=1,
+        max_file_bytes=settings.max_upload_bytes,
+        max_body_bytes=settings.max_upload_bytes + FRAMING_ALLOWANCE,
+    )
+    return await predict_one(resources, files[0])
+
+
+@router.post(
+    "/upload/batch",
+    response_model=list[Prediction],
+    responses=_ERRORS,
+    openapi_extra=_multipart_body(many=True),
+)
+async def upload_batch(
+    request: Request,
+    principal: CurrentPrincipal,
+    settings: SettingsDep,
+    resources: ResourcesDep,
+) -> list[dict[str, Any]]:
+    """Classify several images (repeated ``file`` parts); results in request order."""
+    files = await read_files(
+        request,
+        max_files=settings.max_batch_files,
+        max_file_bytes=settings.max_upload_bytes,
+        max_body_bytes=settings.max_batch_bytes,
+    )
+    return await predict_many(resources, files)

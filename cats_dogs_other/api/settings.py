@@ -1,0 +1,188 @@
+"""The one configuration object, read from the environment (course names) by pydantic-settings.
+
+Built by the app factory or ``boot.py``, never at import time, so tests pass their own.
+Misconfiguration stops the server at start-up with a one-line reason (:class:`ConfigError`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urljoin, urlsplit
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from cats_dogs_other.api import batching
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_MODEL_PATH = REPO_ROOT / "cats_dogs_other" / "model" / "model.keras"
+DEFAULT_MODEL_CACHE_DIR = REPO_ROOT / ".model-cache"
+MiB = 1024 * 1024
+
+# Asymmetric JWS algorithms only: with HMAC the verifying key is the signing key, and a public
+# JWKS key used as an HMAC secret is the classic algorithm-confusion attack.
+ASYMMETRIC_ALGORITHMS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
+
+
+class ConfigError(Exception):
+    """The environment does not describe a server that can start; the message is one line."""
+
+
+def is_loopback(host: str | None) -> bool:
+    """True for localhost and loopback addresses, where plain http cannot be sniffed."""
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _require_safe_url(url: str, what: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme == "https" and parts.hostname:
+        return
+    if parts.scheme == "http" and is_loopback(parts.hostname):
+        return
+    prefix = f"{what} " if what else ""
+    raise ValueError(f"{prefix}must be an https URL (plain http only on loopback), got {url!r}")
+
+
+class Settings(BaseSettings):
+    """Every knob of the API. Field names are the environment variable names, lower-cased."""
+
+    model_config = SettingsConfigDict(
+        env_file=None, extra="ignore", frozen=True, protected_namespaces=("settings_",)
+    )
+
+    # --- OAuth2 / OpenID Connect (no switch turns authentication off) ---
+    oauth2_issuer: str = Field(description="e.g. https://TENANT.eu.auth0.com/ (the token's iss)")
+    oauth2_audience: str = Field(description="the API identifier; must be in the token's aud")
+    oauth2_jwks_uri: str | None = Field(
+        default=None, description="relative to the issuer, absolute, or unset for discovery"
+    )
+    oauth2_scope: str = "get::prediction"
+    oauth2_algorithms: Annotated[tuple[str, ...], NoDecode] = ("RS256",)
+    oauth2_leeway_s: int = Field(default=60, ge=0, le=600)
+    jwks_cache_ttl_s: float = Field(default=600.0, gt=0)
+    jwks_refresh_cooldown_s: float = Field(default=30.0, ge=0)
+    jwks_fetch_timeout_s: float = Field(default=5.0, gt=0)
+
+    # --- model ---
+    model_path: Path = DEFAULT_MODEL_PATH
+    model_uri: str | None = None
+    model_cache_dir: Path = DEFAULT_MODEL_CACHE_DIR
+
+    # --- uploads ---
+    max_upload_bytes: int = Field(default=10 * MiB, ge=1)
+    max_batch_files: int = Field(default=32, ge=1)
+    max_batch_bytes: int = Field(default=32 * MiB, ge=1)
+    max_image_pixels: int = Field(default=40_000_000, ge=1)
+
+    # --- performance (issue 6; defaults measured by bench/, kept next to the batcher) ---
+    batch_max_size: int = Field(default=batching.DEFAULT_MAX_BATCH_SIZE, ge=1)
+    batch_max_wait_ms: float = Field(default=batching.DEFAULT_MAX_WAIT_MS, ge=0)
+    queue_max_size: int = Field(default=batching.DEFAULT_QUEUE_SIZE, ge=1)
+    inference_timeout_s: float = Field(default=batching.DEFAULT_TIMEOUT_S, gt=0)
+    decode_threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    tf_intra_op_threads: int | None = Field(default=None, ge=0)
+    tf_inter_op_threads: int | None = Field(default=None, ge=0)
+
+    # --- process ---
+    workers: int = Field(default=1, ge=1)
+    host: str = "0.0.0.0"  # noqa: S104 - a container must listen on all interfaces
+    port: int = Field(default=8080, ge=0, le=65535)
+    log_level: str = "INFO"
+
+    @field_validator("oauth2_issuer")
+    @classmethod
+    def _issuer_is_safe(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError("must not be empty")
+        _require_safe_url(value, "")
+        return value
+
+    @field_validator("oauth2_audience", "oauth2_scope")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError("must not be empty")
+        return value
+
+    @field_validator("oauth2_algorithms", mode="before")
+    @classmethod
+    def _split_algorithms(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(a.strip() for a in value.split(",") if a.strip())
+        return value
+
+    @field_validator("oauth2_algorithms")
+    @classmethod
+    def _asymmetric_only(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [a for a in value if a not in ASYMMETRIC_ALGORITHMS]
+        if bad or not value:
+            allowed = ", ".join(sorted(ASYMMETRIC_ALGORITHMS))
+            raise ValueError(f"unsupported {bad or 'empty list'}; allowed: {allowed}")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        value = value.strip().upper()
+        if value not in {"CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return value
+
+    @model_validator(mode="after")
+    def _jwks_uri_is_safe(self) -> Settings:
+        if self.oauth2_jwks_uri:
+            _require_safe_url(self.jwks_uri or "", "OAUTH2_JWKS_URI")
+        return self
+
+    @property
+    def issuer_base(self) -> str:
+        """The issuer with one trailing slash, for joining relative URLs."""
+        return self.oauth2_issuer if self.oauth2_issuer.endswith("/") else self.oauth2_issuer + "/"
+
+    @property
+    def jwks_uri(self) -> str | None:
+        """Absolute JWKS URL, or None when it must be discovered."""
+        if not self.oauth2_jwks_uri:
+            return None
+        return urljoin(self.issuer_base, self.oauth2_jwks_uri.strip())
+
+    @property
+    def discovery_uri(self) -> str:
+        return urljoin(self.issuer_base, ".well-known/openid-configuration")
+
+    @property
+    def token_url(self) -> str:
+        """Auth0's token endpoint, declared in the OpenAPI document for Swagger's Authorize."""
+        return self.issuer_base + "oauth/token"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the environment; turn pydantic's multi-line report into a one-line ConfigError."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_one_line(exc)) from None
+
+
+def _one_line(exc: ValidationError) -> str:
+    reasons = []
+    for error in exc.errors():
+        name = ".".join(str(p) for p in error["loc"]).upper()
+        message = "is required" if error["type"] == "missing" else error["msg"]
+        message = message.removeprefix("Value error, ")
+        reasons.append(f"{name} {message}" if name else message)
+    return "invalid configuration: " + "; ".join(reasons)

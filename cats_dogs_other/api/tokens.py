@@ -1,0 +1,182 @@
+"""Access-token validation (RFC 9068 / RFC 8725 best practice) on joserfc.
+
+Order matters: the token's size and header are checked first (cheap, nothing trusted), then the
+signature with a key chosen ONLY by ``kid`` from the issuer's published set, and only then are
+the claims read. ``jku``, ``x5u``, ``jwk`` and ``x5c`` headers are never looked at.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from joserfc import jwt
+from joserfc.errors import (
+    BadSignatureError,
+    ClaimError,
+    ExpiredTokenError,
+    JoseError,
+    MissingClaimError,
+)
+from joserfc.jwk import Key
+from joserfc.jws import JWSRegistry
+from joserfc.util import json_b64decode
+
+from cats_dogs_other.api.errors import InvalidTokenError
+from cats_dogs_other.api.jwks import KeyCache
+from cats_dogs_other.api.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+MAX_TOKEN_BYTES = 8 * 1024
+ACCEPTED_TYPES = frozenset({"jwt", "at+jwt", "application/at+jwt"})
+
+_CLAIM_MESSAGES = {
+    "iss": "The token was not issued by the configured issuer.",
+    "aud": "The token is not meant for this API (audience).",
+    "nbf": "The token is not valid yet (nbf).",
+    "iat": "The token claims to be issued in the future (iat).",
+    "exp": "The token's expiry (exp) is not a valid date.",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who called, as proven by a verified token."""
+
+    client_id: str
+    scopes: frozenset[str]
+
+    def has_scope(self, scope: str) -> bool:
+        return scope in self.scopes
+
+
+def scopes_of(claims: Mapping[str, Any]) -> frozenset[str]:
+    """Space-delimited ``scope`` (RFC 8693) plus Auth0 RBAC ``permissions``; whole words only."""
+    found: set[str] = set()
+    scope = claims.get("scope")
+    if isinstance(scope, str):
+        found.update(scope.split())
+    permissions = claims.get("permissions")
+    if isinstance(permissions, list):
+        found.update(p for p in permissions if isinstance(p, str))
+    return frozenset(found)
+
+
+class TokenValidator:
+    """Turns a bearer token into a :class:`Principal` or raises :class:`InvalidTokenError`."""
+
+    def __init__(
+        self,
+        keys: KeyCache,
+        *,
+        issuer: str,
+        audience: str,
+        algorithms: Collection[str],
+        leeway_s: int = 60,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._keys = keys
+        self._issuer = issuer
+        self._audience = audience
+        self._leeway_s = leeway_s
+        self._clock = clock
+        # One registry per algorithm: a token may only be checked with the alg its key allows.
+        self._registries = {
+            alg: JWSRegistry(algorithms=[alg], strict_check_header=False) for alg in algorithms
+        }
+
+    @classmethod
+    def from_settings(cls, settings: Settings, keys: KeyCache) -> TokenValidator:
+        return cls(
+            keys,
+            issuer=settings.oauth2_issuer,
+            audience=settings.oauth2_audience,
+            algorithms=settings.oauth2_algorithms,
+            leeway_s=settings.oauth2_leeway_s,
+        )
+
+    async def validate(self, token: str) -> Principal:
+        header = self._check_header(token)
+        key = await self._keys.get(header["kid"])
+        claims = self._verify_signature(token, key, header["alg"])
+        client_id = claims.get("azp") or claims.get("sub")
+        client = client_id if isinstance(client_id, str) else None
+        self._check_claims(claims, client)
+        if client is None:
+            raise InvalidTokenError("The token names no client (azp or sub).", reason="no_client")
+        return Principal(client_id=client, scopes=scopes_of(claims))
+
+    def _check_header(self, token: str) -> dict[str, Any]:
+        if len(token) > MAX_TOKEN_BYTES:
+            raise InvalidTokenError("The token is larger than 8 KiB.", reason="too_large")
+        segments = token.split(".")
+        if len(segments) != 3:
+            raise InvalidTokenError("The token is not a signed JWT.", reason="malformed")
+        try:
+            header = json_b64decode(segments[0].encode("ascii"))
+        except (ValueError, TypeError, UnicodeError):
+            header = None
+        if not isinstance(header, dict):
+            raise InvalidTokenError("The token's header is not readable.", reason="malformed")
+        alg = header.get("alg")
+        if not isinstance(alg, str) or alg not in self._registries:
+            allowed = ", ".join(self._registries)
+            raise InvalidTokenError(
+                f"The token's algorithm is not accepted (allowed: {allowed}).", reason="algorithm"
+            )
+        typ = header.get("typ")
+        if typ is not None and (not isinstance(typ, str) or typ.lower() not in ACCEPTED_TYPES):
+            raise InvalidTokenError("The token's type (typ) is not an access token.", reason="typ")
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid or len(kid) > 256:
+            raise InvalidTokenError("The token has no key id (kid).", reason="missing_kid")
+        return header
+
+    def _verify_signature(self, token: str, key: Key, alg: str) -> dict[str, Any]:
+        key_alg = key.get("alg") if isinstance(key.get("alg"), str) else None
+        if key_alg is not None and key_alg != alg:
+            raise InvalidTokenError(
+                "The signing key is not meant for this algorithm.", reason="key_alg"
+            )
+        try:
+            decoded = jwt.decode(token, key, registry=self._registries[alg])
+        except BadSignatureError:
+            raise InvalidTokenError(
+                "The token's signature is not valid.", reason="bad_signature"
+            ) from None
+        except (JoseError, ValueError, TypeError) as exc:
+            logger.debug("token refused by joserfc: %s", type(exc).__name__)
+            raise InvalidTokenError(
+                "The token could not be verified.", reason="malformed"
+            ) from None
+        return decoded.claims
+
+    def _check_claims(self, claims: dict[str, Any], client_id: str | None) -> None:
+        registry = jwt.JWTClaimsRegistry(
+            now=int(self._clock()),
+            leeway=self._leeway_s,
+            iss={"essential": True, "value": self._issuer},
+            aud={"essential": True, "value": self._audience},
+            exp={"essential": True},
+        )
+        try:
+            registry.validate(claims)
+        except ExpiredTokenError:
+            raise InvalidTokenError(
+                "The token has expired.", reason="expired", client_id=client_id
+            ) from None
+        except MissingClaimError as exc:
+            raise InvalidTokenError(
+                f"The token lacks the required claim(s) {exc.claim}.",
+                reason="missing_claim",
+                client_id=client_id,
+            ) from None
+        except ClaimError as exc:
+            message = _CLAIM_MESSAGES.get(exc.claim, f"The token's {exc.claim!r} claim is invalid.")
+            raise InvalidTokenError(
+                message, reason=f"invalid_{exc.claim}", client_id=client_id
+            ) from None

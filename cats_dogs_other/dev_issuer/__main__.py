@@ -1,0 +1,46 @@
+"""``python -m cats_dogs_other.dev_issuer``: serve the development issuer. NOT FOR PRODUCTION."""
+
+import argparse
+import logging
+from collections.abc import Sequence
+
+import uvicorn
+
+from cats_dogs_other.dev_issuer.app import create_app
+from cats_dogs_other.dev_issuer.settings import IssuerSettings
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m cats_dogs_other.dev_issuer",
+        description="Auth0-compatible development issuer (NOT FOR PRODUCTION). "
+        "Defaults come from DEV_ISSUER_* environment variables.",
+    )
+    parser.add_argument("--host", help="bind address (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port (default 9000)")
+    parser.add_argument("--issuer", dest="url", help="issuer URL (default http://HOST:PORT/)")
+    parser.add_argument("--audience", help="API identifier (default https://cats-dogs-other.local)")
+    parser.add_argument("--token-lifetime", dest="token_lifetime_s", type=int, help="seconds")
+    parser.add_argument("--log-level", help="DEBUG, INFO, WARNING...")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    overrides = {name: value for name, value in vars(parse_args(argv)).items() if value is not None}
+    settings = IssuerSettings(**overrides)
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        log_config=None,  # uvicorn's records go through the format configured above
+    )
+
+
+if __name__ == "__main__":
+    main()

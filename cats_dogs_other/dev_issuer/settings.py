@@ -1,0 +1,80 @@
+"""Configuration of the development issuer. NOT FOR PRODUCTION.
+
+Every default can be overridden by a ``DEV_ISSUER_*`` environment variable, so the same
+module serves ``make run``, the end-to-end tests (free ports) and a container.
+"""
+
+from typing import Annotated
+
+from authlib.common.security import is_secure_transport
+from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ClientConfig(BaseModel):
+    """A machine-to-machine client, like an Auth0 M2M application with its client grant."""
+
+    secret: Annotated[str, Field(min_length=1)]
+    scopes: list[str] = Field(default_factory=list)
+
+
+def default_clients() -> dict[str, ClientConfig]:
+    """One client that may classify images and one that may not (to exercise 403)."""
+    return {
+        "dev-client": ClientConfig(secret="dev-secret", scopes=["get::prediction"]),  # noqa: S106
+        "no-scope-client": ClientConfig(secret="no-scope-secret", scopes=[]),  # noqa: S106
+    }
+
+
+class IssuerSettings(BaseSettings):
+    """Settings of the development issuer; built once, in the app factory or the CLI."""
+
+    model_config = SettingsConfigDict(env_prefix="DEV_ISSUER_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 9000
+    url: str | None = Field(
+        default=None,
+        description="Public issuer URL (the `iss` claim); defaults to http://HOST:PORT/.",
+    )
+    audience: str = "https://cats-dogs-other.local"
+    clients: dict[str, ClientConfig] = Field(default_factory=default_clients)
+    token_lifetime_s: Annotated[int, Field(gt=0)] = 86_400
+    keys_published: Annotated[int, Field(ge=2)] = 2
+    key_size: Annotated[int, Field(ge=2048)] = 2048
+    log_level: str = "INFO"
+
+    @field_validator("url")
+    @classmethod
+    def _trailing_slash(cls, url: str | None) -> str | None:
+        # Auth0's `iss` always ends with "/" and resource servers compare it verbatim.
+        if url is None:
+            return None
+        return url if url.endswith("/") else url + "/"
+
+    @model_validator(mode="after")
+    def _secure_or_loopback(self) -> "IssuerSettings":
+        if self.url is None and self.port == 0:
+            raise ValueError("port 0 needs an explicit issuer URL (DEV_ISSUER_URL or --issuer)")
+        # The same rule as the API: plain http is only acceptable on loopback.
+        if not is_secure_transport(self.issuer):
+            raise ValueError(f"issuer URL {self.issuer} must use https unless it is on loopback")
+        return self
+
+    @property
+    def issuer(self) -> str:
+        """The `iss` claim, with its trailing slash, as clients must address it."""
+        if self.url:
+            return self.url
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "", "::") else self.host  # noqa: S104
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}/"
+
+    @property
+    def token_endpoint(self) -> str:
+        return self.issuer + "oauth/token"
+
+    @property
+    def jwks_uri(self) -> str:
+        return self.issuer + ".well-known/jwks.json"

@@ -1,0 +1,8 @@
+"""``python -m cats_dogs_other.train``."""
+
+import sys
+
+from cats_dogs_other.train.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,228 @@
+"""Read a labelled dataset (Ecotag export or one folder per class) into decoded arrays.
+
+Images go through ``kto.inference.decode_image``, the same decode + resize the server uses, so
+the model never sees pixels at serving time that were prepared differently in training.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from cats_dogs_other.train.errors import (
+    ClassTooSmallError,
+    DatasetError,
+    MissingImagesError,
+    UnknownLabelsError,
+)
+
+DEFAULT_CLASSES = ("Cat", "Dog", "Other")
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff"})
+# Where an Ecotag export keeps its images, relative to the annotations file.
+ECOTAG_IMAGE_DIRS = ("extract", "images", ".")
+
+Format = Literal["ecotag", "folders"]
+
+
+@dataclass(frozen=True)
+class Sample:
+    path: Path
+    name: str
+    """The file name as the annotations give it (relative to the image folder)."""
+    label: int
+
+
+@dataclass
+class Dataset:
+    """Decoded images (uint8, n x h x w x 3) with integer labels indexing ``classes``."""
+
+    classes: tuple[str, ...]
+    images: np.ndarray
+    labels: np.ndarray
+    names: list[str]
+    paths: list[Path]
+    format: Format
+    sha256: str
+    skipped: list[dict[str, str]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def class_counts(self) -> dict[str, int]:
+        counts = Counter(int(i) for i in self.labels)
+        return {name: counts.get(i, 0) for i, name in enumerate(self.classes)}
+
+
+def find_samples(data: Path, classes: Sequence[str] = DEFAULT_CLASSES) -> tuple[list[Sample], Format]:
+    """List labelled files; raise a :class:`DatasetError` subclass naming what is wrong."""
+    data = Path(data)
+    if not data.exists():
+        raise DatasetError(f"dataset not found: {data} (pass --data DIR)")
+    annotations = _annotations_file(data)
+    if annotations is not None:
+        samples, fmt = _ecotag_samples(annotations, tuple(classes)), "ecotag"
+    else:
+        samples, fmt = _folder_samples(data, tuple(classes)), "folders"
+    _check_every_class_present(samples, tuple(classes))
+    return samples, fmt  # type: ignore[return-value]
+
+
+def load_dataset(
+    data: Path,
+    size: tuple[int, int],
+    *,
+    classes: Sequence[str] = DEFAULT_CLASSES,
+    max_pixels: int = 40_000_000,
+    progress: bool = True,
+) -> Dataset:
+    """Find, hash and decode every image; corrupt ones are skipped and reported, not fatal."""
+    samples, fmt = find_samples(data, classes)
+    digest = dataset_sha256(samples, tuple(classes))
+    images, kept, skipped = decode_samples(samples, size, max_pixels=max_pixels, progress=progress)
+    labels = np.asarray([s.label for s in kept], dtype=np.int64)
+    names, paths = [s.name for s in kept], [s.path for s in kept]
+    ds = Dataset(tuple(classes), images, labels, names, paths, fmt, digest, skipped)
+    _check_every_class_present(kept, tuple(classes), after_skipping=bool(skipped))
+    return ds
+
+
+def decode_samples(
+    samples: Sequence[Sample], size: tuple[int, int], *, max_pixels: int, progress: bool = True
+) -> tuple[np.ndarray, list[Sample], list[dict[str, str]]]:
+    from kto.inference import InvalidImageError, decode_image
+
+    arrays, kept, skipped = [], [], []
+    for sample in tqdm(samples, desc="decoding images", unit="img", disable=not progress):
+        try:
+            arrays.append(decode_image(sample.path, size=size, max_pixels=max_pixels))
+        except InvalidImageError as exc:
+            skipped.append({"file": sample.name, "reason": exc.reason, "message": str(exc)})
+            continue
+        kept.append(sample)
+    empty = np.zeros((0, *size, 3), dtype=np.uint8)
+    return (np.stack(arrays) if arrays else empty), kept, skipped
+
+
+def dataset_sha256(samples: Sequence[Sample], classes: tuple[str, ...]) -> str:
+    """Hash of (file name, label, file content) for every sample, independent of listing order."""
+    outer = hashlib.sha256()
+    for sample in sorted(samples, key=lambda s: s.name):
+        content = hashlib.sha256(sample.path.read_bytes()).hexdigest()
+        outer.update(f"{sample.name}\0{classes[sample.label]}\0{content}\n".encode())
+    return outer.hexdigest()
+
+
+def _annotations_file(data: Path) -> Path | None:
+    if data.is_file():
+        return data
+    for candidate in sorted(data.glob("*.json")):
+        try:
+            doc = json.loads(candidate.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            continue
+        if isinstance(doc, dict) and isinstance(doc.get("annotations"), list):
+            return candidate
+    return None
+
+
+def _class_index(classes: tuple[str, ...]) -> dict[str, int]:
+    return {name.casefold(): i for i, name in enumerate(classes)}
+
+
+def _ecotag_samples(annotations: Path, classes: tuple[str, ...]) -> list[Sample]:
+    try:
+        doc = json.loads(annotations.read_text(encoding="utf-8"))
+        entries = doc["annotations"]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise DatasetError(f"{annotations} is not an Ecotag export: {exc}") from exc
+    labelled = _ecotag_labels(entries, annotations)
+    image_dir = _ecotag_image_dir(annotations.parent, list(labelled))
+    index = _class_index(classes)
+    unknown: dict[str, list[str]] = defaultdict(list)
+    missing, samples = [], []
+    for name, label in labelled.items():
+        path = image_dir / name
+        if label.casefold() not in index:
+            unknown[label].append(name)
+        elif not path.is_file():
+            missing.append(name)
+        else:
+            samples.append(Sample(path, name, index[label.casefold()]))
+    if unknown:
+        raise UnknownLabelsError(dict(unknown), classes)
+    if missing:
+        raise MissingImagesError(sorted(missing), str(image_dir))
+    return samples
+
+
+def _ecotag_labels(entries: object, source: Path) -> dict[str, str]:
+    if not isinstance(entries, list):
+        raise DatasetError(f"{source}: 'annotations' must be a list")
+    labels: dict[str, str] = {}
+    for i, entry in enumerate(entries):
+        try:
+            name, label = entry["fileName"], entry["annotation"]["label"]
+        except (KeyError, TypeError) as exc:
+            raise DatasetError(
+                f"{source}: annotation #{i} lacks fileName or annotation.label"
+            ) from exc
+        if not isinstance(name, str) or not isinstance(label, str) or Path(name).is_absolute():
+            raise DatasetError(f"{source}: annotation #{i} has an invalid fileName or label")
+        if labels.get(name, label).casefold() != label.casefold():
+            raise DatasetError(f"{source}: {name} is labelled both {labels[name]!r} and {label!r}")
+        labels[name] = label
+    if not labels:
+        raise DatasetError(f"{source}: the export has no annotations")
+    return labels
+
+
+def _ecotag_image_dir(root: Path, names: list[str]) -> Path:
+    """The first conventional folder holding any of the annotated files (all of them, ideally)."""
+    candidates = [root / d for d in ECOTAG_IMAGE_DIRS]
+    best = max(candidates, key=lambda d: sum((d / n).is_file() for n in names))
+    return best if any((best / n).is_file() for n in names) else candidates[0]
+
+
+def _folder_samples(data: Path, classes: tuple[str, ...]) -> list[Sample]:
+    index = _class_index(classes)
+    unknown: dict[str, list[str]] = {}
+    samples = []
+    for folder in sorted(p for p in data.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        files = sorted(
+            f for f in folder.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
+        )
+        if folder.name.casefold() not in index:
+            if files:
+                unknown[folder.name] = [str(f.relative_to(data)) for f in files]
+            continue
+        label = index[folder.name.casefold()]
+        samples.extend(Sample(f, str(f.relative_to(data)), label) for f in files)
+    if unknown:
+        raise UnknownLabelsError(unknown, classes)
+    if not samples:
+        raise DatasetError(
+            f"{data} holds neither an Ecotag export (*.json with 'annotations') nor class "
+            f"folders named {', '.join(classes)}"
+        )
+    return samples
+
+
+def _check_every_class_present(
+    samples: Sequence[Sample], classes: tuple[str, ...], *, after_skipping: bool = False
+) -> None:
+    counts = Counter(s.label for s in samples)
+    empty = [name for i, name in enumerate(classes) if counts.get(i, 0) == 0]
+    if empty:
+        why = " once corrupt images are skipped" if after_skipping else ""
+        raise ClassTooSmallError(
+            f"class(es) {', '.join(empty)} have no usable images{why}; every class needs images "
+            "to train a classifier"
+        )

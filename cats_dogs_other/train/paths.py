@@ -1,0 +1,32 @@
+"""Default locations of the shared data, weights and OOD images (never inside the repository)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+WEIGHTS_FILENAME = "mobilenet_v2_1.0_224_no_top.weights.h5"
+
+
+def shared_dir() -> Path:
+    """``$CDO_SHARED_DIR``, else ``../shared`` beside the repository (where CI puts it)."""
+    env = os.environ.get("CDO_SHARED_DIR")
+    return Path(env) if env else REPO_ROOT.parent / "shared"
+
+
+def default_data_dir() -> Path:
+    return shared_dir() / "datasets" / "cats_dogs_other"
+
+
+def default_weights() -> Path:
+    return shared_dir() / "weights" / WEIGHTS_FILENAME
+
+
+def default_ood_dir() -> Path:
+    """``$CDO_OOD_DIR``, else a user cache folder: the images are collected, not committed."""
+    env = os.environ.get("CDO_OOD_DIR")
+    if env:
+        return Path(env)
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "cats_dogs_other" / "ood"

@@ -1,0 +1,40 @@
+"""The exceptions the wheel raises; callers map them to user-facing errors in one place.
+
+Every message is written for a person: it says what is wrong and, where possible, what to do.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+InvalidImageReason = Literal["empty", "not_an_image", "truncated", "unsupported", "too_large"]
+
+
+class InferenceError(Exception):
+    """Base class of every error raised by ``kto.inference``."""
+
+
+class InvalidImageError(InferenceError, ValueError):
+    """The input cannot be turned into an RGB image.
+
+    ``reason`` is a stable machine-readable code (``empty``, ``not_an_image``, ``truncated``,
+    ``unsupported``, or ``too_large`` for :class:`ImageTooLargeError`) so an API can report it
+    without parsing the message.
+    """
+
+    def __init__(self, message: str, *, reason: InvalidImageReason = "not_an_image") -> None:
+        super().__init__(message)
+        self.reason: InvalidImageReason = reason
+
+
+class ImageTooLargeError(InvalidImageError):
+    """The image header declares more pixels than allowed (decompression-bomb guard)."""
+
+    def __init__(self, message: str, *, pixels: int | None = None, max_pixels: int) -> None:
+        super().__init__(message, reason="too_large")
+        self.pixels = pixels
+        self.max_pixels = max_pixels
+
+
+class ModelLoadError(InferenceError):
+    """The model file or its metadata cannot be loaded or does not fit together."""

@@ -1,0 +1,83 @@
+"""Find, fingerprint and load a Keras model file.
+
+Keras (and so TensorFlow) is imported here lazily, so ``import kto.inference`` stays cheap and
+the decoding half of the wheel works without TensorFlow installed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kto.inference.errors import ModelLoadError
+
+if TYPE_CHECKING:
+    import keras
+
+MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
+_DIRECTORY_CANDIDATES = ("model.keras", "model.h5")
+
+
+def resolve_model_file(model_path: str | Path) -> Path:
+    """A model file, or a directory holding ``model.keras`` (or ``model.h5``)."""
+    path = Path(model_path).expanduser()
+    if path.is_dir():
+        for name in _DIRECTORY_CANDIDATES:
+            if (path / name).is_file():
+                return path / name
+        raise ModelLoadError(f"no model.keras or model.h5 in directory {path}")
+    if not path.is_file():
+        raise ModelLoadError(f"model file not found: {path}")
+    if path.suffix.lower() not in MODEL_SUFFIXES:
+        raise ModelLoadError(
+            f"{path.name}: unsupported model format; expected a Keras 3 .keras file "
+            "or a legacy .h5 file"
+        )
+    return path
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_keras_model(path: Path) -> keras.Model:
+    """Load for inference only (``compile=False``: no optimizer state, no custom losses)."""
+    import keras
+
+    try:
+        model = keras.models.load_model(path, compile=False)
+    except Exception as exc:  # Keras raises ValueError, OSError, zipfile errors, h5py errors...
+        raise ModelLoadError(f"cannot load Keras model {path}: {exc}") from exc
+    if not isinstance(model, keras.Model):
+        raise ModelLoadError(f"{path} does not contain a Keras model")
+    return model
+
+
+def input_size_of(model: Any) -> tuple[int, int] | None:
+    """The (height, width) the model declares, or None when it accepts any size."""
+    shape = _single_shape(model, "input")
+    if len(shape) != 4 or shape[-1] != 3:
+        raise ModelLoadError(f"the model's input must be (batch, height, width, 3), got {shape}")
+    height, width = shape[1], shape[2]
+    if height is None or width is None:
+        return None
+    return int(height), int(width)
+
+
+def output_width_of(model: Any) -> int | None:
+    shape = _single_shape(model, "output")
+    if len(shape) != 2:
+        raise ModelLoadError(f"the model's output must be (batch, classes), got {shape}")
+    return None if shape[1] is None else int(shape[1])
+
+
+def _single_shape(model: Any, which: str) -> tuple[Any, ...]:
+    tensors = getattr(model, f"{which}s", None)
+    if not tensors or len(tensors) != 1:
+        raise ModelLoadError(f"the model must have exactly one {which}")
+    return tuple(tensors[0].shape)

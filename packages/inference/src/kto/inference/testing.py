@@ -1,0 +1,97 @@
+"""A tiny deterministic model for tests that need a real Keras model but no real weights.
+
+The model averages the image's colour and maps it to Cat/Dog/Other: mostly red -> "Cat",
+mostly green -> "Dog", mostly blue -> "Other", with confident probabilities (pure red gives
+~0.9999). It has no backbone and builds in well under a second once TensorFlow is imported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from kto.inference.metadata import (
+    DEFAULT_CLASSES,
+    IMAGENET_MEAN,
+    Decision,
+    ModelMetadata,
+    Preprocessing,
+)
+
+# With metadata the model sees x / 127.5 - 1 (in [-1, 1]); without it, the fallback's
+# ImageNet mean subtraction (about [-124, 152]). The gain keeps logits alike in both cases.
+_GAIN = 5.0
+_SCALED = Preprocessing("scale", scale=1 / 127.5, offset=-1.0)
+_MEAN = Preprocessing("mean_subtract", mean=IMAGENET_MEAN)
+
+
+def save_tiny_model(
+    directory: str | Path,
+    *,
+    fmt: Literal["keras", "h5"] = "keras",
+    input_size: tuple[int, int] = (32, 32),
+    with_metadata: bool = True,
+    decision: Mapping[str, Any] | None = None,
+    name: str = "tiny-colour-model",
+    version: str = "0.0.1",
+) -> Path:
+    """Save the tiny model as ``model.keras`` or ``model.h5`` in ``directory``; return its path.
+
+    ``with_metadata=True`` writes ``metadata.json`` (scale preprocessing, ``input_size``,
+    optional ``decision`` rule). ``with_metadata=False`` writes none, so the wheel falls back
+    to the course contract (mean subtraction, Cat/Dog/Other) at the model's own input size;
+    the weights are chosen so the colour rule holds either way.
+    """
+    import keras
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    prep = _SCALED if with_metadata else _MEAN
+    model = _build(input_size, gain=_GAIN if with_metadata else _GAIN / 127.5)
+    path = directory / f"model.{fmt}"
+    if fmt == "keras":
+        model.save(path)
+    elif fmt == "h5":
+        keras.saving.save_model(model, path)  # legacy HDF5, as old course models were
+    else:
+        raise ValueError("fmt must be 'keras' or 'h5'")
+    if with_metadata:
+        ModelMetadata(
+            name=name,
+            version=version,
+            classes=DEFAULT_CLASSES,
+            input_size=input_size,
+            preprocessing=prep,
+            decision=Decision(
+                threshold=float(decision["threshold"]), fallback=str(decision["fallback"])
+            )
+            if decision
+            else None,
+        ).write(directory)
+    return path
+
+
+def _build(input_size: tuple[int, int], gain: float) -> Any:
+    import keras
+
+    height, width = input_size
+    inputs = keras.Input(shape=(height, width, 3), name="image")
+    mean_colour = keras.layers.GlobalAveragePooling2D(name="mean_colour")(inputs)
+    dense = keras.layers.Dense(3, activation="softmax", name="colour_to_class")
+    model = keras.Model(inputs, dense(mean_colour), name="tiny_colour_model")
+    dense.set_weights([np.eye(3, dtype=np.float32) * gain, np.zeros(3, dtype=np.float32)])
+    return model
+
+
+def solid_colour_png(rgb: tuple[int, int, int], size: tuple[int, int] = (48, 64)) -> bytes:
+    """PNG bytes of a ``size=(h, w)`` image of one colour (handy for tiny-model tests)."""
+    import io
+
+    from PIL import Image
+
+    height, width = size
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), rgb).save(buffer, format="PNG")
+    return buffer.getvalue()

@@ -1,0 +1,61 @@
+"""Model files that cannot be used fail with a ModelLoadError a person can act on."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from kto.inference import Inference, ModelLoadError
+from kto.inference.testing import save_tiny_model
+
+
+def test_missing_file(tmp_path: Path):
+    with pytest.raises(ModelLoadError, match="model file not found"):
+        Inference(tmp_path / "model.keras")
+
+
+def test_directory_without_model(tmp_path: Path):
+    with pytest.raises(ModelLoadError, match=r"no model\.keras or model\.h5"):
+        Inference(tmp_path)
+
+
+def test_unknown_extension(tmp_path: Path):
+    (tmp_path / "model.onnx").write_bytes(b"x")
+    with pytest.raises(ModelLoadError, match="unsupported model format"):
+        Inference(tmp_path / "model.onnx")
+
+
+@pytest.mark.parametrize("name", ["model.keras", "model.h5"])
+def test_corrupt_model_file(tmp_path: Path, name: str):
+    (tmp_path / name).write_bytes(b"this is not a model")
+    with pytest.raises(ModelLoadError, match="cannot load Keras model"):
+        Inference(tmp_path / name)
+
+
+def _rewrite_metadata(model: Path, **changes: object) -> None:
+    path = model.parent / "metadata.json"
+    data = json.loads(path.read_text())
+    data.update(changes)
+    path.write_text(json.dumps(data))
+
+
+def test_metadata_with_more_classes_than_outputs(tmp_path: Path):
+    model = save_tiny_model(tmp_path)
+    _rewrite_metadata(model, classes=["Cat", "Dog", "Other", "Bird"])
+    with pytest.raises(ModelLoadError, match=r"outputs 3 values but .* lists 4 classes"):
+        Inference(model)
+
+
+def test_metadata_input_size_differs_from_model(tmp_path: Path):
+    model = save_tiny_model(tmp_path)
+    _rewrite_metadata(model, input_size=[64, 64])
+    with pytest.raises(ModelLoadError, match=r"input_size \[64, 64\] but the model expects"):
+        Inference(model)
+
+
+def test_metadata_that_is_not_json(tmp_path: Path):
+    model = save_tiny_model(tmp_path)
+    (tmp_path / "metadata.json").write_text("{not json")
+    with pytest.raises(ModelLoadError, match="not valid JSON"):
+        Inference(model)

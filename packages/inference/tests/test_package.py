@@ -1,0 +1,47 @@
+"""The package's promises about itself: a cheap import and an untouched Pillow."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import kto.inference
+import pytest
+
+
+def test_import_does_not_load_tensorflow():
+    code = (
+        "import sys, kto.inference, kto.inference.testing; "
+        "from PIL import Image, ImageFile; "
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'heavy import'; "
+        "assert Image.MAX_IMAGE_PIXELS == 89_478_485 and ImageFile.LOAD_TRUNCATED_IMAGES is False"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_public_names():
+    for name in (
+        "Inference",
+        "InferenceError",
+        "InvalidImageError",
+        "ImageTooLargeError",
+        "ModelLoadError",
+        "ModelMetadata",
+        "decode_image",
+    ):
+        assert hasattr(kto.inference, name)
+    assert kto.inference.__version__ == "0.1.0"
+    assert issubclass(kto.inference.InvalidImageError, ValueError)
+    assert issubclass(kto.inference.ImageTooLargeError, kto.inference.InvalidImageError)
+
+
+def test_configure_threads_refuses_to_be_silently_ignored():
+    # Before TensorFlow runs anything the call applies (the API does that at start-up); once it
+    # has run, TensorFlow would ignore new pool sizes, so the call must fail loudly instead.
+    import tensorflow as tf
+
+    _ = tf.constant(1.0) + 1.0
+    kto.inference.configure_threads(None, 0)  # nothing asked: nothing to refuse
+    different = tf.config.threading.get_intra_op_parallelism_threads() + 1
+    with pytest.raises(RuntimeError):
+        kto.inference.configure_threads(different)

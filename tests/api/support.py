@@ -1,0 +1,169 @@
+"""Helpers for the API tests (imported by conftest.py and the tests): the fake Auth0-like
+issuer behind httpx.MockTransport, token building, images, running the real app.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import io
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from joserfc import jwt
+from joserfc.jwk import RSAKey
+from PIL import Image
+
+from cats_dogs_other.api.app import create_app
+from cats_dogs_other.api.security import require_principal
+from cats_dogs_other.api.settings import Settings
+from cats_dogs_other.api.tokens import Principal
+
+ISSUER = "https://issuer.test/"
+AUDIENCE = "https://cats-dogs-other.test"
+SCOPE = "get::prediction"
+JWKS_PATH = "/.well-known/jwks.json"
+DISCOVERY_PATH = "/.well-known/openid-configuration"
+
+
+@dataclass
+class FakeIssuer:
+    """Serves discovery and JWKS like Auth0; can rotate keys, go down or serve garbage."""
+
+    keys: dict[str, RSAKey]
+    published: list[str] = field(default_factory=lambda: ["key-1"])
+    up: bool = True
+    jwks_body: bytes | None = None  # overrides the JWKS document (garbage tests)
+    discovery_issuer: str = ISSUER
+    requests: list[httpx.Request] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def transport(self) -> httpx.MockTransport:
+        return httpx.MockTransport(self._handle)
+
+    @property
+    def jwks_fetches(self) -> int:
+        with self._lock:
+            return sum(1 for r in self.requests if r.url.path == JWKS_PATH)
+
+    def hosts(self) -> set[str]:
+        with self._lock:
+            return {r.url.host for r in self.requests}
+
+    def _handle(self, request: httpx.Request) -> httpx.Response:
+        with self._lock:
+            self.requests.append(request)
+        if not self.up:
+            raise httpx.ConnectError("issuer down", request=request)
+        if request.url.host != "issuer.test":
+            return httpx.Response(404)
+        if request.url.path == DISCOVERY_PATH:
+            return httpx.Response(
+                200,
+                json={
+                    "issuer": self.discovery_issuer,
+                    "jwks_uri": ISSUER + JWKS_PATH.lstrip("/"),
+                    "token_endpoint": ISSUER + "oauth/token",
+                },
+            )
+        if request.url.path == JWKS_PATH:
+            if self.jwks_body is not None:
+                return httpx.Response(200, content=self.jwks_body)
+            keys = [self.keys[kid].as_dict(private=False) for kid in self.published]
+            return httpx.Response(200, json={"keys": keys})
+        return httpx.Response(404)
+
+    def token(
+        self,
+        kid: str = "key-1",
+        *,
+        signing_key: str | None = None,
+        header: dict[str, Any] | None = None,
+        **claims: Any,
+    ) -> str:
+        """A token signed with ``signing_key`` (default: the key named by ``kid``).
+
+        Claims default to a valid client-credentials token; pass ``claim=None`` to drop one.
+        """
+        now = int(time.time())
+        body: dict[str, Any] = {
+            "iss": ISSUER,
+            "aud": AUDIENCE,
+            "sub": "test-client@clients",
+            "azp": "test-client",
+            "iat": now,
+            "exp": now + 600,
+            "scope": SCOPE,
+            "gty": "client-credentials",
+        }
+        body.update(claims)
+        body = {k: v for k, v in body.items() if v is not None}
+        head = {"alg": "RS256", "kid": kid, "typ": "at+jwt", **(header or {})}
+        key = self.keys[signing_key or kid]
+        return jwt.encode(head, body, key, algorithms=[head["alg"]])
+
+
+@contextlib.contextmanager
+def running_app(settings: Settings, issuer: FakeIssuer) -> Iterator[TestClient]:
+    """The real app, lifespan and all, talking to the fake issuer."""
+    app = create_app(settings, transport=issuer.transport)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        yield client
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def override_principal(app: FastAPI, scopes: frozenset[str] = frozenset({SCOPE})) -> None:
+    """How tests skip token validation: replace the dependency, never a setting."""
+    app.dependency_overrides[require_principal] = lambda: Principal("test-client", scopes)
+
+
+def png(colour: tuple[int, int, int], size: tuple[int, int] = (64, 64)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, colour).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def b64json(value: dict[str, Any]) -> str:
+    return b64url(json.dumps(value, separators=(",", ":")).encode())
+
+
+def random_kid() -> str:
+    return uuid.uuid4().hex
+
+
+@contextlib.contextmanager
+def serve(app: FastAPI) -> Iterator[tuple[str, int]]:
+    """Run the app under a real uvicorn on 127.0.0.1 (free port); yield (host, port)."""
+    import uvicorn
+
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield "127.0.0.1", port
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)

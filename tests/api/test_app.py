@@ -1,0 +1,103 @@
+"""Probes, the model endpoint and the OpenAPI document (Swagger's Authorize button)."""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import types
+
+import pytest
+from kto.inference import ModelLoadError
+
+from tests.api.support import AUDIENCE, ISSUER, SCOPE, bearer, running_app
+
+
+def test_health_is_ok(client) -> None:
+    response = client.get("/health")
+    assert response.status_code == 200
+    assert response.json() == {"status": "OK"}
+
+
+def test_ready_once_model_and_keys_are_there(client) -> None:
+    response = client.get("/ready")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ready"}
+
+
+def test_model_describes_the_loaded_file(client, module_issuer, tiny_model) -> None:
+    response = client.get("/model", headers=bearer(module_issuer.token()))
+    assert response.json() == {
+        "name": "tiny-colour-model",
+        "version": "0.0.1",
+        "classes": ["Cat", "Dog", "Other"],
+        "input_size": [32, 32],
+        "sha256": hashlib.sha256(tiny_model.read_bytes()).hexdigest(),
+    }
+
+
+def test_model_requires_a_token(client) -> None:
+    assert client.get("/model").status_code == 401
+
+
+def test_openapi_declares_the_client_credentials_flow(client) -> None:
+    document = client.get("/openapi.json").json()
+    scheme = document["components"]["securitySchemes"]["auth0"]
+    assert scheme["type"] == "oauth2"
+    flow = scheme["flows"]["clientCredentials"]
+    assert flow["tokenUrl"] == f"{ISSUER}oauth/token"
+    assert SCOPE in flow["scopes"]
+    for path in ("/upload", "/upload/batch", "/model"):
+        operation = next(iter(document["paths"][path].values()))
+        assert operation["security"] == [{"auth0": [SCOPE]}]
+    assert "security" not in document["paths"]["/health"]["get"]
+    upload = document["paths"]["/upload"]["post"]["requestBody"]["content"]
+    assert upload["multipart/form-data"]["schema"]["properties"]["file"]["format"] == "binary"
+
+
+def test_swagger_ui_asks_for_the_audience(client) -> None:
+    page = client.get("/docs").text
+    assert "initOAuth" in page
+    assert AUDIENCE in page
+    assert client.get("/redoc").status_code == 200
+
+
+def test_metrics_count_auth_failures_by_reason(client) -> None:
+    client.get("/model", headers={"Authorization": "Bearer not.a.jwt"})
+    text = client.get("/metrics").text
+    assert 'auth_failures_total{reason="malformed"}' in text
+    assert 'model_info{name="tiny-colour-model"' in text
+
+
+def test_model_uri_is_resolved_through_model_source(
+    make_settings, module_issuer, tiny_model, tmp_path, monkeypatch
+) -> None:
+    """With MODEL_URI set, the lifespan asks model_source for a local file and loads that."""
+
+    calls = []
+
+    def resolve_model_uri(uri, cache_dir):
+        calls.append((uri, cache_dir))
+        return tiny_model
+
+    fake = types.ModuleType("cats_dogs_other.api.model_source")
+    fake.resolve_model_uri = resolve_model_uri  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "cats_dogs_other.api.model_source", fake)
+    settings = make_settings(
+        model_uri="models:/cats-dogs-other/1",
+        model_path=tmp_path / "absent.keras",
+        model_cache_dir=tmp_path / "cache",
+    )
+    with running_app(settings, module_issuer) as client:
+        assert client.get("/model", headers=bearer(module_issuer.token())).status_code == 200
+    assert calls == [("models:/cats-dogs-other/1", tmp_path / "cache")]
+
+
+def test_a_missing_model_stops_start_up_with_the_wheel_error(
+    make_settings, module_issuer, tmp_path
+) -> None:
+    settings = make_settings(model_path=tmp_path / "missing.keras")
+    with (
+        pytest.raises(ModelLoadError, match=r"missing\.keras"),
+        running_app(settings, module_issuer),
+    ):
+        pass

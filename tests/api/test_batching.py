@@ -1,0 +1,474 @@
+"""Behaviour of the micro-batcher, driven by a fake numpy ``infer`` (the batcher is under test).
+
+The fake model returns, for each image, a row derived from the image's own pixels, so any
+mix-up of results between callers shows. It records every batch it sees.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import numpy as np
+import pytest
+
+from cats_dogs_other.api.batching import (
+    BatcherClosedError,
+    InferenceTimeoutError,
+    MicroBatcher,
+    QueueFullError,
+)
+from cats_dogs_other.api.metrics import Metrics
+
+SHAPE = (4, 4, 3)
+
+
+def image(i: int) -> np.ndarray:
+    return np.full(SHAPE, float(i), dtype=np.float32)
+
+
+def expected_row(i: int) -> np.ndarray:
+    return np.array([i, 2 * i, 1.0], dtype=np.float32)
+
+
+class FakeModel:
+    """``infer`` stand-in: row = (pixel, 2*pixel, 1); a NaN pixel makes the call fail."""
+
+    def __init__(self, delay_s: float = 0.0, gate: threading.Event | None = None) -> None:
+        self.delay_s = delay_s
+        self.gate = gate
+        self.batches: list[int] = []
+        self.threads: set[str] = set()
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        self.threads.add(threading.current_thread().name)
+        if self.gate is not None:
+            self.gate.wait(timeout=10)
+        self.batches.append(len(batch))
+        time.sleep(self.delay_s)
+        px = batch[:, 0, 0, 0]
+        if np.isnan(px).any():
+            raise ValueError("bad pixels in the batch")
+        return np.stack([px, 2 * px, np.ones_like(px)], axis=1)
+
+
+def run(coro_fn: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
+    return asyncio.run(coro_fn())
+
+
+def make(model: FakeModel, **overrides: float) -> MicroBatcher:
+    options: dict[str, float] = {
+        "max_batch_size": 8,
+        "max_wait_ms": 20,
+        "queue_size": 64,
+        "timeout_s": 5,
+    }
+    options.update(overrides)
+    return MicroBatcher(
+        model,
+        max_batch_size=int(options["max_batch_size"]),
+        max_wait_ms=options["max_wait_ms"],
+        queue_size=int(options["queue_size"]),
+        timeout_s=options["timeout_s"],
+    )
+
+
+def test_concurrent_submits_are_coalesced_and_each_gets_its_own_row() -> None:
+    model = FakeModel(delay_s=0.01)
+
+    async def main() -> list[np.ndarray]:
+        batcher = make(model, max_batch_size=8, max_wait_ms=50)
+        await batcher.start()
+        try:
+            return await asyncio.gather(*(batcher.submit(image(i)) for i in range(8)))
+        finally:
+            await batcher.stop()
+
+    results = run(main)
+    for i, row in enumerate(results):
+        np.testing.assert_array_equal(row, expected_row(i))
+    assert model.batches == [8]
+    assert model.threads == {"inference"}  # not the event loop's thread
+
+
+def test_results_follow_submit_order_across_many_batches() -> None:
+    model = FakeModel(delay_s=0.002)
+
+    async def main() -> list[np.ndarray]:
+        batcher = make(model, max_batch_size=5, max_wait_ms=2)
+        await batcher.start()
+        try:
+            return await asyncio.gather(*(batcher.submit(image(i)) for i in range(37)))
+        finally:
+            await batcher.stop()
+
+    results = run(main)
+    assert [float(r[0]) for r in results] == [float(i) for i in range(37)]
+    assert sum(model.batches) == 37
+    assert max(model.batches) <= 5
+
+
+def test_batch_size_never_exceeds_the_maximum_under_load() -> None:
+    model = FakeModel(delay_s=0.005)
+
+    async def main() -> None:
+        batcher = make(model, max_batch_size=4, max_wait_ms=5, queue_size=200)
+        await batcher.start()
+        try:
+            await asyncio.gather(*(batcher.submit(image(i)) for i in range(100)))
+        finally:
+            await batcher.stop()
+
+    run(main)
+    assert max(model.batches) == 4
+    assert sum(model.batches) == 100
+
+
+def test_a_lone_request_runs_as_a_partial_batch_after_max_wait() -> None:
+    model = FakeModel()
+
+    async def main() -> float:
+        batcher = make(model, max_batch_size=8, max_wait_ms=30)
+        await batcher.start()
+        try:
+            started = time.monotonic()
+            row = await batcher.submit(image(3))
+            np.testing.assert_array_equal(row, expected_row(3))
+            return time.monotonic() - started
+        finally:
+            await batcher.stop()
+
+    elapsed = run(main)
+    assert model.batches == [1]
+    assert 0.025 <= elapsed < 2.0  # waited for company about max_wait, then ran alone
+
+
+def test_requests_spread_over_time_form_separate_partial_batches() -> None:
+    model = FakeModel()
+
+    async def main() -> None:
+        batcher = make(model, max_batch_size=8, max_wait_ms=10)
+        await batcher.start()
+        try:
+            first = [asyncio.ensure_future(batcher.submit(image(i))) for i in range(3)]
+            await asyncio.gather(*first)
+            await asyncio.sleep(0.05)
+            await asyncio.gather(*(batcher.submit(image(i)) for i in range(2)))
+        finally:
+            await batcher.stop()
+
+    run(main)
+    assert model.batches == [3, 2]
+
+
+def test_a_failing_image_does_not_fail_its_batch_mates() -> None:
+    model = FakeModel()
+
+    async def main() -> list[object]:
+        batcher = make(model, max_batch_size=8, max_wait_ms=50)
+        await batcher.start()
+        try:
+            images = [image(i) for i in range(5)]
+            images[2] = np.full(SHAPE, np.nan, dtype=np.float32)
+            return await asyncio.gather(
+                *(batcher.submit(x) for x in images), return_exceptions=True
+            )
+        finally:
+            await batcher.stop()
+
+    results = run(main)
+    assert isinstance(results[2], ValueError)
+    for i in (0, 1, 3, 4):
+        np.testing.assert_array_equal(results[i], expected_row(i))
+    assert model.batches[0] == 5  # the whole batch was tried first
+    assert sorted(model.batches[1:]) == [1] * 5  # then one by one
+
+
+def test_an_image_of_the_wrong_shape_only_fails_itself() -> None:
+    model = FakeModel()
+
+    async def main() -> list[object]:
+        batcher = make(model, max_batch_size=8, max_wait_ms=50)
+        await batcher.start()
+        try:
+            odd = np.zeros((5, 5, 3), dtype=np.float32)
+            odd[0, 0, 0] = np.nan
+            return await asyncio.gather(
+                batcher.submit(image(1)), batcher.submit(odd), return_exceptions=True
+            )
+        finally:
+            await batcher.stop()
+
+    good, bad = run(main)
+    np.testing.assert_array_equal(good, expected_row(1))
+    assert isinstance(bad, ValueError)
+
+
+def test_queue_full_is_refused_at_once() -> None:
+    gate = threading.Event()
+    model = FakeModel(gate=gate)
+
+    async def main() -> None:
+        batcher = make(model, max_batch_size=1, max_wait_ms=0, queue_size=3)
+        await batcher.start()
+        try:
+            in_flight = asyncio.ensure_future(batcher.submit(image(0)))
+            for _ in range(100):  # until the worker has taken it and is blocked on the gate
+                if model.threads:
+                    break
+                await asyncio.sleep(0.01)
+            queued = [asyncio.ensure_future(batcher.submit(image(i))) for i in (1, 2, 3)]
+            await asyncio.sleep(0)
+            assert batcher.queue_depth == 3
+            started = time.monotonic()
+            with pytest.raises(QueueFullError):
+                await batcher.submit(image(4))
+            assert time.monotonic() - started < 0.05
+            gate.set()
+            results = await asyncio.gather(in_flight, *queued)
+            assert [float(r[0]) for r in results] == [0.0, 1.0, 2.0, 3.0]
+        finally:
+            gate.set()
+            await batcher.stop()
+
+    run(main)
+
+
+def test_timeout_raises_and_the_late_result_is_dropped() -> None:
+    gate = threading.Event()
+    model = FakeModel(gate=gate)
+    metrics = Metrics()
+
+    async def main() -> None:
+        batcher = MicroBatcher(
+            model, max_batch_size=4, max_wait_ms=0, queue_size=8, timeout_s=0.1, metrics=metrics
+        )
+        await batcher.start()
+        try:
+            with pytest.raises(InferenceTimeoutError):
+                await batcher.submit(image(1))
+            # a request queued behind the stuck batch expires too and is then skipped
+            with pytest.raises(InferenceTimeoutError):
+                await batcher.submit(image(2))
+            gate.set()
+            # the worker recovers and serves new requests normally
+            np.testing.assert_array_equal(await batcher.submit(image(5)), expected_row(5))
+        finally:
+            gate.set()
+            await batcher.stop()
+
+    run(main)
+    # image 1 ran (its late result was dropped), image 2 expired in the queue and was skipped
+    assert model.batches == [1, 1]
+    assert (
+        metrics.registry.get_sample_value("inference_rejections_total", {"reason": "timeout"}) == 2
+    )
+
+
+def test_stop_drains_what_is_queued_then_refuses() -> None:
+    model = FakeModel(delay_s=0.01)
+
+    async def main() -> None:
+        batcher = make(model, max_batch_size=2, max_wait_ms=1)
+        await batcher.start()
+        pending = [asyncio.ensure_future(batcher.submit(image(i))) for i in range(9)]
+        await asyncio.sleep(0)  # let every submit enqueue
+        await batcher.stop()
+        assert all(p.done() for p in pending)
+        assert [float(p.result()[0]) for p in pending] == [float(i) for i in range(9)]
+        assert not batcher.running
+        with pytest.raises(BatcherClosedError):
+            await batcher.submit(image(1))
+
+    run(main)
+    assert sum(model.batches) == 9
+
+
+def test_submit_before_start_is_refused_with_a_503_error() -> None:
+    async def main() -> None:
+        with pytest.raises(QueueFullError):
+            await make(FakeModel()).submit(image(0))
+
+    run(main)
+
+
+def test_metrics_record_batches_and_queue_depth() -> None:
+    model = FakeModel(delay_s=0.005)
+    metrics = Metrics()
+
+    async def main() -> None:
+        batcher = MicroBatcher(
+            model, max_batch_size=4, max_wait_ms=20, queue_size=32, timeout_s=5, metrics=metrics
+        )
+        await batcher.start()
+        try:
+            await asyncio.gather(*(batcher.submit(image(i)) for i in range(8)))
+        finally:
+            await batcher.stop()
+
+    run(main)
+    get = metrics.registry.get_sample_value
+    assert get("batch_size_count") == len(model.batches)
+    assert get("batch_size_sum") == 8
+    assert get("inference_seconds_count") == len(model.batches)
+    assert get("queue_depth") == 0
+
+
+# -- submitting the decoding itself (an awaitable): admission and arrival-aware waiting -------
+
+
+async def decoded(i: int, delay_s: float = 0.0) -> np.ndarray:
+    """Stands in for the route's decode step (a thread-pool future in the API)."""
+    await asyncio.sleep(delay_s)
+    return image(i)
+
+
+async def failing_decode(delay_s: float) -> np.ndarray:
+    await asyncio.sleep(delay_s)
+    raise ValueError("not an image")
+
+
+def test_a_lone_tracked_request_does_not_wait_for_company() -> None:
+    model = FakeModel()
+
+    async def main() -> float:
+        batcher = make(model, max_wait_ms=500)
+        await batcher.start()
+        try:
+            started = time.monotonic()
+            np.testing.assert_array_equal(await batcher.submit(decoded(4)), expected_row(4))
+            return time.monotonic() - started
+        finally:
+            await batcher.stop()
+
+    assert run(main) < 0.25  # nobody else was arriving: no 500 ms wait
+    assert model.batches == [1]
+
+
+def test_a_batch_waits_for_requests_still_decoding() -> None:
+    model = FakeModel()
+
+    async def main() -> list[np.ndarray]:
+        batcher = make(model, max_batch_size=8, max_wait_ms=1000)
+        await batcher.start()
+        try:
+            return await asyncio.gather(
+                batcher.submit(decoded(1)),
+                batcher.submit(decoded(2, delay_s=0.05)),
+                batcher.submit(decoded(3, delay_s=0.1)),
+            )
+        finally:
+            await batcher.stop()
+
+    results = run(main)
+    assert [float(r[0]) for r in results] == [1.0, 2.0, 3.0]
+    assert model.batches == [3]  # one batch: it waited for the slower decodes, not 1 s
+
+
+def test_a_failed_decode_neither_stalls_nor_fails_the_batch() -> None:
+    model = FakeModel()
+
+    async def main() -> tuple[list[object], float]:
+        batcher = make(model, max_batch_size=8, max_wait_ms=2000)
+        await batcher.start()
+        try:
+            started = time.monotonic()
+            results = await asyncio.gather(
+                batcher.submit(decoded(1)),
+                batcher.submit(failing_decode(0.05)),
+                return_exceptions=True,
+            )
+            return results, time.monotonic() - started
+        finally:
+            await batcher.stop()
+
+    (good, bad), elapsed = run(main)
+    np.testing.assert_array_equal(good, expected_row(1))
+    assert isinstance(bad, ValueError)
+    assert elapsed < 1.0  # woken when the arrival gave up, not at max_wait
+    assert model.batches == [1]
+
+
+def test_requests_still_decoding_count_against_the_queue() -> None:
+    model = FakeModel()
+
+    async def main() -> None:
+        batcher = make(model, max_batch_size=8, max_wait_ms=1000, queue_size=2)
+        await batcher.start()
+        try:
+            slow = [asyncio.ensure_future(batcher.submit(decoded(i, 0.1))) for i in (1, 2)]
+            await asyncio.sleep(0.01)
+            assert batcher.arriving == 2
+            refused = decoded(3)
+            with pytest.raises(QueueFullError):
+                await batcher.submit(refused)  # refused before any decoding was spent on it
+            assert refused.cr_frame is None  # closed, never run: no "never awaited" warning
+            assert [float(r[0]) for r in await asyncio.gather(*slow)] == [1.0, 2.0]
+        finally:
+            await batcher.stop()
+
+    run(main)
+    assert model.batches == [2]
+
+
+# -- with the wheel's tiny real model ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_inference(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    inference = pytest.importorskip("kto.inference")
+    testing = pytest.importorskip("kto.inference.testing")
+    path = testing.save_tiny_model(tmp_path_factory.mktemp("tiny"))
+    return inference.Inference(path)
+
+
+def coloured_png(rgb: tuple[int, int, int], size: tuple[int, int]) -> bytes:
+    from io import BytesIO
+
+    from PIL import Image
+
+    buffer = BytesIO()
+    noise = np.random.default_rng(sum(rgb) + size[0]).integers(0, 40, (*size[::-1], 3))
+    pixels = np.clip(np.array(rgb) + noise, 0, 255).astype(np.uint8)
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_batched_results_equal_execute_with_the_tiny_model(tiny_inference: Any) -> None:
+    inf = tiny_inference
+    images = [
+        coloured_png(rgb, size)
+        for rgb, size in [
+            ((220, 20, 20), (40, 30)),
+            ((20, 220, 20), (64, 64)),
+            ((20, 20, 220), (33, 50)),
+            ((200, 60, 40), (120, 80)),
+            ((90, 90, 200), (32, 32)),
+        ]
+    ]
+
+    async def main() -> list[dict[str, object]]:
+        batcher = MicroBatcher(
+            inf.predict_arrays,
+            max_batch_size=8,
+            max_wait_ms=50,
+            queue_size=16,
+            timeout_s=30,
+        )
+        await batcher.start()
+        try:
+            arrays = [inf.preprocess(b) for b in images]
+            rows = await asyncio.gather(*(batcher.submit(a) for a in arrays))
+            return [inf.to_result(r) for r in rows]
+        finally:
+            await batcher.stop()
+
+    batched = run(main)
+    direct = [inf.execute(b) for b in images]
+    assert [b["prediction"] for b in batched] == ["Cat", "Dog", "Other", "Cat", "Other"]
+    for got, want in zip(batched, direct, strict=True):
+        assert got["prediction"] == want["prediction"]
+        np.testing.assert_allclose(got["values"], want["values"], rtol=1e-5, atol=1e-6)

@@ -1,0 +1,205 @@
+"""Uploads (issue 3 point 7): results, size limits, missing parts, bad images; never a 500."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import pytest
+from fastapi.testclient import TestClient
+
+from cats_dogs_other.api.batching import InferenceTimeoutError, QueueFullError
+from tests.api.support import png
+
+LIMIT = 256 * 1024  # upload_client's MAX_UPLOAD_BYTES
+
+
+def upload(client: TestClient, data: bytes, name: str = "file", **kw):
+    return client.post("/upload", files={name: ("image.png", data, "image/png")}, **kw)
+
+
+def test_each_colour_gets_its_class(upload_client, images) -> None:
+    for colour, expected in (("red", "Cat"), ("green", "Dog"), ("blue", "Other")):
+        response = upload(upload_client, images[colour])
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["prediction"] == expected
+        assert len(body["values"]) == 3
+        assert abs(sum(body["values"]) - 1) < 1e-4
+
+
+def test_jpeg_upload(upload_client) -> None:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (300, 200), (20, 230, 20)).save(buffer, format="JPEG")
+    response = upload(upload_client, buffer.getvalue())
+    assert response.json()["prediction"] == "Dog"
+
+
+def test_batch_keeps_request_order(upload_client, images) -> None:
+    order = ["blue", "red", "green", "red"]
+    files = [("file", (f"{c}.png", images[c], "image/png")) for c in order]
+    response = upload_client.post("/upload/batch", files=files)
+    assert response.status_code == 200, response.text
+    assert [r["prediction"] for r in response.json()] == ["Other", "Cat", "Dog", "Cat"]
+
+
+def test_batch_with_a_bad_part_names_it(upload_client, images) -> None:
+    files = [
+        ("file", ("a.png", images["red"], "image/png")),
+        ("file", ("b.txt", b"hello, not an image", "text/plain")),
+        ("file", ("c.png", images["blue"], "image/png")),
+    ]
+    response = upload_client.post("/upload/batch", files=files)
+    assert response.status_code == 415
+    assert response.json()["part"] == 1
+    assert response.json()["detail"].startswith("File 1: ")
+
+
+def test_batch_over_the_file_limit(upload_client, images) -> None:
+    files = [("file", (f"{i}.png", images["red"], "image/png")) for i in range(5)]
+    response = upload_client.post("/upload/batch", files=files)
+    assert response.status_code == 422
+    assert "at most 4" in response.json()["detail"]
+
+
+def test_second_file_on_single_upload_is_refused(upload_client, images) -> None:
+    files = [("file", ("a.png", images["red"], "image/png"))] * 2
+    response = upload_client.post("/upload", files=files)
+    assert response.status_code == 422
+    assert "at most 1" in response.json()["detail"]
+
+
+# --- size limits -----------------------------------------------------------------------------
+
+
+def test_over_limit_with_honest_content_length_is_413(upload_client) -> None:
+    response = upload(upload_client, b"\0" * (LIMIT + 20_000))
+    assert response.status_code == 413
+    assert "limit" in response.json()["detail"]
+
+
+def test_file_over_limit_inside_the_framing_allowance_is_413(upload_client) -> None:
+    response = upload(upload_client, b"\0" * (LIMIT + 10))
+    assert response.status_code == 413
+    assert response.json()["part"] == 0
+
+
+def test_over_limit_with_a_lying_content_length_is_413(upload_client) -> None:
+    """The header says 100 bytes; the bytes received are counted, not the header believed."""
+    boundary = "xyz"
+    body = (
+        f"--{boundary}\r\n".encode()
+        + b'Content-Disposition: form-data; name="file"; filename="a"\r\n\r\n'
+        + b"\0" * (LIMIT * 2)
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+
+    def chunks():
+        for i in range(0, len(body), 64 * 1024):
+            yield body[i : i + 64 * 1024]
+
+    response = upload_client.post(
+        "/upload",
+        content=chunks(),
+        headers={
+            "Content-Type": f"multipart/form-data; boundary={boundary}",
+            "Content-Length": "100",
+        },
+    )
+    assert response.status_code == 413
+
+
+# --- missing or malformed parts --------------------------------------------------------------
+
+
+def test_missing_file_part_is_422(upload_client, images) -> None:
+    response = upload(upload_client, images["red"], name="image")
+    assert response.status_code == 422
+    assert "'file'" in response.json()["detail"]
+
+
+def test_form_without_any_part_is_422(upload_client) -> None:
+    response = upload_client.post("/upload", data={"note": "no image"}, files={"x": ("", b"")})
+    assert response.status_code == 422
+
+
+def test_not_multipart_is_415(upload_client, images) -> None:
+    response = upload_client.post(
+        "/upload", content=images["red"], headers={"Content-Type": "image/png"}
+    )
+    assert response.status_code == 415
+    assert "multipart/form-data" in response.json()["detail"]
+
+
+def test_cut_multipart_body_is_400(upload_client) -> None:
+    body = b'--b\r\nContent-Disposition: form-data; name="file"; filename="a"\r\n\r\nabc'
+    response = upload_client.post(
+        "/upload", content=body, headers={"Content-Type": "multipart/form-data; boundary=b"}
+    )
+    assert response.status_code == 400
+    assert "closing boundary" in response.json()["detail"]
+
+
+# --- bad images: the wheel's message, 415 or 422 ---------------------------------------------
+
+
+def test_not_an_image_is_415(upload_client) -> None:
+    response = upload(upload_client, b"%PDF-1.7 definitely not a picture")
+    assert response.status_code == 415
+    assert response.json()["detail"]
+
+
+def test_empty_file_is_422(upload_client) -> None:
+    response = upload(upload_client, b"")
+    assert response.status_code == 422
+    assert response.json()["detail"]
+
+
+def test_truncated_image_is_422(upload_client) -> None:
+    data = png((200, 10, 10), size=(256, 256))
+    response = upload(upload_client, data[: len(data) // 2])
+    assert response.status_code == 422
+    assert response.json()["detail"]
+
+
+def test_pixel_bomb_is_422(upload_client) -> None:
+    """A tiny PNG whose header claims 100000 x 100000 pixels (10 gigapixels)."""
+    response = upload(upload_client, _png_claiming(100_000, 100_000))
+    assert response.status_code == 422
+    assert "pixels" in response.json()["detail"]
+
+
+# --- capacity: shed with 503 + Retry-After ---------------------------------------------------
+
+
+@pytest.mark.parametrize("error", [QueueFullError("full"), InferenceTimeoutError("slow")])
+def test_batcher_back_pressure_is_503_with_retry_after(upload_client, images, monkeypatch, error):
+    batcher = upload_client.app_state["resources"].batcher  # what the lifespan yielded
+
+    async def refuse(x):
+        raise error
+
+    monkeypatch.setattr(batcher, "submit", refuse)
+    response = upload(upload_client, images["red"])
+    assert response.status_code == 503
+    assert int(response.headers["Retry-After"]) >= 1
+    assert response.json()["detail"] == str(error)
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )

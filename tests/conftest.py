@@ -1,0 +1,22 @@
+"""Fixtures shared by every test directory. Keep this light: no TensorFlow import here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real tiny Keras model from the wheel: red -> Cat, green -> Dog, blue -> Other."""
+    from kto.inference.testing import save_tiny_model
+
+    return save_tiny_model(tmp_path_factory.mktemp("tiny-model"), input_size=(32, 32))

@@ -1,0 +1,119 @@
+"""Policies of the GitHub workflows that actionlint does not check: least privilege, immutable
+action pins, bounded jobs, and that they call make targets and files that exist.
+
+(actionlint itself runs in `make lint`: syntax, expressions, action inputs, shellcheck.)
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.deploy.support import REPO_ROOT
+
+WORKFLOWS = sorted((REPO_ROOT / ".github" / "workflows").glob("*.yml"))
+PINNED = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
+
+
+def load(path: Path) -> dict[str, Any]:
+    workflow: dict[Any, Any] = yaml.safe_load(path.read_text())
+    # YAML 1.1 reads the key `on` as True.
+    workflow["on"] = workflow.pop(True, workflow.get("on"))
+    return workflow
+
+
+def steps(workflow: dict[str, Any]) -> list[dict[str, Any]]:
+    return [step for job in workflow["jobs"].values() for step in job.get("steps", [])]
+
+
+def run_lines(workflow: dict[str, Any]) -> str:
+    return "\n".join(step.get("run", "") for step in steps(workflow))
+
+
+def make_targets() -> set[str]:
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    venv = re.search(r"^VENV\s*:?=\s*(\S+)", makefile, flags=re.MULTILINE)
+    targets = re.findall(r"^([^\s:#=]+):(?!=)", makefile, flags=re.MULTILINE)
+    return {t.replace("$(VENV)", venv.group(1) if venv else ".venv") for t in targets}
+
+
+def test_the_three_workflows_exist() -> None:
+    assert {p.stem for p in WORKFLOWS} >= {"ci", "image", "train"}
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_least_privilege_bounded_and_deduplicated(path: Path) -> None:
+    workflow = load(path)
+    assert workflow["permissions"] == {"contents": "read"}, "read-only by default"
+    assert "group" in workflow["concurrency"]
+    for name, job in workflow["jobs"].items():
+        assert 0 < job["timeout-minutes"] <= 90, f"{name}: no timeout-minutes"
+        granted = job.get("permissions", {})
+        writes = {scope for scope, level in granted.items() if level == "write"}
+        if path.stem == "image":
+            assert writes <= {"packages"}, f"{name}: writes {writes}"
+        else:
+            assert not writes, f"{name} may write {writes}; only the image job may"
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_every_action_is_pinned_to_a_commit_with_its_version(path: Path) -> None:
+    text = path.read_text()
+    uses = re.findall(r"uses:\s*(\S+)(.*)", text)
+    assert uses
+    for action, comment in uses:
+        assert PINNED.match(action), f"{action} is not pinned to a full commit SHA"
+        assert re.search(r"#\s*v\d+\.\d+\.\d+", comment), f"{action}: no `# vX.Y.Z` comment"
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_checkouts_do_not_keep_the_token(path: Path) -> None:
+    for step in steps(load(path)):
+        if step.get("uses", "").startswith("actions/checkout@"):
+            assert step["with"]["persist-credentials"] is False
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_make_targets_called_exist(path: Path) -> None:
+    called = set(re.findall(r"\bmake ([\w./-]+)", run_lines(load(path))))
+    assert called <= make_targets(), f"unknown make targets: {called - make_targets()}"
+
+
+def test_ci_runs_lint_test_and_reliability_on_python_311_with_a_pip_cache() -> None:
+    workflow = load(REPO_ROOT / ".github" / "workflows" / "ci.yml")
+    assert {"push", "pull_request"} <= set(workflow["on"])
+    jobs = workflow["jobs"]
+    assert re.search(r"make lint", run_lines({"jobs": {"j": jobs["lint-and-test"]}}))
+    assert re.search(r"make test", run_lines({"jobs": {"j": jobs["lint-and-test"]}}))
+    assert re.search(r"make reliability", run_lines({"jobs": {"j": jobs["reliability"]}}))
+    for step in steps(workflow):
+        if step.get("uses", "").startswith("actions/setup-python@"):
+            assert step["with"]["python-version"] == "3.11"
+            assert step["with"]["cache"] == "pip"
+            for dependency in step["with"]["cache-dependency-path"].split():
+                assert (REPO_ROOT / dependency).is_file(), dependency
+
+
+def test_image_is_pushed_to_ghcr_only_from_main_and_tags() -> None:
+    workflow = load(REPO_ROOT / ".github" / "workflows" / "image.yml")
+    push = workflow["on"]["push"]
+    assert push["branches"] == ["main"] and push["tags"] == ["v*"]
+    (job,) = workflow["jobs"].values()
+    assert job["env"]["PUSH"] == "${{ github.event_name != 'pull_request' }}"
+    login = next(s for s in job["steps"] if s.get("uses", "").startswith("docker/login-action@"))
+    assert login["with"]["registry"] == "ghcr.io" and login["if"] == "env.PUSH == 'true'"
+    pushes = [s for s in job["steps"] if s.get("with", {}).get("push") is True]
+    assert pushes and all(s["if"] == "env.PUSH == 'true'" for s in pushes)
+
+
+def test_training_is_manual_and_mlflow_is_optional() -> None:
+    workflow = load(REPO_ROOT / ".github" / "workflows" / "train.yml")
+    assert set(workflow["on"]) == {"workflow_dispatch"}
+    text = (REPO_ROOT / ".github" / "workflows" / "train.yml").read_text()
+    assert "secrets.MLFLOW_TRACKING_URI" in text
+    uploads = [s for s in steps(workflow) if s.get("uses", "").startswith("actions/upload-")]
+    assert any("cats_dogs_other/model" in s["with"]["path"] for s in uploads)

@@ -1,0 +1,89 @@
+"""Generated datasets (coloured images) in both supported layouts, and the shared-data paths."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cats_dogs_other.train import paths
+
+# Cat = mostly red, Dog = mostly green, Other = mostly blue: a random tiny network separates them.
+COLOURS = {"cat": (200, 40, 40), "dog": (40, 190, 50), "other": (40, 60, 200)}
+
+
+def make_images(root: Path, per_class: int, *, seed: int = 0) -> dict[str, list[str]]:
+    """Noisy coloured PNGs of assorted sizes in ``root``; returns file names per label."""
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    names: dict[str, list[str]] = {}
+    for label, rgb in COLOURS.items():
+        names[label] = []
+        for i in range(per_class):
+            h, w = int(rng.integers(30, 60)), int(rng.integers(30, 60))
+            noise = rng.normal(0, 25, (h, w, 3))
+            pixels = np.clip(np.asarray(rgb) + noise, 0, 255).astype(np.uint8)
+            name = f"{label}_{i:02d}.png"
+            Image.fromarray(pixels).save(root / name)
+            names[label].append(name)
+    return names
+
+
+def write_ecotag(root: Path, per_class: int = 12, *, seed: int = 0) -> Path:
+    """An Ecotag export: annotations JSON + extract/ folder, as the course's labelling tool writes."""
+    names = make_images(root / "extract", per_class, seed=seed)
+    annotations = [
+        {"nameIdentifier": "1", "fileName": n, "annotation": {"label": label}}
+        for label, files in names.items()
+        for n in files
+    ]
+    doc = {"projectName": "generated", "projectType": "ImageClassifier", "annotations": annotations}
+    (root / "generated-annotations.json").write_text(json.dumps(doc), encoding="utf-8")
+    return root
+
+
+def write_folders(root: Path, per_class: int = 12, *, seed: int = 0) -> Path:
+    """One folder per class (capitalised folder names: matching is case-insensitive)."""
+    for label in COLOURS:
+        tmp = root / "_tmp"
+        names = make_images(tmp, per_class, seed=seed)[label]
+        target = root / label.capitalize()
+        target.mkdir(parents=True)
+        for n in names:
+            (tmp / n).rename(target / n)
+        for leftover in tmp.iterdir():
+            leftover.unlink()
+        tmp.rmdir()
+    return root
+
+
+@pytest.fixture
+def ecotag_dir(tmp_path: Path) -> Path:
+    return write_ecotag(tmp_path / "ecotag")
+
+
+@pytest.fixture
+def folders_dir(tmp_path: Path) -> Path:
+    return write_folders(tmp_path / "folders")
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> tuple[Path, Path]:
+    data, weights = paths.default_data_dir(), paths.default_weights()
+    if not data.is_dir() or not weights.is_file():
+        pytest.skip(
+            f"shared dataset/weights not found ({data}, {weights}): they live beside the "
+            "repository in ../shared (or $CDO_SHARED_DIR) and are never copied into it"
+        )
+    return data, weights
+
+
+@pytest.fixture(autouse=True)
+def _no_ambient_tracking(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A developer's MLFLOW_TRACKING_URI must not make tests log to a real server."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -1,0 +1,105 @@
+"""MLflow round trip against a real local store (sqlite): train with tracking, then serve the
+logged model through ``model_source`` + the wheel, by run URI and by registry URI.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cats_dogs_other.api.model_source import resolve_model_uri
+from cats_dogs_other.train.cli import main
+from cats_dogs_other.train.tracking import flat_metrics
+
+from .conftest import write_ecotag
+from .test_pipeline import TINY
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    """A sqlite tracking store whose experiment keeps artifacts in the test's temp folder."""
+    import mlflow
+
+    root = tmp_path_factory.mktemp("mlflow")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    client.create_experiment("cats-dogs-other", artifact_location=(root / "artifacts").as_uri())
+    return uri, root
+
+
+@pytest.fixture(scope="module")
+def tracked_run(store: tuple[str, Path], tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    import mlflow
+
+    uri, _ = store
+    root = tmp_path_factory.mktemp("tracked")
+    data = write_ecotag(root / "data", per_class=8)
+    argv = ["--data", str(data), "--out", str(root / "model"), "--cv-folds", "0", "--no-ood"]
+    assert main([*argv, "--tracking-uri", uri, *TINY]) == 0
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name("cats-dogs-other")
+    (run,) = client.search_runs([exp.experiment_id])
+    return client, run
+
+
+def _red(tmp_path: Path) -> Path:
+    pixels = np.clip(np.asarray([210, 30, 30]) + np.random.default_rng(1).normal(0, 15, (40, 40, 3)), 0, 255)
+    path = tmp_path / "red.png"
+    Image.fromarray(pixels.astype(np.uint8)).save(path)
+    return path
+
+
+def test_run_logs_params_metrics_plots_and_model(tracked_run) -> None:  # type: ignore[no-untyped-def]
+    client, run = tracked_run
+    assert run.data.params["backbone"] == "tiny"
+    assert run.data.params["input_size"] == "32"
+    assert run.data.metrics["test_accuracy"] == 1.0
+    assert "test_f1_Cat" in run.data.metrics
+    assert run.data.tags["dataset_sha256"]
+    top = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert top == {"model", "plots"}
+    model_files = {Path(a.path).name for a in client.list_artifacts(run.info.run_id, "model")}
+    assert {"model.keras", "metadata.json", "metrics.json", "MODEL_CARD.md"} <= model_files
+    versions = client.search_model_versions("name='cats-dogs-other'")
+    assert [v.run_id for v in versions] == [run.info.run_id]
+
+
+@pytest.mark.parametrize("kind", ["runs", "models"])
+def test_logged_model_is_served_through_the_wheel(
+    kind: str, tracked_run, store: tuple[str, Path], tmp_path: Path  # type: ignore[no-untyped-def]
+) -> None:
+    from kto.inference import Inference
+
+    _, run = tracked_run
+    uri = f"runs:/{run.info.run_id}/model" if kind == "runs" else "models:/cats-dogs-other/1"
+    model_file = resolve_model_uri(uri, tmp_path / "cache", tracking_uri=store[0])
+    assert model_file.name == "model.keras"
+    assert (model_file.parent / "metadata.json").is_file()
+    result = Inference(model_file, warmup=False).execute(_red(tmp_path))
+    assert result["prediction"] == "Cat"
+
+
+def test_flat_metrics_names_the_headline_figures() -> None:
+    metrics = {
+        "test": {"accuracy": 0.95, "per_class": {"Cat": {"precision": 1, "recall": 0.9, "f1": 0.95}}},
+        "cross_validation": {"accuracy_mean": 0.98, "accuracy_std": 0.01, "fold_accuracies": [0.97, 0.99]},
+        "ood": {"held_out": {"other_rate_without_rule": 0.3, "other_rate_with_rule": 0.6}},
+        "timing": {"ms_single_image": 12.5, "measured_with": "text is skipped"},
+    }
+    flat = flat_metrics(metrics)
+    assert flat == {
+        "test_accuracy": 0.95,
+        "test_precision_Cat": 1,
+        "test_recall_Cat": 0.9,
+        "test_f1_Cat": 0.95,
+        "cv_accuracy_mean": 0.98,
+        "cv_accuracy_std": 0.01,
+        "cv_fold_1_accuracy": 0.97,
+        "cv_fold_2_accuracy": 0.99,
+        "ood_held_out_other_rate_without_rule": 0.3,
+        "ood_held_out_other_rate_with_rule": 0.6,
+        "timing_ms_single_image": 12.5,
+    }
