@@ -30,16 +30,24 @@ from bench.load import (
     multipart_body,
 )
 from bench.model import REPO_ROOT, make_image, resolve_model
-from bench.procs import HOST, Process, cpu_model, free_port, load_average, start
+from bench.procs import (
+    HOST,
+    Process,
+    cpu_model,
+    free_port,
+    load_average,
+    machine_busy_seconds,
+    start,
+)
 from bench.tokens import token_validation_us
 
 RESULTS_DIR = Path(__file__).with_name("results")
 
 SYSTEMS = {
-    "a": "(a) ceiling: Inference.execute_batch in-process",
-    "b": "(b) naive server, course style (model.predict per request)",
-    "b2": "(b') naive server + wheel (Inference.execute per request)",
-    "c": "(c) this API (micro-batching)",
+    "a": "(a) ceiling",
+    "b": "(b) naive, course",
+    "b2": "(b') naive + wheel",
+    "c": "(c) this API",
 }
 
 
@@ -60,6 +68,8 @@ class Point:
     avg_batch: float | None
     rss_mib: float
     cpu_ms_per_request: float | None = None
+    server_cores: float | None = None  # CPU the server used, in cores
+    machine_cores: float | None = None  # CPU the whole machine used (server, wrk, the rest)
     health_p99_ms: float | None = None
     health_failures: int = 0
 
@@ -217,7 +227,8 @@ def _one_round(
                 f"[bench] round {round_no} ({name}) c={n}: {point.rps:.1f} req/s "
                 f"p50 {point.p50_ms:.0f} ms p99 {point.p99_ms:.0f} ms errors {point.errors} "
                 f"(503: {point.shed}, timeouts {point.timeouts}){batch}{health} "
-                f"cpu {cpu:.1f} ms/req rss {point.rss_mib:.0f} MiB",
+                f"cpu {cpu:.1f} ms/req, server {point.server_cores:.2f} of "
+                f"{point.machine_cores:.2f} busy cores, rss {point.rss_mib:.0f} MiB",
                 flush=True,
             )
             time.sleep(1.0)  # let queues drain before the next point
@@ -234,6 +245,7 @@ def _measure(
 ) -> Point:
     before = batch_counters(server.port) if name == "c" else None
     cpu_before = server.cpu_seconds()
+    machine_before = machine_busy_seconds()
     health: HealthProbe | None = None
     if probe:
         with HealthProbe(server.port) as health:
@@ -241,6 +253,8 @@ def _measure(
     else:
         result = load.run(server.port, connections, args.duration, args.timeout)
     cpu = server.cpu_seconds() - cpu_before
+    machine_busy, now = machine_busy_seconds()
+    wall = now - machine_before[1]
     rss = server.rss_mib()
     after = batch_counters(server.port) if name == "c" else None
     avg_batch = None
@@ -249,6 +263,8 @@ def _measure(
     point = _point(name, result, round_no, avg_batch, rss, health)
     if result.requests:
         point.cpu_ms_per_request = 1000 * cpu / result.requests
+    point.server_cores = cpu / wall
+    point.machine_cores = (machine_busy - machine_before[0]) / wall
     return point
 
 

@@ -37,6 +37,8 @@ def summarise(run: dict[str, Any]) -> Summary:
                 "avg_batch": _median([p["avg_batch"] for p in points if p["avg_batch"]]),
                 "rss": max(p["rss_mib"] for p in points),
                 "cpu_ms": _median([p.get("cpu_ms_per_request") for p in points]),
+                "server_cores": _median([p.get("server_cores") for p in points]),
+                "machine_cores": _median([p.get("machine_cores") for p in points]),
                 "health_p99": _median([p["health_p99_ms"] for p in points if p["health_p99_ms"]]),
                 "rounds": len(points),
             }
@@ -117,13 +119,13 @@ def _fmt(value: Any, spec: str = ".1f") -> str:
 def table(summary: Summary, names: dict[str, str]) -> str:
     lines = [
         "| system | conn. | req/s (2xx) | p50 ms | p99 ms | errors | of which 503 | timeouts "
-        "| avg batch | server CPU ms/req | RSS MiB | /health p99 ms |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| avg batch | server CPU ms/req | cores: server / machine | RSS MiB | /health p99 ms |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     ceiling = summary["ceiling"]
     for size, value in sorted(ceiling["by_batch"].items(), key=lambda kv: int(kv[0])):
         lines.append(
-            f"| {names['a']} | batch {size} | {value:.1f} img/s | | | | | | {size} | | | |"
+            f"| {names['a']} | batch {size} | {value:.1f} img/s | | | | | | {size} | | | | |"
         )
     for system in ("b", "b2", "c"):
         for n, row in summary["rows"].get(system, {}).items():
@@ -131,6 +133,7 @@ def table(summary: Summary, names: dict[str, str]) -> str:
                 f"| {names[system]} | {n} | {_fmt(row['rps'])} | {_fmt(row['p50'], '.0f')} "
                 f"| {_fmt(row['p99'], '.0f')} | {row['errors']} | {row['shed']} "
                 f"| {row['timeouts']} | {_fmt(row['avg_batch'])} | {_fmt(row['cpu_ms'])} "
+                f"| {_fmt(row['server_cores'], '.2f')} / {_fmt(row['machine_cores'], '.2f')} "
                 f"| {_fmt(row['rss'], '.0f')} "
                 f"| {_fmt(row['health_p99'])} |"
             )
@@ -162,9 +165,17 @@ def markdown(run: dict[str, Any], summary: Summary, names: dict[str, str]) -> st
         "- req/s counts 2xx answers only; errors = non-2xx + client timeouts + socket errors "
         "(summed over the rounds); latency from wrk (all answers); avg batch from (c)'s "
         "/metrics; RSS = VmRSS of the server and its children; /health probed every 25 ms on "
-        "its own connection during the highest connection count.",
+        "its own connection during the highest connection count; cores = CPU seconds per "
+        "second used by the server, and by the whole machine (server + wrk + anything else: "
+        "a machine figure well above the server's means the run shared the CPU).",
         "",
         "## Results",
+        "",
+        "(a) `Inference.execute_batch` in-process on pre-read bytes (decode + resize + one "
+        "forward pass), images/s; (b) `bench/naive_server.py --mode course`: `async def` "
+        "handler, token check, `model.predict` per request on the event loop; (b') the same "
+        "handler calling `Inference.execute` (compiled forward pass) per request; (c) "
+        "`python boot.py`: micro-batching, decode pool, bounded admission.",
         "",
         table(summary, names),
         "",
@@ -218,3 +229,25 @@ def plot(summary: Summary, path: Path, names: dict[str, str]) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def main() -> None:
+    """Re-render RESULTS.md and bench.png from a results.json (no new measurement)."""
+    import argparse
+    import json
+
+    from bench.harness import SYSTEMS
+
+    parser = argparse.ArgumentParser(prog="python -m bench.report", description=main.__doc__)
+    parser.add_argument("results", type=Path, nargs="?", default=Path("bench/results/results.json"))
+    out = parser.parse_args().results.parent
+    run = json.loads((out / "results.json").read_text())
+    summary = summarise(run)
+    (out / "RESULTS.md").write_text(markdown(run, summary, SYSTEMS))
+    plot(summary, out / "bench.png", SYSTEMS)
+    print(table(summary, SYSTEMS))
+    print(targets_text(summary))
+
+
+if __name__ == "__main__":
+    main()

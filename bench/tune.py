@@ -114,7 +114,8 @@ def _line(name: str, p: Point) -> str:
     return (
         f"[tune] {name:>18} c={p.connections:<3} {p.rps:6.1f} req/s p50 {p.p50_ms:5.0f} ms "
         f"p99 {p.p99_ms:5.0f} ms errors {p.errors} (503 {p.shed}) batch {p.avg_batch or 0:.1f} "
-        f"cpu {p.cpu_ms_per_request or 0:.1f} ms/req{health}"
+        f"cpu {p.cpu_ms_per_request or 0:.1f} ms/req cores {p.server_cores or 0:.2f}/"
+        f"{p.machine_cores or 0:.2f}{health}"
     )
 
 
@@ -127,8 +128,8 @@ def _markdown(meta: dict[str, Any], rows: list[dict[str, Any]]) -> str:
         f"after {meta['load_after']}. The baseline runs first and again last (drift check).",
         "",
         "| config | env | conn. | req/s | p50 ms | p99 ms | p99/p50 | errors (503) | avg batch "
-        "| server CPU ms/req | /health p99 ms |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| server CPU ms/req | server / machine busy cores | /health p99 ms |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         env = " ".join(f"{k}={v}" for k, v in r["env"].items()) or "defaults"
@@ -137,7 +138,8 @@ def _markdown(meta: dict[str, Any], rows: list[dict[str, Any]]) -> str:
         lines.append(
             f"| {r['config']} | {env} | {r['connections']} | {r['rps']:.1f} | {r['p50_ms']:.0f} "
             f"| {r['p99_ms']:.0f} | {ratio:.2f} | {r['errors']} ({r['shed']}) "
-            f"| {r['avg_batch'] or 0:.1f} | {r['cpu_ms_per_request'] or 0:.1f} | {health} |"
+            f"| {r['avg_batch'] or 0:.1f} | {r['cpu_ms_per_request'] or 0:.1f} "
+            f"| {r['server_cores'] or 0:.2f} / {r['machine_cores'] or 0:.2f} | {health} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -15,8 +15,8 @@ from pathlib import Path
 from reliability.stack import ROOT, WORK_DIR
 
 BUNDLED = ROOT / "cats_dogs_other" / "model" / "model.keras"
-STANDIN_DIR = WORK_DIR / "model"
-INPUT_SIZE = (160, 160)
+INPUT_SIZE = (224, 224)  # as the bundled model
+STANDIN_DIR = WORK_DIR / f"standin-mobilenetv2-{INPUT_SIZE[0]}"
 
 _BUILD = """
 import sys, keras

@@ -1,26 +1,31 @@
 """Micro-batching: coalesce concurrent requests into one forward pass on one inference thread.
 
-Why: a MobileNetV2-size model costs almost the same per call for 1 image as for 8 on these CPUs,
-so calling it per request (the course's pattern) wastes most of the machine and stalls the event
-loop. Requests submit one preprocessed image each; a single dedicated thread takes up to
-``max_batch_size`` of them, waiting at most ``max_wait_ms`` after the first one arrived, runs
-``infer(np.stack(batch))`` once and hands every caller its row through
-``loop.call_soon_threadsafe``. TensorFlow releases the GIL while it computes, so the event loop
-and the decoding pool keep running while a batch is in flight (decoding happens before
-``submit``, in the route's thread pool, in parallel with inference).
+Why: a MobileNetV2-size model costs far less per image in a batch of 8 than one at a time on
+these CPUs, so calling it per request (the course's pattern) wastes most of the machine and, on
+the event loop, stalls every other request. Here each request submits one preprocessed image; a
+single dedicated thread takes up to ``max_batch_size`` of them, runs ``infer(np.stack(batch))``
+once and hands every caller its row through ``loop.call_soon_threadsafe``. TensorFlow releases
+the GIL while it computes, so the event loop and the decode pool keep running meanwhile.
 
-Back-pressure: the queue is bounded; when it is full ``submit`` raises ``QueueFullError`` at once
-(the API answers 503 + Retry-After) instead of letting clients pile up and time out. Every request
-also has a deadline (``timeout_s``) counted from ``submit``: when it passes, the caller gets
-``InferenceTimeoutError`` and the worker skips the item if it has not started it yet.
+How long a batch waits for company: at most ``max_wait_ms`` after its first item was queued.
+When the route submits the *decoding* itself (an awaitable, see :meth:`MicroBatcher.submit`),
+the batcher knows which admitted requests are still decoding, so it waits only while one is on
+its way: a lone request runs at once, and the requests of one wave of clients share a batch
+instead of being split across two half-empty ones. A plain array waits the full ``max_wait_ms``.
+
+Back-pressure: admission is bounded (queued + still decoding <= ``queue_size``); beyond that
+``submit`` raises ``QueueFullError`` at once -- before any decoding is spent -- and the API
+answers 503 + Retry-After instead of letting clients pile up and time out. A queued request
+also has a deadline (``timeout_s``): past it the caller gets ``InferenceTimeoutError`` and the
+worker skips the item if it has not started it yet.
 
 A failing batch is retried item by item, so one bad input only fails its own request.
 
-Defaults, chosen with ``python -m bench`` on the 2-core reference machine (MobileNetV2 160x160;
-see bench/results/RESULTS.md for the figures): ``DEFAULT_MAX_BATCH_SIZE`` and
-``DEFAULT_MAX_WAIT_MS`` below. Bigger batches gave no more images/s on 2 cores and only
-lengthened the tail; a few milliseconds of wait is enough for the requests of one "wave" of
-clients to finish decoding and join the same batch.
+Defaults, chosen with ``python -m bench`` / ``python -m bench.tune`` on the 2-core reference
+machine with a MobileNetV2 160x160 (figures in bench/results/RESULTS.md and TUNING.md): batches
+of 8 (the in-process ceiling peaks at 8 on 2 cores; 16 or 32 add latency, not images/s), a 50 ms
+cap on waiting for requests still decoding, 64 admitted requests (about 0.7 s of work at the
+ceiling, so a full queue still answers well inside any client timeout).
 """
 
 from __future__ import annotations
@@ -43,8 +48,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MAX_BATCH_SIZE = 16
-DEFAULT_MAX_WAIT_MS = 5.0
+DEFAULT_MAX_BATCH_SIZE = 8
+DEFAULT_MAX_WAIT_MS = 50.0
 DEFAULT_QUEUE_SIZE = 64
 DEFAULT_TIMEOUT_S = 10.0
 

@@ -17,6 +17,10 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +85,7 @@ def resolve_model_uri(uri: str, cache_dir: Path, *, tracking_uri: str | None = N
     return _model_file(target, concrete)
 
 
-def _client(tracking_uri: str | None):  # type: ignore[no-untyped-def]
+def _client(tracking_uri: str | None) -> MlflowClient:
     try:
         from mlflow import MlflowClient
     except ImportError as exc:  # pragma: no cover - depends on the installation
@@ -92,7 +96,7 @@ def _client(tracking_uri: str | None):  # type: ignore[no-untyped-def]
     return MlflowClient(tracking_uri=tracking_uri)
 
 
-def _alias_version(client, parsed: ParsedUri) -> str:  # type: ignore[no-untyped-def]
+def _alias_version(client: MlflowClient, parsed: ParsedUri) -> str:
     from mlflow.exceptions import MlflowException
 
     try:
@@ -101,7 +105,7 @@ def _alias_version(client, parsed: ParsedUri) -> str:  # type: ignore[no-untyped
         raise _explain(exc, f"models:/{parsed.name}@{parsed.alias}", client.tracking_uri) from exc
 
 
-def _version_source(client, parsed: ParsedUri) -> str:  # type: ignore[no-untyped-def]
+def _version_source(client: MlflowClient, parsed: ParsedUri) -> str:
     """Where a registered version's files are, asked of THIS client's registry (a ``models:/``
     download would use the process-wide registry URI instead of ``tracking_uri``)."""
     from mlflow.exceptions import MlflowException

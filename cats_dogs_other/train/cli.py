@@ -1,8 +1,8 @@
 """Command line: ``python -m cats_dogs_other.train [train|cv|ood] ...`` (``train`` is the default).
 
-    python -m cats_dogs_other.train --data DATA --weights W.weights.h5 --out cats_dogs_other/model
-    python -m cats_dogs_other.train cv --folds 5 --input-size 160
-    python -m cats_dogs_other.train ood --dest ~/.cache/cats_dogs_other/ood
+python -m cats_dogs_other.train --data DATA --weights W.weights.h5 --out cats_dogs_other/model
+python -m cats_dogs_other.train cv --folds 5 --input-size 160
+python -m cats_dogs_other.train ood --dest ~/.cache/cats_dogs_other/ood
 """
 
 from __future__ import annotations
@@ -15,10 +15,14 @@ import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cats_dogs_other.train import paths
 from cats_dogs_other.train.errors import TrainingError
 from cats_dogs_other.train.model import BACKBONES
+
+if TYPE_CHECKING:
+    from cats_dogs_other.train.train import TrainConfig
 
 log = logging.getLogger("cats_dogs_other.train")
 COMMANDS = ("train", "cv", "ood")
@@ -42,19 +46,39 @@ def _fraction(value: str) -> float:
 
 def _common(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("data and model")
-    g.add_argument("--data", type=Path, default=paths.default_data_dir(),
-                   help="labelled dataset: a folder with an Ecotag export (*.json with "
-                   "'annotations' + the images, e.g. in extract/) or one sub-folder per class "
-                   "(default: %(default)s; $CDO_SHARED_DIR moves ../shared)")
-    g.add_argument("--weights", type=Path, default=paths.default_weights(),
-                   help="MobileNetV2 ImageNet backbone, Keras 3 .weights.h5 (default: %(default)s)")
-    g.add_argument("--backbone", choices=BACKBONES, default="mobilenet_v2",
-                   help="'tiny' is a small random network for tests; needs no weights")
-    g.add_argument("--input-size", type=_input_size, default=None, metavar="auto|N",
-                   help="square input side; 'auto' (default) cross-validates 160 and 224 and "
-                   "keeps the better (the faster when tied)")
-    g.add_argument("--classes", default="Cat,Dog,Other",
-                   help="class names in output order; labels match them case-insensitively")
+    g.add_argument(
+        "--data",
+        type=Path,
+        default=paths.default_data_dir(),
+        help="labelled dataset: a folder with an Ecotag export (*.json with "
+        "'annotations' + the images, e.g. in extract/) or one sub-folder per class "
+        "(default: %(default)s; $CDO_SHARED_DIR moves ../shared)",
+    )
+    g.add_argument(
+        "--weights",
+        type=Path,
+        default=paths.default_weights(),
+        help="MobileNetV2 ImageNet backbone, Keras 3 .weights.h5 (default: %(default)s)",
+    )
+    g.add_argument(
+        "--backbone",
+        choices=BACKBONES,
+        default="mobilenet_v2",
+        help="'tiny' is a small random network for tests; needs no weights",
+    )
+    g.add_argument(
+        "--input-size",
+        type=_input_size,
+        default=None,
+        metavar="auto|N",
+        help="square input side; 'auto' (default) cross-validates 160 and 224 and "
+        "keeps the better (the faster when tied)",
+    )
+    g.add_argument(
+        "--classes",
+        default="Cat,Dog,Other",
+        help="class names in output order; labels match them case-insensitively",
+    )
     g.add_argument("--max-pixels", type=int, default=40_000_000, help=argparse.SUPPRESS)
     g = parser.add_argument_group("training")
     g.add_argument("--seed", type=int, default=42)
@@ -64,18 +88,29 @@ def _common(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--dropout", type=float, default=0.3)
     g.add_argument("--l2", type=float, default=1e-4)
     g.add_argument("--patience", type=int, default=10, help="early-stopping patience (epochs)")
-    g.add_argument("--aug-passes", type=int, default=4,
-                   help="augmented copies of every image whose features are cached")
-    g.add_argument("--fine-tune-layers", type=int, default=0,
-                   help="unfreeze this many top layers of the backbone after the head (0 = off)")
+    g.add_argument(
+        "--aug-passes",
+        type=int,
+        default=4,
+        help="augmented copies of every image whose features are cached",
+    )
+    g.add_argument(
+        "--fine-tune-layers",
+        type=int,
+        default=0,
+        help="unfreeze this many top layers of the backbone after the head (0 = off)",
+    )
     g.add_argument("--fine-tune-epochs", type=int, default=5)
     g.add_argument("--fine-tune-learning-rate", type=float, default=1e-5)
     g.add_argument("--val", "--val-fraction", dest="val_fraction", type=_fraction, default=0.1)
-    g.add_argument("--test", "--test-fraction", dest="test_fraction", type=_fraction,
-                   default=0.1)
+    g.add_argument("--test", "--test-fraction", dest="test_fraction", type=_fraction, default=0.1)
     g = parser.add_argument_group("runtime")
-    g.add_argument("--threads", type=int, default=int(os.environ.get("TF_INTRA_OP_THREADS", 0)),
-                   help="TensorFlow intra-op threads (default: $TF_INTRA_OP_THREADS or all cores)")
+    g.add_argument(
+        "--threads",
+        type=int,
+        default=int(os.environ.get("TF_INTRA_OP_THREADS", 0)),
+        help="TensorFlow intra-op threads (default: $TF_INTRA_OP_THREADS or all cores)",
+    )
     g.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -90,25 +125,58 @@ def _train_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="model directory to write")
     _common(p)
     g = p.add_argument_group("evaluation")
-    g.add_argument("--cv-folds", type=int, default=5,
-                   help="stratified k-fold cross-validation reported in metrics (0 = skip)")
-    g.add_argument("--ood-dir", type=Path, default=None,
-                   help="out-of-distribution images (see the 'ood' command); default: "
-                   f"{paths.default_ood_dir()} ($CDO_OOD_DIR), collected on first use")
+    g.add_argument(
+        "--cv-folds",
+        type=int,
+        default=5,
+        help="stratified k-fold cross-validation reported in metrics (0 = skip)",
+    )
+    g.add_argument(
+        "--ood-dir",
+        type=Path,
+        default=None,
+        help="out-of-distribution images (see the 'ood' command); default: "
+        f"{paths.default_ood_dir()} ($CDO_OOD_DIR), collected on first use",
+    )
     g.add_argument("--no-ood", action="store_true", help="skip OOD measurement and calibration")
-    g.add_argument("--no-decision-rule", action="store_true",
-                   help="measure OOD images but store no confidence threshold")
-    g.add_argument("--max-id-accuracy-loss", type=float, default=0.0,
-                   help="in-distribution accuracy the threshold may cost (default 0)")
+    g.add_argument(
+        "--no-decision-rule",
+        action="store_true",
+        help="store no min_confidence threshold in metadata.json",
+    )
+    g.add_argument(
+        "--no-novelty-gate",
+        action="store_true",
+        help="no nearest-training-image gate inside the model",
+    )
+    g.add_argument(
+        "--novelty-passes",
+        type=int,
+        default=4,
+        help="augmented copies per training image kept as gate references (each adds ~5 KB "
+        "per image to model.keras)",
+    )
+    g.add_argument(
+        "--max-id-accuracy-loss",
+        type=float,
+        default=0.0,
+        help="in-distribution accuracy the threshold may cost (default 0)",
+    )
     g = p.add_argument_group("model identity and MLflow")
     g.add_argument("--name", default="cats-dogs-other")
     g.add_argument("--model-version", default="1.0.0")
-    g.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI") or None,
-                   help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI; unset = no tracking)")
+    g.add_argument(
+        "--tracking-uri",
+        default=os.environ.get("MLFLOW_TRACKING_URI") or None,
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI; unset = no tracking)",
+    )
     g.add_argument("--no-tracking", action="store_true")
     g.add_argument("--experiment", default="cats-dogs-other")
-    g.add_argument("--register-name", default="cats-dogs-other",
-                   help="registered model name ('' = do not register)")
+    g.add_argument(
+        "--register-name",
+        default="cats-dogs-other",
+        help="registered model name ('' = do not register)",
+    )
     return p
 
 
@@ -137,7 +205,7 @@ def _ood_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _config(args: argparse.Namespace, command: str, argv: Sequence[str]):  # type: ignore[no-untyped-def]
+def _config(args: argparse.Namespace, command: str, argv: Sequence[str]) -> TrainConfig:
     from cats_dogs_other.train.card import readme_paragraph
     from cats_dogs_other.train.train import TrainConfig
 
@@ -170,6 +238,8 @@ def _config(args: argparse.Namespace, command: str, argv: Sequence[str]):  # typ
         cv_folds=args.folds if command == "cv" else args.cv_folds,
         ood_dir=None if command == "cv" else _ood_dir(args),
         decision_rule=command == "train" and not args.no_decision_rule,
+        novelty_gate=command == "train" and not args.no_novelty_gate,
+        novelty_passes=getattr(args, "novelty_passes", 4),
         max_id_accuracy_loss=getattr(args, "max_id_accuracy_loss", 0.0),
         classes=tuple(c.strip() for c in args.classes.split(",") if c.strip()),
         name=getattr(args, "name", "cats-dogs-other"),
@@ -229,8 +299,9 @@ def _train(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if m["ood"]:
         held = m["ood"]["held_out"]
         print(
-            f"  OOD held-out -> Other: {held['other_rate_without_rule']} without rule, "
-            f"{held['other_rate_with_rule']} with rule {m['model']['decision']}"
+            f"  OOD held-out -> Other: {held['other_rate_without_rule']} classifier alone, "
+            f"{held['other_rate_with_rule']} as served (gate {m['model']['novelty_gate']}, "
+            f"decision {m['model']['decision']})"
         )
     if result.tracked:
         t = result.tracked

@@ -61,7 +61,9 @@ class Dataset:
         return {name: counts.get(i, 0) for i, name in enumerate(self.classes)}
 
 
-def find_samples(data: Path, classes: Sequence[str] = DEFAULT_CLASSES) -> tuple[list[Sample], Format]:
+def find_samples(
+    data: Path, classes: Sequence[str] = DEFAULT_CLASSES
+) -> tuple[list[Sample], Format]:
     """List labelled files; raise a :class:`DatasetError` subclass naming what is wrong."""
     data = Path(data)
     if not data.exists():
@@ -194,7 +196,7 @@ def _ecotag_image_dir(root: Path, names: list[str]) -> Path:
 def _folder_samples(data: Path, classes: tuple[str, ...]) -> list[Sample]:
     index = _class_index(classes)
     unknown: dict[str, list[str]] = {}
-    samples = []
+    samples: list[Sample] = []
     for folder in sorted(p for p in data.iterdir() if p.is_dir() and not p.name.startswith(".")):
         files = sorted(
             f for f in folder.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES

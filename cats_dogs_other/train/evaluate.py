@@ -34,7 +34,7 @@ def classification_metrics(
         "accuracy": round(float(np.mean(np.asarray(y_true) == np.asarray(y_pred))), 4)
         if len(y_true)
         else None,
-        "n": int(len(y_true)),
+        "n": len(y_true),
         "per_class": per_class,
         "confusion_matrix": {
             "labels": list(classes),
@@ -45,8 +45,8 @@ def classification_metrics(
     }
 
 
-def predict_probs(model: Any, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """Class probabilities for uint8 or float images, batched through a compiled call."""
+def predict_batches(model: Any, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """The model's outputs (probabilities, or features for a backbone), batched, compiled."""
     forward = forward_fn(model)
     out = [
         np.asarray(forward(images[i : i + batch_size].astype(np.float32)))

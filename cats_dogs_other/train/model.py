@@ -16,9 +16,7 @@ Backbone = Literal["mobilenet_v2", "tiny"]
 BACKBONES: tuple[Backbone, ...] = ("mobilenet_v2", "tiny")
 
 
-def build_backbone(
-    kind: Backbone, input_size: tuple[int, int], weights: Path | None = None
-) -> Any:
+def build_backbone(kind: Backbone, input_size: tuple[int, int], weights: Path | None = None) -> Any:
     """A frozen feature extractor taking raw 0..255 RGB of ``input_size``.
 
     ``tiny`` is two random convolutions plus the mean colour: it needs no weights file and
@@ -107,12 +105,21 @@ def build_head(n_features: int, n_classes: int, *, dropout: float, l2: float) ->
     return keras.Model(inputs, outputs, name="head")
 
 
-def assemble(backbone: Any, head: Any, name: str) -> Any:
-    """Raw image in, class probabilities out: the single model that is saved and served."""
+def assemble(backbone: Any, head: Any, name: str, gate: Any = None) -> Any:
+    """Raw image in, class probabilities out: the single model that is saved and served.
+
+    ``gate`` (a :class:`~cats_dogs_other.train.novelty.NoveltyGate`) sends images unlike every
+    training image to "Other", inside the model.
+    """
     import keras
 
     inputs = keras.Input(shape=backbone.input_shape[1:], name="image")
-    outputs = head(backbone(inputs, training=False), training=False)
+    features = backbone(inputs, training=False)
+    outputs = head(features, training=False)
+    if gate is not None:
+        from cats_dogs_other.train.novelty import attach_gate
+
+        outputs = attach_gate(features, outputs, gate)
     return keras.Model(inputs, outputs, name=name.replace("-", "_"))
 
 

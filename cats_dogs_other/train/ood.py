@@ -15,7 +15,7 @@ import logging
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,7 +90,12 @@ class OODSet:
 def collect(dest: Path, *, debian: bool = True, seed: int = 0) -> dict[str, Any]:
     """(Re)build ``dest`` from the sources above and write its manifest; returns the manifest."""
     dest = Path(dest)
-    if dest.exists():
+    if dest.exists() and any(dest.iterdir()):
+        if not (dest / MANIFEST).is_file():
+            raise FileExistsError(
+                f"{dest} exists and was not made by this command (no {MANIFEST}); "
+                "choose an empty or new folder"
+            )
         shutil.rmtree(dest)
     (dest / IN_DISTRIBUTION_DIR).mkdir(parents=True)
     entries: list[dict[str, Any]] = []
@@ -204,7 +209,9 @@ def _excluded(path: Path) -> bool:
 def _set_hash(directory: Path, files: Iterable[str]) -> str:
     digest = hashlib.sha256()
     for name in sorted(files):
-        digest.update(f"{name}\0{hashlib.sha256((directory / name).read_bytes()).hexdigest()}\n".encode())
+        digest.update(
+            f"{name}\0{hashlib.sha256((directory / name).read_bytes()).hexdigest()}\n".encode()
+        )
     return digest.hexdigest()
 
 
@@ -232,8 +239,11 @@ def load_ood(directory: Path, size: tuple[int, int], *, seed: int = 0) -> OODSet
     images = np.stack([decode_image(directory / n, size=size) for n in names])
     categories = [e["category"] for e in entries]
     in_dist = [
-        (e["file"], decode_image(directory / IN_DISTRIBUTION_DIR / e["file"], size=size),
-         e["expected"])
+        (
+            e["file"],
+            decode_image(directory / IN_DISTRIBUTION_DIR / e["file"], size=size),
+            e["expected"],
+        )
         for e in in_dist_entries
     ]
     return OODSet(
@@ -257,24 +267,22 @@ def _calibration_mask(categories: Sequence[str], seed: int) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- calibration
-def calibrate_threshold(
-    id_probs: np.ndarray,
+def calibrate_rule(
+    decide: Callable[[float], tuple[np.ndarray, np.ndarray]],
+    candidates: np.ndarray,
     id_labels: np.ndarray,
-    ood_probs: np.ndarray,
     fallback: int,
     *,
     max_id_accuracy_loss: float = 0.0,
 ) -> tuple[float | None, dict[str, Any]]:
-    """The confidence threshold that sends the most OOD images to ``fallback`` while the
-    in-distribution accuracy drops by at most ``max_id_accuracy_loss``; ``None`` if none helps.
+    """The threshold ``t`` (among ``candidates``, ascending) that sends the most OOD images to
+    ``fallback`` while in-distribution accuracy drops by at most ``max_id_accuracy_loss``;
+    ``None`` when no threshold helps. ``decide(t)`` returns (in-distribution, OOD) answers, and
+    ``decide(0)`` must be the answers without the rule.
     """
-    id_conf, ood_conf = id_probs.max(axis=1), ood_probs.max(axis=1)
-    levels = np.unique(np.concatenate([id_conf, ood_conf, [0.0, 1.0]]))
-    candidates = np.concatenate([[0.0], (levels[:-1] + levels[1:]) / 2])
 
     def rates(t: float) -> tuple[float, float]:
-        id_pred = _decide(id_probs, t, fallback)
-        ood_pred = _decide(ood_probs, t, fallback)
+        id_pred, ood_pred = decide(t)
         return float(np.mean(id_pred == id_labels)), float(np.mean(ood_pred == fallback))
 
     base_id, base_ood = rates(0.0)
@@ -289,10 +297,34 @@ def calibrate_threshold(
         "in_distribution_accuracy_with_rule": round(best[1] if chosen else base_id, 4),
         "ood_other_rate_without_rule": round(base_ood, 4),
         "ood_other_rate_with_rule": round(best[0] if chosen else base_ood, 4),
-        "n_in_distribution": int(len(id_labels)),
-        "n_ood": int(len(ood_probs)),
+        "n_in_distribution": len(id_labels),
         "max_in_distribution_accuracy_loss": max_id_accuracy_loss,
     }
+
+
+def midpoints(*scores: np.ndarray) -> np.ndarray:
+    """Candidate thresholds: halfway between consecutive distinct observed scores."""
+    levels = np.unique(np.concatenate([*scores, [0.0, 1.0]]))
+    return (levels[:-1] + levels[1:]) / 2
+
+
+def calibrate_threshold(
+    id_probs: np.ndarray,
+    id_labels: np.ndarray,
+    ood_probs: np.ndarray,
+    fallback: int,
+    *,
+    max_id_accuracy_loss: float = 0.0,
+) -> tuple[float | None, dict[str, Any]]:
+    """``min_confidence`` (the wheel's rule): below the threshold the answer is ``fallback``."""
+    threshold, details = calibrate_rule(
+        lambda t: (_decide(id_probs, t, fallback), _decide(ood_probs, t, fallback)),
+        midpoints(id_probs.max(axis=1), ood_probs.max(axis=1)),
+        id_labels,
+        fallback,
+        max_id_accuracy_loss=max_id_accuracy_loss,
+    )
+    return threshold, details | {"n_ood": len(ood_probs)}
 
 
 def _decide(probs: np.ndarray, threshold: float, fallback: int) -> np.ndarray:
@@ -302,43 +334,51 @@ def _decide(probs: np.ndarray, threshold: float, fallback: int) -> np.ndarray:
 
 def ood_report(
     ood: OODSet,
-    probs: np.ndarray,
+    plain_probs: np.ndarray,
+    served_probs: np.ndarray,
     classes: Sequence[str],
     threshold: float | None,
     fallback: int,
+    similarity: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """How often OOD images come out as ``fallback`` (Other), with and without the rule."""
-    argmax = np.argmax(probs, axis=1)
-    decided = _decide(probs, threshold or 0.0, fallback)
+    """How often OOD images come out as ``fallback`` (Other): with the classifier alone
+    ("without rule") and as served (novelty gate in the model + min_confidence, "with rule").
+    """
+    plain = np.argmax(plain_probs, axis=1)
+    served = _decide(served_probs, threshold or 0.0, fallback)
+
+    def rate(pred: np.ndarray, mask: np.ndarray) -> float | None:
+        return round(float(np.mean(pred[mask] == fallback)), 4) if mask.any() else None
 
     def summary(mask: np.ndarray) -> dict[str, Any]:
-        n = int(mask.sum())
         return {
-            "n": n,
-            "other_rate_without_rule": round(float(np.mean(argmax[mask] == fallback)), 4) if n else None,
-            "other_rate_with_rule": round(float(np.mean(decided[mask] == fallback)), 4) if n else None,
-            "predicted": {c: int(np.sum(decided[mask] == i)) for i, c in enumerate(classes)},
+            "n": int(mask.sum()),
+            "other_rate_without_rule": rate(plain, mask),
+            "other_rate_with_rule": rate(served, mask),
+            "predicted": {c: int(np.sum(served[mask] == i)) for i, c in enumerate(classes)},
         }
 
     cats = np.asarray(ood.categories)
+    images = []
+    for i, (name, cat, cal) in enumerate(
+        zip(ood.names, ood.categories, ood.calibration, strict=True)
+    ):
+        entry = {
+            "file": name,
+            "category": cat,
+            "used_for": "calibration" if cal else "held_out",
+            "prediction": classes[int(served[i])],
+            "confidence": round(float(served_probs[i].max()), 4),
+            "classifier_alone": classes[int(plain[i])],
+        }
+        if similarity is not None:
+            entry["nearest_training_similarity"] = round(float(similarity[i]), 4)
+        images.append(entry)
     return {
         "sha256": ood.sha256,
-        "threshold": threshold,
         "held_out": summary(~ood.calibration),
         "calibration": summary(ood.calibration),
         "all": summary(np.ones(len(cats), dtype=bool)),
         "per_category": {c: summary(cats == c) for c in sorted(set(ood.categories))},
-        "images": [
-            {
-                "file": name,
-                "category": cat,
-                "used_for": "calibration" if cal else "held_out",
-                "prediction": classes[int(decided[i])],
-                "argmax": classes[int(argmax[i])],
-                "confidence": round(float(probs[i].max()), 4),
-            }
-            for i, (name, cat, cal) in enumerate(
-                zip(ood.names, ood.categories, ood.calibration, strict=True)
-            )
-        ],
+        "images": images,
     }

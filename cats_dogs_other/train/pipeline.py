@@ -23,15 +23,30 @@ from cats_dogs_other.train.dataset import Dataset, load_dataset
 from cats_dogs_other.train.evaluate import (
     apply_decision,
     classification_metrics,
-    predict_probs,
+    predict_batches,
     time_forward,
 )
 from cats_dogs_other.train.features import FeatureBank, extract_bank, forward_fn
 from cats_dogs_other.train.model import assemble, build_backbone
-from cats_dogs_other.train.ood import calibrate_threshold, load_ood, ood_report
+from cats_dogs_other.train.novelty import NoveltyGate, gate_probs, nearest_similarity
+from cats_dogs_other.train.ood import (
+    OODSet,
+    calibrate_rule,
+    calibrate_threshold,
+    load_ood,
+    midpoints,
+    ood_report,
+)
 from cats_dogs_other.train.plots import confusion_matrix_png, training_curves_png
 from cats_dogs_other.train.split import Split, stratified_split
-from cats_dogs_other.train.train import CVResult, TrainConfig, cross_validate, fine_tune, fit_head
+from cats_dogs_other.train.train import (
+    CVResult,
+    TrainConfig,
+    cross_validate,
+    fine_tune,
+    fit_head,
+    novelty_reference,
+)
 
 log = logging.getLogger(__name__)
 
@@ -125,17 +140,23 @@ def run_training(cfg: TrainConfig) -> RunResult:
     )
     head, head_history = fit_head(chosen.bank, ds.labels, split.train, split.val, cfg)
     phases = [("head", head_history)]
-    if cfg.fine_tune_layers > 0:
+    fine_tuned = cfg.fine_tune_layers > 0
+    if fine_tuned:
         history = fine_tune(
             chosen.backbone, head, ds.images, ds.labels, split.train, split.val, cfg
         )
         phases.append(("fine-tuning", history))
-    model = assemble(chosen.backbone, head, cfg.name)
-    threshold, ood_section = _ood_and_decision(cfg, model, chosen, split)
+    reference = novelty_reference(
+        chosen.backbone, ds.images, split.train, cfg, None if fine_tuned else chosen.bank
+    )
+    rules = _calibrate_rules(cfg, chosen, split, head, reference)
+    model = assemble(chosen.backbone, head, cfg.name, rules.gate)
+    ood_section = _ood_section(cfg, model, rules)
     out = Path(cfg.out)
-    _write_model(cfg, model, chosen, threshold, out)
-    served = _served_metrics(cfg, out, ds, split, model)
-    metrics = _metrics(cfg, chosen, split, selection, served, ood_section, phases)
+    _write_model(cfg, model, chosen, rules, out)
+    plain = assemble(chosen.backbone, head, cfg.name)
+    served = _served_metrics(cfg, out, ds, split, model, plain)
+    metrics = _metrics(cfg, chosen, split, selection, served, ood_section, phases, rules)
     metrics["training"]["seconds"] = round(time.perf_counter() - started, 1)
     _write_reports(cfg, out, metrics, phases)
     tracked = None
@@ -153,41 +174,98 @@ def run_training(cfg: TrainConfig) -> RunResult:
     return RunResult(out, metrics, tracked)
 
 
-def _ood_and_decision(
-    cfg: TrainConfig, model: Any, chosen: Prepared, split: Split
-) -> tuple[float | None, dict[str, Any] | None]:
-    """Score the OOD set; calibrate ``min_confidence`` on in-distribution + OOD calibration half.
+@dataclass
+class Rules:
+    """What sends an image to "Other" besides the classifier, and the evidence behind it."""
+
+    gate: NoveltyGate | None = None
+    threshold: float | None = None
+    details: dict[str, Any] | None = None
+    ood: OODSet | None = None
+    ood_plain: np.ndarray | None = None
+    ood_similarity: np.ndarray | None = None
+
+
+def _calibrate_rules(
+    cfg: TrainConfig, chosen: Prepared, split: Split, head: Any, reference: np.ndarray
+) -> Rules:
+    """Novelty gate first, then ``min_confidence`` on what the gate lets through.
 
     In-distribution side: the CV out-of-fold predictions (every image, scored by a model that
-    never saw it) when CV ran, else the validation split. The test split is never used.
+    never saw it) when CV ran, else the validation split; OOD side: the calibration half. The
+    test split and the held-out OOD half are never used here.
     """
     if cfg.ood_dir is None:
-        return None, None
+        return Rules()
     ds, size = chosen.dataset, (chosen.side, chosen.side)
     ood = load_ood(cfg.ood_dir, size, seed=cfg.seed)
-    ood_probs = predict_probs(model, ood.images)
+    ood_features = predict_batches(chosen.backbone, ood.images)
+    ood_plain = np.asarray(head(ood_features, training=False))
+    ood_sim = nearest_similarity(ood_features, reference)
     fallback = cfg.classes.index(cfg.fallback_class)
     if chosen.cv is not None:
-        id_probs, id_labels = chosen.cv.oof_probs, ds.labels
-        id_source = f"{chosen.cv.folds}-fold cross-validation out-of-fold predictions"
+        id_probs, id_sim, id_labels = chosen.cv.oof_probs, chosen.cv.oof_similarity, ds.labels
+        source = f"{chosen.cv.folds}-fold cross-validation out-of-fold predictions"
     else:
-        id_probs, id_labels = predict_probs(model, ds.images[split.val]), ds.labels[split.val]
-        id_source = "validation split"
-    threshold, calibration = None, {}
-    if cfg.decision_rule:
-        threshold, calibration = calibrate_threshold(
-            id_probs,
+        val_features = predict_batches(chosen.backbone, ds.images[split.val])
+        id_probs = np.asarray(head(val_features, training=False))
+        id_sim, id_labels = nearest_similarity(val_features, reference), ds.labels[split.val]
+        source = "validation split"
+    cal = ood.calibration
+    details: dict[str, Any] = {"in_distribution_source": source}
+    gate_t = None
+    if cfg.novelty_gate:
+
+        def decide(t: float) -> tuple[np.ndarray, np.ndarray]:
+            gated_id = gate_probs(id_probs, id_sim, t or None, fallback)
+            gated_ood = gate_probs(ood_plain[cal], ood_sim[cal], t or None, fallback)
+            return np.argmax(gated_id, axis=1), np.argmax(gated_ood, axis=1)
+
+        gate_t, details["novelty_gate"] = calibrate_rule(
+            decide,
+            midpoints(id_sim, ood_sim[cal]),
             id_labels,
-            ood_probs[ood.calibration],
             fallback,
             max_id_accuracy_loss=cfg.max_id_accuracy_loss,
         )
-        calibration["in_distribution_source"] = id_source
-    report = ood_report(ood, ood_probs, cfg.classes, threshold, fallback)
-    report["calibration_details"] = calibration
-    if ood.in_distribution:
-        probs = predict_probs(model, np.stack([img for _, img, _ in ood.in_distribution]))
-        decided = apply_decision(probs, threshold, fallback)
+    threshold = None
+    if cfg.decision_rule:
+        spent = 0.0
+        if "novelty_gate" in details:
+            g = details["novelty_gate"]
+            spent = (
+                g["in_distribution_accuracy_without_rule"] - g["in_distribution_accuracy_with_rule"]
+            )
+        threshold, details["min_confidence"] = calibrate_threshold(
+            gate_probs(id_probs, id_sim, gate_t, fallback),
+            id_labels,
+            gate_probs(ood_plain[cal], ood_sim[cal], gate_t, fallback),
+            fallback,
+            max_id_accuracy_loss=max(cfg.max_id_accuracy_loss - spent, 0.0),
+        )
+    gate = NoveltyGate(reference, gate_t, fallback) if gate_t is not None else None
+    return Rules(gate, threshold, details, ood, ood_plain, ood_sim)
+
+
+def _ood_section(cfg: TrainConfig, model: Any, rules: Rules) -> dict[str, Any] | None:
+    """OOD figures from the FINAL model's outputs (gate included), as the server answers."""
+    if rules.ood is None or rules.ood_plain is None:
+        return None
+    fallback = cfg.classes.index(cfg.fallback_class)
+    served = predict_batches(model, rules.ood.images)
+    report = ood_report(
+        rules.ood,
+        rules.ood_plain,
+        served,
+        cfg.classes,
+        rules.threshold,
+        fallback,
+        rules.ood_similarity,
+    )
+    report["calibration_details"] = rules.details
+    if rules.ood.in_distribution:
+        probs = predict_batches(model, np.stack([img for _, img, _ in rules.ood.in_distribution]))
+        decided = apply_decision(probs, rules.threshold, fallback)
         report["in_distribution_checks"] = [
             {
                 "file": name,
@@ -195,18 +273,29 @@ def _ood_and_decision(
                 "prediction": cfg.classes[int(decided[i])],
                 "confidence": round(float(probs[i].max()), 4),
             }
-            for i, (name, _, expected) in enumerate(ood.in_distribution)
+            for i, (name, _, expected) in enumerate(rules.ood.in_distribution)
         ]
-    return threshold, report
+    return report
 
 
-def _write_model(
-    cfg: TrainConfig, model: Any, chosen: Prepared, threshold: float | None, out: Path
-) -> None:
+def _gate_summary(rules: Rules) -> dict[str, Any] | None:
+    if rules.gate is None:
+        return None
+    return {
+        "rule": "nearest-training-image cosine similarity below threshold -> fallback",
+        "threshold": rules.gate.threshold,
+        "sharpness": rules.gate.sharpness,
+        "reference_vectors": int(rules.gate.reference.shape[0]),
+        "where": "inside model.keras (layers named novelty_*)",
+    }
+
+
+def _write_model(cfg: TrainConfig, model: Any, chosen: Prepared, rules: Rules, out: Path) -> None:
     from kto.inference import Decision, ModelMetadata, Preprocessing
 
     out.mkdir(parents=True, exist_ok=True)
     model.save(out / MODEL_FILE)
+    threshold = rules.threshold
     decision = Decision(threshold=threshold, fallback=cfg.fallback_class) if threshold else None
     ModelMetadata(
         name=cfg.name,
@@ -217,6 +306,7 @@ def _write_model(
         decision=decision,
         extra={
             "backbone": cfg.backbone,
+            "novelty_gate": _gate_summary(rules),
             "trained_by": "python -m cats_dogs_other.train",
             "dataset_sha256": chosen.dataset.sha256,
             "model_card": "MODEL_CARD.md",
@@ -225,9 +315,10 @@ def _write_model(
 
 
 def _served_metrics(
-    cfg: TrainConfig, out: Path, ds: Dataset, split: Split, model: Any
+    cfg: TrainConfig, out: Path, ds: Dataset, split: Split, model: Any, plain: Any
 ) -> dict[str, Any]:
-    """Reload through the wheel and classify the val/test FILES as the API would."""
+    """Reload through the wheel and classify the val/test FILES as the API would; also score
+    the classifier alone (no gate, no threshold) for comparison."""
     import tensorflow as tf
     from kto.inference import Inference
 
@@ -239,11 +330,12 @@ def _served_metrics(
         probs = np.asarray([a["values"] for a in answers], np.float32).reshape(-1, len(index))
         served = np.asarray([index[a["prediction"]] for a in answers], np.int64)
         result[name] = classification_metrics(ds.labels[idx], served, cfg.classes)
-        result[f"{name}_without_decision"] = classification_metrics(
-            ds.labels[idx], np.argmax(probs, axis=1), cfg.classes
+        alone = np.argmax(predict_batches(plain, ds.images[idx]), axis=1) if len(idx) else served
+        result[f"{name}_classifier_alone"] = classification_metrics(
+            ds.labels[idx], alone, cfg.classes
         )
         if len(idx):
-            trainer_probs = predict_probs(model, ds.images[idx])
+            trainer_probs = predict_batches(model, ds.images[idx])
             result[f"{name}_max_abs_diff"] = float(np.abs(trainer_probs - probs).max())
     size = inference.input_size
     result["timing"] = time_forward(inference.predict_arrays, size) | {
@@ -261,6 +353,7 @@ def _metrics(
     served: dict[str, Any],
     ood: dict[str, Any] | None,
     phases: list[tuple[str, dict[str, list[float]]]],
+    rules: Rules,
 ) -> dict[str, Any]:
     import keras
     import tensorflow as tf
@@ -279,6 +372,7 @@ def _metrics(
             "backbone": cfg.backbone,
             "input_size": [chosen.side, chosen.side],
             "decision": json.loads((Path(cfg.out) / "metadata.json").read_text())["decision"],
+            "novelty_gate": _gate_summary(rules),
         },
         "dataset": {
             "name": Path(cfg.data).name,
@@ -297,7 +391,7 @@ def _metrics(
             "test_files": [ds.names[i] for i in split.test],
         },
         "test": served["test"],
-        "test_without_decision": served["test_without_decision"],
+        "test_classifier_alone": served["test_classifier_alone"],
         "val": served["val"],
         "serving_check": {
             "what": "test/val files classified through kto.inference vs the in-memory model",
@@ -321,9 +415,7 @@ def _metrics(
     }
 
 
-def _write_reports(
-    cfg: TrainConfig, out: Path, metrics: dict[str, Any], phases: list[Any]
-) -> None:
+def _write_reports(cfg: TrainConfig, out: Path, metrics: dict[str, Any], phases: list[Any]) -> None:
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     test = metrics["test"]
     confusion_matrix_png(

@@ -78,6 +78,4 @@ def stratified_folds(
                 f"(each fold needs one); add images or lower --folds"
             )
     folds = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-    return [
-        (np.sort(tr), np.sort(te)) for tr, te in folds.split(np.zeros(len(labels)), labels)
-    ]
+    return [(np.sort(tr), np.sort(te)) for tr, te in folds.split(np.zeros(len(labels)), labels)]

@@ -28,7 +28,7 @@ class TrackedRun:
 def flat_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     """The headline numbers of metrics.json as MLflow metrics."""
     out: dict[str, float] = {}
-    for split in ("test", "test_without_decision", "val"):
+    for split in ("test", "test_classifier_alone", "val"):
         section = metrics.get(split) or {}
         if section.get("accuracy") is not None:
             out[f"{split}_accuracy"] = section["accuracy"]

@@ -10,12 +10,19 @@ from typing import Any
 import numpy as np
 
 from cats_dogs_other.train.dataset import DEFAULT_CLASSES
-from cats_dogs_other.train.evaluate import predict_probs
-from cats_dogs_other.train.features import FeatureBank
+from cats_dogs_other.train.evaluate import predict_batches
+from cats_dogs_other.train.features import FeatureBank, extract_bank
 from cats_dogs_other.train.model import Backbone, assemble, build_augmenter, build_head
+from cats_dogs_other.train.novelty import nearest_similarity, reference_features
 from cats_dogs_other.train.split import stratified_folds, stratified_split
 
 History = dict[str, list[float]]
+PARAM_KEYS = (
+    *("backbone", "input_size", "seed", "epochs", "batch_size", "learning_rate", "dropout"),
+    *("l2", "patience", "aug_passes", "fine_tune_layers", "fine_tune_epochs"),
+    *("fine_tune_learning_rate", "val_fraction", "test_fraction", "cv_folds", "decision_rule"),
+    *("novelty_gate", "novelty_passes", "max_id_accuracy_loss", "name", "version"),
+)
 
 
 @dataclass
@@ -45,6 +52,9 @@ class TrainConfig:
     cv_folds: int = 5
     ood_dir: Path | None = None
     decision_rule: bool = True
+    novelty_gate: bool = True
+    novelty_passes: int = 4
+    """Augmented copies of each training image kept as novelty-gate references (with the clean)."""
     max_id_accuracy_loss: float = 0.0
     classes: tuple[str, ...] = DEFAULT_CLASSES
     fallback_class: str = "Other"
@@ -58,12 +68,7 @@ class TrainConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def params(self) -> dict[str, Any]:
-        keys = (
-            "backbone input_size seed epochs batch_size learning_rate dropout l2 patience "
-            "aug_passes fine_tune_layers fine_tune_epochs fine_tune_learning_rate val_fraction "
-            "test_fraction cv_folds decision_rule max_id_accuracy_loss name version"
-        ).split()
-        return {k: getattr(self, k) for k in keys} | {"classes": ",".join(self.classes)}
+        return {k: getattr(self, k) for k in PARAM_KEYS} | {"classes": ",".join(self.classes)}
 
 
 def _progress_callback(cfg: TrainConfig, desc: str) -> list[Any]:
@@ -168,6 +173,8 @@ class CVResult:
     accuracies: list[float]
     oof_probs: np.ndarray
     """Out-of-fold probabilities: each image scored by the model that did not train on it."""
+    oof_similarity: np.ndarray
+    """Out-of-fold cosine similarity of each image to its nearest training image of its fold."""
 
     def summary(self, seed: int) -> dict[str, Any]:
         acc = np.asarray(self.accuracies)
@@ -192,6 +199,7 @@ def cross_validate(
     """
     inner_val = cfg.val_fraction / (1 - cfg.test_fraction)
     oof = np.zeros((len(labels), len(cfg.classes)), dtype=np.float32)
+    similarity = np.zeros(len(labels), dtype=np.float32)
     accuracies = []
     folds = stratified_folds(labels, cfg.cv_folds, seed=cfg.seed, class_names=cfg.classes)
     for k, (train_part, held_out) in enumerate(folds):
@@ -207,9 +215,29 @@ def cross_validate(
         if cfg.fine_tune_layers > 0:
             backbone = backbone_factory()
             fine_tune(backbone, head, images, labels, tr, va, cfg)
-            probs = predict_probs(assemble(backbone, head, cfg.name), images[held_out])
+            probs = predict_batches(assemble(backbone, head, cfg.name), images[held_out])
+            reference = novelty_reference(backbone, images, tr, cfg)
+            held_features = predict_batches(backbone, images[held_out])
         else:
             probs = np.asarray(head(bank.clean[held_out], training=False))
+            reference = reference_features(bank, tr, cfg.novelty_passes)
+            held_features = bank.clean[held_out]
         oof[held_out] = probs
+        similarity[held_out] = nearest_similarity(held_features, reference)
         accuracies.append(float(np.mean(np.argmax(probs, axis=1) == labels[held_out])))
-    return CVResult(cfg.cv_folds, accuracies, oof)
+    return CVResult(cfg.cv_folds, accuracies, oof, similarity)
+
+
+def novelty_reference(
+    backbone: Any,
+    images: np.ndarray,
+    idx: np.ndarray,
+    cfg: TrainConfig,
+    bank: FeatureBank | None = None,
+) -> np.ndarray:
+    """Reference vectors for the gate; re-extracted when the backbone was fine-tuned."""
+    if bank is None:
+        passes = min(cfg.novelty_passes, cfg.aug_passes)
+        bank = extract_bank(backbone, images[idx], passes=passes, seed=cfg.seed, progress=False)
+        idx = np.arange(len(idx))
+    return reference_features(bank, idx, cfg.novelty_passes)

@@ -1,15 +1,23 @@
-"""MODEL_URI resolution against a real MLflow store (sqlite + local artifacts, no mock)."""
+"""MODEL_URI resolution against real MLflow stores: a sqlite store with local artifacts, and a
+real ``mlflow server`` on loopback (no mock)."""
 
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from cats_dogs_other.api.model_source import ModelSourceError, parse_model_uri, resolve_model_uri
 
 NAME = "cats-dogs-other"
+# MLflow's sqlite store trips a SQLAlchemy deprecation warning that is not ours to fix.
+pytestmark = pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy")
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +52,9 @@ def _classify_red(model_file: Path) -> str:
     from kto.inference import Inference
     from kto.inference.testing import solid_colour_png
 
-    return Inference(model_file, warmup=False).execute(solid_colour_png((220, 20, 20)))["prediction"]
+    return Inference(model_file, warmup=False).execute(solid_colour_png((220, 20, 20)))[
+        "prediction"
+    ]
 
 
 @pytest.mark.parametrize(
@@ -125,6 +135,59 @@ def test_parse_model_uri() -> None:
     assert parse_model_uri("models:/m@prod").alias == "prod"
     parsed = parse_model_uri("runs:/abc123/model")
     assert (parsed.kind, parsed.run_id, parsed.path) == ("runs", "abc123", "model")
+
+
+@pytest.fixture(scope="module")
+def http_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real ``mlflow server`` on loopback, proxying artifacts (what a deployment runs)."""
+    root = tmp_path_factory.mktemp("mlflow-server")
+    port = _closed_port()
+    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1"]
+    command += ["--port", str(port), "--workers", "1"]
+    command += ["--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}"]
+    command += ["--artifacts-destination", str(root / "artifacts")]
+    log = (root / "server.log").open("wb")
+    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=root)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            assert server.poll() is None, (root / "server.log").read_text()[-2000:]
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        else:
+            pytest.fail("mlflow server did not start in 90 s")
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
+
+
+@pytest.mark.slow
+def test_resolves_against_an_http_tracking_server(http_server: str, tmp_path: Path) -> None:
+    """Artifacts go through the server (mlflow-artifacts:/): the API's production setup."""
+    import mlflow
+    from kto.inference.testing import save_tiny_model
+
+    client = mlflow.MlflowClient(tracking_uri=http_server)
+    run = client.create_run(client.create_experiment("http"))
+    model_dir = save_tiny_model(tmp_path / "tiny", input_size=(32, 32)).parent
+    client.log_artifacts(run.info.run_id, str(model_dir), artifact_path="model")
+    assert run.info.artifact_uri.startswith("mlflow-artifacts:")
+    client.create_registered_model(NAME)
+    client.create_model_version(NAME, f"{run.info.artifact_uri}/model", run.info.run_id)
+    client.set_registered_model_alias(NAME, "champion", "1")
+
+    path = resolve_model_uri(
+        f"models:/{NAME}@champion", tmp_path / "cache", tracking_uri=http_server
+    )
+    assert _classify_red(path) == "Cat"
+    with pytest.raises(ModelSourceError, match="does not exist"):
+        resolve_model_uri(f"models:/{NAME}/2", tmp_path / "cache", tracking_uri=http_server)
 
 
 def _closed_port() -> int:

@@ -34,7 +34,7 @@ def make_images(root: Path, per_class: int, *, seed: int = 0) -> dict[str, list[
 
 
 def write_ecotag(root: Path, per_class: int = 12, *, seed: int = 0) -> Path:
-    """An Ecotag export: annotations JSON + extract/ folder, as the course's labelling tool writes."""
+    """An Ecotag export (annotations JSON + extract/ folder), as the course's labelling tool."""
     names = make_images(root / "extract", per_class, seed=seed)
     annotations = [
         {"nameIdentifier": "1", "fileName": n, "annotation": {"label": label}}

@@ -64,6 +64,8 @@ def test_metadata_is_what_the_wheel_reads(trained: Path) -> None:
     assert meta["resize"] == "bilinear"
     assert meta["preprocessing"] == {"mode": "none"}  # rescaling is inside the model
     assert meta["decision"] is None or meta["decision"]["fallback"] == "Other"
+    gate = meta["novelty_gate"]  # informative: the gate itself is inside model.keras
+    assert gate is None or gate["reference_vectors"] == 30 * 2  # clean + 1 augmented pass
 
 
 def test_metrics_report_what_the_issue_asks(trained: Path, tmp_path: Path) -> None:
@@ -80,6 +82,7 @@ def test_metrics_report_what_the_issue_asks(trained: Path, tmp_path: Path) -> No
     again = load_dataset(trained.parent / "data", (8, 8), progress=False)
     assert m["dataset"]["sha256"] == again.sha256
     assert m["serving_check"]["max_abs_probability_diff"] < 1e-4
+    assert m["test_classifier_alone"]["n"] == 3
     assert m["timing"]["ms_single_image"] > 0
     ood = m["ood"]
     assert ood["all"]["n"] == 16 and ood["held_out"]["n"] + ood["calibration"]["n"] == 16
@@ -140,15 +143,36 @@ def test_cli_help_lists_the_options(capsys: pytest.CaptureFixture[str]) -> None:
         main(["--help"])
     assert info.value.code == 0
     text = capsys.readouterr().out
-    for flag in ("--data", "--weights", "--out", "--input-size", "--seed", "--epochs",
-                 "--fine-tune-layers", "--val", "--test", "--ood-dir", "--tracking-uri"):
+    for flag in (
+        "--data",
+        "--weights",
+        "--out",
+        "--input-size",
+        "--seed",
+        "--epochs",
+        "--fine-tune-layers",
+        "--val",
+        "--test",
+        "--ood-dir",
+        "--tracking-uri",
+    ):
         assert flag in text, flag
 
 
 def test_cli_reports_missing_weights(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = write_ecotag(tmp_path / "data", per_class=4)
-    code = main(["--data", str(data), "--weights", str(tmp_path / "nope.weights.h5"),
-                 "--out", str(tmp_path / "m"), "--quiet", "--no-ood"])
+    code = main(
+        [
+            "--data",
+            str(data),
+            "--weights",
+            str(tmp_path / "nope.weights.h5"),
+            "--out",
+            str(tmp_path / "m"),
+            "--quiet",
+            "--no-ood",
+        ]
+    )
     assert code == 2
     err = capsys.readouterr().err
     assert "backbone weights not found" in err and "nope.weights.h5" in err
@@ -166,7 +190,8 @@ def test_cli_reports_bad_data(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 def test_cv_command_prints_each_fold(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = write_folders(tmp_path / "data", per_class=6)
     report = tmp_path / "cv.json"
-    assert main(["cv", "--data", str(data), "--folds", "3", "--json", str(report), *TINY]) == 0
+    argv = ["cv", "--data", str(data), "--folds", "3", "--json", str(report), *TINY]
+    assert main([*argv, "--epochs", "8"]) == 0
     out = capsys.readouterr().out
     assert "3-fold CV accuracy" in out
     figures = json.loads(report.read_text())
