@@ -48,7 +48,10 @@ SYSTEMS = {
     "b": "(b) naive, course",
     "b2": "(b') naive + wheel",
     "c": "(c) this API",
+    "c2": "(c') this API, 2 workers",
 }
+# (c'): several uvicorn workers, each with TensorFlow and decoding cut to its share of the cores.
+C2_ENV = "WORKERS=2,TF_INTRA_OP_THREADS=1,TF_INTER_OP_THREADS=1,DECODE_THREADS=1"
 
 
 @dataclass
@@ -90,7 +93,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per point (10)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds; the median is reported (3)")
     parser.add_argument("--connections", default="1,8,32,64", help="comma-separated (1,8,32,64)")
-    parser.add_argument("--systems", default="a,b,b2,c", help="subset of a,b,b2,c (all)")
+    parser.add_argument("--systems", default="a,b,b2,c,c2", help="subset of a,b,b2,c,c2 (all)")
     parser.add_argument("--quick", action="store_true", help="3 s points, 1 round: a smoke run")
     parser.add_argument("--model", type=Path, help="model file (default: the bundled model)")
     parser.add_argument("--timeout", type=float, default=10.0, help="client timeout, s (10)")
@@ -99,6 +102,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--server-env", action="append", default=[], metavar="KEY=VALUE",
         help="extra environment for (c), e.g. BATCH_MAX_SIZE=8 (repeatable)",
     )  # fmt: skip
+    parser.add_argument(
+        "--c2-env", default=C2_ENV, help=f"environment of (c') on top of --server-env ({C2_ENV})"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="results directory")
     parser.add_argument("--label", default="", help="a note printed in RESULTS.md")
     args = parser.parse_args(argv)
@@ -117,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     raw_dir = args.out / "raw"
     raw_dir.mkdir(parents=True, exist_ok=True)
     server_env = dict(item.split("=", 1) for item in args.server_env)
+    c2_env = {**server_env, **dict(a.split("=", 1) for a in args.c2_env.split(",") if a)}
 
     model_path, model_note = resolve_model(args.model, raw_dir)
     image = make_image()
@@ -132,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         options={
             "duration_s": args.duration, "rounds": args.rounds, "connections": connections,
             "systems": systems, "client_timeout_s": args.timeout, "server_env": server_env,
+            "c2_env": c2_env,
             "label": args.label, "load_tool": tool,
         },
         environment={
@@ -144,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[bench] issuer: {issuer.kind} at {issuer.url}", flush=True)
     servers: dict[str, Process] = {}
     try:
-        servers = _start_servers(systems, issuer, model_path, server_env, raw_dir)
+        servers = _start_servers(systems, issuer, model_path, server_env, c2_env, raw_dir)
         load = LoadGenerator(tool, body_path, content_type, issuer.token)
         for name, server in servers.items():
             print(f"[bench] warming {name}", flush=True)
@@ -169,7 +177,12 @@ def _cores() -> int:
 
 
 def _start_servers(
-    systems: list[str], issuer: Issuer, model_path: Path, server_env: dict[str, str], log_dir: Path
+    systems: list[str],
+    issuer: Issuer,
+    model_path: Path,
+    server_env: dict[str, str],
+    c2_env: dict[str, str],
+    log_dir: Path,
 ) -> dict[str, Process]:
     common = {
         "OAUTH2_ISSUER": issuer.url,
@@ -182,8 +195,9 @@ def _start_servers(
             if name == "a":
                 continue
             port = free_port()
-            if name == "c":
-                servers[name] = start_api({**common, **server_env}, port, log_dir, "api")
+            if name in ("c", "c2"):
+                env = {**common, **(server_env if name == "c" else c2_env)}
+                servers[name] = start_api(env, port, log_dir, "api" if name == "c" else "api_c2")
                 ready = "/ready"
             else:
                 mode = "course" if name == "b" else "wheel"

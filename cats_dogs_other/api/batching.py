@@ -22,10 +22,17 @@ worker skips the item if it has not started it yet.
 A failing batch is retried item by item, so one bad input only fails its own request.
 
 Defaults, chosen with ``python -m bench`` / ``python -m bench.tune`` on the 2-core reference
-machine with a MobileNetV2 160x160 (figures in bench/results/RESULTS.md and TUNING.md): batches
-of 8 (the in-process ceiling peaks at 8 on 2 cores; 16 or 32 add latency, not images/s), a 50 ms
-cap on waiting for requests still decoding, 64 admitted requests (about 0.7 s of work at the
-ceiling, so a full queue still answers well inside any client timeout).
+machine with a MobileNetV2 160x160 (bench/results/RESULTS.md, TUNING.md): batches of 8 -- the
+in-process ceiling is flat from 8 to 32 images (92-95 images/s), and in the server 16 gave
+74 req/s against 86 for 8 at 8 connections, with a longer tail; a 50 ms cap on waiting for
+requests still decoding (20 ms split a wave of 8 clients into two batches of 4); 64 admitted
+requests, about 0.7 s of work, so a full queue still answers well inside any client timeout.
+
+Several processes (``WORKERS``, uvicorn ``--workers``): each has its own model, batcher and
+thread pools, so give each its share of the cores -- ``TF_INTRA_OP_THREADS`` = cores/workers,
+``TF_INTER_OP_THREADS=1``, ``DECODE_THREADS`` = cores/workers. On 2 cores, 2 workers with 1
+thread each served 105 req/s at 8 connections against 82 for one worker with 2 threads (one
+process leaves ~0.3 core idle between TensorFlow's parallel sections), at twice the memory.
 """
 
 from __future__ import annotations
@@ -116,6 +123,8 @@ class MicroBatcher:
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size + 8)
         self._arriving = 0  # admitted awaitables still decoding; written on the loop thread only
         self._accepting = False
+        self._closed = False  # the stop sentinel is (about to be) queued: nothing may follow it
+        self._no_arrivals: asyncio.Event | None = None  # set by the last arrival while stopping
         self._thread: threading.Thread | None = None
 
     @property
@@ -142,12 +151,18 @@ class MicroBatcher:
             self._metrics.queue_depth.set_function(lambda: self.queue_depth)
 
     async def stop(self) -> None:
-        """Stop accepting, let the worker finish everything already queued, join it."""
+        """Stop accepting, let admitted requests (queued or still decoding) finish, join."""
         self._accepting = False
         thread = self._thread
         if thread is None or not thread.is_alive():
+            self._closed = True
             return
-        # Blocking put: the spare slot is reserved for the sentinel, so this never waits long.
+        if self._arriving:
+            self._no_arrivals = asyncio.Event()
+            with contextlib.suppress(TimeoutError):  # bounded: decodes end or fail
+                await asyncio.wait_for(self._no_arrivals.wait(), self.timeout_s)
+        self._closed = True
+        # Blocking put in a thread: the worker is draining, a slot frees up quickly.
         await asyncio.to_thread(self._queue.put, _STOP)
         await asyncio.to_thread(thread.join)
 
@@ -173,7 +188,7 @@ class MicroBatcher:
         try:
             array = await x
         except BaseException:
-            self._arriving -= 1
+            self._arrival_ended()
             self._wake()
             raise
         return await self._enqueue(array, tracked=True)
@@ -183,13 +198,15 @@ class MicroBatcher:
         now = time.monotonic()
         item = _Item(x, loop.create_future(), loop, now, tracked)
         try:
+            if self._closed:
+                raise BatcherClosedError("The inference worker has stopped; retry shortly.")
             self._queue.put_nowait(item)
         except queue.Full:
             self._reject("queue_full")
             raise QueueFullError("The server is at capacity; retry shortly.") from None
         finally:
             if tracked:
-                self._arriving -= 1  # after the put: the worker sees it queued or arriving
+                self._arrival_ended()  # after the put: the worker sees it queued or arriving
         timer = loop.call_later(self.timeout_s, self._expire, item)
         try:
             return await item.future
@@ -197,6 +214,11 @@ class MicroBatcher:
             timer.cancel()
             if not item.future.done() or item.future.cancelled():
                 item.abandoned = True  # the caller went away: let the worker skip it
+
+    def _arrival_ended(self) -> None:
+        self._arriving -= 1
+        if not self._arriving and self._no_arrivals is not None:
+            self._no_arrivals.set()
 
     def _wake(self) -> None:
         """A tracked arrival gave up: wake a worker that may be waiting for it."""

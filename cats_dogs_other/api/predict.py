@@ -39,22 +39,22 @@ async def decode(resources: Resources, data: bytes, part: int | None = None) -> 
 
 
 async def predict_one(resources: Resources, data: bytes) -> dict[str, Any]:
-    array = await decode(resources, data)
-    row = await resources.batcher.submit(array)
+    # The batcher gets the decode step itself: a full queue refuses before decoding is spent, and
+    # a batch waits only for requests that are still decoding, so a lone request runs at once.
+    row = await resources.batcher.submit(decode(resources, data))
     return resources.inference.to_result(row)
 
 
 async def predict_many(resources: Resources, files: list[bytes]) -> list[dict[str, Any]]:
-    """All parts decoded in parallel, then submitted together so they share batches.
+    """All parts decoded in parallel and submitted together, so they share batches.
 
     One bad part fails the whole request with an error naming its index (the lowest among the
     parts that failed): a partial list would make clients pair results with files by position
     and get it wrong.
     """
-    arrays = await _all_or_first_error(
-        [decode(resources, data, part) for part, data in enumerate(files)]
+    rows = await _all_or_first_error(
+        [resources.batcher.submit(decode(resources, data, part)) for part, data in enumerate(files)]
     )
-    rows = await _all_or_first_error([resources.batcher.submit(a) for a in arrays])
     return [resources.inference.to_result(row) for row in rows]
 
 

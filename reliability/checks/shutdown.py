@@ -31,8 +31,8 @@ TITLE = "SIGTERM under load: in-flight requests complete, new ones refused, boun
 CONCURRENCY = 32
 SLOW_CLIENTS = 4
 SLOW_BODY_S = 2.0
-DRAIN_GRACE_S = 10.0
-STUCK_GRACE_S = 3.0
+DRAIN_GRACE_S = 10  # whole seconds: uvicorn takes an int
+STUCK_GRACE_S = 3
 WANT_IN_FLIGHT = 24
 EXIT_MARGIN_S = 2.0  # interpreter and TensorFlow teardown after uvicorn's grace period ends
 

@@ -351,7 +351,7 @@ def test_a_lone_tracked_request_does_not_wait_for_company() -> None:
 def test_a_batch_waits_for_requests_still_decoding() -> None:
     model = FakeModel()
 
-    async def main() -> list[np.ndarray]:
+    async def main() -> Any:
         batcher = make(model, max_batch_size=8, max_wait_ms=1000)
         await batcher.start()
         try:
@@ -371,7 +371,7 @@ def test_a_batch_waits_for_requests_still_decoding() -> None:
 def test_a_failed_decode_neither_stalls_nor_fails_the_batch() -> None:
     model = FakeModel()
 
-    async def main() -> tuple[list[object], float]:
+    async def main() -> tuple[Any, float]:
         batcher = make(model, max_batch_size=8, max_wait_ms=2000)
         await batcher.start()
         try:
@@ -402,7 +402,7 @@ def test_requests_still_decoding_count_against_the_queue() -> None:
             slow = [asyncio.ensure_future(batcher.submit(decoded(i, 0.1))) for i in (1, 2)]
             await asyncio.sleep(0.01)
             assert batcher.arriving == 2
-            refused = decoded(3)
+            refused: Any = decoded(3)
             with pytest.raises(QueueFullError):
                 await batcher.submit(refused)  # refused before any decoding was spent on it
             assert refused.cr_frame is None  # closed, never run: no "never awaited" warning
@@ -412,6 +412,21 @@ def test_requests_still_decoding_count_against_the_queue() -> None:
 
     run(main)
     assert model.batches == [2]
+
+
+def test_stop_waits_for_requests_still_decoding() -> None:
+    model = FakeModel()
+
+    async def main() -> None:
+        batcher = make(model, max_wait_ms=10)
+        await batcher.start()
+        pending = asyncio.ensure_future(batcher.submit(decoded(6, delay_s=0.1)))
+        await asyncio.sleep(0.01)  # admitted, still decoding
+        await batcher.stop()
+        np.testing.assert_array_equal(pending.result(), expected_row(6))
+
+    run(main)
+    assert model.batches == [1]
 
 
 # -- with the wheel's tiny real model ------------------------------------------------------

@@ -104,3 +104,18 @@ def test_boot_refuses_to_start_with_a_one_line_reason(repo_root) -> None:
     assert len(lines) == 1
     assert "OAUTH2_ISSUER must be an https URL" in lines[0]
     assert "OAUTH2_AUDIENCE is required" in lines[0]
+
+
+def test_several_workers_share_the_cores(env, monkeypatch: pytest.MonkeyPatch) -> None:
+    env(**GOOD, WORKERS="2")
+    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    settings = load_settings()
+    assert (settings.decode_threads, settings.tf_intra_op_threads) == (2, 2)
+    assert settings.tf_inter_op_threads == 1
+
+
+def test_explicit_thread_settings_win_over_the_worker_share(env) -> None:
+    env(**GOOD, WORKERS="2", DECODE_THREADS="3", TF_INTRA_OP_THREADS="5", TF_INTER_OP_THREADS="2")
+    settings = load_settings()
+    assert (settings.decode_threads, settings.tf_intra_op_threads) == (3, 5)
+    assert settings.tf_inter_op_threads == 2

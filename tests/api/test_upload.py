@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import struct
 import zlib
 
@@ -181,6 +182,8 @@ def test_batcher_back_pressure_is_503_with_retry_after(upload_client, images, mo
     batcher = upload_client.app_state["resources"].batcher  # what the lifespan yielded
 
     async def refuse(x):
+        if inspect.iscoroutine(x):
+            x.close()
         raise error
 
     monkeypatch.setattr(batcher, "submit", refuse)
