@@ -1,13 +1,13 @@
-"""The API with changes proposed by issue 6, for measuring them before they land.
+"""The API with a scheduling experiment, for measuring it before it could land.
 
-* ``API_VARIANT=awaitable``: ``predict_one`` hands the batcher the *decoding* (an awaitable)
-  instead of the decoded array, so the request is admitted or refused before decoding and a
-  batch waits for requests that are still decoding (see ``MicroBatcher.submit``).
+(``API_VARIANT=awaitable`` in ``results/TUNING.md`` measured handing the batcher the decoding
+step; that is now what ``cats_dogs_other/api/predict.py`` does.)
+
 * ``API_WORKER_NICE=N``: after start-up, every thread but the event loop's (TensorFlow's
   pools, the inference thread, the decode pool) runs at nice +N, so the loop -- and with it
   ``/health`` -- is scheduled first when the cores are saturated.
 
-Started by the harness through uvicorn's CLI when one of these pseudo-variables is set.
+Started by the harness through uvicorn's CLI when this pseudo-variable is set.
 """
 
 from __future__ import annotations
@@ -20,16 +20,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
-
-import cats_dogs_other.api.predict as predict
-
-if os.environ.get("API_VARIANT") == "awaitable":
-
-    async def predict_one(resources: Any, data: bytes) -> dict[str, Any]:
-        row = await resources.batcher.submit(predict.decode(resources, data))
-        return resources.inference.to_result(row)
-
-    predict.predict_one = predict_one  # before the routes import it by name
 
 from cats_dogs_other.api.app import create_app as _create_app
 

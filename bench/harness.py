@@ -309,11 +309,11 @@ def _point(
 
 
 def start_api(env: dict[str, str], port: int, log_dir: Path, name: str) -> Process:
-    """``python boot.py``; the pseudo-variables UVICORN_HTTP / UVICORN_LOOP / API_VARIANT (for
+    """``python boot.py``; the pseudo-variables UVICORN_HTTP / UVICORN_LOOP / API_WORKER_NICE (for
     tuning) run the app factory (or bench.api_variant's) through uvicorn's CLI instead."""
     env = {**env, "HOST": HOST, "PORT": str(port)}
     http, loop = env.pop("UVICORN_HTTP", None), env.pop("UVICORN_LOOP", None)
-    variant = env.get("API_VARIANT") or env.get("API_WORKER_NICE")
+    variant = env.get("API_WORKER_NICE")
     if http is None and loop is None and variant is None:
         return start(name, ["boot.py"], env, port, log_dir)
     factory = "bench.api_variant:create_app" if variant else "cats_dogs_other.api.app:create_app"

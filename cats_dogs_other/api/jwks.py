@@ -98,7 +98,7 @@ class KeyCache:
         elif self._is_stale():
             self.prefetch()  # serve the cached keys meanwhile
         key = self._keys.get(kid)
-        if key is None and self._keys and self._is_due():
+        if key is None and self._keys and (self._is_due() or self._lock.locked()):
             await self._refresh_if_due()
             key = self._keys.get(kid)
         if key is not None:
@@ -188,7 +188,10 @@ class KeyCache:
 
     async def _get_json(self, url: str) -> dict[str, Any]:
         try:
-            async with self._client.stream("GET", url, timeout=self._timeout) as response:
+            async with (
+                asyncio.timeout(self._timeout.read),
+                self._client.stream("GET", url, timeout=self._timeout) as response,
+            ):
                 if response.status_code != 200:
                     raise KeyFetchError(f"GET {url} answered {response.status_code}")
                 body = bytearray()
@@ -196,7 +199,7 @@ class KeyCache:
                     body += chunk
                     if len(body) > MAX_DOCUMENT_BYTES:
                         raise KeyFetchError(f"GET {url}: document larger than 512 KiB")
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, TimeoutError) as exc:
             raise KeyFetchError(f"GET {url} failed: {type(exc).__name__}") from exc
         try:
             document = json.loads(body)

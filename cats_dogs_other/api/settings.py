@@ -97,6 +97,7 @@ class Settings(BaseSettings):
 
     # --- process ---
     workers: int = Field(default=1, ge=1)
+    graceful_timeout_s: int = Field(default=30, ge=1)  # uvicorn timeout_graceful_shutdown
     host: str = "0.0.0.0"  # noqa: S104 - a container must listen on all interfaces
     port: int = Field(default=8080, ge=0, le=65535)
     log_level: str = "INFO"

@@ -34,7 +34,7 @@ class FakeClock:
 def make_cache(issuer: FakeIssuer, clock: FakeClock, *, discovery: bool = False, **kw):
     import httpx
 
-    client = httpx.AsyncClient(transport=issuer.transport)
+    client = httpx.AsyncClient(transport=kw.get("transport", issuer.transport))
     cache = KeyCache(
         client,
         issuer=ISSUER,
@@ -100,6 +100,28 @@ def test_unknown_kid_flood_is_single_flight_and_rate_limited(issuer: FakeIssuer)
         with pytest.raises(InvalidTokenError):
             await cache.get(random_kid())
         assert issuer.jwks_fetches == 3  # the next cooldown window allows exactly one more
+        await client.aclose()
+
+    run(scenario())
+
+
+def test_requests_arriving_during_a_slow_refresh_wait_for_it(issuer: FakeIssuer) -> None:
+    """A rotated-in kid seen by 50 requests at once: one fetch, and all 50 get the key."""
+    import httpx
+
+    async def slow(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(0.05)  # the refresh is in flight while the others arrive
+        return issuer.transport.handle_request(request)
+
+    async def scenario() -> None:
+        clock = FakeClock()
+        client, cache = make_cache(issuer, clock, transport=httpx.MockTransport(slow))
+        await cache.get("key-1")
+        clock.now += 31
+        issuer.published = ["key-1", "key-2"]
+        found = await asyncio.gather(*(cache.get("key-2") for _ in range(50)))
+        assert {key.kid for key in found} == {"key-2"}
+        assert issuer.jwks_fetches == 2
         await client.aclose()
 
     run(scenario())
