@@ -21,7 +21,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 def _multipart_body(many: bool) -> dict[str, Any]:
     """The body is read by uploads.read_files (bounded), so it is declared here by hand."""
     file_schema: dict[str, Any] = {"type": "string", "format": "binary"}
-    schema = {"type": "array", "items": file_schema} if many else file_schema
+    # maxItems is MAX_BATCH_FILES, a per-deployment setting: enforced (422) but not declared here.
+    schema = {"type": "array", "items": file_schema, "minItems": 1} if many else file_schema
     return {
         "requestBody": {
             "required": True,
