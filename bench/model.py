@@ -20,16 +20,19 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BUNDLED_MODEL = REPO_ROOT / "cats_dogs_other" / "model" / "model.keras"
 INPUT_SIZE = (160, 160)
-METADATA = {
-    "format": "kto-keras-inference/1",
-    "name": "bench-mobilenetv2-random",
-    "version": "0.0.0",
-    "classes": ["Cat", "Dog", "Other"],
-    "input_size": list(INPUT_SIZE),
-    "resize": "bilinear",
-    "preprocessing": {"mode": "scale", "scale": 1 / 127.5, "offset": -1.0},
-    "decision": None,
-}
+
+
+def stand_in_metadata(name: str, input_size: tuple[int, int]) -> dict[str, object]:
+    return {
+        "format": "kto-keras-inference/1",
+        "name": name,
+        "version": "0.0.0",
+        "classes": ["Cat", "Dog", "Other"],
+        "input_size": list(input_size),
+        "resize": "bilinear",
+        "preprocessing": {"mode": "scale", "scale": 1 / 127.5, "offset": -1.0},
+        "decision": None,
+    }
 
 
 def resolve_model(explicit: Path | None, raw_dir: Path) -> tuple[Path, str]:
@@ -48,18 +51,26 @@ def resolve_model(explicit: Path | None, raw_dir: Path) -> tuple[Path, str]:
     return path, "MobileNetV2 160x160, random weights (no bundled model yet)"
 
 
-def build_stand_in(directory: Path) -> Path:
+def build_stand_in(
+    directory: Path,
+    input_size: tuple[int, int] = INPUT_SIZE,
+    name: str = "bench-mobilenetv2-random",
+) -> Path:
+    """Also used by ``reliability/`` (at 224x224): one stand-in builder for both harnesses."""
     import keras
 
     directory.mkdir(parents=True, exist_ok=True)
     backbone = keras.applications.MobileNetV2(
-        include_top=False, weights=None, input_shape=(*INPUT_SIZE, 3), pooling="avg"
+        include_top=False, weights=None, input_shape=(*input_size, 3), pooling="avg"
     )
     outputs = keras.layers.Dense(3, activation="softmax")(backbone.output)
     model = keras.Model(backbone.input, outputs)
+    tmp = directory / "model.tmp.keras"  # renamed at the end: a half-built model never counts
+    model.save(tmp)
+    metadata = stand_in_metadata(name, input_size)
+    (directory / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
     path = directory / "model.keras"
-    model.save(path)
-    (directory / "metadata.json").write_text(json.dumps(METADATA, indent=2) + "\n")
+    tmp.rename(path)
     return path
 
 
@@ -87,7 +98,10 @@ def make_image(size: tuple[int, int] = (640, 480), quality: int = 90) -> bytes:
 def main() -> None:
     parser = argparse.ArgumentParser(description="Build the benchmark's stand-in model.")
     parser.add_argument("directory", type=Path)
-    print(build_stand_in(parser.parse_args().directory))
+    parser.add_argument("--size", type=int, default=INPUT_SIZE[0], help="square input size")
+    parser.add_argument("--name", default="bench-mobilenetv2-random")
+    args = parser.parse_args()
+    print(build_stand_in(args.directory, (args.size, args.size), args.name))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,6 @@ MobileNetV2 with random weights is built once into ``.reliability/model``: same 
 same cost per image, meaningless predictions — the checks only need well-formed ones.
 """
 
-import json
 import os
 import subprocess
 import sys
@@ -18,43 +17,20 @@ BUNDLED = ROOT / "cats_dogs_other" / "model" / "model.keras"
 INPUT_SIZE = (224, 224)  # as the bundled model
 STANDIN_DIR = WORK_DIR / f"standin-mobilenetv2-{INPUT_SIZE[0]}"
 
-_BUILD = """
-import sys, keras
-size = int(sys.argv[2]), int(sys.argv[3])
-base = keras.applications.MobileNetV2(input_shape=(*size, 3), include_top=False,
-                                      weights=None, pooling="avg")
-out = keras.layers.Dense(3, activation="softmax")(base.output)
-keras.Model(base.input, out, name="reliability-standin").save(sys.argv[1])
-"""
-
-
-def standin_metadata() -> dict[str, object]:
-    return {
-        "format": "kto-keras-inference/1",
-        "name": "reliability-standin-mobilenetv2",
-        "version": "0.0.0",
-        "classes": ["Cat", "Dog", "Other"],
-        "input_size": list(INPUT_SIZE),
-        "resize": "bilinear",
-        "preprocessing": {"mode": "scale", "scale": 1 / 127.5, "offset": -1.0},
-        "decision": None,
-    }
-
 
 def build_standin(directory: Path = STANDIN_DIR) -> Path:
-    """Build (once) the MobileNetV2 stand-in in a subprocess: the harness never imports TF."""
+    """Build (once) the MobileNetV2 stand-in with the bench's builder, in a subprocess: the
+    harness never imports TF."""
     path = directory / "model.keras"
     if path.exists():
         return path
-    directory.mkdir(parents=True, exist_ok=True)
-    tmp = directory / "model.tmp.keras"
     subprocess.run(
-        [sys.executable, "-c", _BUILD, str(tmp), *map(str, INPUT_SIZE)],
+        [sys.executable, "-m", "bench.model", str(directory), "--size", str(INPUT_SIZE[0]),
+         "--name", "reliability-standin-mobilenetv2"],
         check=True,
+        cwd=ROOT,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
-    )
-    (directory / "metadata.json").write_text(json.dumps(standin_metadata(), indent=2))
-    tmp.rename(path)
+    )  # fmt: skip
     return path
 
 
