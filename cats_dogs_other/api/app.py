@@ -125,8 +125,9 @@ async def _load_model(settings: Settings) -> Inference:
 
 
 def _build_inference(path: Path, settings: Settings) -> Inference:
-    inference = Inference(path, max_pixels=settings.max_image_pixels, warmup=True)
-    # Every batch shape the batcher can form, so the first busy seconds are not ~20% slower.
+    inference = Inference(path, max_pixels=settings.max_image_pixels, warmup=False)
+    # Every batch shape the batcher can form (once each), so the first busy seconds are not
+    # ~20% slower.
     inference.warmup(range(1, settings.batch_max_size + 1))
     return inference
 

@@ -21,18 +21,19 @@ worker skips the item if it has not started it yet.
 
 A failing batch is retried item by item, so one bad input only fails its own request.
 
-Defaults, chosen with ``python -m bench`` / ``python -m bench.tune`` on the 2-core reference
-machine with a MobileNetV2 160x160 (bench/results/RESULTS.md, TUNING.md): batches of 8 -- the
-in-process ceiling is flat from 8 to 32 images (92-95 images/s), and in the server 16 gave
-74 req/s against 86 for 8 at 8 connections, with a longer tail; a 50 ms cap on waiting for
-requests still decoding (20 ms split a wave of 8 clients into two batches of 4); 64 admitted
-requests, about 0.7 s of work, so a full queue still answers well inside any client timeout.
+Defaults, chosen with ``python -m bench.tune`` and checked with ``python -m bench`` on the
+2-core reference machine with the bundled 224x224 MobileNetV2 (bench/results/TUNING.md,
+RESULTS.md): batches of 8 -- the in-process ceiling is flat from 8 to 32 images, and in the
+server 16 gave 74 req/s against 86 for 8 at 8 connections, with a longer tail; a 50 ms cap on
+waiting for requests still decoding (20 ms split a wave of 8 clients into two batches of 4); 64
+admitted requests, about 0.7 s of work, so a full queue still answers well inside any client
+timeout.
 
 Several processes (``WORKERS``, uvicorn ``--workers``): each has its own model, batcher and
-thread pools, so give each its share of the cores -- ``TF_INTRA_OP_THREADS`` = cores/workers,
-``TF_INTER_OP_THREADS=1``, ``DECODE_THREADS`` = cores/workers. On 2 cores, 2 workers with 1
-thread each served 105 req/s at 8 connections against 82 for one worker with 2 threads (one
-process leaves ~0.3 core idle between TensorFlow's parallel sections), at twice the memory.
+thread pools, so each gets its share of the cores (settings.py does this unless the thread
+settings are given). On 2 cores, 2 workers with 1 thread each served 99.5 req/s at 8
+connections against 87.7 for one worker (one process leaves ~0.3 core idle between
+TensorFlow's parallel sections), at twice the memory.
 """
 
 from __future__ import annotations
