@@ -25,6 +25,7 @@ from kto.inference import Inference, configure_threads
 from cats_dogs_other.api.access_log import AccessLogMiddleware
 from cats_dogs_other.api.batching import MicroBatcher
 from cats_dogs_other.api.errors import install_handlers
+from cats_dogs_other.api.issuer_check import IssuerCheck
 from cats_dogs_other.api.jwks import KeyCache
 from cats_dogs_other.api.resources import Resources
 from cats_dogs_other.api.routes import health, model, predict
@@ -78,7 +79,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         stack.push_async_callback(client.aclose)
         keys = KeyCache.from_settings(settings, client)
         stack.push_async_callback(keys.aclose)
-        keys.prefetch()  # warm the key cache without delaying start-up
+        keys.start()  # warm the key cache without delaying start-up, retrying until it is
+        issuer_check = IssuerCheck.from_settings(settings, client)
+        stack.push_async_callback(issuer_check.aclose)
+        issuer_check.start()
         pool = ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="decode")
         stack.callback(pool.shutdown, wait=True, cancel_futures=True)
         batcher = MicroBatcher(
@@ -97,6 +101,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
             decode_pool=pool,
             http_client=client,
             keys=keys,
+            issuer_check=issuer_check,
             validator=TokenValidator.from_settings(settings, keys),
         )
         if metrics is not None:

@@ -10,7 +10,6 @@ import numpy as np
 from kto.inference.decoding import DEFAULT_MAX_PIXELS, ImageInput, decode_image
 from kto.inference.errors import InvalidImageError, ModelLoadError
 from kto.inference.metadata import ModelMetadata, Preprocessing, load_metadata
-from kto.inference.structure import DEFAULT_DECODE_LIMITS, DecodeLimits
 from kto.inference.model import (
     file_sha256,
     input_size_of,
@@ -18,6 +17,7 @@ from kto.inference.model import (
     output_width_of,
     resolve_model_file,
 )
+from kto.inference.structure import DEFAULT_DECODE_LIMITS, DecodeLimits
 
 Result = dict[str, Any]
 WARMUP_BATCH_SIZES = (1, 8)
