@@ -9,6 +9,7 @@ the issuer, the key cache, the decode pool and the micro-batcher. It closes them
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,11 +21,12 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from kto.inference import Inference, configure_threads
+from kto.inference import DEFAULT_DECODE_LIMITS, Inference, configure_threads
 
 from cats_dogs_other.api.access_log import AccessLogMiddleware
 from cats_dogs_other.api.batching import MicroBatcher
 from cats_dogs_other.api.errors import install_handlers
+from cats_dogs_other.api.framing import AmbiguousFramingMiddleware
 from cats_dogs_other.api.issuer_check import IssuerCheck
 from cats_dogs_other.api.jwks import KeyCache
 from cats_dogs_other.api.resources import Resources
@@ -60,6 +62,7 @@ def create_app(
     for router in (health.router, predict.router, model.router):
         app.include_router(router)
     _install_metrics(app)
+    app.add_middleware(AmbiguousFramingMiddleware)
     app.add_middleware(AccessLogMiddleware)
     app.openapi = partial(_openapi, app, settings)  # type: ignore[method-assign]
     return app
@@ -130,7 +133,10 @@ async def _load_model(settings: Settings) -> Inference:
 
 
 def _build_inference(path: Path, settings: Settings) -> Inference:
-    inference = Inference(path, max_pixels=settings.max_image_pixels, warmup=False)
+    limits = dataclasses.replace(DEFAULT_DECODE_LIMITS, max_jpeg_scans=settings.max_jpeg_scans)
+    inference = Inference(
+        path, max_pixels=settings.max_image_pixels, decode_limits=limits, warmup=False
+    )
     # Every batch shape the batcher can form (once each), so the first busy seconds are not
     # ~20% slower.
     inference.warmup(range(1, settings.batch_max_size + 1))

@@ -76,8 +76,7 @@ class IssuerCheck:
             self._report(
                 "unreachable",
                 logging.WARNING,
-                "issuer discovery document unavailable (%s); OAUTH2_ISSUER not checked, "
-                "going on",
+                "issuer discovery document unavailable (%s); OAUTH2_ISSUER not checked, going on",
                 exc,
             )
             return False
@@ -95,7 +94,9 @@ class IssuerCheck:
         return False
 
     async def _run(self) -> None:
-        while not await self.check():
+        while True:
+            if await self.check():
+                return
             await asyncio.sleep(self._recheck_s)
 
     def _report(self, state: str, level: int, message: str, *args: object) -> None:

@@ -14,7 +14,12 @@ from fastapi import Depends, Request
 from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlows
 from fastapi.security import OAuth2
 
-from cats_dogs_other.api.errors import AuthError, InsufficientScopeError, MissingCredentialsError
+from cats_dogs_other.api.errors import (
+    AuthError,
+    InsufficientScopeError,
+    InvalidRequestError,
+    MissingCredentialsError,
+)
 from cats_dogs_other.api.resources import get_resources, get_settings
 from cats_dogs_other.api.tokens import Principal
 
@@ -40,6 +45,9 @@ class BearerToken(OAuth2):
         )
 
     async def __call__(self, request: Request) -> str:  # type: ignore[override]
+        if len(request.headers.getlist("Authorization")) > 1:
+            # Which one would a proxy or another server have used? Refuse rather than guess.
+            raise InvalidRequestError("Send one Authorization header, not several.")
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:

@@ -344,8 +344,8 @@ class _Tiff:
             return []
         self.budget.chunk(count)
         start = offset + (8 if self.big else 2)
-        entries = [self._entry(start + i * entry_size) for i in range(count)]
-        entries = [e for e in entries if e is not None]
+        read = (self._entry(start + i * entry_size) for i in range(count))
+        entries = [entry for entry in read if entry is not None]
         tags = {tag: (kind, n, where) for tag, kind, n, where in entries}
         linked: list[int] = []
         for tag, kind, n, where in entries:
