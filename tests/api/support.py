@@ -143,16 +143,47 @@ def b64json(value: dict[str, Any]) -> str:
     return b64url(json.dumps(value, separators=(",", ":")).encode())
 
 
+def raw_token(key: RSAKey, header: bytes, payload: bytes) -> str:
+    """An RS256 compact JWS over exactly these header and payload bytes (no JSON re-encoding),
+    for headers and claims a JOSE library would refuse to produce."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    signing_input = f"{b64url(header)}.{b64url(payload)}"
+    signature = key.raw_value.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
+    return f"{signing_input}.{b64url(signature)}"
+
+
 def random_kid() -> str:
     return uuid.uuid4().hex
 
 
+@dataclass(frozen=True)
+class Served:
+    """A running uvicorn: its address, and the lifespan's state (the app's resources)."""
+
+    host: str
+    port: int
+    state: dict[str, Any]
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.host, self.port
+
+
 @contextlib.contextmanager
-def serve(app: FastAPI) -> Iterator[tuple[str, int]]:
-    """Run the app under a real uvicorn on 127.0.0.1 (free port); yield (host, port)."""
+def serve_app(app: FastAPI, *, http: str = "auto") -> Iterator[Served]:
+    """Run the app under a real uvicorn on 127.0.0.1 (free port), with the ``http`` parser."""
     import uvicorn
 
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="on")
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=0,
+        log_config=None,
+        lifespan="on",
+        http=http,  # type: ignore[arg-type]
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
     thread.start()
@@ -163,7 +194,14 @@ def serve(app: FastAPI) -> Iterator[tuple[str, int]]:
         time.sleep(0.02)
     port = server.servers[0].sockets[0].getsockname()[1]
     try:
-        yield "127.0.0.1", port
+        yield Served("127.0.0.1", port, server.lifespan.state)  # type: ignore[attr-defined]
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+@contextlib.contextmanager
+def serve(app: FastAPI, *, http: str = "auto") -> Iterator[tuple[str, int]]:
+    """Run the app under a real uvicorn on 127.0.0.1 (free port); yield (host, port)."""
+    with serve_app(app, http=http) as served:
+        yield served.address
