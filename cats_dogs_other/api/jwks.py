@@ -10,8 +10,9 @@ flood the provider through us. So:
   concurrent callers wait for the same fetch instead of starting their own;
 * a failed or garbage refresh (network error, non-JSON, no usable key) keeps the cached keys;
 * while NO key is cached (cold start with the issuer down), a background task retries with a
-  short backoff (1 s, doubling up to ``cooldown_s``), so the API serves within about a second
-  of the issuer coming back, and ``Retry-After`` says when the next attempt is due;
+  short backoff (1 s, growing by half up to ``cooldown_s``: 1, 1.5, 2.3, 3.4... s), so after a
+  short outage the API serves within about 2 s of the issuer coming back, and ``Retry-After``
+  says when the next attempt is due;
 * a key is chosen by ``kid`` AND algorithm: a set may publish keys of several types under one
   ``kid`` (RFC 7517 section 4.5 only asks for distinct ``kid`` per key type); keys weaker than
   RFC 7518 requires (RSA under 2048 bits, a curve that is not a signing curve) are skipped;
@@ -43,7 +44,8 @@ logger = logging.getLogger(__name__)
 
 MAX_DOCUMENT_BYTES = 512 * 1024
 SIGNING_KEY_TYPES = frozenset({"RSA", "EC", "OKP"})
-RECOVERY_BACKOFF_S = 1.0  # first retry while no key is cached; doubles up to the cooldown
+RECOVERY_BACKOFF_S = 1.0  # first retry while no key is cached; then x1.5 up to the cooldown
+RECOVERY_GROWTH = 1.5
 MIN_RSA_BITS = 2048  # RFC 7518 sections 3.3 and 3.5
 # The key type (and curve) each algorithm needs: RFC 7518 section 3.1, RFC 8037 section 3.1.
 ALGORITHM_KEYS: dict[str, tuple[str, frozenset[str] | None]] = {
@@ -91,7 +93,7 @@ class KeyCache:
         self._lock = asyncio.Lock()
         self._background: asyncio.Task[None] | None = None
         self._recovery: asyncio.Task[None] | None = None
-        self._backoff_s = min(RECOVERY_BACKOFF_S, cooldown_s)
+        self._failures = 0  # consecutive failed attempts while no key is cached
         self.last_error: str | None = None
 
     @classmethod
@@ -161,7 +163,10 @@ class KeyCache:
 
     def _interval(self) -> float:
         """Between attempts: the cooldown once keys are cached, the backoff while none are."""
-        return self._cooldown_s if self._keys else self._backoff_s
+        if self._keys:
+            return self._cooldown_s
+        backoff = RECOVERY_BACKOFF_S * RECOVERY_GROWTH ** min(max(0, self._failures - 1), 32)
+        return min(backoff, self._cooldown_s)
 
     def _due_in(self) -> float:
         if self._attempted_at is None:
@@ -203,8 +208,7 @@ class KeyCache:
                 keys = await self._fetch()
             except KeyFetchError as exc:
                 self.last_error = str(exc)
-                if not self._keys:
-                    self._backoff_s = min(self._backoff_s * 2, self._cooldown_s)
+                self._failures += 1
                 logger.warning(
                     "signing keys refresh failed; keeping %d cached key(s): %s",
                     len(self._keys),
@@ -212,7 +216,7 @@ class KeyCache:
                 )
             else:
                 self._keys, self._fetched_at, self.last_error = keys, self._clock(), None
-                self._backoff_s = min(RECOVERY_BACKOFF_S, self._cooldown_s)
+                self._failures = 0
                 logger.info("signing keys refreshed: %d key(s)", sum(map(len, keys.values())))
             finally:
                 self._generation += 1

@@ -43,6 +43,7 @@ class FakeIssuer:
     up: bool = True
     jwks_body: bytes | None = None  # overrides the JWKS document (garbage tests)
     discovery_issuer: str = ISSUER
+    discovery_up: bool = True  # False: the discovery document answers 404, the keys still serve
     requests: list[httpx.Request] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -65,6 +66,8 @@ class FakeIssuer:
         if not self.up:
             raise httpx.ConnectError("issuer down", request=request)
         if request.url.host != "issuer.test":
+            return httpx.Response(404)
+        if request.url.path == DISCOVERY_PATH and not self.discovery_up:
             return httpx.Response(404)
         if request.url.path == DISCOVERY_PATH:
             return httpx.Response(

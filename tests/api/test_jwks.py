@@ -315,3 +315,85 @@ def test_a_silent_keys_endpoint_times_out() -> None:
         server.close()
 
     run(scenario())
+
+
+# -- recovery while no key is cached, hostile documents ---------------------------------------
+
+
+def test_cold_start_outage_recovers_in_the_background_within_two_seconds(
+    make_settings, issuer
+) -> None:
+    """Default 30 s cooldown: the background retries (1 s, then x1.5) do not wait for it."""
+    issuer.up = False
+    with running_app(make_settings(jwks_refresh_cooldown_s=30), issuer) as client:
+        time.sleep(1.2)  # two failed attempts: at start-up and about 1 s later
+        response = client.get("/model", headers=bearer(issuer.token()))
+        assert response.status_code == 503
+        assert 1 <= int(response.headers["Retry-After"]) <= 2  # the next attempt, not 30 s
+        issuer.up = True
+        came_back = time.monotonic()
+        while not client.app_state["resources"].keys.kids:  # no request drives this
+            assert time.monotonic() - came_back < 2.5, "no background recovery"
+            time.sleep(0.05)
+        recovered_s = time.monotonic() - came_back
+        issuer.up = False  # served from the keys fetched in the background
+        assert client.get("/model", headers=bearer(issuer.token())).status_code == 200
+    print(f"keys recovered {recovered_s:.2f} s after the issuer came back")
+
+
+def test_retry_after_while_no_key_is_cached_is_the_time_to_the_next_attempt(issuer) -> None:
+    async def scenario() -> None:
+        clock = FakeClock()
+        client, cache = make_cache(issuer, clock)
+        issuer.up = False
+        waits = []
+        for _ in range(12):
+            with pytest.raises(KeysUnavailableError) as caught:
+                await cache.get("key-1", "RS256")
+            waits.append(caught.value.retry_after_s)
+            clock.now += caught.value.retry_after_s
+        assert waits[:4] == [1, 2, 3, 4]  # 1, 1.5, 2.25, 3.4 s rounded up
+        assert waits[-1] == 30  # capped by the cooldown
+        issuer.up = True
+        assert (await cache.get("key-1", "RS256")).kid == "key-1"
+        await cache.aclose()
+        await client.aclose()
+
+    run(scenario())
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"keys": ' + b"[" * 5_000 + b"]" * 5_000 + b"}",
+        b'{"keys": [{"kty": "RSA", "kid": "k", "n": ' + b"[" * 900 + b"]" * 900 + b"}]}",
+        b"\xff\xfe{\x00}\x00",
+    ],
+    ids=["nested-5000", "nested-key-900", "utf-16"],
+)
+def test_hostile_key_set_at_cold_start_is_503_with_retry_after(make_settings, issuer, body) -> None:
+    issuer.jwks_body = body
+    with running_app(make_settings(), issuer) as client:
+        response = client.get("/model", headers=bearer(issuer.token()))
+        assert response.status_code == 503, response.text
+        assert int(response.headers["Retry-After"]) >= 1
+        ready = client.get("/ready")
+        assert ready.status_code == 503 and "signing keys" in ready.json()["reason"]
+
+
+def test_deeply_nested_discovery_document_is_a_failed_fetch(issuer) -> None:
+    import httpx
+
+    nested = b'{"issuer": ' + b"[" * 5_000 + b"]" * 5_000 + b"}"
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, content=nested))
+
+    async def scenario() -> None:
+        clock = FakeClock()
+        client, cache = make_cache(issuer, clock, discovery=True, transport=transport)
+        with pytest.raises(KeysUnavailableError):
+            await cache.get("key-1", "RS256")
+        assert "nested deeper" in (cache.last_error or "")
+        await cache.aclose()
+        await client.aclose()
+
+    run(scenario())
