@@ -189,14 +189,6 @@ def tiff_pages_bomb(pages: int = 20_000) -> bytes:
 
 
 def bmp_rle_bomb(size: int = 1024 * 1024) -> bytes:
-    """An 8-bit run-length-encoded BMP of one-pixel runs (Pillow decodes RLE in Python)."""
-    width, runs = 2000, bytearray()
-    row = b"\x01\x05" * width + b"\x00\x00"
-    while len(runs) < size:
-        runs += row
-    runs += b"\x00\x01"
-    height = len(runs) // len(row)
-    palette = b"\x00\x00\xff\x00" * 256
-    offset = 14 + 40 + len(palette)
-    info = struct.pack("<IiiHHIIiiII", 40, width, height, 1, 8, 1, len(runs), 2835, 2835, 256, 0)
-    return b"BM" + struct.pack("<IHHI", offset + len(runs), 0, 0, offset) + info + palette + runs
+    from kto.inference.testing import rle_bmp_bomb
+
+    return rle_bmp_bomb(size)

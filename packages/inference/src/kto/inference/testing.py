@@ -131,3 +131,23 @@ def _jpeg_scans(data: bytes) -> list[tuple[int, int]]:
             scans.append((pos, end))
         pos = end
     return scans
+
+
+def rle_bmp_bomb(size: int = 1024 * 1024) -> bytes:
+    """An 8-bit run-length-encoded BMP of ``size`` bytes of one-pixel runs.
+
+    Pillow decodes BMP RLE in pure Python: about 2 s of CPU per MiB on a 2-core machine.
+    """
+    import struct
+
+    width, runs = 2000, bytearray()
+    row = b"\x01\x05" * width + b"\x00\x00"
+    while len(runs) < size:
+        runs += row
+    runs += b"\x00\x01"
+    height = len(runs) // len(row)
+    palette = b"\x00\x00\xff\x00" * 256
+    offset = 14 + 40 + len(palette)
+    info = struct.pack("<IiiHHIIiiII", 40, width, height, 1, 8, 1, len(runs), 2835, 2835, 256, 0)
+    header = b"BM" + struct.pack("<IHHI", offset + len(runs), 0, 0, offset)
+    return header + info + palette + bytes(runs)
