@@ -245,3 +245,27 @@ def test_a_plain_progressive_jpeg_is_classified(upload_client) -> None:
 
     response = upload(upload_client, jpeg_scan_bomb((64, 64), repeats=0))
     assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize(
+    "disposition",
+    [
+        b"form-data; name=\"file\"; filename*=bogus-charset''%ff%fe",
+        b"form-data; name*=UTF-8''%ff; filename=\"a.png\"",
+        b"form-data; name=" + b'"' * 5_000,
+        b"\xff\xfe; name=\xff",
+    ],
+)
+def test_odd_part_headers_are_never_a_server_error(upload_client, images, disposition) -> None:
+    """Either the part is still found (a bad filename does not matter) or a 4xx says why."""
+    body = (
+        b"--x\r\nContent-Disposition: "
+        + disposition
+        + b"\r\nContent-Type: image/png\r\n\r\n"
+        + images["red"]
+        + b"\r\n--x--\r\n"
+    )
+    response = upload_client.post(
+        "/upload", content=body, headers={"Content-Type": "multipart/form-data; boundary=x"}
+    )
+    assert response.status_code in (200, 400, 415, 422), response.text
