@@ -150,10 +150,12 @@ def raw_token(key: RSAKey, header: bytes, payload: bytes) -> str:
     """An RS256 compact JWS over exactly these header and payload bytes (no JSON re-encoding),
     for headers and claims a JOSE library would refuse to produce."""
     from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import padding
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+    private = key.raw_value
+    assert isinstance(private, rsa.RSAPrivateKey), "a private key signs"
     signing_input = f"{b64url(header)}.{b64url(payload)}"
-    signature = key.raw_value.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
+    signature = private.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
     return f"{signing_input}.{b64url(signature)}"
 
 
@@ -185,7 +187,7 @@ def serve_app(app: FastAPI, *, http: str = "auto") -> Iterator[Served]:
         port=0,
         log_config=None,
         lifespan="on",
-        http=http,  # type: ignore[arg-type]
+        http=http,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
@@ -197,7 +199,7 @@ def serve_app(app: FastAPI, *, http: str = "auto") -> Iterator[Served]:
         time.sleep(0.02)
     port = server.servers[0].sockets[0].getsockname()[1]
     try:
-        yield Served("127.0.0.1", port, server.lifespan.state)  # type: ignore[attr-defined]
+        yield Served("127.0.0.1", port, server.lifespan.state)
     finally:
         server.should_exit = True
         thread.join(timeout=30)

@@ -529,7 +529,7 @@ def test_a_batch_that_does_not_fit_is_refused_whole_before_any_decoding() -> Non
             first = asyncio.ensure_future(batcher.submit_many([decodes(i, 0.2) for i in range(5)]))
             await asyncio.sleep(0.01)
             assert batcher.arriving == 5
-            second = [decodes(10 + i) for i in range(4)]  # 5 + 4 > 8
+            second: list[Any] = [decodes(10 + i) for i in range(4)]  # 5 + 4 > 8
             with pytest.raises(QueueFullError):
                 await batcher.submit_many(second)
             assert all(c.cr_frame is None for c in second)  # closed, never run
