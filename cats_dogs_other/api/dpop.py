@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import json
@@ -27,8 +28,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from cryptography.exceptions import UnsupportedAlgorithm
-from joserfc import jws
-from joserfc.errors import BadSignatureError, JoseError
+from joserfc.errors import JoseError
 from joserfc.jwk import JWKRegistry, Key, RSAKey
 from joserfc.jws import JWSRegistry
 
@@ -45,6 +45,7 @@ MAX_PROOF_BYTES = 8 * 1024
 # At most this many JSON objects/arrays in a segment, so nesting (and json's recursion) is bounded.
 MAX_JSON_CONTAINERS = 16
 MAX_JTI_CHARS = 256
+KEY_CACHE_SIZE = 1024  # distinct client keys whose parsed header is kept
 MAX_HTU_CHARS = 2048
 RSA_KEY_BITS = (2048, 8192)
 # RFC 9449 section 4.3 point 7: the jwk header must not hold a private key.
@@ -122,6 +123,7 @@ class ProofVerifier:
         self._nonces = nonces
         self._clock = clock
         self._registries = {alg: _registry(alg) for alg in algorithms}
+        self._key_of = functools.lru_cache(maxsize=KEY_CACHE_SIZE)(self._load_key)
 
     @property
     def nonces(self) -> NonceSource | None:
@@ -141,22 +143,10 @@ class ProofVerifier:
         ``access_token`` and ``jkt`` are given at a resource server (``ath`` and the key binding
         are then checked), left out at a token endpoint.
         """
-        header, payload = _split(proof)
-        alg = self._check_header(header)
-        key = _public_key(header["jwk"], self._registries[alg], alg)
-        try:
-            jws.deserialize_compact(proof, key, registry=self._registries[alg])
-        except BadSignatureError:
-            raise ProofError(
-                "The DPoP proof's signature is not valid.", reason="dpop_signature"
-            ) from None
-        except (JoseError, ValueError, TypeError) as exc:
-            logger.debug("DPoP proof refused by joserfc: %s", type(exc).__name__)
-            raise ProofError(
-                "The DPoP proof could not be verified.", reason="dpop_malformed"
-            ) from None
+        header_segment, payload, signing_input, signature = _split(proof)
+        alg, key, thumbprint = self._key_of(header_segment)
+        self._check_signature(alg, key, signing_input, signature)
         jti, iat = self._check_claims(payload, method, url)
-        thumbprint = key.thumbprint()
         if access_token is not None:
             _check_binding(payload, access_token, thumbprint, jkt)
         if self._nonces is not None and not self._nonces.is_valid(payload.get("nonce")):
@@ -169,6 +159,26 @@ class ProofVerifier:
                 reason="dpop_replay",
             ) from None
         return Proof(jkt=thumbprint, jti=jti)
+
+    def _load_key(self, header_segment: str) -> tuple[str, Key, str]:
+        """The algorithm, public key and thumbprint a proof header names, once it passes.
+
+        A client sends the same header with every proof, so this is cached (bounded, by the
+        exact header text); headers that fail raise and are not cached.
+        """
+        header = _json_object(header_segment, "header")
+        alg = self._check_header(header)
+        key = _public_key(header["jwk"], self._registries[alg], alg)
+        return alg, key, key.thumbprint()
+
+    def _check_signature(self, alg: str, key: Key, signing_input: bytes, signature: bytes) -> None:
+        try:
+            valid = self._registries[alg].get_alg(alg).verify(signing_input, signature, key)
+        except (JoseError, ValueError, TypeError) as exc:
+            logger.debug("DPoP proof refused by joserfc: %s", type(exc).__name__)
+            valid = False
+        if not valid:
+            raise ProofError("The DPoP proof's signature is not valid.", reason="dpop_signature")
 
     def _check_header(self, header: dict[str, Any]) -> str:
         typ = header.get("typ")
@@ -256,21 +266,35 @@ def _check_binding(
         )
 
 
-def _split(proof: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def _split(proof: str) -> tuple[str, dict[str, Any], bytes, bytes]:
+    """Header segment, payload, signing input and signature of a compact JWS."""
     if len(proof) > MAX_PROOF_BYTES:
         raise ProofError("The DPoP proof is larger than 8 KiB.", reason="dpop_too_large")
     segments = proof.split(".")
     if len(segments) != 3 or not all(segments):
         raise ProofError("The DPoP proof is not a signed JWT.", reason="dpop_malformed")
-    return _json_object(segments[0], "header"), _json_object(segments[1], "payload")
+    header, payload, signature = segments
+    try:
+        signature_bytes = _b64url_decode(signature)
+    except ValueError:
+        raise ProofError(
+            "The DPoP proof's signature is not base64url.", reason="dpop_malformed"
+        ) from None
+    signing_input = f"{header}.{payload}".encode("ascii")
+    return header, _json_object(payload, "payload"), signing_input, signature_bytes
+
+
+def _b64url_decode(segment: str) -> bytes:
+    """Unpadded base64url only: other characters, padding or whitespace are refused."""
+    if not _B64URL.fullmatch(segment):
+        raise ValueError("not base64url")
+    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
 
 
 def _json_object(segment: str, part: str) -> dict[str, Any]:
     """Strict base64url, strict UTF-8, bounded nesting, no repeated names, no NaN."""
     try:
-        if not _B64URL.fullmatch(segment):
-            raise ValueError("not base64url")
-        raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        raw = _b64url_decode(segment)
         if raw.count(b"{") + raw.count(b"[") > MAX_JSON_CONTAINERS:
             raise ValueError("too deeply nested")
         value = json.loads(
