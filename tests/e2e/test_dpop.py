@@ -1,9 +1,12 @@
 """A DPoP-bound token from the development issuer, then /upload with a fresh proof each time."""
 
+import subprocess
+import sys
+
 import httpx
 
 from cats_dogs_other.api.dpop_proofs import ProofSigner
-from tests.e2e.support import CLASSES, StackProcess, png
+from tests.e2e.support import CLASSES, REPO_ROOT, StackProcess, png
 
 
 def upload(stack: StackProcess, headers: dict[str, str]) -> httpx.Response:
@@ -50,3 +53,24 @@ def test_missing_token_offers_both_schemes(stack: StackProcess) -> None:
     assert response.status_code == 401
     schemes = [value.split(" ", 1)[0] for value in response.headers.get_list("www-authenticate")]
     assert schemes == ["Bearer", "DPoP"]
+
+
+def test_the_readme_snippet_runs_against_the_stack(stack: StackProcess) -> None:
+    """The README's Python DPoP client, with the stack's ports, as a user would paste it."""
+    readme = (REPO_ROOT / "README.md").read_text()
+    marker = "<!-- dpop-snippet: run by tests/e2e/test_dpop.py -->\n```python\n"
+    code = readme.split(marker, 1)[1].split("```", 1)[0]
+    code = code.replace("http://127.0.0.1:9000/", stack.issuer_url)
+    code = code.replace("http://127.0.0.1:8080", stack.api_url)
+
+    run = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert run.returncode == 0, run.stderr
+    assert "'prediction':" in run.stdout
