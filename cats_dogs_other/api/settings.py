@@ -85,7 +85,7 @@ class Settings(BaseSettings):
         default=None, description="scheme://host[:port] clients call, when a proxy rewrites it"
     )
     dpop_nonces: bool = False
-    dpop_nonce_secret: SecretStr | None = Field(default=None, min_length=32)
+    dpop_nonce_secret: SecretStr | None = None
     dpop_nonce_lifetime_s: int = Field(default=300, ge=10, le=3600)
 
     # --- model ---
@@ -146,6 +146,13 @@ class Settings(BaseSettings):
         if bad or not value:
             allowed = ", ".join(sorted(ASYMMETRIC_ALGORITHMS))
             raise ValueError(f"unsupported {bad or 'empty list'}; allowed: {allowed}")
+        return value
+
+    @field_validator("dpop_nonce_secret")
+    @classmethod
+    def _long_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode()) < 32:
+            raise ValueError("must be at least 32 characters (e.g. openssl rand -hex 32)")
         return value
 
     @field_validator("log_level")

@@ -12,14 +12,16 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from joserfc.jwk import ECKey, RSAKey
 
+from cats_dogs_other.api.app import create_app
 from cats_dogs_other.api.dpop import access_token_hash
 from cats_dogs_other.api.dpop_proofs import ProofSigner
 from cats_dogs_other.api.settings import Settings
-from tests.api.support import FakeIssuer, b64json, b64url, bearer, running_app
+from tests.api.support import FakeIssuer, b64json, b64url, bearer, running_app, serve
 
 URL = "http://testserver/model"
 REALM = 'realm="cats-dogs-other"'
@@ -487,3 +489,25 @@ def test_bearer_requests_carry_no_nonce(app_with, module_issuer) -> None:
     response = nonced.get("/model", headers=bearer(module_issuer.token()))
     assert response.status_code == 200
     assert "DPoP-Nonce" not in response.headers
+
+
+# --- behind a proxy: the scheme the client saw ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("trusted", "client_saw"),
+    [("127.0.0.1", "https"), ("10.9.8.7", "http")],
+    ids=["from-a-trusted-proxy", "from-anyone-else"],
+)
+def test_forwarded_proto_counts_only_from_trusted_proxies(
+    make_settings, module_issuer, bound_token, signer, trusted, client_saw
+) -> None:
+    """Under real uvicorn (as boot.py runs it): X-Forwarded-Proto changes the expected htu only
+    when the peer is in FORWARDED_ALLOW_IPS."""
+    app = create_app(make_settings(), transport=module_issuer.transport)
+    with serve(app, proxy_headers=True, forwarded_allow_ips=trusted) as (host, port):
+        for scheme in ("https", "http"):
+            proof = signer.proof("GET", f"{scheme}://{host}:{port}/model", access_token=bound_token)
+            headers = {**dpop(bound_token, proof), "X-Forwarded-Proto": "https"}
+            response = httpx.get(f"http://{host}:{port}/model", headers=headers, timeout=30)
+            assert response.status_code == (200 if scheme == client_saw else 401), response.text
