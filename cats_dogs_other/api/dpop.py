@@ -45,6 +45,7 @@ MAX_PROOF_BYTES = 8 * 1024
 # At most this many JSON objects/arrays in a segment, so nesting (and json's recursion) is bounded.
 MAX_JSON_CONTAINERS = 16
 MAX_JTI_CHARS = 256
+MAX_IAT = 2**53  # seconds; larger numbers are no date, and may not even convert to a float
 KEY_CACHE_SIZE = 1024  # distinct client keys whose parsed header is kept
 MAX_HTU_CHARS = 2048
 RSA_KEY_BITS = (2048, 8192)
@@ -84,6 +85,12 @@ def access_token_hash(token: str) -> str:
     """``ath``: base64url of the SHA-256 of the token's ASCII bytes (RFC 9449 section 4.2)."""
     digest = hashlib.sha256(token.encode("ascii", errors="replace")).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def same_text(received: str, expected: str) -> bool:
+    """Constant-time equality; ``expected`` is ASCII, so anything else simply differs (and
+    ``hmac.compare_digest`` would raise on non-ASCII text)."""
+    return received.isascii() and hmac.compare_digest(received.encode(), expected.encode())
 
 
 def normalise_htu(url: str) -> str | None:
@@ -230,7 +237,7 @@ class ProofVerifier:
                 reason="dpop_htu",
             )
         iat = payload.get("iat")
-        if isinstance(iat, bool) or not isinstance(iat, int | float):
+        if isinstance(iat, bool) or not isinstance(iat, int | float) or abs(iat) > MAX_IAT:
             raise ProofError("The DPoP proof has no creation time (iat).", reason="dpop_iat")
         if abs(self._clock() - iat) > self._iat_window_s:
             raise ProofError(
@@ -254,12 +261,12 @@ def _check_binding(
     payload: dict[str, Any], access_token: str, thumbprint: str, jkt: str | None
 ) -> None:
     ath = payload.get("ath")
-    if not isinstance(ath, str) or not hmac.compare_digest(ath, access_token_hash(access_token)):
+    if not isinstance(ath, str) or not same_text(ath, access_token_hash(access_token)):
         raise ProofError(
             "The DPoP proof's ath is not the hash of the access token sent with it.",
             reason="dpop_ath",
         )
-    if jkt is None or not hmac.compare_digest(thumbprint, jkt):
+    if jkt is None or not same_text(thumbprint, jkt):
         raise ProofError(
             "The DPoP proof is signed by another key than the one the token is bound to.",
             reason="dpop_key_binding",

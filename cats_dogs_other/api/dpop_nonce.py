@@ -48,7 +48,7 @@ class NonceSource:
         now = self._window()
         if window not in (now, now - 1):
             return False
-        return hmac.compare_digest(nonce, self._nonce(window))
+        return nonce.isascii() and hmac.compare_digest(nonce.encode(), self._nonce(window).encode())
 
     def _window(self) -> int:
         return int(self._clock() // self._lifetime_s)
