@@ -37,7 +37,9 @@ class BearerToken(OAuth2):
                 clientCredentials=OAuthFlowClientCredentials(tokenUrl=TOKEN_URL_PLACEHOLDER)
             ),
             scheme_name=SCHEME_NAME,
-            description="Access token from the OAuth2 issuer (Auth0 client credentials).",
+            description="Access token from the OAuth2 issuer (Auth0 client credentials). "
+            "A DPoP-bound token goes as 'Authorization: DPoP <token>' with a 'DPoP' proof "
+            "header (RFC 9449).",
             auto_error=False,
         )
 
