@@ -8,6 +8,7 @@ from joserfc.jwk import KeySet
 from starlette.testclient import TestClient
 
 from cats_dogs_other.api.dpop_proofs import ProofSigner
+from cats_dogs_other.dev_issuer import IssuerSettings, create_app
 from tests.dev_issuer.support import token_form
 
 TOKEN_ENDPOINT = "http://127.0.0.1:9999/oauth/token"
@@ -110,3 +111,22 @@ def test_the_client_is_authenticated_before_the_proof_is_looked_at(
 
     assert refused.status_code == 401
     assert accepted.status_code == 200  # the refused request did not use up the proof
+
+
+def test_a_full_replay_cache_answers_503_instead_of_forgetting(signer: ProofSigner) -> None:
+    settings = IssuerSettings(url="http://127.0.0.1:9999", dpop_replay_cache_size=1)
+    with TestClient(create_app(settings)) as client:
+        first = client.post(
+            "/oauth/token",
+            data=token_form(),
+            headers={"DPoP": signer.proof("POST", TOKEN_ENDPOINT)},
+        )
+        second = client.post(
+            "/oauth/token",
+            data=token_form(),
+            headers={"DPoP": signer.proof("POST", TOKEN_ENDPOINT)},
+        )
+
+    assert first.status_code == 200
+    assert second.status_code == 503
+    assert 1 <= int(second.headers["Retry-After"]) <= 62
