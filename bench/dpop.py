@@ -4,7 +4,8 @@ Starts the development issuer and ``python boot.py`` on 127.0.0.1, gets one Bear
 one DPoP-bound token (proof signed by a P-256 key made here), then runs the same closed loop
 with each in turn, interleaved (B D, D B, B D...) so a noisy neighbour hits both alike. The load
 generator is Python (asyncio + httpx) because every DPoP request needs a new proof: it signs one
-per request, inside the timed loop, as a real client would. Prints each run and the medians.
+per request, inside the timed loop, as a real client would. Prints each run and the medians,
+with the API process's CPU time per request (steadier than throughput on a shared machine).
 """
 
 from __future__ import annotations
@@ -36,10 +37,16 @@ class Run:
     requests: int
     errors: int
     seconds: float
+    server_cpu_s: float  # the API process's user + system time during the run
 
     @property
     def per_second(self) -> float:
         return self.requests / self.seconds
+
+    @property
+    def cpu_ms_per_request(self) -> float:
+        """Less sensitive to a busy machine than throughput: work done, not time waited."""
+        return 1000 * self.server_cpu_s / max(self.requests + self.errors, 1)
 
 
 async def closed_loop(
@@ -122,17 +129,19 @@ def main(argv: list[str] | None = None) -> int:
         for round_index in range(args.rounds):
             order = ["Bearer", "DPoP"] if round_index % 2 == 0 else ["DPoP", "Bearer"]
             for kind in order:
-                started = time.monotonic()
+                started, cpu_before = time.monotonic(), api.cpu_seconds()
                 ok, errors = asyncio.run(
                     closed_loop(
                         url, body, content_type, kinds[kind], args.connections, args.seconds
                     )
                 )
-                run = Run(kind, ok, errors, time.monotonic() - started)
+                seconds, cpu_s = time.monotonic() - started, api.cpu_seconds() - cpu_before
+                run = Run(kind, ok, errors, seconds, cpu_s)
                 runs.append(run)
                 print(
                     f"[bench.dpop] round {round_index + 1} {kind:6}: {run.per_second:7.1f} req/s "
-                    f"({ok} ok, {errors} errors, {run.seconds:.1f} s)",
+                    f"({ok} ok, {errors} errors, {run.seconds:.1f} s), "
+                    f"server CPU {run.cpu_ms_per_request:.2f} ms/request",
                     flush=True,
                 )
     finally:
@@ -140,6 +149,10 @@ def main(argv: list[str] | None = None) -> int:
         issuer.stop()
     medians = {
         kind: statistics.median(r.per_second for r in runs if r.kind == kind) for kind in kinds
+    }
+    cpu = {
+        kind: statistics.median(r.cpu_ms_per_request for r in runs if r.kind == kind)
+        for kind in kinds
     }
     print(
         json.dumps(
@@ -152,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
                 "load_average_after": load_average(),
                 "median_req_per_s": {k: round(v, 1) for k, v in medians.items()},
                 "dpop_vs_bearer": round(medians["DPoP"] / medians["Bearer"], 3),
+                "median_server_cpu_ms_per_request": {k: round(v, 2) for k, v in cpu.items()},
             },
             indent=2,
         )
