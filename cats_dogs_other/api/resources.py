@@ -14,6 +14,7 @@ from fastapi import Request
 from kto.inference import Inference
 
 from cats_dogs_other.api.batching import MicroBatcher
+from cats_dogs_other.api.dpop_binding import DPoPBinding
 from cats_dogs_other.api.issuer_check import IssuerCheck
 from cats_dogs_other.api.jwks import KeyCache
 from cats_dogs_other.api.settings import Settings
@@ -29,6 +30,7 @@ class Resources:
     keys: KeyCache
     issuer_check: IssuerCheck
     validator: TokenValidator
+    dpop: DPoPBinding
 
 
 def get_settings(request: Request) -> Settings:

@@ -177,17 +177,15 @@ class Served:
 
 
 @contextlib.contextmanager
-def serve_app(app: FastAPI, *, http: str = "auto") -> Iterator[Served]:
-    """Run the app under a real uvicorn on 127.0.0.1 (free port), with the ``http`` parser."""
+def serve_app(app: FastAPI, **options: Any) -> Iterator[Served]:
+    """Run the app under a real uvicorn on 127.0.0.1 (free port).
+
+    ``options`` go to ``uvicorn.Config`` (e.g. ``http="h11"``, ``forwarded_allow_ips``).
+    """
     import uvicorn
 
     config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=0,
-        log_config=None,
-        lifespan="on",
-        http=http,
+        app, host="127.0.0.1", port=0, log_config=None, lifespan="on", **options
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
@@ -206,7 +204,7 @@ def serve_app(app: FastAPI, *, http: str = "auto") -> Iterator[Served]:
 
 
 @contextlib.contextmanager
-def serve(app: FastAPI, *, http: str = "auto") -> Iterator[tuple[str, int]]:
+def serve(app: FastAPI, **options: Any) -> Iterator[tuple[str, int]]:
     """Run the app under a real uvicorn on 127.0.0.1 (free port); yield (host, port)."""
-    with serve_app(app, http=http) as served:
+    with serve_app(app, **options) as served:
         yield served.address
