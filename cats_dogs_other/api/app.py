@@ -9,6 +9,7 @@ the issuer, the key cache, the decode pool and the micro-batcher. It closes them
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,12 +21,14 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from kto.inference import Inference, configure_threads
+from kto.inference import DEFAULT_DECODE_LIMITS, Inference, configure_threads
 
 from cats_dogs_other.api.access_log import AccessLogMiddleware
 from cats_dogs_other.api.batching import MicroBatcher
 from cats_dogs_other.api.dpop_binding import DPoPBinding, challenge_schemes
 from cats_dogs_other.api.errors import install_handlers
+from cats_dogs_other.api.framing import AmbiguousFramingMiddleware
+from cats_dogs_other.api.issuer_check import IssuerCheck
 from cats_dogs_other.api.jwks import KeyCache
 from cats_dogs_other.api.resources import Resources
 from cats_dogs_other.api.routes import health, model, predict
@@ -61,6 +64,7 @@ def create_app(
     for router in (health.router, predict.router, model.router):
         app.include_router(router)
     _install_metrics(app)
+    app.add_middleware(AmbiguousFramingMiddleware)
     app.add_middleware(AccessLogMiddleware)
     app.openapi = partial(_openapi, app, settings)  # type: ignore[method-assign]
     return app
@@ -80,7 +84,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         stack.push_async_callback(client.aclose)
         keys = KeyCache.from_settings(settings, client)
         stack.push_async_callback(keys.aclose)
-        keys.prefetch()  # warm the key cache without delaying start-up
+        keys.start()  # warm the key cache without delaying start-up, retrying until it is
+        issuer_check = IssuerCheck.from_settings(settings, client)
+        stack.push_async_callback(issuer_check.aclose)
+        issuer_check.start()
         pool = ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="decode")
         stack.callback(pool.shutdown, wait=True, cancel_futures=True)
         batcher = MicroBatcher(
@@ -99,6 +106,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
             decode_pool=pool,
             http_client=client,
             keys=keys,
+            issuer_check=issuer_check,
             validator=TokenValidator.from_settings(settings, keys),
             dpop=DPoPBinding.from_settings(settings),
         )
@@ -128,7 +136,10 @@ async def _load_model(settings: Settings) -> Inference:
 
 
 def _build_inference(path: Path, settings: Settings) -> Inference:
-    inference = Inference(path, max_pixels=settings.max_image_pixels, warmup=False)
+    limits = dataclasses.replace(DEFAULT_DECODE_LIMITS, max_jpeg_scans=settings.max_jpeg_scans)
+    inference = Inference(
+        path, max_pixels=settings.max_image_pixels, decode_limits=limits, warmup=False
+    )
     # Every batch shape the batcher can form (once each), so the first busy seconds are not
     # ~20% slower.
     inference.warmup(range(1, settings.batch_max_size + 1))

@@ -111,6 +111,10 @@ async def read_files(
             parser.write(chunk)
     except FormParserError as exc:
         raise MalformedBodyError(f"The multipart body is malformed: {exc}") from None
+    except (ValueError, LookupError, RecursionError) as exc:  # any other parser failure
+        raise MalformedBodyError(
+            f"The multipart body is malformed ({type(exc).__name__})."
+        ) from None
     if not collector.ended:
         raise MalformedBodyError("The multipart body ended before its closing boundary.")
     if not collector.files:

@@ -17,6 +17,7 @@ from kto.inference.model import (
     output_width_of,
     resolve_model_file,
 )
+from kto.inference.structure import DEFAULT_DECODE_LIMITS, DecodeLimits
 
 Result = dict[str, Any]
 WARMUP_BATCH_SIZES = (1, 8)
@@ -36,12 +37,14 @@ class Inference:
         model_path: str | Path,
         *,
         max_pixels: int = DEFAULT_MAX_PIXELS,
+        decode_limits: DecodeLimits = DEFAULT_DECODE_LIMITS,
         warmup: bool = True,
     ) -> None:
         if max_pixels <= 0:
             raise ValueError("max_pixels must be a positive number of pixels")
         self.model_path: Path = resolve_model_file(model_path)
         self.max_pixels = max_pixels
+        self.decode_limits = decode_limits
         self.sha256: str = file_sha256(self.model_path)
         self.model = load_keras_model(self.model_path)
         self.metadata: ModelMetadata = load_metadata(self.model_path, input_size_of(self.model))
@@ -70,7 +73,9 @@ class Inference:
         The model's own normalisation (metadata ``preprocessing``) runs inside the compiled
         graph in :meth:`predict_arrays`, so callers only ever handle plain pixels.
         """
-        pixels = decode_image(image, size=self.input_size, max_pixels=self.max_pixels)
+        pixels = decode_image(
+            image, size=self.input_size, max_pixels=self.max_pixels, limits=self.decode_limits
+        )
         return pixels.astype(np.float32)
 
     def predict_arrays(self, batch: np.ndarray) -> np.ndarray:
