@@ -181,23 +181,3 @@ def test_debug_logs_show_the_traceback(boot: Callable[..., Outcome], tmp_path: P
     assert "MODEL_PATH" in outcome.sentence
     (failure,) = [r for r in outcome.records if r.get("event") == "startup_failed"]
     assert "Traceback" in failure["exc_info"]
-
-
-def test_help_lists_every_setting_and_starts_nothing(boot: Callable[..., Outcome]) -> None:
-    """--help works without any setting, and no port is opened."""
-    from cats_dogs_other.api.settings import Settings
-
-    completed = subprocess.run(
-        [sys.executable, "boot.py", "--help"],
-        cwd=Path(__file__).resolve().parents[2],
-        env={k: v for k, v in os.environ.items() if not k.startswith("OAUTH2_")},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stderr
-    for name in Settings.model_fields:
-        assert name.upper() in completed.stdout
-    assert "MLFLOW_TRACKING_URI" in completed.stdout
-    assert "Uvicorn running" not in completed.stdout + completed.stderr

@@ -59,7 +59,7 @@ def try_out_upload(driver: Any, image: Path) -> tuple[str, str]:
     clickable(UPLOAD_BLOCK + "//button[contains(@class, 'try-out__btn')]").click()
     driver.find_element(By.XPATH, UPLOAD_BLOCK + "//input[@type='file']").send_keys(str(image))
     clickable(UPLOAD_BLOCK + "//button[contains(@class, 'execute')]").click()
-    status = (By.XPATH, LIVE_RESPONSE + "//td[contains(@class, 'response-col_status')]")
+    status = (By.XPATH, LIVE_RESPONSE + "//tbody//td[contains(@class, 'response-col_status')]")
     WebDriverWait(driver, TIMEOUT_S).until(ec.presence_of_element_located(status))
     code = driver.find_element(*status).text.strip()
     body = driver.find_element(By.XPATH, LIVE_RESPONSE + "//pre[contains(@class, 'microlight')]")
