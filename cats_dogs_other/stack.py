@@ -29,7 +29,7 @@ from cats_dogs_other.cli_help import EnvironmentHelpFormatter
 from cats_dogs_other.dev_issuer.settings import IssuerSettings
 
 ROOT = Path(__file__).resolve().parent.parent
-SAMPLE_IMAGE = ROOT / "bruno" / "fixtures" / "red.png"
+SAMPLE_IMAGE = ROOT / "bruno" / "fixtures" / "cat.png"
 TAIL_LINES = 30
 REQUIRED_SCOPE = "get::prediction"
 
