@@ -4,7 +4,9 @@
 # packages, through apt, as root (CI) or through sudo.
 set -euo pipefail
 
-if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then
+# GitHub's Ubuntu runners already have Chrome and its driver; Debian needs the packages.
+if command -v chromedriver >/dev/null &&
+    { command -v chromium >/dev/null || command -v google-chrome >/dev/null; }; then
     exit 0
 fi
 if ! command -v apt-get >/dev/null; then

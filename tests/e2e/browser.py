@@ -30,7 +30,8 @@ CHROMIUM_FLAGS = (
 
 def browser_binaries() -> tuple[str, str]:
     """(chromium, chromedriver), or skip (fail in CI, where make test installs them)."""
-    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    chromium = shutil.which("chromium") or shutil.which("google-chrome")
+    driver = shutil.which("chromedriver")
     if chromium and driver:
         return chromium, driver
     reason = "Debian's chromium and chromedriver are not installed (`make browser` installs them)"
