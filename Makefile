@@ -47,7 +47,7 @@ $(SERVE_VENV)/.deps: cats_dogs_other/api/requirements.txt init_packages.sh $(WHE
 
 # The API alone against a configured issuer: OAUTH2_ISSUER and OAUTH2_AUDIENCE must be set.
 serve: $(SERVE_VENV)/.deps
-	$(SERVE_PY) boot.py
+	@$(SERVE_PY) boot.py
 
 # Debian's chromium and chromedriver for the browser test (apt, only when missing).
 browser:

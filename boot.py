@@ -14,6 +14,7 @@ import ctypes
 import logging
 import logging.config
 import os
+import signal
 import sys
 from typing import TYPE_CHECKING, TextIO
 
@@ -138,13 +139,33 @@ def _run_uvicorn(settings: Settings) -> None:
     )
 
 
+class _Signalled(BaseException):
+    """uvicorn re-raises the stopping signal after its graceful shutdown; caught here first,
+    so the log pumps flush the last lines before the process ends by that signal."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _defer_signal(signum: int, frame: object) -> None:
+    raise _Signalled(signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     parse_args(argv)  # --help prints and exits before anything starts
     _return_freed_memory()
     from cats_dogs_other.api.stdio import capture
 
-    with capture() as stderr:
-        return serve(stderr)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _defer_signal)  # what uvicorn restores, then raises
+    try:
+        with capture() as stderr:
+            return serve(stderr)
+    except _Signalled as stopped:  # exit status tells the truth: ended by that signal
+        signal.signal(stopped.signum, signal.SIG_DFL)
+        signal.raise_signal(stopped.signum)
+        raise
 
 
 if __name__ == "__main__":
