@@ -132,11 +132,12 @@ async def _load_model(settings: Settings) -> Inference:
             )
         return await asyncio.to_thread(_build_inference, Path(path), settings)
     except (ModelLoadError, ModelSourceError) as exc:
-        error = StartupError(
-            f"{setting}: {exc}; point {setting} at {TRAIN_HINT}, or unset it to serve the "
-            "bundled model",
-            setting=setting,
+        fix = (
+            "check MODEL_URI and MLFLOW_TRACKING_URI"
+            if setting == "MODEL_URI"
+            else f"point MODEL_PATH at {TRAIN_HINT}, or unset it to serve the bundled model"
         )
+        error = StartupError(f"{setting}: {exc}; {fix}", setting=setting)
         record_failure(error)
         logger.error(error.sentence, extra={"event": "startup_failed"})
         raise error from exc
