@@ -40,7 +40,7 @@ from bench.procs import (
     start,
 )
 from bench.tokens import token_validation_us
-from cats_dogs_other.cli_help import EnvironmentHelpFormatter
+from cats_dogs_other.api.cli_help import EnvironmentHelpFormatter
 
 RESULTS_DIR = Path(__file__).with_name("results")
 

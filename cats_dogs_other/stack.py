@@ -24,8 +24,8 @@ import httpx
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from cats_dogs_other.api.cli_help import EnvironmentHelpFormatter
 from cats_dogs_other.api.settings import DEV_TOKEN_PATH
-from cats_dogs_other.cli_help import EnvironmentHelpFormatter
 from cats_dogs_other.dev_issuer.settings import IssuerSettings
 
 ROOT = Path(__file__).resolve().parent.parent

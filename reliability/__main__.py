@@ -10,7 +10,7 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from cats_dogs_other.cli_help import EnvironmentHelpFormatter
+from cats_dogs_other.api.cli_help import EnvironmentHelpFormatter
 from reliability import model
 from reliability.checks import Context, registry
 from reliability.report import RESULTS_MD, CheckResult, render_markdown, write_markdown

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import uvicorn
 
-from cats_dogs_other.cli_help import EnvironmentHelpFormatter
+from cats_dogs_other.api.cli_help import EnvironmentHelpFormatter
 from cats_dogs_other.dev_issuer.app import create_app
 from cats_dogs_other.dev_issuer.settings import IssuerSettings
 

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cats_dogs_other.cli_help import EnvironmentHelpFormatter
+from cats_dogs_other.api.cli_help import EnvironmentHelpFormatter
 from cats_dogs_other.train import paths
 from cats_dogs_other.train.errors import TrainingError
 from cats_dogs_other.train.model import BACKBONES
