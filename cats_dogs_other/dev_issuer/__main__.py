@@ -22,6 +22,8 @@ environment variables:
   DEV_ISSUER_TOKEN_LIFETIME_S  token lifetime in seconds (default 86400)
   DEV_ISSUER_KEYS_PUBLISHED    signing keys published in the JWKS (default 2)
   DEV_ISSUER_KEY_SIZE          RSA key size in bits (default 2048)
+  DEV_ISSUER_DPOP_REPLAY_CACHE_SIZE
+                               DPoP proof ids remembered at the token endpoint (default 10000)
   DEV_ISSUER_LOG_LEVEL         DEBUG, INFO, WARNING... (default INFO)
 """
 
