@@ -264,7 +264,10 @@ def test_timeout_raises_and_the_late_result_is_dropped() -> None:
     # image 1 ran (its late result was dropped), image 2 expired in the queue and was skipped
     assert model.batches == [1, 1]
     assert (
-        metrics.registry.get_sample_value("inference_rejections_total", {"reason": "timeout"}) == 2
+        metrics.registry.get_sample_value(
+            "cats_dogs_other_inference_rejections_total", {"reason": "timeout"}
+        )
+        == 2
     )
 
 
@@ -311,10 +314,10 @@ def test_metrics_record_batches_and_queue_depth() -> None:
 
     run(main)
     get = metrics.registry.get_sample_value
-    assert get("batch_size_count") == len(model.batches)
-    assert get("batch_size_sum") == 8
-    assert get("inference_seconds_count") == len(model.batches)
-    assert get("queue_depth") == 0
+    assert get("cats_dogs_other_batch_size_count") == len(model.batches)
+    assert get("cats_dogs_other_batch_size_sum") == 8
+    assert get("cats_dogs_other_inference_seconds_count") == len(model.batches)
+    assert get("cats_dogs_other_queue_depth") == 0
 
 
 # -- submitting the decoding itself (an awaitable): admission and arrival-aware waiting -------

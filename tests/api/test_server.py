@@ -87,7 +87,20 @@ def test_chunked_body_over_limit_in_many_small_fields_is_413(server) -> None:
     chunks = chunked([*fields, END])
     response = raw_post(server, "/upload", MULTIPART + b"Transfer-Encoding: chunked\r\n", chunks)
     assert status_of(response) == 413
-    assert b"request body is larger" in response
+    assert b"larger than the limit of 65536 bytes per image (MAX_UPLOAD_BYTES)" in response
+
+
+def test_a_batch_over_its_limit_names_both_limits(server) -> None:
+    parts = [file_part(b"x" * (LIMIT - 100)) for _ in range(6)]
+    response = raw_post(
+        server,
+        "/upload/batch",
+        MULTIPART + b"Transfer-Encoding: chunked\r\n",
+        chunked([*parts, END]),
+    )
+    assert status_of(response) == 413
+    assert b"limit of 262144 bytes per batch (MAX_BATCH_BYTES)" in response
+    assert b"at most 65536 bytes per image (MAX_UPLOAD_BYTES)" in response
 
 
 def test_chunked_upload_within_limit_is_classified(server) -> None:

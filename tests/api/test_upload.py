@@ -80,7 +80,9 @@ def test_second_file_on_single_upload_is_refused(upload_client, images) -> None:
 def test_over_limit_with_honest_content_length_is_413(upload_client) -> None:
     response = upload(upload_client, b"\0" * (LIMIT + 20_000))
     assert response.status_code == 413
-    assert "limit" in response.json()["detail"]
+    assert response.json()["detail"] == (
+        f"The upload is larger than the limit of {LIMIT} bytes per image (MAX_UPLOAD_BYTES)."
+    )
 
 
 def test_file_over_limit_inside_the_framing_allowance_is_413(upload_client) -> None:
