@@ -356,7 +356,13 @@ GOOD = (
 MALFORMED = (
     header_case("no-header", "malformed", "no Authorization header", None),
     header_case("basic-scheme", "malformed", "Basic credentials instead of a token", "Basic dTpw"),
-    header_case("empty-bearer", "malformed", "`Bearer` with no token", "Bearer"),
+    header_case(
+        "empty-bearer",
+        "malformed",
+        "`Bearer` with no token (400 invalid_request also right)",
+        "Bearer",
+        frozenset({400, 401}),
+    ),
     header_case("one-word", "malformed", "token `abc`", "Bearer abc"),
     header_case("not-base64-json", "malformed", "token `a.b.c`", "Bearer a.b.c"),
     header_case(

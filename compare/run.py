@@ -34,7 +34,10 @@ def run_battery(
     target: Target, issuer: TestIssuer, image: bytes, *, quiet_s: float = DEFAULT_QUIET_S
 ) -> TargetResult:
     result = TargetResult(target.name, target.library)
-    with httpx.Client(trust_env=False) as http:
+    # A fresh connection per request: a server that drops its connection after an error must
+    # not make the next case fail.
+    limits = httpx.Limits(max_keepalive_connections=0)
+    with httpx.Client(trust_env=False, limits=limits) as http:
         for session in SESSIONS:
             issuer.publish("key-1", "key-2")
             issuer.set_mode(session.start_mode, delay_s=session.delay_s)

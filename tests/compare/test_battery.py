@@ -25,7 +25,7 @@ from compare.report import case_table, summary_table
 from compare.run import TargetResult, run_battery, run_case
 from tests.api.support import png, serve
 
-RFC_6750_ANSWERS = {200, 401, 403, 503}
+RFC_6750_ANSWERS = {200, 400, 401, 403, 503}
 
 
 def test_the_case_ids_are_unique_and_the_battery_is_broad() -> None:
@@ -99,7 +99,8 @@ def test_case_table_has_one_row_per_case_with_each_answer() -> None:
 @dataclass
 class InProcessApi:
     """The real app under uvicorn on loopback (tests.api.support.serve), trusting the issuer's
-    CA. A 1 s refetch cooldown lets the rotation come 1.5 s after the last fetch instead of 31."""
+    CA. A 1 s refetch cooldown lets the rotation come 1.5 s after the last fetch instead of 31,
+    and a 2 s fetch timeout shortens the hanging-issuer case."""
 
     make_settings: Callable[..., Settings]
     name: str = "this API"
@@ -112,6 +113,7 @@ class InProcessApi:
             oauth2_audience=issuer.audience,
             oauth2_jwks_uri=None,
             jwks_refresh_cooldown_s=1,
+            jwks_fetch_timeout_s=2,
         )
         transport = httpx.AsyncHTTPTransport(verify=issuer.client_context)
         with serve(create_app(settings, transport=transport)) as (host, port):

@@ -43,6 +43,7 @@ class FakeServers:
     client_secret: str = CLIENT_SECRET
     expires_in: int = 3600
     busy: list[str | None] = field(default_factory=list)  # Retry-After values of 503s to send
+    unreachable: int = 0  # uploads that fail to connect before the API answers
     requests: list[httpx.Request] = field(default_factory=list)
     issued: list[str] = field(default_factory=list)
     revoked: set[str] = field(default_factory=set)
@@ -78,6 +79,9 @@ class FakeServers:
         return httpx.Response(200, json=body)
 
     def _upload(self, request: httpx.Request) -> httpx.Response:
+        if self.unreachable:
+            self.unreachable -= 1
+            raise httpx.ConnectError("connection refused", request=request)
         token = request.headers.get("Authorization", "").removeprefix("Bearer ")
         if token not in self.issued or token in self.revoked:
             challenge = 'Bearer realm="api", error="invalid_token"'

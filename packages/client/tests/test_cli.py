@@ -95,6 +95,18 @@ def test_503_is_retried_as_retry_after_says(run, servers, images) -> None:
     assert servers.count("/upload") == 4
 
 
+def test_connection_errors_are_retried_then_reported(run, servers, images) -> None:
+    servers.unreachable = 1
+    assert run(*map(str, images("a.png")))[0] == EXIT_OK
+
+    servers.unreachable = 10
+    code, out, _, sleeps = run("--format", "json", *map(str, images("b.png")))
+    assert code == EXIT_FAILED_IMAGE
+    assert sleeps == [1.0, 2.0, 4.0]
+    (result,) = json.loads(out)
+    assert result["status"] is None and result["error"].startswith("ConnectError")
+
+
 def test_retries_are_bounded_in_number_and_wait(run, servers, images) -> None:
     servers.busy = ["3600"] * 10
     code, out, _, sleeps = run("--format", "json", "--attempts", "3", *map(str, images("a.png")))
