@@ -1,9 +1,9 @@
-"""``python -m compare``: run the battery against this API and each library, print the tables.
+"""Run the token battery against this API and other validators; print and write the tables.
 
 Installs oidc-jwt-validation, auth0-fastapi-api (with auth0-api-python) and PyJWT, pinned in
 compare/requirements.txt, into a throwaway environment (default .compare/venv), serves each the
 way its documentation shows behind the course's POST /upload, starts this API as deployed
-(boot.py), and runs the same 60 cases against all four: good tokens, malformed and forged
+(boot.py), and runs the same cases against all four: good tokens, malformed and forged
 ones, bad claims and scopes, key rotation, and an issuer that is down, hangs or sends garbage.
 The issuer is served over TLS on loopback with a throwaway CA. Takes about 5 minutes.
 """
@@ -31,7 +31,8 @@ DEFAULT_MODEL = ROOT / "cats_dogs_other" / "model" / "model.keras"
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m compare",
-        description=__doc__.split("\n\n")[0],
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Environment: none needed; the child processes get OAUTH2_*, AUTH0_* and "
         "SSL_CERT_FILE from this command. Logs: .reliability/logs/.",
     )
@@ -59,8 +60,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--out",
         type=Path,
-        default=ROOT / ".compare" / "RESULTS.md",
-        help="where the Markdown report goes",
+        default=ROOT / "compare" / "RESULTS.md",
+        help="where the Markdown report goes (default: compare/RESULTS.md)",
     )
     return parser.parse_args(argv)
 

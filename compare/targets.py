@@ -125,5 +125,5 @@ def library_targets(python: Path) -> list[LibraryTarget]:
         LibraryTarget(
             "auth0-fastapi-api", "Auth0's FastAPI SDK", "auth0_fastapi_api_app", auth0, python
         ),
-        LibraryTarget("PyJWT", "a PyJWT tutorial (PyJWKClient)", "pyjwt_app", pyjwt, python),
+        LibraryTarget("PyJWT", "a tutorial: PyJWKClient + jwt.decode", "pyjwt_app", pyjwt, python),
     ]

