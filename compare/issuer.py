@@ -3,7 +3,7 @@
 Keys and tokens come from the test suite's fake issuer (``tests.api.support.FakeIssuer``), so the
 battery signs exactly the tokens the API's own tests sign. The documents are served by a plain
 HTTP server on loopback and reached through the reliability harness's fault-injecting proxy
-(``reliability.fault_proxy``), here listening with TLS: the validators see one https issuer that
+(``reliability.fault_proxy``) listening with TLS: the validators see one https issuer that
 can be switched to refuse connections, answer 503, hang or send garbage, and the proxy counts
 every fetch. The certificate comes from a throwaway CA (``trustme``); every validator trusts it
 through ``SSL_CERT_FILE``, the variable OpenSSL, httpx, aiohttp and urllib all read.
@@ -11,7 +11,6 @@ through ``SSL_CERT_FILE``, the variable OpenSSL, httpx, aiohttp and urllib all r
 
 from __future__ import annotations
 
-import asyncio
 import json
 import ssl
 import threading
@@ -20,7 +19,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Self
 
-import httpx
 import trustme
 from joserfc.jwk import RSAKey
 
@@ -39,21 +37,6 @@ def make_keys() -> dict[str, RSAKey]:
         kid: RSAKey.generate_key(2048, parameters={"kid": kid, "alg": "RS256", "use": "sig"})
         for kid in KIDS
     }
-
-
-class TlsFaultProxy(FaultProxy):
-    """The reliability harness's fault proxy, listening with TLS."""
-
-    def __init__(self, upstream: str, context: ssl.SSLContext) -> None:
-        super().__init__(upstream, host=LOOPBACK)
-        self._context = context
-
-    async def _open(self) -> None:
-        self._client = self._client or httpx.AsyncClient(timeout=30, trust_env=False)
-        self._server = await asyncio.start_server(
-            self._handle, self.host, self.port, reuse_address=True, ssl=self._context
-        )
-        self.port = self._server.sockets[0].getsockname()[1]
 
 
 class TestIssuer:
@@ -76,7 +59,7 @@ class TestIssuer:
         self._documents.daemon_threads = True
         self._thread = threading.Thread(target=self._documents.serve_forever, daemon=True)
         upstream = f"http://{LOOPBACK}:{self._documents.server_address[1]}"
-        self.proxy = TlsFaultProxy(upstream, context)
+        self.proxy = FaultProxy(upstream, host=LOOPBACK, ssl_context=context)
 
     # -- lifecycle --------------------------------------------------------------------------
 
