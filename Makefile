@@ -7,11 +7,12 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 SHARED ?= ../shared
 WHEEL_SRC := $(shell find packages/inference/src packages/inference/pyproject.toml -type f -not -path '*/__pycache__/*' 2>/dev/null)
+CLIENT_SRC := $(shell find packages/client/src packages/client/pyproject.toml -type f -not -path '*/__pycache__/*' 2>/dev/null)
 
 SERVE_VENV := .venv-serve
 SERVE_PY := $(SERVE_VENV)/bin/python
 
-.PHONY: setup run serve browser test lint train bench bench-inference reliability clean
+.PHONY: setup run serve browser test lint train bench bench-inference reliability compare clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,11 +27,16 @@ $(VENV)/.deps: $(VENV)/bin/python requirements.txt cats_dogs_other/api/requireme
 	$(PIP) install --quiet --force-reinstall --no-deps cats_dogs_other/api/packages/kto_keras_inference-*.whl
 	touch $@
 
+# The API client (packages/client) is its own package; the tests drive its command.
+$(VENV)/.client: $(VENV)/.deps $(CLIENT_SRC)
+	$(PIP) install --quiet --force-reinstall --no-deps ./packages/client
+	touch $@
+
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-setup: $(VENV)/.deps node_modules/.installed
+setup: $(VENV)/.deps $(VENV)/.client node_modules/.installed
 
 run: setup
 	$(PY) -m cats_dogs_other.stack
@@ -72,5 +78,9 @@ bench-inference: setup
 reliability: setup
 	$(PY) -m reliability
 
+# Other JWT validators against the same token battery, in a throwaway venv (.compare/).
+compare: setup
+	$(PY) -m compare
+
 clean:
-	rm -rf $(VENV) $(SERVE_VENV) node_modules dist packages/inference/dist cats_dogs_other/*/packages/*.whl
+	rm -rf $(VENV) $(SERVE_VENV) node_modules dist packages/inference/dist cats_dogs_other/*/packages/*.whl .compare

@@ -4,6 +4,8 @@ It runs its own event loop in a thread so the check can switch modes while its l
 runs, and it counts every request that reaches it: "50 concurrent requests cause 1 fetch" is
 measured here, on the wire, not inferred from the API's logs.
 
+With ``ssl_context`` it listens with TLS, for validators that fetch keys over https only.
+
 Modes:
     pass     forward to the upstream unchanged
     refuse   nothing listens on the port: connections are refused
@@ -18,6 +20,7 @@ Modes:
 
 import asyncio
 import contextlib
+import ssl
 import threading
 import time
 from collections.abc import Coroutine
@@ -43,10 +46,18 @@ class Hit:
 class FaultProxy:
     """Forward ``GET`` requests to ``upstream`` (e.g. ``http://127.0.0.1:PORT``) with faults."""
 
-    def __init__(self, upstream: str, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        upstream: str,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self.upstream = upstream.rstrip("/")
         self.host = host
         self.port = port
+        self.ssl_context = ssl_context  # set: the proxy listens with TLS (https)
         self.mode = "pass"
         self.delay_s = 0.0
         self.hits: list[Hit] = []
@@ -86,7 +97,8 @@ class FaultProxy:
         self._call(self._switch(mode, delay_s))
 
     def url(self, path: str = "/.well-known/jwks.json") -> str:
-        return f"http://{self.host}:{self.port}{path}"
+        scheme = "https" if self.ssl_context else "http"
+        return f"{scheme}://{self.host}:{self.port}{path}"
 
     def count(self, since: float = 0.0, path: str | None = None) -> int:
         """Requests received at or after ``since`` (monotonic), optionally for one path."""
@@ -101,7 +113,7 @@ class FaultProxy:
     async def _open(self) -> None:
         self._client = self._client or httpx.AsyncClient(timeout=30, trust_env=False)
         self._server = await asyncio.start_server(
-            self._handle, self.host, self.port, reuse_address=True
+            self._handle, self.host, self.port, reuse_address=True, ssl=self.ssl_context
         )
         self.port = self._server.sockets[0].getsockname()[1]
 

