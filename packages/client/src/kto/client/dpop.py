@@ -40,7 +40,7 @@ USE_NONCE = "use_dpop_nonce"
 
 def access_token_hash(token: str) -> str:
     """``ath``: base64url of the SHA-256 of the token's ASCII bytes (RFC 9449 section 4.2)."""
-    digest = hashlib.sha256(token.encode("ascii")).digest()
+    digest = hashlib.sha256(token.encode("ascii", errors="replace")).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
