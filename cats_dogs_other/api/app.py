@@ -21,6 +21,7 @@ import httpx
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from kto.inference import Inference, configure_threads
+from kto.inference.model import resolve_model
 
 from cats_dogs_other.api.access_log import AccessLogMiddleware
 from cats_dogs_other.api.batching import MicroBatcher
@@ -112,8 +113,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
 
 
 async def _load_model(settings: Settings) -> Inference:
-    """Resolve and load the model in a thread: TF work must not run on the event loop."""
-    configure_tf_threads(settings)
+    """Resolve and load the model in a thread: model loading must not run on the event loop."""
     path = settings.model_path
     if settings.model_uri:
         from cats_dogs_other.api.model_source import resolve_model_uri
@@ -125,7 +125,16 @@ async def _load_model(settings: Settings) -> Inference:
 
 
 def _build_inference(path: Path, settings: Settings) -> Inference:
-    inference = Inference(path, max_pixels=settings.max_image_pixels, warmup=False)
+    backend, model_file = resolve_model(path, settings.inference_backend)
+    if backend == "keras":  # TensorFlow is imported only for a Keras model
+        configure_tf_threads(settings)
+    inference = Inference(
+        model_file,
+        max_pixels=settings.max_image_pixels,
+        warmup=False,
+        backend=backend,
+        threads=settings.inference_threads,
+    )
     # Every batch shape the batcher can form (once each), so the first busy seconds are not
     # ~20% slower.
     inference.warmup(range(1, settings.batch_max_size + 1))

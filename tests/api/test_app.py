@@ -31,7 +31,7 @@ def test_model_describes_the_loaded_file(client, module_issuer, tiny_model) -> N
         "version": "0.0.1",
         "classes": ["Cat", "Dog", "Other"],
         "input_size": [32, 32],
-        "sha256": hashlib.sha256(tiny_model.read_bytes()).hexdigest(),
+        "sha256": hashlib.sha256((tiny_model / "model.onnx").read_bytes()).hexdigest(),
     }
 
 
