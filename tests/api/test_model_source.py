@@ -191,7 +191,7 @@ def test_resolves_against_an_http_tracking_server(http_server: str, tmp_path: Pa
 
     client = mlflow.MlflowClient(tracking_uri=http_server)
     run = client.create_run(client.create_experiment("http"))
-    model_dir = save_tiny_model(tmp_path / "tiny", input_size=(32, 32)).parent
+    model_dir = save_tiny_model(tmp_path / "tiny", input_size=(32, 32), onnx=True).parent
     client.log_artifacts(run.info.run_id, str(model_dir), artifact_path="model")
     assert run.info.artifact_uri.startswith("mlflow-artifacts:")
     client.create_registered_model(NAME)
@@ -201,7 +201,7 @@ def test_resolves_against_an_http_tracking_server(http_server: str, tmp_path: Pa
     path = resolve_model_uri(
         f"models:/{NAME}@champion", tmp_path / "cache", tracking_uri=http_server
     )
-    assert _classify_red(path) == "Cat"
+    assert _classify_red(path) == ("onnx", "Cat")
     with pytest.raises(ModelSourceError, match="does not exist"):
         resolve_model_uri(f"models:/{NAME}/2", tmp_path / "cache", tracking_uri=http_server)
 
