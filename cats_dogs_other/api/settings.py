@@ -9,9 +9,10 @@ from __future__ import annotations
 import ipaddress
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 from urllib.parse import urljoin, urlsplit
 
+from kto.inference.backends import BackendChoice
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -80,7 +81,7 @@ class Settings(BaseSettings):
     model_uri: str | None = None
     model_cache_dir: Path = DEFAULT_MODEL_CACHE_DIR
     # auto: a folder's exported model.onnx (ONNX Runtime) when it has one, else its model.keras
-    inference_backend: Literal["auto", "onnx", "keras"] = "auto"
+    inference_backend: BackendChoice = "auto"
 
     # --- uploads ---
     max_upload_bytes: int = Field(default=10 * MiB, ge=1)
