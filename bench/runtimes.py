@@ -18,6 +18,7 @@ import resource
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -49,8 +50,15 @@ def _openvino(model: Path, threads: int) -> dict[str, Run]:
                 props.inference_num_threads: threads,
             },
         )
-        runs[label] = lambda x, c=compiled: np.asarray(c([x])[0])
+        runs[label] = _infer_with(compiled)
     return runs
+
+
+def _infer_with(compiled: Any) -> Run:
+    def run(x: np.ndarray) -> np.ndarray:
+        return np.asarray(compiled([x])[0])
+
+    return run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
             )
     height, width = keras.input_size
     batch = np.random.default_rng(0).uniform(0, 255, (8, height, width, 3)).astype(np.float32)
-    totals = {(label, n): [0, 0.0, 0.0] for label in runs for n in (1, 8)}
+    totals = {(label, n): [0.0, 0.0, 0.0] for label in runs for n in (1, 8)}
     for run in runs.values():
         for n in (1, 8):
             run(batch[:n])
@@ -102,10 +110,10 @@ def main(argv: list[str] | None = None) -> int:
             acc[0] += images
             acc[1] += time.perf_counter() - started
             acc[2] += _cpu_s() - cpu
-    for (label, n), (images, wall, cpu) in totals.items():
+    for (label, n), (done, wall, cpu) in totals.items():
         print(
-            f"{label:>14} batch {n}: {images / wall:6.1f} img/s, "
-            f"{1000 * cpu / images:5.1f} CPU-ms/image"
+            f"{label:>14} batch {n}: {done / wall:6.1f} img/s, "
+            f"{1000 * cpu / done:5.1f} CPU-ms/image"
         )
     return 0
 

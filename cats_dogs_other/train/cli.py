@@ -119,7 +119,8 @@ def _train_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m cats_dogs_other.train",
         description="Train the cats/dogs/other classifier and write a model directory "
-        "(model.keras, metadata.json, metrics.json, plots, MODEL_CARD.md). Other commands: "
+        "(model.keras, its export model.onnx, metadata.json, metrics.json, plots, "
+        "MODEL_CARD.md). Other commands: "
         "'cv' (cross-validation only), 'ood' (collect out-of-distribution images), 'export' "
         "(write model.onnx for an existing model folder); "
         "see `python -m cats_dogs_other.train cv --help`.",
