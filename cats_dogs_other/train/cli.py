@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cats_dogs_other.api.cli_help import EnvironmentHelpFormatter
 from cats_dogs_other.train import paths
 from cats_dogs_other.train.errors import TrainingError
 from cats_dogs_other.train.model import BACKBONES
@@ -27,6 +28,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("cats_dogs_other.train")
 COMMANDS = ("train", "cv", "ood", "export")
+ENVIRONMENT = """\
+environment variables:
+  MLFLOW_TRACKING_URI    default of --tracking-uri: log the run and register the model there
+  TF_INTRA_OP_THREADS    default of --threads
+  TF_CPP_MIN_LOG_LEVEL   TensorFlow's C++ log level (default here: 2, warnings hidden)
+  CDO_SHARED_DIR         where ../shared is, for the default data and weights paths
+  CDO_OOD_DIR            out-of-distribution images (default $XDG_CACHE_HOME/cats_dogs_other/ood)
+"""
 
 
 def _input_size(value: str) -> int | None:
@@ -117,6 +126,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 def _train_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
+        epilog=ENVIRONMENT,
+        formatter_class=EnvironmentHelpFormatter,
         prog="python -m cats_dogs_other.train",
         description="Train the cats/dogs/other classifier and write a model directory "
         "(model.keras, its export model.onnx, metadata.json, metrics.json, plots, "
@@ -185,6 +196,8 @@ def _train_parser() -> argparse.ArgumentParser:
 
 def _cv_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
+        epilog=ENVIRONMENT,
+        formatter_class=EnvironmentHelpFormatter,
         prog="python -m cats_dogs_other.train cv",
         description="Stratified k-fold cross-validation with the training pipeline; prints "
         "accuracy per fold and the backbone's speed for each input size.",
@@ -197,6 +210,8 @@ def _cv_parser() -> argparse.ArgumentParser:
 
 def _ood_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
+        epilog=ENVIRONMENT,
+        formatter_class=EnvironmentHelpFormatter,
         prog="python -m cats_dogs_other.train ood",
         description="Collect out-of-distribution images (people, food, vehicles, objects, "
         "drawings...) from pictures shipped by Python packages and Debian packages "

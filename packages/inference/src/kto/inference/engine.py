@@ -12,6 +12,7 @@ from kto.inference.decoding import DEFAULT_MAX_PIXELS, ImageInput, decode_image
 from kto.inference.errors import InvalidImageError, ModelLoadError
 from kto.inference.metadata import ModelMetadata, load_metadata
 from kto.inference.model import file_sha256, resolve_model
+from kto.inference.structure import DEFAULT_DECODE_LIMITS, DecodeLimits
 
 Result = dict[str, Any]
 WARMUP_BATCH_SIZES = (1, 8)
@@ -36,6 +37,7 @@ class Inference:
         model_path: str | Path,
         *,
         max_pixels: int = DEFAULT_MAX_PIXELS,
+        decode_limits: DecodeLimits = DEFAULT_DECODE_LIMITS,
         warmup: bool = True,
         backend: BackendChoice = "auto",
         threads: int | None = None,
@@ -45,6 +47,7 @@ class Inference:
         kind, self.model_path = resolve_model(model_path, backend)
         self.backend: BackendName = kind
         self.max_pixels = max_pixels
+        self.decode_limits = decode_limits
         self.sha256: str = file_sha256(self.model_path)
         self._runtime = open_backend(kind, self.model_path, threads)
         self.metadata: ModelMetadata = load_metadata(
@@ -80,7 +83,9 @@ class Inference:
         The model's own normalisation (metadata ``preprocessing``) runs inside the backend in
         :meth:`predict_arrays`, so callers only ever handle plain pixels.
         """
-        pixels = decode_image(image, size=self.input_size, max_pixels=self.max_pixels)
+        pixels = decode_image(
+            image, size=self.input_size, max_pixels=self.max_pixels, limits=self.decode_limits
+        )
         return pixels.astype(np.float32)
 
     def predict_arrays(self, batch: np.ndarray) -> np.ndarray:
