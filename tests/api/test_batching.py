@@ -601,6 +601,7 @@ def test_the_deadline_starts_at_admission_and_covers_decoding() -> None:
             await batcher.stop()
 
     run(main)
-    assert (
-        metrics.registry.get_sample_value("inference_rejections_total", {"reason": "timeout"}) == 1
+    rejections = metrics.registry.get_sample_value(
+        "cats_dogs_other_inference_rejections_total", {"reason": "timeout"}
     )
+    assert rejections == 1
