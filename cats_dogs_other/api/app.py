@@ -22,6 +22,7 @@ import httpx
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from kto.inference import DEFAULT_DECODE_LIMITS, Inference, ModelLoadError, configure_threads
+from kto.inference.model import resolve_model
 
 from cats_dogs_other.api.access_log import AccessLogMiddleware
 from cats_dogs_other.api.batching import MicroBatcher
@@ -127,11 +128,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
 
 
 async def _load_model(settings: Settings) -> Inference:
-    """Resolve and load the model in a thread: TF work must not run on the event loop.
+    """Resolve and load the model in a thread: model loading must not run on the event loop.
 
     A model that cannot be loaded stops the start-up with one sentence (see startup.py).
     """
-    configure_tf_threads(settings)
     path, setting = settings.model_path, "MODEL_PATH"
     try:
         if settings.model_uri:
@@ -155,9 +155,17 @@ async def _load_model(settings: Settings) -> Inference:
 
 
 def _build_inference(path: Path, settings: Settings) -> Inference:
+    backend, model_file = resolve_model(path, settings.inference_backend)
+    if backend == "keras":  # TensorFlow is imported only for a Keras model
+        configure_tf_threads(settings)
     limits = dataclasses.replace(DEFAULT_DECODE_LIMITS, max_jpeg_scans=settings.max_jpeg_scans)
     inference = Inference(
-        path, max_pixels=settings.max_image_pixels, decode_limits=limits, warmup=False
+        model_file,
+        max_pixels=settings.max_image_pixels,
+        decode_limits=limits,
+        warmup=False,
+        backend=backend,
+        threads=settings.inference_threads,
     )
     # Every batch shape the batcher can form (once each), so the first busy seconds are not
     # ~20% slower.

@@ -3,6 +3,7 @@
 python -m cats_dogs_other.train --data DATA --weights W.weights.h5 --out cats_dogs_other/model
 python -m cats_dogs_other.train cv --folds 5 --input-size 160
 python -m cats_dogs_other.train ood --dest ~/.cache/cats_dogs_other/ood
+python -m cats_dogs_other.train export --model cats_dogs_other/model
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from cats_dogs_other.train.train import TrainConfig
 
 log = logging.getLogger("cats_dogs_other.train")
-COMMANDS = ("train", "cv", "ood")
+COMMANDS = ("train", "cv", "ood", "export")
 ENVIRONMENT = """\
 environment variables:
   MLFLOW_TRACKING_URI    default of --tracking-uri: log the run and register the model there
@@ -129,8 +130,10 @@ def _train_parser() -> argparse.ArgumentParser:
         formatter_class=EnvironmentHelpFormatter,
         prog="python -m cats_dogs_other.train",
         description="Train the cats/dogs/other classifier and write a model directory "
-        "(model.keras, metadata.json, metrics.json, plots, MODEL_CARD.md). Other commands: "
-        "'cv' (cross-validation only), 'ood' (collect out-of-distribution images); "
+        "(model.keras, its export model.onnx, metadata.json, metrics.json, plots, "
+        "MODEL_CARD.md). Other commands: "
+        "'cv' (cross-validation only), 'ood' (collect out-of-distribution images), 'export' "
+        "(write model.onnx for an existing model folder); "
         "see `python -m cats_dogs_other.train cv --help`.",
     )
     p.add_argument("--out", type=Path, required=True, help="model directory to write")
@@ -354,9 +357,22 @@ def _ood(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(argv: Sequence[str]) -> int:
+    from cats_dogs_other.train.export import main as export_main
+
+    _setup(0)
+    try:
+        return export_main(argv)
+    except TrainingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = argv.pop(0) if argv and argv[0] in COMMANDS else "train"
+    if command == "export":
+        return _export(argv)
     parser = {"train": _train_parser, "cv": _cv_parser, "ood": _ood_parser}[command]()
     args = parser.parse_args(argv)
     try:

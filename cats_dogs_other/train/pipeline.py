@@ -26,6 +26,7 @@ from cats_dogs_other.train.evaluate import (
     predict_batches,
     time_forward,
 )
+from cats_dogs_other.train.export import export_model
 from cats_dogs_other.train.features import FeatureBank, extract_bank, forward_fn
 from cats_dogs_other.train.model import assemble, build_backbone
 from cats_dogs_other.train.novelty import NoveltyGate, gate_probs, nearest_similarity
@@ -53,6 +54,7 @@ log = logging.getLogger(__name__)
 MODEL_FILE = "model.keras"
 OUTPUT_FILES = (
     MODEL_FILE,
+    "model.onnx",
     "metadata.json",
     "metrics.json",
     "confusion_matrix.png",
@@ -159,6 +161,8 @@ def run_training(cfg: TrainConfig) -> RunResult:
     metrics = _metrics(cfg, chosen, split, selection, served, ood_section, phases, rules)
     metrics["training"]["seconds"] = round(time.perf_counter() - started, 1)
     _write_reports(cfg, out, metrics, phases)
+    held_out = [ds.paths[i] for i in (*split.test, *split.val)]
+    export_model(out, held_out or list(ds.paths), source="held-out test+val files")
     tracked = None
     if cfg.tracking_uri:
         from cats_dogs_other.train.tracking import log_run

@@ -10,7 +10,7 @@ import pytest
 from kto.inference import ModelLoadError
 
 from cats_dogs_other.api.startup import StartupError
-from tests.api.support import AUDIENCE, ISSUER, SCOPE, bearer, running_app
+from tests.api.support import AUDIENCE, ISSUER, SCOPE, bearer, png, running_app
 
 
 def test_health_is_ok(client) -> None:
@@ -32,8 +32,25 @@ def test_model_describes_the_loaded_file(client, module_issuer, tiny_model) -> N
         "version": "0.0.1",
         "classes": ["Cat", "Dog", "Other"],
         "input_size": [32, 32],
-        "sha256": hashlib.sha256(tiny_model.read_bytes()).hexdigest(),
+        "sha256": hashlib.sha256((tiny_model / "model.onnx").read_bytes()).hexdigest(),
     }
+
+
+@pytest.mark.parametrize(("backend", "file"), [("auto", "model.onnx"), ("keras", "model.keras")])
+def test_both_backends_serve_the_same_answers(
+    make_settings, module_issuer, tiny_model, backend, file
+) -> None:
+    """INFERENCE_BACKEND picks the runtime; the folder's export and its Keras model agree."""
+    headers = bearer(module_issuer.token())
+    with running_app(make_settings(inference_backend=backend), module_issuer) as client:
+        info = client.get("/model", headers=headers).json()
+        answers = [
+            client.post("/upload", headers=headers, files={"file": ("x.png", png(c))}).json()
+            for c in ((220, 20, 20), (20, 200, 30), (20, 30, 220))
+        ]
+    assert info["sha256"] == hashlib.sha256((tiny_model / file).read_bytes()).hexdigest()
+    assert [a["prediction"] for a in answers] == ["Cat", "Dog", "Other"]
+    assert all(max(a["values"]) > 0.95 for a in answers)
 
 
 def test_model_requires_a_token(client) -> None:

@@ -196,3 +196,15 @@ def test_cv_command_prints_each_fold(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "3-fold CV accuracy" in out
     figures = json.loads(report.read_text())
     assert figures[0]["input_size"] == 32 and len(figures[0]["fold_accuracies"]) == 3
+
+
+def test_the_folder_is_served_by_its_verified_onnx_export(trained: Path) -> None:
+    from kto.inference import Inference
+
+    exported = json.loads((trained / "metadata.json").read_text())["exported"]
+    check = exported["verification"]
+    assert check["argmax_agreement"] == 1.0 and check["max_abs_probability_diff"] <= 1e-4
+    assert check["images"] > 0 and check["source"] == "held-out test+val files"
+    inference = Inference(trained, warmup=False)
+    assert inference.backend == "onnx" and inference.sha256 == exported["sha256"]
+    assert "## Served runtime (ONNX export)" in (trained / "MODEL_CARD.md").read_text()

@@ -69,7 +69,7 @@ def test_run_logs_params_metrics_plots_and_model(tracked_run: Any) -> None:
     top = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert top == {"model", "plots"}
     model_files = {Path(a.path).name for a in client.list_artifacts(run.info.run_id, "model")}
-    assert {"model.keras", "metadata.json", "metrics.json", "MODEL_CARD.md"} <= model_files
+    assert {"model.keras", "model.onnx", "metadata.json", "MODEL_CARD.md"} <= model_files
     versions = client.search_model_versions("name='cats-dogs-other'")
     assert [v.run_id for v in versions] == [run.info.run_id]
 
@@ -85,11 +85,11 @@ def test_logged_model_is_served_through_the_wheel(
 
     _, run = tracked_run
     uri = f"runs:/{run.info.run_id}/model" if kind == "runs" else "models:/cats-dogs-other/1"
-    model_file = resolve_model_uri(uri, tmp_path / "cache", tracking_uri=store[0])
-    assert model_file.name == "model.keras"
-    assert (model_file.parent / "metadata.json").is_file()
-    result = Inference(model_file, warmup=False).execute(_red(tmp_path))
-    assert result["prediction"] == "Cat"
+    folder = resolve_model_uri(uri, tmp_path / "cache", tracking_uri=store[0])
+    assert (folder / "metadata.json").is_file()
+    inference = Inference(folder, warmup=False)
+    assert inference.backend == "onnx"  # the export travels with the model: no TF to serve it
+    assert inference.execute(_red(tmp_path))["prediction"] == "Cat"
 
 
 def test_flat_metrics_names_the_headline_figures() -> None:
