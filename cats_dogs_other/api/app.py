@@ -28,6 +28,7 @@ from cats_dogs_other.api.errors import install_handlers
 from cats_dogs_other.api.jwks import KeyCache
 from cats_dogs_other.api.resources import Resources
 from cats_dogs_other.api.routes import health, model, predict
+from cats_dogs_other.api.schemas import declare_classes
 from cats_dogs_other.api.security import SCHEME_NAME
 from cats_dogs_other.api.settings import Settings, load_settings
 from cats_dogs_other.api.tokens import TokenValidator
@@ -99,6 +100,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
             keys=keys,
             validator=TokenValidator.from_settings(settings, keys),
         )
+        app.state.served_classes = inference.classes  # the OpenAPI document's enum
         if metrics is not None:
             meta = inference.metadata
             metrics.set_model(name=meta.name, version=meta.version, sha256=inference.sha256)
@@ -125,7 +127,12 @@ async def _load_model(settings: Settings) -> Inference:
 
 
 def _build_inference(path: Path, settings: Settings) -> Inference:
-    inference = Inference(path, max_pixels=settings.max_image_pixels, warmup=False)
+    inference = Inference(
+        path,
+        max_pixels=settings.max_image_pixels,
+        min_side=settings.min_image_side,
+        warmup=False,
+    )
     # Every batch shape the batcher can form (once each), so the first busy seconds are not
     # ~20% slower.
     inference.warmup(range(1, settings.batch_max_size + 1))
@@ -172,5 +179,9 @@ def _openapi(app: FastAPI, settings: Settings) -> dict[str, Any]:
             for requirement in operation.get("security", []):
                 if SCHEME_NAME in requirement:
                     requirement[SCHEME_NAME] = [settings.oauth2_scope]
+    classes = getattr(app.state, "served_classes", None)
+    if classes is None:  # before start-up: do not cache a document without the model's classes
+        return schema
+    declare_classes(schema, classes)
     app.openapi_schema = schema
     return schema

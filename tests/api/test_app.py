@@ -54,6 +54,16 @@ def test_openapi_declares_the_client_credentials_flow(client) -> None:
     assert upload["multipart/form-data"]["schema"]["properties"]["file"]["format"] == "binary"
 
 
+def test_openapi_declares_the_served_models_classes(client) -> None:
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["Prediction"]
+    props = schema["properties"]
+    assert props["prediction"]["enum"] == ["Cat", "Dog", "Other"]
+    assert props["values"]["minItems"] == props["values"]["maxItems"] == 3
+    assert sorted(props["probabilities"]["properties"]) == ["Cat", "Dog", "Other"]
+    assert props["probabilities"]["additionalProperties"] is False
+    assert set(schema["required"]) >= {"prediction", "values", "probabilities"}
+
+
 def test_swagger_ui_asks_for_the_audience(client) -> None:
     page = client.get("/docs").text
     assert "initOAuth" in page

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-InvalidImageReason = Literal["empty", "not_an_image", "truncated", "unsupported", "too_large"]
+InvalidImageReason = Literal[
+    "empty", "not_an_image", "truncated", "unsupported", "too_large", "too_small"
+]
 
 
 class InferenceError(Exception):
@@ -18,8 +20,8 @@ class InvalidImageError(InferenceError, ValueError):
     """The input cannot be turned into an RGB image.
 
     ``reason`` is a stable machine-readable code (``empty``, ``not_an_image``, ``truncated``,
-    ``unsupported``, or ``too_large`` for :class:`ImageTooLargeError`) so an API can report it
-    without parsing the message.
+    ``unsupported``, ``too_small`` (a side under the caller's ``min_side``), or ``too_large``
+    for :class:`ImageTooLargeError`) so an API can report it without parsing the message.
     """
 
     def __init__(self, message: str, *, reason: InvalidImageReason = "not_an_image") -> None:
