@@ -7,7 +7,7 @@ PIP := $(PY) -m pip --disable-pip-version-check
 SHARED ?= ../shared
 WHEEL_SRC := $(shell find packages/inference/src packages/inference/pyproject.toml -type f -not -path '*/__pycache__/*' 2>/dev/null)
 
-.PHONY: setup run test lint train bench bench-inference reliability clean
+.PHONY: setup run test lint train promote bench bench-inference reliability clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,9 +37,17 @@ test: setup
 lint: setup
 	PATH=$(abspath $(VENV)/bin):$$PATH bash scripts/lint.sh
 
+# A new folder under models/ each run (never the bundled default); `make promote MODEL=...`
+# makes one the bundled default. The first source is the one cross-validated.
+TRAIN_DATA := $(SHARED)/datasets/cats_dogs_other $(SHARED)/datasets/pets_breeds \
+	$(SHARED)/datasets/imagenet_samples
 train: setup
-	$(PY) -m cats_dogs_other.train --data $(SHARED)/datasets/cats_dogs_other \
-		--weights $(SHARED)/weights/mobilenet_v2_1.0_224_no_top.weights.h5 --out cats_dogs_other/model
+	$(PY) -m cats_dogs_other.train $(addprefix --data ,$(TRAIN_DATA)) \
+		--weights $(SHARED)/weights/mobilenet_v2_1.0_224_no_top.weights.h5 $(TRAIN_ARGS)
+
+promote: setup
+	@test -n "$(MODEL)" || { echo "usage: make promote MODEL=models/<folder written by make train>"; exit 2; }
+	$(PY) -m cats_dogs_other.train promote $(MODEL)
 
 bench: setup
 	$(PY) -m bench

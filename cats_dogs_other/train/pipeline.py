@@ -219,10 +219,9 @@ def refit(pool: Pool, split: Split, cfg: TrainConfig, selection: Selection) -> S
     """The chosen head again, on training + validation + calibration images, for the number of
     epochs early stopping picked: more ImageNet classes seen as "Other" is what generalises to
     unseen ones. Choices already made stay; the test split is still untouched."""
-    val_loss = selection.history.get("val_loss")
-    if not cfg.refit or not val_loss:
+    if not cfg.refit or not selection.history.get("val_loss"):
         return selection
-    best_epochs = int(np.argmin(val_loss)) + 1
+    best_epochs = _best_epochs(selection, cfg)
     everything = np.concatenate([split.train, split.val, split.calibration])
     head, history = fit_head(
         pool.features,
@@ -247,9 +246,8 @@ def _cross_validation(
         return None
     source = cfg.cv_source or pool.source_names[0]
     cv_idx = np.flatnonzero(pool.sources == source)
-    others = pool.sources != source
-    extra_train = np.intersect1d(split.train, np.flatnonzero(others))
-    extra_val = np.intersect1d(split.val, np.flatnonzero(others))
+    not_test = np.setdiff1d(np.arange(len(pool)), split.test)
+    extra_train = np.intersect1d(not_test, np.flatnonzero(pool.sources != source))
     log.info("%d-fold cross-validation on %s (%d images)", cfg.cv_folds, source, len(cv_idx))
     result = cross_validate(
         pool.features,
@@ -257,13 +255,18 @@ def _cross_validation(
         pool.sources,
         cv_idx,
         extra_train,
-        extra_val,
         cfg,
         selection.choice,
         selection.tta,
         threshold,
+        _best_epochs(selection, cfg),
     )
     return result.summary(cfg.seed)
+
+
+def _best_epochs(selection: Selection, cfg: TrainConfig) -> int:
+    val_loss = selection.history.get("val_loss")
+    return int(np.argmin(val_loss)) + 1 if val_loss else cfg.epochs
 
 
 def _write_model(

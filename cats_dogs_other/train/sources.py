@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -167,9 +168,11 @@ def _fill_cache(
     batch_size: int,
     progress: bool,
 ) -> dict[str, dict[str, str]]:
-    """Decode what any view lacks, hash it, run the backbone; returns undecodable digests."""
-    from kto.inference import InvalidImageError, decode_image
+    """Decode what any view lacks, hash it, run the backbone; returns undecodable digests.
 
+    The next batch decodes in a thread while the backbone runs on this one (Pillow releases
+    the GIL), so decoding costs almost no wall time.
+    """
     path_of = {d: s.path for _, s, d in rows}
     order = {d: i for i, d in enumerate(path_of)}
     lacking = set().union(*(cache.missing(v, list(path_of)) for v in (*views, HASH_VIEW)))
@@ -177,30 +180,42 @@ def _fill_cache(
     failed: dict[str, dict[str, str]] = {}
     if not todo:
         return failed
+    batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
     bar = tqdm(
         total=len(todo), desc="decoding + extracting features", unit="img", disable=not progress
     )
-    with bar:
-        for start in range(0, len(todo), batch_size):
-            chunk, arrays = [], []
-            for digest in todo[start : start + batch_size]:
-                try:
-                    arrays.append(
-                        decode_image(path_of[digest], size=(side, side), max_pixels=max_pixels)
-                    )
-                    chunk.append(digest)
-                except InvalidImageError as exc:
-                    failed[digest] = {"reason": exc.reason, "message": str(exc)}
+    with bar, ThreadPoolExecutor(1, thread_name_prefix="decode") as pool:
+        pending = pool.submit(_decode_batch, batches[0], path_of, side, max_pixels)
+        for k, batch in enumerate(batches):
+            chunk, arrays, errors = pending.result()
+            if k + 1 < len(batches):
+                pending = pool.submit(_decode_batch, batches[k + 1], path_of, side, max_pixels)
+            failed |= errors
             if chunk:
                 images = np.stack(arrays)
                 hashes = np.asarray([dhash(a) for a in images], dtype=np.uint64)
                 cache.put(HASH_VIEW, chunk, hashes)
                 for view in views:
                     cache.put(view, chunk, extract(images, view))
-            bar.update(len(todo[start : start + batch_size]))
-            if start and start % (batch_size * 16) == 0:
+            bar.update(len(batch))
+            if k and k % 16 == 0:
                 cache.save()  # an interrupted run keeps what it computed
     return failed
+
+
+def _decode_batch(
+    digests: list[str], path_of: dict[str, Path], side: int, max_pixels: int
+) -> tuple[list[str], list[np.ndarray], dict[str, dict[str, str]]]:
+    from kto.inference import InvalidImageError, decode_image
+
+    chunk, arrays, failed = [], [], {}
+    for digest in digests:
+        try:
+            arrays.append(decode_image(path_of[digest], size=(side, side), max_pixels=max_pixels))
+            chunk.append(digest)
+        except InvalidImageError as exc:
+            failed[digest] = {"reason": exc.reason, "message": str(exc)}
+    return chunk, arrays, failed
 
 
 def _assemble(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -10,7 +10,7 @@ import numpy as np
 
 from cats_dogs_other.train.dataset import DEFAULT_CLASSES
 from cats_dogs_other.train.model import Backbone, build_head
-from cats_dogs_other.train.split import stratified_folds, stratified_split
+from cats_dogs_other.train.split import stratified_folds
 
 History = dict[str, list[float]]
 Weighting = Literal["none", "class", "stratum"]
@@ -146,6 +146,7 @@ def fit_head(
         optimizer=keras.optimizers.Adam(cfg.learning_rate),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
+        steps_per_execution=16,  # fewer Python round trips per epoch: 2-3x faster on 2 cores
     )
     has_val = len(val_idx) > 0
     stop = (
@@ -251,26 +252,26 @@ def cross_validate(
     strata: np.ndarray,
     cv_idx: np.ndarray,
     extra_train: np.ndarray,
-    extra_val: np.ndarray,
     cfg: TrainConfig,
     choice: HeadChoice,
     tta: bool,
     threshold: float | None,
+    epochs: int,
 ) -> CVResult:
-    """Stratified k-fold over ``cv_idx`` (one source); every fold's training part also gets the
-    other sources' training images (``extra_train``), its early stopping their validation ones."""
+    """Stratified k-fold over ``cv_idx`` (one source), the final model's recipe in each fold: the
+    chosen head for ``epochs`` on the fold's training part plus ``extra_train`` (the other
+    sources' non-test images), then the held-out fold answered with the mirror pass and rule."""
     fallback = cfg.classes.index(cfg.fallback_class)
     folds = stratified_folds(labels[cv_idx], cfg.cv_folds, seed=cfg.seed, class_names=cfg.classes)
     accuracies, correct = [], 0
     per_class = {c: [0, 0] for c in cfg.classes}
-    inner_val = cfg.val_fraction / (1 - cfg.test_fraction - cfg.calibration_fraction)
+    fixed = replace(cfg, epochs=epochs)
+    none = np.zeros(0, np.int64)
     for k, (train_part, held_part) in enumerate(folds):
-        inner = stratified_split(
-            labels[cv_idx[train_part]], val_fraction=inner_val, test_fraction=0.0, seed=cfg.seed + k
+        tr = np.concatenate([cv_idx[train_part], extra_train])
+        head, _ = fit_head(
+            features, labels, strata, tr, none, fixed, choice, desc=f"CV fold {k + 1}"
         )
-        tr = np.concatenate([cv_idx[train_part][inner.train], extra_train])
-        va = np.concatenate([cv_idx[train_part][inner.val], extra_val])
-        head, _ = fit_head(features, labels, strata, tr, va, cfg, choice, desc=f"CV fold {k + 1}")
         held = cv_idx[held_part]
         pred = decide(head_probs(head, features, held, tta), threshold, fallback)
         hits = pred == labels[held]
