@@ -270,9 +270,12 @@ ImageNet classes of the test split have no picture in training, validation or ca
 {_selection_table(metrics)}
 
 - {_rule_text(metrics)}
-- Novelty gate (nearest training image): dropped. With ImageNet classes in "Other" the head
-  itself learns what is not a pet; the gate, calibrated on held-out data, could only send
-  unusual real cats and dogs to Other (see README, Training).
+- Novelty gate (answer Other when an image is far from every training image): dropped. With
+  ImageNet classes in "Other" the head learns what is not a pet. Measured while developing this
+  recipe (same sources and split, seed 42; not re-run by each training run): the gate's
+  threshold chosen on the calibration split moved validation macro recall by +0.3 points at
+  most for a linear head and by nothing for a one-hidden-layer head, under the 0.5-point bar
+  for a costlier model, while it stores every training vector in the model file.
 - Fine-tuning the backbone's top layers: not used. A forward and backward pass over ~1,700
   training images per epoch does not fit the 15-minute budget of `make train` on 2 CPU cores,
   and the frozen features meet the targets.

@@ -144,6 +144,7 @@ def build_pool(
             "file": rows[ok[i]][1].name,
             "label": classes[rows[ok[i]][1].label],
             "same_as": f"{listed[rows[ok[j]][0]][0].name}/{rows[ok[j]][1].name}",
+            "same_as_label": classes[rows[ok[j]][1].label],
             "why": why,
         }
         for i, j, why in dups.removed

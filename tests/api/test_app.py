@@ -64,6 +64,25 @@ def test_openapi_declares_the_served_models_classes(client) -> None:
     assert set(schema["required"]) >= {"prediction", "values", "probabilities"}
 
 
+def test_openapi_enum_follows_the_model_being_served(
+    make_settings, module_issuer, tmp_path
+) -> None:
+    import json
+
+    from kto.inference.testing import save_tiny_model
+
+    model = save_tiny_model(tmp_path / "fr")
+    meta_path = model.parent / "metadata.json"
+    meta = json.loads(meta_path.read_text())
+    meta["classes"] = ["Chat", "Chien", "Autre"]
+    meta_path.write_text(json.dumps(meta))
+    with running_app(make_settings(model_path=model), module_issuer) as client:
+        document = client.get("/openapi.json").json()
+        props = document["components"]["schemas"]["Prediction"]["properties"]
+        assert props["prediction"]["enum"] == ["Chat", "Chien", "Autre"]
+        assert sorted(props["probabilities"]["required"]) == ["Autre", "Chat", "Chien"]
+
+
 def test_swagger_ui_asks_for_the_audience(client) -> None:
     page = client.get("/docs").text
     assert "initOAuth" in page
