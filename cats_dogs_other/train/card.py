@@ -158,8 +158,9 @@ def _cv_text(cv: dict[str, Any] | None) -> str:
     recall = ", ".join(f"{c} {fp(v)}" for c, v in cv["per_class_recall"].items())
     return (
         f"Stratified {cv['folds']}-fold cross-validation on `{cv['source']}` (each fold also "
-        "trains on the other sources' training split, never on their held-out parts), the chosen "
-        f"head, mirror pass and rule: pooled accuracy **{fp(cv['pooled'])}**, folds "
+        "trains on the other sources' training, validation and calibration images, never on "
+        "their test split; fixed epochs, as the final model), the chosen head, mirror pass and "
+        f"rule: pooled accuracy **{fp(cv['pooled'])}**, folds "
         + ", ".join(f"{a:.3f}" for a in cv["fold_accuracies"])
         + f" (mean {cv['accuracy_mean']:.4f}, std {cv['accuracy_std']:.4f}). Recall: {recall}."
     )
@@ -264,8 +265,8 @@ ImageNet classes of the test split have no picture in training, validation or ca
   `"preprocessing": {{"mode": "none"}}`: training and serving share `decode_image`.
 - Head shape, sample weighting and mirror test-time augmentation: every combination trained on
   the training split (clean + mirrored features, early stopping on validation loss) and scored
-  by macro recall over source x class strata of the **validation** split (a 6-photo stratum
-  weighs as much as a 200-photo one). {metrics["selection"]["reason"]}.
+  by macro recall (mean of the three classes' recall) on the **validation** split; a costlier
+  candidate must gain {cfg.min_gain} over a simpler one. {metrics["selection"]["reason"]}.
 
 {_selection_table(metrics)}
 
@@ -273,9 +274,10 @@ ImageNet classes of the test split have no picture in training, validation or ca
 - Novelty gate (answer Other when an image is far from every training image): dropped. With
   ImageNet classes in "Other" the head learns what is not a pet. Measured while developing this
   recipe (same sources and split, seed 42; not re-run by each training run): the gate's
-  threshold chosen on the calibration split moved validation macro recall by +0.3 points at
-  most for a linear head and by nothing for a one-hidden-layer head, under the 0.5-point bar
-  for a costlier model, while it stores every training vector in the model file.
+  threshold chosen on the calibration split moved validation macro recall (over source x
+  class strata) by +0.3 points at most for a linear head and by nothing for a one-hidden-layer
+  head, under the 1-point bar for a costlier model, while it would store every training vector
+  in the model file.
 - Fine-tuning the backbone's top layers: not used. A forward and backward pass over ~1,700
   training images per epoch does not fit the 15-minute budget of `make train` on 2 CPU cores,
   and the frozen features meet the targets.

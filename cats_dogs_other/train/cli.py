@@ -121,7 +121,7 @@ def _train_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not try a min_confidence threshold (-> Other) on the calibration split",
     )
-    g.add_argument("--min-gain", type=float, default=0.005, help=argparse.SUPPRESS)
+    g.add_argument("--min-gain", type=float, default=0.01, help=argparse.SUPPRESS)
     g = p.add_argument_group("training")
     g.add_argument("--seed", type=int, default=42)
     g.add_argument("--epochs", type=int, default=60, help="head epochs (early stopping)")

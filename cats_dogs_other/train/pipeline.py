@@ -115,7 +115,7 @@ def run_training(cfg: TrainConfig) -> RunResult:
         threshold, rule = choose_threshold(
             head_probs(selection.head, pool.features, cal, selection.tta),
             pool.labels[cal],
-            pool.sources[cal],
+            None,
             fallback,
             cfg.min_gain,
         )
@@ -163,7 +163,7 @@ def _backbone_key(backbone: Any, cfg: TrainConfig) -> str:
 
 def select_head(pool: Pool, split: Split, cfg: TrainConfig) -> Selection:
     """Every (head shape, weighting) is trained on the training split and scored, with and
-    without the mirror pass, by macro recall over source x class strata of the VALIDATION split.
+    without the mirror pass, by macro recall over the classes of the VALIDATION split.
     The simplest candidate within ``min_gain`` of the best wins (linear before MLP, no mirror
     pass before mirror pass, no weighting before class before stratum)."""
     val = split.val
@@ -184,7 +184,7 @@ def select_head(pool: Pool, split: Split, cfg: TrainConfig) -> Selection:
             heads[choice] = (head, history)
             for tta in cfg.tta_candidates:
                 pred = decide(head_probs(head, pool.features, val, tta), None, 0)
-                score = macro_recall(pool.labels[val], pred, pool.sources[val]) if len(val) else 0.0
+                score = macro_recall(pool.labels[val], pred) if len(val) else 0.0
                 rows.append(
                     {
                         "hidden": hidden,

@@ -72,6 +72,7 @@ def promote(source: Path, target: Path = BUNDLED_MODEL) -> Path:
     meta = json.loads((source / "metadata.json").read_text(encoding="utf-8"))
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".promote-", dir=target.parent))
+    staging.chmod(0o755)  # mkdtemp makes it private; the served folder must stay readable
     try:
         for item in source.iterdir():
             if item.is_file():

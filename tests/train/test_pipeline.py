@@ -191,6 +191,7 @@ def test_promote_swaps_a_trained_folder_in(trained: Path, tmp_path: Path) -> Non
     assert Inference(target / "model.keras", warmup=False).metadata.version == "3.1.4"
     assert sorted(p.name for p in target.iterdir()) == sorted(p.name for p in trained.iterdir())
     assert not list(tmp_path.glob(".*"))  # no staging or old copy left behind
+    assert target.stat().st_mode & 0o777 == 0o755  # readable by the service's own user
     (tmp_path / "half").mkdir()
     (tmp_path / "half" / "model.keras").write_bytes(b"x")
     with pytest.raises(Exception, match="not a complete model folder"):
