@@ -2,11 +2,12 @@
 
 The grouping is made from the class's WordNet id and name, never from its pictures:
 
-1. WordNet ids below ``n03`` are animals (ImageNet's n01/n02 synsets are all organisms).
+1. WordNet ids below ``n02666196`` (abacus, ImageNet's first artefact class) are animals:
+   ImageNet-1k lists its organisms first, fish to puffer, then artefacts from n02666196 on.
 2. Named lists take precedence for the kinds ImageNet's ids do not separate: people (the
    person classes and garments ImageNet photographs worn by a person), vehicles, drawings
    (printed or drawn graphics) and scenes (landscapes, buildings and places seen whole).
-3. Otherwise ``n07`` is food, ``n09`` scenes, ``n10`` people, ``n11``-``n13`` plants (plants
+3. Otherwise, by the id's first digits: ``n07`` is food, ``n09`` scenes, ``n10`` people, ``n11``-``n13`` plants (plants
    and fungi), and every other id (mostly ``n03``/``n04`` artefacts) objects.
 """
 
@@ -43,6 +44,7 @@ SCENES = frozenset(
     steel_arch_bridge suspension_bridge viaduct megalith stone_wall yurt thatch breakwater
     patio pier fountain home_theater""".split()  # noqa: SIM905
 )
+FIRST_ARTEFACT = 2666196  # n02666196 abacus
 _WNID = re.compile(r"^(n\d{8})[_\-\s]?(.*)$")
 
 
@@ -54,9 +56,9 @@ def parse_wnid(stem: str) -> tuple[str, str] | None:
 
 def kind_of(wnid: str, name: str) -> str:
     key = name.strip().replace(" ", "_").casefold()
-    prefix = int(wnid[1:3])
-    if prefix < 3:
+    if int(wnid[1:]) < FIRST_ARTEFACT:
         return "animals"
+    prefix = int(wnid[1:3])
     for kind, names in (
         ("people", PEOPLE),
         ("vehicles", VEHICLES),

@@ -50,6 +50,8 @@ def test_proportion_is_written_with_n_and_interval() -> None:
         ("n07248320_book_jacket", "drawings"),
         ("n11939491_daisy", "plants"),
         ("n03000684_chain_saw", "objects"),
+        ("n02672831_accordion", "objects"),
+        ("n02655020_puffer", "animals"),
     ],
 )
 def test_kinds_come_from_the_wordnet_id_and_name(stem: str, kind: str) -> None:
