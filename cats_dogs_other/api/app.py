@@ -24,6 +24,7 @@ from kto.inference import Inference, configure_threads
 
 from cats_dogs_other.api.access_log import AccessLogMiddleware
 from cats_dogs_other.api.batching import MicroBatcher
+from cats_dogs_other.api.dpop_binding import DPoPBinding, challenge_schemes
 from cats_dogs_other.api.errors import install_handlers
 from cats_dogs_other.api.jwks import KeyCache
 from cats_dogs_other.api.resources import Resources
@@ -56,6 +57,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.issuer_transport = transport
+    app.state.auth_schemes = challenge_schemes(settings)  # WWW-Authenticate on 401/403
     install_handlers(app)
     for router in (health.router, predict.router, model.router):
         app.include_router(router)
@@ -99,6 +101,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
             http_client=client,
             keys=keys,
             validator=TokenValidator.from_settings(settings, keys),
+            dpop=DPoPBinding.from_settings(settings),
         )
         app.state.served_classes = inference.classes  # the OpenAPI document's enum
         if metrics is not None:

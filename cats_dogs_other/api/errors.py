@@ -1,14 +1,16 @@
 """The API's exceptions and their HTTP answers, mapped in ONE place (:func:`install_handlers`).
 
 Code raises what went wrong; the handlers decide status codes and headers. Authentication errors
-follow RFC 6750 section 3 (``WWW-Authenticate: Bearer ...``). Every message is written for the
-person reading the response, and none of them repeats what the client sent (no token echo).
+follow RFC 6750 section 3 and RFC 9449 section 7.1 (``WWW-Authenticate: Bearer ...`` and
+``DPoP ...``). Every message is written for the person reading the response, and none of them
+repeats what the client sent (no token echo).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from fastapi import Request
@@ -23,6 +25,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 REALM = "cats-dogs-other"
+# Accepted schemes and their extra challenge parameters when the app states none.
+BEARER_ONLY: Mapping[str, str] = {"Bearer": ""}
 
 
 class ApiError(Exception):
@@ -38,20 +42,43 @@ class ApiError(Exception):
         return {}
 
 
-# --- authentication / authorisation (RFC 6750) --------------------------------------------
+# --- authentication / authorisation (RFC 6750, RFC 9449 section 7.1) -----------------------
 
 
 class AuthError(ApiError):
-    """A request that may not reach the resource. ``reason`` is a short label for logs/metrics."""
+    """A request that may not reach the resource. ``reason`` is a short label for logs/metrics.
+
+    The answer carries one challenge per scheme the API accepts (``Bearer``, ``DPoP``); this
+    error's own parameters go in the challenge of ``scheme``, the one the client used or must use.
+    """
 
     status_code = 401
     reason = "unauthorized"
 
-    def challenge(self) -> str:
-        return f'Bearer realm="{REALM}"'
+    def __init__(self, message: str, *, scheme: str = "Bearer") -> None:
+        super().__init__(message)
+        self.scheme = scheme
 
-    def headers(self) -> dict[str, str]:
-        return {"WWW-Authenticate": self.challenge()}
+    def error_params(self) -> list[str]:
+        """``error=...`` and friends, after ``realm``; none for a bare challenge."""
+        return []
+
+    def challenges(self, schemes: Mapping[str, str]) -> list[str]:
+        """``schemes`` maps each accepted scheme to its extra parameters (e.g. DPoP's ``algs``)."""
+        target = self.scheme if self.scheme in schemes else next(iter(schemes), self.scheme)
+        found = []
+        for scheme, extra in (schemes or {self.scheme: ""}).items():
+            params = [f'realm="{REALM}"']
+            if scheme == target:
+                params += self.error_params()
+            if extra:
+                params.append(extra)
+            found.append(f"{scheme} " + ", ".join(params))
+        return found
+
+
+def _quoted(message: str) -> str:
+    return message.replace("\\", "").replace('"', "'")
 
 
 class MissingCredentialsError(AuthError):
@@ -64,15 +91,46 @@ class InvalidTokenError(AuthError):
     """Expired, badly signed, wrong issuer/audience...: ``error="invalid_token"``."""
 
     def __init__(
-        self, message: str, *, reason: str = "invalid_token", client_id: str | None = None
+        self,
+        message: str,
+        *,
+        reason: str = "invalid_token",
+        client_id: str | None = None,
+        scheme: str = "Bearer",
     ) -> None:
-        super().__init__(message)
+        super().__init__(message, scheme=scheme)
         self.reason = reason
         self.client_id = client_id  # known once the signature checked out (expired, wrong aud)
 
-    def challenge(self) -> str:
-        description = self.message.replace("\\", "").replace('"', "'")
-        return f'Bearer realm="{REALM}", error="invalid_token", error_description="{description}"'
+    def error_params(self) -> list[str]:
+        return ['error="invalid_token"', f'error_description="{_quoted(self.message)}"']
+
+
+class InvalidDPoPProofError(AuthError):
+    """The DPoP proof is missing or does not hold (RFC 9449 section 7.1)."""
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message, scheme="DPoP")
+        self.reason = reason
+
+    def error_params(self) -> list[str]:
+        return ['error="invalid_dpop_proof"', f'error_description="{_quoted(self.message)}"']
+
+
+class UseDPoPNonceError(AuthError):
+    """The proof must carry the server nonce sent in ``DPoP-Nonce`` (RFC 9449 section 9)."""
+
+    reason = "dpop_nonce"
+
+    def __init__(self, message: str, *, nonce: str) -> None:
+        super().__init__(message, scheme="DPoP")
+        self.nonce = nonce
+
+    def error_params(self) -> list[str]:
+        return ['error="use_dpop_nonce"', f'error_description="{_quoted(self.message)}"']
+
+    def headers(self) -> dict[str, str]:
+        return {"DPoP-Nonce": self.nonce}
 
 
 class InsufficientScopeError(AuthError):
@@ -81,15 +139,16 @@ class InsufficientScopeError(AuthError):
     status_code = 403
     reason = "insufficient_scope"
 
-    def __init__(self, scope: str) -> None:
-        super().__init__(f"The token lacks the scope {scope!r}.")
+    def __init__(self, scope: str, *, scheme: str = "Bearer") -> None:
+        super().__init__(f"The token lacks the scope {scope!r}.", scheme=scheme)
         self.scope = scope
 
-    def challenge(self) -> str:
-        return (
-            f'Bearer realm="{REALM}", error="insufficient_scope", '
-            f'error_description="{self.message.replace(chr(34), chr(39))}", scope="{self.scope}"'
-        )
+    def error_params(self) -> list[str]:
+        return [
+            'error="insufficient_scope"',
+            f'error_description="{_quoted(self.message)}"',
+            f'scope="{self.scope}"',
+        ]
 
 
 class KeysUnavailableError(AuthError):
@@ -104,6 +163,9 @@ class KeysUnavailableError(AuthError):
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": _seconds(self.retry_after_s)}
+
+    def challenges(self, schemes: Mapping[str, str]) -> list[str]:
+        return []
 
 
 # --- uploads ---------------------------------------------------------------------------------
@@ -131,6 +193,18 @@ class UnsupportedMediaError(UploadError):
 
 class BadImageError(UploadError):
     """The wheel refused an image (empty, truncated, too many pixels...)."""
+
+
+# --- request framing ---------------------------------------------------------------------------
+
+
+class DuplicateHeaderError(ApiError):
+    """A header that must appear once came several times: which one to believe is ambiguous."""
+
+    status_code = 400
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"Send the {name} header once, not several times.")
 
 
 # --- capacity --------------------------------------------------------------------------------
@@ -163,7 +237,12 @@ async def _handle_api_error(request: Request, exc: Exception) -> JSONResponse:
         metrics = getattr(request.app.state, "metrics", None)
         if metrics is not None:
             metrics.auth_failure(exc.reason)
-    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers())
+    response = JSONResponse(body, status_code=exc.status_code, headers=exc.headers())
+    if isinstance(exc, AuthError):
+        schemes = getattr(request.app.state, "auth_schemes", None) or BEARER_ONLY
+        for challenge in exc.challenges(schemes):
+            response.headers.append("WWW-Authenticate", challenge)
+    return response
 
 
 async def _handle_queue_full(request: Request, exc: Exception) -> JSONResponse:

@@ -14,6 +14,7 @@ from fastapi import Request
 from kto.inference import Inference
 
 from cats_dogs_other.api.batching import MicroBatcher
+from cats_dogs_other.api.dpop_binding import DPoPBinding
 from cats_dogs_other.api.jwks import KeyCache
 from cats_dogs_other.api.settings import Settings
 from cats_dogs_other.api.tokens import TokenValidator
@@ -27,6 +28,7 @@ class Resources:
     http_client: httpx.AsyncClient
     keys: KeyCache
     validator: TokenValidator
+    dpop: DPoPBinding
 
 
 def get_settings(request: Request) -> Settings:

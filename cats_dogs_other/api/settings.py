@@ -9,14 +9,15 @@ from __future__ import annotations
 import ipaddress
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urljoin, urlsplit
 
 from kto.inference import MIN_CLASSIFIABLE_SIDE
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from cats_dogs_other.api import batching
+from cats_dogs_other.api.dpop import DPOP_ALGORITHMS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL_PATH = REPO_ROOT / "cats_dogs_other" / "model" / "model.keras"
@@ -76,6 +77,18 @@ class Settings(BaseSettings):
     jwks_refresh_cooldown_s: float = Field(default=30.0, ge=0)
     jwks_fetch_timeout_s: float = Field(default=5.0, gt=0)
 
+    # --- DPoP sender-constrained tokens (RFC 9449; see cats_dogs_other.api.dpop_binding) ---
+    dpop_mode: Literal["allowed", "required", "disabled"] = "allowed"
+    dpop_algorithms: Annotated[tuple[str, ...], NoDecode] = DPOP_ALGORITHMS
+    dpop_iat_window_s: int = Field(default=60, ge=1, le=600)
+    dpop_replay_cache_size: int = Field(default=100_000, ge=1)
+    dpop_public_url: str | None = Field(
+        default=None, description="scheme://host[:port] clients call, when a proxy rewrites it"
+    )
+    dpop_nonces: bool = False
+    dpop_nonce_secret: SecretStr | None = None
+    dpop_nonce_lifetime_s: int = Field(default=300, ge=10, le=3600)
+
     # --- model ---
     model_path: Path = DEFAULT_MODEL_PATH
     model_uri: str | None = None
@@ -122,20 +135,27 @@ class Settings(BaseSettings):
             raise ValueError("must not be empty")
         return value
 
-    @field_validator("oauth2_algorithms", mode="before")
+    @field_validator("oauth2_algorithms", "dpop_algorithms", mode="before")
     @classmethod
     def _split_algorithms(cls, value: Any) -> Any:
         if isinstance(value, str):
             return tuple(a.strip() for a in value.split(",") if a.strip())
         return value
 
-    @field_validator("oauth2_algorithms")
+    @field_validator("oauth2_algorithms", "dpop_algorithms")
     @classmethod
     def _asymmetric_only(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         bad = [a for a in value if a not in ASYMMETRIC_ALGORITHMS]
         if bad or not value:
             allowed = ", ".join(sorted(ASYMMETRIC_ALGORITHMS))
             raise ValueError(f"unsupported {bad or 'empty list'}; allowed: {allowed}")
+        return value
+
+    @field_validator("dpop_nonce_secret")
+    @classmethod
+    def _long_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode()) < 32:
+            raise ValueError("must be at least 32 characters (e.g. openssl rand -hex 32)")
         return value
 
     @field_validator("log_level")
@@ -172,6 +192,17 @@ class Settings(BaseSettings):
     def _jwks_uri_is_safe(self) -> Settings:
         if self.oauth2_jwks_uri:
             _require_safe_url(self.jwks_uri or "", "OAUTH2_JWKS_URI")
+        return self
+
+    @model_validator(mode="after")
+    def _dpop_is_complete(self) -> Settings:
+        if self.dpop_nonces and self.dpop_nonce_secret is None:
+            raise ValueError(
+                "DPOP_NONCES=true needs DPOP_NONCE_SECRET (32+ characters, the same on every "
+                "worker and replica)"
+            )
+        if self.dpop_public_url:
+            _require_safe_url(self.dpop_public_url, "DPOP_PUBLIC_URL")
         return self
 
     @property

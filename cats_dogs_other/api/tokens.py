@@ -49,6 +49,7 @@ class Principal:
 
     client_id: str
     scopes: frozenset[str]
+    jkt: str | None = None  # RFC 9449 key thumbprint (cnf.jkt) of a DPoP-bound token
 
     def has_scope(self, scope: str) -> bool:
         return scope in self.scopes
@@ -64,6 +65,23 @@ def scopes_of(claims: Mapping[str, Any]) -> frozenset[str]:
     if isinstance(permissions, list):
         found.update(p for p in permissions if isinstance(p, str))
     return frozenset(found)
+
+
+def bound_key_of(claims: Mapping[str, Any]) -> str | None:
+    """The DPoP key thumbprint the token is bound to (RFC 9449 section 6.1), if any.
+
+    A ``cnf`` claim this API cannot check (another confirmation method, or a malformed one)
+    refuses the token: ignoring it would turn a sender-constrained token back into a bearer one.
+    """
+    if "cnf" not in claims:
+        return None
+    cnf = claims["cnf"]
+    jkt = cnf.get("jkt") if isinstance(cnf, dict) else None
+    if not isinstance(jkt, str) or not 0 < len(jkt) <= 128:
+        raise InvalidTokenError(
+            "The token's confirmation (cnf) is not a DPoP key thumbprint (jkt).", reason="cnf"
+        )
+    return jkt
 
 
 class TokenValidator:
@@ -108,7 +126,7 @@ class TokenValidator:
         self._check_claims(claims, client)
         if client is None:
             raise InvalidTokenError("The token names no client (azp or sub).", reason="no_client")
-        return Principal(client_id=client, scopes=scopes_of(claims))
+        return Principal(client_id=client, scopes=scopes_of(claims), jkt=bound_key_of(claims))
 
     def _check_header(self, token: str) -> dict[str, Any]:
         if len(token) > MAX_TOKEN_BYTES:

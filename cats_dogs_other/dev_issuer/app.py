@@ -23,6 +23,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from cats_dogs_other.api.dpop import DPOP_ALGORITHMS, ProofVerifier
+from cats_dogs_other.api.replay_cache import ReplayCache
 from cats_dogs_other.dev_issuer.keys import ALGORITHM, KeyRing
 from cats_dogs_other.dev_issuer.oauth import AUTH_METHODS, GRANT_TYPE, StarletteAuthorizationServer
 from cats_dogs_other.dev_issuer.settings import IssuerSettings
@@ -116,10 +118,11 @@ async def token(request: Request) -> JSONResponse:
     response = server.token_response(request.headers, parameters)
     if response.status_code == 200:
         log.info(
-            "issued token client_id=%s audience=%s kid=%s",
+            "issued token client_id=%s audience=%s kid=%s dpop=%s",
             parameters.get("client_id") or "(basic auth)",
             parameters.get("audience"),
             _keyring(request).current.kid,
+            "DPoP" in request.headers,
         )
     else:
         log.info("refused token request status=%s", response.status_code)
@@ -139,7 +142,8 @@ async def openid_configuration(request: Request) -> JSONResponse:
             "scopes_supported": scopes,
             "id_token_signing_alg_values_supported": [ALGORITHM],
             "subject_types_supported": ["public"],
-            "claims_supported": ["iss", "sub", "aud", "iat", "exp", "scope", "gty", "azp"],
+            "claims_supported": ["iss", "sub", "aud", "iat", "exp", "scope", "gty", "azp", "cnf"],
+            "dpop_signing_alg_values_supported": list(DPOP_ALGORITHMS),
         }
     )
 
@@ -213,6 +217,9 @@ def create_app(settings: IssuerSettings | None = None) -> Starlette:
             signer=TokenSigner(
                 keyring, issuer=settings.issuer, lifetime_s=settings.token_lifetime_s
             ),
+            dpop=ProofVerifier(
+                algorithms=DPOP_ALGORITHMS, replay=ReplayCache(settings.dpop_replay_cache_size)
+            ),
         )
         log.warning(
             "DEVELOPMENT ISSUER - NOT FOR PRODUCTION: issuer=%s audience=%s clients=%s kid=%s",
@@ -237,7 +244,7 @@ def create_app(settings: IssuerSettings | None = None) -> Starlette:
                 CORSMiddleware,
                 allow_origin_regex=LOOPBACK_ORIGINS,
                 allow_methods=["GET", "POST"],
-                allow_headers=["Authorization", "Content-Type", "X-Requested-With"],
+                allow_headers=["Authorization", "Content-Type", "X-Requested-With", "DPoP"],
             )
         ],
         lifespan=lifespan,

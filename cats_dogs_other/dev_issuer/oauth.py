@@ -4,7 +4,8 @@ authlib does the OAuth 2.0 parts that are easy to get subtly wrong: grant-type d
 client authentication (HTTP Basic or credentials in the body), RFC 6749 error bodies,
 ``WWW-Authenticate`` on 401 and the ``no-store`` headers. This module adds only what Auth0
 does on top of RFC 6749: the ``audience`` parameter, scopes limited to the client's grant,
-403 ``access_denied`` for both, and tokens shaped like Auth0's.
+403 ``access_denied`` for both, tokens shaped like Auth0's, and DPoP-bound tokens when the
+request carries a ``DPoP`` proof (RFC 9449 section 5).
 """
 
 import hmac
@@ -25,6 +26,8 @@ from authlib.oauth2.rfc6749.util import scope_to_list
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 
+from cats_dogs_other.api.dpop import ProofError, ProofVerifier
+from cats_dogs_other.api.replay_cache import ReplayCacheFullError
 from cats_dogs_other.dev_issuer.settings import ClientConfig
 from cats_dogs_other.dev_issuer.tokens import TokenRequest, TokenSigner
 
@@ -37,6 +40,27 @@ class AccessDeniedError(OAuth2Error):
 
     error = "access_denied"
     status_code = 403
+
+
+class InvalidDPoPProofError(OAuth2Error):
+    """RFC 9449 section 5: a missing, repeated or failing proof at the token endpoint."""
+
+    error = "invalid_dpop_proof"
+    status_code = 400
+
+
+class ProofCacheFullError(OAuth2Error):
+    """The replay cache holds only live proofs: refuse rather than forget one (and allow replay)."""
+
+    error = "temporarily_unavailable"
+    status_code = 503
+
+    def __init__(self, description: str, *, retry_after_s: float) -> None:
+        super().__init__(description=description)
+        self.retry_after_s = retry_after_s
+
+    def get_headers(self) -> list[tuple[str, str]]:
+        return [*super().get_headers(), ("Retry-After", str(max(1, round(self.retry_after_s))))]
 
 
 def printable(value: str, limit: int = 200) -> str:
@@ -102,11 +126,31 @@ class Auth0ClientCredentialsGrant(ClientCredentialsGrant):
     def validate_token_request(self) -> None:
         super().validate_token_request()  # authenticates the client
         client: Client = self.request.client
+        audience = self._validate_audience()
+        scopes = self._granted_scopes(client)
         self.token_request = TokenRequest(
-            client_id=client.client_id,
-            audience=self._validate_audience(),
-            scopes=self._granted_scopes(client),
+            client_id=client.client_id, audience=audience, scopes=scopes, jkt=self._dpop_key()
         )
+
+    def _dpop_key(self) -> str | None:
+        """The proof's key thumbprint, checked only once the client is known (no free slots in
+        the replay cache for strangers); None without a proof, for a plain Bearer token."""
+        proofs = self.request.headers.getlist("DPoP")
+        if not proofs:
+            return None
+        if len(proofs) > 1:
+            raise InvalidDPoPProofError("Send one DPoP proof, not several DPoP headers.")
+        try:
+            proof = self.server.dpop.verify(
+                proofs[0], method="POST", url=self.server.token_endpoint
+            )
+        except ProofError as error:
+            raise InvalidDPoPProofError(error.message) from None
+        except ReplayCacheFullError as error:
+            raise ProofCacheFullError(
+                "Too many recent DPoP proofs; retry shortly.", retry_after_s=error.retry_after_s
+            ) from None
+        return proof.jkt
 
     def _validate_audience(self) -> str:
         audience = self.request.payload.data.get("audience")
@@ -148,6 +192,7 @@ class StarletteAuthorizationServer(AuthorizationServer):
         audience: str,
         token_endpoint: str,
         signer: TokenSigner,
+        dpop: ProofVerifier,
     ) -> None:
         super().__init__(scopes_supported=None)
         self._clients = {
@@ -157,6 +202,7 @@ class StarletteAuthorizationServer(AuthorizationServer):
         self.audience = audience
         self.token_endpoint = token_endpoint
         self.signer = signer
+        self.dpop = dpop
         self.register_grant(Auth0ClientCredentialsGrant)
 
     def query_client(self, client_id: str) -> Client | None:

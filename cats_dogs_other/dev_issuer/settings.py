@@ -42,6 +42,7 @@ class IssuerSettings(BaseSettings):
     token_lifetime_s: Annotated[int, Field(gt=0)] = 86_400
     keys_published: Annotated[int, Field(ge=2)] = 2
     key_size: Annotated[int, Field(ge=2048)] = 2048
+    dpop_replay_cache_size: Annotated[int, Field(ge=1)] = 10_000
     log_level: str = "INFO"
 
     @field_validator("url")

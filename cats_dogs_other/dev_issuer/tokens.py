@@ -16,6 +16,7 @@ class TokenRequest:
     client_id: str
     audience: str
     scopes: tuple[str, ...]
+    jkt: str | None = None  # thumbprint of the DPoP key the token is bound to (RFC 9449)
 
 
 class TokenSigner:
@@ -27,8 +28,8 @@ class TokenSigner:
         self._lifetime_s = lifetime_s
 
     def claims(self, request: TokenRequest, now: int) -> dict[str, Any]:
-        """The claim set Auth0 puts in an M2M token (same names, same order)."""
-        return {
+        """The claim set Auth0 puts in an M2M token (same names, same order), plus ``cnf``."""
+        claims = {
             "iss": self._issuer,
             "sub": f"{request.client_id}@clients",
             "aud": request.audience,
@@ -38,15 +39,18 @@ class TokenSigner:
             "gty": "client-credentials",
             "azp": request.client_id,
         }
+        if request.jkt is not None:
+            claims["cnf"] = {"jkt": request.jkt}
+        return claims
 
     def issue(self, request: TokenRequest) -> dict[str, Any]:
-        """The token endpoint's body: access_token, token_type, expires_in, scope."""
+        """The token endpoint's body: access_token, token_type (DPoP when bound), expires_in..."""
         key = self._keyring.current
         header = {"alg": ALGORITHM, "typ": "JWT", "kid": key.kid}
         claims = self.claims(request, int(time.time()))
         return {
             "access_token": jwt.encode(header, claims, key, algorithms=[ALGORITHM]),
-            "token_type": "Bearer",
+            "token_type": "Bearer" if request.jkt is None else "DPoP",
             "expires_in": self._lifetime_s,
             "scope": claims["scope"],
         }

@@ -7,8 +7,9 @@ The grouping is made from the class's WordNet id and name, never from its pictur
 2. Named lists take precedence for the kinds ImageNet's ids do not separate: people (the
    person classes and garments ImageNet photographs worn by a person), vehicles, drawings
    (printed or drawn graphics) and scenes (landscapes, buildings and places seen whole).
-3. Otherwise, by the id's first digits: ``n07`` is food, ``n09`` scenes, ``n10`` people, ``n11``-``n13`` plants (plants
-   and fungi), and every other id (mostly ``n03``/``n04`` artefacts) objects.
+3. Otherwise, by the id's first digits: ``n07`` is food, ``n09`` scenes, ``n10`` people,
+   ``n11``-``n13`` plants (plants and fungi), and every other id (mostly ``n03``/``n04``
+   artefacts) objects.
 """
 
 from __future__ import annotations

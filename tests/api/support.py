@@ -148,11 +148,16 @@ def random_kid() -> str:
 
 
 @contextlib.contextmanager
-def serve(app: FastAPI) -> Iterator[tuple[str, int]]:
-    """Run the app under a real uvicorn on 127.0.0.1 (free port); yield (host, port)."""
+def serve(app: FastAPI, **options: Any) -> Iterator[tuple[str, int]]:
+    """Run the app under a real uvicorn on 127.0.0.1 (free port); yield (host, port).
+
+    ``options`` go to ``uvicorn.Config`` (e.g. ``forwarded_allow_ips``).
+    """
     import uvicorn
 
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="on")
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=0, log_config=None, lifespan="on", **options
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
     thread.start()

@@ -40,6 +40,9 @@ def test_defaults_from_the_environment(env) -> None:
     assert settings.log_level == "INFO"
     assert settings.jwks_uri is None  # discovered from the issuer
     assert settings.token_url == "https://tenant.eu.auth0.com/oauth/token"
+    assert settings.dpop_mode == "allowed"
+    assert settings.dpop_algorithms == ("ES256", "ES384", "PS256", "RS256")
+    assert (settings.dpop_iat_window_s, settings.dpop_nonces) == (60, False)
 
 
 @pytest.mark.parametrize(
@@ -71,8 +74,30 @@ def test_algorithms_list_from_a_comma_separated_variable(env) -> None:
         ({**GOOD, "OAUTH2_ALGORITHMS": "none"}, "unsupported ['none']"),
         ({**GOOD, "OAUTH2_AUDIENCE": "  "}, "OAUTH2_AUDIENCE must not be empty"),
         ({**GOOD, "LOG_LEVEL": "loud"}, "LOG_LEVEL must be one of"),
+        ({**GOOD, "DPOP_MODE": "maybe"}, "DPOP_MODE Input should be 'allowed'"),
+        ({**GOOD, "DPOP_ALGORITHMS": "ES256,HS256"}, "DPOP_ALGORITHMS unsupported ['HS256']"),
+        ({**GOOD, "DPOP_NONCES": "true"}, "DPOP_NONCES=true needs DPOP_NONCE_SECRET"),
+        (
+            {**GOOD, "DPOP_NONCE_SECRET": "short"},
+            "DPOP_NONCE_SECRET must be at least 32 characters",
+        ),
+        ({**GOOD, "DPOP_PUBLIC_URL": "http://api.example"}, "DPOP_PUBLIC_URL must be an https"),
     ],
-    ids=["nothing", "no-audience", "http-issuer", "http-jwks", "hmac", "none", "blank", "level"],
+    ids=[
+        "nothing",
+        "no-audience",
+        "http-issuer",
+        "http-jwks",
+        "hmac",
+        "none",
+        "blank",
+        "level",
+        "dpop-mode",
+        "dpop-hmac",
+        "dpop-nonce-without-secret",
+        "dpop-short-secret",
+        "dpop-http-url",
+    ],
 )
 def test_misconfiguration_is_one_line(env, values, reason) -> None:
     env(**values)

@@ -16,6 +16,8 @@ import httpx
 import pytest
 from PIL import Image
 
+from cats_dogs_other.api.dpop_proofs import ProofSigner
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 READY_LINE = "Press Ctrl-C to stop."
 READY_TIMEOUT_S = 240.0
@@ -119,18 +121,29 @@ class StackProcess:
                 self.process.kill()
                 self.process.wait()
 
-    def token(self, client_id: str = "dev-client", secret: str = "dev-secret") -> str:  # noqa: S107
-        """A client-credentials token, requested the way the README shows it."""
+    def token(
+        self,
+        client_id: str = "dev-client",
+        secret: str = "dev-secret",  # noqa: S107
+        *,
+        dpop: ProofSigner | None = None,
+    ) -> str:
+        """A client-credentials token, requested the way the README shows it; DPoP-bound to
+        ``dpop``'s key when given."""
         config = httpx.get(self.issuer_url + ".well-known/openid-configuration").json()
+        endpoint = config["token_endpoint"]
+        headers = {"DPoP": dpop.proof("POST", endpoint)} if dpop else {}
         response = httpx.post(
-            config["token_endpoint"],
+            endpoint,
             data={
                 "grant_type": "client_credentials",
                 "client_id": client_id,
                 "client_secret": secret,
                 "audience": AUDIENCE,
             },
+            headers=headers,
         )
         assert response.status_code == 200, response.text
+        assert response.json()["token_type"] == ("DPoP" if dpop else "Bearer")
         token: str = response.json()["access_token"]
         return token

@@ -40,6 +40,7 @@ def test_bruno_collection_passes_against_the_stack(stack: StackProcess, tmp_path
         [
             str(bru),
             "run",
+            "--sandbox=developer",  # Node's crypto, to sign DPoP proofs (bruno/lib/dpop.js)
             "--env",
             "local",
             "--env-var",
@@ -59,9 +60,9 @@ def test_bruno_collection_passes_against_the_stack(stack: StackProcess, tmp_path
     assert run.returncode == 0, run.stdout + run.stderr
     report = json.loads(report_path.read_text())
     summaries = [iteration["summary"] for iteration in report]
-    assert sum(s["totalRequests"] for s in summaries) == 6
+    assert sum(s["totalRequests"] for s in summaries) == 9
     assert sum(s["failedRequests"] for s in summaries) == 0
     outcomes = assertion_results(report)
-    assert len(outcomes) >= 15
+    assert len(outcomes) >= 24
     assert all(outcome["status"] == "pass" for outcome in outcomes), outcomes
     assert "✓ PASS" in run.stdout
