@@ -250,8 +250,9 @@ trained on ImageNet; `pets_breeds` states no licence (education and research use
 inherits these terms.
 
 **Duplicates.** Byte-identical files (sha256) and near-identical ones (64-bit difference hash
-within 4 bits: resized or re-encoded copies) are removed before splitting, keeping the copy of
-the earliest `--data` source. {_dedupe_text(ds)}
+within 4 bits, confirmed by a backbone-feature cosine of at least 0.9: resized or re-encoded
+copies) are removed before splitting, keeping the copy of the earliest `--data` source.
+{_dedupe_text(ds)}
 
 **Split** (seed {metrics["split"]["seed"]}): within every source x class, whole groups go to test
 ({cfg.test_fraction:.0%}), calibration ({cfg.calibration_fraction:.0%}), validation

@@ -16,6 +16,9 @@ import numpy as np
 from PIL import Image
 
 DEFAULT_MAX_DISTANCE = 4
+# A hash match is confirmed by the backbone: copies of one photo have nearly the same features,
+# while a flat or dark picture can share a dHash with an unrelated one.
+DEFAULT_MIN_COSINE = 0.9
 
 
 def dhash(pixels: np.ndarray) -> int:
@@ -39,10 +42,14 @@ def find_duplicates(
     hashes: Sequence[int],
     *,
     max_distance: int = DEFAULT_MAX_DISTANCE,
+    features: np.ndarray | None = None,
+    min_cosine: float = DEFAULT_MIN_COSINE,
 ) -> Duplicates:
     """Keep the first image of each cluster (listing order: earlier ``--data`` sources win).
 
-    Clusters are transitive (union-find): if a ~ b and b ~ c, only a is kept.
+    A hash match within ``max_distance`` bits counts only if the images' ``features`` (when
+    given) have cosine similarity of at least ``min_cosine``. Clusters are transitive
+    (union-find): if a ~ b and b ~ c, only a is kept.
     """
     n = len(hashes)
     parent = list(range(n))
@@ -69,10 +76,19 @@ def find_duplicates(
             first_by_content[digest] = i
     if n:
         packed = np.asarray([h & ((1 << 64) - 1) for h in hashes], dtype=np.uint64)
+        unit = None
+        if features is not None:
+            norms = np.linalg.norm(features, axis=1, keepdims=True)
+            unit = features / np.maximum(norms, 1e-12)
         for i in range(n - 1):
             distance = _popcount(packed[i + 1 :] ^ packed[i])
             for j in np.flatnonzero(distance <= max_distance) + i + 1:
-                join(i, int(j), f"near-identical (dHash distance {int(distance[j - i - 1])})")
+                cosine = None if unit is None else float(unit[i] @ unit[j])
+                if cosine is not None and cosine < min_cosine:
+                    continue
+                detail = f"dHash distance {int(distance[j - i - 1])}"
+                detail += "" if cosine is None else f", feature cosine {cosine:.3f}"
+                join(i, int(j), f"near-identical ({detail})")
     keep = np.asarray(sorted({root(i) for i in range(n)}), dtype=np.int64)
     removed = [
         (i, root(i), next((r for (b, _), r in why.items() if b == i), "duplicate"))

@@ -136,7 +136,12 @@ def build_pool(
             listed[k][0].skipped.append({"file": sample.name, **failed[digest]})
     ok = [i for i, d in enumerate(digests) if d not in failed]
     hashes = [int(cache.table(HASH_VIEW)[digests[i]]) for i in ok]
-    dups = find_duplicates([digests[i] for i in ok], hashes, max_distance=max_hash_distance)
+    dups = find_duplicates(
+        [digests[i] for i in ok],
+        hashes,
+        max_distance=max_hash_distance,
+        features=cache.stack("clean", [digests[i] for i in ok]) if ok else None,
+    )
     keep = [ok[i] for i in dups.keep]
     removed = [
         {
