@@ -1,4 +1,5 @@
 # Two commands matter: `make run` and `make test`. Both set everything up from a fresh clone.
+# `make serve` is the API alone, in its own lean environment (runtime requirements only).
 SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
@@ -7,7 +8,10 @@ PIP := $(PY) -m pip --disable-pip-version-check
 SHARED ?= ../shared
 WHEEL_SRC := $(shell find packages/inference/src packages/inference/pyproject.toml -type f -not -path '*/__pycache__/*' 2>/dev/null)
 
-.PHONY: setup run test lint train promote bench bench-inference reliability clean
+SERVE_VENV := .venv-serve
+SERVE_PY := $(SERVE_VENV)/bin/python
+
+.PHONY: setup run serve browser test lint train promote bench bench-inference reliability clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +35,25 @@ setup: $(VENV)/.deps node_modules/.installed
 run: setup
 	$(PY) -m cats_dogs_other.stack
 
-test: setup
+# The wheel is built with `build` in the serve environment, then only what the API lists.
+$(SERVE_VENV)/.deps: cats_dogs_other/api/requirements.txt init_packages.sh $(WHEEL_SRC)
+	test -x $(SERVE_PY) || $(PYTHON) -m venv $(SERVE_VENV)
+	$(SERVE_PY) -m pip --disable-pip-version-check install --quiet --upgrade pip build==1.6.1
+	PYTHON=$(abspath $(SERVE_PY)) ./init_packages.sh
+	$(SERVE_PY) -m pip --disable-pip-version-check install --quiet -r cats_dogs_other/api/requirements.txt
+	$(SERVE_PY) -m pip --disable-pip-version-check install --quiet --force-reinstall --no-deps \
+		cats_dogs_other/api/packages/kto_keras_inference-*.whl
+	touch $@
+
+# The API alone against a configured issuer: OAUTH2_ISSUER and OAUTH2_AUDIENCE must be set.
+serve: $(SERVE_VENV)/.deps
+	@$(SERVE_PY) boot.py
+
+# Debian's chromium and chromedriver for the browser test (apt, only when missing).
+browser:
+	bash scripts/install-browser.sh
+
+test: setup browser
 	$(PY) -m pytest
 
 lint: setup
@@ -59,4 +81,4 @@ reliability: setup
 	$(PY) -m reliability
 
 clean:
-	rm -rf $(VENV) node_modules dist packages/inference/dist cats_dogs_other/*/packages/*.whl
+	rm -rf $(VENV) $(SERVE_VENV) node_modules dist packages/inference/dist cats_dogs_other/*/packages/*.whl

@@ -40,6 +40,7 @@ from bench.procs import (
     start,
 )
 from bench.tokens import token_validation_us
+from cats_dogs_other.api.cli_help import EnvironmentHelpFormatter
 
 RESULTS_DIR = Path(__file__).with_name("results")
 
@@ -88,8 +89,23 @@ class Run:
     notes: list[str] = field(default_factory=list)
 
 
+ENVIRONMENT = """\
+environment variables:
+  TF_INTRA_OP_THREADS, TF_INTER_OP_THREADS   TensorFlow threads of the (a) ceiling run
+  API_WORKER_NICE          nice value of (c)'s decode threads (default 0)
+  anything else            passed to the servers under test; (c) is configured with
+                           --server-env KEY=VALUE (see python boot.py --help), and its
+                           OAUTH2_* settings point at the benchmark's own issuer
+"""
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__,
+        epilog=ENVIRONMENT,
+        formatter_class=EnvironmentHelpFormatter,
+    )
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per point (10)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds; the median is reported (3)")
     parser.add_argument("--connections", default="1,8,32,64", help="comma-separated (1,8,32,64)")

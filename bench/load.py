@@ -227,9 +227,9 @@ def batch_counters(port: int) -> tuple[float, float] | None:
     total = count = None
     for family in text_string_to_metric_families(body.decode()):
         for sample in family.samples:
-            if sample.name == "batch_size_sum":
+            if sample.name == "cats_dogs_other_batch_size_sum":
                 total = sample.value
-            elif sample.name == "batch_size_count":
+            elif sample.name == "cats_dogs_other_batch_size_count":
                 count = sample.value
     if total is None or count is None:
         return None

@@ -7,6 +7,7 @@ and on Ctrl-C or SIGTERM stops both children (SIGTERM, wait, then SIGKILL) and e
 Exits non-zero, with the failing child's last log lines, if the stack does not come up.
 """
 
+import argparse
 import os
 import shlex
 import signal
@@ -23,10 +24,12 @@ import httpx
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from cats_dogs_other.api.cli_help import EnvironmentHelpFormatter
+from cats_dogs_other.api.settings import DEV_TOKEN_PATH
 from cats_dogs_other.dev_issuer.settings import IssuerSettings
 
 ROOT = Path(__file__).resolve().parent.parent
-SAMPLE_IMAGE = ROOT / "bruno" / "fixtures" / "red.png"
+SAMPLE_IMAGE = ROOT / "bruno" / "fixtures" / "cat.png"
 TAIL_LINES = 30
 REQUIRED_SCOPE = "get::prediction"
 
@@ -104,8 +107,24 @@ class Child:
         return self.process.returncode
 
 
+def forwarded_url(port: int, environ: Mapping[str, str] = os.environ) -> str | None:
+    """The https URL GitHub Codespaces forwards ``port`` to, or None outside a codespace."""
+    name = environ.get("CODESPACE_NAME", "").strip()
+    domain = environ.get("GITHUB_CODESPACES_PORT_FORWARDING_DOMAIN", "").strip()
+    if not (name and domain):
+        return None
+    return f"https://{name}-{port}.{domain}"
+
+
 def child_environment(stack: StackSettings, issuer: IssuerSettings) -> dict[str, str]:
-    """The API is wired to the development issuer whatever the caller's shell says."""
+    """The API is wired to the development issuer whatever the caller's shell says.
+
+    In a codespace the browser reaches the API through a private forwarded port, and a
+    cross-origin POST from Swagger UI to the issuer's forwarded port would be sent to GitHub's
+    sign-in page. So the API relays the token request on its own origin
+    (``DEV_TOKEN_PROXY_URL``), and the issuer keeps its loopback URL, the ``iss`` the API
+    validates.
+    """
     env = dict(os.environ)
     env.update(
         PYTHONUNBUFFERED="1",
@@ -116,6 +135,9 @@ def child_environment(stack: StackSettings, issuer: IssuerSettings) -> dict[str,
         PORT=str(stack.api_port),
     )
     env.pop("OAUTH2_JWKS_URI", None)  # discovered from the issuer
+    env.pop("DEV_TOKEN_PROXY_URL", None)
+    if forwarded_url(stack.api_port, os.environ):
+        env["DEV_TOKEN_PROXY_URL"] = issuer.token_endpoint
     return env
 
 
@@ -189,12 +211,28 @@ def curl_commands(stack: StackSettings, issuer: IssuerSettings) -> list[str]:
 def banner(stack: StackSettings, issuer: IssuerSettings) -> str:
     api = f"http://127.0.0.1:{stack.api_port}"
     get_token, classify = curl_commands(stack, issuer)
+    client_id, secret = client_with_scope(issuer)
+    browser = forwarded_url(stack.api_port)
+    if browser:
+        where = [
+            f"cats-dogs-other is ready in this codespace: API {api}",
+            f"in your browser: {browser}/docs (Authorize: {client_id} / {secret})",
+            f"                 {browser}/redoc",
+            f"development issuer (NOT FOR PRODUCTION): {issuer.issuer} (the tokens' iss; "
+            f"Swagger reaches it through {browser}{DEV_TOKEN_PATH})",
+            "# in this codespace's terminal:",
+        ]
+    else:
+        where = [
+            f"cats-dogs-other is ready: API {api} (docs {api}/docs, "
+            f"Authorize: {client_id} / {secret})",
+            f"development issuer (NOT FOR PRODUCTION): {issuer.issuer}",
+        ]
     return "\n".join(
         [
             "",
             "=" * 72,
-            f"cats-dogs-other is ready: API {api} (docs {api}/docs)",
-            f"development issuer (NOT FOR PRODUCTION): {issuer.issuer}",
+            *where,
             "",
             "# 1. get a token (client credentials, exactly as against Auth0):",
             get_token,
@@ -242,7 +280,36 @@ def run(stack: StackSettings, issuer: IssuerSettings, stop: threading.Event) -> 
             say(f"stopped the {child.name} ({describe_exit(code)})")
 
 
-def main() -> int:
+STACK_ENVIRONMENT = """\
+environment variables:
+  API_PORT                  API port (default 8080)
+  ISSUER_PORT               development issuer port (default 9000)
+  API_HOST                  address the API listens on (default 127.0.0.1)
+  STACK_READY_TIMEOUT_S     how long to wait for the API's /ready (default 180)
+  STACK_STOP_TIMEOUT_S      how long each child may take to stop on Ctrl-C (default 15)
+  CODESPACE_NAME, GITHUB_CODESPACES_PORT_FORWARDING_DOMAIN
+                            set by GitHub Codespaces: print the forwarded https URLs and
+                            relay Swagger's token request through the API's own origin
+  DEV_ISSUER_*              the development issuer's settings
+                            (python -m cats_dogs_other.dev_issuer --help)
+  anything else             passed to the API (python boot.py --help); OAUTH2_ISSUER,
+                            OAUTH2_AUDIENCE, HOST and PORT are set to wire it to the issuer
+"""
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m cats_dogs_other.stack",
+        description="`make run`: start the development issuer and the API wired together, "
+        "print working curl commands, stop both on Ctrl-C. Takes no options.",
+        epilog=STACK_ENVIRONMENT,
+        formatter_class=EnvironmentHelpFormatter,
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parse_args(argv)  # --help prints and exits before anything starts
     stack = StackSettings()
     issuer = IssuerSettings(
         host="127.0.0.1", port=stack.issuer_port, url=f"http://127.0.0.1:{stack.issuer_port}/"

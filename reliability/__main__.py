@@ -10,10 +10,18 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
+from cats_dogs_other.api.cli_help import EnvironmentHelpFormatter
 from reliability import model
 from reliability.checks import Context, registry
 from reliability.report import RESULTS_MD, CheckResult, render_markdown, write_markdown
 from reliability.stack import ROOT, StackError
+
+ENVIRONMENT = """\
+environment variables:
+  anything set             passed to the API under test (see python boot.py --help), except
+                           OAUTH2_* and JWKS_*, which point it at the checks' own issuer
+  TF_CPP_MIN_LOG_LEVEL     set to 2 for the subprocess that builds a stand-in model
+"""
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -21,6 +29,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m reliability",
         description="End-to-end reliability checks against real processes on 127.0.0.1.",
+        epilog=ENVIRONMENT,
+        formatter_class=EnvironmentHelpFormatter,
     )
     parser.add_argument(
         "checks",

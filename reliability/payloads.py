@@ -111,3 +111,84 @@ def multipart(
         chunks.append(b"\r\n")
     chunks.append(f"--{boundary}--\r\n".encode())
     return b"".join(chunks), f"multipart/form-data; boundary={boundary}"
+
+
+# --- decoding-cost bombs: cheap to send, refused by the wheel's structure walk ----------------
+
+
+def jpeg_scan_bomb(repeats: int = 600, size: tuple[int, int] = (4000, 4000)) -> bytes:
+    """A real progressive JPEG whose last refinement scan is repeated (about a minute of libjpeg
+    CPU per 600 repeats at 16 megapixels, were it decoded)."""
+    from kto.inference.testing import jpeg_scan_bomb as build
+
+    return build(size, repeats=repeats)
+
+
+def jpeg_coefficient_bomb() -> bytes:
+    """Only 18 scans, but together they visit each coefficient of a 16-megapixel 4:4:4 image
+    more than 4 times."""
+    from kto.inference.testing import jpeg_scan_bomb as build
+
+    return build((4000, 4000), repeats=8, subsampling=0)
+
+
+def gif_frames_bomb(frames: int = 20_000) -> bytes:
+    """A one-frame GIF whose image block is repeated ``frames`` times before the trailer."""
+    gif = encode(Image.new("P", (8, 8), 1), "GIF")
+    start = 13 + (3 * (2 << (gif[10] & 7)) if gif[10] & 0x80 else 0)
+    while gif[start] == 0x21:  # skip extensions up to the image descriptor
+        start += 2
+        while gif[start]:
+            start += gif[start] + 1
+        start += 1
+    image_block = gif[start:-1]
+    return gif[:start] + image_block * frames + b"\x3b"
+
+
+def apng_frames_bomb(declared: int = 1_000_000) -> bytes:
+    png = valid_png(3, (32, 32))
+    actl = _png_chunk(b"acTL", struct.pack(">II", declared, 0))
+    return png[:33] + actl + png[33:]
+
+
+def png_chunks_bomb(chunks: int = 60_000) -> bytes:
+    png = valid_png(3, (32, 32))
+    return png[:33] + _png_chunk(b"tEXt", b"k\x00v") * chunks + png[33:]
+
+
+def png_metadata_bomb(size: int = 8 * 1024 * 1024) -> bytes:
+    png = valid_png(3, (32, 32))
+    return png[:33] + _png_chunk(b"eXIf", random_bytes(size, seed=4)) + png[33:]
+
+
+def webp_frames_bomb(frames: int = 20_000) -> bytes:
+    """An animated WebP whose first ANMF chunk is repeated ``frames`` times."""
+    first, second = Image.new("RGB", (8, 8), (9, 9, 9)), Image.new("RGB", (8, 8), (200, 9, 9))
+    data = encode(first, "WEBP", save_all=True, append_images=[second], lossless=True)
+    pos = 12
+    while data[pos : pos + 4] != b"ANMF":
+        pos += 8 + ((struct.unpack_from("<I", data, pos + 4)[0] + 1) & ~1)
+    size = (struct.unpack_from("<I", data, pos + 4)[0] + 1) & ~1
+    body = data[12:pos] + data[pos : pos + 8 + size] * frames + data[pos + 8 + size :]
+    return b"RIFF" + struct.pack("<I", 4 + len(body)) + b"WEBP" + body
+
+
+def tiff_pages_bomb(pages: int = 20_000) -> bytes:
+    """A one-page TIFF whose IFD is copied ``pages`` times into a chain."""
+    tiff = bytearray(encode(Image.new("RGB", (8, 8), (5, 6, 7)), "TIFF"))
+    first = struct.unpack_from("<I", tiff, 4)[0]
+    count = struct.unpack_from("<H", tiff, first)[0]
+    ifd = bytes(tiff[first : first + 2 + 12 * count])
+    offset = len(tiff)
+    struct.pack_into("<I", tiff, first + 2 + 12 * count, offset)
+    for page in range(pages):
+        following = 0 if page == pages - 1 else offset + len(ifd) + 4
+        tiff += ifd + struct.pack("<I", following)
+        offset += len(ifd) + 4
+    return bytes(tiff)
+
+
+def bmp_rle_bomb(size: int = 1024 * 1024) -> bytes:
+    from kto.inference.testing import rle_bmp_bomb
+
+    return rle_bmp_bomb(size)

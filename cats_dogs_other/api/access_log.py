@@ -81,6 +81,7 @@ def logging_config(level: str) -> dict[str, Any]:
         "class": "logging.StreamHandler",
         "formatter": "json",
         "stream": "ext://sys.stdout",
+        "filters": ["short_tracebacks"],
     }
     return {
         "version": 1,
@@ -94,6 +95,8 @@ def logging_config(level: str) -> dict[str, Any]:
                 "reserved_attrs": [*RESERVED_ATTRS, "color_message"],
             }
         },
+        # Start-up tracebacks only at DEBUG: the failure itself is one sentence.
+        "filters": {"short_tracebacks": {"()": "cats_dogs_other.api.startup.ShortTracebacks"}},
         "handlers": {"default": handler},
         "root": {"handlers": ["default"], "level": level},
         "loggers": {

@@ -9,6 +9,7 @@ the issuer, the key cache, the decode pool and the micro-batcher. It closes them
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,18 +21,23 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from kto.inference import Inference, configure_threads
+from kto.inference import DEFAULT_DECODE_LIMITS, Inference, ModelLoadError, configure_threads
 
 from cats_dogs_other.api.access_log import AccessLogMiddleware
 from cats_dogs_other.api.batching import MicroBatcher
+from cats_dogs_other.api.docs import install_docs
 from cats_dogs_other.api.dpop_binding import DPoPBinding, challenge_schemes
 from cats_dogs_other.api.errors import install_handlers
+from cats_dogs_other.api.framing import AmbiguousFramingMiddleware
+from cats_dogs_other.api.issuer_check import IssuerCheck
 from cats_dogs_other.api.jwks import KeyCache
+from cats_dogs_other.api.model_source import ModelSourceError
 from cats_dogs_other.api.resources import Resources
-from cats_dogs_other.api.routes import health, model, predict
+from cats_dogs_other.api.routes import dev_token, health, model, predict
 from cats_dogs_other.api.schemas import declare_classes
 from cats_dogs_other.api.security import SCHEME_NAME
 from cats_dogs_other.api.settings import Settings, load_settings
+from cats_dogs_other.api.startup import TRAIN_HINT, StartupError, record_failure
 from cats_dogs_other.api.tokens import TokenValidator
 
 logger = logging.getLogger(__name__)
@@ -49,11 +55,9 @@ def create_app(
         summary="Classifies an image as Cat, Dog or Other. Bearer tokens from the OAuth2 issuer.",
         version="1.0.0",
         lifespan=lifespan,
-        swagger_ui_init_oauth={
-            "scopes": settings.oauth2_scope,
-            # Auth0 only issues an API token when the request names the audience.
-            "additionalQueryStringParams": {"audience": settings.oauth2_audience},
-        },
+        docs_url=None,  # served from local assets by install_docs
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
     )
     app.state.settings = settings
     app.state.issuer_transport = transport
@@ -61,7 +65,11 @@ def create_app(
     install_handlers(app)
     for router in (health.router, predict.router, model.router):
         app.include_router(router)
+    if settings.dev_token_proxy_url:
+        app.include_router(dev_token.router)
+    install_docs(app, settings)
     _install_metrics(app)
+    app.add_middleware(AmbiguousFramingMiddleware)
     app.add_middleware(AccessLogMiddleware)
     app.openapi = partial(_openapi, app, settings)  # type: ignore[method-assign]
     return app
@@ -81,7 +89,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         stack.push_async_callback(client.aclose)
         keys = KeyCache.from_settings(settings, client)
         stack.push_async_callback(keys.aclose)
-        keys.prefetch()  # warm the key cache without delaying start-up
+        keys.start()  # warm the key cache without delaying start-up, retrying until it is
+        issuer_check = IssuerCheck.from_settings(settings, client)
+        stack.push_async_callback(issuer_check.aclose)
+        issuer_check.start()
         pool = ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="decode")
         stack.callback(pool.shutdown, wait=True, cancel_futures=True)
         batcher = MicroBatcher(
@@ -100,6 +111,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
             decode_pool=pool,
             http_client=client,
             keys=keys,
+            issuer_check=issuer_check,
             validator=TokenValidator.from_settings(settings, keys),
             dpop=DPoPBinding.from_settings(settings),
         )
@@ -117,23 +129,40 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
 
 
 async def _load_model(settings: Settings) -> Inference:
-    """Resolve and load the model in a thread: TF work must not run on the event loop."""
-    configure_tf_threads(settings)
-    path = settings.model_path
-    if settings.model_uri:
-        from cats_dogs_other.api.model_source import resolve_model_uri
+    """Resolve and load the model in a thread: TF work must not run on the event loop.
 
-        path = await asyncio.to_thread(
-            resolve_model_uri, settings.model_uri, settings.model_cache_dir
+    A model that cannot be loaded stops the start-up with one sentence (see startup.py).
+    """
+    configure_tf_threads(settings)
+    path, setting = settings.model_path, "MODEL_PATH"
+    try:
+        if settings.model_uri:
+            from cats_dogs_other.api.model_source import resolve_model_uri
+
+            setting = "MODEL_URI"
+            path = await asyncio.to_thread(
+                resolve_model_uri, settings.model_uri, settings.model_cache_dir
+            )
+        return await asyncio.to_thread(_build_inference, Path(path), settings)
+    except (ModelLoadError, ModelSourceError) as exc:
+        fix = (
+            "check MODEL_URI and MLFLOW_TRACKING_URI"
+            if setting == "MODEL_URI"
+            else f"point MODEL_PATH at {TRAIN_HINT}, or unset it to serve the bundled model"
         )
-    return await asyncio.to_thread(_build_inference, Path(path), settings)
+        error = StartupError(f"{setting}: {exc}; {fix}", setting=setting)
+        record_failure(error)
+        logger.error(error.sentence, extra={"event": "startup_failed"})
+        raise error from exc
 
 
 def _build_inference(path: Path, settings: Settings) -> Inference:
+    limits = dataclasses.replace(DEFAULT_DECODE_LIMITS, max_jpeg_scans=settings.max_jpeg_scans)
     inference = Inference(
         path,
         max_pixels=settings.max_image_pixels,
         min_side=settings.min_image_side,
+        decode_limits=limits,
         warmup=False,
     )
     # Every batch shape the batcher can form (once each), so the first busy seconds are not
@@ -175,7 +204,7 @@ def _openapi(app: FastAPI, settings: Settings) -> dict[str, Any]:
     scheme = schema.get("components", {}).get("securitySchemes", {}).get(SCHEME_NAME)
     if scheme is not None:
         flow = scheme["flows"]["clientCredentials"]
-        flow["tokenUrl"] = settings.token_url
+        flow["tokenUrl"] = settings.swagger_token_url
         flow["scopes"] = {settings.oauth2_scope: "Classify images"}
     for path in schema.get("paths", {}).values():
         for operation in path.values():

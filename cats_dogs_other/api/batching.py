@@ -13,11 +13,14 @@ the batcher knows which admitted requests are still decoding, so it waits only w
 its way: a lone request runs at once, and the requests of one wave of clients share a batch
 instead of being split across two half-empty ones. A plain array waits the full ``max_wait_ms``.
 
-Back-pressure: admission is bounded (queued + still decoding <= ``queue_size``); beyond that
-``submit`` raises ``QueueFullError`` at once -- before any decoding is spent -- and the API
-answers 503 + Retry-After instead of letting clients pile up and time out. A queued request
-also has a deadline (``timeout_s``): past it the caller gets ``InferenceTimeoutError`` and the
-worker skips the item if it has not started it yet.
+Back-pressure: admission is bounded (queued + still decoding <= ``queue_size`` images); beyond
+that ``submit`` raises ``QueueFullError`` at once -- before any decoding is spent -- and the API
+answers 503 + Retry-After instead of letting clients pile up and time out. ``submit_many``
+admits a multi-image request as a whole or refuses it as a whole, so two concurrent batches
+can never fill the queue part by part and both fail half-decoded. Every admitted image has a
+deadline (``timeout_s``) that starts at admission and covers decoding, queueing and inference:
+past it the caller gets ``InferenceTimeoutError``, a decode that has not started is dropped
+and the worker skips the item if it has not run it yet.
 
 A failing batch is retried item by item, so one bad input only fails its own request.
 
@@ -26,8 +29,9 @@ Defaults, chosen with ``python -m bench.tune`` and checked with ``python -m benc
 RESULTS.md): batches of 8 -- the in-process ceiling is flat from 8 to 32 images, and in the
 server 16 gave 74 req/s against 86 for 8 at 8 connections, with a longer tail; a 50 ms cap on
 waiting for requests still decoding (20 ms split a wave of 8 clients into two batches of 4); 64
-admitted requests, about 0.7 s of work, so a full queue still answers well inside any client
-timeout.
+admitted images -- 128: two full ``/upload/batch`` requests (2 x 32 images) plus 64 single
+uploads, about 1.5 s of work at 88 images/s, so a full queue still answers well inside any
+client timeout.
 
 Several processes (``WORKERS``, uvicorn ``--workers``): each has its own model, batcher and
 thread pools, so each gets its share of the cores (settings.py does this unless the thread
@@ -45,7 +49,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -58,7 +62,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_BATCH_SIZE = 8
 DEFAULT_MAX_WAIT_MS = 50.0
-DEFAULT_QUEUE_SIZE = 64
+DEFAULT_QUEUE_SIZE = 128
 DEFAULT_TIMEOUT_S = 10.0
 
 
@@ -82,6 +86,22 @@ class _Item:
     enqueued: float
     tracked: bool  # submitted as an awaitable: its batch-mates' arrivals are announced
     abandoned: bool = field(default=False)  # set on the loop thread, read by the worker
+
+
+class _Arrival:
+    """One admitted image still being decoded; ``end`` releases its slot exactly once."""
+
+    __slots__ = ("_batcher", "_open")
+
+    def __init__(self, batcher: MicroBatcher) -> None:
+        self._batcher = batcher
+        self._open = True
+        batcher._arriving += 1
+
+    def end(self) -> None:
+        if self._open:
+            self._open = False
+            self._batcher._arrival_ended()
 
 
 _STOP = object()  # stop after what is queued
@@ -176,28 +196,74 @@ class MicroBatcher:
         batch waits for it (up to ``max_wait_ms``) instead of leaving without it. A plain
         array waits the classic way: ``max_wait_ms`` after the batch's first item.
         """
+        self._admit([x])
+        if isinstance(x, np.ndarray):
+            return await self._enqueue(x, None, self._deadline())
+        return await self._arrive(x, self._deadline(), _Arrival(self))
+
+    async def submit_many(self, xs: Sequence[Awaitable[np.ndarray]]) -> list[np.ndarray]:
+        """Admit all of ``xs`` (decodings) or none; their rows in order.
+
+        A failure cancels the rest (decodes not started yet never run) and the error of the
+        lowest index is raised, so a caller can name the offending part.
+        """
+        self._admit(xs)
+        deadline = self._deadline()
+        arrivals = [_Arrival(self) for _ in xs]
+        tasks = [
+            asyncio.ensure_future(self._arrive(x, deadline, arrival))
+            for x, arrival in zip(xs, arrivals, strict=True)
+        ]
+        try:
+            return await all_or_first_error(tasks)
+        finally:
+            for arrival in arrivals:  # tasks cancelled before they started
+                arrival.end()
+
+    def _admit(self, xs: Sequence[object]) -> None:
+        """Room for every one of ``xs`` now, or an exception (and nothing decoded)."""
         if not self._accepting:
-            _close(x)
+            for x in xs:
+                _close(x)
             raise BatcherClosedError("The inference worker is not running; retry shortly.")
-        if self._queue.qsize() + self._arriving >= self.queue_size:
-            _close(x)
+        if self._queue.qsize() + self._arriving + len(xs) > self.queue_size:
+            for x in xs:
+                _close(x)
             self._reject("queue_full")
             raise QueueFullError("The server is at capacity; retry shortly.")
-        if isinstance(x, np.ndarray):
-            return await self._enqueue(x, tracked=False)
-        self._arriving += 1
+
+    def _deadline(self) -> float:
+        return asyncio.get_running_loop().time() + self.timeout_s
+
+    async def _arrive(
+        self, x: Awaitable[np.ndarray], deadline: float, arrival: _Arrival
+    ) -> np.ndarray:
+        """Await one admitted decoding (within the deadline), then queue its image."""
         try:
-            array = await x
+            async with asyncio.timeout_at(deadline):
+                array = await x
+        except TimeoutError:
+            arrival.end()
+            self._wake()
+            self._reject("timeout")
+            raise self._timeout_error() from None
         except BaseException:
-            self._arrival_ended()
+            arrival.end()
             self._wake()
             raise
-        return await self._enqueue(array, tracked=True)
+        return await self._enqueue(array, arrival, deadline)
 
-    async def _enqueue(self, x: np.ndarray, *, tracked: bool) -> np.ndarray:
+    def _timeout_error(self) -> InferenceTimeoutError:
+        return InferenceTimeoutError(
+            f"No inference result within {self.timeout_s:g} s; the server is overloaded."
+        )
+
+    async def _enqueue(
+        self, x: np.ndarray, arrival: _Arrival | None, deadline: float
+    ) -> np.ndarray:
         loop = asyncio.get_running_loop()
         now = time.monotonic()
-        item = _Item(x, loop.create_future(), loop, now, tracked)
+        item = _Item(x, loop.create_future(), loop, now, tracked=arrival is not None)
         try:
             if self._closed:
                 raise BatcherClosedError("The inference worker has stopped; retry shortly.")
@@ -206,9 +272,9 @@ class MicroBatcher:
             self._reject("queue_full")
             raise QueueFullError("The server is at capacity; retry shortly.") from None
         finally:
-            if tracked:
-                self._arrival_ended()  # after the put: the worker sees it queued or arriving
-        timer = loop.call_later(self.timeout_s, self._expire, item)
+            if arrival is not None:
+                arrival.end()  # after the put: the worker sees it queued or arriving
+        timer = loop.call_at(deadline, self._expire, item)
         try:
             return await item.future
         finally:
@@ -232,11 +298,7 @@ class MicroBatcher:
         item.abandoned = True
         if not item.future.done():
             self._reject("timeout")
-            item.future.set_exception(
-                InferenceTimeoutError(
-                    f"No inference result within {self.timeout_s:g} s; the server is overloaded."
-                )
-            )
+            item.future.set_exception(self._timeout_error())
 
     def _reject(self, reason: str) -> None:
         if self._metrics is not None:
@@ -335,3 +397,21 @@ class MicroBatcher:
         for loop, group in by_loop.items():
             with contextlib.suppress(RuntimeError):  # loop closed: nobody is waiting any more
                 loop.call_soon_threadsafe(MicroBatcher._resolve, group)
+
+
+async def all_or_first_error(tasks: Sequence[asyncio.Future[Any]]) -> list[Any]:
+    """Like gather, but a failure cancels the rest and the lowest-index error is raised."""
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    finally:
+        failed = any(t.done() and not t.cancelled() and t.exception() for t in tasks)
+        pending = [t for t in tasks if not t.done()]
+        if failed or pending:
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+    for task in tasks:
+        error = None if task.cancelled() else task.exception()
+        if error is not None:
+            raise error
+    return [task.result() for task in tasks]

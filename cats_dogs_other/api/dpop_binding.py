@@ -21,6 +21,7 @@ from cats_dogs_other.api.errors import (
     AuthError,
     DuplicateHeaderError,
     InvalidDPoPProofError,
+    InvalidRequestError,
     InvalidTokenError,
     MissingCredentialsError,
     ServiceUnavailableError,
@@ -53,6 +54,9 @@ def challenge_schemes(settings: Settings) -> dict[str, str]:
 
 def read_credentials(request: Request, settings: Settings) -> Credentials:
     """``Authorization: Bearer <token>`` or ``DPoP <token>``, as the mode accepts them."""
+    if len(request.headers.getlist("Authorization")) > 1:
+        # Which one would a proxy or another server have used? Refuse rather than guess.
+        raise InvalidRequestError("Send one Authorization header, not several.")
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     token = token.strip()
     scheme = {"bearer": BEARER, "dpop": DPOP}.get(scheme.lower(), "")

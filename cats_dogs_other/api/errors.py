@@ -133,6 +133,16 @@ class UseDPoPNonceError(AuthError):
         return {"DPoP-Nonce": self.nonce}
 
 
+class InvalidRequestError(AuthError):
+    """A malformed authorisation request (e.g. two Authorization headers): 400, RFC 6750 3.1."""
+
+    status_code = 400
+    reason = "invalid_request"
+
+    def error_params(self) -> list[str]:
+        return ['error="invalid_request"', f'error_description="{_quoted(self.message)}"']
+
+
 class InsufficientScopeError(AuthError):
     """A valid token without the scope this API requires: 403 ``insufficient_scope``."""
 
@@ -254,8 +264,8 @@ async def _handle_inference_timeout(request: Request, exc: Exception) -> JSONRes
 
 
 async def _handle_client_disconnect(request: Request, exc: Exception) -> JSONResponse:
-    """The client left mid-upload: nobody reads this answer, but it is not a server error."""
-    logger.info("client disconnected before sending the whole body")
+    """The client left mid-upload or before its answer: nobody reads this, not a server error."""
+    logger.info("client disconnected before its answer was ready")
     return JSONResponse({"detail": "The client closed the connection mid-request."}, 400)
 
 

@@ -13,6 +13,10 @@ bearer tokens, and it exposes only aggregate counts and the model's name, versio
 no tokens, client ids or image data. Keep it off the public ingress (scrape it on the pod
 network) if even that is too much.
 
+Names: every metric carries the ``cats_dogs_other`` namespace, so the API's series never clash
+with another exporter's on the same Prometheus; the HTTP ones then follow the conventional
+``http_requests_total`` / ``http_request_duration_seconds`` names. README.md lists them all.
+
 With several uvicorn workers (``WORKERS`` > 1) each process keeps its own counters and a scrape
 reaches one of them; run one worker per container/pod when you need exact fleet-wide figures.
 """
@@ -36,6 +40,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 UNMATCHED = "unmatched"
+NAMESPACE = "cats_dogs_other"
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0)
 INFERENCE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -47,35 +52,35 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
-        r = self.registry
+        r, ns = self.registry, NAMESPACE
         self.requests_total = Counter(
-            "requests", "HTTP requests by route template, method and status.",
-            ["route", "method", "status"], registry=r,
+            "http_requests", "HTTP requests by route template, method and status.",
+            ["route", "method", "status"], namespace=ns, registry=r,
         )  # fmt: skip
-        self.request_latency_seconds = Histogram(
-            "request_latency_seconds", "Time from request start to the end of the response.",
-            ["route"], buckets=LATENCY_BUCKETS, registry=r,
+        self.request_duration_seconds = Histogram(
+            "http_request_duration_seconds", "Time from request start to the end of the response.",
+            ["route"], buckets=LATENCY_BUCKETS, namespace=ns, registry=r,
         )  # fmt: skip
         self.batch_size = Histogram(
             "batch_size", "Images per forward pass run by the micro-batcher.",
-            buckets=BATCH_BUCKETS, registry=r,
+            buckets=BATCH_BUCKETS, namespace=ns, registry=r,
         )  # fmt: skip
         self.queue_depth = Gauge(
-            "queue_depth", "Images waiting for the inference thread.", registry=r
+            "queue_depth", "Images waiting for the inference thread.", namespace=ns, registry=r
         )
         self.inference_seconds = Histogram(
             "inference_seconds", "Duration of one batched forward pass.",
-            buckets=INFERENCE_BUCKETS, registry=r,
+            buckets=INFERENCE_BUCKETS, namespace=ns, registry=r,
         )  # fmt: skip
         self.rejections_total = Counter(
             "inference_rejections", "Requests shed with 503 (queue_full, timeout).",
-            ["reason"], registry=r,
+            ["reason"], namespace=ns, registry=r,
         )  # fmt: skip
         self.auth_failures_total = Counter(
             "auth_failures", "Rejected credentials by reason (e.g. expired, bad_audience).",
-            ["reason"], registry=r,
+            ["reason"], namespace=ns, registry=r,
         )  # fmt: skip
-        self.model_info = Info("model", "The model being served.", registry=r)
+        self.model_info = Info("model", "The model being served.", namespace=ns, registry=r)
 
     def set_model(self, *, name: str, version: str, sha256: str) -> None:
         self.model_info.info({"name": name, "version": version, "sha256": sha256})
@@ -122,7 +127,7 @@ class MetricsMiddleware:
         finally:
             route = route_template(scope)
             self.metrics.requests_total.labels(route, scope["method"], str(status)).inc()
-            self.metrics.request_latency_seconds.labels(route).observe(
+            self.metrics.request_duration_seconds.labels(route).observe(
                 time.perf_counter() - started
             )
 

@@ -12,6 +12,7 @@ a server whose tracking server is briefly down still starts; an alias is looked 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import shutil
 import tempfile
@@ -86,6 +87,12 @@ def resolve_model_uri(uri: str, cache_dir: Path, *, tracking_uri: str | None = N
 
 
 def _client(tracking_uri: str | None) -> MlflowClient:
+    if not (tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")):
+        # MLflow would fall back to a local ./mlflow.db, created as a side effect.
+        raise ModelSourceError(
+            "MODEL_URI needs MLFLOW_TRACKING_URI: set it to your MLflow tracking server, e.g. "
+            "http://mlflow:5000, or unset MODEL_URI and use MODEL_PATH"
+        )
     try:
         from mlflow import MlflowClient
     except ImportError as exc:  # pragma: no cover - depends on the installation

@@ -46,32 +46,14 @@ async def predict_one(resources: Resources, data: bytes) -> dict[str, Any]:
 
 
 async def predict_many(resources: Resources, files: list[bytes]) -> list[dict[str, Any]]:
-    """All parts decoded in parallel and submitted together, so they share batches.
+    """All parts admitted together (or refused together, before any decoding), decoded in
+    parallel and submitted together, so they share batches.
 
     One bad part fails the whole request with an error naming its index (the lowest among the
     parts that failed): a partial list would make clients pair results with files by position
     and get it wrong.
     """
-    rows = await _all_or_first_error(
-        [resources.batcher.submit(decode(resources, data, part)) for part, data in enumerate(files)]
+    rows = await resources.batcher.submit_many(
+        [decode(resources, data, part) for part, data in enumerate(files)]
     )
     return [resources.inference.to_result(row) for row in rows]
-
-
-async def _all_or_first_error(coroutines: list[Any]) -> list[Any]:
-    """Like gather, but a failure cancels the rest and the lowest-index error is raised."""
-    tasks = [asyncio.ensure_future(c) for c in coroutines]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-    finally:
-        failed = any(t.done() and not t.cancelled() and t.exception() for t in tasks)
-        pending = [t for t in tasks if not t.done()]
-        if failed or pending:
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-    for task in tasks:
-        error = None if task.cancelled() else task.exception()
-        if error is not None:
-            raise error
-    return [task.result() for task in tasks]

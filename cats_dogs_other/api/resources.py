@@ -15,6 +15,7 @@ from kto.inference import Inference
 
 from cats_dogs_other.api.batching import MicroBatcher
 from cats_dogs_other.api.dpop_binding import DPoPBinding
+from cats_dogs_other.api.issuer_check import IssuerCheck
 from cats_dogs_other.api.jwks import KeyCache
 from cats_dogs_other.api.settings import Settings
 from cats_dogs_other.api.tokens import TokenValidator
@@ -27,6 +28,7 @@ class Resources:
     decode_pool: ThreadPoolExecutor
     http_client: httpx.AsyncClient
     keys: KeyCache
+    issuer_check: IssuerCheck
     validator: TokenValidator
     dpop: DPoPBinding
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urljoin, urlsplit
 
-from kto.inference import MIN_CLASSIFIABLE_SIDE
+from kto.inference import DEFAULT_DECODE_LIMITS, MIN_CLASSIFIABLE_SIDE
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -23,6 +23,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL_PATH = REPO_ROOT / "cats_dogs_other" / "model" / "model.keras"
 DEFAULT_MODEL_CACHE_DIR = REPO_ROOT / ".model-cache"
 MiB = 1024 * 1024
+DEV_TOKEN_PATH = "/dev/oauth/token"  # noqa: S105 - a path, not a secret
 
 # Asymmetric JWS algorithms only: with HMAC the verifying key is the signing key, and a public
 # JWKS key used as an HMAC secret is the classic algorithm-confusion attack.
@@ -32,7 +33,14 @@ ASYMMETRIC_ALGORITHMS = frozenset(
 
 
 class ConfigError(Exception):
-    """The environment does not describe a server that can start; the message is one line."""
+    """The environment does not describe a server that can start; the message is one line.
+
+    ``names`` are the environment variables at fault, so a caller can say how to fix them.
+    """
+
+    def __init__(self, message: str, names: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.names = names
 
 
 def is_loopback(host: str | None) -> bool:
@@ -76,6 +84,11 @@ class Settings(BaseSettings):
     jwks_cache_ttl_s: float = Field(default=600.0, gt=0)
     jwks_refresh_cooldown_s: float = Field(default=30.0, ge=0)
     jwks_fetch_timeout_s: float = Field(default=5.0, gt=0)
+    dev_token_proxy_url: str | None = Field(
+        default=None,
+        description="development only: the dev issuer's token endpoint, relayed at "
+        "POST /dev/oauth/token so Swagger's token request stays on the API's origin",
+    )
 
     # --- DPoP sender-constrained tokens (RFC 9449; see cats_dogs_other.api.dpop_binding) ---
     dpop_mode: Literal["allowed", "required", "disabled"] = "allowed"
@@ -101,6 +114,7 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(default=40_000_000, ge=1)
     # an image with a shorter side gets a 422 instead of a confident guess
     min_image_side: int = Field(default=MIN_CLASSIFIABLE_SIDE, ge=1)
+    max_jpeg_scans: int = Field(default=DEFAULT_DECODE_LIMITS.max_jpeg_scans, ge=1)
 
     # --- performance (issue 6; defaults measured by bench/, kept next to the batcher) ---
     batch_max_size: int = Field(default=batching.DEFAULT_MAX_BATCH_SIZE, ge=1)
@@ -195,6 +209,18 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _dev_token_proxy_is_local(self) -> Settings:
+        """The relay may only reach a development issuer on loopback that this API trusts."""
+        url = self.dev_token_proxy_url
+        if url and not (url.startswith(self.issuer_base) and is_loopback(urlsplit(url).hostname)):
+            raise ValueError(
+                f"DEV_TOKEN_PROXY_URL must be the development issuer's token endpoint on "
+                f"loopback, under OAUTH2_ISSUER {self.issuer_base} (got {url!r}); unset it "
+                "outside development"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _dpop_is_complete(self) -> Settings:
         if self.dpop_nonces and self.dpop_nonce_secret is None:
             raise ValueError(
@@ -226,13 +252,20 @@ class Settings(BaseSettings):
         """Auth0's token endpoint, declared in the OpenAPI document for Swagger's Authorize."""
         return self.issuer_base + "oauth/token"
 
+    @property
+    def swagger_token_url(self) -> str:
+        """Where Swagger's Authorize sends the token request: the relay on this API's own
+        origin when it is configured, else the issuer's token endpoint."""
+        return DEV_TOKEN_PATH if self.dev_token_proxy_url else self.token_url
+
 
 def load_settings(**overrides: Any) -> Settings:
     """Read the environment; turn pydantic's multi-line report into a one-line ConfigError."""
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        raise ConfigError(_one_line(exc)) from None
+        names = tuple(".".join(str(p) for p in e["loc"]).upper() for e in exc.errors())
+        raise ConfigError(_one_line(exc), tuple(n for n in names if n)) from None
 
 
 def _one_line(exc: ValidationError) -> str:

@@ -99,7 +99,7 @@ async def read_files(
     boundary = _boundary(request)
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_body_bytes:
-        raise PayloadTooLargeError(_too_large(max_body_bytes))
+        raise PayloadTooLargeError(_too_large(max_files, max_file_bytes, max_body_bytes))
     collector = _Collector(max_files=max_files, max_file_bytes=max_file_bytes)
     received = 0
     try:
@@ -107,10 +107,14 @@ async def read_files(
         async for chunk in request.stream():
             received += len(chunk)
             if received > max_body_bytes:
-                raise PayloadTooLargeError(_too_large(max_body_bytes))
+                raise PayloadTooLargeError(_too_large(max_files, max_file_bytes, max_body_bytes))
             parser.write(chunk)
     except FormParserError as exc:
         raise MalformedBodyError(f"The multipart body is malformed: {exc}") from None
+    except (ValueError, LookupError, RecursionError) as exc:  # any other parser failure
+        raise MalformedBodyError(
+            f"The multipart body is malformed ({type(exc).__name__})."
+        ) from None
     if not collector.ended:
         raise MalformedBodyError("The multipart body ended before its closing boundary.")
     if not collector.files:
@@ -128,5 +132,12 @@ def _boundary(request: Request) -> bytes:
     return boundary
 
 
-def _too_large(limit: int) -> str:
-    return f"The request body is larger than the {limit}-byte limit."
+def _too_large(max_files: int, max_file_bytes: int, max_body_bytes: int) -> str:
+    """Names the limits a client can act on; the framing allowance is not one of them."""
+    per_image = f"{max_file_bytes} bytes per image (MAX_UPLOAD_BYTES)"
+    if max_files == 1:
+        return f"The upload is larger than the limit of {per_image}."
+    return (
+        f"The request body is larger than the limit of {max_body_bytes} bytes per batch "
+        f"(MAX_BATCH_BYTES), with at most {per_image}."
+    )

@@ -6,15 +6,35 @@ from collections.abc import Sequence
 
 import uvicorn
 
+from cats_dogs_other.api.cli_help import EnvironmentHelpFormatter
 from cats_dogs_other.dev_issuer.app import create_app
 from cats_dogs_other.dev_issuer.settings import IssuerSettings
+
+ENVIRONMENT = """\
+environment variables:
+  DEV_ISSUER_HOST              bind address (default 127.0.0.1)
+  DEV_ISSUER_PORT              port (default 9000)
+  DEV_ISSUER_URL               issuer URL, the tokens' iss (default http://HOST:PORT/)
+  DEV_ISSUER_AUDIENCE          the one API identifier served (default https://cats-dogs-other.local)
+  DEV_ISSUER_CLIENTS           JSON: {"CLIENT_ID": {"secret": "...", "scopes": ["..."]}, ...}
+                               (default: dev-client/dev-secret with get::prediction and
+                               no-scope-client/no-scope-secret without it)
+  DEV_ISSUER_TOKEN_LIFETIME_S  token lifetime in seconds (default 86400)
+  DEV_ISSUER_KEYS_PUBLISHED    signing keys published in the JWKS (default 2)
+  DEV_ISSUER_KEY_SIZE          RSA key size in bits (default 2048)
+  DEV_ISSUER_DPOP_REPLAY_CACHE_SIZE
+                               DPoP proof ids remembered at the token endpoint (default 10000)
+  DEV_ISSUER_LOG_LEVEL         DEBUG, INFO, WARNING... (default INFO)
+"""
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m cats_dogs_other.dev_issuer",
         description="Auth0-compatible development issuer (NOT FOR PRODUCTION). "
-        "Defaults come from DEV_ISSUER_* environment variables.",
+        "Defaults come from DEV_ISSUER_* environment variables; options override them.",
+        epilog=ENVIRONMENT,
+        formatter_class=EnvironmentHelpFormatter,
     )
     parser.add_argument("--host", help="bind address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (default 9000)")

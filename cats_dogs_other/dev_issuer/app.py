@@ -101,9 +101,7 @@ async def _token_parameters(request: Request) -> dict[str, str]:
         if not isinstance(value, str):
             raise InvalidRequestError(f"Parameter {name!r} must be a string.")
         parameters[name] = value
-    # Swagger UI's Authorize button sends Auth0's `audience` in the query string.
-    if "audience" not in parameters and (audience := request.query_params.get("audience")):
-        parameters["audience"] = audience
+    # Like Auth0, parameters are read from the body only: a query-string `audience` is ignored.
     if "grant_type" not in parameters:
         raise InvalidRequestError("Missing 'grant_type' parameter (use client_credentials).")
     return parameters

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cats_dogs_other.api.cli_help import EnvironmentHelpFormatter
 from cats_dogs_other.train import paths
 from cats_dogs_other.train.errors import TrainingError
 from cats_dogs_other.train.model import BACKBONES
@@ -26,6 +27,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("cats_dogs_other.train")
 COMMANDS = ("train", "promote", "ood")
+ENVIRONMENT = """\
+environment variables:
+  MLFLOW_TRACKING_URI    default of --tracking-uri: log the run and register the model there
+  TF_INTRA_OP_THREADS    default of --threads
+  TF_CPP_MIN_LOG_LEVEL   TensorFlow's C++ log level (default here: 2, warnings hidden)
+  CDO_SHARED_DIR         where ../shared is, for the default data and weights paths
+  CDO_CACHE_DIR          feature cache (default .cache/features in the repository)
+  CDO_OOD_DIR            out-of-distribution images (default $XDG_CACHE_HOME/cats_dogs_other/ood)
+"""
 
 
 def _input_size(value: str) -> int:
@@ -55,6 +65,8 @@ def _choices(allowed: Sequence[str]) -> argparse.Action | type | object:
 
 def _train_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
+        epilog=ENVIRONMENT,
+        formatter_class=EnvironmentHelpFormatter,
         prog="python -m cats_dogs_other.train",
         description="Train the cats/dogs/other classifier on one or more labelled sources and "
         "write a NEW model folder (model.keras, metadata.json, metrics.json, plots, "
@@ -206,6 +218,8 @@ def _promote_parser() -> argparse.ArgumentParser:
     from cats_dogs_other.train.versions import BUNDLED_MODEL
 
     p = argparse.ArgumentParser(
+        epilog=ENVIRONMENT,
+        formatter_class=EnvironmentHelpFormatter,
         prog="python -m cats_dogs_other.train promote",
         description="Make a trained model folder the bundled default (checked, then swapped in).",
     )
@@ -216,6 +230,8 @@ def _promote_parser() -> argparse.ArgumentParser:
 
 def _ood_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
+        epilog=ENVIRONMENT,
+        formatter_class=EnvironmentHelpFormatter,
         prog="python -m cats_dogs_other.train ood",
         description="Collect out-of-distribution images (people, food, vehicles, objects, "
         "drawings...) from pictures shipped by Python packages and Debian packages "

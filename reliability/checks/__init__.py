@@ -1,4 +1,4 @@
-"""The five checks; each takes a :class:`Context` and fills a :class:`CheckResult`."""
+"""The six checks; each takes a :class:`Context` and fills a :class:`CheckResult`."""
 
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +23,7 @@ Check = Callable[[Context, CheckResult], None]
 
 def registry() -> dict[str, tuple[str, Check]]:
     """Check name -> (title, function), in the order ``python -m reliability`` runs them."""
-    from reliability.checks import fuzz, hostile, keys, shutdown, soak
+    from reliability.checks import bombs, fuzz, hostile, keys, shutdown, soak
 
     return {
         "fuzz": (fuzz.TITLE, fuzz.run),
@@ -31,4 +31,5 @@ def registry() -> dict[str, tuple[str, Check]]:
         "shutdown": (shutdown.TITLE, shutdown.run),
         "keys": (keys.TITLE, keys.run),
         "hostile": (hostile.TITLE, hostile.run),
+        "bombs": (bombs.TITLE, bombs.run),
     }

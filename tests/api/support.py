@@ -43,6 +43,7 @@ class FakeIssuer:
     up: bool = True
     jwks_body: bytes | None = None  # overrides the JWKS document (garbage tests)
     discovery_issuer: str = ISSUER
+    discovery_up: bool = True  # False: the discovery document answers 404, the keys still serve
     requests: list[httpx.Request] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -65,6 +66,8 @@ class FakeIssuer:
         if not self.up:
             raise httpx.ConnectError("issuer down", request=request)
         if request.url.host != "issuer.test":
+            return httpx.Response(404)
+        if request.url.path == DISCOVERY_PATH and not self.discovery_up:
             return httpx.Response(404)
         if request.url.path == DISCOVERY_PATH:
             return httpx.Response(
@@ -143,15 +146,41 @@ def b64json(value: dict[str, Any]) -> str:
     return b64url(json.dumps(value, separators=(",", ":")).encode())
 
 
+def raw_token(key: RSAKey, header: bytes, payload: bytes) -> str:
+    """An RS256 compact JWS over exactly these header and payload bytes (no JSON re-encoding),
+    for headers and claims a JOSE library would refuse to produce."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+    private = key.raw_value
+    assert isinstance(private, rsa.RSAPrivateKey), "a private key signs"
+    signing_input = f"{b64url(header)}.{b64url(payload)}"
+    signature = private.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
+    return f"{signing_input}.{b64url(signature)}"
+
+
 def random_kid() -> str:
     return uuid.uuid4().hex
 
 
-@contextlib.contextmanager
-def serve(app: FastAPI, **options: Any) -> Iterator[tuple[str, int]]:
-    """Run the app under a real uvicorn on 127.0.0.1 (free port); yield (host, port).
+@dataclass(frozen=True)
+class Served:
+    """A running uvicorn: its address, and the lifespan's state (the app's resources)."""
 
-    ``options`` go to ``uvicorn.Config`` (e.g. ``forwarded_allow_ips``).
+    host: str
+    port: int
+    state: dict[str, Any]
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.host, self.port
+
+
+@contextlib.contextmanager
+def serve_app(app: FastAPI, **options: Any) -> Iterator[Served]:
+    """Run the app under a real uvicorn on 127.0.0.1 (free port).
+
+    ``options`` go to ``uvicorn.Config`` (e.g. ``http="h11"``, ``forwarded_allow_ips``).
     """
     import uvicorn
 
@@ -168,7 +197,14 @@ def serve(app: FastAPI, **options: Any) -> Iterator[tuple[str, int]]:
         time.sleep(0.02)
     port = server.servers[0].sockets[0].getsockname()[1]
     try:
-        yield "127.0.0.1", port
+        yield Served("127.0.0.1", port, server.lifespan.state)
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+@contextlib.contextmanager
+def serve(app: FastAPI, **options: Any) -> Iterator[tuple[str, int]]:
+    """Run the app under a real uvicorn on 127.0.0.1 (free port); yield (host, port)."""
+    with serve_app(app, **options) as served:
+        yield served.address

@@ -9,6 +9,7 @@ import types
 import pytest
 from kto.inference import ModelLoadError
 
+from cats_dogs_other.api.startup import StartupError
 from tests.api.support import AUDIENCE, ISSUER, SCOPE, bearer, running_app
 
 
@@ -93,8 +94,8 @@ def test_swagger_ui_asks_for_the_audience(client) -> None:
 def test_metrics_count_auth_failures_by_reason(client) -> None:
     client.get("/model", headers={"Authorization": "Bearer not.a.jwt"})
     text = client.get("/metrics").text
-    assert 'auth_failures_total{reason="malformed"}' in text
-    assert 'model_info{name="tiny-colour-model"' in text
+    assert 'cats_dogs_other_auth_failures_total{reason="malformed"}' in text
+    assert 'cats_dogs_other_model_info{name="tiny-colour-model"' in text
 
 
 def test_model_uri_is_resolved_through_model_source(
@@ -126,7 +127,10 @@ def test_a_missing_model_stops_start_up_with_the_wheel_error(
 ) -> None:
     settings = make_settings(model_path=tmp_path / "missing.keras")
     with (
-        pytest.raises(ModelLoadError, match=r"missing\.keras"),
+        pytest.raises(
+            StartupError, match=r"^MODEL_PATH: .*missing\.keras.*; point MODEL_PATH at"
+        ) as caught,
         running_app(settings, module_issuer),
     ):
         pass
+    assert isinstance(caught.value.__cause__, ModelLoadError)

@@ -24,6 +24,7 @@ from tests.api.support import (
     b64url,
     bearer,
     random_kid,
+    raw_token,
 )
 
 REALM = 'Bearer realm="cats-dogs-other"'
@@ -299,3 +300,39 @@ def _claims(**overrides):
     }
     claims.update(overrides)
     return claims
+
+
+# --- hostile headers: never a 500 (RFC 7515, RFC 6750) ---------------------------------------
+
+
+@pytest.mark.parametrize("depth", [200, 3_000])
+def test_deeply_nested_header_is_an_invalid_token_not_a_500(client, depth: int) -> None:
+    header = b'{"alg":"RS256","kid":"key-1","x":' + b"[" * depth + b"]" * depth + b"}"
+    token = f"{b64url(header)}.{b64json({'sub': 'x'})}.c2ln"
+    assert_invalid_token(client.get("/model", headers=bearer(token)), "nested deeper")
+
+
+def test_deeply_nested_claims_of_a_signed_token_are_an_invalid_token(client, module_issuer) -> None:
+    key = module_issuer.keys["key-1"]
+    payload = b'{"sub":"x","x":' + b"[" * 2_000 + b"]" * 2_000 + b"}"
+    token = raw_token(key, b'{"alg":"RS256","kid":"key-1"}', payload)
+    assert_invalid_token(client.get("/model", headers=bearer(token)), "claims are not readable")
+
+
+def test_unencoded_payload_option_is_refused(client, module_issuer) -> None:
+    key = module_issuer.keys["key-1"]
+    header = b'{"alg":"RS256","kid":"key-1","b64":false,"crit":["b64"]}'
+    token = raw_token(key, header, b'{"sub":"x"}')
+    assert_invalid_token(client.get("/model", headers=bearer(token)), "b64")
+
+
+def test_two_authorization_headers_are_a_bad_request(client, module_issuer) -> None:
+    token = module_issuer.token()
+    for second in (token, "Bearer other", "Basic eDp5"):
+        response = client.get(
+            "/model", headers=[("Authorization", f"Bearer {token}"), ("Authorization", second)]
+        )
+        assert response.status_code == 400, response.text
+        challenge = response.headers["WWW-Authenticate"]
+        assert challenge.startswith(REALM + ", ") and 'error="invalid_request"' in challenge
+        assert "one Authorization header" in response.json()["detail"]

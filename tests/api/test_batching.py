@@ -264,7 +264,10 @@ def test_timeout_raises_and_the_late_result_is_dropped() -> None:
     # image 1 ran (its late result was dropped), image 2 expired in the queue and was skipped
     assert model.batches == [1, 1]
     assert (
-        metrics.registry.get_sample_value("inference_rejections_total", {"reason": "timeout"}) == 2
+        metrics.registry.get_sample_value(
+            "cats_dogs_other_inference_rejections_total", {"reason": "timeout"}
+        )
+        == 2
     )
 
 
@@ -311,10 +314,10 @@ def test_metrics_record_batches_and_queue_depth() -> None:
 
     run(main)
     get = metrics.registry.get_sample_value
-    assert get("batch_size_count") == len(model.batches)
-    assert get("batch_size_sum") == 8
-    assert get("inference_seconds_count") == len(model.batches)
-    assert get("queue_depth") == 0
+    assert get("cats_dogs_other_batch_size_count") == len(model.batches)
+    assert get("cats_dogs_other_batch_size_sum") == 8
+    assert get("cats_dogs_other_inference_seconds_count") == len(model.batches)
+    assert get("cats_dogs_other_queue_depth") == 0
 
 
 # -- submitting the decoding itself (an awaitable): admission and arrival-aware waiting -------
@@ -487,3 +490,117 @@ def test_batched_results_equal_execute_with_the_tiny_model(tiny_inference: Any) 
     for got, want in zip(batched, direct, strict=True):
         assert got["prediction"] == want["prediction"]
         np.testing.assert_allclose(got["values"], want["values"], rtol=1e-5, atol=1e-6)
+
+
+# -- multi-image requests: admitted or refused as a whole; deadlines from admission -----------
+
+
+class Decodes:
+    """Decode steps that record whether they ever started (a refused batch must cost none)."""
+
+    def __init__(self) -> None:
+        self.started: list[int] = []
+
+    async def __call__(self, i: int, delay_s: float = 0.0) -> np.ndarray:
+        self.started.append(i)
+        await asyncio.sleep(delay_s)
+        return image(i)
+
+
+def test_a_batch_is_admitted_as_a_whole_and_keeps_its_order() -> None:
+    model, decodes = FakeModel(), Decodes()
+
+    async def main() -> list[float]:
+        batcher = make(model, max_batch_size=4, queue_size=6)
+        await batcher.start()
+        try:
+            rows = await batcher.submit_many([decodes(i, 0.01 * (6 - i)) for i in range(6)])
+            return [float(r[0]) for r in rows]
+        finally:
+            await batcher.stop()
+
+    assert run(main) == [0, 1, 2, 3, 4, 5]  # exactly the queue size fits
+
+
+def test_a_batch_that_does_not_fit_is_refused_whole_before_any_decoding() -> None:
+    model, decodes = FakeModel(), Decodes()
+
+    async def main() -> None:
+        batcher = make(model, max_wait_ms=1000, queue_size=8)
+        await batcher.start()
+        try:
+            first = asyncio.ensure_future(batcher.submit_many([decodes(i, 0.2) for i in range(5)]))
+            await asyncio.sleep(0.01)
+            assert batcher.arriving == 5
+            second: list[Any] = [decodes(10 + i) for i in range(4)]  # 5 + 4 > 8
+            with pytest.raises(QueueFullError):
+                await batcher.submit_many(second)
+            assert all(c.cr_frame is None for c in second)  # closed, never run
+            single = await batcher.submit(decodes(20))  # 5 + 1 fits
+            assert float(single[0]) == 20
+            assert len(await first) == 5
+        finally:
+            await batcher.stop()
+
+    run(main)
+    assert sorted(decodes.started) == [0, 1, 2, 3, 4, 20]
+
+
+def test_two_concurrent_full_batches_and_singles_fit_the_default_queue() -> None:
+    from cats_dogs_other.api.settings import Settings
+
+    files = Settings.model_fields["max_batch_files"].default
+    model, decodes = FakeModel(), Decodes()
+
+    async def main() -> int:
+        batcher = MicroBatcher(model, max_batch_size=8, max_wait_ms=5)  # the defaults
+        await batcher.start()
+        try:
+            batches = [batcher.submit_many([decodes(i, 0.05) for i in range(files)]) for _ in "ab"]
+            singles = [batcher.submit(decodes(100 + i, 0.05)) for i in range(16)]
+            results = await asyncio.gather(*batches, *singles)
+            return len(results)
+        finally:
+            await batcher.stop()
+
+    assert run(main) == 18
+
+
+def test_a_failing_part_cancels_the_rest_and_frees_every_slot() -> None:
+    model, decodes = FakeModel(), Decodes()
+
+    async def main() -> None:
+        batcher = make(model, queue_size=4)
+        await batcher.start()
+        try:
+            parts = [decodes(0, 0.3), failing_decode(0.01), decodes(2, 0.3), decodes(3, 0.3)]
+            with pytest.raises(ValueError, match="not an image"):
+                await batcher.submit_many(parts)
+            assert batcher.arriving == 0 and batcher.queue_depth == 0
+            assert len(await batcher.submit_many([decodes(i) for i in range(4)])) == 4
+        finally:
+            await batcher.stop()
+
+    run(main)
+
+
+def test_the_deadline_starts_at_admission_and_covers_decoding() -> None:
+    model, decodes = FakeModel(), Decodes()
+    metrics = Metrics()
+
+    async def main() -> None:
+        batcher = MicroBatcher(model, timeout_s=0.2, metrics=metrics)
+        await batcher.start()
+        try:
+            started = time.monotonic()
+            with pytest.raises(InferenceTimeoutError):
+                await batcher.submit(decodes(1, delay_s=5))  # decoding alone exceeds it
+            assert time.monotonic() - started < 1
+            assert batcher.arriving == 0
+        finally:
+            await batcher.stop()
+
+    run(main)
+    assert (
+        metrics.registry.get_sample_value("inference_rejections_total", {"reason": "timeout"}) == 1
+    )

@@ -201,7 +201,9 @@ def test_replayed_proof_is_refused(client, bound_token, signer) -> None:
     proof = signer.proof("GET", URL, access_token=bound_token)
     assert client.get("/model", headers=dpop(bound_token, proof)).status_code == 200
     assert_bad_proof(client.get("/model", headers=dpop(bound_token, proof)), "already used")
-    assert 'auth_failures_total{reason="dpop_replay"}' in client.get("/metrics").text
+    assert (
+        'cats_dogs_other_auth_failures_total{reason="dpop_replay"}' in client.get("/metrics").text
+    )
 
 
 def test_proof_by_another_key_than_the_bound_one(client, bound_token) -> None:

@@ -56,10 +56,10 @@ def test_rotated_in_key_is_fetched_on_first_sight(issuer: FakeIssuer) -> None:
     async def scenario() -> None:
         clock = FakeClock()
         client, cache = make_cache(issuer, clock)
-        assert (await cache.get("key-1")).kid == "key-1"
+        assert (await cache.get("key-1", "RS256")).kid == "key-1"
         clock.now += 31  # past the cooldown, well within the TTL
         issuer.published = ["key-1", "key-2"]
-        assert (await cache.get("key-2")).kid == "key-2"
+        assert (await cache.get("key-2", "RS256")).kid == "key-2"
         assert issuer.jwks_fetches == 2
         await client.aclose()
 
@@ -70,12 +70,12 @@ def test_removed_key_is_refused_after_refresh(issuer: FakeIssuer) -> None:
     async def scenario() -> None:
         clock = FakeClock()
         client, cache = make_cache(issuer, clock)
-        await cache.get("key-1")
+        await cache.get("key-1", "RS256")
         clock.now += 31
         issuer.published = ["key-2"]
-        await cache.get("key-2")  # the rotation is seen...
+        await cache.get("key-2", "RS256")  # the rotation is seen...
         with pytest.raises(InvalidTokenError):
-            await cache.get("key-1")  # ...and the retired key is gone
+            await cache.get("key-1", "RS256")  # ...and the retired key is gone
         await client.aclose()
 
     run(scenario())
@@ -85,20 +85,20 @@ def test_unknown_kid_flood_is_single_flight_and_rate_limited(issuer: FakeIssuer)
     async def scenario() -> None:
         clock = FakeClock()
         client, cache = make_cache(issuer, clock)
-        await cache.get("key-1")
+        await cache.get("key-1", "RS256")
         clock.now += 31
         results = await asyncio.gather(
-            *(cache.get(random_kid()) for _ in range(200)), return_exceptions=True
+            *(cache.get(random_kid(), "RS256") for _ in range(200)), return_exceptions=True
         )
         assert all(isinstance(r, InvalidTokenError) for r in results)
         assert issuer.jwks_fetches == 2  # 200 concurrent unknown kids: one shared refetch
         for _ in range(50):  # within the cooldown: none
             with pytest.raises(InvalidTokenError):
-                await cache.get(random_kid())
+                await cache.get(random_kid(), "RS256")
         assert issuer.jwks_fetches == 2
         clock.now += 31
         with pytest.raises(InvalidTokenError):
-            await cache.get(random_kid())
+            await cache.get(random_kid(), "RS256")
         assert issuer.jwks_fetches == 3  # the next cooldown window allows exactly one more
         await client.aclose()
 
@@ -116,10 +116,10 @@ def test_requests_arriving_during_a_slow_refresh_wait_for_it(issuer: FakeIssuer)
     async def scenario() -> None:
         clock = FakeClock()
         client, cache = make_cache(issuer, clock, transport=httpx.MockTransport(slow))
-        await cache.get("key-1")
+        await cache.get("key-1", "RS256")
         clock.now += 31
         issuer.published = ["key-1", "key-2"]
-        found = await asyncio.gather(*(cache.get("key-2") for _ in range(50)))
+        found = await asyncio.gather(*(cache.get("key-2", "RS256") for _ in range(50)))
         assert {key.kid for key in found} == {"key-2"}
         assert issuer.jwks_fetches == 2
         await client.aclose()
@@ -133,13 +133,13 @@ def test_cold_start_with_issuer_down_is_unavailable_then_recovers(issuer: FakeIs
         client, cache = make_cache(issuer, clock)
         issuer.up = False
         with pytest.raises(KeysUnavailableError) as caught:
-            await cache.get("key-1")
+            await cache.get("key-1", "RS256")
         assert 1 <= caught.value.retry_after_s <= 30
         issuer.up = True
         with pytest.raises(KeysUnavailableError):  # still within the cooldown: no new attempt
-            await cache.get("key-1")
+            await cache.get("key-1", "RS256")
         clock.now += 30
-        assert (await cache.get("key-1")).kid == "key-1"
+        assert (await cache.get("key-1", "RS256")).kid == "key-1"
         await client.aclose()
 
     run(scenario())
@@ -149,13 +149,13 @@ def test_failed_refresh_keeps_cached_keys(issuer: FakeIssuer) -> None:
     async def scenario() -> None:
         clock = FakeClock()
         client, cache = make_cache(issuer, clock, ttl_s=60)
-        await cache.get("key-1")
+        await cache.get("key-1", "RS256")
         issuer.up = False
         clock.now += 120  # TTL expired: a background refresh is attempted and fails
-        assert (await cache.get("key-1")).kid == "key-1"
+        assert (await cache.get("key-1", "RS256")).kid == "key-1"
         await asyncio.sleep(0.01)
         assert cache.last_error is not None
-        assert (await cache.get("key-1")).kid == "key-1"
+        assert (await cache.get("key-1", "RS256")).kid == "key-1"
         await client.aclose()
 
     run(scenario())
@@ -170,13 +170,13 @@ def test_garbage_jwks_keeps_cached_keys(issuer: FakeIssuer, body: bytes) -> None
     async def scenario() -> None:
         clock = FakeClock()
         client, cache = make_cache(issuer, clock)
-        await cache.get("key-1")
+        await cache.get("key-1", "RS256")
         clock.now += 31
         issuer.jwks_body = body
         with pytest.raises(InvalidTokenError):
-            await cache.get("key-2")  # refetch happens, yields nothing usable
+            await cache.get("key-2", "RS256")  # refetch happens, yields nothing usable
         assert issuer.jwks_fetches == 2
-        assert (await cache.get("key-1")).kid == "key-1"
+        assert (await cache.get("key-1", "RS256")).kid == "key-1"
         await client.aclose()
 
     run(scenario())
@@ -186,10 +186,10 @@ def test_ttl_expiry_refreshes_in_background(issuer: FakeIssuer) -> None:
     async def scenario() -> None:
         clock = FakeClock()
         client, cache = make_cache(issuer, clock, ttl_s=600)
-        await cache.get("key-1")
+        await cache.get("key-1", "RS256")
         clock.now += 601
         issuer.published = ["key-1", "key-2"]
-        await cache.get("key-1")  # served from cache at once, refresh started
+        await cache.get("key-1", "RS256")  # served from cache at once, refresh started
         await asyncio.sleep(0.01)
         assert cache.kids == {"key-1", "key-2"}
         await cache.aclose()
@@ -201,7 +201,7 @@ def test_ttl_expiry_refreshes_in_background(issuer: FakeIssuer) -> None:
 def test_discovery_finds_the_jwks_uri(issuer: FakeIssuer) -> None:
     async def scenario() -> None:
         client, cache = make_cache(issuer, FakeClock(), discovery=True)
-        assert (await cache.get("key-1")).kid == "key-1"
+        assert (await cache.get("key-1", "RS256")).kid == "key-1"
         paths = [r.url.path for r in issuer.requests]
         assert paths == ["/.well-known/openid-configuration", JWKS_PATH]
         await client.aclose()
@@ -214,7 +214,7 @@ def test_discovery_with_another_issuer_is_refused(issuer: FakeIssuer) -> None:
         issuer.discovery_issuer = "https://evil.test/"
         client, cache = make_cache(issuer, FakeClock(), discovery=True)
         with pytest.raises(KeysUnavailableError):
-            await cache.get("key-1")
+            await cache.get("key-1", "RS256")
         assert "not ours" in (cache.last_error or "")
         await client.aclose()
 
@@ -228,7 +228,7 @@ def test_private_members_of_a_published_key_are_dropped(issuer, rsa_keys) -> Non
         private = rsa_keys["key-1"].as_dict(private=True)
         issuer.jwks_body = httpx.Response(200, json={"keys": [private]}).content
         client, cache = make_cache(issuer, FakeClock())
-        key = await cache.get("key-1")
+        key = await cache.get("key-1", "RS256")
         assert not key.is_private
         await client.aclose()
 
@@ -309,9 +309,91 @@ def test_a_silent_keys_endpoint_times_out() -> None:
             )
             started = time.monotonic()
             with pytest.raises(KeysUnavailableError):
-                await cache.get("key-1")
+                await cache.get("key-1", "RS256")
             assert time.monotonic() - started < 2
             assert "Timeout" in (cache.last_error or "")
         server.close()
+
+    run(scenario())
+
+
+# -- recovery while no key is cached, hostile documents ---------------------------------------
+
+
+def test_cold_start_outage_recovers_in_the_background_within_two_seconds(
+    make_settings, issuer
+) -> None:
+    """Default 30 s cooldown: the background retries (1 s, then x1.5) do not wait for it."""
+    issuer.up = False
+    with running_app(make_settings(jwks_refresh_cooldown_s=30), issuer) as client:
+        time.sleep(1.2)  # two failed attempts: at start-up and about 1 s later
+        response = client.get("/model", headers=bearer(issuer.token()))
+        assert response.status_code == 503
+        assert 1 <= int(response.headers["Retry-After"]) <= 2  # the next attempt, not 30 s
+        issuer.up = True
+        came_back = time.monotonic()
+        while not client.app_state["resources"].keys.kids:  # no request drives this
+            assert time.monotonic() - came_back < 2.5, "no background recovery"
+            time.sleep(0.05)
+        recovered_s = time.monotonic() - came_back
+        issuer.up = False  # served from the keys fetched in the background
+        assert client.get("/model", headers=bearer(issuer.token())).status_code == 200
+    print(f"keys recovered {recovered_s:.2f} s after the issuer came back")
+
+
+def test_retry_after_while_no_key_is_cached_is_the_time_to_the_next_attempt(issuer) -> None:
+    async def scenario() -> None:
+        clock = FakeClock()
+        client, cache = make_cache(issuer, clock)
+        issuer.up = False
+        waits = []
+        for _ in range(12):
+            with pytest.raises(KeysUnavailableError) as caught:
+                await cache.get("key-1", "RS256")
+            waits.append(caught.value.retry_after_s)
+            clock.now += caught.value.retry_after_s
+        assert waits[:4] == [1, 2, 3, 4]  # 1, 1.5, 2.25, 3.4 s rounded up
+        assert waits[-1] == 30  # capped by the cooldown
+        issuer.up = True
+        assert (await cache.get("key-1", "RS256")).kid == "key-1"
+        await cache.aclose()
+        await client.aclose()
+
+    run(scenario())
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"keys": ' + b"[" * 5_000 + b"]" * 5_000 + b"}",
+        b'{"keys": [{"kty": "RSA", "kid": "k", "n": ' + b"[" * 900 + b"]" * 900 + b"}]}",
+        b"\xff\xfe{\x00}\x00",
+    ],
+    ids=["nested-5000", "nested-key-900", "utf-16"],
+)
+def test_hostile_key_set_at_cold_start_is_503_with_retry_after(make_settings, issuer, body) -> None:
+    issuer.jwks_body = body
+    with running_app(make_settings(), issuer) as client:
+        response = client.get("/model", headers=bearer(issuer.token()))
+        assert response.status_code == 503, response.text
+        assert int(response.headers["Retry-After"]) >= 1
+        ready = client.get("/ready")
+        assert ready.status_code == 503 and "signing keys" in ready.json()["reason"]
+
+
+def test_deeply_nested_discovery_document_is_a_failed_fetch(issuer) -> None:
+    import httpx
+
+    nested = b'{"issuer": ' + b"[" * 5_000 + b"]" * 5_000 + b"}"
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, content=nested))
+
+    async def scenario() -> None:
+        clock = FakeClock()
+        client, cache = make_cache(issuer, clock, discovery=True, transport=transport)
+        with pytest.raises(KeysUnavailableError):
+            await cache.get("key-1", "RS256")
+        assert "nested deeper" in (cache.last_error or "")
+        await cache.aclose()
+        await client.aclose()
 
     run(scenario())

@@ -11,6 +11,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from cats_dogs_other.api.metrics import Metrics, install_metrics
 
+REQUESTS = "cats_dogs_other_http_requests_total"
+DURATION = "cats_dogs_other_http_request_duration_seconds"
+
 
 def build_app(metrics: Metrics) -> FastAPI:
     app = FastAPI()
@@ -73,34 +76,34 @@ def test_counts_requests_by_route_template_method_and_status(client: TestClient)
     assert client.get("/items/abc").status_code == 422
 
     route = "/items/{item_id}"
-    assert value(client, "requests_total", route=route, method="GET", status="200") == 3
-    assert value(client, "requests_total", route=route, method="GET", status="404") == 1
-    assert value(client, "requests_total", route=route, method="GET", status="422") == 1
+    assert value(client, REQUESTS, route=route, method="GET", status="200") == 3
+    assert value(client, REQUESTS, route=route, method="GET", status="404") == 1
+    assert value(client, REQUESTS, route=route, method="GET", status="422") == 1
 
 
 def test_unhandled_exception_is_counted_as_500(client: TestClient) -> None:
     assert client.get("/boom").status_code == 500
-    assert value(client, "requests_total", route="/boom", method="GET", status="500") == 1
+    assert value(client, REQUESTS, route="/boom", method="GET", status="500") == 1
 
 
 def test_included_router_keeps_the_full_template(client: TestClient) -> None:
     client.get("/v1/things/alpha")
     client.get("/v1/things/beta")
-    assert value(client, "requests_total", route="/v1/things/{name}", status="200") == 2
+    assert value(client, REQUESTS, route="/v1/things/{name}", status="200") == 2
 
 
 def test_random_paths_do_not_create_label_values(client: TestClient) -> None:
     for i in range(50):
         assert client.get(f"/no/such/path/{i}").status_code == 404
         client.get(f"/items/{i + 1}")
-    routes = {lbl["route"] for lbl, _ in samples(client, "requests_total")}
+    routes = {lbl["route"] for lbl, _ in samples(client, REQUESTS)}
     assert routes == {"unmatched", "/items/{item_id}"}  # the scrape itself is counted after it
-    assert value(client, "requests_total", route="unmatched", method="GET", status="404") == 50
+    assert value(client, REQUESTS, route="unmatched", method="GET", status="404") == 50
 
 
 def test_wrong_method_is_labelled_with_the_route(client: TestClient) -> None:
     assert client.post("/items/1").status_code == 405
-    assert value(client, "requests_total", route="/items/{item_id}", method="POST") == 1
+    assert value(client, REQUESTS, route="/items/{item_id}", method="POST") == 1
 
 
 def test_latency_histogram_has_buckets_and_counts(client: TestClient) -> None:
@@ -108,7 +111,7 @@ def test_latency_histogram_has_buckets_and_counts(client: TestClient) -> None:
         client.get("/items/7")
     buckets = {
         lbl["le"]: v
-        for lbl, v in samples(client, "request_latency_seconds_bucket")
+        for lbl, v in samples(client, DURATION + "_bucket")
         if lbl["route"] == "/items/{item_id}"
     }
     assert {"0.005", "0.1", "1.0", "+Inf"} <= set(buckets)
@@ -116,15 +119,15 @@ def test_latency_histogram_has_buckets_and_counts(client: TestClient) -> None:
     # cumulative buckets never decrease
     ordered = [buckets[k] for k in sorted(buckets, key=lambda b: float(b))]
     assert ordered == sorted(ordered)
-    assert value(client, "request_latency_seconds_count", route="/items/{item_id}") == 4
-    assert value(client, "request_latency_seconds_sum", route="/items/{item_id}") > 0
+    assert value(client, DURATION + "_count", route="/items/{item_id}") == 4
+    assert value(client, DURATION + "_sum", route="/items/{item_id}") > 0
 
 
 def test_metrics_endpoint_is_open_and_in_text_format(client: TestClient) -> None:
     response = client.get("/metrics")  # no Authorization header at all
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
-    assert "# TYPE requests_total counter" in response.text
+    assert "# TYPE cats_dogs_other_http_requests_total counter" in response.text
 
 
 def test_model_info_queue_depth_auth_failures_and_batches(
@@ -140,20 +143,52 @@ def test_model_info_queue_depth_auth_failures_and_batches(
     metrics.queue_depth.set(5)
     metrics.rejections_total.labels(reason="queue_full").inc()
 
-    info = samples(client, "model_info")
+    info = samples(client, "cats_dogs_other_model_info")
     assert info == [({"name": "cats-dogs-other", "version": "1.0.0", "sha256": "ab" * 32}, 1.0)]
-    assert value(client, "auth_failures_total", reason="expired") == 2
-    assert value(client, "auth_failures_total", reason="bad_audience") == 1
-    assert value(client, "batch_size_bucket", le="4.0") == 1
-    assert value(client, "batch_size_bucket", le="16.0") == 2
-    assert value(client, "batch_size_sum") == 19
-    assert value(client, "inference_seconds_count") == 1
-    assert value(client, "queue_depth") == 5
-    assert value(client, "inference_rejections_total", reason="queue_full") == 1
+    assert value(client, "cats_dogs_other_auth_failures_total", reason="expired") == 2
+    assert value(client, "cats_dogs_other_auth_failures_total", reason="bad_audience") == 1
+    assert value(client, "cats_dogs_other_batch_size_bucket", le="4.0") == 1
+    assert value(client, "cats_dogs_other_batch_size_bucket", le="16.0") == 2
+    assert value(client, "cats_dogs_other_batch_size_sum") == 19
+    assert value(client, "cats_dogs_other_inference_seconds_count") == 1
+    assert value(client, "cats_dogs_other_queue_depth") == 5
+    assert value(client, "cats_dogs_other_inference_rejections_total", reason="queue_full") == 1
 
 
 def test_each_metrics_object_has_its_own_registry() -> None:
     first, second = Metrics(), Metrics()  # would raise "Duplicated timeseries" if shared
     first.auth_failure("expired")
-    assert first.registry.get_sample_value("auth_failures_total", {"reason": "expired"}) == 1
-    assert second.registry.get_sample_value("auth_failures_total", {"reason": "expired"}) is None
+    assert (
+        first.registry.get_sample_value(
+            "cats_dogs_other_auth_failures_total", {"reason": "expired"}
+        )
+        == 1
+    )
+    assert (
+        second.registry.get_sample_value(
+            "cats_dogs_other_auth_failures_total", {"reason": "expired"}
+        )
+        is None
+    )
+
+
+def test_every_metric_carries_the_project_namespace(client: TestClient, metrics: Metrics) -> None:
+    metrics.set_model(name="m", version="1", sha256="00" * 32)
+    client.get("/items/1")
+    response = client.get("/metrics")
+    lines = response.text.splitlines()
+    declared = {line.split()[2] for line in lines if line.startswith("# TYPE ")}
+    samples_ = [line.split("{")[0].split()[0] for line in lines if not line.startswith("#")]
+
+    assert {
+        "cats_dogs_other_http_requests_total",
+        "cats_dogs_other_http_request_duration_seconds",
+        "cats_dogs_other_batch_size",
+        "cats_dogs_other_queue_depth",
+        "cats_dogs_other_inference_seconds",
+        "cats_dogs_other_inference_rejections_total",
+        "cats_dogs_other_auth_failures_total",
+        "cats_dogs_other_model_info",
+    } <= declared
+    assert samples_
+    assert all(name.startswith("cats_dogs_other_") for name in declared | set(samples_))

@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from cats_dogs_other.api.app import create_app
-from tests.api.support import FakeIssuer, override_principal, serve
+from tests.api.support import FakeIssuer, override_principal, serve, serve_app
 
 LIMIT = 64 * 1024
 BOUNDARY = b"b0undary"
@@ -87,14 +87,20 @@ def test_chunked_body_over_limit_in_many_small_fields_is_413(server) -> None:
     chunks = chunked([*fields, END])
     response = raw_post(server, "/upload", MULTIPART + b"Transfer-Encoding: chunked\r\n", chunks)
     assert status_of(response) == 413
-    assert b"request body is larger" in response
+    assert b"larger than the limit of 65536 bytes per image (MAX_UPLOAD_BYTES)" in response
 
 
-def test_chunked_body_with_a_lying_content_length_is_413(server) -> None:
-    """Content-Length says 100, the chunked body carries 256 KiB: the bytes are counted."""
-    headers = MULTIPART + b"Transfer-Encoding: chunked\r\nContent-Length: 100\r\n"
-    response = raw_post(server, "/upload", headers, chunked([file_part(b"\0" * LIMIT * 4), END]))
+def test_a_batch_over_its_limit_names_both_limits(server) -> None:
+    parts = [file_part(b"x" * (LIMIT - 100)) for _ in range(6)]
+    response = raw_post(
+        server,
+        "/upload/batch",
+        MULTIPART + b"Transfer-Encoding: chunked\r\n",
+        chunked([*parts, END]),
+    )
     assert status_of(response) == 413
+    assert b"limit of 262144 bytes per batch (MAX_BATCH_BYTES)" in response
+    assert b"at most 65536 bytes per image (MAX_UPLOAD_BYTES)" in response
 
 
 def test_chunked_upload_within_limit_is_classified(server) -> None:
@@ -183,3 +189,68 @@ def test_client_leaving_mid_upload_is_not_a_server_error(server, caplog) -> None
     assert errors == []
     statuses = [r.status for r in caplog.records if r.name == "cats_dogs_other.access"]
     assert 400 in statuses  # logged as a client error, not a 500
+
+
+# --- admission of whole batches, and clients that leave before decoding ----------------------
+
+
+def test_two_full_batches_and_single_uploads_all_succeed_on_an_idle_server(
+    make_settings, module_issuer: FakeIssuer
+) -> None:
+    """Default QUEUE_MAX_SIZE and MAX_BATCH_FILES: both batches and the singles get 200."""
+    import asyncio
+
+    settings = make_settings()
+    files = settings.max_batch_files
+    image = io.BytesIO()
+    Image.new("RGB", (96, 96), (230, 20, 20)).save(image, format="PNG")
+    batch = [("file", (f"{i}.png", image.getvalue(), "image/png")) for i in range(files)]
+    single = {"file": ("one.png", image.getvalue(), "image/png")}
+    app = create_app(settings, transport=module_issuer.transport)
+    override_principal(app)
+
+    async def burst(base: str) -> list[int]:
+        async with httpx.AsyncClient(base_url=base, timeout=60) as http:
+            requests = [http.post("/upload/batch", files=batch) for _ in range(2)]
+            requests += [http.post("/upload", files=single) for _ in range(8)]
+            return [r.status_code for r in await asyncio.gather(*requests)]
+
+    with serve(app) as (host, port):
+        for _ in range(3):
+            assert asyncio.run(burst(f"http://{host}:{port}")) == [200] * 10
+
+
+def test_a_client_that_leaves_before_decoding_costs_no_decoding(
+    make_settings, module_issuer: FakeIssuer
+) -> None:
+    app = create_app(make_settings(decode_threads=1), transport=module_issuer.transport)
+    override_principal(app)
+    image = io.BytesIO()
+    Image.new("RGB", (64, 64), (20, 20, 230)).save(image, format="PNG")
+    body = file_part(image.getvalue()) + END
+    headers = MULTIPART + b"Content-Length: %d\r\n" % len(body)
+    request = b"POST /upload HTTP/1.1\r\nHost: test\r\n" + headers + b"\r\n" + body
+    with serve_app(app) as served:
+        inference = served.state["resources"].inference
+        pool = served.state["resources"].decode_pool
+        decoded: list[int] = []
+        preprocess = inference.preprocess
+
+        def counting(data):  # the real decoder, counted
+            decoded.append(len(data))
+            return preprocess(data)
+
+        inference.preprocess = counting
+        gate = threading.Event()
+        pool.submit(gate.wait, 10)  # the only decode thread is busy
+        leavers = [socket.create_connection(served.address, timeout=10) for _ in range(5)]
+        for sock in leavers:
+            sock.sendall(request)
+        time.sleep(0.5)  # the server has read each body and queued its decode
+        for sock in leavers:
+            sock.close()
+        time.sleep(0.5)  # the disconnects are seen
+        gate.set()
+        response = raw_post(served.address, "/upload", headers, iter([body]))
+    assert status_of(response) == 200
+    assert len(decoded) == 1, f"{len(decoded) - 1} decodes were spent on clients that left"

@@ -35,6 +35,8 @@ def test_defaults_from_the_environment(env) -> None:
     assert settings.jwks_fetch_timeout_s == 5
     assert settings.max_upload_bytes == 10 * 1024 * 1024
     assert settings.max_batch_files == 32
+    assert settings.max_jpeg_scans == 100
+    assert settings.queue_max_size == 128  # two full batches of 32 plus 64 single uploads
     assert settings.model_path == DEFAULT_MODEL_PATH
     assert (settings.host, settings.port) == ("0.0.0.0", 8080)  # noqa: S104
     assert settings.log_level == "INFO"
@@ -56,6 +58,11 @@ def test_defaults_from_the_environment(env) -> None:
 def test_jwks_uri_relative_or_absolute(env, value, expected) -> None:
     env(**GOOD, OAUTH2_JWKS_URI=value)
     assert load_settings().jwks_uri == expected
+
+
+def test_jpeg_scan_limit_from_the_environment(env) -> None:
+    env(**GOOD, MAX_JPEG_SCANS="12")
+    assert load_settings().max_jpeg_scans == 12
 
 
 def test_algorithms_list_from_a_comma_separated_variable(env) -> None:

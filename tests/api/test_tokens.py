@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any
 
@@ -14,7 +15,7 @@ from joserfc.jwk import ECKey, RSAKey
 from cats_dogs_other.api.errors import InvalidTokenError
 from cats_dogs_other.api.jwks import KeyCache
 from cats_dogs_other.api.tokens import Principal, TokenValidator, scopes_of
-from tests.api.support import AUDIENCE, ISSUER, SCOPE
+from tests.api.support import AUDIENCE, ISSUER, SCOPE, b64url, raw_token
 
 
 def claims(**overrides: Any) -> dict[str, Any]:
@@ -101,3 +102,120 @@ def test_encrypted_tokens_are_refused(rsa_keys) -> None:
 )
 def test_scopes_are_whole_words(body: dict[str, Any], expected: set[str]) -> None:
     assert scopes_of(body) == expected
+
+
+# -- strict JOSE (RFC 7515, 7519, 7797) and bounded parsing ------------------------------------
+
+
+def header_bytes(**extra: Any) -> bytes:
+    return json.dumps({"alg": "RS256", "kid": "key-1", "typ": "at+jwt", **extra}).encode()
+
+
+def claims_bytes(**overrides: Any) -> bytes:
+    return json.dumps(claims(**overrides)).encode()
+
+
+def refused_reason(rsa_keys, token: str) -> str:
+    with pytest.raises(InvalidTokenError) as caught:
+        validate([rsa_keys["key-1"]], token, ["RS256"])
+    return caught.value.reason
+
+
+def test_a_raw_token_is_accepted_as_a_baseline(rsa_keys) -> None:
+    token = raw_token(rsa_keys["key-1"], header_bytes(), claims_bytes())
+    assert validate([rsa_keys["key-1"]], token, ["RS256"]).client_id == "svc@clients"
+
+
+@pytest.mark.parametrize(
+    ("extra", "reason"),
+    [
+        ({"b64": False, "crit": ["b64"]}, "unsupported_b64"),
+        ({"b64": True}, "unsupported_b64"),
+        ({"crit": ["exp"]}, "unsupported_crit"),
+        (
+            {"crit": ["http://example.com/unknown"], "http://example.com/unknown": 1},
+            "unsupported_crit",
+        ),
+    ],
+)
+def test_unencoded_payload_and_unknown_critical_headers_are_refused(
+    rsa_keys, extra, reason
+) -> None:
+    token = raw_token(rsa_keys["key-1"], header_bytes(**extra), claims_bytes())
+    assert refused_reason(rsa_keys, token) == reason
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        json.dumps({"alg": "RS256", "kid": "key-1"}).encode("utf-16"),  # not UTF-8
+        b'{"alg": "RS256", "kid": "key-1", "x": "\xff"}',  # not UTF-8 either
+        b'{"alg": "RS256", "kid": "key-1", "alg": "RS256"}',  # duplicate name
+        b'{"alg": "RS256", "kid": "key-1", "x": ' + b"[" * 1500 + b"]" * 1500 + b"}",  # deep
+    ],
+    ids=["utf-16", "invalid-utf-8", "duplicate-name", "nested-1500"],
+)
+def test_unreadable_headers_are_invalid_tokens(rsa_keys, header: bytes) -> None:
+    assert (
+        refused_reason(rsa_keys, raw_token(rsa_keys["key-1"], header, claims_bytes()))
+        == "malformed"
+    )
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"sub": "a", "x": ' + b"[" * 2000 + b"]" * 2000 + b"}",
+        b'{"sub": "a", "sub": "b"}',
+        '{"sub": "é"}'.encode("latin-1"),
+    ],
+    ids=["nested-2000", "duplicate-claim", "latin-1"],
+)
+def test_unreadable_claims_of_a_validly_signed_token_are_invalid_tokens(rsa_keys, payload) -> None:
+    assert (
+        refused_reason(rsa_keys, raw_token(rsa_keys["key-1"], header_bytes(), payload))
+        == "malformed"
+    )
+
+
+@pytest.mark.parametrize(
+    "scope",
+    [
+        "get::prediction\tother",
+        "other\nget::prediction",
+        "get::prediction\u00a0x",
+        "\u3000get::prediction",
+    ],
+)
+def test_scopes_are_split_on_spaces_only(scope: str) -> None:
+    assert SCOPE not in scopes_of({"scope": scope})
+    assert scopes_of({"scope": f"  {SCOPE}  other "}) == {SCOPE, "other"}
+
+
+def test_keys_of_different_types_under_one_kid_are_chosen_by_algorithm(rsa_keys) -> None:
+    rsa = RSAKey.import_key({**rsa_keys["key-2"].as_dict(private=True), "kid": "shared"})
+    ec = ECKey.generate_key("P-256", parameters={"kid": "shared"})
+    for key, alg in ((rsa, "RS256"), (ec, "ES256")):
+        token = jwt.encode({"alg": alg, "kid": "shared"}, claims(), key, algorithms=[alg])
+        assert validate([ec, rsa], token, ["RS256", "ES256"]).client_id == "svc@clients"
+
+
+def test_rsa_keys_under_2048_bits_are_not_used(rsa_keys) -> None:
+    with pytest.warns(Warning):  # joserfc itself warns when generating one
+        weak = RSAKey.generate_key(1024, parameters={"kid": "weak"})
+    token = jwt.encode({"alg": "RS256", "kid": "weak"}, claims(), weak, algorithms=["RS256"])
+    with pytest.raises(InvalidTokenError) as caught:
+        validate([rsa_keys["key-1"], weak], token, ["RS256"])
+    assert caught.value.reason == "unknown_kid"
+
+
+def test_an_ec_key_on_another_curve_does_not_verify_es256() -> None:
+    p384 = ECKey.generate_key("P-384", parameters={"kid": "ec"})
+    p256 = ECKey.generate_key("P-256", parameters={"kid": "other"})
+    token = jwt.encode({"alg": "ES384", "kid": "ec"}, claims(), p384, algorithms=["ES384"])
+    forged_alg = token.replace(
+        token.split(".")[0], b64url(json.dumps({"alg": "ES256", "kid": "ec"}).encode()), 1
+    )
+    with pytest.raises(InvalidTokenError) as caught:
+        validate([p384, p256], forged_alg, ["ES256", "ES384"])
+    assert caught.value.reason == "key_alg"

@@ -83,7 +83,9 @@ def test_second_file_on_single_upload_is_refused(upload_client, images) -> None:
 def test_over_limit_with_honest_content_length_is_413(upload_client) -> None:
     response = upload(upload_client, b"\0" * (LIMIT + 20_000))
     assert response.status_code == 413
-    assert "limit" in response.json()["detail"]
+    assert response.json()["detail"] == (
+        f"The upload is larger than the limit of {LIMIT} bytes per image (MAX_UPLOAD_BYTES)."
+    )
 
 
 def test_file_over_limit_inside_the_framing_allowance_is_413(upload_client) -> None:
@@ -248,3 +250,66 @@ def test_minimum_side_is_a_setting(make_settings, module_issuer) -> None:
     with TestClient(app) as client:
         assert upload(client, png((20, 230, 20), size=(14, 25))).status_code == 200
         assert upload(client, png((20, 230, 20), size=(7, 25))).status_code == 422
+
+
+# --- decoding-cost bombs: refused cheaply, before decoding (the wheel's structure walk) -------
+
+
+def test_repeated_scan_jpeg_bomb_is_422_at_once(upload_client) -> None:
+    import time
+
+    from kto.inference.testing import jpeg_scan_bomb
+
+    bomb = jpeg_scan_bomb((4000, 4000), repeats=600)  # ~160 KB; about a minute of libjpeg CPU
+    started = time.perf_counter()
+    response = upload_client.post("/upload", files={"file": ("b.jpg", bomb, "image/jpeg")})
+    elapsed = time.perf_counter() - started
+    assert response.status_code == 422, response.text
+    assert "scans" in response.json()["detail"] or "coefficient" in response.json()["detail"]
+    assert elapsed < 2.0
+
+
+def test_max_jpeg_scans_reaches_the_decoder(make_settings, module_issuer) -> None:
+    from kto.inference.testing import jpeg_scan_bomb
+
+    from cats_dogs_other.api.app import create_app
+    from tests.api.support import override_principal
+
+    progressive = jpeg_scan_bomb((64, 64), repeats=0)  # 10 scans, a plain progressive JPEG
+    app = create_app(make_settings(max_jpeg_scans=9), transport=module_issuer.transport)
+    override_principal(app)
+    with TestClient(app) as client:
+        response = upload(client, progressive)
+    assert response.status_code == 422
+    assert "more than 9 scans" in response.json()["detail"]
+
+
+def test_a_plain_progressive_jpeg_is_classified(upload_client) -> None:
+    from kto.inference.testing import jpeg_scan_bomb
+
+    response = upload(upload_client, jpeg_scan_bomb((64, 64), repeats=0))
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize(
+    "disposition",
+    [
+        b"form-data; name=\"file\"; filename*=bogus-charset''%ff%fe",
+        b"form-data; name*=UTF-8''%ff; filename=\"a.png\"",
+        b"form-data; name=" + b'"' * 5_000,
+        b"\xff\xfe; name=\xff",
+    ],
+)
+def test_odd_part_headers_are_never_a_server_error(upload_client, images, disposition) -> None:
+    """Either the part is still found (a bad filename does not matter) or a 4xx says why."""
+    body = (
+        b"--x\r\nContent-Disposition: "
+        + disposition
+        + b"\r\nContent-Type: image/png\r\n\r\n"
+        + images["red"]
+        + b"\r\n--x--\r\n"
+    )
+    response = upload_client.post(
+        "/upload", content=body, headers={"Content-Type": "multipart/form-data; boundary=x"}
+    )
+    assert response.status_code in (200, 400, 415, 422), response.text

@@ -241,7 +241,7 @@ def test_requests_from_any_address_may_get_tokens(settings: IssuerSettings) -> N
     assert LOOPBACK_CLIENT[0] == "127.0.0.1"
 
 
-def test_swagger_ui_audience_in_query_string_and_cors_preflight(client: TestClient) -> None:
+def test_swagger_ui_audience_in_body_and_cors_preflight(client: TestClient) -> None:
     origin = "http://127.0.0.1:8080"
     preflight = client.options(
         "/oauth/token",
@@ -251,12 +251,9 @@ def test_swagger_ui_audience_in_query_string_and_cors_preflight(client: TestClie
             "Access-Control-Request-Headers": "authorization, content-type, x-requested-with",
         },
     )
-    body = {"grant_type": "client_credentials", "scope": "get::prediction"}
+    body = {"grant_type": "client_credentials", "scope": "get::prediction", "audience": AUDIENCE}
     response = client.post(
-        f"/oauth/token?audience={AUDIENCE}",
-        data=body,
-        auth=("dev-client", "dev-secret"),
-        headers={"Origin": origin},
+        "/oauth/token", data=body, auth=("dev-client", "dev-secret"), headers={"Origin": origin}
     )
 
     assert preflight.status_code == 200
@@ -264,6 +261,17 @@ def test_swagger_ui_audience_in_query_string_and_cors_preflight(client: TestClie
     assert response.status_code == 200
     assert response.headers["access-control-allow-origin"] == origin
     assert verify(client, response.json()["access_token"]).claims["aud"] == AUDIENCE
+
+
+def test_audience_in_the_query_string_is_ignored_as_auth0_does(client: TestClient) -> None:
+    body = {"grant_type": "client_credentials", "scope": "get::prediction"}
+    response = client.post(
+        f"/oauth/token?audience={AUDIENCE}", data=body, auth=("dev-client", "dev-secret")
+    )
+
+    assert response.status_code == 403
+    assert response.json()["error"] == "access_denied"
+    assert "Missing 'audience'" in response.json()["error_description"]
 
 
 def test_cors_is_not_granted_to_remote_origins(client: TestClient) -> None:

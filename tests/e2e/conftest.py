@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.support import E2EModel, StackProcess
+from tests.e2e.support import CODESPACE, E2EModel, StackProcess
 
 
 @pytest.fixture(scope="session")
@@ -31,6 +31,17 @@ def e2e_model(request: pytest.FixtureRequest) -> E2EModel:
 def stack(e2e_model: E2EModel) -> Iterator[StackProcess]:
     """One stack for every end-to-end test; stopped with Ctrl-C at the end."""
     process = StackProcess(e2e_model.path)
+    try:
+        process.wait_ready()
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture(scope="session")
+def codespaces_stack(e2e_model: E2EModel) -> Iterator[StackProcess]:
+    """The stack as `make run` starts it inside GitHub Codespaces (the variables it sets)."""
+    process = StackProcess(e2e_model.path, **CODESPACE)
     try:
         process.wait_ready()
         yield process

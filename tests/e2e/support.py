@@ -23,6 +23,11 @@ READY_LINE = "Press Ctrl-C to stop."
 READY_TIMEOUT_S = 240.0
 AUDIENCE = "https://cats-dogs-other.local"
 CLASSES = ("Cat", "Dog", "Other")
+# What GitHub Codespaces sets in a codespace's environment.
+CODESPACE = {
+    "CODESPACE_NAME": "fluffy-space-robot-5g4x",
+    "GITHUB_CODESPACES_PORT_FORWARDING_DOMAIN": "app.github.dev",
+}
 
 
 def free_port() -> int:

@@ -50,3 +50,26 @@ def test_multipart_body_carries_each_part() -> None:
     assert ctype == "multipart/form-data; boundary=reliability-boundary"
     assert b'name="file"; filename="a.jpg"' in body
     assert body.endswith(b"--reliability-boundary--\r\n")
+
+
+@pytest.mark.parametrize(
+    ("build", "container", "reason"),
+    [
+        (payloads.gif_frames_bomb, "GIF", "frames"),
+        (payloads.webp_frames_bomb, "WEBP", "frames"),
+        (payloads.tiff_pages_bomb, "TIFF", "pages"),
+        (payloads.apng_frames_bomb, "PNG", "animation frames"),
+        (payloads.png_chunks_bomb, "PNG", "chunks"),
+        (payloads.png_metadata_bomb, "PNG", "metadata"),
+        (payloads.bmp_rle_bomb, "BMP", "run-length"),
+        (lambda: payloads.jpeg_scan_bomb(repeats=600, size=(512, 512)), "JPEG", "coefficient"),
+    ],
+)
+def test_decoding_bombs_are_real_files_the_structure_walk_refuses(build, container, reason):
+    from kto.inference import ImageTooComplexError, check_structure
+
+    data = build()
+    with Image.open(io.BytesIO(data)) as image:  # a well-formed container: Pillow opens it
+        assert image.format == container
+    with pytest.raises(ImageTooComplexError, match=reason):
+        check_structure(data)

@@ -24,20 +24,23 @@ async def health() -> Health:
 
 @router.get("/ready", response_model=Readiness, responses={503: {"model": Readiness}})
 async def ready(resources: ResourcesDep) -> JSONResponse:
-    """Readiness: model loaded, batcher running, signing keys cached or fetchable."""
-    reason = None
+    """Readiness: model loaded, batcher running, issuer name right, signing keys cached."""
+    reason, retry_after_s = None, 5
     if not resources.batcher.running:
         reason = "the inference worker is not running"
+    elif resources.issuer_check.problem:
+        reason = resources.issuer_check.problem
     else:
         task = resources.keys.prefetch()
         await asyncio.wait({task}, timeout=READY_KEY_WAIT_S)
         if not resources.keys.kids:
             error = resources.keys.last_error or "still fetching"
             reason = f"signing keys unavailable: {error}"
+            retry_after_s = resources.keys.retry_after_s()
     if reason is None:
         return JSONResponse(Readiness(status="ready").model_dump(exclude_none=True))
     return JSONResponse(
         Readiness(status="unavailable", reason=reason).model_dump(),
         status_code=503,
-        headers={"Retry-After": "5"},
+        headers={"Retry-After": str(retry_after_s)},
     )

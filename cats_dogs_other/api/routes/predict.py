@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from cats_dogs_other.api.dependencies import CurrentPrincipal, ResourcesDep, SettingsDep
+from cats_dogs_other.api.disconnect import cancel_on_disconnect
 from cats_dogs_other.api.predict import predict_many, predict_one
 from cats_dogs_other.api.schemas import Prediction, Problem
 from cats_dogs_other.api.uploads import FRAMING_ALLOWANCE, read_files
@@ -58,7 +59,7 @@ async def upload(
         max_file_bytes=settings.max_upload_bytes,
         max_body_bytes=settings.max_upload_bytes + FRAMING_ALLOWANCE,
     )
-    return await predict_one(resources, files[0])
+    return await cancel_on_disconnect(request.receive, predict_one(resources, files[0]))
 
 
 @router.post(
@@ -80,4 +81,4 @@ async def upload_batch(
         max_file_bytes=settings.max_upload_bytes,
         max_body_bytes=settings.max_batch_bytes,
     )
-    return await predict_many(resources, files)
+    return await cancel_on_disconnect(request.receive, predict_many(resources, files))

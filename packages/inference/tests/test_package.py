@@ -25,6 +25,9 @@ def test_public_names():
         "InferenceError",
         "InvalidImageError",
         "ImageTooLargeError",
+        "ImageTooComplexError",
+        "DecodeLimits",
+        "check_structure",
         "ModelLoadError",
         "ModelMetadata",
         "decode_image",
@@ -33,6 +36,7 @@ def test_public_names():
     assert kto.inference.__version__ == "0.1.0"
     assert issubclass(kto.inference.InvalidImageError, ValueError)
     assert issubclass(kto.inference.ImageTooLargeError, kto.inference.InvalidImageError)
+    assert issubclass(kto.inference.ImageTooComplexError, kto.inference.InvalidImageError)
 
 
 def test_configure_threads_refuses_to_be_silently_ignored():

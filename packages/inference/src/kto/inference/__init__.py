@@ -11,6 +11,7 @@ from kto.inference.decoding import (
 )
 from kto.inference.engine import Inference
 from kto.inference.errors import (
+    ImageTooComplexError,
     ImageTooLargeError,
     InferenceError,
     InvalidImageError,
@@ -18,14 +19,18 @@ from kto.inference.errors import (
 )
 from kto.inference.metadata import Decision, ModelMetadata, Preprocessing
 from kto.inference.runtime import configure_threads
+from kto.inference.structure import DEFAULT_DECODE_LIMITS, DecodeLimits, check_structure
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "DEFAULT_DECODE_LIMITS",
     "DEFAULT_MAX_PIXELS",
     "MIN_CLASSIFIABLE_SIDE",
     "SUPPORTED_FORMATS",
     "Decision",
+    "DecodeLimits",
+    "ImageTooComplexError",
     "ImageTooLargeError",
     "Inference",
     "InferenceError",
@@ -34,6 +39,7 @@ __all__ = [
     "ModelMetadata",
     "Preprocessing",
     "__version__",
+    "check_structure",
     "configure_threads",
     "decode_image",
 ]

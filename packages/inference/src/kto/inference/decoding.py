@@ -5,6 +5,10 @@ exactly the pixels it was trained on. Resize: Pillow ``BILINEAR`` with ``reducin
 (Pillow widens the bilinear filter when shrinking, so this is an antialiased reduction); a JPEG
 at least twice the target size is first decoded at 1/2, 1/4 or 1/8 scale by libjpeg (``draft``).
 
+Before Pillow sees the data, :func:`kto.inference.structure.check_structure` walks the file's
+container and refuses files whose decoding would cost far more CPU than real images do (JPEG
+scan bombs, thousands of frames or chunks, huge metadata).
+
 No Pillow global is changed: the pixel limit is checked against the header before any pixel
 data is decoded, and ``ImageFile.LOAD_TRUNCATED_IMAGES`` is left alone (it must stay False,
 so truncated files are rejected instead of half-grey).
@@ -19,6 +23,7 @@ from typing import IO, TypeAlias
 
 import numpy as np
 from kto.inference.errors import ImageTooLargeError, InvalidImageError
+from kto.inference.structure import DEFAULT_DECODE_LIMITS, DecodeLimits, check_structure
 from PIL import Image, ImageOps
 
 ImageInput: TypeAlias = str | os.PathLike[str] | bytes | bytearray | memoryview | IO[bytes]
@@ -73,13 +78,14 @@ def decode_image(
     size: tuple[int, int] | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     min_side: int | None = None,
+    limits: DecodeLimits = DEFAULT_DECODE_LIMITS,
 ) -> np.ndarray:
     """Decode to uint8 RGB ``(h, w, 3)``, resized to ``size=(h, w)`` when given.
 
     ``min_side`` refuses (``reason="too_small"``, from the header) an image with a side shorter
     than that many pixels, e.g. :data:`MIN_CLASSIFIABLE_SIDE` for an icon a model would only
-    guess at. Raises :class:`InvalidImageError` (``reason`` says why) or
-    :class:`ImageTooLargeError`.
+    guess at. Raises :class:`InvalidImageError` (``reason`` says why), :class:`ImageTooLargeError`
+    or :class:`ImageTooComplexError` (the file's structure exceeds ``limits``).
     Thread-safe: no shared state, and Pillow releases the GIL while decoding and resizing.
     """
     if max_pixels <= 0:
@@ -87,6 +93,7 @@ def decode_image(
     data = read_bytes(image)
     if not data:
         raise InvalidImageError("the image is empty (0 bytes); send an image file", reason="empty")
+    check_structure(data, limits)
     with _open(data, max_pixels) as img:
         if min_side is not None and min(img.size) < min_side:
             width, height = img.size

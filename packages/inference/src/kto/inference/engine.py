@@ -17,6 +17,7 @@ from kto.inference.model import (
     output_width_of,
     resolve_model_file,
 )
+from kto.inference.structure import DEFAULT_DECODE_LIMITS, DecodeLimits
 
 Result = dict[str, Any]
 WARMUP_BATCH_SIZES = (1, 8)
@@ -37,6 +38,7 @@ class Inference:
         *,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         min_side: int | None = None,
+        decode_limits: DecodeLimits = DEFAULT_DECODE_LIMITS,
         warmup: bool = True,
     ) -> None:
         """``min_side``: refuse images with a shorter side (see ``decode_image``); None = any."""
@@ -47,6 +49,7 @@ class Inference:
         self.min_side = min_side
         self.model_path: Path = resolve_model_file(model_path)
         self.max_pixels = max_pixels
+        self.decode_limits = decode_limits
         self.sha256: str = file_sha256(self.model_path)
         self.model = load_keras_model(self.model_path)
         self.metadata: ModelMetadata = load_metadata(self.model_path, input_size_of(self.model))
@@ -76,7 +79,11 @@ class Inference:
         graph in :meth:`predict_arrays`, so callers only ever handle plain pixels.
         """
         pixels = decode_image(
-            image, size=self.input_size, max_pixels=self.max_pixels, min_side=self.min_side
+            image,
+            size=self.input_size,
+            max_pixels=self.max_pixels,
+            min_side=self.min_side,
+            limits=self.decode_limits,
         )
         return pixels.astype(np.float32)
 

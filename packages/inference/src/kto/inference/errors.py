@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Literal
 
 InvalidImageReason = Literal[
-    "empty", "not_an_image", "truncated", "unsupported", "too_large", "too_small"
+    "empty", "not_an_image", "truncated", "unsupported", "too_large", "too_complex", "too_small"
 ]
 
 
@@ -20,8 +20,9 @@ class InvalidImageError(InferenceError, ValueError):
     """The input cannot be turned into an RGB image.
 
     ``reason`` is a stable machine-readable code (``empty``, ``not_an_image``, ``truncated``,
-    ``unsupported``, ``too_small`` (a side under the caller's ``min_side``), or ``too_large``
-    for :class:`ImageTooLargeError`) so an API can report it without parsing the message.
+    ``unsupported``, ``too_small`` (a side under the caller's ``min_side``), ``too_large`` for
+    :class:`ImageTooLargeError`, ``too_complex`` for :class:`ImageTooComplexError`) so an API can
+    report it without parsing the message.
     """
 
     def __init__(self, message: str, *, reason: InvalidImageReason = "not_an_image") -> None:
@@ -36,6 +37,17 @@ class ImageTooLargeError(InvalidImageError):
         super().__init__(message, reason="too_large")
         self.pixels = pixels
         self.max_pixels = max_pixels
+
+
+class ImageTooComplexError(InvalidImageError):
+    """The file's structure asks for more decoding work than real images do (CPU-bomb guard).
+
+    Raised before any pixel is decoded: too many JPEG scans, frames, chunks or metadata bytes
+    (see :class:`kto.inference.structure.DecodeLimits`).
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, reason="too_complex")
 
 
 class ModelLoadError(InferenceError):
