@@ -13,7 +13,7 @@ import logging
 import os
 import shlex
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -52,7 +52,7 @@ def _fraction(value: str) -> float:
     return f
 
 
-def _choices(allowed: Sequence[str]) -> argparse.Action | type | object:
+def _choices(allowed: Sequence[str]) -> Callable[[str], tuple[str, ...]]:
     def parse(value: str) -> tuple[str, ...]:
         items = tuple(v.strip() for v in value.split(",") if v.strip())
         bad = [v for v in items if v not in allowed]

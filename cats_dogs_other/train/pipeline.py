@@ -167,7 +167,8 @@ def select_head(pool: Pool, split: Split, cfg: TrainConfig) -> Selection:
     The simplest candidate within ``min_gain`` of the best wins (linear before MLP, no mirror
     pass before mirror pass, no weighting before class before stratum)."""
     val = split.val
-    rows, heads = [], {}
+    rows: list[dict[str, Any]] = []
+    heads: dict[HeadChoice, tuple[Any, dict[str, list[float]]]] = {}
     for hidden in cfg.hidden_candidates:
         for weighting in cfg.weighting_candidates:
             choice = HeadChoice(hidden, weighting)
