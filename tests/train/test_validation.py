@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -20,10 +21,11 @@ from .conftest import make_images, write_ecotag
 
 
 def test_wilson_interval_matches_published_values() -> None:
-    low, high = wilson_interval(81, 263)  # Wilson (1927) / Newcombe (1998) example: 0.2553-0.3662
-    assert (round(low, 4), round(high, 4)) == (0.2553, 0.3662)
-    low, high = wilson_interval(12, 12)  # all right on 12: still not "certainly perfect"
-    assert high == 1.0 and 0.75 < low < 0.76
+    published = wilson_interval(81, 263)  # Newcombe (1998) example: 0.2553-0.3662
+    assert published is not None
+    assert (round(published[0], 4), round(published[1], 4)) == (0.2553, 0.3662)
+    perfect = wilson_interval(12, 12)  # all right on 12: still not "certainly perfect"
+    assert perfect is not None and perfect[1] == 1.0 and 0.75 < perfect[0] < 0.76
     assert wilson_interval(0, 0) is None
 
 
@@ -139,7 +141,8 @@ def test_a_second_pool_comes_from_the_cache(tmp_path: Path) -> None:
     b = tmp_path / "b"
     make_images(b / "dog", 3, seed=9)
     extract = CountingExtractor()
-    kw = {"side": 16, "views": ("clean", "flip"), "extract": extract, "progress": False}
+    kw: dict[str, Any] = {"side": 16, "views": ("clean", "flip"), "extract": extract}
+    kw["progress"] = False
     first = build_pool([a, b], cache=FeatureCache(tmp_path / "cache", "k"), **kw)
     assert extract.images == 12 + 9
     assert first.source_names == ["a", "b"] and len(first) == 21
