@@ -35,6 +35,7 @@ from cats_dogs_other.api.jwks import KeyCache
 from cats_dogs_other.api.model_source import ModelSourceError
 from cats_dogs_other.api.resources import Resources
 from cats_dogs_other.api.routes import dev_token, health, model, predict
+from cats_dogs_other.api.schemas import declare_classes
 from cats_dogs_other.api.security import SCHEME_NAME
 from cats_dogs_other.api.settings import Settings, load_settings
 from cats_dogs_other.api.startup import TRAIN_HINT, StartupError, record_failure
@@ -115,6 +116,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
             validator=TokenValidator.from_settings(settings, keys),
             dpop=DPoPBinding.from_settings(settings),
         )
+        app.state.served_classes = inference.classes  # the OpenAPI document's enum
         if metrics is not None:
             meta = inference.metadata
             metrics.set_model(name=meta.name, version=meta.version, sha256=inference.sha256)
@@ -162,6 +164,7 @@ def _build_inference(path: Path, settings: Settings) -> Inference:
     inference = Inference(
         model_file,
         max_pixels=settings.max_image_pixels,
+        min_side=settings.min_image_side,
         decode_limits=limits,
         warmup=False,
         backend=backend,
@@ -213,5 +216,9 @@ def _openapi(app: FastAPI, settings: Settings) -> dict[str, Any]:
             for requirement in operation.get("security", []):
                 if SCHEME_NAME in requirement:
                     requirement[SCHEME_NAME] = [settings.oauth2_scope]
+    classes = getattr(app.state, "served_classes", None)
+    if classes is None:  # before start-up: do not cache a document without the model's classes
+        return schema
+    declare_classes(schema, classes)
     app.openapi_schema = schema
     return schema

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urljoin, urlsplit
 
-from kto.inference import DEFAULT_DECODE_LIMITS
+from kto.inference import DEFAULT_DECODE_LIMITS, MIN_CLASSIFIABLE_SIDE
 from kto.inference.backends import BackendChoice
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -115,6 +115,8 @@ class Settings(BaseSettings):
     max_batch_files: int = Field(default=32, ge=1)
     max_batch_bytes: int = Field(default=32 * MiB, ge=1)
     max_image_pixels: int = Field(default=40_000_000, ge=1)
+    # an image with a shorter side gets a 422 instead of a confident guess
+    min_image_side: int = Field(default=MIN_CLASSIFIABLE_SIDE, ge=1)
     max_jpeg_scans: int = Field(default=DEFAULT_DECODE_LIMITS.max_jpeg_scans, ge=1)
 
     # --- performance (issue 6; defaults measured by bench/, kept next to the batcher) ---

@@ -166,7 +166,7 @@ def _record_in_card(model_dir: Path, record: dict[str, Any]) -> None:
 
 
 def held_out_files(model_dir: Path, data_dir: Path) -> list[Path]:
-    """The test (and validation, when listed) files metrics.json names, found in ``data_dir``."""
+    """The test (and validation, when listed) files metrics.json names, found below ``data_dir``."""
     metrics_path = model_dir / "metrics.json"
     if not metrics_path.is_file():
         return []
@@ -175,7 +175,9 @@ def held_out_files(model_dir: Path, data_dir: Path) -> list[Path]:
     if not names or not data_dir.is_dir():
         return []
     by_name = {p.name: p for p in data_dir.rglob("*") if p.is_file()}
-    return [by_name[name] for name in names if name in by_name]
+    # Entries are "source/file name" (several sources) or a bare file name (one source).
+    files = [name.rsplit("/", 1)[-1] for name in names]
+    return [by_name[name] for name in files if name in by_name]
 
 
 def images_in(folder: Path) -> list[Path]:

@@ -72,6 +72,35 @@ def test_openapi_declares_the_client_credentials_flow(client) -> None:
     assert upload["multipart/form-data"]["schema"]["properties"]["file"]["format"] == "binary"
 
 
+def test_openapi_declares_the_served_models_classes(client) -> None:
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["Prediction"]
+    props = schema["properties"]
+    assert props["prediction"]["enum"] == ["Cat", "Dog", "Other"]
+    assert props["values"]["minItems"] == props["values"]["maxItems"] == 3
+    assert sorted(props["probabilities"]["properties"]) == ["Cat", "Dog", "Other"]
+    assert props["probabilities"]["additionalProperties"] is False
+    assert set(schema["required"]) >= {"prediction", "values", "probabilities"}
+
+
+def test_openapi_enum_follows_the_model_being_served(
+    make_settings, module_issuer, tmp_path
+) -> None:
+    import json
+
+    from kto.inference.testing import save_tiny_model
+
+    model = save_tiny_model(tmp_path / "fr")
+    meta_path = model.parent / "metadata.json"
+    meta = json.loads(meta_path.read_text())
+    meta["classes"] = ["Chat", "Chien", "Autre"]
+    meta_path.write_text(json.dumps(meta))
+    with running_app(make_settings(model_path=model), module_issuer) as client:
+        document = client.get("/openapi.json").json()
+        props = document["components"]["schemas"]["Prediction"]["properties"]
+        assert props["prediction"]["enum"] == ["Chat", "Chien", "Autre"]
+        assert sorted(props["probabilities"]["required"]) == ["Autre", "Chat", "Chien"]
+
+
 def test_swagger_ui_asks_for_the_audience(client) -> None:
     page = client.get("/docs").text
     assert "initOAuth" in page

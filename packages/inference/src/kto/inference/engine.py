@@ -37,13 +37,18 @@ class Inference:
         model_path: str | Path,
         *,
         max_pixels: int = DEFAULT_MAX_PIXELS,
+        min_side: int | None = None,
         decode_limits: DecodeLimits = DEFAULT_DECODE_LIMITS,
         warmup: bool = True,
         backend: BackendChoice = "auto",
         threads: int | None = None,
     ) -> None:
+        """``min_side``: refuse images with a shorter side (see ``decode_image``); None = any."""
         if max_pixels <= 0:
             raise ValueError("max_pixels must be a positive number of pixels")
+        if min_side is not None and min_side < 1:
+            raise ValueError("min_side must be a positive number of pixels or None")
+        self.min_side = min_side
         kind, self.model_path = resolve_model(model_path, backend)
         self.backend: BackendName = kind
         self.max_pixels = max_pixels
@@ -84,7 +89,11 @@ class Inference:
         :meth:`predict_arrays`, so callers only ever handle plain pixels.
         """
         pixels = decode_image(
-            image, size=self.input_size, max_pixels=self.max_pixels, limits=self.decode_limits
+            image,
+            size=self.input_size,
+            max_pixels=self.max_pixels,
+            min_side=self.min_side,
+            limits=self.decode_limits,
         )
         return pixels.astype(np.float32)
 
@@ -99,7 +108,8 @@ class Inference:
         return np.asarray(self._runtime.predict(x), dtype=np.float32)
 
     def to_result(self, probs_row: Sequence[float] | np.ndarray) -> Result:
-        """Apply the model's decision rule; values are plain floats in class order."""
+        """Apply the model's decision rule; ``values`` are plain floats in class order (the
+        course contract), ``probabilities`` the same floats keyed by class name."""
         values = [float(p) for p in np.asarray(probs_row, dtype=np.float64).reshape(-1)]
         if len(values) != len(self.classes):
             raise ValueError(f"expected {len(self.classes)} probabilities, got {len(values)}")
@@ -108,7 +118,8 @@ class Inference:
         decision = self.metadata.decision
         if decision is not None and values[best] < decision.threshold:
             prediction = decision.fallback
-        return {"prediction": prediction, "values": values}
+        probabilities = dict(zip(self.classes, values, strict=True))
+        return {"prediction": prediction, "values": values, "probabilities": probabilities}
 
     def execute(self, image: ImageInput) -> Result:
         """Classify one image (path, bytes or binary file object)."""
