@@ -57,7 +57,6 @@ OUTPUT_FILES = (
 SERVING_CHECK_FILES = 48
 
 
-
 @dataclass
 class RunResult:
     out: Path
