@@ -4,7 +4,7 @@
 #
 # The builder runs the same two steps as `make setup` and CI: ./init_packages.sh builds the
 # inference wheel, then `pip install -r cats_dogs_other/api/requirements.txt` installs it with
-# the API's pinned runtime. tests/deploy/test_dockerfile.py replays this file's build steps
+# the API's pinned runtime: ONNX Runtime serving the exported model.onnx, no TensorFlow. tests/deploy/test_dockerfile.py replays this file's build steps
 # without a Docker engine, so every CI run proves them.
 #
 # RUN steps name paths through the variables set by ENV (never literally), which is what lets

@@ -12,7 +12,7 @@ CLIENT_SRC := $(shell find packages/client/src packages/client/pyproject.toml -t
 SERVE_VENV := .venv-serve
 SERVE_PY := $(SERVE_VENV)/bin/python
 
-.PHONY: setup run serve browser test lint train bench bench-inference reliability compare clean
+.PHONY: setup run serve browser test lint train promote bench bench-inference reliability compare clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -65,9 +65,17 @@ test: setup browser
 lint: setup
 	PATH=$(abspath $(VENV)/bin):$$PATH bash scripts/lint.sh
 
+# A new folder under models/ each run (never the bundled default); `make promote MODEL=...`
+# makes one the bundled default. The first source is the one cross-validated.
+TRAIN_DATA := $(SHARED)/datasets/cats_dogs_other $(SHARED)/datasets/pets_breeds \
+	$(SHARED)/datasets/imagenet_samples
 train: setup
-	$(PY) -m cats_dogs_other.train --data $(SHARED)/datasets/cats_dogs_other \
-		--weights $(SHARED)/weights/mobilenet_v2_1.0_224_no_top.weights.h5 --out cats_dogs_other/model
+	$(PY) -m cats_dogs_other.train $(addprefix --data ,$(TRAIN_DATA)) \
+		--weights $(SHARED)/weights/mobilenet_v2_1.0_224_no_top.weights.h5 $(TRAIN_ARGS)
+
+promote: setup
+	@test -n "$(MODEL)" || { echo "usage: make promote MODEL=models/<folder written by make train>"; exit 2; }
+	$(PY) -m cats_dogs_other.train promote $(MODEL)
 
 bench: setup
 	$(PY) -m bench

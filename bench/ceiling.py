@@ -1,5 +1,8 @@
 """(a) The ceiling: in-process images/s of the wheel's batch path, decoding included.
 
+The model runs on the backend the API picks for it (the exported model.onnx for the bundled
+folder; ``INFERENCE_BACKEND=keras`` for the TensorFlow path).
+
 ``python -m bench.ceiling --model M --image I --duration S --batch-sizes 1,8,16,32`` prints one
 JSON line: images/s per batch size, each measured for ``duration`` seconds after a warm-up.
 Each batch is ``Inference.execute_batch`` on pre-read JPEG bytes: decode + resize of every
@@ -44,7 +47,11 @@ def main() -> None:
         int(os.environ.get("TF_INTRA_OP_THREADS", "0")) or None,
         int(os.environ.get("TF_INTER_OP_THREADS", "0")) or None,
     )
-    inference = Inference(args.model)
+    inference = Inference(
+        args.model,
+        backend=os.environ.get("INFERENCE_BACKEND", "auto"),  # type: ignore[arg-type]
+        threads=int(os.environ.get("INFERENCE_THREADS", "0")) or None,
+    )
     data = args.image.read_bytes()
     sizes = [int(s) for s in args.batch_sizes.split(",") if s]
     result = {str(n): measure(inference, data, n, args.duration) for n in sizes}

@@ -1,4 +1,4 @@
-"""``python -m bench``: (a) ceiling, (b) naive servers and (c) this API, side by side.
+"""``python -m bench``: (a) ceiling, (b) naive server, (c) this API, (d) it on TensorFlow.
 
 One run starts the development issuer, both naive servers and the API on 127.0.0.1, gets a real
 token, then for each round runs (a) once and every connection count against each server in
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import report
+from bench.envsize import serving_env_sizes
 from bench.issuer import AUDIENCE, Issuer, start_issuer
 from bench.load import (
     HealthProbe,
@@ -47,12 +48,16 @@ RESULTS_DIR = Path(__file__).with_name("results")
 SYSTEMS = {
     "a": "(a) ceiling",
     "b": "(b) naive, course",
-    "b2": "(b') naive + wheel",
+    "b2": "(b') naive + wheel (Keras)",
     "c": "(c) this API",
+    "d": "(d) this API, TensorFlow backend",
     "c2": "(c') this API, 2 workers",
 }
-# (c'): several uvicorn workers, each with TensorFlow and decoding cut to its share of the cores.
-C2_ENV = "WORKERS=2,TF_INTRA_OP_THREADS=1,TF_INTER_OP_THREADS=1,DECODE_THREADS=1"
+API_SYSTEMS = ("c", "d", "c2")
+# (d): the same server and settings on the Keras/TensorFlow backend (the reference path).
+D_ENV = "INFERENCE_BACKEND=keras"
+# (c'): several uvicorn workers, each with its runtime and decoding cut to its share of the cores.
+C2_ENV = "WORKERS=2,INFERENCE_THREADS=1,DECODE_THREADS=1"
 
 
 @dataclass
@@ -87,6 +92,10 @@ class Run:
     points: list[Point] = field(default_factory=list)
     token_validation_us: float | None = None
     notes: list[str] = field(default_factory=list)
+    startup_s: dict[str, float] = field(default_factory=dict)  # process start -> /ready 200
+    rss_idle_mib: dict[str, float] = field(default_factory=dict)  # once ready, before any load
+    rss_peak_mib: dict[str, float] = field(default_factory=dict)  # VmHWM at the end of the run
+    env_mib: dict[str, float] = field(default_factory=dict)  # installed serving environment
 
 
 ENVIRONMENT = """\
@@ -109,7 +118,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per point (10)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds; the median is reported (3)")
     parser.add_argument("--connections", default="1,8,32,64", help="comma-separated (1,8,32,64)")
-    parser.add_argument("--systems", default="a,b,b2,c,c2", help="subset of a,b,b2,c,c2 (all)")
+    parser.add_argument("--systems", default="a,b,c,d", help="subset of a,b,b2,c,d,c2 (a,b,c,d)")
     parser.add_argument("--quick", action="store_true", help="3 s points, 1 round: a smoke run")
     parser.add_argument("--model", type=Path, help="model file (default: the bundled model)")
     parser.add_argument("--timeout", type=float, default=10.0, help="client timeout, s (10)")
@@ -120,6 +129,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )  # fmt: skip
     parser.add_argument(
         "--c2-env", default=C2_ENV, help=f"environment of (c') on top of --server-env ({C2_ENV})"
+    )
+    parser.add_argument(
+        "--d-env", default=D_ENV, help=f"environment of (d) on top of --server-env ({D_ENV})"
     )
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="results directory")
     parser.add_argument("--label", default="", help="a note printed in RESULTS.md")
@@ -140,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     raw_dir.mkdir(parents=True, exist_ok=True)
     server_env = dict(item.split("=", 1) for item in args.server_env)
     c2_env = {**server_env, **dict(a.split("=", 1) for a in args.c2_env.split(",") if a)}
+    d_env = {**server_env, **dict(a.split("=", 1) for a in args.d_env.split(",") if a)}
+    api_envs = {"c": server_env, "d": d_env, "c2": c2_env}
 
     model_path, model_note = resolve_model(args.model, raw_dir)
     image = make_image()
@@ -155,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         options={
             "duration_s": args.duration, "rounds": args.rounds, "connections": connections,
             "systems": systems, "client_timeout_s": args.timeout, "server_env": server_env,
-            "c2_env": c2_env,
+            "c2_env": c2_env, "d_env": d_env,
             "label": args.label, "load_tool": tool,
         },
         environment={
@@ -168,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[bench] issuer: {issuer.kind} at {issuer.url}", flush=True)
     servers: dict[str, Process] = {}
     try:
-        servers = _start_servers(systems, issuer, model_path, server_env, c2_env, raw_dir)
+        servers = _start_servers(run, systems, issuer, model_path, api_envs, raw_dir)
         load = LoadGenerator(tool, body_path, content_type, issuer.token)
         for name, server in servers.items():
             print(f"[bench] warming {name}", flush=True)
@@ -176,11 +190,13 @@ def main(argv: list[str] | None = None) -> int:
         for round_no in range(1, args.rounds + 1):
             _one_round(run, round_no, args, connections, systems, servers, load, model_path,
                        image_path)  # fmt: skip
+        run.rss_peak_mib = {name: server.peak_rss_mib() for name, server in servers.items()}
     finally:
         for server in servers.values():
             server.stop()
         issuer.stop()
     run.environment["load_after"] = load_average()
+    run.env_mib = serving_env_sizes()
     run.token_validation_us = token_validation_us(run.notes)
     _write(run, args.out)
     return 0
@@ -193,11 +209,11 @@ def _cores() -> int:
 
 
 def _start_servers(
+    run: Run,
     systems: list[str],
     issuer: Issuer,
     model_path: Path,
-    server_env: dict[str, str],
-    c2_env: dict[str, str],
+    api_envs: dict[str, dict[str, str]],
     log_dir: Path,
 ) -> dict[str, Process]:
     common = {
@@ -211,9 +227,12 @@ def _start_servers(
             if name == "a":
                 continue
             port = free_port()
-            if name in ("c", "c2"):
-                env = {**common, **(server_env if name == "c" else c2_env)}
-                servers[name] = start_api(env, port, log_dir, "api" if name == "c" else "api_c2")
+            started = time.monotonic()
+            if name in API_SYSTEMS:
+                env = {**common, **api_envs[name]}
+                servers[name] = start_api(
+                    env, port, log_dir, "api" if name == "c" else f"api_{name}"
+                )
                 ready = "/ready"
             else:
                 mode = "course" if name == "b" else "wheel"
@@ -222,7 +241,13 @@ def _start_servers(
                 ready = "/health"
             # one at a time: two TensorFlow start-ups at once on 2 cores slow both down
             servers[name].wait_until(ready)
-            print(f"[bench] {name} ready on port {port}", flush=True)
+            run.startup_s[name] = time.monotonic() - started
+            run.rss_idle_mib[name] = servers[name].rss_mib()
+            print(
+                f"[bench] {name} ready on port {port} after {run.startup_s[name]:.1f} s, "
+                f"rss {run.rss_idle_mib[name]:.0f} MiB",
+                flush=True,
+            )
     except Exception:
         for server in servers.values():
             server.stop()
@@ -273,7 +298,8 @@ def _measure(
     args: argparse.Namespace,
     probe: bool,
 ) -> Point:
-    before = batch_counters(server.port) if name == "c" else None
+    scraped = name in API_SYSTEMS
+    before = batch_counters(server.port) if scraped else None
     cpu_before = server.cpu_seconds()
     machine_before = machine_busy_seconds()
     health: HealthProbe | None = None
@@ -286,7 +312,7 @@ def _measure(
     machine_busy, now = machine_busy_seconds()
     wall = now - machine_before[1]
     rss = server.rss_mib()
-    after = batch_counters(server.port) if name == "c" else None
+    after = batch_counters(server.port) if scraped else None
     avg_batch = None
     if before and after and after[1] > before[1]:
         avg_batch = (after[0] - before[0]) / (after[1] - before[1])

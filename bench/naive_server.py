@@ -50,7 +50,7 @@ def create_naive_app(settings: Settings, mode: str) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         from kto.inference import Inference
 
-        inference = Inference(settings.model_path)
+        inference = Inference(settings.model_path, backend="keras")  # the course ran Keras
         app.state.execute = course_execute(inference) if mode == "course" else inference.execute
         if mode == "course":  # build Keras' predict function before traffic, as (c) warms up
             height, width = inference.input_size

@@ -82,6 +82,10 @@ class Process:
         """Resident memory of the process and all its descendants (uvicorn workers)."""
         return sum(rss_mib(pid) for pid in [self.popen.pid, *descendants(self.popen.pid)])
 
+    def peak_rss_mib(self) -> float:
+        """Peak resident memory (VmHWM) of the process and its descendants, summed."""
+        return sum(rss_mib(pid, "VmHWM") for pid in self.pids())
+
     def pids(self) -> list[int]:
         return [self.popen.pid, *descendants(self.popen.pid)]
 
@@ -126,11 +130,11 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-def rss_mib(pid: int) -> float:
-    """VmRSS from /proc (psutil is not a dependency)."""
+def rss_mib(pid: int, field: str = "VmRSS") -> float:
+    """VmRSS (or another /proc/PID/status size, e.g. VmHWM) in MiB (psutil is no dependency)."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass

@@ -50,6 +50,10 @@ def summarise(run: dict[str, Any]) -> Summary:
         },
         "rows": {s: dict(sorted(t.items())) for s, t in table.items()},
         "token_us": run.get("token_validation_us"),
+        "startup_s": run.get("startup_s", {}),
+        "rss_idle": run.get("rss_idle_mib", {}),
+        "rss_peak": run.get("rss_peak_mib", {}),
+        "env_mib": run.get("env_mib", {}),
     }
     summary["targets"] = targets(summary)
     return summary
@@ -60,11 +64,12 @@ def _get(summary: Summary, system: str, n: int, key: str) -> Any:
 
 
 def targets(summary: Summary) -> list[dict[str, Any]]:
-    """The issue's targets, each as (what, measured, pass/fail or None when not measured)."""
+    """The targets, each as (what, measured, pass/fail or None when not measured)."""
     found: list[dict[str, Any]] = []
     for system, name in (("c", "(c)"), ("c2", "(c')")):
         if system in summary["rows"]:
             found += _targets_of(summary, system, name)
+    found += _runtime_targets(summary)
     token = summary.get("token_us")
     if token is not None:
         found.append(
@@ -74,6 +79,48 @@ def targets(summary: Summary) -> list[dict[str, Any]]:
                 "ok": token < 200,
             }
         )
+    return found
+
+
+def _ratio_target(what: str, c: float | None, d: float | None, limit: float, higher: bool) -> Any:
+    if c is None or not d:
+        return None
+    ratio = c / d
+    return {
+        "target": what,
+        "measured": f"{ratio:.2f} x",
+        "ok": ratio >= limit if higher else ratio <= limit,
+    }
+
+
+def _runtime_targets(summary: Summary) -> list[dict[str, Any]]:
+    """(c), the ONNX Runtime backend, against (d), the same API on TensorFlow."""
+    rss, env, up = summary["rss_peak"], summary["env_mib"], summary["startup_s"]
+    p50 = _get(summary, "c", 1, "p50")
+    candidates = [
+        _ratio_target(
+            "(c) >= 1.8 x (d) req/s at 8 connections",
+            _get(summary, "c", 8, "rps"), _get(summary, "d", 8, "rps"), 1.8, True,
+        ),
+        _ratio_target("(c) peak RSS <= 0.5 x (d)", rss.get("c"), rss.get("d"), 0.5, False),
+        _ratio_target(
+            "serving environment (c) <= 0.4 x (d) (the API's install before)",
+            env.get("c"), env.get("d"), 0.4, False,
+        ),
+        _ratio_target("start to /ready (c) <= 0.5 x (d)", up.get("c"), up.get("d"), 0.5, False),
+    ]  # fmt: skip
+    found = [t for t in candidates if t is not None]
+    cpu_c, cpu_d = _get(summary, "c", 8, "cpu_ms"), _get(summary, "d", 8, "cpu_ms")
+    if cpu_c and cpu_d:  # steadier than req/s on a shared machine: CPU time is not wall time
+        found.append(
+            {"target": "(for information) (d) / (c) server CPU ms per request at 8 connections",
+             "measured": f"{cpu_d / cpu_c:.2f} x", "ok": None}
+        )  # fmt: skip
+    if p50 is not None:
+        found.append(
+            {"target": "(c) p50 <= 12 ms at 1 connection", "measured": f"{p50:.1f} ms",
+             "ok": p50 <= 12}
+        )  # fmt: skip
     return found
 
 
@@ -139,7 +186,7 @@ def table(summary: Summary, names: dict[str, str]) -> str:
         lines.append(
             f"| {names['a']} | batch {size} | {value:.1f} img/s | | | | | | {size} | | | | |"
         )
-    for system in ("b", "b2", "c", "c2"):
+    for system in ("b", "b2", "c", "d", "c2"):
         for n, row in summary["rows"].get(system, {}).items():
             lines.append(
                 f"| {names[system]} | {n} | {_fmt(row['rps'])} | {_fmt(row['p50'], '.0f')} "
@@ -149,6 +196,22 @@ def table(summary: Summary, names: dict[str, str]) -> str:
                 f"| {_fmt(row['rss'], '.0f')} "
                 f"| {_fmt(row['health_p99'])} |"
             )
+    return "\n".join(lines)
+
+
+def process_table(summary: Summary, names: dict[str, str]) -> str:
+    """Per server: start to ready, RSS idle and peak, the installed serving environment."""
+    lines = [
+        "| system | start to ready s | RSS idle MiB | RSS peak MiB | serving env MiB |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for system in summary["startup_s"]:
+        env = summary["env_mib"].get(system)
+        lines.append(
+            f"| {names[system]} | {_fmt(summary['startup_s'].get(system))} "
+            f"| {_fmt(summary['rss_idle'].get(system), '.0f')} "
+            f"| {_fmt(summary['rss_peak'].get(system), '.0f')} | {_fmt(env, '.0f')} |"
+        )
     return "\n".join(lines)
 
 
@@ -164,7 +227,7 @@ def markdown(run: dict[str, Any], summary: Summary, names: dict[str, str]) -> st
     env, opts = run["environment"], run["options"]
     server_env = " ".join(f"{k}={v}" for k, v in opts["server_env"].items()) or "(defaults)"
     parts = [
-        "# Benchmark: ceiling vs naive server vs this API",
+        "# Benchmark: ceiling vs naive server vs this API (ONNX Runtime and TensorFlow)",
         "",
         f"Run {run['started']} with `python -m bench` ({opts['load_tool']}, "
         f"{opts['duration_s']:g} s per point, median of {opts['rounds']} interleaved round(s), "
@@ -173,7 +236,8 @@ def markdown(run: dict[str, Any], summary: Summary, names: dict[str, str]) -> st
         f"- machine: {env['cpu']}, {env['cores']} cores; load average before "
         f"{env['load_before']}, after {env.get('load_after', '?')}",
         f"- model: {env['model']}; image: {env['image']} (decoded and resized in every request)",
-        f"- (c) settings: {server_env}",
+        f"- (c) settings: {server_env}; (d) adds "
+        + (" ".join(f"{k}={v}" for k, v in opts.get("d_env", {}).items()) or "(not run)"),
         "- (c') settings: "
         + (" ".join(f"{k}={v}" for k, v in opts.get("c2_env", {}).items()) or "(not run)"),
         "- req/s counts 2xx answers only; errors = non-2xx + client timeouts + socket errors "
@@ -186,14 +250,20 @@ def markdown(run: dict[str, Any], summary: Summary, names: dict[str, str]) -> st
         "## Results",
         "",
         "(a) `Inference.execute_batch` in-process on pre-read bytes (decode + resize + one "
-        "forward pass), images/s; (b) `bench/naive_server.py --mode course`: `async def` "
-        "handler, token check, `model.predict` per request on the event loop; (b') the same "
+        "forward pass, the backend the API picks: ONNX Runtime), images/s; (b) "
+        "`bench/naive_server.py --mode course`: `async def` handler, token check, "
+        "`model.predict` per request on the event loop; (b') the same "
         "handler calling `Inference.execute` (compiled forward pass) per request; (c) "
-        "`python boot.py`: micro-batching, decode pool, bounded admission.",
+        "`python boot.py`: micro-batching, decode pool, bounded admission, the exported "
+        "model.onnx on ONNX Runtime; (d) the same with `INFERENCE_BACKEND=keras` (TensorFlow). "
+        "Serving env = installed size of the API requirements' dependency closure ((d): plus "
+        "tensorflow-cpu and keras), from `bench/envsize.py`.",
         "",
         table(summary, names),
         "",
-        "## Targets (issue 6)",
+        process_table(summary, names),
+        "",
+        "## Targets",
         "",
         targets_text(summary),
         "",
@@ -211,7 +281,7 @@ def plot(summary: Summary, path: Path, names: dict[str, str]) -> None:
     import matplotlib.pyplot as plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for system, style in (("b", "s--"), ("b2", "^--"), ("c", "o-"), ("c2", "D-")):
+    for system, style in (("b", "s--"), ("b2", "^--"), ("c", "o-"), ("d", "v-"), ("c2", "D-")):
         rows = summary["rows"].get(system)
         if not rows:
             continue

@@ -1,7 +1,8 @@
 """``python -m bench.tune``: sweep (c)'s settings to choose its defaults by measurement.
 
 Each configuration is a name and environment variables for the API (``BATCH_MAX_SIZE``,
-``BATCH_MAX_WAIT_MS``, ``TF_INTRA_OP_THREADS``, ``DECODE_THREADS``, ``WORKERS``..., plus
+``BATCH_MAX_WAIT_MS``, ``INFERENCE_THREADS``, ``INFERENCE_BACKEND``, ``DECODE_THREADS``,
+``WORKERS``, ``TF_INTRA_OP_THREADS``..., plus
 ``UVICORN_HTTP``/``UVICORN_LOOP``, see ``bench.harness.start_api``). Every configuration gets a
 fresh server, a warm-up, then each connection count; the first configuration (the baseline)
 is measured again at the end to show how much the machine drifted meanwhile. Writes
@@ -28,20 +29,14 @@ from bench.procs import cpu_model, free_port, load_average
 DEFAULT_CONFIGS = [
     "default:",
     "batch4:BATCH_MAX_SIZE=4",
-    "batch8:BATCH_MAX_SIZE=8",
-    "batch32:BATCH_MAX_SIZE=32",
-    "wait0:BATCH_MAX_WAIT_MS=0",
-    "wait2:BATCH_MAX_WAIT_MS=2",
+    "batch16:BATCH_MAX_SIZE=16",
     "wait10:BATCH_MAX_WAIT_MS=10",
     "wait20:BATCH_MAX_WAIT_MS=20",
-    "intra1:TF_INTRA_OP_THREADS=1",
-    "inter1:TF_INTER_OP_THREADS=1",
+    "threads1:INFERENCE_THREADS=1",
+    "threads2:INFERENCE_THREADS=2",
     "decode1:DECODE_THREADS=1",
-    "decode4:DECODE_THREADS=4",
-    "h11:UVICORN_HTTP=h11",
-    "asyncio:UVICORN_LOOP=asyncio",
-    "2workers-intra1:WORKERS=2,TF_INTRA_OP_THREADS=1,TF_INTER_OP_THREADS=1,DECODE_THREADS=1",
-    "2workers-intra2:WORKERS=2",
+    "2workers:WORKERS=2,INFERENCE_THREADS=1,DECODE_THREADS=1",
+    "tf-default:INFERENCE_BACKEND=keras",
 ]
 
 

@@ -1,9 +1,10 @@
 """Which model the checks serve: the bundled default model, or a stand-in of the same size.
 
-The checks should load the server as production does, so they use the bundled model
-(cats_dogs_other/model/model.keras). Where it is absent (a checkout before training ran), a
-MobileNetV2 with random weights is built once into ``.reliability/model``: same architecture,
-same cost per image, meaningless predictions — the checks only need well-formed ones.
+The checks should load the server as production does, so they use the bundled model folder
+(cats_dogs_other/model, served from its model.onnx). Where it is absent (a checkout before
+training ran), a MobileNetV2 with random weights is built once into ``.reliability/model``:
+same architecture, same cost per image, meaningless predictions — the checks only need
+well-formed ones.
 """
 
 import os
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from reliability.stack import ROOT, WORK_DIR
 
-BUNDLED = ROOT / "cats_dogs_other" / "model" / "model.keras"
+BUNDLED = ROOT / "cats_dogs_other" / "model"
 INPUT_SIZE = (224, 224)  # as the bundled model
 STANDIN_DIR = WORK_DIR / f"standin-mobilenetv2-{INPUT_SIZE[0]}"
 
@@ -21,9 +22,8 @@ STANDIN_DIR = WORK_DIR / f"standin-mobilenetv2-{INPUT_SIZE[0]}"
 def build_standin(directory: Path = STANDIN_DIR) -> Path:
     """Build (once) the MobileNetV2 stand-in with the bench's builder, in a subprocess: the
     harness never imports TF."""
-    path = directory / "model.keras"
-    if path.exists():
-        return path
+    if (directory / "model.onnx").exists():
+        return directory
     subprocess.run(
         [sys.executable, "-m", "bench.model", str(directory), "--size", str(INPUT_SIZE[0]),
          "--name", "reliability-standin-mobilenetv2"],
@@ -31,7 +31,7 @@ def build_standin(directory: Path = STANDIN_DIR) -> Path:
         cwd=ROOT,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
     )  # fmt: skip
-    return path
+    return directory
 
 
 def resolve(explicit: str | None = None) -> Path:
@@ -41,7 +41,7 @@ def resolve(explicit: str | None = None) -> Path:
         if not path.exists():
             raise SystemExit(f"--model {explicit}: no such file")
         return path
-    if BUNDLED.exists():
+    if (BUNDLED / "model.onnx").exists():
         return BUNDLED
     print(f"(no bundled model at {BUNDLED}; using a MobileNetV2 stand-in)", flush=True)
     return build_standin()

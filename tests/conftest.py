@@ -16,7 +16,9 @@ def repo_root() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real tiny Keras model from the wheel: red -> Cat, green -> Dog, blue -> Other."""
+    """A real tiny model folder from the wheel (red -> Cat, green -> Dog, blue -> Other):
+    model.keras and its export model.onnx, so it is served by ONNX Runtime like the bundled one."""
     from kto.inference.testing import save_tiny_model
 
-    return save_tiny_model(tmp_path_factory.mktemp("tiny-model"), input_size=(32, 32))
+    directory = tmp_path_factory.mktemp("tiny-model")
+    return save_tiny_model(directory, input_size=(32, 32), onnx=True).parent

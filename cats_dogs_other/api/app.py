@@ -22,6 +22,7 @@ import httpx
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from kto.inference import DEFAULT_DECODE_LIMITS, Inference, ModelLoadError, configure_threads
+from kto.inference.model import resolve_model
 
 from cats_dogs_other.api.access_log import AccessLogMiddleware
 from cats_dogs_other.api.batching import MicroBatcher
@@ -34,6 +35,7 @@ from cats_dogs_other.api.jwks import KeyCache
 from cats_dogs_other.api.model_source import ModelSourceError
 from cats_dogs_other.api.resources import Resources
 from cats_dogs_other.api.routes import dev_token, health, model, predict
+from cats_dogs_other.api.schemas import declare_classes
 from cats_dogs_other.api.security import SCHEME_NAME
 from cats_dogs_other.api.settings import Settings, load_settings
 from cats_dogs_other.api.startup import TRAIN_HINT, StartupError, record_failure
@@ -114,6 +116,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
             validator=TokenValidator.from_settings(settings, keys),
             dpop=DPoPBinding.from_settings(settings),
         )
+        app.state.served_classes = inference.classes  # the OpenAPI document's enum
         if metrics is not None:
             meta = inference.metadata
             metrics.set_model(name=meta.name, version=meta.version, sha256=inference.sha256)
@@ -127,11 +130,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
 
 
 async def _load_model(settings: Settings) -> Inference:
-    """Resolve and load the model in a thread: TF work must not run on the event loop.
+    """Resolve and load the model in a thread: model loading must not run on the event loop.
 
     A model that cannot be loaded stops the start-up with one sentence (see startup.py).
     """
-    configure_tf_threads(settings)
     path, setting = settings.model_path, "MODEL_PATH"
     try:
         if settings.model_uri:
@@ -155,9 +157,18 @@ async def _load_model(settings: Settings) -> Inference:
 
 
 def _build_inference(path: Path, settings: Settings) -> Inference:
+    backend, model_file = resolve_model(path, settings.inference_backend)
+    if backend == "keras":  # TensorFlow is imported only for a Keras model
+        configure_tf_threads(settings)
     limits = dataclasses.replace(DEFAULT_DECODE_LIMITS, max_jpeg_scans=settings.max_jpeg_scans)
     inference = Inference(
-        path, max_pixels=settings.max_image_pixels, decode_limits=limits, warmup=False
+        model_file,
+        max_pixels=settings.max_image_pixels,
+        min_side=settings.min_image_side,
+        decode_limits=limits,
+        warmup=False,
+        backend=backend,
+        threads=settings.inference_threads,
     )
     # Every batch shape the batcher can form (once each), so the first busy seconds are not
     # ~20% slower.
@@ -205,5 +216,9 @@ def _openapi(app: FastAPI, settings: Settings) -> dict[str, Any]:
             for requirement in operation.get("security", []):
                 if SCHEME_NAME in requirement:
                     requirement[SCHEME_NAME] = [settings.oauth2_scope]
+    classes = getattr(app.state, "served_classes", None)
+    if classes is None:  # before start-up: do not cache a document without the model's classes
+        return schema
+    declare_classes(schema, classes)
     app.openapi_schema = schema
     return schema

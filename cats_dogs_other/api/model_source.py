@@ -11,6 +11,7 @@ a server whose tracking server is briefly down still starts; an alias is looked 
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import re
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SUPPORTED = "models:/<name>/<version>, models:/<name>@<alias> or runs:/<run_id>/<path>"
-MODEL_FILENAMES = ("model.keras", "model.h5")
+MODEL_FILENAMES = ("model.onnx", "model.keras", "model.h5")
 _COMPLETE = ".complete"
 _MODELS = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>[^/@]+)|@(?P<alias>[^/@]+))/?$")
 _RUNS = re.compile(r"^runs:/(?P<run_id>[0-9A-Za-z_-]+)/(?P<path>.+?)/?$")
@@ -66,7 +67,11 @@ def parse_model_uri(uri: str) -> ParsedUri:
 
 
 def resolve_model_uri(uri: str, cache_dir: Path, *, tracking_uri: str | None = None) -> Path:
-    """Download (or reuse from ``cache_dir``) the model behind ``uri``; return its model file."""
+    """Download (or reuse from ``cache_dir``) the model behind ``uri``; return its model folder.
+
+    The folder is served like ``MODEL_PATH`` (its ``model.onnx`` when it has one). A Keras-only
+    folder on an install without TensorFlow stops here with a one-line reason.
+    """
     parsed = parse_model_uri(uri)
     client = _client(tracking_uri)
     if parsed.kind == "models" and parsed.alias:
@@ -80,10 +85,10 @@ def resolve_model_uri(uri: str, cache_dir: Path, *, tracking_uri: str | None = N
     target = Path(cache_dir) / key
     if (target / _COMPLETE).is_file():
         log.info("model %s found in cache %s", concrete, target)
-        return _model_file(target, concrete)
+        return _model_folder(target, concrete)
     source = _version_source(client, parsed) if parsed.kind == "models" else concrete
     _download(concrete, source, target, client.tracking_uri)
-    return _model_file(target, concrete)
+    return _model_folder(target, concrete)
 
 
 def _client(tracking_uri: str | None) -> MlflowClient:
@@ -176,18 +181,28 @@ def _first_line(exc: Exception) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _model_file(directory: Path, uri: str) -> Path:
-    for name in MODEL_FILENAMES:
-        if (directory / name).is_file():
-            return directory / name
-    found = sorted(p for p in directory.rglob("*") if p.name in MODEL_FILENAMES)
-    if found:
-        return found[0]
-    listing = ", ".join(sorted(p.name for p in directory.iterdir() if p.name != _COMPLETE))
-    raise ModelSourceError(
-        f"{uri} holds no model.keras or model.h5 (found: {listing or 'nothing'}); log the model "
-        "directory written by `python -m cats_dogs_other.train` (artifact path 'model')"
+def _model_folder(directory: Path, uri: str) -> Path:
+    """The folder holding the model files (the artifact root, or the first one below it)."""
+    found = sorted(
+        (p for p in directory.rglob("*") if p.name in MODEL_FILENAMES),
+        key=lambda p: (len(p.parts), MODEL_FILENAMES.index(p.name)),
     )
+    if not found:
+        listing = ", ".join(sorted(p.name for p in directory.iterdir() if p.name != _COMPLETE))
+        raise ModelSourceError(
+            f"{uri} holds no model.onnx, model.keras or model.h5 (found: {listing or 'nothing'}); "
+            "log the model directory written by `python -m cats_dogs_other.train` (artifact "
+            "path 'model')"
+        )
+    folder = found[0].parent
+    if not (folder / "model.onnx").is_file() and importlib.util.find_spec("tensorflow") is None:
+        raise ModelSourceError(
+            f"{uri} holds only a Keras model ({found[0].name}) and this install has no "
+            "TensorFlow: install the Keras extra (pip install 'kto-keras-inference[keras]'), or "
+            "export it first (python -m cats_dogs_other.train export --model DIR) and register "
+            "that"
+        )
+    return folder
 
 
 def _safe(text: str) -> str:

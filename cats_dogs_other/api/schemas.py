@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Sequence
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 
@@ -17,8 +18,24 @@ class Readiness(BaseModel):
 
 
 class Prediction(BaseModel):
-    prediction: str
-    values: list[float]
+    prediction: str = Field(description="the answer: one of the served model's classes")
+    values: list[float] = Field(description="probabilities in the order of GET /model's classes")
+    probabilities: dict[str, float] = Field(description="the same probabilities by class name")
+
+
+def declare_classes(schema: dict[str, Any], classes: Sequence[str]) -> None:
+    """Write the served model's classes into the OpenAPI document: ``prediction`` is an enum
+    of them and ``probabilities`` has exactly them as keys, so clients can generate types."""
+    prediction = schema.get("components", {}).get("schemas", {}).get("Prediction")
+    if prediction is None:
+        return
+    props = prediction["properties"]
+    props["prediction"]["enum"] = list(classes)
+    props["values"]["minItems"] = props["values"]["maxItems"] = len(classes)
+    props["probabilities"].pop("additionalProperties", None)
+    props["probabilities"]["properties"] = {c: {"type": "number"} for c in classes}
+    props["probabilities"]["required"] = list(classes)
+    props["probabilities"]["additionalProperties"] = False
 
 
 class ModelInfo(BaseModel):

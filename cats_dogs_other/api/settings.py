@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urljoin, urlsplit
 
-from kto.inference import DEFAULT_DECODE_LIMITS
+from kto.inference import DEFAULT_DECODE_LIMITS, MIN_CLASSIFIABLE_SIDE
+from kto.inference.backends import BackendChoice
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -20,7 +21,7 @@ from cats_dogs_other.api import batching
 from cats_dogs_other.api.dpop import DPOP_ALGORITHMS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_MODEL_PATH = REPO_ROOT / "cats_dogs_other" / "model" / "model.keras"
+DEFAULT_MODEL_PATH = REPO_ROOT / "cats_dogs_other" / "model"
 DEFAULT_MODEL_CACHE_DIR = REPO_ROOT / ".model-cache"
 MiB = 1024 * 1024
 DEV_TOKEN_PATH = "/dev/oauth/token"  # noqa: S105 - a path, not a secret
@@ -103,15 +104,19 @@ class Settings(BaseSettings):
     dpop_nonce_lifetime_s: int = Field(default=300, ge=10, le=3600)
 
     # --- model ---
-    model_path: Path = DEFAULT_MODEL_PATH
+    model_path: Path = DEFAULT_MODEL_PATH  # a model folder, or a .onnx / .keras / .h5 file
     model_uri: str | None = None
     model_cache_dir: Path = DEFAULT_MODEL_CACHE_DIR
+    # auto: a folder's exported model.onnx (ONNX Runtime) when it has one, else its model.keras
+    inference_backend: BackendChoice = "auto"
 
     # --- uploads ---
     max_upload_bytes: int = Field(default=10 * MiB, ge=1)
     max_batch_files: int = Field(default=32, ge=1)
     max_batch_bytes: int = Field(default=32 * MiB, ge=1)
     max_image_pixels: int = Field(default=40_000_000, ge=1)
+    # an image with a shorter side gets a 422 instead of a confident guess
+    min_image_side: int = Field(default=MIN_CLASSIFIABLE_SIDE, ge=1)
     max_jpeg_scans: int = Field(default=DEFAULT_DECODE_LIMITS.max_jpeg_scans, ge=1)
 
     # --- performance (issue 6; defaults measured by bench/, kept next to the batcher) ---
@@ -120,6 +125,7 @@ class Settings(BaseSettings):
     queue_max_size: int = Field(default=batching.DEFAULT_QUEUE_SIZE, ge=1)
     inference_timeout_s: float = Field(default=batching.DEFAULT_TIMEOUT_S, gt=0)
     decode_threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    inference_threads: int | None = Field(default=None, ge=0)  # ONNX Runtime intra-op pool
     tf_intra_op_threads: int | None = Field(default=None, ge=0)
     tf_inter_op_threads: int | None = Field(default=None, ge=0)
 
@@ -196,6 +202,7 @@ class Settings(BaseSettings):
             share = max(1, (os.cpu_count() or 1) // workers)
             data = {**data}
             data.setdefault("decode_threads", share)
+            data.setdefault("inference_threads", share)
             data.setdefault("tf_intra_op_threads", share)
             data.setdefault("tf_inter_op_threads", 1)
         return data

@@ -6,8 +6,19 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cats_dogs_other.train import kinds
+from cats_dogs_other.train.stats import format_proportion as fp
+
 if TYPE_CHECKING:
     from cats_dogs_other.train.train import TrainConfig
+
+# What each known source stands for in the project's targets (figures from its test split).
+TARGETS = (
+    ("cats_dogs_other", ("Cat", "Dog"), "everyday cat/dog photos (course set)", 0.985),
+    ("pets_breeds", ("Cat", "Dog"), "varied breed photos", 0.97),
+    ("imagenet_samples", ("Other",), "unseen non-cat, non-dog classes answered Other", 0.95),
+    ("imagenet_samples", ("Dog",), "ImageNet-style dog photos answered Dog", 0.95),
+)
 
 
 def readme_paragraph(directory: Path | None, prefix: str) -> str | None:
@@ -25,15 +36,40 @@ def readme_paragraph(directory: Path | None, prefix: str) -> str | None:
     return None
 
 
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.1%}"
+def _merge(section: dict[str, Any], classes: tuple[str, ...]) -> dict[str, Any]:
+    """Accuracy over the images whose TRUE class is one of ``classes``."""
+    labels = section["confusion_matrix"]["labels"]
+    matrix = section["confusion_matrix"]["matrix"]
+    rows = [labels.index(c) for c in classes]
+    k = sum(matrix[r][r] for r in rows)
+    n = sum(sum(matrix[r]) for r in rows)
+    from cats_dogs_other.train.stats import proportion
+
+    return proportion(k, n)
+
+
+def _targets(metrics: dict[str, Any]) -> str:
+    per_source = metrics["test"]["per_source"]
+    rows = ["| target | held-out test figure | bar |", "|---|---|---|"]
+    for source, classes, what, bar in TARGETS:
+        if source in per_source:
+            rows.append(
+                f"| {what} (`{source}`) | {fp(_merge(per_source[source], classes))} | {bar:.1%} |"
+            )
+    cv = metrics.get("cross_validation")
+    if cv:
+        rows.append(
+            f"| {cv['folds']}-fold CV on `{cv['source']}` (pooled) | {fp(cv['pooled'])} | 98.0% |"
+        )
+    return "\n".join(rows)
 
 
 def _per_class_table(section: dict[str, Any]) -> str:
     rows = ["| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
     for cls, v in section["per_class"].items():
         rows.append(
-            f"| {cls} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1']:.3f} | {v['support']} |"
+            f"| {cls} | {fp(v['precision_ci'])} | {fp(v['recall_ci'])} | {v['f1']:.3f} | "
+            f"{v['support']} |"
         )
     return "\n".join(rows)
 
@@ -46,159 +82,157 @@ def _confusion_table(section: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
-def _size_section(selection: dict[str, Any]) -> str:
+def _sources_table(metrics: dict[str, Any]) -> str:
+    split = metrics["split"]["per_source"]
     rows = [
-        "| input size | CV accuracy (mean) | folds | ms / image alone | ms / image, batch of 32 |",
-        "|---|---|---|---|---|",
+        "| source | format | listed | used | per class used | train / val / calibration / test |",
+        "|---|---|---|---|---|---|",
     ]
-    for c in selection["candidates"]:
-        folds = ", ".join(f"{a:.3f}" for a in c.get("fold_accuracies", [])) or "n/a"
+    for s in metrics["dataset"]["sources"]:
+        per = ", ".join(f"{k} {v}" for k, v in s["per_class_used"].items() if v)
+        parts = split[s["name"]]
         rows.append(
-            f"| {c['input_size']}x{c['input_size']} | {_pct(c.get('accuracy_mean'))} | {folds} "
-            f"| {c['ms_single_image']} | {c['ms_per_image_batch32']} |"
+            f"| `{s['name']}` | {s['format']} | {s['images_listed']} | {s['images_used']} | {per} "
+            f"| {parts['train']} / {parts['val']} / {parts['calibration']} / {parts['test']} |"
         )
-    side = selection["chosen"]
-    return (
-        "\n".join(rows)
-        + f"\n\nChosen: **{side}x{side}** ({selection['reason']}). Timings are the frozen "
-        "backbone alone on this machine's CPU, measured during training (a shared 2-core machine: "
-        "expect noise of tens of percent)."
-    )
+    return "\n".join(rows)
 
 
-def _ood_row(label: str, v: dict[str, Any]) -> str:
-    without, with_rule = _pct(v["other_rate_without_rule"]), _pct(v["other_rate_with_rule"])
-    return f"| {label} | {v['n']} | {without} | {with_rule} |"
-
-
-def _weak_spots(ood: dict[str, Any] | None) -> str:
-    """OOD categories still mostly answered Cat/Dog, named so nobody has to dig for them."""
-    if not ood:
-        return ""
-    weak = [
-        f"{c} ({v['n'] - v['predicted'].get('Other', 0)} of {v['n']} not answered Other)"
-        for c, v in ood["per_category"].items()
-        if v["other_rate_with_rule"] is not None and v["other_rate_with_rule"] < 0.5
+def _selection_table(metrics: dict[str, Any]) -> str:
+    rows = [
+        "| head | weighting | mirror pass | val. macro recall | val. accuracy | epochs |",
+        "|---|---|---|---|---|---|",
     ]
-    if not weak:
-        return ""
-    return f"- Known weak spots among the OOD images: {', '.join(weak)}.\n"
-
-
-def _rules_text(model: dict[str, Any], details: dict[str, Any]) -> str:
-    gate, decision = model.get("novelty_gate"), model.get("decision")
-    lines = []
-    if gate:
-        g = details.get("novelty_gate", {})
-        lines.append(
-            f"1. **Novelty gate** (inside `model.keras`): an image whose backbone features have "
-            f"cosine similarity below **{gate['threshold']}** to every one of the "
-            f"{gate['reference_vectors']} training reference vectors (training images, clean "
-            "and augmented) is answered Other. In-distribution accuracy on the calibration "
-            f"images: {_pct(g.get('in_distribution_accuracy_without_rule'))} without it, "
-            f"{_pct(g.get('in_distribution_accuracy_with_rule'))} with it."
+    for c in metrics["selection"]["candidates"]:
+        shape = "linear" if c["hidden"] == 0 else f"MLP {c['hidden']}"
+        mark = " **(chosen)**" if c["chosen"] else ""
+        acc = "n/a" if c["val_accuracy"] is None else f"{c['val_accuracy']:.4f}"
+        rows.append(
+            f"| {shape}{mark} | {c['weighting']} | {'on' if c['tta'] else 'off'} "
+            f"| {c['val_macro_recall']:.4f} | {acc} | {c['epochs']} |"
         )
-    else:
-        lines.append("1. Novelty gate: none (no threshold helped without costing accuracy).")
-    if decision:
-        c = details.get("min_confidence", {})
-        lines.append(
-            f"2. **`min_confidence`** {decision['threshold']} -> {decision['fallback']} "
-            "(in metadata.json, applied by the wheel) on what the gate lets through; "
-            f"in-distribution {_pct(c.get('in_distribution_accuracy_without_rule'))} -> "
-            f"{_pct(c.get('in_distribution_accuracy_with_rule'))}."
-        )
-    else:
-        lines.append(
-            "2. `min_confidence`: none (after the gate, no confidence threshold sent more OOD "
-            "images to Other without costing in-distribution accuracy)."
-        )
-    return "\n".join(lines)
+    return "\n".join(rows)
 
 
-def _ood_section(ood: dict[str, Any] | None, model: dict[str, Any]) -> str:
-    if not ood:
-        return "Not measured in this run (no `--ood-dir`)."
-    held, cal = ood["held_out"], ood["calibration"]
-    cats = "\n".join(_ood_row(c, v) for c, v in ood["per_category"].items())
-    details = ood.get("calibration_details") or {}
-    checks = "".join(
-        f"\n- in-distribution check `{c['file']}` (expected {c['expected']}): "
-        f"{c['prediction']} ({c['confidence']:.2f})"
-        for c in ood.get("in_distribution_checks", [])
+def _rule_text(metrics: dict[str, Any]) -> str:
+    rule, decision = metrics.get("confidence_rule"), metrics["model"]["decision"]
+    if not rule:
+        return "Confidence rule: not tried in this run."
+    measured = (
+        f"on the calibration split (n={rule['n']}) macro recall {rule['macro_recall_without']:.4f} "
+        f"without a threshold, {rule['macro_recall_with_best']:.4f} with the best one "
+        f"({rule['best_threshold']})"
     )
-    return f"""Images that are neither cats nor dogs and unlike the training set's landscapes
-(people, food, vehicles, objects, drawings, text, science images), collected by
-`python -m cats_dogs_other.train ood` from pictures that Python and Debian packages ship
-(set sha256 `{ood["sha256"][:16]}...`). None is used for training. Half of each category
-(seeded) calibrates the rules, the other half only measures them. The in-distribution side of
-the calibration is the {details.get("in_distribution_source", "validation split")}; the rules
-may not cost any in-distribution accuracy there.
+    if decision:
+        return (
+            f"Confidence rule: **`min_confidence` {decision['threshold']} -> "
+            f"{decision['fallback']}** (in metadata.json, applied by the wheel); {measured}."
+        )
+    gain = metrics["training"]["params"]["min_gain"]
+    return f"Confidence rule: none, no threshold gained {gain}: {measured}."
 
-{_rules_text(model, details)}
 
-| OOD images answered "Other" | n | classifier alone | as served (with the rules) |
-|---|---|---|---|
-{_ood_row("**held-out half**", held)}
-{_ood_row("calibration half", cal)}
-{cats}
-{checks}"""
+def _kinds_table(metrics: dict[str, Any]) -> str:
+    test = metrics["test"]
+    if not test["other_by_kind"]:
+        return "No held-out ImageNet classes in this run."
+    rows = ["| kind | answered Other |", "|---|---|"]
+    rows += [f"| {k} | {fp(v)} |" for k, v in test["other_by_kind"].items()]
+    rows.append(f"| **all held-out classes** | {fp(test['other_held_out_classes'])} |")
+    return "\n".join(rows)
+
+
+def _per_source_results(metrics: dict[str, Any]) -> str:
+    parts = []
+    for name, sec in metrics["test"]["per_source"].items():
+        parts.append(
+            f"### `{name}` (test split)\nAccuracy {fp(sec['accuracy'])}.\n\n"
+            f"{_per_class_table(sec)}\n\n{_confusion_table(sec)}\n"
+        )
+    return "\n".join(parts)
+
+
+def _cv_text(cv: dict[str, Any] | None) -> str:
+    if not cv:
+        return "Not run."
+    recall = ", ".join(f"{c} {fp(v)}" for c, v in cv["per_class_recall"].items())
+    return (
+        f"Stratified {cv['folds']}-fold cross-validation on `{cv['source']}` (each fold also "
+        "trains on the other sources' training, validation and calibration images, never on "
+        "their test split; fixed epochs, as the final model), the chosen head, mirror pass and "
+        f"rule: pooled accuracy **{fp(cv['pooled'])}**, folds "
+        + ", ".join(f"{a:.3f}" for a in cv["fold_accuracies"])
+        + f" (mean {cv['accuracy_mean']:.4f}, std {cv['accuracy_std']:.4f}). Recall: {recall}."
+    )
+
+
+def _ood_text(ood: dict[str, Any] | None) -> str:
+    if not ood:
+        return (
+            "Not measured in this run (collect the set once with "
+            "`python -m cats_dogs_other.train ood`)."
+        )
+    rows = ["| category | answered Other |", "|---|---|"]
+    rows += [f"| {c} | {fp(v)} |" for c, v in ood["per_category"].items()]
+    rows.append(f"| **all** | {fp(ood['all'])} |")
+    return (
+        "Pictures shipped by Python and Debian packages (people, drawings, objects, text; "
+        "`python -m cats_dogs_other.train ood`), outside `../shared`, used for no choice:\n\n"
+        + "\n".join(rows)
+    )
+
+
+def _dedupe_text(ds: dict[str, Any]) -> str:
+    removed = ds["duplicates"]
+    if not removed:
+        return "No duplicates found."
+    shown = "; ".join(
+        f"`{d['source']}/{d['file']}` = `{d['same_as']}` ({d['why']})" for d in removed[:12]
+    )
+    more = f"; and {len(removed) - 12} more (metrics.json lists all)" if len(removed) > 12 else ""
+    return f"{len(removed)} removed before splitting: {shown}{more}."
 
 
 def render_card(metrics: dict[str, Any], cfg: TrainConfig) -> str:
-    m, ds, test = metrics["model"], metrics["dataset"], metrics["test"]
-    cv = metrics.get("cross_validation")
-    cv_text = (
-        f"**{_pct(cv['accuracy_mean'])}** mean (std {cv['accuracy_std']:.3f}) over "
-        f"{cv['folds']} stratified folds: " + ", ".join(f"{a:.3f}" for a in cv["fold_accuracies"])
-        if cv
-        else "not run"
-    )
-    side = m["input_size"][0]
+    m, ds = metrics["model"], metrics["dataset"]
     timing = metrics["timing"]
-    data_source = cfg.extra.get("data_source") or "supplied by the user of the pipeline."
+    side = m["input_size"][0]
+    threads = timing["intra_op_threads"] or "all"
+    command = cfg.extra.get("command", "python -m cats_dogs_other.train ...")
     provenance = cfg.extra.get("backbone_provenance") or (
         "none (the `tiny` test backbone, random weights)"
         if cfg.backbone == "tiny"
         else "an ImageNet MobileNetV2 checkpoint."
     )
-    command = cfg.extra.get("command", "python -m cats_dogs_other.train ...")
-    sizes = metrics["split"]["sizes"]
-    threads = timing["intra_op_threads"] or "all"
+    sources = "\n".join(
+        f"- `{name}`: {text or 'supplied by the user of the pipeline.'}"
+        for name, text in (cfg.extra.get("data_sources") or {}).items()
+    )
+    serving = metrics["serving_check"]
     latency = (
         f"{timing['ms_single_image']} ms for one image, "
         f"{timing['ms_per_image_batch32']} ms/image in a batch of 32"
     )
-    per_class = ", ".join(f"{k}: {v}" for k, v in ds["per_class"].items())
-    backbone = (
-        "MobileNetV2 (alpha 1.0) with ImageNet weights, frozen"
-        if cfg.backbone == "mobilenet_v2"
-        else f"`{cfg.backbone}` (test network)"
-    )
-    fine_tuning = (
-        f"top {cfg.fine_tune_layers} layers, "
-        f"{metrics['training']['epochs_run'].get('fine-tuning', 0)} epochs"
-        if cfg.fine_tune_layers
-        else "off (`--fine-tune-layers 0`): the frozen features already pass the quality bar; "
-        "measure what fine-tuning changes with `python -m cats_dogs_other.train cv "
-        "--fine-tune-layers N`"
-    )
-    serving_diff = metrics["serving_check"]["max_abs_probability_diff"]
-    epochs = ", ".join(f"{k}: {v}" for k, v in metrics["training"]["epochs_run"].items())
-    weak = _weak_spots(metrics.get("ood"))
-    skipped = f", {ds['skipped_count']} corrupt skipped" if ds["skipped_count"] else ""
+    held_classes = len(metrics["split"]["held_out_imagenet_classes"])
+    how_kinds = " ".join((kinds.__doc__ or "").split()).partition("The grouping is made")[2]
+    tta = m["mirror_test_time_augmentation"]
     return f"""# Model card: {m["name"]} {m["version"]}
 
 Classifies a photo as **Cat**, **Dog** or **Other**. Trained by `python -m cats_dogs_other.train`
-on {metrics["trained_at"]}; served by the `kto-keras-inference` wheel (`kto.inference`).
+on {metrics["trained_at"]}; served by the `kto-keras-inference` wheel (`kto.inference`). Every
+figure below is measured on held-out images (never used for training or for any choice) and
+given with its n and a 95% Wilson interval.
 
 | | |
 |---|---|
-| held-out test accuracy (as served) | **{_pct(test["accuracy"])}** (n={test["n"]}) |
-| cross-validated accuracy | {cv_text} |
+| version | `{m["version"]}` (also in `metadata.json`, `GET /model` and MLflow) |
 | input | RGB {side}x{side}, raw 0..255 (resize: Pillow bilinear in `kto.inference.decode_image`) |
+| model | MobileNetV2 features, {m["head"]} head, mirror pass {"on" if tta else "off"} |
 | model file | `{m["file"]}`, {m["bytes"] / 1e6:.1f} MB, sha256 `{m["sha256"][:16]}...` |
 | latency (CPU, {threads} threads) | {latency} |
+
+## Targets
+{_targets(metrics)}
 
 ## Intended use
 Sorting everyday photos into cats, dogs and everything else, behind the project's API, e.g. to
@@ -206,62 +240,91 @@ route or tag uploads. Not for anything where a wrong answer harms someone, not f
 breeds or individual animals, not for surveillance.
 
 ## Data
-`{ds["name"]}` ({ds["format"]} format), {ds["images_used"]} images used ({per_class}{skipped}),
-sha256 `{ds["sha256"]}` (over file names, labels and contents).
-Source: {data_source}
+{_sources_table(metrics)}
 
-Split (stratified, seed {metrics["split"]["seed"]}): train {sizes["train"]}, validation
-{sizes["val"]}, test {sizes["test"]}. The test images are used only for the figures below.
+{sources}
 
-## Model
-- Backbone: {backbone}. Provenance: {provenance}
-- Preprocessing is **inside** the model (a Rescaling layer to [-1, 1]), so `metadata.json` says
-  `"preprocessing": {{"mode": "none"}}` and the server only decodes and resizes: training and
-  serving use the same `decode_image`, they cannot drift apart.
-- Head: dropout {cfg.dropout} + softmax, L2 {cfg.l2}, trained on cached backbone features of
-  the clean images plus {cfg.aug_passes} augmented copies (flip, rotation, zoom, shift,
-  brightness, contrast); early stopping on validation loss.
-- Fine-tuning of the backbone's top layers: {fine_tuning}.
-- Epochs run: {epochs}.
+Licences: the ImageNet photos (`imagenet_samples`, and the Stanford Dogs photos among
+`pets_breeds`) are for non-commercial research and education, and the backbone itself was
+trained on ImageNet; `pets_breeds` states no licence (education and research use). The model
+inherits these terms.
 
-### Input size
-{_size_section(metrics["input_size_selection"])}
+**Duplicates.** Byte-identical files (sha256) and near-identical ones (64-bit difference hash
+within 4 bits, confirmed by a backbone-feature cosine of at least 0.9: resized or re-encoded
+copies) are removed before splitting, keeping the copy of the earliest `--data` source.
+{_dedupe_text(ds)}
+
+**Split** (seed {metrics["split"]["seed"]}): within every source x class, whole groups go to test
+({cfg.test_fraction:.0%}), calibration ({cfg.calibration_fraction:.0%}), validation
+({cfg.val_fraction:.0%}), the rest to training. A group is one ImageNet class (the WordNet id
+starting the file name) or, elsewhere, one image: the {held_classes}
+ImageNet classes of the test split have no picture in training, validation or calibration.
+
+## Decisions, by measurement on held-out data
+- Backbone: MobileNetV2 (alpha 1.0), ImageNet weights, frozen. Provenance: {provenance}
+- Preprocessing is **inside** the model (Rescaling to [-1, 1]), so `metadata.json` says
+  `"preprocessing": {{"mode": "none"}}`: training and serving share `decode_image`.
+- Head shape, sample weighting and mirror test-time augmentation: every combination trained on
+  the training split (clean + mirrored features, early stopping on validation loss) and scored
+  by macro recall (mean of the three classes' recall) on the **validation** split; a costlier
+  candidate must gain {cfg.min_gain} over a simpler one. {metrics["selection"]["reason"]}.
+
+{_selection_table(metrics)}
+
+- {_rule_text(metrics)}
+- Novelty gate (answer Other when an image is far from every training image): dropped. With
+  ImageNet classes in "Other" the head learns what is not a pet. Measured while developing this
+  recipe (same sources and split, seed 42; not re-run by each training run): the gate's
+  threshold chosen on the calibration split moved validation macro recall (over source x
+  class strata) by +0.3 points at most for a linear head and by nothing for a one-hidden-layer
+  head, under the 1-point bar for a costlier model, while it would store every training vector
+  in the model file.
+- Fine-tuning the backbone's top layers: not used. A forward and backward pass over ~1,700
+  training images per epoch does not fit the 15-minute budget of `make train` on 2 CPU cores,
+  and the frozen features meet the targets.
+- Input size {side}: 160 px lost 3 points of cross-validated accuracy on the course set.
 
 ## Results on the held-out test split
-As served (novelty gate and decision rule applied): accuracy **{_pct(test["accuracy"])}**;
-classifier alone: {_pct(metrics["test_classifier_alone"]["accuracy"])}. Validation split:
-{_pct(metrics["val"]["accuracy"])}.
+All sources together: accuracy **{fp(metrics["test"]["all"]["accuracy"])}**.
 
-{_per_class_table(test)}
+{_per_class_table(metrics["test"]["all"])}
 
-{_confusion_table(test)}
+{_confusion_table(metrics["test"]["all"])}
 
 ![confusion matrix](confusion_matrix.png)
 
+{_per_source_results(metrics)}
+### Held-out ImageNet classes answered "Other", by kind
+{_kinds_table(metrics)}
+
+How the kinds were made: the grouping is made{how_kinds}
+
+### Course set, cross-validated
+{_cv_text(metrics.get("cross_validation"))}
+
+### Other pictures
+{_ood_text(metrics.get("ood"))}
+
 ![training curves](training_curves.png)
 
-Check: the test files were classified through `kto.inference` after saving; the largest
-difference from the in-memory model's probabilities was {serving_diff:.1e}.
-
-## Out-of-distribution images
-{_ood_section(metrics.get("ood"), m)}
+Check: {serving["files"]} test files were classified through `kto.inference` from the saved
+model: {serving["same_prediction"]} gave the same answer as the figures above, largest
+probability difference {serving["max_abs_probability_diff"]:.1e}.
 
 ## Limits
-- 192 images is a very small dataset: with {test["n"]} test images one mistake moves the test
-  accuracy by {1 / max(test["n"], 1):.0%}; the cross-validated figure is the more reliable one.
-- "Other" was learnt from landscapes only. Everything else relies on the rules above, which
-  catch most but not all unfamiliar images; other animals, cartoon animals and close-ups of
-  furry things are the most likely to be called Cat or Dog. Conversely, a real cat or dog photo
-  very unlike the 150 training images (unusual angle, drawing, heavy filter) can be gated to
-  Other.
-{weak}- Images are squashed to a square without cropping; very elongated images lose detail.
-- Photos taken in unusual light, heavy filters, or several animals in one picture were not
-  represented in training.
+- Small strata give wide intervals: read every figure with its interval, not its point value.
+- Held-out ImageNet classes are one photo each: the "Other" figure is about classes, and says
+  little about harder photos of them.
+- Drawings, cartoons, toy animals and animals close to dogs (wolves, foxes, hyenas) are the
+  likeliest to be called Cat or Dog; cats and dogs in costumes, or tiny in the frame, to be
+  called Other.
+- Images are squashed to a square without cropping; very elongated images lose detail.
 
 ## Reproduce
 ```
 {command}
 ```
-(`make train` runs exactly this with the shared data beside the repository.) Seeded; CPU
+(`make train` runs this with the shared data beside the repository and writes a new folder
+under `models/`; `make promote MODEL=<folder>` makes a folder the bundled default.) Seeded; CPU
 floating-point reductions can still move the last digits of the figures.
 """

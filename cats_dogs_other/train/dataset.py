@@ -62,9 +62,13 @@ class Dataset:
 
 
 def find_samples(
-    data: Path, classes: Sequence[str] = DEFAULT_CLASSES
+    data: Path, classes: Sequence[str] = DEFAULT_CLASSES, *, every_class: bool = True
 ) -> tuple[list[Sample], Format]:
-    """List labelled files; raise a :class:`DatasetError` subclass naming what is wrong."""
+    """List labelled files; raise a :class:`DatasetError` subclass naming what is wrong.
+
+    ``every_class=False`` is for one of several sources: a source of dogs and "other" pictures
+    needs no cats, as long as the sources together cover every class.
+    """
     data = Path(data)
     if not data.exists():
         raise DatasetError(f"dataset not found: {data} (pass --data DIR)")
@@ -73,7 +77,8 @@ def find_samples(
         samples, fmt = _ecotag_samples(annotations, tuple(classes)), "ecotag"
     else:
         samples, fmt = _folder_samples(data, tuple(classes)), "folders"
-    _check_every_class_present(samples, tuple(classes))
+    if every_class:
+        check_every_class_present(samples, tuple(classes))
     return samples, fmt  # type: ignore[return-value]
 
 
@@ -92,7 +97,7 @@ def load_dataset(
     labels = np.asarray([s.label for s in kept], dtype=np.int64)
     names, paths = [s.name for s in kept], [s.path for s in kept]
     ds = Dataset(tuple(classes), images, labels, names, paths, fmt, digest, skipped)
-    _check_every_class_present(kept, tuple(classes), after_skipping=bool(skipped))
+    check_every_class_present(kept, tuple(classes), after_skipping=bool(skipped))
     return ds
 
 
@@ -217,7 +222,7 @@ def _folder_samples(data: Path, classes: tuple[str, ...]) -> list[Sample]:
     return samples
 
 
-def _check_every_class_present(
+def check_every_class_present(
     samples: Sequence[Sample], classes: tuple[str, ...], *, after_skipping: bool = False
 ) -> None:
     counts = Counter(s.label for s in samples)

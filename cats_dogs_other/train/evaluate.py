@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from cats_dogs_other.train.features import forward_fn
+from cats_dogs_other.train.stats import proportion
+
+if TYPE_CHECKING:
+    from cats_dogs_other.train.sources import Pool
 
 
 def classification_metrics(
@@ -56,14 +60,6 @@ def predict_batches(model: Any, images: np.ndarray, batch_size: int = 64) -> np.
     return np.concatenate(out) if out else np.zeros((0, n_classes), np.float32)
 
 
-def apply_decision(probs: np.ndarray, threshold: float | None, fallback: int) -> np.ndarray:
-    """``min_confidence``: below ``threshold`` the answer is ``fallback`` (as the wheel does)."""
-    pred = np.argmax(probs, axis=1)
-    if threshold is None:
-        return pred
-    return np.where(probs.max(axis=1) < threshold, fallback, pred)
-
-
 def time_forward(forward: Any, input_size: tuple[int, int], repeats: int = 5) -> dict[str, float]:
     """Median milliseconds per image: one image alone, and in a batch of 32."""
     figures = {}
@@ -77,3 +73,45 @@ def time_forward(forward: Any, input_size: tuple[int, int], repeats: int = 5) ->
             times.append((time.perf_counter() - start) * 1000 / n)
         figures[label] = round(float(np.median(times)), 2)
     return figures
+
+
+def section(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[str]) -> dict[str, Any]:
+    """:func:`classification_metrics` plus accuracy, recall and precision as proportions with
+    their n and 95% Wilson interval."""
+    base = classification_metrics(y_true, y_pred, classes)
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    base["accuracy"] = proportion(int(np.sum(y_true == y_pred)), len(y_true))
+    for i, name in enumerate(classes):
+        hit = int(np.sum((y_true == i) & (y_pred == i)))
+        base["per_class"][name]["recall_ci"] = proportion(hit, int(np.sum(y_true == i)))
+        base["per_class"][name]["precision_ci"] = proportion(hit, int(np.sum(y_pred == i)))
+    return base
+
+
+def held_out_report(pool: Pool, idx: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
+    """Figures for held-out images ``idx`` answered ``pred``: all, per source, and the share of
+    held-out ImageNet "Other" classes answered Other, by kind."""
+    classes = pool.classes
+    y, sources = pool.labels[idx], pool.sources[idx]
+    fallback = classes.index("Other") if "Other" in classes else len(classes) - 1
+    kinds = np.asarray([pool.kinds[i] or "" for i in idx])
+    other = (y == fallback) & (kinds != "")
+    by_kind = {
+        kind: proportion(
+            int(np.sum(pred[other & (kinds == kind)] == fallback)),
+            int(np.sum(other & (kinds == kind))),
+        )
+        for kind in sorted(set(kinds[other]))
+    }
+    return {
+        "all": section(y, pred, classes),
+        "per_source": {
+            name: section(y[sources == name], pred[sources == name], classes)
+            for name in pool.source_names
+            if np.any(sources == name)
+        },
+        "other_by_kind": by_kind,
+        "other_held_out_classes": proportion(
+            int(np.sum(pred[other] == fallback)), int(other.sum())
+        ),
+    }

@@ -90,60 +90,48 @@ def build_augmenter(seed: int) -> Any:
     )
 
 
-def build_head(n_features: int, n_classes: int, *, dropout: float, l2: float) -> Any:
-    """Dropout + one softmax layer: 192 images do not support more parameters than that."""
+def build_head(
+    n_features: int, n_classes: int, *, dropout: float, l2: float, hidden: int = 0
+) -> Any:
+    """Dropout + softmax, with one ReLU layer of ``hidden`` units before it when ``hidden > 0``."""
     import keras
 
+    reg = keras.regularizers.L2(l2) if l2 > 0 else None
     inputs = keras.Input(shape=(n_features,), name="features")
     x = keras.layers.Dropout(dropout, name="head_dropout")(inputs)
+    if hidden > 0:
+        x = keras.layers.Dense(hidden, activation="relu", kernel_regularizer=reg, name="hidden")(x)
+        x = keras.layers.Dropout(dropout, name="hidden_dropout")(x)
     outputs = keras.layers.Dense(
-        n_classes,
-        activation="softmax",
-        kernel_regularizer=keras.regularizers.L2(l2) if l2 > 0 else None,
-        name="probabilities",
+        n_classes, activation="softmax", kernel_regularizer=reg, name="probabilities"
     )(x)
     return keras.Model(inputs, outputs, name="head")
 
 
-def assemble(backbone: Any, head: Any, name: str, gate: Any = None) -> Any:
+def mirror(x: Any, width: int) -> Any:
+    """Left-right mirror as standard layers (Permute + a fixed anti-diagonal Dense): a
+    Transpose and a MatMul in ONNX/OpenVINO, where a custom or Lambda layer would not convert."""
+    import keras
+    import numpy as np
+
+    flip = keras.layers.Dense(width, use_bias=False, trainable=False, name="mirror_columns")
+    y = keras.layers.Permute((1, 3, 2), name="mirror_to_columns")(x)  # (h, 3, w)
+    y = flip(y)
+    flip.set_weights([np.eye(width, dtype=np.float32)[::-1]])
+    return keras.layers.Permute((1, 3, 2), name="mirror_back")(y)
+
+
+def assemble(backbone: Any, head: Any, name: str, *, tta: bool = False) -> Any:
     """Raw image in, class probabilities out: the single model that is saved and served.
 
-    ``gate`` (a :class:`~cats_dogs_other.train.novelty.NoveltyGate`) sends images unlike every
-    training image to "Other", inside the model.
+    ``tta`` averages the probabilities of the image and its mirror image (two backbone passes).
     """
     import keras
 
     inputs = keras.Input(shape=backbone.input_shape[1:], name="image")
-    features = backbone(inputs, training=False)
-    outputs = head(features, training=False)
-    if gate is not None:
-        from cats_dogs_other.train.novelty import attach_gate
-
-        outputs = attach_gate(features, outputs, gate)
+    outputs = head(backbone(inputs, training=False), training=False)
+    if tta:
+        mirrored = mirror(inputs, backbone.input_shape[2])
+        outputs_m = head(backbone(mirrored, training=False), training=False)
+        outputs = keras.layers.Average(name="mirror_average")([outputs, outputs_m])
     return keras.Model(inputs, outputs, name=name.replace("-", "_"))
-
-
-def unfreeze_top(backbone: Any, n_layers: int) -> int:
-    """Make the top ``n_layers`` weight-carrying layers trainable; BatchNorm stays frozen.
-
-    Frozen BatchNorm keeps its ImageNet statistics: re-estimating them from a few dozen images
-    per batch would wreck the features. Returns how many layers were unfrozen.
-    """
-    import keras
-
-    inner = [layer for layer in backbone.layers if isinstance(layer, keras.Model)]
-    layers = inner[0].layers if inner else backbone.layers
-    candidates = [
-        layer
-        for layer in layers
-        if layer.weights and not isinstance(layer, keras.layers.BatchNormalization)
-    ]
-    chosen = candidates[-n_layers:] if n_layers > 0 else []
-    backbone.trainable = True
-    for model in [backbone, *inner]:
-        for layer in model.layers:
-            if not isinstance(layer, keras.Model):
-                layer.trainable = False
-    for layer in chosen:
-        layer.trainable = True
-    return len(chosen)

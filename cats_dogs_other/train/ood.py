@@ -1,4 +1,4 @@
-"""Out-of-distribution images: collect them, and calibrate the "not sure -> Other" rule on them.
+"""Out-of-distribution images from outside the training sources, to measure "Other" on.
 
 The training set's ``other`` class is landscapes only, but users upload people, food, vehicles,
 objects and drawings. ``collect`` gathers such pictures from images that installed Python
@@ -15,7 +15,7 @@ import logging
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,8 +79,6 @@ class OODSet:
     images: np.ndarray
     names: list[str]
     categories: list[str]
-    calibration: np.ndarray
-    """Boolean mask: images used to choose the threshold; the rest only measure it."""
     sha256: str
     in_distribution: list[tuple[str, np.ndarray, str]]
     """(name, image, expected class) of known cats/dogs found by the collector."""
@@ -217,7 +215,7 @@ def _set_hash(directory: Path, files: Iterable[str]) -> str:
 
 # --------------------------------------------------------------------------- loading
 def load_ood(directory: Path, size: tuple[int, int], *, seed: int = 0) -> OODSet:
-    """Decode a collected folder; half of each category (seeded) is kept for calibration."""
+    """Decode a collected folder (``seed`` is kept for callers; the set is used whole)."""
     from kto.inference import decode_image
 
     directory = Path(directory)
@@ -250,135 +248,6 @@ def load_ood(directory: Path, size: tuple[int, int], *, seed: int = 0) -> OODSet
         images=images,
         names=names,
         categories=categories,
-        calibration=_calibration_mask(categories, seed),
         sha256=_set_hash(directory, names),
         in_distribution=in_dist,
     )
-
-
-def _calibration_mask(categories: Sequence[str], seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    mask = np.zeros(len(categories), dtype=bool)
-    cats = np.asarray(categories)
-    for category in sorted(set(categories)):
-        idx = rng.permutation(np.flatnonzero(cats == category))
-        mask[idx[: (len(idx) + 1) // 2]] = True
-    return mask
-
-
-# --------------------------------------------------------------------------- calibration
-def calibrate_rule(
-    decide: Callable[[float], tuple[np.ndarray, np.ndarray]],
-    candidates: np.ndarray,
-    id_labels: np.ndarray,
-    fallback: int,
-    *,
-    max_id_accuracy_loss: float = 0.0,
-) -> tuple[float | None, dict[str, Any]]:
-    """The threshold ``t`` (among ``candidates``, ascending) that sends the most OOD images to
-    ``fallback`` while in-distribution accuracy drops by at most ``max_id_accuracy_loss``;
-    ``None`` when no threshold helps. ``decide(t)`` returns (in-distribution, OOD) answers, and
-    ``decide(0)`` must be the answers without the rule.
-    """
-
-    def rates(t: float) -> tuple[float, float]:
-        id_pred, ood_pred = decide(t)
-        return float(np.mean(id_pred == id_labels)), float(np.mean(ood_pred == fallback))
-
-    base_id, base_ood = rates(0.0)
-    best_t, best = 0.0, (base_ood, base_id)
-    for t in candidates:
-        id_acc, ood_rate = rates(float(t))
-        if id_acc >= base_id - max_id_accuracy_loss - 1e-9 and (ood_rate, id_acc) > best:
-            best_t, best = float(t), (ood_rate, id_acc)
-    chosen = round(best_t, 4) if best_t > 0 and best[0] > base_ood else None
-    return chosen, {
-        "in_distribution_accuracy_without_rule": round(base_id, 4),
-        "in_distribution_accuracy_with_rule": round(best[1] if chosen else base_id, 4),
-        "ood_other_rate_without_rule": round(base_ood, 4),
-        "ood_other_rate_with_rule": round(best[0] if chosen else base_ood, 4),
-        "n_in_distribution": len(id_labels),
-        "max_in_distribution_accuracy_loss": max_id_accuracy_loss,
-    }
-
-
-def midpoints(*scores: np.ndarray) -> np.ndarray:
-    """Candidate thresholds: halfway between consecutive distinct observed scores."""
-    levels = np.unique(np.concatenate([*scores, [0.0, 1.0]]))
-    return (levels[:-1] + levels[1:]) / 2
-
-
-def calibrate_threshold(
-    id_probs: np.ndarray,
-    id_labels: np.ndarray,
-    ood_probs: np.ndarray,
-    fallback: int,
-    *,
-    max_id_accuracy_loss: float = 0.0,
-) -> tuple[float | None, dict[str, Any]]:
-    """``min_confidence`` (the wheel's rule): below the threshold the answer is ``fallback``."""
-    threshold, details = calibrate_rule(
-        lambda t: (_decide(id_probs, t, fallback), _decide(ood_probs, t, fallback)),
-        midpoints(id_probs.max(axis=1), ood_probs.max(axis=1)),
-        id_labels,
-        fallback,
-        max_id_accuracy_loss=max_id_accuracy_loss,
-    )
-    return threshold, details | {"n_ood": len(ood_probs)}
-
-
-def _decide(probs: np.ndarray, threshold: float, fallback: int) -> np.ndarray:
-    pred = np.argmax(probs, axis=1)
-    return np.where(probs.max(axis=1) < threshold, fallback, pred)
-
-
-def ood_report(
-    ood: OODSet,
-    plain_probs: np.ndarray,
-    served_probs: np.ndarray,
-    classes: Sequence[str],
-    threshold: float | None,
-    fallback: int,
-    similarity: np.ndarray | None = None,
-) -> dict[str, Any]:
-    """How often OOD images come out as ``fallback`` (Other): with the classifier alone
-    ("without rule") and as served (novelty gate in the model + min_confidence, "with rule").
-    """
-    plain = np.argmax(plain_probs, axis=1)
-    served = _decide(served_probs, threshold or 0.0, fallback)
-
-    def rate(pred: np.ndarray, mask: np.ndarray) -> float | None:
-        return round(float(np.mean(pred[mask] == fallback)), 4) if mask.any() else None
-
-    def summary(mask: np.ndarray) -> dict[str, Any]:
-        return {
-            "n": int(mask.sum()),
-            "other_rate_without_rule": rate(plain, mask),
-            "other_rate_with_rule": rate(served, mask),
-            "predicted": {c: int(np.sum(served[mask] == i)) for i, c in enumerate(classes)},
-        }
-
-    cats = np.asarray(ood.categories)
-    images = []
-    for i, (name, cat, cal) in enumerate(
-        zip(ood.names, ood.categories, ood.calibration, strict=True)
-    ):
-        entry = {
-            "file": name,
-            "category": cat,
-            "used_for": "calibration" if cal else "held_out",
-            "prediction": classes[int(served[i])],
-            "confidence": round(float(served_probs[i].max()), 4),
-            "classifier_alone": classes[int(plain[i])],
-        }
-        if similarity is not None:
-            entry["nearest_training_similarity"] = round(float(similarity[i]), 4)
-        images.append(entry)
-    return {
-        "sha256": ood.sha256,
-        "held_out": summary(~ood.calibration),
-        "calibration": summary(ood.calibration),
-        "all": summary(np.ones(len(cats), dtype=bool)),
-        "per_category": {c: summary(cats == c) for c in sorted(set(ood.categories))},
-        "images": images,
-    }

@@ -30,3 +30,9 @@ def default_ood_dir() -> Path:
         return Path(env)
     cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(cache) / "cats_dogs_other" / "ood"
+
+
+def default_cache_dir() -> Path:
+    """``$CDO_CACHE_DIR``, else ``.cache/`` in the repository (git-ignored)."""
+    env = os.environ.get("CDO_CACHE_DIR")
+    return Path(env) if env else REPO_ROOT / ".cache" / "features"

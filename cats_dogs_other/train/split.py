@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from cats_dogs_other.train.errors import ClassTooSmallError
+
+
+def _empty() -> np.ndarray:
+    return np.zeros(0, dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -15,9 +19,11 @@ class Split:
     train: np.ndarray
     val: np.ndarray
     test: np.ndarray
+    calibration: np.ndarray = field(default_factory=_empty)
 
     def sizes(self) -> dict[str, int]:
-        return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
+        sizes = {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
+        return sizes | ({"calibration": len(self.calibration)} if len(self.calibration) else {})
 
 
 def _count(n: int, fraction: float) -> int:
@@ -79,3 +85,42 @@ def stratified_folds(
             )
     folds = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     return [(np.sort(tr), np.sort(te)) for tr, te in folds.split(np.zeros(len(labels)), labels)]
+
+
+def grouped_split(
+    labels: np.ndarray,
+    strata: np.ndarray,
+    groups: Sequence[str],
+    *,
+    val_fraction: float,
+    calibration_fraction: float,
+    test_fraction: float,
+    seed: int = 42,
+) -> Split:
+    """Per stratum (source x class), whole groups go to test, calibration, validation, train.
+
+    A group (an ImageNet class, or one image) is never cut, so a held-out ImageNet class has no
+    picture in training. A stratum too small for every part keeps its images in training, and
+    the parts it cannot fill stay empty for it rather than failing the run.
+    """
+    fractions = (test_fraction, calibration_fraction, val_fraction)
+    if min(fractions) < 0 or sum(fractions) >= 1:
+        raise ValueError("val, calibration and test fractions must be >= 0 and add up to < 1")
+    labels, strata = np.asarray(labels), np.asarray(strata)
+    group_arr = np.asarray(groups)
+    rng = np.random.default_rng(seed)
+    parts: dict[str, list[np.ndarray]] = {"test": [], "calibration": [], "val": [], "train": []}
+    keys = sorted({(str(s), int(c)) for s, c in zip(strata, labels, strict=True)})
+    for stratum, cls in keys:
+        members = np.flatnonzero((strata == stratum) & (labels == cls))
+        unique = rng.permutation(np.unique(group_arr[members]))
+        wanted = [_count(len(unique), f) for f in fractions]
+        if sum(wanted) >= len(unique):
+            wanted = [0, 0, 0]
+        bounds = np.cumsum([0, *wanted])
+        for name, lo, hi in zip(
+            ("test", "calibration", "val"), bounds[:-1], bounds[1:], strict=True
+        ):
+            parts[name].append(members[np.isin(group_arr[members], unique[lo:hi])])
+        parts["train"].append(members[np.isin(group_arr[members], unique[bounds[-1] :])])
+    return Split(**{k: np.sort(np.concatenate(v)).astype(np.int64) for k, v in parts.items()})

@@ -28,24 +28,28 @@ class TrackedRun:
 def flat_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     """The headline numbers of metrics.json as MLflow metrics."""
     out: dict[str, float] = {}
-    for split in ("test", "test_classifier_alone", "val"):
-        section = metrics.get(split) or {}
-        if section.get("accuracy") is not None:
-            out[f"{split}_accuracy"] = section["accuracy"]
-        for cls, values in (section.get("per_class") or {}).items():
-            if split == "test":
-                for key in ("precision", "recall", "f1"):
-                    out[f"test_{key}_{cls}"] = values[key]
+    test = metrics.get("test") or {}
+    sections = {"all": test.get("all")} | (test.get("per_source") or {})
+    for name, section in sections.items():
+        if not section:
+            continue
+        if section["accuracy"]["value"] is not None:
+            out[f"test_{name}_accuracy"] = section["accuracy"]["value"]
+        for cls, values in section["per_class"].items():
+            for key in ("precision", "recall"):
+                out[f"test_{name}_{key}_{cls}"] = values[key]
+    for kind, p in (test.get("other_by_kind") or {}).items():
+        if p["value"] is not None:
+            out[f"test_other_rate_{kind}"] = p["value"]
     cv = metrics.get("cross_validation") or {}
     if cv:
         out["cv_accuracy_mean"] = cv["accuracy_mean"]
-        out["cv_accuracy_std"] = cv["accuracy_std"]
+        out["cv_accuracy_pooled"] = cv["pooled"]["value"]
         for i, acc in enumerate(cv["fold_accuracies"]):
             out[f"cv_fold_{i + 1}_accuracy"] = acc
-    ood = (metrics.get("ood") or {}).get("held_out") or {}
-    for key in ("other_rate_without_rule", "other_rate_with_rule"):
-        if ood.get(key) is not None:
-            out[f"ood_held_out_{key}"] = ood[key]
+    ood = (metrics.get("ood") or {}).get("all") or {}
+    if ood.get("value") is not None:
+        out["ood_other_rate"] = ood["value"]
     for key, value in (metrics.get("timing") or {}).items():
         if isinstance(value, int | float):
             out[f"timing_{key}"] = float(value)
@@ -60,6 +64,7 @@ def log_run(
     metrics: dict[str, Any],
     model_dir: Path,
     register_name: str | None,
+    version: str,
 ) -> TrackedRun:
     import mlflow
     from mlflow.exceptions import MlflowException
@@ -71,7 +76,8 @@ def log_run(
         mlflow.log_metrics(flat_metrics(metrics))
         mlflow.set_tags(
             {
-                "dataset_sha256": metrics["dataset"]["sha256"],
+                "model_version": version,
+                "sources": ",".join(s["name"] for s in metrics["dataset"]["sources"]),
                 "backbone": str(params.get("backbone")),
                 "input_size": str(metrics["model"]["input_size"]),
             }
@@ -82,17 +88,17 @@ def log_run(
         run_id = run.info.run_id
         artifact_uri = f"{run.info.artifact_uri.rstrip('/')}/{ARTIFACT_PATH}"
     model_uri = f"runs:/{run_id}/{ARTIFACT_PATH}"
-    version = None
+    registered = None
     if register_name:
         try:
-            version = _register(register_name, artifact_uri, run_id)
+            registered = _register(register_name, artifact_uri, run_id, version)
         except MlflowException as exc:
             log.warning("model not registered (%s); serve it with MODEL_URI=%s", exc, model_uri)
             register_name = None
-    return TrackedRun(run_id, model_uri, register_name, version)
+    return TrackedRun(run_id, model_uri, register_name, registered)
 
 
-def _register(name: str, source: str, run_id: str) -> str:
+def _register(name: str, source: str, run_id: str, version: str) -> str:
     """A new version of ``name`` whose source is the run's model directory."""
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
@@ -103,5 +109,7 @@ def _register(name: str, source: str, run_id: str) -> str:
     except MlflowException as exc:
         if "RESOURCE_ALREADY_EXISTS" not in str(exc.error_code):
             raise
-    mv = client.create_model_version(name, source=source, run_id=run_id)
+    mv = client.create_model_version(
+        name, source=source, run_id=run_id, tags={"model_version": version}
+    )
     return str(mv.version)

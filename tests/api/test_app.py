@@ -10,7 +10,7 @@ import pytest
 from kto.inference import ModelLoadError
 
 from cats_dogs_other.api.startup import StartupError
-from tests.api.support import AUDIENCE, ISSUER, SCOPE, bearer, running_app
+from tests.api.support import AUDIENCE, ISSUER, SCOPE, bearer, png, running_app
 
 
 def test_health_is_ok(client) -> None:
@@ -32,8 +32,25 @@ def test_model_describes_the_loaded_file(client, module_issuer, tiny_model) -> N
         "version": "0.0.1",
         "classes": ["Cat", "Dog", "Other"],
         "input_size": [32, 32],
-        "sha256": hashlib.sha256(tiny_model.read_bytes()).hexdigest(),
+        "sha256": hashlib.sha256((tiny_model / "model.onnx").read_bytes()).hexdigest(),
     }
+
+
+@pytest.mark.parametrize(("backend", "file"), [("auto", "model.onnx"), ("keras", "model.keras")])
+def test_both_backends_serve_the_same_answers(
+    make_settings, module_issuer, tiny_model, backend, file
+) -> None:
+    """INFERENCE_BACKEND picks the runtime; the folder's export and its Keras model agree."""
+    headers = bearer(module_issuer.token())
+    with running_app(make_settings(inference_backend=backend), module_issuer) as client:
+        info = client.get("/model", headers=headers).json()
+        answers = [
+            client.post("/upload", headers=headers, files={"file": ("x.png", png(c))}).json()
+            for c in ((220, 20, 20), (20, 200, 30), (20, 30, 220))
+        ]
+    assert info["sha256"] == hashlib.sha256((tiny_model / file).read_bytes()).hexdigest()
+    assert [a["prediction"] for a in answers] == ["Cat", "Dog", "Other"]
+    assert all(max(a["values"]) > 0.95 for a in answers)
 
 
 def test_model_requires_a_token(client) -> None:
@@ -53,6 +70,35 @@ def test_openapi_declares_the_client_credentials_flow(client) -> None:
     assert "security" not in document["paths"]["/health"]["get"]
     upload = document["paths"]["/upload"]["post"]["requestBody"]["content"]
     assert upload["multipart/form-data"]["schema"]["properties"]["file"]["format"] == "binary"
+
+
+def test_openapi_declares_the_served_models_classes(client) -> None:
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["Prediction"]
+    props = schema["properties"]
+    assert props["prediction"]["enum"] == ["Cat", "Dog", "Other"]
+    assert props["values"]["minItems"] == props["values"]["maxItems"] == 3
+    assert sorted(props["probabilities"]["properties"]) == ["Cat", "Dog", "Other"]
+    assert props["probabilities"]["additionalProperties"] is False
+    assert set(schema["required"]) >= {"prediction", "values", "probabilities"}
+
+
+def test_openapi_enum_follows_the_model_being_served(
+    make_settings, module_issuer, tmp_path
+) -> None:
+    import json
+
+    from kto.inference.testing import save_tiny_model
+
+    model = save_tiny_model(tmp_path / "fr")
+    meta_path = model.parent / "metadata.json"
+    meta = json.loads(meta_path.read_text())
+    meta["classes"] = ["Chat", "Chien", "Autre"]
+    meta_path.write_text(json.dumps(meta))
+    with running_app(make_settings(model_path=model), module_issuer) as client:
+        document = client.get("/openapi.json").json()
+        props = document["components"]["schemas"]["Prediction"]["properties"]
+        assert props["prediction"]["enum"] == ["Chat", "Chien", "Autre"]
+        assert sorted(props["probabilities"]["required"]) == ["Autre", "Chat", "Chien"]
 
 
 def test_swagger_ui_asks_for_the_audience(client) -> None:

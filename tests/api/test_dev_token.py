@@ -16,7 +16,7 @@ TOKEN_ENDPOINT = LOCAL_ISSUER + "oauth/token"
 
 
 class LocalIssuer:
-    """Answers the token endpoint by echoing what reached it; JWKS for the key cache."""
+    """Answers the token endpoint by echoing what reached it; JWKS and discovery for start-up."""
 
     def __init__(self) -> None:
         self.requests: list[httpx.Request] = []
@@ -27,6 +27,10 @@ class LocalIssuer:
             raise httpx.ConnectError("connection refused", request=request)
         if request.url.path == "/.well-known/jwks.json":
             return httpx.Response(200, json={"keys": []})
+        if request.url.path == "/.well-known/openid-configuration":
+            return httpx.Response(
+                200, json={"issuer": LOCAL_ISSUER, "token_endpoint": TOKEN_ENDPOINT}
+            )
         self.requests.append(request)
         return httpx.Response(
             200,

@@ -31,7 +31,8 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     uri = f"sqlite:///{root / 'mlflow.db'}"
     client = mlflow.MlflowClient(tracking_uri=uri)
     exp = client.create_experiment("serving", artifact_location=(root / "artifacts").as_uri())
-    model_dir = save_tiny_model(root / "tiny", input_size=(32, 32)).parent
+    model_dir = save_tiny_model(root / "tiny", input_size=(32, 32), onnx=True).parent
+    keras_only = save_tiny_model(root / "keras-only", input_size=(32, 32)).parent
 
     good = client.create_run(exp)
     client.log_artifacts(good.info.run_id, str(model_dir), artifact_path="model")
@@ -45,16 +46,23 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     (root / "notes").mkdir()
     (root / "notes" / "README.txt").write_text("no model here")
     client.log_artifacts(empty.info.run_id, str(root / "notes"), artifact_path="model")
-    return {"uri": uri, "good": good.info.run_id, "empty": empty.info.run_id}
+
+    legacy = client.create_run(exp)
+    client.log_artifacts(legacy.info.run_id, str(keras_only), artifact_path="model")
+    return {
+        "uri": uri,
+        "good": good.info.run_id,
+        "empty": empty.info.run_id,
+        "keras_only": legacy.info.run_id,
+    }
 
 
-def _classify_red(model_file: Path) -> str:
+def _classify_red(model: Path) -> tuple[str, str]:
     from kto.inference import Inference
     from kto.inference.testing import solid_colour_png
 
-    return Inference(model_file, warmup=False).execute(solid_colour_png((220, 20, 20)))[
-        "prediction"
-    ]
+    inference = Inference(model, warmup=False)
+    return inference.backend, inference.execute(solid_colour_png((220, 20, 20)))["prediction"]
 
 
 @pytest.mark.parametrize(
@@ -65,9 +73,9 @@ def test_resolves_to_a_model_the_wheel_serves(
     uri: str, registry: dict[str, str], tmp_path: Path
 ) -> None:
     path = resolve_model_uri(uri.format(**registry), tmp_path, tracking_uri=registry["uri"])
-    assert path.name == "model.keras" and path.is_relative_to(tmp_path)
-    assert (path.parent / "metadata.json").is_file()
-    assert _classify_red(path) == "Cat"
+    assert path.is_dir() and path.is_relative_to(tmp_path)
+    assert {"model.onnx", "model.keras", "metadata.json"} <= {p.name for p in path.iterdir()}
+    assert _classify_red(path) == ("onnx", "Cat")  # the exported model, served without TF
 
 
 def test_immutable_uris_are_reused_from_the_cache_without_the_server(
@@ -83,7 +91,7 @@ def test_alias_resolves_to_its_version_in_the_cache(
     registry: dict[str, str], tmp_path: Path
 ) -> None:
     path = resolve_model_uri(f"models:/{NAME}@champion", tmp_path, tracking_uri=registry["uri"])
-    assert path.parent == tmp_path / "models" / NAME / "1"
+    assert path == tmp_path / "models" / NAME / "1"
 
 
 @pytest.mark.parametrize(
@@ -106,7 +114,7 @@ def test_malformed_uris_are_explained(uri: str, message: str, tmp_path: Path) ->
 def test_unknown_models_are_explained(uri: str, registry: dict[str, str], tmp_path: Path) -> None:
     with pytest.raises(ModelSourceError, match="does not exist on the MLflow tracking server"):
         resolve_model_uri(uri, tmp_path, tracking_uri=registry["uri"])
-    assert not any(tmp_path.rglob("model.keras"))
+    assert not any(tmp_path.rglob("model.*"))
 
 
 def test_unknown_run_is_explained(registry: dict[str, str], tmp_path: Path) -> None:
@@ -116,8 +124,16 @@ def test_unknown_run_is_explained(registry: dict[str, str], tmp_path: Path) -> N
 
 def test_a_run_without_a_model_file_is_explained(registry: dict[str, str], tmp_path: Path) -> None:
     uri = f"runs:/{registry['empty']}/model"
-    with pytest.raises(ModelSourceError, match=r"holds no model.keras .*README.txt"):
+    with pytest.raises(ModelSourceError, match=r"holds no model.onnx, model.keras .*README.txt"):
         resolve_model_uri(uri, tmp_path, tracking_uri=registry["uri"])
+
+
+def test_a_keras_only_model_is_served_by_keras_where_tensorflow_is_installed(
+    registry: dict[str, str], tmp_path: Path
+) -> None:
+    uri = f"runs:/{registry['keras_only']}/model"
+    path = resolve_model_uri(uri, tmp_path, tracking_uri=registry["uri"])
+    assert _classify_red(path) == ("keras", "Cat")
 
 
 def test_an_unreachable_server_is_explained(
@@ -175,7 +191,7 @@ def test_resolves_against_an_http_tracking_server(http_server: str, tmp_path: Pa
 
     client = mlflow.MlflowClient(tracking_uri=http_server)
     run = client.create_run(client.create_experiment("http"))
-    model_dir = save_tiny_model(tmp_path / "tiny", input_size=(32, 32)).parent
+    model_dir = save_tiny_model(tmp_path / "tiny", input_size=(32, 32), onnx=True).parent
     client.log_artifacts(run.info.run_id, str(model_dir), artifact_path="model")
     assert run.info.artifact_uri.startswith("mlflow-artifacts:")
     client.create_registered_model(NAME)
@@ -185,7 +201,7 @@ def test_resolves_against_an_http_tracking_server(http_server: str, tmp_path: Pa
     path = resolve_model_uri(
         f"models:/{NAME}@champion", tmp_path / "cache", tracking_uri=http_server
     )
-    assert _classify_red(path) == "Cat"
+    assert _classify_red(path) == ("onnx", "Cat")
     with pytest.raises(ModelSourceError, match="does not exist"):
         resolve_model_uri(f"models:/{NAME}/2", tmp_path / "cache", tracking_uri=http_server)
 

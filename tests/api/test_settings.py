@@ -144,6 +144,15 @@ def test_several_workers_share_the_cores(env, monkeypatch: pytest.MonkeyPatch) -
     settings = load_settings()
     assert (settings.decode_threads, settings.tf_intra_op_threads) == (2, 2)
     assert settings.tf_inter_op_threads == 1
+    assert settings.inference_threads == 2
+
+
+def test_the_inference_backend_is_one_of_three(env) -> None:
+    env(**GOOD, INFERENCE_BACKEND="keras")
+    assert load_settings().inference_backend == "keras"
+    env(**GOOD, INFERENCE_BACKEND="tflite")
+    with pytest.raises(ConfigError, match="INFERENCE_BACKEND Input should be 'auto', 'keras' or"):
+        load_settings()
 
 
 def test_explicit_thread_settings_win_over_the_worker_share(env) -> None:

@@ -27,6 +27,9 @@ def test_each_colour_gets_its_class(upload_client, images) -> None:
         assert body["prediction"] == expected
         assert len(body["values"]) == 3
         assert abs(sum(body["values"]) - 1) < 1e-4
+        assert body["probabilities"] == dict(
+            zip(("Cat", "Dog", "Other"), body["values"], strict=True)
+        )
 
 
 def test_jpeg_upload(upload_client) -> None:
@@ -208,6 +211,45 @@ def _png_claiming(width: int, height: int) -> bytes:
         + chunk(b"IDAT", zlib.compress(b"\0" * 64))
         + chunk(b"IEND", b"")
     )
+
+
+# --- images too small to classify ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [(14, 25), (31, 300), (1, 1)])
+def test_image_under_the_minimum_side_is_422(upload_client, size) -> None:
+    response = upload(upload_client, png((20, 230, 20), size=size))
+    assert response.status_code == 422
+    detail = response.json()["detail"]
+    assert f"{size[0]}x{size[1]} pixels: too small to classify" in detail
+    assert "at least 32 pixels" in detail
+
+
+def test_image_at_the_minimum_side_is_classified(upload_client) -> None:
+    response = upload(upload_client, png((20, 230, 20), size=(32, 32)))
+    assert response.status_code == 200, response.text
+    assert response.json()["prediction"] == "Dog"
+
+
+def test_tiny_part_of_a_batch_is_named(upload_client, images) -> None:
+    files = [
+        ("file", ("a.png", images["red"], "image/png")),
+        ("file", ("b.png", png((20, 230, 20), size=(16, 16)), "image/png")),
+    ]
+    response = upload_client.post("/upload/batch", files=files)
+    assert response.status_code == 422
+    assert response.json()["part"] == 1 and "too small" in response.json()["detail"]
+
+
+def test_minimum_side_is_a_setting(make_settings, module_issuer) -> None:
+    from cats_dogs_other.api.app import create_app
+    from tests.api.support import override_principal
+
+    app = create_app(make_settings(min_image_side=8), transport=module_issuer.transport)
+    override_principal(app)
+    with TestClient(app) as client:
+        assert upload(client, png((20, 230, 20), size=(14, 25))).status_code == 200
+        assert upload(client, png((20, 230, 20), size=(7, 25))).status_code == 422
 
 
 # --- decoding-cost bombs: refused cheaply, before decoding (the wheel's structure walk) -------

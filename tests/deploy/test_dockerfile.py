@@ -457,6 +457,43 @@ def test_replayed_venv_is_consistent_and_imports_the_app(replayed_image: Replaye
 
 
 @pytest.mark.slow
+def test_replayed_venv_serves_onnx_without_tensorflow(
+    replayed_image: ReplayedImage, tmp_path: Path
+) -> None:
+    """The serving install has no TensorFlow/Keras; a Keras-only model is refused in one line."""
+    image = replayed_image
+    env, cwd = image.runtime.env, image.replay.host(image.runtime.workdir)
+    keras_only = tmp_path / "keras-only"
+    keras_only.mkdir()
+    for name in ("model.keras", "metadata.json"):
+        shutil.copy2(cwd / "cats_dogs_other" / "model" / name, keras_only / name)
+    code = f"""
+import importlib.util, sys
+from pathlib import Path
+assert not [m for m in ("tensorflow", "keras") if importlib.util.find_spec(m)], "TF installed"
+from kto.inference import Inference, ModelLoadError
+from cats_dogs_other.api.model_source import ModelSourceError, _model_folder
+inf = Inference("cats_dogs_other/model", warmup=False)
+assert inf.backend == "onnx", inf
+keras_only = Path({str(keras_only)!r})
+for attempt in (lambda: Inference(keras_only), lambda: _model_folder(keras_only, "models:/m/1")):
+    try:
+        attempt()
+    except (ModelLoadError, ModelSourceError) as exc:
+        assert "kto-keras-inference[keras]" in str(exc) and "\\n" not in str(exc), exc
+    else:
+        sys.exit("a Keras-only model was accepted without TensorFlow")
+"""
+    probe = subprocess.run(
+        ["python", "-c", code], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert probe.returncode == 0, probe.stderr[-3000:]
+    venv = Path(image.runtime.env["VIRTUAL_ENV"])  # rerooted by the replay
+    size = sum(p.stat().st_size for p in venv.rglob("*") if p.is_file() and not p.is_symlink())
+    print(f"serving venv: {size / 1e6:.0f} MB")  # the README's figure, shown with -s / -rA
+
+
+@pytest.mark.slow
 def test_replayed_image_serves_health_and_stops_within_the_grace_period(
     replayed_image: ReplayedImage, deployment: dict[str, Any]
 ) -> None:

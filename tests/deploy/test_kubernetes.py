@@ -153,7 +153,7 @@ def test_resources_fit_the_measured_footprint(
     assert _bytes(resources["limits"]["memory"]) >= 1.5 * request
     # os.cpu_count() in a pod is the node's, so thread pools are sized to the CPU limit.
     config = base_objects["ConfigMap"]["data"]
-    for threads in ("TF_INTRA_OP_THREADS", "DECODE_THREADS"):
+    for threads in ("INFERENCE_THREADS", "DECODE_THREADS"):
         assert int(config[threads]) == cpu_limit, threads
 
 

@@ -121,7 +121,8 @@ def test_training_is_manual_and_mlflow_is_optional() -> None:
     text = (REPO_ROOT / ".github" / "workflows" / "train.yml").read_text()
     assert "secrets.MLFLOW_TRACKING_URI" in text
     uploads = [s for s in steps(workflow) if s.get("uses", "").startswith("actions/upload-")]
-    assert any("cats_dogs_other/model" in s["with"]["path"] for s in uploads)
+    assert any(s["with"]["path"] == "models/trained/" for s in uploads)
+    assert "--out models/trained" in text  # never the bundled default
 
 
 # --- the composite action that calls the API (.github/actions/classify) ----------------------

@@ -18,7 +18,7 @@ from tests.e2e.support import CODESPACE, DPOP_NONCES, E2EModel, StackProcess
 @pytest.fixture(scope="session")
 def e2e_model(request: pytest.FixtureRequest) -> E2EModel:
     """The tiny colour model by default (fast, known answers); E2E_MODEL_PATH to use another,
-    e.g. E2E_MODEL_PATH=cats_dogs_other/model/model.keras for the bundled model."""
+    e.g. E2E_MODEL_PATH=cats_dogs_other/model for the bundled model."""
     if override := os.environ.get("E2E_MODEL_PATH"):
         path = Path(override).resolve()
         assert path.exists(), f"E2E_MODEL_PATH={override} does not exist"

@@ -83,7 +83,10 @@ def shared_data() -> tuple[Path, Path]:
 
 
 @pytest.fixture(autouse=True)
-def _no_ambient_tracking(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A developer's MLFLOW_TRACKING_URI must not make tests log to a real server."""
+def _no_ambient_tracking(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A developer's MLFLOW_TRACKING_URI must not make tests log to a real server, nor may
+    tests fill the repository's feature cache or see the developer's OOD images."""
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("CDO_CACHE_DIR", str(tmp_path / "feature-cache"))
+    monkeypatch.setenv("CDO_OOD_DIR", str(tmp_path / "no-ood"))
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -1,12 +1,13 @@
 """The whole pipeline, end to end, on generated data with the ``tiny`` backbone (no weights).
 
-One training run (module fixture) through the real CLI; the model directory it writes is then
-loaded through the wheel, exactly as the API loads it.
+One training run (module fixture) through the real CLI on two sources of different layouts;
+the model directory it writes is then loaded through the wheel, exactly as the API loads it.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -14,38 +15,53 @@ import pytest
 from PIL import Image
 
 from cats_dogs_other.train.cli import main
-from cats_dogs_other.train.dataset import load_dataset
-from cats_dogs_other.train.pipeline import OUTPUT_FILES, run_training
-from cats_dogs_other.train.train import TrainConfig
+from cats_dogs_other.train.pipeline import OUTPUT_FILES
+from cats_dogs_other.train.versions import BUNDLED_MODEL, promote
 
-from .conftest import COLOURS, write_ecotag, write_folders
+from .conftest import COLOURS, make_images, write_ecotag
 
 TINY = ["--backbone", "tiny", "--input-size", "32", "--quiet", "--epochs", "40"]
-TINY += ["--learning-rate", "0.01", "--aug-passes", "1", "--patience", "40"]
+TINY += ["--learning-rate", "0.01", "--patience", "40", "--batch-size", "32", "--no-refit"]
+FAST = ["--hidden", "0", "--weighting", "none", "--tta", "off"]
 
 
-def write_ood(root: Path) -> Path:
-    """Greyscale, white and black-and-white patterned images: no cat colour, no dog colour."""
-    root.mkdir(parents=True)
-    rng = np.random.default_rng(5)
-    for i in range(8):
-        grey = np.full((40, 40, 3), 60 + 20 * i, np.uint8)
-        Image.fromarray(grey).save(root / f"objects__gen__grey{i}.png")
-        checker = (np.indices((40, 40)).sum(axis=0) // (2 + i) % 2 * 255).astype(np.uint8)
-        noisy = np.clip(checker[..., None] + rng.normal(0, 10, (40, 40, 3)), 0, 255)
-        Image.fromarray(noisy.astype(np.uint8)).save(root / f"drawings__gen__check{i}.png")
+def write_imagenet_like(root: Path, per_class: int = 10) -> Path:
+    """dog/ and other/ folders, one file per "ImageNet class" (WordNet id names), no cats."""
+    names = make_images(root / "_tmp", per_class, seed=3)
+    for label, folder, base in (("dog", "dog", 2085000), ("other", "other", 3000000)):
+        (root / folder).mkdir(parents=True)
+        for i, n in enumerate(names[label]):
+            shutil.move(str(root / "_tmp" / n), root / folder / f"n0{base + i}_thing_{i}.png")
+    shutil.rmtree(root / "_tmp")
     return root
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def two_sources(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("sources")
+    course = write_ecotag(root / "course", per_class=12)
+    imagenet = write_imagenet_like(root / "imagenet")
+    # a byte-identical copy and a re-encoded, resized copy of course images: both must go
+    shutil.copy(course / "extract" / "dog_03.png", imagenet / "dog" / "n02099999_copy.png")
+    with Image.open(course / "extract" / "other_04.png") as img:
+        img.resize((img.width * 2, img.height * 2)).save(imagenet / "other" / "n04999999_big.jpg")
+    return course, imagenet
+
+
+@pytest.fixture(scope="module")
+def trained(two_sources: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("pipeline")
-    data = write_ecotag(root / "data", per_class=12)
-    ood = write_ood(root / "ood")
+    course, imagenet = two_sources
     out = root / "model"
-    argv = ["--data", str(data), "--out", str(out), "--cv-folds", "3", "--ood-dir", str(ood)]
+    argv = ["--data", str(course), "--data", str(imagenet), "--out", str(out)]
+    argv += ["--cv-folds", "3", "--cache-dir", str(root / "cache"), "--no-ood"]
+    argv += ["--model-version", "3.1.4", "--hidden", "0", "--weighting", "none,class"]
     assert main([*argv, *TINY]) == 0
     return out
+
+
+def metrics_of(model_dir: Path) -> dict:
+    return json.loads((model_dir / "metrics.json").read_text())
 
 
 def test_writes_the_model_directory(trained: Path) -> None:
@@ -59,43 +75,72 @@ def test_writes_the_model_directory(trained: Path) -> None:
 def test_metadata_is_what_the_wheel_reads(trained: Path) -> None:
     meta = json.loads((trained / "metadata.json").read_text())
     assert meta["format"] == "kto-keras-inference/1"
+    assert meta["version"] == "3.1.4"
     assert meta["classes"] == ["Cat", "Dog", "Other"]
     assert meta["input_size"] == [32, 32]
-    assert meta["resize"] == "bilinear"
     assert meta["preprocessing"] == {"mode": "none"}  # rescaling is inside the model
-    assert meta["decision"] is None or meta["decision"]["fallback"] == "Other"
-    gate = meta["novelty_gate"]  # informative: the gate itself is inside model.keras
-    assert gate is None or gate["reference_vectors"] == 30 * 2  # clean + 1 augmented pass
+    assert set(meta["sources"]) == {"course", "imagenet"}
 
 
-def test_metrics_report_what_the_issue_asks(trained: Path, tmp_path: Path) -> None:
-    m = json.loads((trained / "metrics.json").read_text())
-    assert m["split"]["sizes"] == {"train": 30, "val": 3, "test": 3}
-    assert m["test"]["accuracy"] == 1.0
-    assert set(m["test"]["per_class"]) == {"Cat", "Dog", "Other"}
-    assert {"precision", "recall", "f1", "support"} <= set(m["test"]["per_class"]["Dog"])
-    assert np.asarray(m["test"]["confusion_matrix"]["matrix"]).trace() == 3
+def test_duplicates_are_removed_before_splitting(trained: Path) -> None:
+    ds = metrics_of(trained)["dataset"]
+    removed = {d["file"]: d for d in ds["duplicates"]}
+    assert set(removed) == {"dog/n02099999_copy.png", "other/n04999999_big.jpg"}
+    assert removed["dog/n02099999_copy.png"]["why"] == "byte-identical"
+    assert removed["other/n04999999_big.jpg"]["why"].startswith("near-identical")
+    assert removed["dog/n02099999_copy.png"]["same_as"] == "course/dog_03.png"
+    assert ds["images_used"] == 36 + 20
+    course, imagenet = ds["sources"]
+    assert course["format"] == "ecotag" and imagenet["format"] == "folders"
+    assert imagenet["per_class_used"] == {"Cat": 0, "Dog": 10, "Other": 10}
+
+
+def test_split_holds_out_a_share_of_every_source_and_class(trained: Path) -> None:
+    m = metrics_of(trained)
+    per_source = m["split"]["per_source"]
+    # 12 per class: 2 test, 1 calibration, 1 validation; 10 per class: 2, 1, 1
+    assert per_source["course"] == {"train": 24, "val": 3, "calibration": 3, "test": 6}
+    assert per_source["imagenet"] == {"train": 12, "val": 2, "calibration": 2, "test": 4}
+    test_files = set(m["split"]["test_files"])
+    held = m["split"]["held_out_imagenet_classes"]
+    assert len(held) == 4
+    assert all(
+        any(f.startswith(f"imagenet/{x}/{c}") for f in test_files for x in ("dog", "other"))
+        for c in held
+    )
+
+
+def test_every_figure_has_n_and_an_interval(trained: Path) -> None:
+    m = metrics_of(trained)
+    test = m["test"]
+    assert test["all"]["accuracy"]["n"] == 10
+    low, high = test["all"]["accuracy"]["ci95"]
+    assert 0 <= low <= test["all"]["accuracy"]["value"] <= high <= 1
+    assert set(test["per_source"]) == {"course", "imagenet"}
+    course = test["per_source"]["course"]
+    assert course["per_class"]["Dog"]["recall_ci"]["n"] == 2
+    assert np.asarray(course["confusion_matrix"]["matrix"]).sum() == 6
+    assert test["other_by_kind"] == {
+        "objects": test["other_held_out_classes"]
+    }  # n04... ids are objects
     cv = m["cross_validation"]
-    assert cv["folds"] == 3 and len(cv["fold_accuracies"]) == 3
-    assert cv["accuracy_mean"] == pytest.approx(np.mean(cv["fold_accuracies"]), abs=1e-3)
-    # the dataset hash is the one the loader computes for that data
-    again = load_dataset(trained.parent / "data", (8, 8), progress=False)
-    assert m["dataset"]["sha256"] == again.sha256
+    assert cv["source"] == "course" and cv["folds"] == 3 and cv["pooled"]["n"] == 36
+    assert m["serving_check"]["same_prediction"] == m["serving_check"]["files"] == 10
     assert m["serving_check"]["max_abs_probability_diff"] < 1e-4
-    assert m["test_classifier_alone"]["n"] == 3
-    assert m["timing"]["ms_single_image"] > 0
-    ood = m["ood"]
-    assert ood["all"]["n"] == 16 and ood["held_out"]["n"] + ood["calibration"]["n"] == 16
-    assert m["model"]["decision"] == json.loads((trained / "metadata.json").read_text())["decision"]
+    assert [c["chosen"] for c in m["selection"]["candidates"]].count(True) == 1
 
 
 def test_model_card_carries_the_figures(trained: Path) -> None:
+    from cats_dogs_other.train.stats import format_proportion
+
     card = (trained / "MODEL_CARD.md").read_text()
-    m = json.loads((trained / "metrics.json").read_text())
-    assert f"{m['test']['accuracy']:.1%}" in card
-    assert "## Reproduce" in card and "python -m cats_dogs_other.train --data" in card
-    assert "## Out-of-distribution images" in card and "held-out half" in card
-    assert "## Limits" in card and "## Intended use" in card
+    m = metrics_of(trained)
+    assert "# Model card: cats-dogs-other 3.1.4" in card
+    assert format_proportion(m["test"]["all"]["accuracy"]) in card
+    assert format_proportion(m["cross_validation"]["pooled"]) in card
+    for heading in ("## Targets", "## Data", "## Decisions", "### `course` (test split)"):
+        assert heading in card, heading
+    assert "by kind" in card and "## Reproduce" in card and "--data" in card
 
 
 def test_the_wheel_loads_and_classifies_new_images(trained: Path, tmp_path: Path) -> None:
@@ -110,32 +155,47 @@ def test_the_wheel_loads_and_classifies_new_images(trained: Path, tmp_path: Path
         Image.fromarray(pixels.astype(np.uint8)).save(path)
         result = inference.execute(path)
         assert result["prediction"] == label.capitalize(), result
-        assert len(result["values"]) == 3 and sum(result["values"]) == pytest.approx(1, abs=1e-4)
+        assert sum(result["values"]) == pytest.approx(1, abs=1e-4)
 
 
-def test_class_folders_and_fine_tuning(tmp_path: Path) -> None:
-    data = write_folders(tmp_path / "data", per_class=10)
-    cfg = TrainConfig(
-        data=data,
-        out=tmp_path / "model",
-        backbone="tiny",
-        input_size=32,
-        epochs=30,
-        learning_rate=0.01,
-        aug_passes=1,
-        cv_folds=0,
-        fine_tune_layers=1,
-        fine_tune_epochs=2,
-        fine_tune_learning_rate=1e-3,
-        progress=False,
-    )
-    result = run_training(cfg)
-    m = result.metrics
-    assert m["dataset"]["format"] == "folders"
-    assert m["training"]["epochs_run"]["fine-tuning"] == 2
-    assert m["cross_validation"] is None and m["ood"] is None
-    assert m["test"]["accuracy"] == 1.0
-    assert (result.out / "model.keras").is_file()
+def test_course_set_alone_with_mirror_pass_and_refit(tmp_path: Path) -> None:
+    data = write_ecotag(tmp_path / "data", per_class=10)
+    argv = ["--data", str(data), "--out", str(tmp_path / "m"), "--cv-folds", "0", "--no-ood"]
+    tiny = [a for a in TINY if a != "--no-refit"]
+    assert main([*argv, *tiny, "--hidden", "8", "--weighting", "none", "--tta", "on"]) == 0
+    m = metrics_of(tmp_path / "m")
+    assert m["model"]["mirror_test_time_augmentation"] is True
+    assert m["training"]["refit_on"] == "train + val + calibration"
+    assert m["test"]["all"]["accuracy"]["value"] == 1.0 and m["cross_validation"] is None
+    assert m["serving_check"]["max_abs_probability_diff"] < 1e-4
+
+
+def test_never_overwrites_a_model_folder(trained: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    before = (trained / "model.keras").read_bytes()
+    data = trained.parent  # any folder: the refusal comes before reading data
+    for out in (trained, BUNDLED_MODEL):
+        code = main(["--data", str(data), "--out", str(out), *TINY])
+        assert code == 2
+    err = capsys.readouterr().err
+    assert "already exists and is not empty" in err and "make promote" in err
+    assert (trained / "model.keras").read_bytes() == before
+
+
+def test_promote_swaps_a_trained_folder_in(trained: Path, tmp_path: Path) -> None:
+    from kto.inference import Inference
+
+    target = tmp_path / "bundled"
+    target.mkdir()
+    (target / "model.keras").write_bytes(b"old")
+    assert main(["promote", str(trained), "--to", str(target)]) == 0
+    assert Inference(target / "model.keras", warmup=False).metadata.version == "3.1.4"
+    assert sorted(p.name for p in target.iterdir()) == sorted(p.name for p in trained.iterdir())
+    assert not list(tmp_path.glob(".*"))  # no staging or old copy left behind
+    assert target.stat().st_mode & 0o777 == 0o755  # readable by the service's own user
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "model.keras").write_bytes(b"x")
+    with pytest.raises(Exception, match="not a complete model folder"):
+        promote(tmp_path / "half", target)
 
 
 def test_cli_help_lists_the_options(capsys: pytest.CaptureFixture[str]) -> None:
@@ -143,36 +203,16 @@ def test_cli_help_lists_the_options(capsys: pytest.CaptureFixture[str]) -> None:
         main(["--help"])
     assert info.value.code == 0
     text = capsys.readouterr().out
-    for flag in (
-        "--data",
-        "--weights",
-        "--out",
-        "--input-size",
-        "--seed",
-        "--epochs",
-        "--fine-tune-layers",
-        "--val",
-        "--test",
-        "--ood-dir",
-        "--tracking-uri",
-    ):
+    for flag in ("--data", "--weights", "--out", "--hidden", "--weighting", "--tta", "--val"):
+        assert flag in text, flag
+    for flag in ("--calibration", "--test", "--cache-dir", "--model-version", "--tracking-uri"):
         assert flag in text, flag
 
 
 def test_cli_reports_missing_weights(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = write_ecotag(tmp_path / "data", per_class=4)
-    code = main(
-        [
-            "--data",
-            str(data),
-            "--weights",
-            str(tmp_path / "nope.weights.h5"),
-            "--out",
-            str(tmp_path / "m"),
-            "--quiet",
-            "--no-ood",
-        ]
-    )
+    argv = ["--data", str(data), "--weights", str(tmp_path / "nope.weights.h5")]
+    code = main([*argv, "--out", str(tmp_path / "m"), "--quiet", "--no-ood"])
     assert code == 2
     err = capsys.readouterr().err
     assert "backbone weights not found" in err and "nope.weights.h5" in err
@@ -187,12 +227,13 @@ def test_cli_reports_bad_data(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert "missing" in capsys.readouterr().err
 
 
-def test_cv_command_prints_each_fold(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    data = write_folders(tmp_path / "data", per_class=6)
-    report = tmp_path / "cv.json"
-    argv = ["cv", "--data", str(data), "--folds", "3", "--json", str(report), *TINY]
-    assert main([*argv, "--epochs", "8"]) == 0
-    out = capsys.readouterr().out
-    assert "3-fold CV accuracy" in out
-    figures = json.loads(report.read_text())
-    assert figures[0]["input_size"] == 32 and len(figures[0]["fold_accuracies"]) == 3
+def test_the_folder_is_served_by_its_verified_onnx_export(trained: Path) -> None:
+    from kto.inference import Inference
+
+    exported = json.loads((trained / "metadata.json").read_text())["exported"]
+    check = exported["verification"]
+    assert check["argmax_agreement"] == 1.0 and check["max_abs_probability_diff"] <= 1e-4
+    assert check["images"] > 0 and check["source"] == "held-out test+val files"
+    inference = Inference(trained, warmup=False)
+    assert inference.backend == "onnx" and inference.sha256 == exported["sha256"]
+    assert "## Served runtime (ONNX export)" in (trained / "MODEL_CARD.md").read_text()

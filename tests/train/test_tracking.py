@@ -42,6 +42,7 @@ def tracked_run(store: tuple[str, Path], tmp_path_factory: pytest.TempPathFactor
     root = tmp_path_factory.mktemp("tracked")
     data = write_ecotag(root / "data", per_class=8)
     argv = ["--data", str(data), "--out", str(root / "model"), "--cv-folds", "0", "--no-ood"]
+    argv += ["--model-version", "9.9.9"]
     assert main([*argv, "--tracking-uri", uri, *TINY]) == 0
     client = mlflow.MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name("cats-dogs-other")
@@ -63,13 +64,14 @@ def test_run_logs_params_metrics_plots_and_model(tracked_run: Any) -> None:
     client, run = tracked_run
     assert run.data.params["backbone"] == "tiny"
     assert run.data.params["input_size"] == "32"
-    assert run.data.metrics["test_accuracy"] == 1.0
-    assert "test_f1_Cat" in run.data.metrics
-    assert run.data.tags["dataset_sha256"]
+    assert run.data.metrics["test_all_accuracy"] == 1.0
+    assert "test_data_recall_Cat" in run.data.metrics
+    assert run.data.tags["model_version"] == "9.9.9" == run.data.params["version"]
+    assert run.data.tags["sources"] == "data"
     top = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert top == {"model", "plots"}
     model_files = {Path(a.path).name for a in client.list_artifacts(run.info.run_id, "model")}
-    assert {"model.keras", "metadata.json", "metrics.json", "MODEL_CARD.md"} <= model_files
+    assert {"model.keras", "model.onnx", "metadata.json", "MODEL_CARD.md"} <= model_files
     versions = client.search_model_versions("name='cats-dogs-other'")
     assert [v.run_id for v in versions] == [run.info.run_id]
 
@@ -85,38 +87,47 @@ def test_logged_model_is_served_through_the_wheel(
 
     _, run = tracked_run
     uri = f"runs:/{run.info.run_id}/model" if kind == "runs" else "models:/cats-dogs-other/1"
-    model_file = resolve_model_uri(uri, tmp_path / "cache", tracking_uri=store[0])
-    assert model_file.name == "model.keras"
-    assert (model_file.parent / "metadata.json").is_file()
-    result = Inference(model_file, warmup=False).execute(_red(tmp_path))
-    assert result["prediction"] == "Cat"
+    folder = resolve_model_uri(uri, tmp_path / "cache", tracking_uri=store[0])
+    assert (folder / "metadata.json").is_file()
+    inference = Inference(folder, warmup=False)
+    assert inference.backend == "onnx"  # the export travels with the model: no TF to serve it
+    assert inference.execute(_red(tmp_path))["prediction"] == "Cat"
 
 
 def test_flat_metrics_names_the_headline_figures() -> None:
+    def section(acc: float) -> dict[str, Any]:
+        return {
+            "accuracy": {"value": acc, "k": 1, "n": 1, "ci95": [0.2, 1.0]},
+            "per_class": {"Cat": {"precision": 1, "recall": 0.9, "f1": 0.95}},
+        }
+
     metrics = {
         "test": {
-            "accuracy": 0.95,
-            "per_class": {"Cat": {"precision": 1, "recall": 0.9, "f1": 0.95}},
+            "all": section(0.95),
+            "per_source": {"pets": section(0.9)},
+            "other_by_kind": {"food": {"value": 0.8, "k": 4, "n": 5, "ci95": [0.4, 0.96]}},
         },
         "cross_validation": {
             "accuracy_mean": 0.98,
-            "accuracy_std": 0.01,
+            "pooled": {"value": 0.985},
             "fold_accuracies": [0.97, 0.99],
         },
-        "ood": {"held_out": {"other_rate_without_rule": 0.3, "other_rate_with_rule": 0.6}},
+        "ood": {"all": {"value": 0.6}},
         "timing": {"ms_single_image": 12.5, "measured_with": "text is skipped"},
     }
     flat = flat_metrics(metrics)
     assert flat == {
-        "test_accuracy": 0.95,
-        "test_precision_Cat": 1,
-        "test_recall_Cat": 0.9,
-        "test_f1_Cat": 0.95,
+        "test_all_accuracy": 0.95,
+        "test_all_precision_Cat": 1,
+        "test_all_recall_Cat": 0.9,
+        "test_pets_accuracy": 0.9,
+        "test_pets_precision_Cat": 1,
+        "test_pets_recall_Cat": 0.9,
+        "test_other_rate_food": 0.8,
         "cv_accuracy_mean": 0.98,
-        "cv_accuracy_std": 0.01,
+        "cv_accuracy_pooled": 0.985,
         "cv_fold_1_accuracy": 0.97,
         "cv_fold_2_accuracy": 0.99,
-        "ood_held_out_other_rate_without_rule": 0.3,
-        "ood_held_out_other_rate_with_rule": 0.6,
+        "ood_other_rate": 0.6,
         "timing_ms_single_image": 12.5,
     }

@@ -51,6 +51,12 @@ def keras_model_path(models_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def exported_dir(models_dir: Path) -> Path:
+    """A folder with model.keras, its export model.onnx and metadata.json."""
+    return save_tiny_model(models_dir / "exported", onnx=True).parent
+
+
+@pytest.fixture(scope="session")
 def h5_model_path(models_dir: Path) -> Path:
     return save_tiny_model(models_dir / "h5", fmt="h5")
 

@@ -9,7 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from kto.inference import ImageTooLargeError, InvalidImageError, decode_image
+from kto.inference import (
+    MIN_CLASSIFIABLE_SIDE,
+    ImageTooLargeError,
+    InvalidImageError,
+    decode_image,
+)
 from PIL import Image, ImageFile
 
 RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
@@ -294,3 +299,12 @@ def test_wrong_input_types_are_programming_errors(tmp_path: Path):
     text.write_text("x")
     with text.open("r") as fh, pytest.raises(TypeError, match="binary mode"):
         decode_image(fh)  # type: ignore[arg-type]
+
+
+def test_min_side_is_checked_from_the_header(encode):
+    data = encode(Image.new("RGB", (31, 200), (1, 2, 3)), "PNG")
+    assert decode_image(data).shape == (200, 31, 3)  # no limit unless asked
+    with pytest.raises(InvalidImageError, match="31x200 pixels: too small") as info:
+        decode_image(data, min_side=MIN_CLASSIFIABLE_SIDE)
+    assert info.value.reason == "too_small"
+    assert decode_image(data, min_side=31).shape == (200, 31, 3)

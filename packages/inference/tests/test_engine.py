@@ -63,8 +63,10 @@ def test_fallback_takes_the_input_size_the_model_declares(tmp_path: Path):
 
 def test_result_is_plain_floats_in_class_order(inference: Inference):
     result = inference.execute(solid_colour_png(COLOURS["Dog"]))
-    assert set(result) == {"prediction", "values"}
+    assert set(result) == {"prediction", "values", "probabilities"}
     assert all(type(v) is float for v in result["values"])
+    assert list(result["probabilities"]) == ["Cat", "Dog", "Other"]
+    assert list(result["probabilities"].values()) == result["values"]
     assert len(result["values"]) == 3
     assert result["values"].index(max(result["values"])) == 1  # Dog is the second class
     assert sum(result["values"]) == pytest.approx(1.0, abs=1e-5)
@@ -112,6 +114,11 @@ def test_to_result_applies_rule_and_checks_length(inference: Inference):
     assert inference.to_result(np.array([0.1, 0.7, 0.2], dtype=np.float32)) == {
         "prediction": "Dog",
         "values": pytest.approx([0.1, 0.7, 0.2]),
+        "probabilities": {
+            "Cat": pytest.approx(0.1),
+            "Dog": pytest.approx(0.7),
+            "Other": pytest.approx(0.2),
+        },
     }
     with pytest.raises(ValueError, match="expected 3 probabilities"):
         inference.to_result([0.5, 0.5])
@@ -152,3 +159,15 @@ def test_predict_arrays_from_many_threads(inference: Inference):
             parallel = list(pool.map(inference.predict_arrays, batches))
             for a, b in zip(serial, parallel, strict=True):
                 np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_min_side_refuses_tiny_images_only_when_asked(keras_model_path: Path):
+    icon = solid_colour_png(COLOURS["Dog"], size=(14, 25))
+    assert Inference(keras_model_path).execute(icon)["prediction"] == "Dog"  # default: any size
+    strict = Inference(keras_model_path, min_side=32)
+    with pytest.raises(InvalidImageError, match="25x14 pixels: too small") as info:
+        strict.execute(icon)
+    assert info.value.reason == "too_small"
+    assert strict.execute(solid_colour_png(COLOURS["Dog"], size=(32, 40)))["prediction"] == "Dog"
+    with pytest.raises(ValueError, match="min_side"):
+        Inference(keras_model_path, min_side=0)

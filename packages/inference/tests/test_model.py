@@ -21,15 +21,22 @@ def test_directory_without_model(tmp_path: Path):
 
 
 def test_unknown_extension(tmp_path: Path):
-    (tmp_path / "model.onnx").write_bytes(b"x")
+    (tmp_path / "model.pt").write_bytes(b"x")
     with pytest.raises(ModelLoadError, match="unsupported model format"):
-        Inference(tmp_path / "model.onnx")
+        Inference(tmp_path / "model.pt")
 
 
-@pytest.mark.parametrize("name", ["model.keras", "model.h5"])
-def test_corrupt_model_file(tmp_path: Path, name: str):
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("model.keras", "cannot load Keras model"),
+        ("model.h5", "cannot load Keras model"),
+        ("model.onnx", "cannot load ONNX model"),
+    ],
+)
+def test_corrupt_model_file(tmp_path: Path, name: str, message: str):
     (tmp_path / name).write_bytes(b"this is not a model")
-    with pytest.raises(ModelLoadError, match="cannot load Keras model"):
+    with pytest.raises(ModelLoadError, match=message):
         Inference(tmp_path / name)
 
 

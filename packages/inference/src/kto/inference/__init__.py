@@ -3,7 +3,12 @@
 ``import kto.inference`` is cheap: TensorFlow/Keras load only when a model does.
 """
 
-from kto.inference.decoding import DEFAULT_MAX_PIXELS, SUPPORTED_FORMATS, decode_image
+from kto.inference.decoding import (
+    DEFAULT_MAX_PIXELS,
+    MIN_CLASSIFIABLE_SIDE,
+    SUPPORTED_FORMATS,
+    decode_image,
+)
 from kto.inference.engine import Inference
 from kto.inference.errors import (
     ImageTooComplexError,
@@ -21,6 +26,7 @@ __version__ = "0.1.0"
 __all__ = [
     "DEFAULT_DECODE_LIMITS",
     "DEFAULT_MAX_PIXELS",
+    "MIN_CLASSIFIABLE_SIDE",
     "SUPPORTED_FORMATS",
     "Decision",
     "DecodeLimits",

@@ -1,22 +1,17 @@
-"""The inference engine: one loaded model, one compiled forward pass, the public result dict."""
+"""The inference engine: one loaded model, one forward pass, the public result dict."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from kto.inference.backends import BackendChoice, BackendName, open_backend
 from kto.inference.decoding import DEFAULT_MAX_PIXELS, ImageInput, decode_image
 from kto.inference.errors import InvalidImageError, ModelLoadError
-from kto.inference.metadata import ModelMetadata, Preprocessing, load_metadata
-from kto.inference.model import (
-    file_sha256,
-    input_size_of,
-    load_keras_model,
-    output_width_of,
-    resolve_model_file,
-)
+from kto.inference.metadata import ModelMetadata, load_metadata
+from kto.inference.model import file_sha256, resolve_model
 from kto.inference.structure import DEFAULT_DECODE_LIMITS, DecodeLimits
 
 Result = dict[str, Any]
@@ -24,12 +19,17 @@ WARMUP_BATCH_SIZES = (1, 8)
 
 
 class Inference:
-    """Load a ``.keras`` / ``.h5`` model once and classify images with it.
+    """Load a model once and classify images with it.
 
-    The forward pass is a ``tf.function`` traced once for ``(None, h, w, 3)`` float32 input
-    (any batch size, no retracing) and warmed up here, so the first request is not slow.
-    ``preprocess`` and ``predict_arrays`` are thread-safe: an API can decode in a pool and run
-    the model in a worker thread while its event loop stays free.
+    ``model_path`` is a model folder, a ``.keras`` / ``.h5`` file (run by Keras, the reference
+    path) or an exported ``.onnx`` file (run by ONNX Runtime, no TensorFlow needed). A folder is
+    served from its ``model.onnx`` when it has one; ``backend="keras"`` or ``"onnx"`` forces
+    one (see :func:`kto.inference.model.resolve_model`). ``threads`` sizes ONNX Runtime's pool
+    (None: one per core); Keras uses :func:`kto.inference.configure_threads`.
+
+    The forward pass accepts any batch size without recompiling and is warmed up here, so the
+    first request is not slow. ``preprocess`` and ``predict_arrays`` are thread-safe: an API
+    can decode in a pool and run the model in a worker thread while its event loop stays free.
     """
 
     def __init__(
@@ -37,21 +37,36 @@ class Inference:
         model_path: str | Path,
         *,
         max_pixels: int = DEFAULT_MAX_PIXELS,
+        min_side: int | None = None,
         decode_limits: DecodeLimits = DEFAULT_DECODE_LIMITS,
         warmup: bool = True,
+        backend: BackendChoice = "auto",
+        threads: int | None = None,
     ) -> None:
+        """``min_side``: refuse images with a shorter side (see ``decode_image``); None = any."""
         if max_pixels <= 0:
             raise ValueError("max_pixels must be a positive number of pixels")
-        self.model_path: Path = resolve_model_file(model_path)
+        if min_side is not None and min_side < 1:
+            raise ValueError("min_side must be a positive number of pixels or None")
+        self.min_side = min_side
+        kind, self.model_path = resolve_model(model_path, backend)
+        self.backend: BackendName = kind
         self.max_pixels = max_pixels
         self.decode_limits = decode_limits
         self.sha256: str = file_sha256(self.model_path)
-        self.model = load_keras_model(self.model_path)
-        self.metadata: ModelMetadata = load_metadata(self.model_path, input_size_of(self.model))
+        self._runtime = open_backend(kind, self.model_path, threads)
+        self.metadata: ModelMetadata = load_metadata(
+            self.model_path, self._runtime.declared_input_size()
+        )
         self._check_model_fits_metadata()
-        self._forward = _compile(self.model, self.metadata)
+        self._runtime.bind(self.metadata)
         if warmup:
             self.warmup()
+
+    @property
+    def model(self) -> Any:
+        """The runtime's own model object: a ``keras.Model`` or an ONNX Runtime session."""
+        return self._runtime.native
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -62,7 +77,7 @@ class Inference:
         return self.metadata.input_size
 
     def warmup(self, batch_sizes: Iterable[int] = WARMUP_BATCH_SIZES) -> None:
-        """Run the compiled graph once per batch size so kernels are built before traffic."""
+        """Run the model once per batch size so kernels are built before traffic."""
         height, width = self.input_size
         for n in batch_sizes:
             self.predict_arrays(np.zeros((n, height, width, 3), dtype=np.float32))
@@ -70,11 +85,15 @@ class Inference:
     def preprocess(self, image: ImageInput) -> np.ndarray:
         """Decode and resize to float32 ``(h, w, 3)`` raw 0..255 RGB.
 
-        The model's own normalisation (metadata ``preprocessing``) runs inside the compiled
-        graph in :meth:`predict_arrays`, so callers only ever handle plain pixels.
+        The model's own normalisation (metadata ``preprocessing``) runs inside the backend in
+        :meth:`predict_arrays`, so callers only ever handle plain pixels.
         """
         pixels = decode_image(
-            image, size=self.input_size, max_pixels=self.max_pixels, limits=self.decode_limits
+            image,
+            size=self.input_size,
+            max_pixels=self.max_pixels,
+            min_side=self.min_side,
+            limits=self.decode_limits,
         )
         return pixels.astype(np.float32)
 
@@ -86,10 +105,11 @@ class Inference:
             raise ValueError(f"expected a batch of shape (n, {height}, {width}, 3), got {x.shape}")
         if x.shape[0] == 0:
             return np.zeros((0, len(self.classes)), dtype=np.float32)
-        return np.asarray(self._forward(x), dtype=np.float32)
+        return np.asarray(self._runtime.predict(x), dtype=np.float32)
 
     def to_result(self, probs_row: Sequence[float] | np.ndarray) -> Result:
-        """Apply the model's decision rule; values are plain floats in class order."""
+        """Apply the model's decision rule; ``values`` are plain floats in class order (the
+        course contract), ``probabilities`` the same floats keyed by class name."""
         values = [float(p) for p in np.asarray(probs_row, dtype=np.float64).reshape(-1)]
         if len(values) != len(self.classes):
             raise ValueError(f"expected {len(self.classes)} probabilities, got {len(values)}")
@@ -98,7 +118,8 @@ class Inference:
         decision = self.metadata.decision
         if decision is not None and values[best] < decision.threshold:
             prediction = decision.fallback
-        return {"prediction": prediction, "values": values}
+        probabilities = dict(zip(self.classes, values, strict=True))
+        return {"prediction": prediction, "values": values, "probabilities": probabilities}
 
     def execute(self, image: ImageInput) -> Result:
         """Classify one image (path, bytes or binary file object)."""
@@ -120,13 +141,13 @@ class Inference:
         return [self.to_result(row) for row in probs]
 
     def _check_model_fits_metadata(self) -> None:
-        declared = input_size_of(self.model)
+        declared = self._runtime.declared_input_size()
         if declared is not None and declared != self.input_size:
             raise ModelLoadError(
                 f"{self.metadata.source} says input_size {list(self.input_size)} but the model "
                 f"expects {list(declared)}"
             )
-        width = output_width_of(self.model)
+        width = self._runtime.output_width()
         if width is not None and width != len(self.classes):
             raise ModelLoadError(
                 f"the model outputs {width} values but {self.metadata.source} lists "
@@ -136,44 +157,7 @@ class Inference:
     def __repr__(self) -> str:
         meta = self.metadata
         return (
-            f"Inference({str(self.model_path)!r}, name={meta.name!r}, version={meta.version!r}, "
+            f"Inference({str(self.model_path)!r}, backend={self.backend!r}, name={meta.name!r}, "
+            f"version={meta.version!r}, "
             f"classes={list(meta.classes)}, input_size={list(meta.input_size)})"
         )
-
-
-def _compile(model: Any, metadata: ModelMetadata) -> Callable[[np.ndarray], np.ndarray]:
-    """Trace the model once with a batch-agnostic signature; return a thread-safe callable.
-
-    Calling the concrete function directly (not the polymorphic ``tf.function``) means no
-    input can ever trigger a retrace, and concurrent calls from several threads are safe.
-    """
-    import tensorflow as tf
-
-    height, width = metadata.input_size
-    normalise = _graph_preprocessing(metadata.preprocessing)
-
-    @tf.function(
-        input_signature=[tf.TensorSpec([None, height, width, 3], tf.float32)],
-        reduce_retracing=True,
-    )
-    def forward(pixels: Any) -> Any:
-        return model(normalise(pixels), training=False)
-
-    concrete = forward.get_concrete_function()
-
-    def run(batch: np.ndarray) -> np.ndarray:
-        return concrete(tf.convert_to_tensor(batch)).numpy()
-
-    return run
-
-
-def _graph_preprocessing(prep: Preprocessing) -> Callable[[Any], Any]:
-    import tensorflow as tf
-
-    if prep.mode == "scale":
-        scale, offset = tf.constant(prep.scale, tf.float32), tf.constant(prep.offset, tf.float32)
-        return lambda x: x * scale + offset
-    if prep.mode == "mean_subtract":
-        mean = tf.constant(prep.mean, tf.float32)
-        return lambda x: x - mean
-    return lambda x: x

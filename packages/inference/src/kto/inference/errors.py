@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Literal
 
 InvalidImageReason = Literal[
-    "empty", "not_an_image", "truncated", "unsupported", "too_large", "too_complex"
+    "empty", "not_an_image", "truncated", "unsupported", "too_large", "too_complex", "too_small"
 ]
 
 
@@ -20,9 +20,9 @@ class InvalidImageError(InferenceError, ValueError):
     """The input cannot be turned into an RGB image.
 
     ``reason`` is a stable machine-readable code (``empty``, ``not_an_image``, ``truncated``,
-    ``unsupported``, ``too_large`` for :class:`ImageTooLargeError`, ``too_complex`` for
-    :class:`ImageTooComplexError`) so an API can report it
-    without parsing the message.
+    ``unsupported``, ``too_small`` (a side under the caller's ``min_side``), ``too_large`` for
+    :class:`ImageTooLargeError`, ``too_complex`` for :class:`ImageTooComplexError`) so an API can
+    report it without parsing the message.
     """
 
     def __init__(self, message: str, *, reason: InvalidImageReason = "not_an_image") -> None:

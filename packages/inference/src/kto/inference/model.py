@@ -1,7 +1,7 @@
-"""Find, fingerprint and load a Keras model file.
+"""Find, fingerprint and load a model file, and decide which backend runs it.
 
 Keras (and so TensorFlow) is imported here lazily, so ``import kto.inference`` stays cheap and
-the decoding half of the wheel works without TensorFlow installed.
+an exported ``model.onnx`` is served without TensorFlow installed.
 """
 
 from __future__ import annotations
@@ -14,9 +14,50 @@ from kto.inference.errors import ModelLoadError
 
 if TYPE_CHECKING:
     import keras
+    from kto.inference.backends import BackendChoice, BackendName
 
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
+ONNX_SUFFIX = ".onnx"
+ONNX_FILENAME = "model.onnx"
 _DIRECTORY_CANDIDATES = ("model.keras", "model.h5")
+KERAS_HINT = "pip install 'kto-keras-inference[keras]' (Keras and TensorFlow)"
+
+
+def resolve_model(
+    model_path: str | Path, backend: BackendChoice = "auto"
+) -> tuple[BackendName, Path]:
+    """Which backend runs ``model_path`` and from which file.
+
+    A file decides by its suffix (``.onnx`` -> ONNX Runtime, ``.keras``/``.h5`` -> Keras). A
+    folder is served from its exported ``model.onnx`` when it has one (``auto``), else from
+    ``model.keras`` / ``model.h5``; ``backend`` forces one of the two.
+    """
+    if backend not in ("auto", "keras", "onnx"):
+        raise ValueError(f"backend must be 'auto', 'keras' or 'onnx', got {backend!r}")
+    path = Path(model_path).expanduser()
+    if path.is_dir():
+        exported = path / ONNX_FILENAME
+        if backend == "onnx" or (backend == "auto" and exported.is_file()):
+            if not exported.is_file():
+                raise ModelLoadError(
+                    f"no {ONNX_FILENAME} in directory {path}: export the Keras model first, "
+                    "or use the keras backend"
+                )
+            return "onnx", exported
+        return "keras", resolve_model_file(path)
+    if path.is_file() and path.suffix.lower() == ONNX_SUFFIX:
+        if backend == "keras":
+            raise ModelLoadError(
+                f"{path.name} is an ONNX model; the keras backend needs a .keras file"
+            )
+        return "onnx", path
+    found = resolve_model_file(path)
+    if backend == "onnx":
+        raise ModelLoadError(
+            f"{path.name} is a Keras model; the onnx backend needs its exported {ONNX_FILENAME} "
+            "(name the model folder or the .onnx file)"
+        )
+    return "keras", found
 
 
 def resolve_model_file(model_path: str | Path) -> Path:
@@ -31,8 +72,8 @@ def resolve_model_file(model_path: str | Path) -> Path:
         raise ModelLoadError(f"model file not found: {path}")
     if path.suffix.lower() not in MODEL_SUFFIXES:
         raise ModelLoadError(
-            f"{path.name}: unsupported model format; expected a Keras 3 .keras file "
-            "or a legacy .h5 file"
+            f"{path.name}: unsupported model format; expected a Keras 3 .keras file, "
+            "a legacy .h5 file or an exported .onnx file"
         )
     return path
 
@@ -47,7 +88,14 @@ def file_sha256(path: Path) -> str:
 
 def load_keras_model(path: Path) -> keras.Model:
     """Load for inference only (``compile=False``: no optimizer state, no custom losses)."""
-    import keras
+    try:
+        import keras
+        import tensorflow  # noqa: F401  - Keras' backend; its absence is the usual failure
+    except ImportError as exc:
+        raise ModelLoadError(
+            f"{path.name} is a Keras model and this install has no Keras/TensorFlow: {KERAS_HINT}, "
+            f"or serve the model's exported {ONNX_FILENAME}"
+        ) from exc
 
     try:
         model = keras.models.load_model(path, compile=False)

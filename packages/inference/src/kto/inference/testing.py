@@ -36,13 +36,16 @@ def save_tiny_model(
     decision: Mapping[str, Any] | None = None,
     name: str = "tiny-colour-model",
     version: str = "0.0.1",
+    onnx: bool = False,
 ) -> Path:
     """Save the tiny model as ``model.keras`` or ``model.h5`` in ``directory``; return its path.
 
     ``with_metadata=True`` writes ``metadata.json`` (scale preprocessing, ``input_size``,
     optional ``decision`` rule). ``with_metadata=False`` writes none, so the wheel falls back
     to the course contract (mean subtraction, Cat/Dog/Other) at the model's own input size;
-    the weights are chosen so the colour rule holds either way.
+    the weights are chosen so the colour rule holds either way. ``onnx=True`` also exports
+    ``model.onnx`` beside it (needs the ``export`` extra), so the folder serves through ONNX
+    Runtime; the returned path is still the Keras file.
     """
     import keras
 
@@ -57,6 +60,10 @@ def save_tiny_model(
         keras.saving.save_model(model, path)  # legacy HDF5, as old course models were
     else:
         raise ValueError("fmt must be 'keras' or 'h5'")
+    if onnx:
+        from kto.inference.onnx_export import write_onnx
+
+        write_onnx(model, directory / "model.onnx")
     if with_metadata:
         ModelMetadata(
             name=name,

@@ -1,0 +1,240 @@
+"""Export a model folder to ONNX (``model.onnx``) and prove it answers like the Keras model.
+
+The served default is ONNX Runtime (no TensorFlow in the serving install), so the exported
+file must be the trained model, not an approximation of it. Both backends classify the same
+held-out images through :class:`kto.inference.Inference` (decoding and normalisation exactly
+as served); the export is kept only when the largest probability difference is within
+``TOLERANCE`` and every argmax is equal. The result is recorded in ``metadata.json``
+(``exported``) and in a section of ``MODEL_CARD.md``; a refused export writes nothing.
+
+``python -m cats_dogs_other.train export --model cats_dogs_other/model`` exports an existing
+folder; the training pipeline calls :func:`export_model` once the folder is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from kto.inference import Inference
+from kto.inference.decoding import ImageInput
+
+from cats_dogs_other.train import paths
+from cats_dogs_other.train.errors import TrainingError
+
+log = logging.getLogger(__name__)
+
+EXPORT_FILE = "model.onnx"
+TOLERANCE = 1e-4
+"""Largest accepted |p_keras - p_onnx| over all images and classes (float32 export)."""
+CARD_HEADING = "## Served runtime (ONNX export)"
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
+_BATCH = 8
+
+
+class ExportError(TrainingError):
+    """The exported model does not answer like the Keras model; nothing was written."""
+
+
+def export_model(
+    model_dir: Path,
+    images: Sequence[ImageInput],
+    *,
+    source: str,
+    tolerance: float = TOLERANCE,
+) -> dict[str, Any]:
+    """Write ``model_dir/model.onnx`` if it agrees with ``model.keras`` on ``images``.
+
+    Returns the record stored under ``exported`` in metadata.json. Raises
+    :class:`ExportError` (and leaves the folder untouched) when it does not agree.
+    """
+    import onnxruntime
+    import tf2onnx
+    from kto.inference.onnx_export import ONNX_OPSET, write_onnx
+
+    if not images:
+        raise ExportError("no images to verify the export on")
+    logging.getLogger("tf2onnx").setLevel(logging.WARNING)  # its per-pass optimiser report
+    model_dir = Path(model_dir)
+    reference = Inference(model_dir, backend="keras", warmup=False)
+    staging = Path(tempfile.mkdtemp(prefix=".export-", dir=model_dir))
+    try:
+        shutil.copy2(model_dir / "metadata.json", staging / "metadata.json")
+        write_onnx(reference.model, staging / EXPORT_FILE)
+        candidate = Inference(staging / EXPORT_FILE, backend="onnx", warmup=False)
+        check = compare(reference, candidate, images)
+        check |= {"images": len(images), "source": source, "tolerance": tolerance}
+        if not (check["max_abs_probability_diff"] <= tolerance and check["argmax_agreement"] == 1):
+            raise ExportError(
+                f"the ONNX export of {model_dir} disagrees with the Keras model on {source}: "
+                f"largest probability difference {check['max_abs_probability_diff']:.2e} "
+                f"(tolerance {tolerance:g}), argmax agreement {check['argmax_agreement']:.2%}; "
+                "nothing was written"
+            )
+        os.replace(staging / EXPORT_FILE, model_dir / EXPORT_FILE)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    record = {
+        "format": "onnx",
+        "file": EXPORT_FILE,
+        "bytes": (model_dir / EXPORT_FILE).stat().st_size,
+        "sha256": candidate.sha256,
+        "from": {"file": reference.model_path.name, "sha256": reference.sha256},
+        "opset": ONNX_OPSET,
+        "exported_with": f"keras Model.export (tf2onnx {tf2onnx.__version__})",
+        "runtime": f"onnxruntime {onnxruntime.__version__} CPUExecutionProvider",
+        "precision": "float32",
+        "verification": check,
+    }
+    _record_in_metadata(model_dir, record)
+    _record_in_card(model_dir, record)
+    return record
+
+
+def compare(
+    reference: Inference, candidate: Inference, images: Sequence[ImageInput]
+) -> dict[str, Any]:
+    """Largest probability difference and agreement of argmax and served answer, per image."""
+    pixels = np.stack([reference.preprocess(image) for image in images])
+    want = _predict(reference, pixels)
+    got = _predict(candidate, pixels)
+    served = [
+        reference.to_result(w)["prediction"] == candidate.to_result(g)["prediction"]
+        for w, g in zip(want, got, strict=True)
+    ]
+    return {
+        "max_abs_probability_diff": float(np.abs(want - got).max()),
+        "argmax_agreement": float(np.mean(want.argmax(axis=1) == got.argmax(axis=1))),
+        "prediction_agreement": float(np.mean(served)),
+    }
+
+
+def _predict(inference: Inference, pixels: np.ndarray) -> np.ndarray:
+    return np.concatenate(
+        [inference.predict_arrays(pixels[i : i + _BATCH]) for i in range(0, len(pixels), _BATCH)]
+    )
+
+
+def _record_in_metadata(model_dir: Path, record: dict[str, Any]) -> None:
+    path = model_dir / "metadata.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["exported"] = record
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
+def card_section(record: dict[str, Any]) -> str:
+    check = record["verification"]
+    return (
+        f"{CARD_HEADING}\n\n"
+        f"The API serves `{record['file']}` ({record['bytes'] / 1e6:.1f} MB, sha256 "
+        f"`{record['sha256'][:16]}...`) with {record['runtime']}, in {record['precision']}: "
+        f"`{record['from']['file']}` (sha256 `{record['from']['sha256'][:16]}...`) exported "
+        f"through {record['exported_with']}, opset {record['opset']}. The Keras file stays the "
+        "reference (`INFERENCE_BACKEND=keras` serves it).\n\n"
+        f"Checked against the Keras model on {check['images']} images ({check['source']}), both "
+        "decoded and classified as the API does:\n\n"
+        "| largest probability difference | tolerance | argmax agreement | served answers equal |\n"
+        "|---|---|---|---|\n"
+        f"| {check['max_abs_probability_diff']:.2e} | {check['tolerance']:g} "
+        f"| {check['argmax_agreement']:.1%} | {check['prediction_agreement']:.1%} |\n\n"
+        "No reduced-precision mode is offered: the served answers are the float32 model's.\n"
+    )
+
+
+def _record_in_card(model_dir: Path, record: dict[str, Any]) -> None:
+    """Replace (or append) this section of MODEL_CARD.md; other sections are left as they are."""
+    path = model_dir / "MODEL_CARD.md"
+    if not path.is_file():
+        return
+    text = path.read_text(encoding="utf-8")
+    section = card_section(record)
+    before, found, after = text.partition(CARD_HEADING)
+    if not found:
+        text = text.rstrip("\n") + "\n\n" + section
+    else:
+        rest = after.split("\n## ", 1)
+        text = before + section + ("\n## " + rest[1] if len(rest) == 2 else "")
+    path.write_text(text, encoding="utf-8")
+
+
+def held_out_files(model_dir: Path, data_dir: Path) -> list[Path]:
+    """The test (and validation, when listed) files metrics.json names, found below ``data_dir``."""
+    metrics_path = model_dir / "metrics.json"
+    if not metrics_path.is_file():
+        return []
+    split = json.loads(metrics_path.read_text(encoding="utf-8")).get("split", {})
+    names = [*split.get("test_files", []), *split.get("val_files", [])]
+    if not names or not data_dir.is_dir():
+        return []
+    by_name = {p.name: p for p in data_dir.rglob("*") if p.is_file()}
+    # Entries are "source/file name" (several sources) or a bare file name (one source).
+    files = [name.rsplit("/", 1)[-1] for name in names]
+    return [by_name[name] for name in files if name in by_name]
+
+
+def images_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m cats_dogs_other.train export",
+        description="Export a model folder's model.keras to model.onnx (the API's default "
+        "backend), verified against the Keras model on the held-out images listed in its "
+        f"metrics.json; refused beyond a probability difference of {TOLERANCE:g} or any "
+        "changed argmax.",
+    )
+    p.add_argument("--model", type=Path, required=True, help="model folder (model.keras + "
+                   "metadata.json)")  # fmt: skip
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=paths.default_data_dir(),
+        help="dataset holding the held-out files (default: %(default)s)",
+    )
+    p.add_argument(
+        "--images",
+        type=Path,
+        action="append",
+        default=[],
+        help="another folder of images to verify on as well (repeatable)",
+    )
+    p.add_argument("--tolerance", type=float, default=TOLERANCE)
+    return p
+
+
+def main(argv: Sequence[str]) -> int:
+    args = _parser().parse_args(list(argv))
+    if not (args.model / "metadata.json").is_file():
+        raise TrainingError(f"{args.model} is not a model folder (no metadata.json)")
+    held = held_out_files(args.model, args.data)
+    names = {p.name for p in held}
+    extra = [p for folder in args.images for p in images_in(folder) if p.name not in names]
+    sources = []
+    if held:
+        sources.append(f"the {len(held)} held-out files metrics.json lists")
+    if extra:
+        sources.append(f"{len(extra)} more from {', '.join(str(f) for f in args.images)}")
+    if not sources:
+        raise TrainingError(
+            f"no images to verify on: {args.model}/metrics.json lists no held-out files found "
+            f"in {args.data}; pass --data or --images"
+        )
+    record = export_model(
+        args.model, [*held, *extra], source=" + ".join(sources), tolerance=args.tolerance
+    )
+    check = record["verification"]
+    print(
+        f"wrote {args.model / EXPORT_FILE} ({record['bytes'] / 1e6:.1f} MB): largest "
+        f"probability difference {check['max_abs_probability_diff']:.2e}, argmax agreement "
+        f"{check['argmax_agreement']:.1%} on {check['images']} images"
+    )
+    return 0

@@ -1,0 +1,93 @@
+"""Backbone features on disk, keyed by image content, so a second run skips decode and backbone.
+
+The backbone is frozen, so an image's features depend only on its bytes, the backbone weights,
+the input side and the view (as it is, mirrored, or an augmented copy). One ``.npz`` per view
+maps content sha256 -> feature vector; the folder name hashes everything else. Changing a head
+setting, a split fraction or a seed reuses every entry; a new image costs one forward pass.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+FORMAT = "cdo-features/1"
+
+
+def cache_key(*parts: str) -> str:
+    """Folder name for one backbone configuration (weights hash, side, decoder version...)."""
+    return hashlib.sha256("\0".join((FORMAT, *parts)).encode()).hexdigest()[:20]
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class FeatureCache:
+    """Per-view tables ``sha256 -> vector``; ``directory=None`` keeps them in memory only."""
+
+    def __init__(self, directory: Path | None, key: str) -> None:
+        self.directory = Path(directory) / key if directory is not None else None
+        self._tables: dict[str, dict[str, np.ndarray]] = {}
+        self._dirty: set[str] = set()
+
+    def table(self, view: str) -> dict[str, np.ndarray]:
+        if view not in self._tables:
+            self._tables[view] = self._read(view)
+        return self._tables[view]
+
+    def missing(self, view: str, digests: list[str]) -> list[str]:
+        table = self.table(view)
+        return [d for d in dict.fromkeys(digests) if d not in table]
+
+    def put(self, view: str, digests: list[str], vectors: np.ndarray) -> None:
+        table = self.table(view)
+        for digest, vector in zip(digests, vectors, strict=True):
+            table[digest] = np.asarray(vector)
+        self._dirty.add(view)
+
+    def stack(self, view: str, digests: list[str]) -> np.ndarray:
+        table = self.table(view)
+        return np.stack([table[d] for d in digests]) if digests else np.zeros((0, 0), np.float32)
+
+    def save(self) -> None:
+        """Atomic per view (write a temporary file, then rename): a killed run leaves no
+        half-written cache behind."""
+        if self.directory is None:
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        for view in sorted(self._dirty):
+            table = self._tables[view]
+            digests = sorted(table)
+            fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".npz.tmp")
+            os.close(fd)
+            with open(tmp, "wb") as fh:
+                np.savez(
+                    fh, sha256=np.asarray(digests), values=np.stack([table[d] for d in digests])
+                )
+            os.replace(tmp, self.directory / f"{view}.npz")
+        self._dirty.clear()
+
+    def _read(self, view: str) -> dict[str, np.ndarray]:
+        if self.directory is None:
+            return {}
+        path = self.directory / f"{view}.npz"
+        if not path.is_file():
+            return {}
+        try:
+            with np.load(path) as data:
+                return dict(zip(data["sha256"].tolist(), data["values"], strict=True))
+        except (OSError, ValueError, KeyError) as exc:  # damaged: recompute, never crash
+            log.warning("ignoring unreadable feature cache %s: %s", path, exc)
+            return {}

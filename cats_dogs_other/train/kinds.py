@@ -1,0 +1,72 @@
+"""What kind of thing an ImageNet class is, to report "Other" accuracy by kind.
+
+The grouping is made from the class's WordNet id and name, never from its pictures:
+
+1. WordNet ids below ``n02666196`` (abacus, ImageNet's first artefact class) are animals:
+   ImageNet-1k lists its organisms first, fish to puffer, then artefacts from n02666196 on.
+2. Named lists take precedence for the kinds ImageNet's ids do not separate: people (the
+   person classes and garments ImageNet photographs worn by a person), vehicles, drawings
+   (printed or drawn graphics) and scenes (landscapes, buildings and places seen whole).
+3. Otherwise, by the id's first digits: ``n07`` is food, ``n09`` scenes, ``n10`` people,
+   ``n11``-``n13`` plants (plants and fungi), and every other id (mostly ``n03``/``n04``
+   artefacts) objects.
+"""
+
+from __future__ import annotations
+
+import re
+
+KINDS = ("animals", "objects", "people", "food", "vehicles", "scenes", "drawings", "plants")
+
+PEOPLE = frozenset(
+    """ballplayer groom scuba_diver abaya academic_gown bikini brassiere bulletproof_vest
+    cardigan cloak fur_coat gown hoopskirt jean jersey kimono lab_coat maillot military_uniform
+    miniskirt overskirt pajama poncho sarong suit sweatshirt swimming_trunks trench_coat vestment
+    wig mortarboard cowboy_hat bearskin pickelhaube bathing_cap shower_cap sombrero""".split()  # noqa: SIM905
+)
+VEHICLES = frozenset(
+    """aircraft_carrier airliner airship ambulance amphibian beach_wagon bicycle-built-for-two
+    bobsled cab canoe catamaran container_ship convertible dogsled electric_locomotive
+    fire_engine fireboat forklift freight_car garbage_truck go-kart golfcart gondola harvester
+    horse_cart jeep jinrikisha lifeboat limousine liner minibus minivan model_t moped
+    motor_scooter mountain_bike moving_van oxcart passenger_car pickup police_van racer
+    recreational_vehicle schooner school_bus snowmobile snowplow space_shuttle speedboat
+    sports_car steam_locomotive streetcar submarine tank tow_truck tractor trailer_truck
+    tricycle trimaran trolleybus unicycle warplane wreck yawl""".split()  # noqa: SIM905
+)
+DRAWINGS = frozenset(
+    "comic_book book_jacket crossword_puzzle web_site menu jigsaw_puzzle street_sign".split()  # noqa: SIM905
+)
+SCENES = frozenset(
+    """alp bubble cliff coral_reef geyser lakeside promontory sandbar seashore valley volcano
+    bakery barbershop barn boathouse bookshop butcher_shop castle church cinema cliff_dwelling
+    confectionery dam dock greenhouse grocery_store library lumbermill monastery mosque palace
+    planetarium prison restaurant shoe_shop tobacco_shop toyshop triumphal_arch
+    steel_arch_bridge suspension_bridge viaduct megalith stone_wall yurt thatch breakwater
+    patio pier fountain home_theater""".split()  # noqa: SIM905
+)
+FIRST_ARTEFACT = 2666196  # n02666196 abacus
+_WNID = re.compile(r"^(n\d{8})[_\-\s]?(.*)$")
+
+
+def parse_wnid(stem: str) -> tuple[str, str] | None:
+    """``("n01530575", "brambling")`` from a file stem like ``n01530575_brambling``."""
+    match = _WNID.match(stem)
+    return (match.group(1), match.group(2)) if match else None
+
+
+def kind_of(wnid: str, name: str) -> str:
+    key = name.strip().replace(" ", "_").casefold()
+    if int(wnid[1:]) < FIRST_ARTEFACT:
+        return "animals"
+    prefix = int(wnid[1:3])
+    for kind, names in (
+        ("people", PEOPLE),
+        ("vehicles", VEHICLES),
+        ("drawings", DRAWINGS),
+        ("scenes", SCENES),
+    ):
+        if key in names:
+            return kind
+    by_prefix = {7: "food", 9: "scenes", 10: "people", 11: "plants", 12: "plants", 13: "plants"}
+    return by_prefix.get(prefix, "objects")

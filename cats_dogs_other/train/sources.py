@@ -1,0 +1,281 @@
+"""Several labelled sources (``--data`` repeated) as one pool of unique images with features.
+
+Each source keeps its own layout (Ecotag export or one folder per class) and its own name (the
+folder's), so every figure can be given per source. An image's group is the unit a split never
+cuts: its ImageNet class when the file name starts with a WordNet id (``n01530575_...``), so
+held-out ImageNet classes are wholly unseen; otherwise the image itself.
+
+Images are decoded and passed through the backbone only when the feature cache lacks them.
+Byte-identical and near-identical images (see :mod:`dedupe`) are dropped before any split.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from cats_dogs_other.train.dataset import (
+    DEFAULT_CLASSES,
+    Sample,
+    check_every_class_present,
+    dataset_sha256,
+    find_samples,
+)
+from cats_dogs_other.train.dedupe import DEFAULT_MAX_DISTANCE, dhash, find_duplicates
+from cats_dogs_other.train.errors import DatasetError
+from cats_dogs_other.train.feature_cache import FeatureCache, file_sha256
+from cats_dogs_other.train.kinds import kind_of, parse_wnid
+
+HASH_VIEW = "dhash"
+
+
+@dataclass
+class SourceInfo:
+    name: str
+    path: str
+    format: str
+    sha256: str
+    listed: int
+    per_class: dict[str, int]
+    used: int = 0
+    skipped: list[dict[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class Pool:
+    """Unique, decodable images of every source, in ``--data`` order, with their features."""
+
+    classes: tuple[str, ...]
+    labels: np.ndarray
+    sources: np.ndarray
+    names: list[str]
+    paths: list[Path]
+    groups: list[str]
+    kinds: list[str | None]
+    """ImageNet kind (animals, objects...) of an image named by WordNet id, else None."""
+    digests: list[str]
+    features: dict[str, np.ndarray]
+    """view ("clean", "flip", "aug1"...) -> (n, d) backbone features."""
+    source_info: list[SourceInfo]
+    duplicates: list[dict[str, str]]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def source_names(self) -> list[str]:
+        return [s.name for s in self.source_info]
+
+    def class_counts(self, mask: np.ndarray | None = None) -> dict[str, int]:
+        labels = self.labels if mask is None else self.labels[mask]
+        counts = Counter(int(i) for i in labels)
+        return {name: counts.get(i, 0) for i, name in enumerate(self.classes)}
+
+
+Extractor = Callable[[np.ndarray, str], np.ndarray]
+"""(uint8 images, view) -> features; the view decides the mirroring or augmentation."""
+
+
+def list_sources(
+    data: Sequence[Path], classes: Sequence[str] = DEFAULT_CLASSES
+) -> list[tuple[SourceInfo, list[Sample]]]:
+    """Every source's samples, with a unique name per source (its folder name)."""
+    out: list[tuple[SourceInfo, list[Sample]]] = []
+    seen: Counter[str] = Counter()
+    for path in data:
+        samples, fmt = find_samples(Path(path), classes, every_class=len(data) == 1)
+        base = Path(path).resolve().name if Path(path).is_dir() else Path(path).stem
+        seen[base] += 1
+        name = base if seen[base] == 1 else f"{base}-{seen[base]}"
+        counts = Counter(s.label for s in samples)
+        info = SourceInfo(
+            name=name,
+            path=str(path),
+            format=fmt,
+            sha256=dataset_sha256(samples, tuple(classes)),
+            listed=len(samples),
+            per_class={c: counts.get(i, 0) for i, c in enumerate(classes)},
+        )
+        out.append((info, samples))
+    everything = [s for _, samples in out for s in samples]
+    check_every_class_present(everything, tuple(classes))
+    return out
+
+
+def build_pool(
+    data: Sequence[Path],
+    *,
+    side: int,
+    views: Sequence[str],
+    extract: Extractor,
+    cache: FeatureCache,
+    classes: Sequence[str] = DEFAULT_CLASSES,
+    max_pixels: int = 40_000_000,
+    max_hash_distance: int = DEFAULT_MAX_DISTANCE,
+    batch_size: int = 32,
+    progress: bool = True,
+) -> Pool:
+    if not data:
+        raise DatasetError("no dataset given: pass --data DIR (several times for several sources)")
+    listed = list_sources(data, classes)
+    rows: list[tuple[int, Sample, str]] = []
+    for k, (_, samples) in enumerate(listed):
+        for sample in tqdm(samples, desc=f"hashing {listed[k][0].name}", disable=not progress):
+            rows.append((k, sample, file_sha256(sample.path)))
+    digests = [d for _, _, d in rows]
+    failed = _fill_cache(rows, side, views, extract, cache, max_pixels, batch_size, progress)
+    for k, sample, digest in rows:
+        if digest in failed:
+            listed[k][0].skipped.append({"file": sample.name, **failed[digest]})
+    ok = [i for i, d in enumerate(digests) if d not in failed]
+    hashes = [int(cache.table(HASH_VIEW)[digests[i]]) for i in ok]
+    dups = find_duplicates(
+        [digests[i] for i in ok],
+        hashes,
+        max_distance=max_hash_distance,
+        features=cache.stack("clean", [digests[i] for i in ok]) if ok else None,
+    )
+    keep = [ok[i] for i in dups.keep]
+    removed = [
+        {
+            "source": listed[rows[ok[i]][0]][0].name,
+            "file": rows[ok[i]][1].name,
+            "label": classes[rows[ok[i]][1].label],
+            "same_as": f"{listed[rows[ok[j]][0]][0].name}/{rows[ok[j]][1].name}",
+            "same_as_label": classes[rows[ok[j]][1].label],
+            "why": why,
+        }
+        for i, j, why in dups.removed
+    ]
+    cache.save()
+    pool = _assemble(listed, rows, keep, views, cache, tuple(classes), removed)
+    for info in pool.source_info:
+        info.used = int(np.sum(pool.sources == info.name))
+    check_every_class_present(
+        [rows[i][1] for i in keep], tuple(classes), after_skipping=bool(failed)
+    )
+    return pool
+
+
+def _fill_cache(
+    rows: list[tuple[int, Sample, str]],
+    side: int,
+    views: Sequence[str],
+    extract: Extractor,
+    cache: FeatureCache,
+    max_pixels: int,
+    batch_size: int,
+    progress: bool,
+) -> dict[str, dict[str, str]]:
+    """Decode what any view lacks, hash it, run the backbone; returns undecodable digests.
+
+    The next batch decodes in a thread while the backbone runs on this one (Pillow releases
+    the GIL), so decoding costs almost no wall time.
+    """
+    path_of = {d: s.path for _, s, d in rows}
+    order = {d: i for i, d in enumerate(path_of)}
+    lacking = set().union(*(cache.missing(v, list(path_of)) for v in (*views, HASH_VIEW)))
+    todo = sorted(lacking, key=order.__getitem__)
+    failed: dict[str, dict[str, str]] = {}
+    if not todo:
+        return failed
+    batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
+    bar = tqdm(
+        total=len(todo), desc="decoding + extracting features", unit="img", disable=not progress
+    )
+    with bar, ThreadPoolExecutor(1, thread_name_prefix="decode") as pool:
+        pending = pool.submit(_decode_batch, batches[0], path_of, side, max_pixels)
+        for k, batch in enumerate(batches):
+            chunk, arrays, errors = pending.result()
+            if k + 1 < len(batches):
+                pending = pool.submit(_decode_batch, batches[k + 1], path_of, side, max_pixels)
+            failed |= errors
+            if chunk:
+                images = np.stack(arrays)
+                hashes = np.asarray([dhash(a) for a in images], dtype=np.uint64)
+                cache.put(HASH_VIEW, chunk, hashes)
+                for view in views:
+                    cache.put(view, chunk, extract(images, view))
+            bar.update(len(batch))
+            if k and k % 16 == 0:
+                cache.save()  # an interrupted run keeps what it computed
+    return failed
+
+
+def _decode_batch(
+    digests: list[str], path_of: dict[str, Path], side: int, max_pixels: int
+) -> tuple[list[str], list[np.ndarray], dict[str, dict[str, str]]]:
+    from kto.inference import InvalidImageError, decode_image
+
+    chunk, arrays, failed = [], [], {}
+    for digest in digests:
+        try:
+            arrays.append(decode_image(path_of[digest], size=(side, side), max_pixels=max_pixels))
+            chunk.append(digest)
+        except InvalidImageError as exc:
+            failed[digest] = {"reason": exc.reason, "message": str(exc)}
+    return chunk, arrays, failed
+
+
+def _assemble(
+    listed: list[tuple[SourceInfo, list[Sample]]],
+    rows: list[tuple[int, Sample, str]],
+    keep: list[int],
+    views: Sequence[str],
+    cache: FeatureCache,
+    classes: tuple[str, ...],
+    removed: list[dict[str, str]],
+) -> Pool:
+    kept = [rows[i] for i in keep]
+    groups: list[str] = []
+    kinds: list[str | None] = []
+    for k, sample, _ in kept:
+        parsed = parse_wnid(Path(sample.name).stem)
+        source = listed[k][0].name
+        groups.append(f"{source}:{parsed[0]}" if parsed else f"{source}:{sample.name}")
+        kinds.append(kind_of(*parsed) if parsed else None)
+    digests = [d for _, _, d in kept]
+    return Pool(
+        classes=classes,
+        labels=np.asarray([s.label for _, s, _ in kept], dtype=np.int64),
+        sources=np.asarray([listed[k][0].name for k, _, _ in kept]),
+        names=[s.name for _, s, _ in kept],
+        paths=[s.path for _, s, _ in kept],
+        groups=groups,
+        kinds=kinds,
+        digests=digests,
+        features={v: cache.stack(v, digests).astype(np.float32) for v in views},
+        source_info=[info for info, _ in listed],
+        duplicates=removed,
+    )
+
+
+def describe(pool: Pool) -> dict[str, Any]:
+    """The ``dataset`` section of metrics.json."""
+    return {
+        "sources": [
+            {
+                "name": s.name,
+                "format": s.format,
+                "sha256": s.sha256,
+                "images_listed": s.listed,
+                "per_class_listed": s.per_class,
+                "images_used": s.used,
+                "per_class_used": pool.class_counts(pool.sources == s.name),
+                "skipped_count": len(s.skipped),
+                "skipped": s.skipped,
+            }
+            for s in pool.source_info
+        ],
+        "images_used": len(pool),
+        "per_class": pool.class_counts(),
+        "duplicates_removed": len(pool.duplicates),
+        "duplicates": pool.duplicates,
+    }

@@ -1,0 +1,93 @@
+"""Model versions: every training run writes a new folder; only ``promote`` replaces the
+bundled default, and it does so as one explicit step.
+
+``python -m cats_dogs_other.train`` without ``--out`` writes ``models/<name>-<version>/`` (git
+ignored), the version being the UTC time of the run unless ``--model-version`` says otherwise.
+``python -m cats_dogs_other.train promote DIR`` (``make promote MODEL=DIR``) checks that the
+folder loads through the wheel, then swaps it in for ``cats_dogs_other/model/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cats_dogs_other.train import paths
+from cats_dogs_other.train.errors import TrainingError
+
+BUNDLED_MODEL = paths.REPO_ROOT / "cats_dogs_other" / "model"
+MODELS_DIR = paths.REPO_ROOT / "models"
+REQUIRED_FILES = ("model.keras", "metadata.json", "MODEL_CARD.md", "metrics.json")
+
+
+def new_version(now: datetime | None = None) -> str:
+    """``2026.12.01.093000``: sorts by time, valid PEP 440, no characters a path dislikes."""
+    return (now or datetime.now(UTC)).strftime("%Y.%m.%d.%H%M%S")
+
+
+def default_out(name: str, version: str) -> Path:
+    return MODELS_DIR / f"{name}-{version}"
+
+
+def prepare_out(out: Path) -> Path:
+    """Refuse to write into the bundled default or over an existing model folder."""
+    out = Path(out)
+    if out.resolve() == BUNDLED_MODEL.resolve():
+        raise TrainingError(
+            f"{out} is the bundled default model: training never overwrites it. Train into a "
+            "new folder (leave --out out, or give another one), then promote it with "
+            "`make promote MODEL=<folder>`"
+        )
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise TrainingError(
+            f"{out} already exists and is not empty: every run writes a new model folder; "
+            "choose another --out or --model-version"
+        )
+    return out
+
+
+def promote(source: Path, target: Path = BUNDLED_MODEL) -> Path:
+    """Check ``source`` loads and is complete, then replace ``target`` with a copy of it.
+
+    The copy is made beside ``target`` and swapped in by renames, so an interrupted promotion
+    leaves either the old or the new model, never a mix.
+    """
+    from kto.inference import Inference
+
+    source, target = Path(source), Path(target)
+    if not source.is_dir():
+        raise TrainingError(f"{source} is not a model folder")
+    if source.resolve() == target.resolve():
+        raise TrainingError(f"{source} is already the bundled model")
+    missing = [f for f in REQUIRED_FILES if not (source / f).is_file()]
+    if missing:
+        raise TrainingError(
+            f"{source} is not a complete model folder: {', '.join(missing)} missing"
+        )
+    inference = Inference(source / "model.keras", warmup=False)
+    meta = json.loads((source / "metadata.json").read_text(encoding="utf-8"))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".promote-", dir=target.parent))
+    staging.chmod(0o755)  # mkdtemp makes it private; the served folder must stay readable
+    try:
+        for item in source.iterdir():
+            if item.is_file():
+                shutil.copy2(item, staging / item.name)
+        old = target.with_name(f".{target.name}.old")
+        if old.exists():
+            shutil.rmtree(old)
+        if target.exists():
+            os.replace(target, old)
+        os.replace(staging, target)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    print(
+        f"promoted {meta['name']} {meta['version']} ({inference.sha256[:12]}) from {source} "
+        f"to {target}"
+    )
+    return target
