@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.support import CODESPACE, E2EModel, StackProcess
+from tests.e2e.support import CODESPACE, DPOP_NONCES, E2EModel, StackProcess
 
 
 @pytest.fixture(scope="session")
@@ -42,6 +42,17 @@ def stack(e2e_model: E2EModel) -> Iterator[StackProcess]:
 def codespaces_stack(e2e_model: E2EModel) -> Iterator[StackProcess]:
     """The stack as `make run` starts it inside GitHub Codespaces (the variables it sets)."""
     process = StackProcess(e2e_model.path, **CODESPACE)
+    try:
+        process.wait_ready()
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture(scope="session")
+def nonce_stack(e2e_model: E2EModel) -> Iterator[StackProcess]:
+    """The stack with the API demanding DPoP nonces (DPOP_NONCES=true)."""
+    process = StackProcess(e2e_model.path, **DPOP_NONCES)
     try:
         process.wait_ready()
         yield process

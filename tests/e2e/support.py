@@ -23,6 +23,11 @@ READY_LINE = "Press Ctrl-C to stop."
 READY_TIMEOUT_S = 240.0
 AUDIENCE = "https://cats-dogs-other.local"
 CLASSES = ("Cat", "Dog", "Other")
+# The API demanding DPoP server nonces (RFC 9449 section 8).
+DPOP_NONCES = {
+    "DPOP_NONCES": "true",
+    "DPOP_NONCE_SECRET": "e2e-nonce-secret-e2e-nonce-secret-0123",
+}
 # What GitHub Codespaces sets in a codespace's environment.
 CODESPACE = {
     "CODESPACE_NAME": "fluffy-space-robot-5g4x",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import stat
@@ -9,12 +10,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
+from kto.client import Classifier, ClientCredentials, DPoPAuth, DPoPKey, DPoPTokenRequestAuth
+from kto.client.cli import discover_token_url
 
 from tests.e2e.support import AUDIENCE, CLASSES, REPO_ROOT, E2EModel, StackProcess, png
 
 COMMAND = Path(sys.executable).with_name("cats-dogs-other")
-SAMPLE = REPO_ROOT / "bruno" / "fixtures" / "red.png"
+SAMPLE = REPO_ROOT / "bruno" / "fixtures" / "cat.png"
 
 
 def classify(
@@ -119,3 +123,77 @@ def test_the_token_cache_file_is_private_and_reused(
 
     assert classify(stack, "--token-cache", str(cache), str(pictures[1])).returncode == 0
     assert cache.stat().st_mtime_ns == written, "the second run asked for a new token"
+
+
+def test_classify_with_dpop(stack: StackProcess, pictures: list[Path]) -> None:
+    result = classify(stack, "--dpop", "--format", "json", *map(str, pictures))
+
+    assert result.returncode == 0, result.stderr
+    assert [a["ok"] for a in json.loads(result.stdout)] == [True, True]
+    assert any(
+        "issued token client_id=dev-client" in line and "dpop=True" in line for line in stack.lines
+    )
+
+
+def classify_in_process(
+    stack: StackProcess, paths: list[Path]
+) -> tuple[list[str], DPoPKey, ClientCredentials, list[tuple[int, str]]]:
+    """The Python API with DPoP; also returns every upload answer as (status, challenge)."""
+    answers: list[tuple[int, str]] = []
+
+    def record(response: httpx.Response) -> None:
+        if response.request.url.path == "/upload":
+            answers.append((response.status_code, response.headers.get("WWW-Authenticate", "")))
+
+    key = DPoPKey()
+    with httpx.Client(timeout=30, event_hooks={"response": [record]}) as http:
+        tokens = ClientCredentials(
+            http,
+            token_url=discover_token_url(http, stack.issuer_url),
+            client_id="dev-client",
+            client_secret="dev-secret",
+            audience=AUDIENCE,
+            token_request_auth=DPoPTokenRequestAuth(key),
+        )
+        results = Classifier(http, stack.api_url, DPoPAuth(tokens, key)).classify(paths)
+    assert all(r.ok for r in results), [r.error for r in results]
+    return [str(r.answer["prediction"]) for r in results], key, tokens, answers
+
+
+def claims_of(token: str) -> dict[str, object]:
+    payload = token.split(".")[1]
+    decoded: dict[str, object] = json.loads(
+        base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+    )
+    return decoded
+
+
+def test_the_python_client_gets_a_token_bound_to_its_key(
+    stack: StackProcess, pictures: list[Path]
+) -> None:
+    predictions, key, tokens, answers = classify_in_process(stack, pictures)
+
+    assert all(p in CLASSES for p in predictions)
+    token = tokens.token()
+    assert token.token_type == "DPoP" and tokens.requests_made == 1
+    assert claims_of(token.value)["cnf"] == {"jkt": key.jkt}
+    assert [status for status, _ in answers] == [200, 200]
+
+
+def test_the_python_client_answers_the_api_nonce(
+    nonce_stack: StackProcess, pictures: list[Path]
+) -> None:
+    _, _, tokens, answers = classify_in_process(nonce_stack, pictures)
+
+    # The first upload is refused for want of a nonce and signed again with it; the second
+    # upload uses the nonce the first answer carried.
+    assert [status for status, _ in answers] == [401, 200, 200]
+    assert 'error="use_dpop_nonce"' in answers[0][1]
+    assert tokens.requests_made == 1
+
+
+def test_the_command_answers_the_api_nonce(nonce_stack: StackProcess, pictures: list[Path]) -> None:
+    result = classify(nonce_stack, "--dpop", "--format", "json", *map(str, pictures))
+
+    assert result.returncode == 0, result.stderr
+    assert [a["ok"] for a in json.loads(result.stdout)] == [True, True]

@@ -2,11 +2,17 @@
 
 The fake answers like the real ones: the token endpoint reads the form body only (as Auth0 does)
 and the API wants the token it handed out, answers 503 with Retry-After when told to, and refuses
-files that are not PNG or JPEG the way the API does (415 with a ``detail``).
+files that are not PNG or JPEG the way the API does (415 with a ``detail``). Both check DPoP
+proofs (signature by the proof's own key, htm, htu, ath, the token's key) and, when given one,
+demand a server nonce as RFC 9449 section 8 says.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import io
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +20,9 @@ from urllib.parse import parse_qs
 
 import httpx
 import pytest
+from joserfc import jws
+from joserfc.jwk import ECKey
+from kto.client.cli import main
 
 TOKEN_URL = "https://tenant.test/oauth/token"
 API_URL = "https://api.test"
@@ -21,6 +30,28 @@ AUDIENCE = "https://cats-dogs-other.test"
 CLIENT_ID, CLIENT_SECRET = "ci-client", "ci-secret"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 32
+
+
+def ath(token: str) -> str:
+    digest = hashlib.sha256(token.encode()).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def verify_proof(proof: str) -> tuple[dict, str]:
+    """The claims of a proof whose signature its own public ``jwk`` checks, and that key's
+    thumbprint; fails the test on anything else a verifier must refuse."""
+    header = json.loads(base64.urlsafe_b64decode(proof.split(".")[0] + "=="))
+    assert header["typ"] == "dpop+jwt" and header["alg"] == "ES256"
+    assert "d" not in header["jwk"], "a proof must carry the public key only"
+    key = ECKey.import_key(header["jwk"])
+    claims = json.loads(jws.deserialize_compact(proof, key, algorithms=["ES256"]).payload)
+    return claims, key.thumbprint()
+
+
+def proof_matches(claims: dict, request: httpx.Request) -> bool:
+    url = request.url
+    expected = f"{url.scheme}://{url.netloc.decode()}{url.path}"
+    return claims.get("htm") == request.method and claims.get("htu") == expected
 
 
 @dataclass
@@ -47,6 +78,12 @@ class FakeServers:
     requests: list[httpx.Request] = field(default_factory=list)
     issued: list[str] = field(default_factory=list)
     revoked: set[str] = field(default_factory=set)
+    bound: dict[str, str] = field(default_factory=dict)  # DPoP token -> thumbprint of its key
+    issuer_nonce: str | None = None  # the DPoP-Nonce the token endpoint demands
+    api_nonce: str | None = None  # the DPoP-Nonce the API demands
+    dpop_ignored: bool = False  # an issuer without DPoP: Bearer tokens whatever is sent
+    verify_proof = staticmethod(verify_proof)
+    ath = staticmethod(ath)
 
     @property
     def transport(self) -> httpx.MockTransport:
@@ -56,7 +93,12 @@ class FakeServers:
         return sum(1 for r in self.requests if r.url.path == path)
 
     def handle(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
+        # A copy: an httpx.Auth retry re-sends the same Request with new headers.
+        self.requests.append(
+            httpx.Request(
+                request.method, request.url, headers=request.headers, content=request.content
+            )
+        )
         if request.url.path == "/oauth/token":
             return self._token(request)
         if request.url.path == "/.well-known/openid-configuration":
@@ -74,18 +116,53 @@ class FakeServers:
         if form.get("audience") != AUDIENCE or form.get("grant_type") != "client_credentials":
             return httpx.Response(403, json={"error": "access_denied"})
         token = f"token-{len(self.issued) + 1}"
+        token_type = "Bearer"
+        if "DPoP" in request.headers and not self.dpop_ignored:
+            claims, jkt = verify_proof(request.headers["DPoP"])
+            if self.issuer_nonce is not None and claims.get("nonce") != self.issuer_nonce:
+                headers = {"DPoP-Nonce": self.issuer_nonce}
+                return httpx.Response(400, headers=headers, json={"error": "use_dpop_nonce"})
+            if not proof_matches(claims, request) or "ath" in claims:
+                return httpx.Response(400, json={"error": "invalid_dpop_proof"})
+            token_type, self.bound[token] = "DPoP", jkt
         self.issued.append(token)
-        body = {"access_token": token, "token_type": "Bearer", "expires_in": self.expires_in}
+        body = {"access_token": token, "token_type": token_type, "expires_in": self.expires_in}
         return httpx.Response(200, json=body)
+
+    def _refusal(self, request: httpx.Request) -> httpx.Response | None:
+        """401 unless the request carries a token this fake issued, with its proof if bound."""
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        bound = token in self.bound
+        if (
+            token not in self.issued
+            or token in self.revoked
+            or scheme != ("DPoP" if bound else "Bearer")
+        ):
+            challenge = f'{scheme or "Bearer"} realm="api", error="invalid_token"'
+            return httpx.Response(401, headers={"WWW-Authenticate": challenge}, json={})
+        if not bound:
+            return None
+        claims, jkt = verify_proof(request.headers["DPoP"])
+        if self.api_nonce is not None and claims.get("nonce") != self.api_nonce:
+            headers = {
+                "WWW-Authenticate": 'DPoP error="use_dpop_nonce"',
+                "DPoP-Nonce": self.api_nonce,
+            }
+            return httpx.Response(401, headers=headers, json={})
+        if not proof_matches(claims, request) or claims.get("ath") != ath(token):
+            return httpx.Response(
+                401, headers={"WWW-Authenticate": 'DPoP error="invalid_dpop_proof"'}
+            )
+        if jkt != self.bound[token]:
+            return httpx.Response(401, headers={"WWW-Authenticate": 'DPoP error="invalid_token"'})
+        return None
 
     def _upload(self, request: httpx.Request) -> httpx.Response:
         if self.unreachable:
             self.unreachable -= 1
             raise httpx.ConnectError("connection refused", request=request)
-        token = request.headers.get("Authorization", "").removeprefix("Bearer ")
-        if token not in self.issued or token in self.revoked:
-            challenge = 'Bearer realm="api", error="invalid_token"'
-            return httpx.Response(401, headers={"WWW-Authenticate": challenge}, json={})
+        if (refusal := self._refusal(request)) is not None:
+            return refusal
         if self.busy:
             retry_after = self.busy.pop(0)
             headers = {"Retry-After": retry_after} if retry_after is not None else {}
@@ -126,3 +203,30 @@ def images(tmp_path: Path) -> Callable[..., list[Path]]:
         return paths
 
     return make
+
+
+@pytest.fixture
+def run(servers, monkeypatch):
+    """Runs the command with the fake servers; returns (exit code, stdout, stderr, sleeps)."""
+    for name in ("CDO_API_URL", "CDO_ISSUER", "CDO_TOKEN_URL", "CDO_CLIENT_SECRET", "CDO_DPOP"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CDO_CLIENT_ID", servers.client_id)
+    monkeypatch.setenv("CDO_AUDIENCE", servers.audience)
+
+    def invoke(*args: str, secret: str | None = None, api: bool = True, token_url: bool = True):
+        monkeypatch.setenv("CDO_CLIENT_SECRET", secret or servers.client_secret)
+        if api:
+            monkeypatch.setenv("CDO_API_URL", servers.api_url)
+        if token_url:
+            monkeypatch.setenv("CDO_TOKEN_URL", servers.token_url)
+        out, err, sleeps = io.StringIO(), io.StringIO(), []
+        code = main(
+            ["classify", *args],
+            transport=servers.transport,
+            sleep=sleeps.append,
+            stdout=out,
+            stderr=err,
+        )
+        return code, out.getvalue(), err.getvalue(), sleeps
+
+    return invoke

@@ -3,7 +3,6 @@ codes, and that the token is fetched once for many images."""
 
 from __future__ import annotations
 
-import io
 import json
 import stat
 import subprocess
@@ -13,34 +12,7 @@ from pathlib import Path
 
 import pytest
 from kto.client.api import parse_retry_after
-from kto.client.cli import EXIT_AUTH, EXIT_FAILED_IMAGE, EXIT_OK, EXIT_USAGE, main
-
-
-@pytest.fixture
-def run(servers, monkeypatch):
-    """Runs the command with the fake servers; returns (exit code, stdout, stderr, sleeps)."""
-    for name in ("CDO_API_URL", "CDO_ISSUER", "CDO_TOKEN_URL", "CDO_CLIENT_SECRET"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("CDO_CLIENT_ID", servers.client_id)
-    monkeypatch.setenv("CDO_AUDIENCE", servers.audience)
-
-    def invoke(*args: str, secret: str | None = None, api: bool = True, token_url: bool = True):
-        monkeypatch.setenv("CDO_CLIENT_SECRET", secret or servers.client_secret)
-        if api:
-            monkeypatch.setenv("CDO_API_URL", servers.api_url)
-        if token_url:
-            monkeypatch.setenv("CDO_TOKEN_URL", servers.token_url)
-        out, err, sleeps = io.StringIO(), io.StringIO(), []
-        code = main(
-            ["classify", *args],
-            transport=servers.transport,
-            sleep=sleeps.append,
-            stdout=out,
-            stderr=err,
-        )
-        return code, out.getvalue(), err.getvalue(), sleeps
-
-    return invoke
+from kto.client.cli import EXIT_AUTH, EXIT_FAILED_IMAGE, EXIT_OK, EXIT_USAGE
 
 
 def test_many_images_one_token_json_output(run, servers, images) -> None:
@@ -201,6 +173,7 @@ def test_help_lists_every_environment_variable() -> None:
         "CDO_AUDIENCE",
         "CDO_TOKEN_CACHE",
         "CDO_BATCH",
+        "CDO_DPOP",
     ):
         assert variable in result.stdout
     assert "exit status" in result.stdout
@@ -215,8 +188,11 @@ def test_the_client_imports_neither_the_server_nor_tensorflow() -> None:
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
-def test_the_package_depends_on_httpx_only() -> None:
+def test_the_package_depends_on_httpx_and_joserfc_only() -> None:
     pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
     project = tomllib.loads(pyproject.read_text())["project"]
-    assert [d.split(">")[0].split("=")[0] for d in project["dependencies"]] == ["httpx"]
+    assert [d.split(">")[0].split("=")[0] for d in project["dependencies"]] == [
+        "httpx",
+        "joserfc",  # signs DPoP proofs
+    ]
     assert project["scripts"] == {"cats-dogs-other": "kto.client.cli:main"}

@@ -2,10 +2,11 @@
 
 The API sees only headers, so an authentication scheme is an :class:`httpx.Auth` that adds them
 given the request's method and URL. :class:`BearerAuth` sends ``Authorization: Bearer``. A
-proof-of-possession scheme (DPoP, RFC 9449) subclasses it: ``scheme = "DPoP"``,
-:meth:`headers_for` adds the per-request proof (it gets the method, the URL and the token), and
-:meth:`retry_same_token` answers a ``use_dpop_nonce`` challenge by remembering the nonce. Its
-token requests get their proof through ``ClientCredentials(token_request_auth=...)``.
+proof-of-possession scheme (DPoP, RFC 9449: :mod:`kto.client.dpop`) subclasses it:
+:meth:`headers_for` adds the per-request proof (it gets the method, the URL and the token),
+:meth:`observe` sees every answer (to keep a server's latest nonce), and
+:meth:`retry_same_token` answers a ``use_dpop_nonce`` challenge. Its token requests get their
+proof through ``ClientCredentials(token_request_auth=...)``.
 """
 
 from __future__ import annotations
@@ -41,13 +42,18 @@ class BearerAuth(httpx.Auth):
         """Whether to try once more with the same token (Bearer: never)."""
         return False
 
+    def observe(self, response: httpx.Response) -> None:
+        """Sees every answer before the retry decision (Bearer: nothing to learn)."""
+
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         token = self.tokens.token()
         request.headers.update(self.headers_for(request.method, request.url, token))
         response = yield request
+        self.observe(response)
         if self.renew_token(response):
             token = self.tokens.token(renew=True)
         elif not self.retry_same_token(response):
             return
         request.headers.update(self.headers_for(request.method, request.url, token))
-        yield request
+        response = yield request
+        self.observe(response)

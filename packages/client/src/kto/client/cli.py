@@ -24,6 +24,7 @@ from kto.client.api import (
     RetryPolicy,
 )
 from kto.client.auth import BearerAuth
+from kto.client.dpop import DPoPAuth, DPoPKey, DPoPTokenRequestAuth
 from kto.client.errors import ClientError, ConfigurationError, TokenError
 from kto.client.output import render_json, render_table
 from kto.client.tokens import ClientCredentials, FileCache, MemoryCache, TokenCache
@@ -120,8 +121,15 @@ def build_parser() -> argparse.ArgumentParser:
     classify.add_argument(
         "--batch",
         action=argparse.BooleanOptionalAction,
-        default=os.environ.get("CDO_BATCH", "").lower() in {"1", "true", "yes"},
+        default=_flag(os.environ.get("CDO_BATCH")),
         help="send files through /upload/batch, --batch-size at a time [CDO_BATCH=1]",
+    )
+    classify.add_argument(
+        "--dpop",
+        action=argparse.BooleanOptionalAction,
+        default=_flag(os.environ.get("CDO_DPOP")),
+        help="bind the token to a key made for this run (DPoP, RFC 9449): a copied token is "
+        "useless without it; the key is never stored, so not with --token-cache [CDO_DPOP=1]",
     )
     return parser
 
@@ -169,6 +177,11 @@ def _classify(
         missing.append("--token-url (CDO_TOKEN_URL) or --issuer (CDO_ISSUER)")
     if missing:
         raise ConfigurationError("Missing settings: " + ", ".join(missing) + ".")
+    if args.dpop and args.token_cache:
+        raise ConfigurationError(
+            "--dpop (CDO_DPOP) cannot be used with --token-cache (CDO_TOKEN_CACHE): the DPoP key "
+            "stays in memory, and a cached token is useless without it. Drop one of them."
+        )
     batch_size = _number(args.batch_size, "--batch-size", int)
     attempts = _number(args.attempts, "--attempts", int)
     max_wait = _number(args.max_retry_wait, "--max-retry-wait", float)
@@ -176,6 +189,7 @@ def _classify(
     with httpx.Client(transport=transport, timeout=timeout) as http:
         token_url = args.token_url or discover_token_url(http, args.issuer)
         cache: TokenCache = FileCache(args.token_cache) if args.token_cache else MemoryCache()
+        key = DPoPKey() if args.dpop else None
         tokens = ClientCredentials(
             http,
             token_url=token_url,
@@ -184,11 +198,13 @@ def _classify(
             audience=args.audience,
             scope=args.scope or None,
             cache=cache,
+            token_request_auth=DPoPTokenRequestAuth(key) if key else None,
         )
+        auth = DPoPAuth(tokens, key) if key else BearerAuth(tokens)
         retry = RetryPolicy(attempts=max(1, attempts), max_wait_s=max_wait)
         if sleep is not None:
             retry = RetryPolicy(attempts=retry.attempts, max_wait_s=max_wait, sleep=sleep)
-        classifier = Classifier(http, args.api_url, BearerAuth(tokens), retry=retry)
+        classifier = Classifier(http, args.api_url, auth, retry=retry)
         return classifier.classify(args.files, batch=args.batch, batch_size=batch_size)
 
 
@@ -204,6 +220,10 @@ def discover_token_url(http: httpx.Client, issuer: str) -> str:
     if not isinstance(endpoint, str):
         raise TokenError(f"{url} names no token_endpoint; set --token-url (CDO_TOKEN_URL).")
     return endpoint
+
+
+def _flag(value: str | None) -> bool:
+    return (value or "").lower() in {"1", "true", "yes"}
 
 
 def _dest(flag: str) -> str:
