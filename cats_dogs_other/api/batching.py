@@ -143,6 +143,8 @@ class MicroBatcher:
         # are for the stop and wake sentinels.
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size + 8)
         self._arriving = 0  # admitted awaitables still decoding; written on the loop thread only
+        self._wakes = 0  # wake sentinels in the queue: they hold no image, so never count them
+        self._wakes_lock = threading.Lock()
         self._accepting = False
         self._closed = False  # the stop sentinel is (about to be) queued: nothing may follow it
         self._no_arrivals: asyncio.Event | None = None  # set by the last arrival while stopping
@@ -151,7 +153,7 @@ class MicroBatcher:
     @property
     def queue_depth(self) -> int:
         """Requests waiting for the inference thread (not counting the batch in flight)."""
-        return self._queue.qsize()
+        return self._queued_images()
 
     @property
     def arriving(self) -> int:
@@ -226,7 +228,7 @@ class MicroBatcher:
             for x in xs:
                 _close(x)
             raise BatcherClosedError("The inference worker is not running; retry shortly.")
-        if self._queue.qsize() + self._arriving + len(xs) > self.queue_size:
+        if self._queued_images() + self._arriving + len(xs) > self.queue_size:
             for x in xs:
                 _close(x)
             self._reject("queue_full")
@@ -289,8 +291,19 @@ class MicroBatcher:
 
     def _wake(self) -> None:
         """A tracked arrival gave up: wake a worker that may be waiting for it."""
-        with contextlib.suppress(queue.Full):
+        with self._wakes_lock:
+            self._wakes += 1
+        try:
             self._queue.put_nowait(_WAKE)
+        except queue.Full:
+            self._woken()
+
+    def _woken(self) -> None:
+        with self._wakes_lock:
+            self._wakes -= 1
+
+    def _queued_images(self) -> int:
+        return max(0, self._queue.qsize() - self._wakes)
 
     # -- event-loop side helpers ----------------------------------------------------------
 
@@ -323,6 +336,7 @@ class MicroBatcher:
             if first is _STOP:
                 break
             if first is _WAKE:
+                self._woken()
                 continue
             batch, stopping = self._collect(first)
             live = [item for item in batch if not item.abandoned]
@@ -354,7 +368,9 @@ class MicroBatcher:
                 break
             if item is _STOP:
                 return batch, True
-            if item is not _WAKE:
+            if item is _WAKE:
+                self._woken()
+            else:
                 batch.append(item)
         return batch, False
 
