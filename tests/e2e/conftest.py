@@ -30,29 +30,23 @@ def e2e_model(request: pytest.FixtureRequest) -> E2EModel:
 @pytest.fixture(scope="session")
 def stack(e2e_model: E2EModel) -> Iterator[StackProcess]:
     """One stack for every end-to-end test; stopped with Ctrl-C at the end."""
-    process = StackProcess(e2e_model.path)
-    try:
-        process.wait_ready()
-        yield process
-    finally:
-        process.stop()
+    yield from _running_stack(e2e_model, {})
 
 
 @pytest.fixture(scope="session")
 def codespaces_stack(e2e_model: E2EModel) -> Iterator[StackProcess]:
     """The stack as `make run` starts it inside GitHub Codespaces (the variables it sets)."""
-    process = StackProcess(e2e_model.path, **CODESPACE)
-    try:
-        process.wait_ready()
-        yield process
-    finally:
-        process.stop()
+    yield from _running_stack(e2e_model, CODESPACE)
 
 
 @pytest.fixture(scope="session")
 def nonce_stack(e2e_model: E2EModel) -> Iterator[StackProcess]:
     """The stack with the API demanding DPoP nonces (DPOP_NONCES=true)."""
-    process = StackProcess(e2e_model.path, **DPOP_NONCES)
+    yield from _running_stack(e2e_model, DPOP_NONCES)
+
+
+def _running_stack(e2e_model: E2EModel, env: dict[str, str]) -> Iterator[StackProcess]:
+    process = StackProcess(e2e_model.path, **env)
     try:
         process.wait_ready()
         yield process
