@@ -150,6 +150,7 @@ def _head_options(g: Group) -> None:
         "hidden_candidates",
         "--hidden",
         type=integers,
+        metavar="HIDDEN",
         help="head shapes to try: 0 = linear softmax, N = one ReLU layer of N (default: 0,256)",
     )
     config_option(
@@ -157,6 +158,7 @@ def _head_options(g: Group) -> None:
         "weighting_candidates",
         "--weighting",
         type=choices(WEIGHTINGS),
+        metavar="WEIGHTING",
         help="sample weightings to try: none, class (classes weigh the same), stratum (every "
         "source x class weighs the same); comma-separated (default: none,class)",
     )

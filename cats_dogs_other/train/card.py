@@ -13,10 +13,10 @@ from cats_dogs_other.train.provenance import TRAIN_COMMAND, Provenance
 from cats_dogs_other.train.results import (
     CrossValidation,
     DatasetReport,
+    HeldOutReport,
     Metrics,
     OODReport,
     Section,
-    TestReport,
 )
 from cats_dogs_other.train.stats import Proportion, proportion
 
@@ -278,7 +278,7 @@ def _confusion_table(section: Section) -> str:
     return _table(("true \\ predicted", *labels), rows)
 
 
-def _per_source_results(test: TestReport) -> str:
+def _per_source_results(test: HeldOutReport) -> str:
     return "\n".join(
         f"### `{name}` (test split)\nAccuracy {sec.accuracy}.\n\n"
         f"{_per_class_table(sec)}\n\n{_confusion_table(sec)}\n"
@@ -286,7 +286,7 @@ def _per_source_results(test: TestReport) -> str:
     )
 
 
-def _kinds_table(test: TestReport) -> str:
+def _kinds_table(test: HeldOutReport) -> str:
     if not test.other_by_kind:
         return "No held-out ImageNet classes in this run."
     rows = [[k, str(v)] for k, v in test.other_by_kind.items()]

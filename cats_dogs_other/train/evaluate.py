@@ -14,9 +14,9 @@ from cats_dogs_other.train.features import forward_fn
 from cats_dogs_other.train.results import (
     ClassFigures,
     ConfusionMatrix,
+    HeldOutReport,
     Section,
     ServingCheck,
-    TestReport,
     Timing,
 )
 from cats_dogs_other.train.sources import Pool
@@ -54,7 +54,7 @@ def section(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[str]) -> S
     )
 
 
-def held_out_report(pool: Pool, idx: np.ndarray, pred: np.ndarray) -> TestReport:
+def held_out_report(pool: Pool, idx: np.ndarray, pred: np.ndarray) -> HeldOutReport:
     """Figures for held-out images ``idx`` answered ``pred``: all, per source, and the share of
     held-out ImageNet "Other" classes answered Other, by kind."""
     classes = pool.classes
@@ -69,7 +69,7 @@ def held_out_report(pool: Pool, idx: np.ndarray, pred: np.ndarray) -> TestReport
         )
         for kind in sorted(set(kinds[other]))
     }
-    return TestReport(
+    return HeldOutReport(
         all=section(y, pred, classes),
         per_source={
             name: section(y[sources == name], pred[sources == name], classes)

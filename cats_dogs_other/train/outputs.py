@@ -20,12 +20,12 @@ from cats_dogs_other.train.results import (
     ConfidenceRule,
     CrossValidation,
     Decision,
+    HeldOutReport,
     Metrics,
     ModelInfo,
     OODReport,
     ServingCheck,
     SplitReport,
-    TestReport,
     Timing,
     TrainingReport,
 )
@@ -51,7 +51,7 @@ class Figures:
     """What the run measured once the model was saved."""
 
     rule: ConfidenceRule | None
-    test: TestReport
+    test: HeldOutReport
     cross_validation: CrossValidation | None
     serving_check: ServingCheck
     sha256: str

@@ -146,7 +146,7 @@ class Section:
 
 
 @dataclass(frozen=True)
-class TestReport:
+class HeldOutReport:
     all: Section
     per_source: dict[str, Section]
     other_by_kind: dict[str, Proportion]
@@ -218,7 +218,7 @@ class Metrics:
     split: SplitReport
     selection: SelectionReport
     confidence_rule: ConfidenceRule | None
-    test: TestReport
+    test: HeldOutReport
     cross_validation: CrossValidation | None
     serving_check: ServingCheck
     ood: OODReport | None

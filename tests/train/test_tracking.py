@@ -14,7 +14,7 @@ from PIL import Image
 
 from cats_dogs_other.api.model_source import resolve_model_uri
 from cats_dogs_other.train.cli import main
-from cats_dogs_other.train.results import ClassFigures, Metrics, Section, TestReport, Timing
+from cats_dogs_other.train.results import ClassFigures, HeldOutReport, Metrics, Section, Timing
 from cats_dogs_other.train.stats import Proportion, proportion
 from cats_dogs_other.train.tracking import flat_metrics
 
@@ -107,7 +107,7 @@ def test_flat_metrics_names_the_headline_figures(bundled_metrics: Metrics) -> No
 
     metrics = replace(
         bundled_metrics,
-        test=TestReport(
+        test=HeldOutReport(
             all=section(0.95),
             per_source={"pets": section(0.9)},
             other_by_kind={"food": Proportion(0.8, 4, 5, [0.4, 0.96])},
