@@ -51,51 +51,70 @@ def find_duplicates(
     given) have cosine similarity of at least ``min_cosine``. Clusters are transitive
     (union-find): if a ~ b and b ~ c, only a is kept.
     """
-    n = len(hashes)
-    parent = list(range(n))
-    why: dict[tuple[int, int], str] = {}
+    clusters = _Clusters(len(hashes))
+    first_by_content: dict[str, int] = {}
+    for i, digest in enumerate(content_sha256):
+        if digest in first_by_content:
+            clusters.join(first_by_content[digest], i, "byte-identical")
+        else:
+            first_by_content[digest] = i
+    if len(hashes):
+        _join_near_identical(clusters, hashes, max_distance, features, min_cosine)
+    return clusters.duplicates()
 
-    def root(i: int) -> int:
+
+class _Clusters:
+    """Union-find over image indices; a cluster's root is its earliest image."""
+
+    def __init__(self, n: int) -> None:
+        self.parent = list(range(n))
+        self.why: dict[tuple[int, int], str] = {}
+
+    def root(self, i: int) -> int:
+        parent = self.parent
         while parent[i] != i:
             parent[i] = parent[parent[i]]
             i = parent[i]
         return i
 
-    def join(a: int, b: int, reason: str) -> None:
-        ra, rb = root(a), root(b)
+    def join(self, a: int, b: int, reason: str) -> None:
+        ra, rb = self.root(a), self.root(b)
         if ra != rb:
-            first, second = min(ra, rb), max(ra, rb)
-            parent[second] = first
-            why[(b, a)] = reason
+            self.parent[max(ra, rb)] = min(ra, rb)
+            self.why[(b, a)] = reason
 
-    first_by_content: dict[str, int] = {}
-    for i, digest in enumerate(content_sha256):
-        if digest in first_by_content:
-            join(first_by_content[digest], i, "byte-identical")
-        else:
-            first_by_content[digest] = i
-    if n:
-        packed = np.asarray([h & ((1 << 64) - 1) for h in hashes], dtype=np.uint64)
-        unit = None
-        if features is not None:
-            norms = np.linalg.norm(features, axis=1, keepdims=True)
-            unit = features / np.maximum(norms, 1e-12)
-        for i in range(n - 1):
-            distance = _popcount(packed[i + 1 :] ^ packed[i])
-            for j in np.flatnonzero(distance <= max_distance) + i + 1:
-                cosine = None if unit is None else float(unit[i] @ unit[j])
-                if cosine is not None and cosine < min_cosine:
-                    continue
-                detail = f"dHash distance {int(distance[j - i - 1])}"
-                detail += "" if cosine is None else f", feature cosine {cosine:.3f}"
-                join(i, int(j), f"near-identical ({detail})")
-    keep = np.asarray(sorted({root(i) for i in range(n)}), dtype=np.int64)
-    removed = [
-        (i, root(i), next((r for (b, _), r in why.items() if b == i), "duplicate"))
-        for i in range(n)
-        if root(i) != i
-    ]
-    return Duplicates(keep, removed)
+    def duplicates(self) -> Duplicates:
+        n = len(self.parent)
+        keep = np.asarray(sorted({self.root(i) for i in range(n)}), dtype=np.int64)
+        removed = [
+            (i, self.root(i), next((r for (b, _), r in self.why.items() if b == i), "duplicate"))
+            for i in range(n)
+            if self.root(i) != i
+        ]
+        return Duplicates(keep, removed)
+
+
+def _join_near_identical(
+    clusters: _Clusters,
+    hashes: Sequence[int],
+    max_distance: int,
+    features: np.ndarray | None,
+    min_cosine: float,
+) -> None:
+    packed = np.asarray([h & ((1 << 64) - 1) for h in hashes], dtype=np.uint64)
+    unit = None
+    if features is not None:
+        norms = np.linalg.norm(features, axis=1, keepdims=True)
+        unit = features / np.maximum(norms, 1e-12)
+    for i in range(len(hashes) - 1):
+        distance = _popcount(packed[i + 1 :] ^ packed[i])
+        for j in np.flatnonzero(distance <= max_distance) + i + 1:
+            cosine = None if unit is None else float(unit[i] @ unit[j])
+            if cosine is not None and cosine < min_cosine:
+                continue
+            detail = f"dHash distance {int(distance[j - i - 1])}"
+            detail += "" if cosine is None else f", feature cosine {cosine:.3f}"
+            clusters.join(i, int(j), f"near-identical ({detail})")
 
 
 def _popcount(values: np.ndarray) -> np.ndarray:

@@ -1,52 +1,84 @@
-"""Metrics as a person reads them: accuracy, per-class precision/recall/F1, confusion matrix."""
+"""Figures of held-out images as a person reads them (accuracy, per-class precision/recall/F1
+with intervals, confusion matrix), and the check that the saved model answers as they say."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from cats_dogs_other.train.features import forward_fn
+from cats_dogs_other.train.results import (
+    ClassFigures,
+    ConfusionMatrix,
+    HeldOutReport,
+    Section,
+    ServingCheck,
+    Timing,
+)
+from cats_dogs_other.train.sources import Pool
 from cats_dogs_other.train.stats import proportion
 
-if TYPE_CHECKING:
-    from cats_dogs_other.train.sources import Pool
+SERVING_CHECK_FILES = 48
 
 
-def classification_metrics(
-    y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[str]
-) -> dict[str, Any]:
+def section(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[str]) -> Section:
+    """Accuracy, recall and precision as proportions with their n and 95% Wilson interval."""
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     labels = list(range(len(classes)))
     precision, recall, f1, support = precision_recall_fscore_support(
         y_true, y_pred, labels=labels, zero_division=0
     )
-    per_class = {
-        name: {
-            "precision": round(float(precision[i]), 4),
-            "recall": round(float(recall[i]), 4),
-            "f1": round(float(f1[i]), 4),
-            "support": int(support[i]),
-        }
-        for i, name in enumerate(classes)
-    }
+    per_class = {}
+    for i, name in enumerate(classes):
+        hit = int(np.sum((y_true == i) & (y_pred == i)))
+        per_class[name] = ClassFigures(
+            precision=round(float(precision[i]), 4),
+            recall=round(float(recall[i]), 4),
+            f1=round(float(f1[i]), 4),
+            support=int(support[i]),
+            recall_ci=proportion(hit, int(np.sum(y_true == i))),
+            precision_ci=proportion(hit, int(np.sum(y_pred == i))),
+        )
     matrix = confusion_matrix(y_true, y_pred, labels=labels)
-    return {
-        "accuracy": round(float(np.mean(np.asarray(y_true) == np.asarray(y_pred))), 4)
-        if len(y_true)
-        else None,
-        "n": len(y_true),
-        "per_class": per_class,
-        "confusion_matrix": {
-            "labels": list(classes),
-            "rows": "true class",
-            "columns": "predicted class",
-            "matrix": matrix.tolist(),
-        },
+    return Section(
+        accuracy=proportion(int(np.sum(y_true == y_pred)), len(y_true)),
+        n=len(y_true),
+        per_class=per_class,
+        confusion_matrix=ConfusionMatrix(labels=list(classes), matrix=matrix.tolist()),
+    )
+
+
+def held_out_report(pool: Pool, idx: np.ndarray, pred: np.ndarray) -> HeldOutReport:
+    """Figures for held-out images ``idx`` answered ``pred``: all, per source, and the share of
+    held-out ImageNet "Other" classes answered Other, by kind."""
+    classes = pool.classes
+    y, sources = pool.labels[idx], pool.sources[idx]
+    fallback = classes.index("Other") if "Other" in classes else len(classes) - 1
+    kinds = np.asarray([pool.kinds[i] or "" for i in idx])
+    other = (y == fallback) & (kinds != "")
+    by_kind = {
+        kind: proportion(
+            int(np.sum(pred[other & (kinds == kind)] == fallback)),
+            int(np.sum(other & (kinds == kind))),
+        )
+        for kind in sorted(set(kinds[other]))
     }
+    return HeldOutReport(
+        all=section(y, pred, classes),
+        per_source={
+            name: section(y[sources == name], pred[sources == name], classes)
+            for name in pool.source_names
+            if np.any(sources == name)
+        },
+        other_by_kind=by_kind,
+        other_held_out_classes=proportion(int(np.sum(pred[other] == fallback)), int(other.sum())),
+    )
 
 
 def predict_batches(model: Any, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
@@ -75,43 +107,43 @@ def time_forward(forward: Any, input_size: tuple[int, int], repeats: int = 5) ->
     return figures
 
 
-def section(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[str]) -> dict[str, Any]:
-    """:func:`classification_metrics` plus accuracy, recall and precision as proportions with
-    their n and 95% Wilson interval."""
-    base = classification_metrics(y_true, y_pred, classes)
-    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-    base["accuracy"] = proportion(int(np.sum(y_true == y_pred)), len(y_true))
-    for i, name in enumerate(classes):
-        hit = int(np.sum((y_true == i) & (y_pred == i)))
-        base["per_class"][name]["recall_ci"] = proportion(hit, int(np.sum(y_true == i)))
-        base["per_class"][name]["precision_ci"] = proportion(hit, int(np.sum(y_pred == i)))
-    return base
+def serving_check(
+    model_file: Path,
+    pool: Pool,
+    test: np.ndarray,
+    probs: np.ndarray,
+    pred: np.ndarray,
+    *,
+    max_pixels: int,
+    seed: int,
+) -> tuple[ServingCheck, str, Timing]:
+    """Reload through the wheel and classify a sample of test FILES as the API would: the
+    figures come from cached features, this proves the saved model answers the same.
 
+    Returns the check, the served file's sha256 and the wheel's latency."""
+    import tensorflow as tf
+    from kto.inference import Inference
 
-def held_out_report(pool: Pool, idx: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
-    """Figures for held-out images ``idx`` answered ``pred``: all, per source, and the share of
-    held-out ImageNet "Other" classes answered Other, by kind."""
-    classes = pool.classes
-    y, sources = pool.labels[idx], pool.sources[idx]
-    fallback = classes.index("Other") if "Other" in classes else len(classes) - 1
-    kinds = np.asarray([pool.kinds[i] or "" for i in idx])
-    other = (y == fallback) & (kinds != "")
-    by_kind = {
-        kind: proportion(
-            int(np.sum(pred[other & (kinds == kind)] == fallback)),
-            int(np.sum(other & (kinds == kind))),
-        )
-        for kind in sorted(set(kinds[other]))
-    }
-    return {
-        "all": section(y, pred, classes),
-        "per_source": {
-            name: section(y[sources == name], pred[sources == name], classes)
-            for name in pool.source_names
-            if np.any(sources == name)
-        },
-        "other_by_kind": by_kind,
-        "other_held_out_classes": proportion(
-            int(np.sum(pred[other] == fallback)), int(other.sum())
-        ),
-    }
+    inference = Inference(model_file, max_pixels=max_pixels, warmup=False)
+    rng = np.random.default_rng(seed)
+    k = min(SERVING_CHECK_FILES, len(test))
+    sample = np.sort(rng.choice(len(test), size=k, replace=False)) if k else np.zeros(0, int)
+    answers = inference.execute_batch([pool.paths[test[i]] for i in sample]) if k else []
+    n_classes = len(pool.classes)
+    served = np.asarray([a["values"] for a in answers], np.float32).reshape(-1, n_classes)
+    index = {c: i for i, c in enumerate(pool.classes)}
+    agree = sum(index[a["prediction"]] == pred[i] for a, i in zip(answers, sample, strict=True))
+    check = ServingCheck(
+        what="test files classified through kto.inference vs the figures' cached features",
+        files=k,
+        same_prediction=int(agree),
+        max_abs_probability_diff=float(np.abs(served - probs[sample]).max()) if k else 0.0,
+    )
+    ms = time_forward(inference.predict_arrays, inference.input_size)
+    timing = Timing(
+        ms_single_image=ms["ms_single_image"],
+        ms_per_image_batch32=ms["ms_per_image_batch32"],
+        intra_op_threads=tf.config.threading.get_intra_op_parallelism_threads(),
+        measured_with="kto.inference.Inference.predict_arrays",
+    )
+    return check, inference.sha256, timing

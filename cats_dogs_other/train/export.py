@@ -13,7 +13,6 @@ folder; the training pipeline calls :func:`export_model` once the folder is writ
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -27,7 +26,7 @@ import numpy as np
 from kto.inference import Inference
 from kto.inference.decoding import ImageInput
 
-from cats_dogs_other.train import paths
+from cats_dogs_other.train.dataset import IMAGE_SUFFIXES
 from cats_dogs_other.train.errors import TrainingError
 
 log = logging.getLogger(__name__)
@@ -36,7 +35,6 @@ EXPORT_FILE = "model.onnx"
 TOLERANCE = 1e-4
 """Largest accepted |p_keras - p_onnx| over all images and classes (float32 export)."""
 CARD_HEADING = "## Served runtime (ONNX export)"
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
 _BATCH = 8
 
 
@@ -56,9 +54,7 @@ def export_model(
     Returns the record stored under ``exported`` in metadata.json. Raises
     :class:`ExportError` (and leaves the folder untouched) when it does not agree.
     """
-    import onnxruntime
-    import tf2onnx
-    from kto.inference.onnx_export import ONNX_OPSET, write_onnx
+    from kto.inference.onnx_export import write_onnx
 
     if not images:
         raise ExportError("no images to verify the export on")
@@ -82,7 +78,21 @@ def export_model(
         os.replace(staging / EXPORT_FILE, model_dir / EXPORT_FILE)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    record = {
+    record = _record(model_dir, reference, candidate, check)
+    _record_in_metadata(model_dir, record)
+    _record_in_card(model_dir, record)
+    return record
+
+
+def _record(
+    model_dir: Path, reference: Inference, candidate: Inference, check: dict[str, Any]
+) -> dict[str, Any]:
+    """What metadata.json keeps under ``exported``: the file, its origin, the tools, the check."""
+    import onnxruntime
+    import tf2onnx
+    from kto.inference.onnx_export import ONNX_OPSET
+
+    return {
         "format": "onnx",
         "file": EXPORT_FILE,
         "bytes": (model_dir / EXPORT_FILE).stat().st_size,
@@ -94,9 +104,6 @@ def export_model(
         "precision": "float32",
         "verification": check,
     }
-    _record_in_metadata(model_dir, record)
-    _record_in_card(model_dir, record)
-    return record
 
 
 def compare(
@@ -182,59 +189,3 @@ def held_out_files(model_dir: Path, data_dir: Path) -> list[Path]:
 
 def images_in(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-
-
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m cats_dogs_other.train export",
-        description="Export a model folder's model.keras to model.onnx (the API's default "
-        "backend), verified against the Keras model on the held-out images listed in its "
-        f"metrics.json; refused beyond a probability difference of {TOLERANCE:g} or any "
-        "changed argmax.",
-    )
-    p.add_argument("--model", type=Path, required=True, help="model folder (model.keras + "
-                   "metadata.json)")  # fmt: skip
-    p.add_argument(
-        "--data",
-        type=Path,
-        default=paths.default_data_dir(),
-        help="dataset holding the held-out files (default: %(default)s)",
-    )
-    p.add_argument(
-        "--images",
-        type=Path,
-        action="append",
-        default=[],
-        help="another folder of images to verify on as well (repeatable)",
-    )
-    p.add_argument("--tolerance", type=float, default=TOLERANCE)
-    return p
-
-
-def main(argv: Sequence[str]) -> int:
-    args = _parser().parse_args(list(argv))
-    if not (args.model / "metadata.json").is_file():
-        raise TrainingError(f"{args.model} is not a model folder (no metadata.json)")
-    held = held_out_files(args.model, args.data)
-    names = {p.name for p in held}
-    extra = [p for folder in args.images for p in images_in(folder) if p.name not in names]
-    sources = []
-    if held:
-        sources.append(f"the {len(held)} held-out files metrics.json lists")
-    if extra:
-        sources.append(f"{len(extra)} more from {', '.join(str(f) for f in args.images)}")
-    if not sources:
-        raise TrainingError(
-            f"no images to verify on: {args.model}/metrics.json lists no held-out files found "
-            f"in {args.data}; pass --data or --images"
-        )
-    record = export_model(
-        args.model, [*held, *extra], source=" + ".join(sources), tolerance=args.tolerance
-    )
-    check = record["verification"]
-    print(
-        f"wrote {args.model / EXPORT_FILE} ({record['bytes'] / 1e6:.1f} MB): largest "
-        f"probability difference {check['max_abs_probability_diff']:.2e}, argmax agreement "
-        f"{check['argmax_agreement']:.1%} on {check['images']} images"
-    )
-    return 0

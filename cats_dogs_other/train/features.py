@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from cats_dogs_other.train.model import build_augmenter
+from cats_dogs_other.train.network import build_augmenter
 
 _FORWARD: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 

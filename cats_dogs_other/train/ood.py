@@ -1,20 +1,10 @@
-"""Out-of-distribution images from outside the training sources, to measure "Other" on.
-
-The training set's ``other`` class is landscapes only, but users upload people, food, vehicles,
-objects and drawings. ``collect`` gathers such pictures from images that installed Python
-packages and Debian packages ship (never from the training data), into a folder OUTSIDE the
-repository, with a manifest naming each file's source; ``python -m cats_dogs_other.train ood``.
-"""
+"""Out-of-distribution images (collected by :mod:`ood_collect`), loaded and answered: the share
+the model sends to "Other", per category. None of them is used for any choice."""
 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
-import logging
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,56 +12,15 @@ from typing import Any
 
 import numpy as np
 
-log = logging.getLogger(__name__)
+from cats_dogs_other.train.calibration import decide
+from cats_dogs_other.train.dataset import IMAGE_SUFFIXES
+from cats_dogs_other.train.evaluate import predict_batches
+from cats_dogs_other.train.paths import OOD_MANIFEST
+from cats_dogs_other.train.results import Miss, OODReport
+from cats_dogs_other.train.stats import proportion
 
-MANIFEST = "manifest.json"
+MANIFEST = OOD_MANIFEST
 IN_DISTRIBUTION_DIR = "in_distribution"
-EXCLUDE_WORDS = ("cat", "dog", "kitten", "puppy", "chelsea")
-
-# (python package holding the folder, folder inside it, file, category)
-PYTHON_SOURCES: tuple[tuple[str, str, str, str], ...] = (
-    ("skimage", "data", "astronaut.png", "people"),
-    ("skimage", "data", "camera.png", "people"),
-    ("skimage", "data", "coffee.png", "food"),
-    ("skimage", "data", "rocket.jpg", "vehicles"),
-    ("skimage", "data", "motorcycle_left.png", "vehicles"),
-    ("skimage", "data", "coins.png", "objects"),
-    ("skimage", "data", "clock_motion.png", "objects"),
-    ("skimage", "data", "color.png", "drawings"),
-    ("skimage", "data", "logo.png", "drawings"),
-    ("skimage", "data", "horse.png", "drawings"),
-    ("skimage", "data", "chessboard_RGB.png", "drawings"),
-    ("skimage", "data", "page.png", "text"),
-    ("skimage", "data", "text.png", "text"),
-    ("skimage", "data", "moon.png", "science"),
-    ("skimage", "data", "hubble_deep_field.jpg", "science"),
-    ("skimage", "data", "retina.jpg", "science"),
-    ("skimage", "data", "ihc.png", "science"),
-    ("skimage", "data", "cell.png", "science"),
-    ("skimage", "data", "brick.png", "textures"),
-    ("skimage", "data", "grass.png", "textures"),
-    ("skimage", "data", "gravel.png", "textures"),
-    ("sklearn", "datasets/images", "china.jpg", "buildings"),
-    ("sklearn", "datasets/images", "flower.jpg", "plants"),
-    ("matplotlib", "mpl-data/sample_data", "grace_hopper.jpg", "people"),
-    ("matplotlib", "mpl-data/sample_data", "Minduka_Present_Blue_Pack.png", "objects"),
-    ("matplotlib", "mpl-data/sample_data", "logo2.png", "drawings"),
-)
-# Known cats, kept apart: an extra in-distribution check, never counted as out-of-distribution.
-PYTHON_IN_DISTRIBUTION = (("skimage", "data", "chelsea.png", "Cat"),)
-
-# (Debian package, glob under the extracted tree, category, how many to pick)
-DEBIAN_SOURCES: tuple[tuple[str, str, str, int], ...] = (
-    ("tuxpaint-stamps-default", "usr/share/tuxpaint/stamps/food/**/*.png", "food", 10),
-    ("tuxpaint-stamps-default", "usr/share/tuxpaint/stamps/vehicles/**/*.png", "vehicles", 8),
-    ("tuxpaint-stamps-default", "usr/share/tuxpaint/stamps/household/**/*.png", "objects", 5),
-    ("tuxpaint-stamps-default", "usr/share/tuxpaint/stamps/hobbies/**/*.png", "objects", 3),
-    ("tuxpaint-stamps-default", "usr/share/tuxpaint/stamps/clothes/**/*.png", "objects", 2),
-    ("tuxpaint-stamps-default", "usr/share/tuxpaint/stamps/people/**/*.png", "people", 2),
-    ("tuxpaint-stamps-default", "usr/share/tuxpaint/stamps/sports/**/*.png", "objects", 3),
-    ("tuxpaint-stamps-default", "usr/share/tuxpaint/stamps/town/monuments/*.png", "buildings", 3),
-    ("tuxpaint-data", "usr/share/tuxpaint/starters/*.png", "drawings", 6),
-)
 
 
 @dataclass
@@ -84,127 +33,8 @@ class OODSet:
     """(name, image, expected class) of known cats/dogs found by the collector."""
 
 
-# --------------------------------------------------------------------------- collection
-def collect(dest: Path, *, debian: bool = True, seed: int = 0) -> dict[str, Any]:
-    """(Re)build ``dest`` from the sources above and write its manifest; returns the manifest."""
-    dest = Path(dest)
-    if dest.exists() and any(dest.iterdir()):
-        if not (dest / MANIFEST).is_file():
-            raise FileExistsError(
-                f"{dest} exists and was not made by this command (no {MANIFEST}); "
-                "choose an empty or new folder"
-            )
-        shutil.rmtree(dest)
-    (dest / IN_DISTRIBUTION_DIR).mkdir(parents=True)
-    entries: list[dict[str, Any]] = []
-    for package, folder, filename, category in PYTHON_SOURCES:
-        src = _python_file(package, folder, filename)
-        if src is not None:
-            entries.append(_store(src, dest, category, package, folder))
-    in_dist = []
-    for package, folder, filename, label in PYTHON_IN_DISTRIBUTION:
-        src = _python_file(package, folder, filename)
-        if src is not None:
-            entry = _store(src, dest / IN_DISTRIBUTION_DIR, label, package, folder)
-            in_dist.append({**entry, "expected": label})
-    if debian:
-        entries.extend(_collect_debian(dest, seed))
-    manifest = {
-        "description": "out-of-distribution images (not cats, not dogs) for cats_dogs_other",
-        "images": entries,
-        "in_distribution": in_dist,
-        "sha256": _set_hash(dest, [e["file"] for e in entries]),
-    }
-    (dest / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    return manifest
-
-
-def _python_file(package: str, folder: str, filename: str) -> Path | None:
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        log.warning("OOD source skipped: Python package %s is not installed", package)
-        return None
-    path = Path(next(iter(spec.submodule_search_locations))) / folder / filename
-    if not path.is_file():
-        log.warning("OOD source skipped: %s not found", path)
-        return None
-    return path
-
-
-def _store(
-    src: Path, dest_dir: Path, category: str, package: str, origin: str, version: str = ""
-) -> dict[str, Any]:
-    """Save as RGB PNG (transparency flattened on white, as an upload would be viewed)."""
-    from kto.inference import decode_image
-    from PIL import Image
-
-    name = f"{category.lower()}__{package}__{src.stem}.png"
-    source = f"debian:{package}={version}" if version else f"python:{package}"
-    Image.fromarray(decode_image(src)).save(dest_dir / name)
-    return {
-        "file": name,
-        "category": category,
-        "source": source,
-        "original": f"{origin}/{src.name}" if origin else src.name,
-        "sha256": hashlib.sha256((dest_dir / name).read_bytes()).hexdigest(),
-    }
-
-
-def _collect_debian(dest: Path, seed: int) -> list[dict[str, Any]]:
-    if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
-        log.warning("OOD Debian sources skipped: apt-get/dpkg-deb not available")
-        return []
-    entries: list[dict[str, Any]] = []
-    rng = np.random.default_rng(seed)
-    with tempfile.TemporaryDirectory(prefix="cdo-ood-") as tmp:
-        roots = {}
-        for package in sorted({s[0] for s in DEBIAN_SOURCES}):
-            unpacked = _download_deb(package, Path(tmp))
-            if unpacked is not None:
-                roots[package] = unpacked
-        for package, pattern, category, count in DEBIAN_SOURCES:
-            if package not in roots:
-                continue
-            root, version = roots[package]
-            files = [f for f in sorted(root.glob(pattern)) if not _excluded(f.relative_to(root))]
-            picked = sorted(rng.choice(len(files), size=min(count, len(files)), replace=False))
-            for i in picked:
-                src = files[int(i)]
-                origin = str(src.parent.relative_to(root))
-                entries.append(_store(src, dest, category, package, origin, version))
-    return entries
-
-
-def _download_deb(package: str, tmp: Path) -> tuple[Path, str] | None:
-    """``apt-get download`` + ``dpkg-deb -x`` into a temporary folder (nothing is installed)."""
-    work = tmp / package
-    work.mkdir()
-    try:
-        subprocess.run(
-            ["apt-get", "download", "-q", package], cwd=work, check=True, capture_output=True
-        )
-        deb = next(work.glob("*.deb"))
-        version = subprocess.run(
-            ["dpkg-deb", "-f", str(deb), "Version"], check=True, capture_output=True, text=True
-        ).stdout.strip()
-        subprocess.run(["dpkg-deb", "-x", str(deb), str(work / "root")], check=True)
-    except (subprocess.CalledProcessError, StopIteration) as exc:
-        detail = getattr(exc, "stderr", b"") or b""
-        log.warning(
-            "OOD source skipped: cannot fetch Debian package %s (%s); run `apt-get update` first?",
-            package,
-            detail.decode(errors="replace").strip()[-200:] or exc,
-        )
-        return None
-    return work / "root", version
-
-
-def _excluded(path: Path) -> bool:
-    text = str(path).lower()
-    return any(word in text for word in EXCLUDE_WORDS)
-
-
-def _set_hash(directory: Path, files: Iterable[str]) -> str:
+def set_hash(directory: Path, files: Iterable[str]) -> str:
+    """sha256 over (name, content sha256) of ``files``: names the measured set in metrics.json."""
     digest = hashlib.sha256()
     for name in sorted(files):
         digest.update(
@@ -213,29 +43,29 @@ def _set_hash(directory: Path, files: Iterable[str]) -> str:
     return digest.hexdigest()
 
 
-# --------------------------------------------------------------------------- loading
-def load_ood(directory: Path, size: tuple[int, int], *, seed: int = 0) -> OODSet:
-    """Decode a collected folder (``seed`` is kept for callers; the set is used whole)."""
-    from kto.inference import decode_image
-
-    directory = Path(directory)
+def _entries(directory: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(images, in-distribution images) of the manifest; a folder a person gathered by hand
+    has no manifest, and its files' categories are their name prefixes (``food__x.png``)."""
     manifest_path = directory / MANIFEST
     if manifest_path.is_file():
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        entries = manifest["images"]
-        in_dist_entries = manifest.get("in_distribution", [])
-    else:  # a plain folder of images a person gathered: category from the name prefix
-        entries = [
-            {"file": p.name, "category": p.name.split("__")[0] if "__" in p.name else "unknown"}
-            for p in sorted(directory.iterdir())
-            if p.is_file() and p.suffix.lower() in {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
-        ]
-        in_dist_entries = []
+        return manifest["images"], manifest.get("in_distribution", [])
+    images = [
+        {"file": p.name, "category": p.name.split("__")[0] if "__" in p.name else "unknown"}
+        for p in sorted(directory.iterdir())
+        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+    ]
+    return images, []
+
+
+def load_ood(directory: Path, size: tuple[int, int]) -> OODSet:
+    from kto.inference import decode_image
+
+    directory = Path(directory)
+    entries, in_dist_entries = _entries(directory)
     if not entries:
         raise FileNotFoundError(f"no out-of-distribution images in {directory}")
     names = [e["file"] for e in entries]
-    images = np.stack([decode_image(directory / n, size=size) for n in names])
-    categories = [e["category"] for e in entries]
     in_dist = [
         (
             e["file"],
@@ -245,9 +75,36 @@ def load_ood(directory: Path, size: tuple[int, int], *, seed: int = 0) -> OODSet
         for e in in_dist_entries
     ]
     return OODSet(
-        images=images,
+        images=np.stack([decode_image(directory / n, size=size) for n in names]),
         names=names,
-        categories=categories,
-        sha256=_set_hash(directory, names),
+        categories=[e["category"] for e in entries],
+        sha256=set_hash(directory, names),
         in_distribution=in_dist,
+    )
+
+
+def measure_ood(
+    directory: Path,
+    model: Any,
+    classes: tuple[str, ...],
+    threshold: float | None,
+    fallback: int,
+) -> OODReport:
+    """How many of the pictures the saved model (with its rule) answers ``classes[fallback]``."""
+    side = model.input_shape[1:3]
+    ood = load_ood(directory, (int(side[0]), int(side[1])))
+    pred = decide(predict_batches(model, ood.images), threshold, fallback)
+    cats = np.asarray(ood.categories)
+    return OODReport(
+        sha256=ood.sha256,
+        all=proportion(int(np.sum(pred == fallback)), len(pred)),
+        per_category={
+            c: proportion(int(np.sum(pred[cats == c] == fallback)), int(np.sum(cats == c)))
+            for c in sorted(set(ood.categories))
+        },
+        not_other=[
+            Miss(file=n, prediction=classes[int(p)])
+            for n, p in zip(ood.names, pred, strict=True)
+            if p != fallback
+        ],
     )

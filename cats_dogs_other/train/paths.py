@@ -7,6 +7,8 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 WEIGHTS_FILENAME = "mobilenet_v2_1.0_224_no_top.weights.h5"
+OOD_MANIFEST = "manifest.json"
+"""What the ``ood`` command writes last in its folder: a folder without one is not collected."""
 
 
 def shared_dir() -> Path:
@@ -30,6 +32,12 @@ def default_ood_dir() -> Path:
         return Path(env)
     cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(cache) / "cats_dogs_other" / "ood"
+
+
+def collected_ood_dir() -> Path | None:
+    """The default OOD folder once the ``ood`` command has filled it, else None."""
+    default = default_ood_dir()
+    return default if (default / OOD_MANIFEST).is_file() else None
 
 
 def default_cache_dir() -> Path:

@@ -16,7 +16,6 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -32,6 +31,7 @@ from cats_dogs_other.train.dedupe import DEFAULT_MAX_DISTANCE, dhash, find_dupli
 from cats_dogs_other.train.errors import DatasetError
 from cats_dogs_other.train.feature_cache import FeatureCache, file_sha256
 from cats_dogs_other.train.kinds import kind_of, parse_wnid
+from cats_dogs_other.train.results import DatasetReport, DuplicateRecord, SourceReport
 
 HASH_VIEW = "dhash"
 
@@ -64,7 +64,7 @@ class Pool:
     features: dict[str, np.ndarray]
     """view ("clean", "flip", "aug1"...) -> (n, d) backbone features."""
     source_info: list[SourceInfo]
-    duplicates: list[dict[str, str]]
+    duplicates: list[DuplicateRecord]
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -81,6 +81,8 @@ class Pool:
 
 Extractor = Callable[[np.ndarray, str], np.ndarray]
 """(uint8 images, view) -> features; the view decides the mirroring or augmentation."""
+Row = tuple[int, Sample, str]
+"""(index of the source in ``--data`` order, sample, content sha256)."""
 
 
 def list_sources(
@@ -125,47 +127,52 @@ def build_pool(
     if not data:
         raise DatasetError("no dataset given: pass --data DIR (several times for several sources)")
     listed = list_sources(data, classes)
-    rows: list[tuple[int, Sample, str]] = []
-    for k, (_, samples) in enumerate(listed):
-        for sample in tqdm(samples, desc=f"hashing {listed[k][0].name}", disable=not progress):
-            rows.append((k, sample, file_sha256(sample.path)))
-    digests = [d for _, _, d in rows]
+    rows = _hash_files(listed, progress)
     failed = _fill_cache(rows, side, views, extract, cache, max_pixels, batch_size, progress)
     for k, sample, digest in rows:
         if digest in failed:
             listed[k][0].skipped.append({"file": sample.name, **failed[digest]})
-    ok = [i for i, d in enumerate(digests) if d not in failed]
-    hashes = [int(cache.table(HASH_VIEW)[digests[i]]) for i in ok]
+    ok = [rows[i] for i, (_, _, d) in enumerate(rows) if d not in failed]
     dups = find_duplicates(
-        [digests[i] for i in ok],
-        hashes,
+        [d for _, _, d in ok],
+        [int(cache.table(HASH_VIEW)[d]) for _, _, d in ok],
         max_distance=max_hash_distance,
-        features=cache.stack("clean", [digests[i] for i in ok]) if ok else None,
+        features=cache.stack("clean", [d for _, _, d in ok]) if ok else None,
     )
-    keep = [ok[i] for i in dups.keep]
-    removed = [
-        {
-            "source": listed[rows[ok[i]][0]][0].name,
-            "file": rows[ok[i]][1].name,
-            "label": classes[rows[ok[i]][1].label],
-            "same_as": f"{listed[rows[ok[j]][0]][0].name}/{rows[ok[j]][1].name}",
-            "same_as_label": classes[rows[ok[j]][1].label],
-            "why": why,
-        }
-        for i, j, why in dups.removed
-    ]
+    names = [info.name for info, _ in listed]
+    removed = [_duplicate_record(ok[i], ok[j], why, names, classes) for i, j, why in dups.removed]
     cache.save()
-    pool = _assemble(listed, rows, keep, views, cache, tuple(classes), removed)
+    kept = [ok[i] for i in dups.keep]
+    pool = _assemble(listed, kept, views, cache, tuple(classes), removed)
     for info in pool.source_info:
         info.used = int(np.sum(pool.sources == info.name))
-    check_every_class_present(
-        [rows[i][1] for i in keep], tuple(classes), after_skipping=bool(failed)
-    )
+    check_every_class_present([s for _, s, _ in kept], tuple(classes), after_skipping=bool(failed))
     return pool
 
 
+def _hash_files(listed: list[tuple[SourceInfo, list[Sample]]], progress: bool) -> list[Row]:
+    rows: list[Row] = []
+    for k, (info, samples) in enumerate(listed):
+        for sample in tqdm(samples, desc=f"hashing {info.name}", disable=not progress):
+            rows.append((k, sample, file_sha256(sample.path)))
+    return rows
+
+
+def _duplicate_record(
+    dropped: Row, kept: Row, why: str, source_names: list[str], classes: Sequence[str]
+) -> DuplicateRecord:
+    return DuplicateRecord(
+        source=source_names[dropped[0]],
+        file=dropped[1].name,
+        label=classes[dropped[1].label],
+        same_as=f"{source_names[kept[0]]}/{kept[1].name}",
+        same_as_label=classes[kept[1].label],
+        why=why,
+    )
+
+
 def _fill_cache(
-    rows: list[tuple[int, Sample, str]],
+    rows: list[Row],
     side: int,
     views: Sequence[str],
     extract: Extractor,
@@ -226,14 +233,12 @@ def _decode_batch(
 
 def _assemble(
     listed: list[tuple[SourceInfo, list[Sample]]],
-    rows: list[tuple[int, Sample, str]],
-    keep: list[int],
+    kept: list[Row],
     views: Sequence[str],
     cache: FeatureCache,
     classes: tuple[str, ...],
-    removed: list[dict[str, str]],
+    removed: list[DuplicateRecord],
 ) -> Pool:
-    kept = [rows[i] for i in keep]
     groups: list[str] = []
     kinds: list[str | None] = []
     for k, sample, _ in kept:
@@ -257,25 +262,25 @@ def _assemble(
     )
 
 
-def describe(pool: Pool) -> dict[str, Any]:
+def describe(pool: Pool) -> DatasetReport:
     """The ``dataset`` section of metrics.json."""
-    return {
-        "sources": [
-            {
-                "name": s.name,
-                "format": s.format,
-                "sha256": s.sha256,
-                "images_listed": s.listed,
-                "per_class_listed": s.per_class,
-                "images_used": s.used,
-                "per_class_used": pool.class_counts(pool.sources == s.name),
-                "skipped_count": len(s.skipped),
-                "skipped": s.skipped,
-            }
+    return DatasetReport(
+        sources=[
+            SourceReport(
+                name=s.name,
+                format=s.format,
+                sha256=s.sha256,
+                images_listed=s.listed,
+                per_class_listed=s.per_class,
+                images_used=s.used,
+                per_class_used=pool.class_counts(pool.sources == s.name),
+                skipped_count=len(s.skipped),
+                skipped=s.skipped,
+            )
             for s in pool.source_info
         ],
-        "images_used": len(pool),
-        "per_class": pool.class_counts(),
-        "duplicates_removed": len(pool.duplicates),
-        "duplicates": pool.duplicates,
-    }
+        images_used=len(pool),
+        per_class=pool.class_counts(),
+        duplicates_removed=len(pool.duplicates),
+        duplicates=pool.duplicates,
+    )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from dataclasses import dataclass
 
 Z95 = 1.959963984540054
 
@@ -20,20 +20,29 @@ def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, floa
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def proportion(successes: int, n: int) -> dict[str, Any]:
-    """``{"value", "k", "n", "ci95"}``; value and interval are None when there is nothing."""
+@dataclass(frozen=True)
+class Proportion:
+    """``k`` of ``n``, rounded as metrics.json stores it; value and interval are None when
+    ``n`` is 0."""
+
+    value: float | None
+    k: int
+    n: int
+    ci95: list[float] | None
+
+    def __str__(self) -> str:
+        """``97.5% (39/40, 95% CI 87.1-99.6%)``, as every figure of the card is written."""
+        if not self.n or self.ci95 is None:
+            return "n/a (n=0)"
+        low, high = self.ci95
+        return f"{self.value:.1%} ({self.k}/{self.n}, 95% CI {low:.1%}-{high:.1%})"
+
+
+def proportion(successes: int, n: int) -> Proportion:
     ci = wilson_interval(successes, n)
-    return {
-        "value": round(successes / n, 4) if n else None,
-        "k": int(successes),
-        "n": int(n),
-        "ci95": [round(ci[0], 4), round(ci[1], 4)] if ci else None,
-    }
-
-
-def format_proportion(p: dict[str, Any]) -> str:
-    """``97.5% (39/40, 95% CI 87.1-99.6%)``, as every figure of the card is written."""
-    if not p or not p.get("n"):
-        return "n/a (n=0)"
-    low, high = p["ci95"]
-    return f"{p['value']:.1%} ({p['k']}/{p['n']}, 95% CI {low:.1%}-{high:.1%})"
+    return Proportion(
+        value=round(successes / n, 4) if n else None,
+        k=int(successes),
+        n=int(n),
+        ci95=[round(ci[0], 4), round(ci[1], 4)] if ci else None,
+    )

@@ -1,4 +1,4 @@
-"""MLflow tracking (the course's platform): params, metrics, plots and the model directory.
+"""MLflow tracking: params, metrics, plots and the model directory.
 
 The model directory is logged as-is under the artifact path ``model`` (model.keras +
 metadata.json + card + plots), so ``runs:/<id>/model`` or ``models:/cats-dogs-other/<n>``
@@ -11,6 +11,8 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from cats_dogs_other.train.results import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -25,34 +27,31 @@ class TrackedRun:
     registered_version: str | None
 
 
-def flat_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+def flat_metrics(metrics: Metrics) -> dict[str, float]:
     """The headline numbers of metrics.json as MLflow metrics."""
     out: dict[str, float] = {}
-    test = metrics.get("test") or {}
-    sections = {"all": test.get("all")} | (test.get("per_source") or {})
-    for name, section in sections.items():
-        if not section:
-            continue
-        if section["accuracy"]["value"] is not None:
-            out[f"test_{name}_accuracy"] = section["accuracy"]["value"]
-        for cls, values in section["per_class"].items():
-            for key in ("precision", "recall"):
-                out[f"test_{name}_{key}_{cls}"] = values[key]
-    for kind, p in (test.get("other_by_kind") or {}).items():
-        if p["value"] is not None:
-            out[f"test_other_rate_{kind}"] = p["value"]
-    cv = metrics.get("cross_validation") or {}
+    test = metrics.test
+    for name, section in {"all": test.all, **test.per_source}.items():
+        if section.accuracy.value is not None:
+            out[f"test_{name}_accuracy"] = section.accuracy.value
+        for cls, values in section.per_class.items():
+            out[f"test_{name}_precision_{cls}"] = values.precision
+            out[f"test_{name}_recall_{cls}"] = values.recall
+    for kind, p in test.other_by_kind.items():
+        if p.value is not None:
+            out[f"test_other_rate_{kind}"] = p.value
+    cv = metrics.cross_validation
     if cv:
-        out["cv_accuracy_mean"] = cv["accuracy_mean"]
-        out["cv_accuracy_pooled"] = cv["pooled"]["value"]
-        for i, acc in enumerate(cv["fold_accuracies"]):
+        out["cv_accuracy_mean"] = cv.accuracy_mean
+        if cv.pooled.value is not None:
+            out["cv_accuracy_pooled"] = cv.pooled.value
+        for i, acc in enumerate(cv.fold_accuracies):
             out[f"cv_fold_{i + 1}_accuracy"] = acc
-    ood = (metrics.get("ood") or {}).get("all") or {}
-    if ood.get("value") is not None:
-        out["ood_other_rate"] = ood["value"]
-    for key, value in (metrics.get("timing") or {}).items():
-        if isinstance(value, int | float):
-            out[f"timing_{key}"] = float(value)
+    if metrics.ood and metrics.ood.all.value is not None:
+        out["ood_other_rate"] = metrics.ood.all.value
+    out["timing_ms_single_image"] = metrics.timing.ms_single_image
+    out["timing_ms_per_image_batch32"] = metrics.timing.ms_per_image_batch32
+    out["timing_intra_op_threads"] = float(metrics.timing.intra_op_threads)
     return out
 
 
@@ -61,7 +60,7 @@ def log_run(
     tracking_uri: str,
     experiment: str,
     params: dict[str, Any],
-    metrics: dict[str, Any],
+    metrics: Metrics,
     model_dir: Path,
     register_name: str | None,
     version: str,
@@ -77,9 +76,9 @@ def log_run(
         mlflow.set_tags(
             {
                 "model_version": version,
-                "sources": ",".join(s["name"] for s in metrics["dataset"]["sources"]),
+                "sources": ",".join(s.name for s in metrics.dataset.sources),
                 "backbone": str(params.get("backbone")),
-                "input_size": str(metrics["model"]["input_size"]),
+                "input_size": str(metrics.model.input_size),
             }
         )
         for png in sorted(model_dir.glob("*.png")):

@@ -11,6 +11,12 @@ import pytest
 from PIL import Image
 
 from cats_dogs_other.train import paths
+from cats_dogs_other.train.results import Metrics
+from cats_dogs_other.train.versions import BUNDLED_MODEL
+
+# Train options that make a run take seconds: the random tiny backbone on 32 px images.
+TINY = ["--backbone", "tiny", "--input-size", "32", "--quiet", "--epochs", "40"]
+TINY += ["--learning-rate", "0.01", "--patience", "40", "--batch-size", "32", "--no-refit"]
 
 # Cat = mostly red, Dog = mostly green, Other = mostly blue: a random tiny network separates them.
 COLOURS = {"cat": (200, 40, 40), "dog": (40, 190, 50), "other": (40, 60, 200)}
@@ -34,7 +40,7 @@ def make_images(root: Path, per_class: int, *, seed: int = 0) -> dict[str, list[
 
 
 def write_ecotag(root: Path, per_class: int = 12, *, seed: int = 0) -> Path:
-    """An Ecotag export (annotations JSON + extract/ folder), as the course's labelling tool."""
+    """An Ecotag export (annotations JSON + extract/ folder), as the labelling tool writes it."""
     names = make_images(root / "extract", per_class, seed=seed)
     annotations = [
         {"nameIdentifier": "1", "fileName": n, "annotation": {"label": label}}
@@ -80,6 +86,12 @@ def shared_data() -> tuple[Path, Path]:
             "repository in ../shared (or $CDO_SHARED_DIR) and are never copied into it"
         )
     return data, weights
+
+
+@pytest.fixture(scope="session")
+def bundled_metrics() -> Metrics:
+    """The committed default model's metrics.json, as the typed record the pipeline makes."""
+    return Metrics.from_json(json.loads((BUNDLED_MODEL / "metrics.json").read_text()))
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,4 @@
-"""Reading both dataset layouts, and the errors a person gets for bad input (issue 4, point 7)."""
+"""Reading both dataset layouts, and the errors a person gets for bad input."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Stratified, seeded splits and folds."""
+"""Stratified, seeded splits and folds; grouped splits that never cut a group."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cats_dogs_other.train.errors import ClassTooSmallError
-from cats_dogs_other.train.split import stratified_folds, stratified_split
+from cats_dogs_other.train.split import grouped_split, stratified_folds, stratified_split
 
 # The shape of the real dataset: 59 cats, 76 dogs, 57 others, shuffled.
 LABELS = np.random.default_rng(3).permutation(np.repeat([0, 1, 2], [59, 76, 57]))
@@ -61,3 +61,36 @@ def test_folds_need_enough_images_per_class() -> None:
     labels = np.array([0] * 10 + [1] * 3)
     with pytest.raises(ClassTooSmallError, match="5-fold"):
         stratified_folds(labels, 5, class_names=("Cat", "Dog"))
+
+
+def test_grouped_split_never_cuts_a_group_and_holds_out_every_stratum() -> None:
+    labels = np.array([0] * 40 + [2] * 60)
+    strata = np.array(["pets"] * 40 + ["imagenet"] * 60)
+    groups = [f"p{i}" for i in range(40)] + [f"n{i // 3}" for i in range(60)]  # 3 per class
+    split = grouped_split(
+        labels, strata, groups, val_fraction=0.1, calibration_fraction=0.1, test_fraction=0.2
+    )
+    parts = {"train": split.train, "val": split.val, "cal": split.calibration, "test": split.test}
+    seen: dict[str, str] = {}
+    for name, idx in parts.items():
+        for i in idx:
+            assert seen.setdefault(groups[i], name) == name, f"group {groups[i]} cut"
+    assert sum(len(v) for v in parts.values()) == 100
+    assert len(split.test) == 8 + 12 and len(split.calibration) == 4 + 6
+    again = grouped_split(
+        labels, strata, groups, val_fraction=0.1, calibration_fraction=0.1, test_fraction=0.2
+    )
+    assert np.array_equal(again.test, split.test)  # seeded
+
+
+def test_a_stratum_too_small_to_split_stays_in_training() -> None:
+    labels, strata = np.array([0, 0, 1]), np.array(["a", "a", "a"])
+    split = grouped_split(
+        labels,
+        strata,
+        ["g1", "g2", "g3"],
+        val_fraction=0.3,
+        calibration_fraction=0.3,
+        test_fraction=0.3,
+    )
+    assert split.train.tolist() == [0, 1, 2]

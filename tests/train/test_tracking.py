@@ -4,6 +4,7 @@ logged model through ``model_source`` + the wheel, by run URI and by registry UR
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +14,11 @@ from PIL import Image
 
 from cats_dogs_other.api.model_source import resolve_model_uri
 from cats_dogs_other.train.cli import main
+from cats_dogs_other.train.results import ClassFigures, HeldOutReport, Metrics, Section, Timing
+from cats_dogs_other.train.stats import Proportion, proportion
 from cats_dogs_other.train.tracking import flat_metrics
 
-from .conftest import write_ecotag
-from .test_pipeline import TINY
+from .conftest import TINY, write_ecotag
 
 # MLflow's sqlite store trips a SQLAlchemy deprecation warning that is not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy")
@@ -94,27 +96,32 @@ def test_logged_model_is_served_through_the_wheel(
     assert inference.execute(_red(tmp_path))["prediction"] == "Cat"
 
 
-def test_flat_metrics_names_the_headline_figures() -> None:
-    def section(acc: float) -> dict[str, Any]:
-        return {
-            "accuracy": {"value": acc, "k": 1, "n": 1, "ci95": [0.2, 1.0]},
-            "per_class": {"Cat": {"precision": 1, "recall": 0.9, "f1": 0.95}},
-        }
+def test_flat_metrics_names_the_headline_figures(bundled_metrics: Metrics) -> None:
+    def section(acc: float) -> Section:
+        figures = ClassFigures(1, 0.9, 0.95, 1, proportion(1, 1), proportion(1, 1))
+        return replace(
+            bundled_metrics.test.all,
+            accuracy=Proportion(acc, 1, 1, [0.2, 1.0]),
+            per_class={"Cat": figures},
+        )
 
-    metrics = {
-        "test": {
-            "all": section(0.95),
-            "per_source": {"pets": section(0.9)},
-            "other_by_kind": {"food": {"value": 0.8, "k": 4, "n": 5, "ci95": [0.4, 0.96]}},
-        },
-        "cross_validation": {
-            "accuracy_mean": 0.98,
-            "pooled": {"value": 0.985},
-            "fold_accuracies": [0.97, 0.99],
-        },
-        "ood": {"all": {"value": 0.6}},
-        "timing": {"ms_single_image": 12.5, "measured_with": "text is skipped"},
-    }
+    metrics = replace(
+        bundled_metrics,
+        test=HeldOutReport(
+            all=section(0.95),
+            per_source={"pets": section(0.9)},
+            other_by_kind={"food": Proportion(0.8, 4, 5, [0.4, 0.96])},
+            other_held_out_classes=proportion(4, 5),
+        ),
+        cross_validation=replace(
+            bundled_metrics.cross_validation,
+            accuracy_mean=0.98,
+            pooled=Proportion(0.985, 197, 200, [0.95, 0.99]),
+            fold_accuracies=[0.97, 0.99],
+        ),
+        ood=replace(bundled_metrics.ood, all=Proportion(0.6, 3, 5, [0.2, 0.9])),
+        timing=Timing(12.5, 3.25, 2, "text is skipped"),
+    )
     flat = flat_metrics(metrics)
     assert flat == {
         "test_all_accuracy": 0.95,
@@ -130,4 +137,6 @@ def test_flat_metrics_names_the_headline_figures() -> None:
         "cv_fold_2_accuracy": 0.99,
         "ood_other_rate": 0.6,
         "timing_ms_single_image": 12.5,
+        "timing_ms_per_image_batch32": 3.25,
+        "timing_intra_op_threads": 2,
     }

@@ -1,0 +1,99 @@
+"""Every knob of a training run, with its default: the CLI declares its options from these."""
+
+from __future__ import annotations
+
+from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+from cats_dogs_other.train.dataset import DEFAULT_CLASSES
+from cats_dogs_other.train.network import Backbone
+from cats_dogs_other.train.provenance import Provenance
+
+Weighting = Literal["none", "class", "stratum"]
+WEIGHTINGS: tuple[Weighting, ...] = ("none", "class", "stratum")
+PARAM_KEYS = (
+    *("backbone", "input_size", "seed", "epochs", "batch_size", "learning_rate", "dropout"),
+    *("l2", "patience", "aug_passes", "val_fraction", "calibration_fraction", "test_fraction"),
+    *("cv_folds", "hidden_candidates", "weighting_candidates", "tta_candidates"),
+    *("confidence_rule", "refit", "min_gain", "name", "version"),
+)
+
+
+@dataclass
+class TrainConfig:
+    """``params()`` is what MLflow and metrics.json record."""
+
+    data: tuple[Path, ...] | Path
+    out: Path
+    weights: Path | None = None
+    backbone: Backbone = "mobilenet_v2"
+    input_size: int = 224
+    seed: int = 42
+    epochs: int = 60
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    dropout: float = 0.3
+    l2: float = 1e-4
+    patience: int = 8
+    aug_passes: int = 0
+    """Randomly augmented copies (rotation, zoom, shift, light) besides the mirrored one."""
+    val_fraction: float = 0.1
+    calibration_fraction: float = 0.1
+    test_fraction: float = 0.2
+    cv_folds: int = 5
+    cv_source: str | None = None
+    """Source whose images are cross-validated (default: the first ``--data``)."""
+    hidden_candidates: tuple[int, ...] = (0, 256)
+    """Head shapes tried on the validation split: 0 = linear softmax, N = one ReLU layer."""
+    weighting_candidates: tuple[Weighting, ...] = ("none", "class")
+    tta_candidates: tuple[bool, ...] = (False, True)
+    confidence_rule: bool = True
+    """Try a ``min_confidence`` threshold (-> Other) on the calibration split."""
+    refit: bool = True
+    """Train the chosen head again on train + validation + calibration before saving."""
+    min_gain: float = 0.01
+    """A costlier choice (bigger head, mirror pass, rule) must beat the simpler one by this much
+    macro recall on held-out data (about two validation images of the smallest class), so
+    noise alone never buys latency."""
+    cache_dir: Path | None = None
+    ood_dir: Path | None = None
+    classes: tuple[str, ...] = DEFAULT_CLASSES
+    fallback_class: str = "Other"
+    name: str = "cats-dogs-other"
+    version: str = "1.0.0"
+    max_pixels: int = 40_000_000
+    progress: bool = True
+    tracking_uri: str | None = None
+    experiment: str = "cats-dogs-other"
+    register_name: str | None = "cats-dogs-other"
+    provenance: Provenance = field(default_factory=Provenance)
+
+    @property
+    def data_dirs(self) -> tuple[Path, ...]:
+        return (Path(self.data),) if isinstance(self.data, str | Path) else tuple(self.data)
+
+    @property
+    def views(self) -> tuple[str, ...]:
+        return ("clean", "flip", *(f"aug{k}" for k in range(1, self.aug_passes + 1)))
+
+    @property
+    def fallback(self) -> int:
+        """Index of the class a rejected answer falls back to."""
+        return self.classes.index(self.fallback_class)
+
+    def params(self) -> dict[str, Any]:
+        values = {k: getattr(self, k) for k in PARAM_KEYS}
+        values = {
+            k: ",".join(map(str, v)) if isinstance(v, tuple) else v for k, v in values.items()
+        }
+        return values | {
+            "classes": ",".join(self.classes),
+            "data": ",".join(map(str, self.data_dirs)),
+        }
+
+
+FIELDS = frozenset(f.name for f in fields(TrainConfig))
+DEFAULTS: dict[str, Any] = {
+    f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING
+}

@@ -1,0 +1,274 @@
+"""The figures of one training run as typed records: what the pipeline hands to the card, the
+CLI summary and MLflow, and what ``metrics.json`` stores.
+
+Field names are the keys of metrics.json and field order is its key order, so
+:func:`to_json` writes the file and :meth:`Metrics.from_json` reads it back (for example to
+render the card of the bundled model) without a hand-written mapping per section.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass
+from functools import cache
+from typing import Any, TypeVar, Union
+
+from cats_dogs_other.train.config import Weighting
+from cats_dogs_other.train.stats import Proportion
+
+METRICS_FORMAT = "cats_dogs_other.metrics/2"
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Decision:
+    threshold: float
+    fallback: str
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    version: str
+    file: str
+    bytes: int
+    sha256: str
+    backbone: str
+    input_size: list[int]
+    head: str
+    mirror_test_time_augmentation: bool
+    decision: Decision | None
+
+
+@dataclass(frozen=True)
+class SourceReport:
+    name: str
+    format: str
+    sha256: str
+    images_listed: int
+    per_class_listed: dict[str, int]
+    images_used: int
+    per_class_used: dict[str, int]
+    skipped_count: int
+    skipped: list[dict[str, str]]
+
+
+@dataclass(frozen=True)
+class DuplicateRecord:
+    """``source/file`` was dropped as a copy of ``same_as``, for the reason ``why``."""
+
+    source: str
+    file: str
+    label: str
+    same_as: str
+    same_as_label: str
+    why: str
+
+
+@dataclass(frozen=True)
+class DatasetReport:
+    sources: list[SourceReport]
+    images_used: int
+    per_class: dict[str, int]
+    duplicates_removed: int
+    duplicates: list[DuplicateRecord]
+
+
+@dataclass(frozen=True)
+class SplitReport:
+    seed: int
+    fractions: dict[str, float]
+    unit: str
+    sizes: dict[str, int]
+    per_source: dict[str, dict[str, int]]
+    test_files: list[str]
+    held_out_imagenet_classes: list[str]
+
+
+@dataclass
+class Candidate:
+    """One (head shape, weighting, mirror pass) scored on the validation split."""
+
+    hidden: int
+    weighting: Weighting
+    tta: bool
+    val_macro_recall: float
+    val_accuracy: float | None
+    epochs: int
+    chosen: bool = False
+
+
+@dataclass(frozen=True)
+class SelectionReport:
+    candidates: list[Candidate]
+    reason: str
+
+
+@dataclass(frozen=True)
+class ConfidenceRule:
+    """How the ``min_confidence`` threshold did on the calibration split."""
+
+    macro_recall_without: float
+    best_threshold: float | None
+    macro_recall_with_best: float
+    chosen: float | None
+    n: int
+
+
+@dataclass(frozen=True)
+class ClassFigures:
+    precision: float
+    recall: float
+    f1: float
+    support: int
+    recall_ci: Proportion
+    precision_ci: Proportion
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConfusionMatrix:
+    labels: list[str]
+    rows: str = "true class"
+    columns: str = "predicted class"
+    matrix: list[list[int]]
+
+
+@dataclass(frozen=True)
+class Section:
+    """Figures of one set of held-out images (all of them, or one source's)."""
+
+    accuracy: Proportion
+    n: int
+    per_class: dict[str, ClassFigures]
+    confusion_matrix: ConfusionMatrix
+
+
+@dataclass(frozen=True)
+class HeldOutReport:
+    all: Section
+    per_source: dict[str, Section]
+    other_by_kind: dict[str, Proportion]
+    other_held_out_classes: Proportion
+
+
+@dataclass(frozen=True)
+class CrossValidation:
+    source: str
+    folds: int
+    seed: int
+    accuracy_mean: float
+    accuracy_std: float
+    fold_accuracies: list[float]
+    pooled: Proportion
+    per_class_recall: dict[str, Proportion]
+
+
+@dataclass(frozen=True)
+class ServingCheck:
+    """Test files classified through the wheel against the figures' cached features."""
+
+    what: str
+    files: int
+    same_prediction: int
+    max_abs_probability_diff: float
+
+
+@dataclass(frozen=True)
+class Timing:
+    ms_single_image: float
+    ms_per_image_batch32: float
+    intra_op_threads: int
+    measured_with: str
+
+
+@dataclass(frozen=True)
+class Miss:
+    file: str
+    prediction: str
+
+
+@dataclass(frozen=True)
+class OODReport:
+    """Pictures from outside the training sources (see the ``ood`` command)."""
+
+    sha256: str
+    all: Proportion
+    per_category: dict[str, Proportion]
+    not_other: list[Miss]
+
+
+@dataclass
+class TrainingReport:
+    params: dict[str, Any]
+    epochs_run: int
+    refit_epochs: int | None
+    refit_on: str | None
+    seconds: float | None = None
+
+
+@dataclass
+class Metrics:
+    """Everything ``metrics.json`` holds."""
+
+    trained_at: str
+    model: ModelInfo
+    dataset: DatasetReport
+    split: SplitReport
+    selection: SelectionReport
+    confidence_rule: ConfidenceRule | None
+    test: HeldOutReport
+    cross_validation: CrossValidation | None
+    serving_check: ServingCheck
+    ood: OODReport | None
+    timing: Timing
+    training: TrainingReport
+    environment: dict[str, str]
+    format: str = METRICS_FORMAT
+
+    def to_json(self) -> dict[str, Any]:
+        """The metrics.json document: ``format`` first, then every section in field order."""
+        plain = to_json(self)
+        return {"format": plain.pop("format"), **plain}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Metrics:
+        return from_json(cls, data)
+
+
+def to_json(value: Any) -> Any:
+    """Records as dicts (field order kept), lists and dicts element by element."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {k: to_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_json(v) for v in value]
+    return value
+
+
+def from_json(cls: type[T], data: Any) -> T:
+    """The record of type ``cls`` that :func:`to_json` wrote as ``data``."""
+    return typing.cast(T, _load(cls, data))
+
+
+def _load(hint: Any, data: Any) -> Any:
+    if data is None:
+        return None
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (Union, types.UnionType):
+        return _load(next(a for a in args if a is not type(None)), data)
+    if origin is list:
+        return [_load(args[0], v) for v in data]
+    if origin is dict:
+        return {k: _load(args[1], v) for k, v in data.items()}
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        hints = _field_types(hint)
+        return hint(**{k: _load(hints[k], v) for k, v in data.items() if k in hints})
+    return data
+
+
+@cache
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)

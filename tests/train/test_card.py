@@ -1,0 +1,53 @@
+"""The model card is rendered from the typed results: the bundled metrics.json gives back the
+committed card's sections, tables and figures."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import replace
+
+from cats_dogs_other.train.card import render_card
+from cats_dogs_other.train.export import card_section
+from cats_dogs_other.train.provenance import Provenance
+from cats_dogs_other.train.results import Metrics
+from cats_dogs_other.train.versions import BUNDLED_MODEL
+
+
+def _committed() -> str:
+    return (BUNDLED_MODEL / "MODEL_CARD.md").read_text()
+
+
+def _rendered(metrics: Metrics) -> str:
+    """The card as a run writes it: the pipeline's part, then the export's section."""
+    command = re.search(r"## Reproduce\n```\n(.*)\n```", _committed())
+    assert command is not None
+    exported = json.loads((BUNDLED_MODEL / "metadata.json").read_text())["exported"]
+    card = render_card(metrics, Provenance(command=command.group(1)))
+    return card.rstrip("\n") + "\n\n" + card_section(exported)
+
+
+def _lines(text: str, pattern: str) -> list[str]:
+    return [line for line in text.splitlines() if re.match(pattern, line)]
+
+
+def test_the_bundled_card_has_the_same_sections(bundled_metrics: Metrics) -> None:
+    assert _lines(_rendered(bundled_metrics), "#") == _lines(_committed(), "#")
+
+
+def test_the_bundled_card_has_the_same_tables_and_figures(bundled_metrics: Metrics) -> None:
+    rendered = _rendered(bundled_metrics)
+    assert _lines(rendered, r"\|") == _lines(_committed(), r"\|")
+    assert _lines(rendered, r"!\[") == _lines(_committed(), r"!\[")
+    cv = bundled_metrics.cross_validation
+    assert cv is not None and f"pooled accuracy **{cv.pooled}**" in rendered
+    assert rendered.endswith(_committed().split("## Limits", 1)[1])
+
+
+def test_a_run_without_cv_ood_or_rule_says_so(bundled_metrics: Metrics) -> None:
+    bare = replace(bundled_metrics, cross_validation=None, ood=None, confidence_rule=None)
+    card = render_card(bare, Provenance())
+    assert "### Course set, cross-validated\nNot run." in card
+    assert "Confidence rule: not tried in this run." in card
+    assert "Not measured in this run" in card
+    assert "python -m cats_dogs_other.train ..." in card
