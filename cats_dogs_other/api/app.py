@@ -188,7 +188,7 @@ def configure_tf_threads(settings: Settings) -> None:
 
 
 def _install_metrics(app: FastAPI) -> None:
-    """Prometheus (issue 6): per-app registry, middleware and GET /metrics."""
+    """Prometheus: per-app registry, middleware and GET /metrics."""
     from cats_dogs_other.api.metrics import Metrics, install_metrics
 
     metrics = Metrics()
