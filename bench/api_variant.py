@@ -1,7 +1,7 @@
 """The API with a scheduling experiment, for measuring it before it could land.
 
-(``API_VARIANT=awaitable`` in ``results/TUNING.md`` measured handing the batcher the decoding
-step; that is now what ``cats_dogs_other/api/predict.py`` does.)
+(``API_VARIANT=awaitable`` in ``results/TUNING.md`` is the API as it runs: the route hands the
+batcher the decoding step, ``cats_dogs_other/api/classify.py``.)
 
 * ``API_WORKER_NICE=N``: after start-up, every thread but the event loop's (TensorFlow's
   pools, the inference thread, the decode pool) runs at nice +N, so the loop -- and with it

@@ -24,8 +24,8 @@ import httpx
 from bench.harness import start_api
 from bench.issuer import AUDIENCE, start_issuer
 from bench.load import multipart_body
-from bench.model import make_image, resolve_model
 from bench.procs import HOST, cpu_model, free_port, load_average
+from bench.workload import make_image, resolve_model
 from cats_dogs_other.api.dpop_proofs import ProofSigner
 
 RAW_DIR = Path(__file__).with_name("results") / "raw"

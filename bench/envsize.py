@@ -13,7 +13,7 @@ import re
 from importlib import metadata
 from pathlib import Path
 
-from bench.model import REPO_ROOT
+from bench.workload import REPO_ROOT
 
 API_REQUIREMENTS = REPO_ROOT / "cats_dogs_other" / "api" / "requirements.txt"
 KERAS_EXTRA = ("tensorflow-cpu", "keras")

@@ -30,7 +30,6 @@ from bench.load import (
     find_load_tool,
     multipart_body,
 )
-from bench.model import REPO_ROOT, make_image, resolve_model
 from bench.procs import (
     HOST,
     Process,
@@ -41,6 +40,7 @@ from bench.procs import (
     start,
 )
 from bench.tokens import token_validation_us
+from bench.workload import REPO_ROOT, make_image, resolve_model
 from cats_dogs_other.api.cli_help import EnvironmentHelpFormatter
 
 RESULTS_DIR = Path(__file__).with_name("results")

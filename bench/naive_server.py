@@ -1,10 +1,10 @@
-"""(b) The naive server the course teaches, kept as the benchmark's baseline. NOT FOR USE.
+"""(b) The naive server: one model call per request, the benchmark's baseline. NOT FOR USE.
 
 An ``async def`` handler that validates the bearer token and then runs the model for this one
 request, right on the event loop: nothing else (not even ``/health``) is served meanwhile, and
 every call pays the per-call overhead of the model. Two flavours (``--mode``):
 
-* ``course``: what the course's wheel did -- decode, then ``model.predict(x)`` per request;
+* ``course``: the textbook Keras handler -- decode, then ``model.predict(x)`` per request;
 * ``wheel``: the same handler calling this project's ``Inference.execute`` (compiled forward
   pass, no ``model.predict``), to show what batching adds on top of a faster call.
 
@@ -34,7 +34,7 @@ from cats_dogs_other.api.tokens import TokenValidator
 
 
 def course_execute(inference: Any) -> Callable[[bytes], dict[str, Any]]:
-    """The course's per-request path: numpy preprocessing, then ``model.predict`` on one image."""
+    """The textbook per-request path: numpy preprocessing, then ``model.predict`` on one image."""
 
     def execute(data: bytes) -> dict[str, Any]:
         pixels = inference.preprocess(data)
@@ -50,7 +50,7 @@ def create_naive_app(settings: Settings, mode: str) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         from kto.inference import Inference
 
-        inference = Inference(settings.model_path, backend="keras")  # the course ran Keras
+        inference = Inference(settings.model_path, backend="keras")  # model.predict is Keras
         app.state.execute = course_execute(inference) if mode == "course" else inference.execute
         if mode == "course":  # build Keras' predict function before traffic, as (c) warms up
             height, width = inference.input_size

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from bench.model import REPO_ROOT
+from bench.workload import REPO_ROOT
 
 HOST = "127.0.0.1"
 

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 
-from bench.model import REPO_ROOT
+from bench.workload import REPO_ROOT
 
 _NUMBER = re.compile(r"median[^0-9]*([0-9]+(?:\.[0-9]+)?)\s*(?:µs|us)", re.IGNORECASE)
 

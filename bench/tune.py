@@ -23,8 +23,8 @@ from typing import Any
 from bench.harness import RESULTS_DIR, Point, _measure, start_api
 from bench.issuer import AUDIENCE, start_issuer
 from bench.load import LoadGenerator, find_load_tool, multipart_body
-from bench.model import make_image, resolve_model
 from bench.procs import cpu_model, free_port, load_average
+from bench.workload import make_image, resolve_model
 
 DEFAULT_CONFIGS = [
     "default:",

@@ -2,7 +2,7 @@
 
 Installs oidc-jwt-validation, auth0-fastapi-api (with auth0-api-python) and PyJWT, pinned in
 compare/requirements.txt, into a throwaway environment (default .compare/venv), serves each the
-way its documentation shows behind the course's POST /upload, starts this API as deployed
+way its documentation shows behind the same POST /upload, starts this API as deployed
 (boot.py), and runs the same cases against all four: good tokens, malformed and forged
 ones, bad claims and scopes, key rotation, and an issuer that is down, hangs or sends garbage.
 The issuer is served over TLS on loopback with a throwaway CA. Takes about 5 minutes.

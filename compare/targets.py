@@ -101,7 +101,7 @@ class ThisApi:
 
 
 def library_targets(python: Path) -> list[LibraryTarget]:
-    def course(i: TestIssuer) -> dict[str, str]:
+    def oauth2_variables(i: TestIssuer) -> dict[str, str]:
         return {
             "OAUTH2_ISSUER": i.url,
             "OAUTH2_AUDIENCE": i.audience,
@@ -119,7 +119,7 @@ def library_targets(python: Path) -> list[LibraryTarget]:
             "oidc-jwt-validation",
             "the course's validator",
             "oidc_jwt_validation_app",
-            course,
+            oauth2_variables,
             python,
         ),
         LibraryTarget(

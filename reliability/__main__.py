@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cats_dogs_other.api.cli_help import EnvironmentHelpFormatter
-from reliability import model
+from reliability import served_model
 from reliability.checks import Context, registry
 from reliability.report import RESULTS_MD, CheckResult, render_markdown, write_markdown
 from reliability.stack import ROOT, StackError
@@ -77,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     selected = args.checks or list(registry())
     start = time.monotonic()
-    model_path = model.resolve(args.model)
+    model_path = served_model.resolve(args.model)
     ctx = Context(model_path=model_path, quick=args.quick)
     print(f"model: {model_path}; quick: {args.quick}; checks: {', '.join(selected)}", flush=True)
 

@@ -22,13 +22,16 @@ require() {
     done
 }
 
-require ruff hadolint shellcheck actionlint kubectl kubernetes-validate python
+require ruff mypy hadolint shellcheck actionlint kubectl kubernetes-validate python
 
 step "ruff check (lint)"
 ruff check .
 
 step "ruff format --check"
 ruff format --check .
+
+step "mypy (the API, the wheel and the client: [tool.mypy] files in pyproject.toml)"
+mypy
 
 step "hadolint Dockerfile"
 hadolint Dockerfile

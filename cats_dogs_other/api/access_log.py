@@ -1,4 +1,4 @@
-"""One JSON line per request (issue 7): route, status, latency, client id, request id.
+"""One JSON line per request: route, status, latency, client id, request id.
 
 A pure ASGI middleware (no per-request Request object, no body buffering). The request id is
 taken from ``X-Request-ID`` when it looks like an id (so a proxy's id follows the request) and

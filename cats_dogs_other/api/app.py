@@ -34,7 +34,7 @@ from cats_dogs_other.api.issuer_check import IssuerCheck
 from cats_dogs_other.api.jwks import KeyCache
 from cats_dogs_other.api.model_source import ModelSourceError
 from cats_dogs_other.api.resources import Resources
-from cats_dogs_other.api.routes import dev_token, health, model, predict
+from cats_dogs_other.api.routes import dev_token, health, model_info, predict
 from cats_dogs_other.api.schemas import declare_classes
 from cats_dogs_other.api.security import SCHEME_NAME
 from cats_dogs_other.api.settings import Settings, load_settings
@@ -64,7 +64,7 @@ def create_app(
     app.state.issuer_transport = transport
     app.state.auth_schemes = challenge_schemes(settings)  # WWW-Authenticate on 401/403
     install_handlers(app)
-    for router in (health.router, predict.router, model.router):
+    for router in (health.router, predict.router, model_info.router):
         app.include_router(router)
     if settings.dev_token_proxy_url:
         app.include_router(dev_token.router)
@@ -188,7 +188,7 @@ def configure_tf_threads(settings: Settings) -> None:
 
 
 def _install_metrics(app: FastAPI) -> None:
-    """Prometheus (issue 6): per-app registry, middleware and GET /metrics."""
+    """Prometheus: per-app registry, middleware and GET /metrics."""
     from cats_dogs_other.api.metrics import Metrics, install_metrics
 
     metrics = Metrics()

@@ -1,17 +1,17 @@
 """Micro-batching: coalesce concurrent requests into one forward pass on one inference thread.
 
 Why: a MobileNetV2-size model costs far less per image in a batch of 8 than one at a time on
-these CPUs, so calling it per request (the course's pattern) wastes most of the machine and, on
-the event loop, stalls every other request. Here each request submits one preprocessed image; a
-single dedicated thread takes up to ``max_batch_size`` of them, runs ``infer(np.stack(batch))``
-once and hands every caller its row through ``loop.call_soon_threadsafe``. TensorFlow releases
-the GIL while it computes, so the event loop and the decode pool keep running meanwhile.
+these CPUs, so calling it once per request wastes most of the machine and, on the event loop,
+stalls every other request. Here each request submits the decoding of its image (an awaitable
+that yields the preprocessed array); a single dedicated thread takes up to ``max_batch_size``
+images, runs ``infer(np.stack(batch))`` once and hands every caller its row through
+``loop.call_soon_threadsafe``. TensorFlow releases the GIL while it computes, so the event loop
+and the decode pool keep running meanwhile.
 
-How long a batch waits for company: at most ``max_wait_ms`` after its first item was queued.
-When the route submits the *decoding* itself (an awaitable, see :meth:`MicroBatcher.submit`),
-the batcher knows which admitted requests are still decoding, so it waits only while one is on
-its way: a lone request runs at once, and the requests of one wave of clients share a batch
-instead of being split across two half-empty ones. A plain array waits the full ``max_wait_ms``.
+How long a batch waits for company: at most ``max_wait_ms`` after its first item was queued,
+and only while an admitted request is still decoding. Since the batcher is handed the decoding
+itself, it knows which requests are on their way: a lone request runs at once, and the requests
+of one wave of clients share a batch instead of being split across two half-empty ones.
 
 Back-pressure: admission is bounded (queued + still decoding <= ``queue_size`` images); beyond
 that ``submit`` raises ``QueueFullError`` at once -- before any decoding is spent -- and the API
@@ -84,7 +84,6 @@ class _Item:
     future: asyncio.Future[np.ndarray]
     loop: asyncio.AbstractEventLoop
     enqueued: float
-    tracked: bool  # submitted as an awaitable: its batch-mates' arrivals are announced
     abandoned: bool = field(default=False)  # set on the loop thread, read by the worker
 
 
@@ -157,7 +156,7 @@ class MicroBatcher:
 
     @property
     def arriving(self) -> int:
-        """Admitted requests still being decoded (submitted as awaitables)."""
+        """Admitted requests still being decoded."""
         return self._arriving
 
     @property
@@ -189,18 +188,14 @@ class MicroBatcher:
         await asyncio.to_thread(self._queue.put, _STOP)
         await asyncio.to_thread(thread.join)
 
-    async def submit(self, x: np.ndarray | Awaitable[np.ndarray]) -> np.ndarray:
-        """Queue one preprocessed image; return its probability row.
+    async def submit(self, x: Awaitable[np.ndarray]) -> np.ndarray:
+        """Admit ``x`` (the decoding of one upload), queue the image it yields; its row.
 
-        ``x`` may also be an awaitable that yields the image (the decoding of the upload):
-        the request is then admitted -- or refused with ``QueueFullError`` -- *before* any
-        decoding is spent on it, and while it decodes the worker knows it is on its way, so a
-        batch waits for it (up to ``max_wait_ms``) instead of leaving without it. A plain
-        array waits the classic way: ``max_wait_ms`` after the batch's first item.
+        The request is admitted -- or refused with ``QueueFullError`` -- *before* any decoding
+        is spent on it, and while it decodes the worker knows it is on its way, so a batch
+        waits for it (up to ``max_wait_ms``) instead of leaving without it.
         """
         self._admit([x])
-        if isinstance(x, np.ndarray):
-            return await self._enqueue(x, None, self._deadline())
         return await self._arrive(x, self._deadline(), _Arrival(self))
 
     async def submit_many(self, xs: Sequence[Awaitable[np.ndarray]]) -> list[np.ndarray]:
@@ -260,12 +255,9 @@ class MicroBatcher:
             f"No inference result within {self.timeout_s:g} s; the server is overloaded."
         )
 
-    async def _enqueue(
-        self, x: np.ndarray, arrival: _Arrival | None, deadline: float
-    ) -> np.ndarray:
+    async def _enqueue(self, x: np.ndarray, arrival: _Arrival, deadline: float) -> np.ndarray:
         loop = asyncio.get_running_loop()
-        now = time.monotonic()
-        item = _Item(x, loop.create_future(), loop, now, tracked=arrival is not None)
+        item = _Item(x, loop.create_future(), loop, time.monotonic())
         try:
             if self._closed:
                 raise BatcherClosedError("The inference worker has stopped; retry shortly.")
@@ -274,8 +266,7 @@ class MicroBatcher:
             self._reject("queue_full")
             raise QueueFullError("The server is at capacity; retry shortly.") from None
         finally:
-            if arrival is not None:
-                arrival.end()  # after the put: the worker sees it queued or arriving
+            arrival.end()  # after the put: the worker sees it queued or arriving
         timer = loop.call_at(deadline, self._expire, item)
         try:
             return await item.future
@@ -290,7 +281,7 @@ class MicroBatcher:
             self._no_arrivals.set()
 
     def _wake(self) -> None:
-        """A tracked arrival gave up: wake a worker that may be waiting for it."""
+        """An arrival gave up: wake a worker that may be waiting for it."""
         with self._wakes_lock:
             self._wakes += 1
         try:
@@ -351,14 +342,14 @@ class MicroBatcher:
     def _collect(self, first: _Item) -> tuple[list[_Item], bool]:
         """Fill a batch until it is full or ``first.enqueued + max_wait`` has passed.
 
-        For tracked items, stop waiting early as soon as nothing is queued or arriving:
-        there is no one left to wait for, so a lone request runs at once.
+        Stop waiting early as soon as nothing is queued or arriving: there is no one left to
+        wait for, so a lone request runs at once.
         """
         batch = [first]
         deadline = first.enqueued + self.max_wait_s
         while len(batch) < self.max_batch_size:
             remaining = deadline - time.monotonic()
-            nothing_coming = first.tracked and self._arriving == 0 and self._queue.empty()
+            nothing_coming = self._arriving == 0 and self._queue.empty()
             try:
                 if remaining > 0 and not nothing_coming:
                     item = self._queue.get(timeout=remaining)

@@ -7,7 +7,6 @@ from typing import Annotated
 from fastapi import Depends, Request
 from kto.inference import Inference
 
-from cats_dogs_other.api.batching import MicroBatcher
 from cats_dogs_other.api.resources import Resources, get_resources, get_settings
 from cats_dogs_other.api.security import require_principal
 from cats_dogs_other.api.settings import Settings
@@ -18,12 +17,7 @@ def get_inference(request: Request) -> Inference:
     return get_resources(request).inference
 
 
-def get_batcher(request: Request) -> MicroBatcher:
-    return get_resources(request).batcher
-
-
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ResourcesDep = Annotated[Resources, Depends(get_resources)]
 InferenceDep = Annotated[Inference, Depends(get_inference)]
-BatcherDep = Annotated[MicroBatcher, Depends(get_batcher)]
 CurrentPrincipal = Annotated[Principal, Depends(require_principal)]

@@ -1,8 +1,8 @@
 """The issuer's signing keys (JWKS), cached, refreshed carefully, never trusted from a token.
 
-Why so careful: a cache that never refreshes refuses keys the provider rotates in (the course's
-library did so for up to 24 hours); one that refetches on every unknown ``kid`` lets anyone
-flood the provider through us. So:
+Why so careful: a cache that never refreshes refuses keys the provider rotates in
+(oidc-jwt-validation 0.4.2 does so for up to 24 hours, see ``compare/``); one that refetches on
+every unknown ``kid`` lets anyone flood the provider through us. So:
 
 * keys are cached for ``ttl_s``; after that they are refreshed in the background while the
   cached ones keep serving (stale-while-revalidate: no request waits on the issuer);

@@ -119,7 +119,7 @@ class Settings(BaseSettings):
     min_image_side: int = Field(default=MIN_CLASSIFIABLE_SIDE, ge=1)
     max_jpeg_scans: int = Field(default=DEFAULT_DECODE_LIMITS.max_jpeg_scans, ge=1)
 
-    # --- performance (issue 6; defaults measured by bench/, kept next to the batcher) ---
+    # --- performance (defaults measured by bench/, kept next to the batcher) ---
     batch_max_size: int = Field(default=batching.DEFAULT_MAX_BATCH_SIZE, ge=1)
     batch_max_wait_ms: float = Field(default=batching.DEFAULT_MAX_WAIT_MS, ge=0)
     queue_max_size: int = Field(default=batching.DEFAULT_QUEUE_SIZE, ge=1)

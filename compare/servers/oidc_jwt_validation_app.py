@@ -1,7 +1,7 @@
-"""The course's validator: ``oidc-jwt-validation`` as the course's ``index.py`` wires it.
+"""``oidc-jwt-validation`` wired into FastAPI the way its usual examples do.
 
 FastAPI's ``OAuth2PasswordBearer`` extracts the token and ``Authentication.validate_async`` checks
-it with the issuer, audience and scope; configured by the course's three variables
+it with the issuer, audience and scope; configured by the three variables this API reads too,
 ``OAUTH2_ISSUER``, ``OAUTH2_AUDIENCE`` and ``OAUTH2_JWKS_URI`` (relative to the issuer).
 """
 

@@ -1,9 +1,10 @@
 """Helpers for the API tests (imported by conftest.py and the tests): the fake Auth0-like
-issuer behind httpx.MockTransport, token building, images, running the real app.
+issuer behind httpx.MockTransport, token building, images, decodings, running the real app.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import io
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import numpy as np
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from joserfc import jwt
@@ -136,6 +138,13 @@ def png(colour: tuple[int, int, int], size: tuple[int, int] = (64, 64)) -> bytes
     buffer = io.BytesIO()
     Image.new("RGB", size, colour).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+async def decoding(x: np.ndarray, delay_s: float = 0.0) -> np.ndarray:
+    """``x`` as the batcher takes an image: the route's decode step, a thread-pool future in the
+    API, which yields to the event loop at least once (``delay_s`` of decoding) before it ends."""
+    await asyncio.sleep(delay_s)
+    return x
 
 
 def b64url(data: bytes) -> str:

@@ -1,7 +1,8 @@
 """Behaviour of the micro-batcher, driven by a fake numpy ``infer`` (the batcher is under test).
 
 The fake model returns, for each image, a row derived from the image's own pixels, so any
-mix-up of results between callers shows. It records every batch it sees.
+mix-up of results between callers shows. It records every batch it sees. Every image is
+submitted as the route submits it, as an awaitable decoding (``decoding`` wraps an array).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from cats_dogs_other.api.batching import (
     QueueFullError,
 )
 from cats_dogs_other.api.metrics import Metrics
+from tests.api.support import decoding
 
 SHAPE = (4, 4, 3)
 
@@ -83,7 +85,7 @@ def test_concurrent_submits_are_coalesced_and_each_gets_its_own_row() -> None:
         batcher = make(model, max_batch_size=8, max_wait_ms=50)
         await batcher.start()
         try:
-            return await asyncio.gather(*(batcher.submit(image(i)) for i in range(8)))
+            return await asyncio.gather(*(batcher.submit(decoding(image(i))) for i in range(8)))
         finally:
             await batcher.stop()
 
@@ -101,7 +103,7 @@ def test_results_follow_submit_order_across_many_batches() -> None:
         batcher = make(model, max_batch_size=5, max_wait_ms=2)
         await batcher.start()
         try:
-            return await asyncio.gather(*(batcher.submit(image(i)) for i in range(37)))
+            return await asyncio.gather(*(batcher.submit(decoding(image(i))) for i in range(37)))
         finally:
             await batcher.stop()
 
@@ -118,7 +120,7 @@ def test_batch_size_never_exceeds_the_maximum_under_load() -> None:
         batcher = make(model, max_batch_size=4, max_wait_ms=5, queue_size=200)
         await batcher.start()
         try:
-            await asyncio.gather(*(batcher.submit(image(i)) for i in range(100)))
+            await asyncio.gather(*(batcher.submit(decoding(image(i))) for i in range(100)))
         finally:
             await batcher.stop()
 
@@ -127,22 +129,25 @@ def test_batch_size_never_exceeds_the_maximum_under_load() -> None:
     assert sum(model.batches) == 100
 
 
-def test_a_lone_request_runs_as_a_partial_batch_after_max_wait() -> None:
+def test_a_request_runs_as_a_partial_batch_after_max_wait_when_a_mate_decodes_slowly() -> None:
     model = FakeModel()
 
     async def main() -> float:
         batcher = make(model, max_batch_size=8, max_wait_ms=30)
         await batcher.start()
         try:
+            slow = asyncio.ensure_future(batcher.submit(decoding(image(4), delay_s=0.3)))
             started = time.monotonic()
-            row = await batcher.submit(image(3))
+            row = await batcher.submit(decoding(image(3)))
             np.testing.assert_array_equal(row, expected_row(3))
-            return time.monotonic() - started
+            elapsed = time.monotonic() - started
+            np.testing.assert_array_equal(await slow, expected_row(4))
+            return elapsed
         finally:
             await batcher.stop()
 
     elapsed = run(main)
-    assert model.batches == [1]
+    assert model.batches == [1, 1]
     assert 0.025 <= elapsed < 2.0  # waited for company about max_wait, then ran alone
 
 
@@ -153,10 +158,10 @@ def test_requests_spread_over_time_form_separate_partial_batches() -> None:
         batcher = make(model, max_batch_size=8, max_wait_ms=10)
         await batcher.start()
         try:
-            first = [asyncio.ensure_future(batcher.submit(image(i))) for i in range(3)]
+            first = [asyncio.ensure_future(batcher.submit(decoding(image(i)))) for i in range(3)]
             await asyncio.gather(*first)
             await asyncio.sleep(0.05)
-            await asyncio.gather(*(batcher.submit(image(i)) for i in range(2)))
+            await asyncio.gather(*(batcher.submit(decoding(image(i))) for i in range(2)))
         finally:
             await batcher.stop()
 
@@ -174,7 +179,7 @@ def test_a_failing_image_does_not_fail_its_batch_mates() -> None:
             images = [image(i) for i in range(5)]
             images[2] = np.full(SHAPE, np.nan, dtype=np.float32)
             return await asyncio.gather(
-                *(batcher.submit(x) for x in images), return_exceptions=True
+                *(batcher.submit(decoding(x)) for x in images), return_exceptions=True
             )
         finally:
             await batcher.stop()
@@ -197,7 +202,9 @@ def test_an_image_of_the_wrong_shape_only_fails_itself() -> None:
             odd = np.zeros((5, 5, 3), dtype=np.float32)
             odd[0, 0, 0] = np.nan
             return await asyncio.gather(
-                batcher.submit(image(1)), batcher.submit(odd), return_exceptions=True
+                batcher.submit(decoding(image(1))),
+                batcher.submit(decoding(odd)),
+                return_exceptions=True,
             )
         finally:
             await batcher.stop()
@@ -215,17 +222,18 @@ def test_queue_full_is_refused_at_once() -> None:
         batcher = make(model, max_batch_size=1, max_wait_ms=0, queue_size=3)
         await batcher.start()
         try:
-            in_flight = asyncio.ensure_future(batcher.submit(image(0)))
+            in_flight = asyncio.ensure_future(batcher.submit(decoding(image(0))))
             for _ in range(100):  # until the worker has taken it and is blocked on the gate
                 if model.threads:
                     break
                 await asyncio.sleep(0.01)
-            queued = [asyncio.ensure_future(batcher.submit(image(i))) for i in (1, 2, 3)]
-            await asyncio.sleep(0)
+            queued = [asyncio.ensure_future(batcher.submit(decoding(image(i)))) for i in (1, 2, 3)]
+            await asyncio.sleep(0)  # admitted, decoding
+            await asyncio.sleep(0)  # decoded and queued
             assert batcher.queue_depth == 3
             started = time.monotonic()
             with pytest.raises(QueueFullError):
-                await batcher.submit(image(4))
+                await batcher.submit(decoding(image(4)))
             assert time.monotonic() - started < 0.05
             gate.set()
             results = await asyncio.gather(in_flight, *queued)
@@ -249,13 +257,13 @@ def test_timeout_raises_and_the_late_result_is_dropped() -> None:
         await batcher.start()
         try:
             with pytest.raises(InferenceTimeoutError):
-                await batcher.submit(image(1))
+                await batcher.submit(decoding(image(1)))
             # a request queued behind the stuck batch expires too and is then skipped
             with pytest.raises(InferenceTimeoutError):
-                await batcher.submit(image(2))
+                await batcher.submit(decoding(image(2)))
             gate.set()
             # the worker recovers and serves new requests normally
-            np.testing.assert_array_equal(await batcher.submit(image(5)), expected_row(5))
+            np.testing.assert_array_equal(await batcher.submit(decoding(image(5))), expected_row(5))
         finally:
             gate.set()
             await batcher.stop()
@@ -277,14 +285,14 @@ def test_stop_drains_what_is_queued_then_refuses() -> None:
     async def main() -> None:
         batcher = make(model, max_batch_size=2, max_wait_ms=1)
         await batcher.start()
-        pending = [asyncio.ensure_future(batcher.submit(image(i))) for i in range(9)]
-        await asyncio.sleep(0)  # let every submit enqueue
+        pending = [asyncio.ensure_future(batcher.submit(decoding(image(i)))) for i in range(9)]
+        await asyncio.sleep(0)  # let every submit be admitted
         await batcher.stop()
         assert all(p.done() for p in pending)
         assert [float(p.result()[0]) for p in pending] == [float(i) for i in range(9)]
         assert not batcher.running
         with pytest.raises(BatcherClosedError):
-            await batcher.submit(image(1))
+            await batcher.submit(decoding(image(1)))
 
     run(main)
     assert sum(model.batches) == 9
@@ -293,7 +301,7 @@ def test_stop_drains_what_is_queued_then_refuses() -> None:
 def test_submit_before_start_is_refused_with_a_503_error() -> None:
     async def main() -> None:
         with pytest.raises(QueueFullError):
-            await make(FakeModel()).submit(image(0))
+            await make(FakeModel()).submit(decoding(image(0)))
 
     run(main)
 
@@ -308,7 +316,7 @@ def test_metrics_record_batches_and_queue_depth() -> None:
         )
         await batcher.start()
         try:
-            await asyncio.gather(*(batcher.submit(image(i)) for i in range(8)))
+            await asyncio.gather(*(batcher.submit(decoding(image(i))) for i in range(8)))
         finally:
             await batcher.stop()
 
@@ -320,13 +328,7 @@ def test_metrics_record_batches_and_queue_depth() -> None:
     assert get("cats_dogs_other_queue_depth") == 0
 
 
-# -- submitting the decoding itself (an awaitable): admission and arrival-aware waiting -------
-
-
-async def decoded(i: int, delay_s: float = 0.0) -> np.ndarray:
-    """Stands in for the route's decode step (a thread-pool future in the API)."""
-    await asyncio.sleep(delay_s)
-    return image(i)
+# -- requests still decoding: admission and arrival-aware waiting ----------------------------
 
 
 async def failing_decode(delay_s: float) -> np.ndarray:
@@ -334,7 +336,7 @@ async def failing_decode(delay_s: float) -> np.ndarray:
     raise ValueError("not an image")
 
 
-def test_a_lone_tracked_request_does_not_wait_for_company() -> None:
+def test_a_lone_request_does_not_wait_for_company() -> None:
     model = FakeModel()
 
     async def main() -> float:
@@ -342,7 +344,7 @@ def test_a_lone_tracked_request_does_not_wait_for_company() -> None:
         await batcher.start()
         try:
             started = time.monotonic()
-            np.testing.assert_array_equal(await batcher.submit(decoded(4)), expected_row(4))
+            np.testing.assert_array_equal(await batcher.submit(decoding(image(4))), expected_row(4))
             return time.monotonic() - started
         finally:
             await batcher.stop()
@@ -359,9 +361,9 @@ def test_a_batch_waits_for_requests_still_decoding() -> None:
         await batcher.start()
         try:
             return await asyncio.gather(
-                batcher.submit(decoded(1)),
-                batcher.submit(decoded(2, delay_s=0.05)),
-                batcher.submit(decoded(3, delay_s=0.1)),
+                batcher.submit(decoding(image(1))),
+                batcher.submit(decoding(image(2), delay_s=0.05)),
+                batcher.submit(decoding(image(3), delay_s=0.1)),
             )
         finally:
             await batcher.stop()
@@ -380,7 +382,7 @@ def test_a_failed_decode_neither_stalls_nor_fails_the_batch() -> None:
         try:
             started = time.monotonic()
             results = await asyncio.gather(
-                batcher.submit(decoded(1)),
+                batcher.submit(decoding(image(1))),
                 batcher.submit(failing_decode(0.05)),
                 return_exceptions=True,
             )
@@ -402,10 +404,10 @@ def test_requests_still_decoding_count_against_the_queue() -> None:
         batcher = make(model, max_batch_size=8, max_wait_ms=1000, queue_size=2)
         await batcher.start()
         try:
-            slow = [asyncio.ensure_future(batcher.submit(decoded(i, 0.1))) for i in (1, 2)]
+            slow = [asyncio.ensure_future(batcher.submit(decoding(image(i), 0.1))) for i in (1, 2)]
             await asyncio.sleep(0.01)
             assert batcher.arriving == 2
-            refused: Any = decoded(3)
+            refused: Any = decoding(image(3))
             with pytest.raises(QueueFullError):
                 await batcher.submit(refused)  # refused before any decoding was spent on it
             assert refused.cr_frame is None  # closed, never run: no "never awaited" warning
@@ -423,7 +425,7 @@ def test_stop_waits_for_requests_still_decoding() -> None:
     async def main() -> None:
         batcher = make(model, max_wait_ms=10)
         await batcher.start()
-        pending = asyncio.ensure_future(batcher.submit(decoded(6, delay_s=0.1)))
+        pending = asyncio.ensure_future(batcher.submit(decoding(image(6), delay_s=0.1)))
         await asyncio.sleep(0.01)  # admitted, still decoding
         await batcher.stop()
         np.testing.assert_array_equal(pending.result(), expected_row(6))
@@ -479,7 +481,7 @@ def test_batched_results_equal_execute_with_the_tiny_model(tiny_inference: Any) 
         await batcher.start()
         try:
             arrays = [inf.preprocess(b) for b in images]
-            rows = await asyncio.gather(*(batcher.submit(a) for a in arrays))
+            rows = await asyncio.gather(*(batcher.submit(decoding(a)) for a in arrays))
             return [inf.to_result(r) for r in rows]
         finally:
             await batcher.stop()
@@ -503,8 +505,7 @@ class Decodes:
 
     async def __call__(self, i: int, delay_s: float = 0.0) -> np.ndarray:
         self.started.append(i)
-        await asyncio.sleep(delay_s)
-        return image(i)
+        return await decoding(image(i), delay_s)
 
 
 def test_a_batch_is_admitted_as_a_whole_and_keeps_its_order() -> None:

@@ -1,4 +1,4 @@
-"""Structured request logs (issue 7 point 5) and the rule that a token is never logged."""
+"""Structured request logs and the rule that a token is never logged."""
 
 from __future__ import annotations
 

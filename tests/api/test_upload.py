@@ -1,4 +1,4 @@
-"""Uploads (issue 3 point 7): results, size limits, missing parts, bad images; never a 500."""
+"""Uploads: results, size limits, missing parts, bad images; never a 500."""
 
 from __future__ import annotations
 

@@ -6,9 +6,9 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from cats_dogs_other.api.classify import predict_many, predict_one
 from cats_dogs_other.api.dependencies import CurrentPrincipal, ResourcesDep, SettingsDep
 from cats_dogs_other.api.disconnect import cancel_on_disconnect
-from cats_dogs_other.api.predict import predict_many, predict_one
 from cats_dogs_other.api.schemas import Prediction, Problem
 from cats_dogs_other.api.uploads import FRAMING_ALLOWANCE, read_files
 

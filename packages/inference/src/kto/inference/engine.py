@@ -108,8 +108,8 @@ class Inference:
         return np.asarray(self._runtime.predict(x), dtype=np.float32)
 
     def to_result(self, probs_row: Sequence[float] | np.ndarray) -> Result:
-        """Apply the model's decision rule; ``values`` are plain floats in class order (the
-        course contract), ``probabilities`` the same floats keyed by class name."""
+        """Apply the model's decision rule; ``values`` are plain floats in class order (what
+        clients index by position), ``probabilities`` the same floats keyed by class name."""
         values = [float(p) for p in np.asarray(probs_row, dtype=np.float64).reshape(-1)]
         if len(values) != len(self.classes):
             raise ValueError(f"expected {len(self.classes)} probabilities, got {len(values)}")

@@ -1,7 +1,8 @@
 """The model's contract (classes, input size, preprocessing, decision rule).
 
 It lives in ``metadata.json`` next to the model file, written by the training pipeline, so the
-wheel never hard-codes what a model expects. A model without it gets the course's contract.
+wheel never hard-codes what a model expects. A model without it gets
+:meth:`ModelMetadata.fallback`.
 """
 
 from __future__ import annotations
@@ -81,7 +82,8 @@ class ModelMetadata:
 
     @classmethod
     def fallback(cls, input_size: tuple[int, int] | None = None) -> ModelMetadata:
-        """The course's contract: Cat/Dog/Other, ImageNet mean subtraction, 224x224 by default."""
+        """The contract of a model without metadata.json: Cat/Dog/Other, ImageNet mean
+        subtraction, 224x224 unless the model's input layer says otherwise."""
         return cls(input_size=input_size or DEFAULT_INPUT_SIZE)
 
     @classmethod

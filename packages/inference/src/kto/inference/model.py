@@ -10,6 +10,7 @@ import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kto.inference.backends import BACKEND_CHOICES
 from kto.inference.errors import ModelLoadError
 
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ def resolve_model(
     folder is served from its exported ``model.onnx`` when it has one (``auto``), else from
     ``model.keras`` / ``model.h5``; ``backend`` forces one of the two.
     """
-    if backend not in ("auto", "keras", "onnx"):
+    if backend not in BACKEND_CHOICES:
         raise ValueError(f"backend must be 'auto', 'keras' or 'onnx', got {backend!r}")
     path = Path(model_path).expanduser()
     if path.is_dir():

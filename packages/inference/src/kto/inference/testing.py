@@ -42,7 +42,7 @@ def save_tiny_model(
 
     ``with_metadata=True`` writes ``metadata.json`` (scale preprocessing, ``input_size``,
     optional ``decision`` rule). ``with_metadata=False`` writes none, so the wheel falls back
-    to the course contract (mean subtraction, Cat/Dog/Other) at the model's own input size;
+    to ``ModelMetadata.fallback`` (mean subtraction, Cat/Dog/Other) at the model's input size;
     the weights are chosen so the colour rule holds either way. ``onnx=True`` also exports
     ``model.onnx`` beside it (needs the ``export`` extra), so the folder serves through ONNX
     Runtime; the returned path is still the Keras file.
@@ -57,7 +57,7 @@ def save_tiny_model(
     if fmt == "keras":
         model.save(path)
     elif fmt == "h5":
-        keras.saving.save_model(model, path)  # legacy HDF5, as old course models were
+        keras.saving.save_model(model, path)  # legacy HDF5, as older Keras models are
     else:
         raise ValueError("fmt must be 'keras' or 'h5'")
     if onnx:

@@ -4,7 +4,7 @@ The bundled model folder (``cats_dogs_other/model``: model.keras and its export 
 when it exists; otherwise a MobileNetV2 (random weights, 160x160, 3 classes) built and exported
 once into ``bench/results/raw/`` -- the same amount of compute, which is all a throughput
 benchmark needs. Building happens in a
-subprocess (``python -m bench.model DIR``) so the harness itself never imports TensorFlow.
+subprocess (``python -m bench.workload DIR``) so the harness itself never imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def resolve_model(explicit: Path | None, raw_dir: Path) -> tuple[Path, str]:
     if not path.is_file():
         print(f"[bench] no bundled model; building a MobileNetV2 160x160 into {target}", flush=True)
         subprocess.run(
-            [sys.executable, "-m", "bench.model", str(target)], check=True, cwd=REPO_ROOT
+            [sys.executable, "-m", "bench.workload", str(target)], check=True, cwd=REPO_ROOT
         )
     return target, "MobileNetV2 160x160, random weights (no bundled model yet)"
 

@@ -25,7 +25,7 @@ def build_standin(directory: Path = STANDIN_DIR) -> Path:
     if (directory / "model.onnx").exists():
         return directory
     subprocess.run(
-        [sys.executable, "-m", "bench.model", str(directory), "--size", str(INPUT_SIZE[0]),
+        [sys.executable, "-m", "bench.workload", str(directory), "--size", str(INPUT_SIZE[0]),
          "--name", "reliability-standin-mobilenetv2"],
         check=True,
         cwd=ROOT,
