@@ -18,6 +18,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from kto.inference import DEFAULT_MAX_PIXELS
+
 from cats_dogs_other.api.cli_help import EnvironmentHelpFormatter
 from cats_dogs_other.train import paths
 from cats_dogs_other.train.errors import TrainingError
@@ -102,7 +104,7 @@ def _train_parser() -> argparse.ArgumentParser:
         default="Cat,Dog,Other",
         help="class names in output order; labels match them case-insensitively",
     )
-    g.add_argument("--max-pixels", type=int, default=40_000_000, help=argparse.SUPPRESS)
+    g.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help=argparse.SUPPRESS)
     g.add_argument(
         "--out",
         type=Path,

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from kto.inference import DEFAULT_MAX_PIXELS
 from tqdm.auto import tqdm
 
 from cats_dogs_other.train.dataset import (
@@ -117,7 +118,7 @@ def build_pool(
     extract: Extractor,
     cache: FeatureCache,
     classes: Sequence[str] = DEFAULT_CLASSES,
-    max_pixels: int = 40_000_000,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
     max_hash_distance: int = DEFAULT_MAX_DISTANCE,
     batch_size: int = 32,
     progress: bool = True,

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from kto.inference import DEFAULT_MAX_PIXELS
 
 from cats_dogs_other.train.dataset import DEFAULT_CLASSES
 from cats_dogs_other.train.model import Backbone, build_head
@@ -65,7 +66,7 @@ class TrainConfig:
     fallback_class: str = "Other"
     name: str = "cats-dogs-other"
     version: str = "1.0.0"
-    max_pixels: int = 40_000_000
+    max_pixels: int = DEFAULT_MAX_PIXELS
     progress: bool = True
     tracking_uri: str | None = None
     experiment: str = "cats-dogs-other"
