@@ -25,8 +25,9 @@ from bench.harness import start_api
 from bench.issuer import AUDIENCE, start_issuer
 from bench.load import multipart_body
 from bench.model import make_image, resolve_model
-from bench.procs import HOST, cpu_model, free_port, load_average
 from cats_dogs_other.api.dpop_proofs import ProofSigner
+from cats_dogs_other.loopback import LOOPBACK, free_port
+from tools.procfs import cpu_model, load_average
 
 RAW_DIR = Path(__file__).with_name("results") / "raw"
 
@@ -115,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         api.wait_until("/ready")
         signer = ProofSigner()
         bound = dpop_token(issuer.url, signer)
-        url = f"http://{HOST}:{port}/upload"
+        url = f"http://{LOOPBACK}:{port}/upload"
         body, content_type = multipart_body(make_image())
         kinds = {
             "Bearer": lambda: {"Authorization": f"Bearer {issuer.token}"},
