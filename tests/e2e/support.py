@@ -14,8 +14,8 @@ import pytest
 from kto.inference.metadata import DEFAULT_CLASSES
 from PIL import Image
 
-from cats_dogs_other.api.dpop_proofs import ProofSigner
 from cats_dogs_other.loopback import LOOPBACK, Child, ChildError, free_port
+from tests.dpop_proofs import ProofSigner
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 READY_LINE = "Press Ctrl-C to stop."
