@@ -20,13 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from kto.client.dpop import DPoPKey
 
 from bench.harness import start_api
 from bench.issuer import AUDIENCE, start_issuer
 from bench.load import multipart_body
-from bench.procs import HOST, cpu_model, free_port, load_average
 from bench.workload import make_image, resolve_model
-from cats_dogs_other.api.dpop_proofs import ProofSigner
+from cats_dogs_other.loopback import LOOPBACK, free_port
+from tools.procfs import cpu_model, load_average
 
 RAW_DIR = Path(__file__).with_name("results") / "raw"
 
@@ -78,7 +79,7 @@ async def closed_loop(
     return ok, errors
 
 
-def dpop_token(issuer_url: str, signer: ProofSigner) -> str:
+def dpop_token(issuer_url: str, key: DPoPKey) -> str:
     endpoint = issuer_url + "oauth/token"
     response = httpx.post(
         endpoint,
@@ -88,7 +89,7 @@ def dpop_token(issuer_url: str, signer: ProofSigner) -> str:
             "client_secret": "dev-secret",
             "audience": AUDIENCE,
         },
-        headers={"DPoP": signer.proof("POST", endpoint)},
+        headers={"DPoP": key.proof("POST", httpx.URL(endpoint))},
     )
     response.raise_for_status()
     if response.json()["token_type"] != "DPoP":  # noqa: S105 - a token type, not a secret
@@ -113,15 +114,16 @@ def main(argv: list[str] | None = None) -> int:
     api = start_api({**env, "LOG_LEVEL": "WARNING"}, port, log_dir, "api")
     try:
         api.wait_until("/ready")
-        signer = ProofSigner()
-        bound = dpop_token(issuer.url, signer)
-        url = f"http://{HOST}:{port}/upload"
+        key = DPoPKey()
+        bound = dpop_token(issuer.url, key)
+        url = f"http://{LOOPBACK}:{port}/upload"
+        upload = httpx.URL(url)
         body, content_type = multipart_body(make_image())
         kinds = {
             "Bearer": lambda: {"Authorization": f"Bearer {issuer.token}"},
             "DPoP": lambda: {
                 "Authorization": f"DPoP {bound}",
-                "DPoP": signer.proof("POST", url, access_token=bound),
+                "DPoP": key.proof("POST", upload, access_token=bound),
             },
         }
         asyncio.run(closed_loop(url, body, content_type, kinds["DPoP"], args.connections, 3))

@@ -16,7 +16,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.procs import HOST, http_request
+from bench.procs import http_request
+from cats_dogs_other.loopback import LOOPBACK
 
 LUA_SCRIPT = Path(__file__).with_name("multipart.lua")
 
@@ -100,7 +101,7 @@ class LoadGenerator:
         threads = min(2, connections)
         command = [
             "wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration_s:g}s",
-            "--timeout", f"{timeout_s:g}s", "-s", str(LUA_SCRIPT), f"http://{HOST}:{port}/upload",
+            "--timeout", f"{timeout_s:g}s", "-s", str(LUA_SCRIPT), f"http://{LOOPBACK}:{port}/upload",
         ]  # fmt: skip
         env = {
             **os.environ,
@@ -132,7 +133,7 @@ class LoadGenerator:
             "hey", "-z", f"{duration_s:g}s", "-c", str(connections), "-t", f"{timeout_s:.0f}",
             "-m", "POST", "-D", str(self.body_path), "-T", self.content_type,
             "-H", f"Authorization: Bearer {self.token}", "-o", "csv",
-            f"http://{HOST}:{port}/upload",
+            f"http://{LOOPBACK}:{port}/upload",
         ]  # fmt: skip
         done = subprocess.run(
             command, capture_output=True, text=True, timeout=duration_s + timeout_s + 60
@@ -187,7 +188,7 @@ class HealthProbe:
         self._thread.join(timeout=30)
 
     def _loop(self) -> None:
-        conn = http.client.HTTPConnection(HOST, self.port, timeout=10)
+        conn = http.client.HTTPConnection(LOOPBACK, self.port, timeout=10)
         while not self._stop.is_set() and len(self.latencies_ms) < self.max_samples:
             started = time.perf_counter()
             try:
@@ -198,7 +199,7 @@ class HealthProbe:
             except (OSError, http.client.HTTPException):
                 ok = False
                 conn.close()
-                conn = http.client.HTTPConnection(HOST, self.port, timeout=10)
+                conn = http.client.HTTPConnection(LOOPBACK, self.port, timeout=10)
             elapsed = (time.perf_counter() - started) * 1000
             if ok:
                 self.latencies_ms.append(elapsed)

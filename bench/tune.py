@@ -23,8 +23,9 @@ from typing import Any
 from bench.harness import RESULTS_DIR, Point, _measure, start_api
 from bench.issuer import AUDIENCE, start_issuer
 from bench.load import LoadGenerator, find_load_tool, multipart_body
-from bench.procs import cpu_model, free_port, load_average
 from bench.workload import make_image, resolve_model
+from cats_dogs_other.loopback import free_port
+from tools.procfs import cpu_model, load_average
 
 DEFAULT_CONFIGS = [
     "default:",

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from kto.inference.metadata import DEFAULT_CLASSES
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BUNDLED_MODEL = REPO_ROOT / "cats_dogs_other" / "model"
@@ -28,7 +29,7 @@ def stand_in_metadata(name: str, input_size: tuple[int, int]) -> dict[str, objec
         "format": "kto-keras-inference/1",
         "name": name,
         "version": "0.0.0",
-        "classes": ["Cat", "Dog", "Other"],
+        "classes": list(DEFAULT_CLASSES),
         "input_size": list(input_size),
         "resize": "bilinear",
         "preprocessing": {"mode": "scale", "scale": 1 / 127.5, "offset": -1.0},

@@ -1,7 +1,7 @@
 """``make run``: the development issuer and the API, wired together, in one command.
 
 Starts ``python -m cats_dogs_other.dev_issuer`` and ``boot.py`` as child processes (each in its
-own process group, so Ctrl-C reaches only this supervisor, which then stops them in order),
+own session, so Ctrl-C reaches only this supervisor, which then stops them in order),
 waits until the API's ``/ready`` answers 200, prints the two curl commands a newcomer needs,
 and on Ctrl-C or SIGTERM stops both children (SIGTERM, wait, then SIGKILL) and exits 0.
 Exits non-zero, with the failing child's last log lines, if the stack does not come up.
@@ -11,26 +11,21 @@ import argparse
 import os
 import shlex
 import signal
-import subprocess
 import sys
 import threading
-import time
-from collections import deque
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Annotated, Any
 
-import httpx
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cats_dogs_other.api.cli_help import EnvironmentHelpFormatter
+from cats_dogs_other.api.hosts import connect_host
 from cats_dogs_other.api.settings import DEV_TOKEN_PATH
 from cats_dogs_other.dev_issuer.settings import IssuerSettings
+from cats_dogs_other.loopback import LOOPBACK, ROOT, Child, ChildError
 
-ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_IMAGE = ROOT / "bruno" / "fixtures" / "cat.png"
-TAIL_LINES = 30
 REQUIRED_SCOPE = "get::prediction"
 
 
@@ -39,7 +34,7 @@ class StackSettings(BaseSettings):
 
     model_config = SettingsConfigDict(extra="ignore")
 
-    api_host: str = "127.0.0.1"
+    api_host: str = LOOPBACK
     api_port: Annotated[int, Field(ge=1, le=65535)] = 8080
     issuer_port: Annotated[int, Field(ge=1, le=65535)] = 9000
     ready_timeout_s: Annotated[float, Field(gt=0, validation_alias="STACK_READY_TIMEOUT_S")] = 180
@@ -57,54 +52,6 @@ def say(line: str) -> None:
     """One line to stdout, unbroken by the children's log forwarders."""
     with _print_lock:
         print(line, flush=True)
-
-
-class Child:
-    """A child process whose output is prefixed, forwarded and remembered for error reports."""
-
-    def __init__(self, name: str, argv: list[str], env: Mapping[str, str]) -> None:
-        self.name = name
-        self.tail: deque[str] = deque(maxlen=TAIL_LINES)
-        self.process = subprocess.Popen(
-            argv,
-            cwd=ROOT,
-            env=dict(env),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            errors="replace",
-            process_group=0,  # Ctrl-C goes to us; we stop the children in order
-        )
-        self._forwarder = threading.Thread(target=self._forward, name=f"{name}-log", daemon=True)
-        self._forwarder.start()
-
-    def _forward(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            line = line.rstrip("\n")
-            self.tail.append(line)
-            say(f"[{self.name}] {line}")
-
-    def exited(self) -> int | None:
-        return self.process.poll()
-
-    def last_lines(self) -> str:
-        self._forwarder.join(timeout=1)
-        return "\n".join(f"    {line}" for line in self.tail) or "    (no output)"
-
-    def stop(self, timeout_s: float) -> int:
-        """SIGTERM, wait, then SIGKILL; returns the exit status."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                say(f"{self.name} did not stop within {timeout_s:.0f} s; killing it")
-                self.process.kill()
-                self.process.wait()
-        self._forwarder.join(timeout=2)
-        return self.process.returncode
 
 
 def forwarded_url(port: int, environ: Mapping[str, str] = os.environ) -> str | None:
@@ -141,39 +88,13 @@ def child_environment(stack: StackSettings, issuer: IssuerSettings) -> dict[str,
     return env
 
 
-def describe_exit(code: int) -> str:
+def describe_exit(code: int | None) -> str:
     """uvicorn re-raises the signal after a graceful shutdown, so -SIGTERM is a clean exit."""
+    if code is None:
+        return "never started"
     if code < 0:
         return f"ended by {signal.Signals(-code).name} after shutting down"
     return f"exit status {code}"
-
-
-def wait_for_ok(url: str, child: Child, stop: threading.Event, timeout_s: float) -> bool:
-    """True once ``url`` answers 200; False if asked to stop; StackError otherwise."""
-    deadline = time.monotonic() + timeout_s
-    last = "no answer yet"
-    with httpx.Client(timeout=2.0) as client:
-        while time.monotonic() < deadline:
-            if stop.is_set():
-                return False
-            if (code := child.exited()) is not None:
-                raise StackError(
-                    f"the {child.name} exited with status {code} before {url} answered 200; "
-                    f"its last lines:\n{child.last_lines()}"
-                )
-            try:
-                response = client.get(url)
-            except httpx.TransportError as error:
-                last = f"{type(error).__name__}: {error}"
-            else:
-                if response.status_code == 200:
-                    return True
-                last = f"HTTP {response.status_code} {response.text[:300]}"
-            stop.wait(0.25)
-    raise StackError(
-        f"{url} did not answer 200 within {timeout_s:.0f} s (last: {last}); "
-        f"the {child.name}'s last lines:\n{child.last_lines()}"
-    )
 
 
 def client_with_scope(issuer: IssuerSettings) -> tuple[str, str]:
@@ -199,9 +120,8 @@ def curl_commands(stack: StackSettings, issuer: IssuerSettings) -> list[str]:
         + " ".join(f"-d {shlex.quote(item)}" for item in form)
         + f" | python3 -c {shlex.quote(extract)})"
     )
-    api_host = "127.0.0.1" if stack.api_host in ("0.0.0.0", "::") else stack.api_host  # noqa: S104
     classify = (
-        f"curl -s http://{api_host}:{stack.api_port}/upload "
+        f"curl -s http://{connect_host(stack.api_host)}:{stack.api_port}/upload "
         '-H "Authorization: Bearer $TOKEN" '
         f"-F file=@{shlex.quote(str(SAMPLE_IMAGE))}"
     )
@@ -209,7 +129,7 @@ def curl_commands(stack: StackSettings, issuer: IssuerSettings) -> list[str]:
 
 
 def banner(stack: StackSettings, issuer: IssuerSettings) -> str:
-    api = f"http://127.0.0.1:{stack.api_port}"
+    api = f"http://{LOOPBACK}:{stack.api_port}"
     get_token, classify = curl_commands(stack, issuer)
     client_id, secret = client_with_scope(issuer)
     browser = forwarded_url(stack.api_port)
@@ -246,37 +166,40 @@ def banner(stack: StackSettings, issuer: IssuerSettings) -> str:
     )
 
 
+def start_child(name: str, argv: list[str], env: Mapping[str, str]) -> Child:
+    """A child whose output is prefixed with its name and forwarded to ours."""
+    return Child(name, argv, env=env, echo=lambda line: say(f"[{name}] {line}")).start()
+
+
 def run(stack: StackSettings, issuer: IssuerSettings, stop: threading.Event) -> int:
     """Bring the stack up, serve until ``stop`` is set or a child dies, then shut down."""
     env = child_environment(stack, issuer)
     python = sys.executable
     children: list[Child] = []
     try:
-        issuer_argv = [python, "-m", "cats_dogs_other.dev_issuer", "--host", "127.0.0.1"]
-        issuer_child = Child("issuer", [*issuer_argv, "--port", str(stack.issuer_port)], env)
-        children.append(issuer_child)
-        if not wait_for_ok(issuer.issuer + "health", issuer_child, stop, 30):
+        issuer_argv = [python, "-m", "cats_dogs_other.dev_issuer", "--host", LOOPBACK]
+        children.append(
+            start_child("issuer", [*issuer_argv, "--port", str(stack.issuer_port)], env)
+        )
+        if not children[-1].wait_http(issuer.issuer + "health", timeout_s=30, stop=stop):
             return 0
-        api_child = Child("api", [python, str(ROOT / "boot.py")], env)
-        children.append(api_child)
-        ready_url = f"http://127.0.0.1:{stack.api_port}/ready"
-        if not wait_for_ok(ready_url, api_child, stop, stack.ready_timeout_s):
+        children.append(start_child("api", [python, str(ROOT / "boot.py")], env))
+        ready_url = f"http://{LOOPBACK}:{stack.api_port}/ready"
+        if not children[-1].wait_http(ready_url, timeout_s=stack.ready_timeout_s, stop=stop):
             return 0
         say(banner(stack, issuer))
         while not stop.wait(0.5):
             for child in children:
-                if (code := child.exited()) is not None:
-                    raise StackError(
-                        f"the {child.name} exited unexpectedly with status {code}; "
-                        f"its last lines:\n{child.last_lines()}"
-                    )
+                child.check_alive()
         return 0
-    except StackError as error:
+    except (StackError, ChildError) as error:
         say(f"\nmake run failed: {error}")
         return 1
     finally:
         for child in reversed(children):  # the API first: it depends on the issuer
             code = child.stop(stack.stop_timeout_s)
+            if child.killed:
+                say(f"the {child.name} did not stop within {stack.stop_timeout_s:.0f} s; killed it")
             say(f"stopped the {child.name} ({describe_exit(code)})")
 
 
@@ -312,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     parse_args(argv)  # --help prints and exits before anything starts
     stack = StackSettings()
     issuer = IssuerSettings(
-        host="127.0.0.1", port=stack.issuer_port, url=f"http://127.0.0.1:{stack.issuer_port}/"
+        host=LOOPBACK, port=stack.issuer_port, url=f"http://{LOOPBACK}:{stack.issuer_port}/"
     )
     stop = threading.Event()
 

@@ -22,8 +22,9 @@ from typing import Any, Self
 import trustme
 from joserfc.jwk import RSAKey
 
+from cats_dogs_other.loopback import LOOPBACK
 from reliability.fault_proxy import FaultProxy
-from reliability.stack import AUDIENCE, LOOPBACK
+from reliability.stack import AUDIENCE
 from tests.api.support import FakeIssuer
 
 DISCOVERY_PATH = "/.well-known/openid-configuration"

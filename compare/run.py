@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from cats_dogs_other.loopback import ChildError
 from compare.cases import SESSIONS, Case, Context, Outcome
 from compare.issuer import TestIssuer
 from compare.targets import Target
-from reliability.stack import StackError
 
 # A real rotation comes long after the last key fetch; 31 s clears this API's default 30 s
 # refetch cooldown (JWKS_REFRESH_COOLDOWN_S), the longest of the validators compared.
@@ -46,7 +46,7 @@ def run_battery(
                     context = Context(url, issuer, http, image, quiet_s)
                     for case in session.cases:
                         result.outcomes[case.id] = run_case(case, context)
-            except StackError as exc:
+            except ChildError as exc:
                 for case in session.cases:
                     note = f"did not start: {str(exc).splitlines()[0]}"
                     result.outcomes.setdefault(case.id, Outcome(False, note=note))

@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import os
-import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
 
-import httpx
-
+from cats_dogs_other.loopback import LOOPBACK, Child, free_port
 from compare.issuer import TestIssuer
-from reliability.stack import LOOPBACK, Api, Process, StackError, free_port
+from reliability.stack import Api, log_file
 
 START_TIMEOUT_S = 60.0
 
@@ -38,19 +36,6 @@ def _env(extra: Mapping[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OAUTH2_", "JWKS_", "AUTH0_"))}
     env.update({"PYTHONUNBUFFERED": "1", "NO_PROXY": "*", "no_proxy": "*"}, **extra)
     return env
-
-
-def wait_http(process: Process, url: str, timeout_s: float = START_TIMEOUT_S) -> None:
-    deadline = time.monotonic() + timeout_s
-    with httpx.Client(timeout=2.0, trust_env=False) as client:
-        while time.monotonic() < deadline:
-            if not process.alive():
-                raise process.died()
-            with contextlib.suppress(httpx.HTTPError):
-                if client.get(url).status_code == 200:
-                    return
-            time.sleep(0.1)
-    raise StackError(f"{process.name}: {url} did not answer 200 within {timeout_s:.0f} s")
 
 
 @dataclass
@@ -71,11 +56,11 @@ class LibraryTarget:
             "--host", LOOPBACK, "--port", str(port), "--log-level", "warning",
         ]  # fmt: skip
         env = _env({"SSL_CERT_FILE": str(issuer.ca_file), **self.settings(issuer)})
-        process = Process(f"compare-{self.module}", argv, env)
-        process.start()
+        name = f"compare-{self.module}"
+        process = Child(name, argv, env=env, log_path=log_file(name)).start()
         try:
             url = f"http://{LOOPBACK}:{port}"
-            wait_http(process, url + "/health")
+            process.wait_http(url + "/health", timeout_s=START_TIMEOUT_S, interval_s=0.1)
             yield url
         finally:
             process.stop(grace_s=5)

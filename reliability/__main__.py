@@ -11,10 +11,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cats_dogs_other.api.cli_help import EnvironmentHelpFormatter
+from cats_dogs_other.loopback import ChildError
 from reliability import served_model
 from reliability.checks import Context, registry
 from reliability.report import RESULTS_MD, CheckResult, render_markdown, write_markdown
-from reliability.stack import ROOT, StackError
+from reliability.stack import ROOT
 
 ENVIRONMENT = """\
 environment variables:
@@ -62,7 +63,7 @@ def run_check(name: str, ctx: Context) -> CheckResult:
     start = time.monotonic()
     try:
         check(ctx, result)
-    except StackError as exc:
+    except ChildError as exc:
         result.error = f"stack error: {str(exc).splitlines()[0]}"
         print(exc, file=sys.stderr)
     except Exception as exc:  # a crash of the harness must fail the check, not hide it

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx
+from kto.inference.metadata import DEFAULT_CLASSES
 
-CLASSES = ("Cat", "Dog", "Other")
 T = TypeVar("T")
 
 
@@ -62,7 +62,7 @@ def transport_kind(exc: BaseException) -> str:
     return "error"
 
 
-def is_valid_prediction(body: bytes, classes: Sequence[str] = CLASSES) -> bool:
+def is_valid_prediction(body: bytes, classes: Sequence[str] = DEFAULT_CLASSES) -> bool:
     """A 200 body shaped like the wheel's result: a known class and probabilities summing to 1."""
     try:
         data = json.loads(body)
@@ -89,7 +89,7 @@ async def send(
     url: str,
     *,
     tag: str = "",
-    classes: Sequence[str] = CLASSES,
+    classes: Sequence[str] = DEFAULT_CLASSES,
     in_flight: "InFlight | None" = None,
     **kwargs: object,
 ) -> Outcome:

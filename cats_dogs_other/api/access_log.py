@@ -17,6 +17,8 @@ from typing import Any
 from pythonjsonlogger.core import RESERVED_ATTRS
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from cats_dogs_other.api.route_template import route_template
+
 logger = logging.getLogger("cats_dogs_other.access")
 
 REQUEST_ID_HEADER = b"x-request-id"
@@ -60,10 +62,9 @@ def _request_id(scope: Scope) -> str:
 
 
 def _log(scope: Scope, state: dict[str, Any], status: int, seconds: float) -> None:
-    route = scope.get("route")
     fields = {
         "method": scope.get("method"),
-        "route": getattr(route, "path", None) or "unmatched",
+        "route": route_template(scope),
         "status": status,
         "latency_ms": round(seconds * 1000, 2),
         "client_id": state.get("client_id"),

@@ -37,8 +37,9 @@ from joserfc.errors import JoseError
 from joserfc.jwk import JWKRegistry, Key
 
 from cats_dogs_other.api.errors import InvalidTokenError, KeysUnavailableError
+from cats_dogs_other.api.hosts import is_secure_url
 from cats_dogs_other.api.safe_parsing import UnsafeInputError, parse_json_object
-from cats_dogs_other.api.settings import Settings, is_loopback
+from cats_dogs_other.api.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -237,7 +238,7 @@ class KeyCache:
         if not isinstance(issuer, str) or issuer.rstrip("/") != self._issuer.rstrip("/"):
             raise KeyFetchError(f"discovery document names issuer {issuer!r}, not ours")
         uri = document.get("jwks_uri")
-        if not isinstance(uri, str) or not _safe_url(uri):
+        if not isinstance(uri, str) or not is_secure_url(uri):
             raise KeyFetchError("discovery document has no usable https jwks_uri")
         self._jwks_uri = uri  # discovered once per process
         return uri
@@ -322,11 +323,3 @@ def usable_for(key: Key, alg: str) -> bool:
         return False
     own = key.get("alg")
     return own is None or own == alg
-
-
-def _safe_url(url: str) -> bool:
-    try:
-        parts = httpx.URL(url)
-    except httpx.InvalidURL:
-        return False
-    return parts.scheme == "https" or (parts.scheme == "http" and is_loopback(parts.host))

@@ -39,7 +39,8 @@ from prometheus_client import (
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-UNMATCHED = "unmatched"
+from cats_dogs_other.api.route_template import route_template
+
 NAMESPACE = "cats_dogs_other"
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0)
@@ -91,15 +92,6 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
-
-
-def route_template(scope: Scope) -> str:
-    """The matched route's path template, or ``unmatched`` (bounded label values)."""
-    route = scope.get("route")
-    if route is None:
-        return UNMATCHED
-    path = getattr(route, "path_format", None) or getattr(route, "path", None)
-    return path if isinstance(path, str) and path else UNMATCHED
 
 
 class MetricsMiddleware:

@@ -6,19 +6,19 @@ Misconfiguration stops the server at start-up with a one-line reason (:class:`Co
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urljoin, urlsplit
 
-from kto.inference import DEFAULT_DECODE_LIMITS, MIN_CLASSIFIABLE_SIDE
+from kto.inference import DEFAULT_DECODE_LIMITS, DEFAULT_MAX_PIXELS, MIN_CLASSIFIABLE_SIDE
 from kto.inference.backends import BackendChoice
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from cats_dogs_other.api import batching
 from cats_dogs_other.api.dpop import DPOP_ALGORITHMS
+from cats_dogs_other.api.hosts import is_loopback, is_secure_url
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL_PATH = REPO_ROOT / "cats_dogs_other" / "model"
@@ -44,23 +44,8 @@ class ConfigError(Exception):
         self.names = names
 
 
-def is_loopback(host: str | None) -> bool:
-    """True for localhost and loopback addresses, where plain http cannot be sniffed."""
-    if not host:
-        return False
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _require_safe_url(url: str, what: str) -> None:
-    parts = urlsplit(url)
-    if parts.scheme == "https" and parts.hostname:
-        return
-    if parts.scheme == "http" and is_loopback(parts.hostname):
+    if is_secure_url(url):
         return
     prefix = f"{what} " if what else ""
     raise ValueError(f"{prefix}must be an https URL (plain http only on loopback), got {url!r}")
@@ -114,7 +99,7 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=10 * MiB, ge=1)
     max_batch_files: int = Field(default=32, ge=1)
     max_batch_bytes: int = Field(default=32 * MiB, ge=1)
-    max_image_pixels: int = Field(default=40_000_000, ge=1)
+    max_image_pixels: int = Field(default=DEFAULT_MAX_PIXELS, ge=1)
     # an image with a shorter side gets a 422 instead of a confident guess
     min_image_side: int = Field(default=MIN_CLASSIFIABLE_SIDE, ge=1)
     max_jpeg_scans: int = Field(default=DEFAULT_DECODE_LIMITS.max_jpeg_scans, ge=1)

@@ -5,7 +5,6 @@ exactly as they would be against a tenant: only the issuer URL changes.
 """
 
 import contextlib
-import ipaddress
 import json
 import logging
 import signal
@@ -24,6 +23,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from cats_dogs_other.api.dpop import DPOP_ALGORITHMS, ProofVerifier
+from cats_dogs_other.api.hosts import is_loopback
 from cats_dogs_other.api.replay_cache import ReplayCache
 from cats_dogs_other.dev_issuer.keys import ALGORITHM, KeyRing
 from cats_dogs_other.dev_issuer.oauth import AUTH_METHODS, GRANT_TYPE, StarletteAuthorizationServer
@@ -151,20 +151,9 @@ async def jwks(request: Request) -> JSONResponse:
     return JSONResponse(_keyring(request).jwks(), headers={"Cache-Control": "no-cache"})
 
 
-def _is_loopback(request: Request) -> bool:
-    host = request.client.host if request.client else ""
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        address = address.ipv4_mapped
-    return address.is_loopback
-
-
 async def rotate_keys(request: Request) -> JSONResponse:
     """Rotate on demand so resource servers' key refresh can be exercised end to end."""
-    if not _is_loopback(request):
+    if not is_loopback(request.client.host if request.client else None):
         return JSONResponse(
             {
                 "error": "access_denied",

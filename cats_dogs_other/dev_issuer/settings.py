@@ -6,9 +6,10 @@ module serves ``make run``, the end-to-end tests (free ports) and a container.
 
 from typing import Annotated
 
-from authlib.common.security import is_secure_transport
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from cats_dogs_other.api.hosts import LOOPBACK, connect_host, is_secure_url
 
 
 class ClientConfig(BaseModel):
@@ -31,7 +32,7 @@ class IssuerSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="DEV_ISSUER_", extra="ignore")
 
-    host: str = "127.0.0.1"
+    host: str = LOOPBACK
     port: Annotated[int, Field(ge=0, le=65535)] = 9000
     url: str | None = Field(
         default=None,
@@ -58,7 +59,7 @@ class IssuerSettings(BaseSettings):
         if self.url is None and self.port == 0:
             raise ValueError("port 0 needs an explicit issuer URL (DEV_ISSUER_URL or --issuer)")
         # The same rule as the API: plain http is only acceptable on loopback.
-        if not is_secure_transport(self.issuer):
+        if not is_secure_url(self.issuer):
             raise ValueError(f"issuer URL {self.issuer} must use https unless it is on loopback")
         return self
 
@@ -67,7 +68,7 @@ class IssuerSettings(BaseSettings):
         """The `iss` claim, with its trailing slash, as clients must address it."""
         if self.url:
             return self.url
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "", "::") else self.host  # noqa: S104
+        host = connect_host(self.host)
         if ":" in host:
             host = f"[{host}]"
         return f"http://{host}:{self.port}/"

@@ -6,6 +6,8 @@ from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
+from kto.inference import DEFAULT_MAX_PIXELS
+
 from cats_dogs_other.train.dataset import DEFAULT_CLASSES
 from cats_dogs_other.train.network import Backbone
 from cats_dogs_other.train.provenance import Provenance
@@ -62,7 +64,7 @@ class TrainConfig:
     fallback_class: str = "Other"
     name: str = "cats-dogs-other"
     version: str = "1.0.0"
-    max_pixels: int = 40_000_000
+    max_pixels: int = DEFAULT_MAX_PIXELS
     progress: bool = True
     tracking_uri: str | None = None
     experiment: str = "cats-dogs-other"

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+from kto.inference import DEFAULT_MAX_PIXELS
+from kto.inference.metadata import DEFAULT_CLASSES
 from tqdm.auto import tqdm
 
 from cats_dogs_other.train.errors import (
@@ -24,7 +26,6 @@ from cats_dogs_other.train.errors import (
     UnknownLabelsError,
 )
 
-DEFAULT_CLASSES = ("Cat", "Dog", "Other")
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff"})
 # Where an Ecotag export keeps its images, relative to the annotations file.
 ECOTAG_IMAGE_DIRS = ("extract", "images", ".")
@@ -87,7 +88,7 @@ def load_dataset(
     size: tuple[int, int],
     *,
     classes: Sequence[str] = DEFAULT_CLASSES,
-    max_pixels: int = 40_000_000,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
     progress: bool = True,
 ) -> Dataset:
     """Find, hash and decode every image; corrupt ones are skipped and reported, not fatal."""

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from kto.inference import DEFAULT_MAX_PIXELS
 from tqdm.auto import tqdm
 
 from cats_dogs_other.train.dataset import (
@@ -119,7 +120,7 @@ def build_pool(
     extract: Extractor,
     cache: FeatureCache,
     classes: Sequence[str] = DEFAULT_CLASSES,
-    max_pixels: int = 40_000_000,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
     max_hash_distance: int = DEFAULT_MAX_DISTANCE,
     batch_size: int = 32,
     progress: bool = True,

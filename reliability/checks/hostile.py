@@ -83,7 +83,7 @@ def _kinds() -> list[Kind]:
     return [
         Kind(VALID, 500, jpeg_part, must_succeed=True),
         Kind("valid_png", 60, _file("dog.png", "image/png", _png), must_succeed=True),
-        # 36 MP: under the 40 MP limit, ~100 MiB once decoded, ~100 KiB on the wire
+        # 36 MP: under the default pixel limit, ~100 MiB once decoded, ~100 KiB on the wire
         Kind(
             "valid_36mp_png",
             6,

@@ -136,7 +136,7 @@ async def _drain(api: Api, token: str, load_s: float) -> dict:
         "exit_at": exit_at,
         "exit_code": exit_code,
         "probe": probe,
-        "graceful_log": "Application shutdown complete" in api.process.log_path.read_text(),
+        "graceful_log": "Application shutdown complete" in api.process.output(),
     }
 
 

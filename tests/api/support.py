@@ -36,6 +36,22 @@ JWKS_PATH = "/.well-known/jwks.json"
 DISCOVERY_PATH = "/.well-known/openid-configuration"
 
 
+def valid_claims(**overrides: Any) -> dict[str, Any]:
+    """The claims of a valid client-credentials access token, with ``overrides`` applied."""
+    now = int(time.time())
+    return {
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "sub": "test-client@clients",
+        "azp": "test-client",
+        "iat": now,
+        "exp": now + 600,
+        "scope": SCOPE,
+        "gty": "client-credentials",
+        **overrides,
+    }
+
+
 @dataclass
 class FakeIssuer:
     """Serves discovery and JWKS like Auth0; can rotate keys, go down or serve garbage."""
@@ -99,19 +115,7 @@ class FakeIssuer:
 
         Claims default to a valid client-credentials token; pass ``claim=None`` to drop one.
         """
-        now = int(time.time())
-        body: dict[str, Any] = {
-            "iss": ISSUER,
-            "aud": AUDIENCE,
-            "sub": "test-client@clients",
-            "azp": "test-client",
-            "iat": now,
-            "exp": now + 600,
-            "scope": SCOPE,
-            "gty": "client-credentials",
-        }
-        body.update(claims)
-        body = {k: v for k, v in body.items() if v is not None}
+        body = {k: v for k, v in valid_claims(**claims).items() if v is not None}
         head = {"alg": "RS256", "kid": kid, "typ": "at+jwt", **(header or {})}
         key = self.keys[signing_key or kid]
         return jwt.encode(head, body, key, algorithms=[head["alg"]])

@@ -25,6 +25,7 @@ from tests.api.support import (
     bearer,
     random_kid,
     raw_token,
+    valid_claims,
 )
 
 REALM = 'Bearer realm="cats-dogs-other"'
@@ -60,7 +61,7 @@ def test_access_token_types_are_accepted(client, module_issuer, typ) -> None:
     if typ is None:  # joserfc adds typ=JWT by default; build one without it
         token = jwt.encode(
             {"alg": "RS256", "kid": "key-1"},
-            _claims(),
+            valid_claims(),
             module_issuer.keys["key-1"],
             default_type=None,
         )
@@ -168,7 +169,7 @@ def test_missing_audience(client, module_issuer) -> None:
 
 
 def test_alg_none_is_refused(client) -> None:
-    token = f"{b64json({'alg': 'none', 'kid': 'key-1', 'typ': 'JWT'})}.{b64json(_claims())}."
+    token = f"{b64json({'alg': 'none', 'kid': 'key-1', 'typ': 'JWT'})}.{b64json(valid_claims())}."
     assert_invalid_token(client.get("/model", headers=bearer(token)), "algorithm")
 
 
@@ -176,7 +177,7 @@ def test_hs256_signed_with_the_public_key_is_refused(client, module_issuer) -> N
     """Algorithm confusion: the public key used as an HMAC secret."""
     public_pem = module_issuer.keys["key-1"].as_pem(private=False)
     signing_input = (
-        f"{b64json({'alg': 'HS256', 'kid': 'key-1', 'typ': 'JWT'})}.{b64json(_claims())}"
+        f"{b64json({'alg': 'HS256', 'kid': 'key-1', 'typ': 'JWT'})}.{b64json(valid_claims())}"
     )
     signature = hmac.new(public_pem, signing_input.encode(), hashlib.sha256).digest()
     token = f"{signing_input}.{b64url(signature)}"
@@ -185,12 +186,12 @@ def test_hs256_signed_with_the_public_key_is_refused(client, module_issuer) -> N
 
 def test_es256_is_refused_when_only_rs256_is_allowed(client) -> None:
     key = ECKey.generate_key("P-256", parameters={"kid": "key-1"})
-    token = jwt.encode({"alg": "ES256", "kid": "key-1"}, _claims(), key, algorithms=["ES256"])
+    token = jwt.encode({"alg": "ES256", "kid": "key-1"}, valid_claims(), key, algorithms=["ES256"])
     assert_invalid_token(client.get("/model", headers=bearer(token)), "algorithm")
 
 
 def test_missing_kid_is_refused(client, module_issuer) -> None:
-    token = jwt.encode({"alg": "RS256"}, _claims(), module_issuer.keys["key-1"])
+    token = jwt.encode({"alg": "RS256"}, valid_claims(), module_issuer.keys["key-1"])
     assert_invalid_token(client.get("/model", headers=bearer(token)), "kid")
 
 
@@ -201,7 +202,7 @@ def test_right_kid_but_another_key(client, module_issuer) -> None:
 
 def test_payload_edited_after_signing(client, module_issuer) -> None:
     header, _, signature = module_issuer.token(scope="").split(".")
-    forged = f"{header}.{b64json(_claims(scope=SCOPE, azp='admin'))}.{signature}"
+    forged = f"{header}.{b64json(valid_claims(scope=SCOPE, azp='admin'))}.{signature}"
     assert_invalid_token(client.get("/model", headers=bearer(forged)), "signature")
 
 
@@ -285,21 +286,6 @@ def test_random_kid_flood_fetches_at_most_once_per_cooldown(client, module_issue
         token = module_issuer.token(random_kid(), signing_key="attacker")
         assert client.get("/model", headers=bearer(token)).status_code == 401
     assert module_issuer.jwks_fetches - before <= 1
-
-
-def _claims(**overrides):
-    now = int(time.time())
-    claims = {
-        "iss": ISSUER,
-        "aud": AUDIENCE,
-        "sub": "test-client@clients",
-        "azp": "test-client",
-        "iat": now,
-        "exp": now + 600,
-        "scope": SCOPE,
-    }
-    claims.update(overrides)
-    return claims
 
 
 # --- hostile headers: never a 500 (RFC 7515, RFC 6750) ---------------------------------------

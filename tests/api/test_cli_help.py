@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from cats_dogs_other.loopback import LOOPBACK, free_port
+
 COMMANDS = {
     "boot.py": (["boot.py"], ["OAUTH2_ISSUER", "OAUTH2_AUDIENCE", "MODEL_PATH", "MODEL_URI",
                               "MAX_UPLOAD_BYTES", "MLFLOW_TRACKING_URI", "LOG_LEVEL", "PORT"]),
@@ -26,16 +28,10 @@ COMMANDS = {
 }  # fmt: skip
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def is_listening(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(1)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
+        return sock.connect_ex((LOOPBACK, port)) == 0
 
 
 @pytest.mark.parametrize("name", list(COMMANDS))

@@ -23,10 +23,10 @@ from joserfc.jwk import ECKey, RSAKey
 from cats_dogs_other.api.app import create_app
 from cats_dogs_other.api.dpop import DPOP_ALGORITHMS, ProofError, ProofVerifier, access_token_hash
 from cats_dogs_other.api.dpop_nonce import NonceSource
-from cats_dogs_other.api.dpop_proofs import ProofSigner
 from cats_dogs_other.api.replay_cache import ReplayCache
 from cats_dogs_other.api.settings import Settings
 from tests.api.support import FakeIssuer, b64json, b64url, bearer, running_app, serve
+from tests.dpop_proofs import ProofSigner
 
 URL = "http://testserver/model"
 REALM = 'realm="cats-dogs-other"'

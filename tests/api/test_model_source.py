@@ -3,17 +3,15 @@ real ``mlflow server`` on loopback (no mock)."""
 
 from __future__ import annotations
 
-import socket
-import subprocess
+import os
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from cats_dogs_other.api.model_source import ModelSourceError, parse_model_uri, resolve_model_uri
+from cats_dogs_other.loopback import LOOPBACK, Child, free_port
 
 NAME = "cats-dogs-other"
 # MLflow's sqlite store trips a SQLAlchemy deprecation warning that is not ours to fix.
@@ -82,7 +80,7 @@ def test_immutable_uris_are_reused_from_the_cache_without_the_server(
     registry: dict[str, str], tmp_path: Path
 ) -> None:
     first = resolve_model_uri(f"models:/{NAME}/1", tmp_path, tracking_uri=registry["uri"])
-    down = f"http://127.0.0.1:{_closed_port()}"  # nothing listens there
+    down = f"http://{LOOPBACK}:{free_port()}"  # nothing listens there
     again = resolve_model_uri(f"models:/{NAME}/1", tmp_path, tracking_uri=down)
     assert again == first
 
@@ -141,7 +139,7 @@ def test_an_unreachable_server_is_explained(
 ) -> None:
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
-    down = f"http://127.0.0.1:{_closed_port()}"
+    down = f"http://{LOOPBACK}:{free_port()}"
     with pytest.raises(ModelSourceError, match=f"tracking server {down}"):
         resolve_model_uri(f"models:/{NAME}/1", tmp_path, tracking_uri=down)
 
@@ -157,30 +155,20 @@ def test_parse_model_uri() -> None:
 def http_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real ``mlflow server`` on loopback, proxying artifacts (what a deployment runs)."""
     root = tmp_path_factory.mktemp("mlflow-server")
-    port = _closed_port()
-    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1"]
+    port = free_port()
+    command = [sys.executable, "-m", "mlflow", "server", "--host", LOOPBACK]
     command += ["--port", str(port), "--workers", "1"]
     command += ["--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}"]
     command += ["--artifacts-destination", str(root / "artifacts")]
-    log = (root / "server.log").open("wb")
-    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=root)
-    url = f"http://127.0.0.1:{port}"
+    server = Child(
+        "mlflow server", command, env=os.environ, cwd=root, log_path=root / "server.log"
+    ).start()
+    url = f"http://{LOOPBACK}:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            assert server.poll() is None, (root / "server.log").read_text()[-2000:]
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.3)
-        else:
-            pytest.fail("mlflow server did not start in 90 s")
+        server.wait_http(f"{url}/health", timeout_s=90, interval_s=0.3)
         yield url
     finally:
-        server.terminate()
-        server.wait(timeout=30)
-        log.close()
+        server.stop(grace_s=30)
 
 
 @pytest.mark.slow
@@ -204,9 +192,3 @@ def test_resolves_against_an_http_tracking_server(http_server: str, tmp_path: Pa
     assert _classify_red(path) == ("onnx", "Cat")
     with pytest.raises(ModelSourceError, match="does not exist"):
         resolve_model_uri(f"models:/{NAME}/2", tmp_path / "cache", tracking_uri=http_server)
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from cats_dogs_other.loopback import LOOPBACK, free_port
 from tests.api.support import AUDIENCE
 
-LOCAL_ISSUER = "http://127.0.0.1:9/"
+LOCAL_ISSUER = f"http://{LOOPBACK}:9/"
 
 
 @dataclass
@@ -39,12 +40,6 @@ class Outcome:
         return lines[0]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def boot(repo_root: Path, tiny_model: Path, tmp_path: Path) -> Callable[..., Outcome]:
     """Run boot.py from an empty folder with a valid base environment plus ``env``."""
@@ -62,7 +57,7 @@ def boot(repo_root: Path, tiny_model: Path, tmp_path: Path) -> Callable[..., Out
             OAUTH2_AUDIENCE=AUDIENCE,
             MODEL_PATH=str(tiny_model),
             MODEL_CACHE_DIR=str(cwd / ".model-cache"),
-            HOST="127.0.0.1",
+            HOST=LOOPBACK,
             PORT=str(free_port()),
             TF_CPP_MIN_LOG_LEVEL="0",  # TensorFlow's C++ lines must become JSON too
         )
@@ -85,7 +80,7 @@ def boot(repo_root: Path, tiny_model: Path, tmp_path: Path) -> Callable[..., Out
 @pytest.fixture
 def busy_port() -> Iterator[int]:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((LOOPBACK, 0))
         sock.listen()
         yield int(sock.getsockname()[1])
 
@@ -162,7 +157,7 @@ def test_a_model_uri_without_tracking_server_creates_no_mlflow_db(
 def test_an_unreachable_mlflow_server(boot: Callable[..., Outcome]) -> None:
     outcome = boot(
         MODEL_URI="models:/cats-dogs-other/1",
-        MLFLOW_TRACKING_URI=f"http://127.0.0.1:{free_port()}",
+        MLFLOW_TRACKING_URI=f"http://{LOOPBACK}:{free_port()}",
         MLFLOW_HTTP_REQUEST_MAX_RETRIES="0",
         MLFLOW_HTTP_REQUEST_TIMEOUT="2",
     )

@@ -1,16 +1,9 @@
 """Helpers for the development issuer's tests."""
 
-import socket
+from cats_dogs_other.loopback import LOOPBACK
 
 AUDIENCE = "https://cats-dogs-other.local"
-LOOPBACK_CLIENT = ("127.0.0.1", 50000)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+LOOPBACK_CLIENT = (LOOPBACK, 50000)
 
 
 def token_form(

@@ -7,9 +7,9 @@ from joserfc import jwt
 from joserfc.jwk import KeySet
 from starlette.testclient import TestClient
 
-from cats_dogs_other.api.dpop_proofs import ProofSigner
 from cats_dogs_other.dev_issuer import IssuerSettings, create_app
 from tests.dev_issuer.support import token_form
+from tests.dpop_proofs import ProofSigner
 
 TOKEN_ENDPOINT = "http://127.0.0.1:9999/oauth/token"
 

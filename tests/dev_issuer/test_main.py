@@ -2,52 +2,38 @@
 
 import os
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.dev_issuer.support import AUDIENCE, free_port, token_form
-
-
-def wait_until_up(base_url: str, process: subprocess.Popen[str], timeout_s: float = 20) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "the issuer exited during start-up"
-        try:
-            if httpx.get(base_url + "health", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise AssertionError(f"the issuer did not answer on {base_url} within {timeout_s} s")
+from cats_dogs_other.loopback import LOOPBACK, Child, free_port
+from tests.dev_issuer.support import AUDIENCE, token_form
 
 
 @pytest.fixture
-def issuer_process() -> Iterator[tuple[str, subprocess.Popen[str]]]:
+def issuer_process(tmp_path: Path) -> Iterator[tuple[str, Child]]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("DEV_ISSUER_")}
-    process = subprocess.Popen(
+    process = Child(
+        "issuer",
         [sys.executable, "-m", "cats_dogs_other.dev_issuer", "--port", str(port)],
         env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base_url = f"http://127.0.0.1:{port}/"
+        log_path=tmp_path / "issuer.log",
+    ).start()
+    base_url = f"http://{LOOPBACK}:{port}/"
     try:
-        wait_until_up(base_url, process)
+        process.wait_http(base_url + "health", timeout_s=20, interval_s=0.1)
         yield base_url, process
     finally:
-        if process.poll() is None:
-            process.terminate()
-            process.wait(timeout=10)
+        process.stop(grace_s=10)
 
 
 def test_cli_serves_tokens_rotates_on_sighup_and_stops_cleanly(
-    issuer_process: tuple[str, subprocess.Popen[str]],
+    issuer_process: tuple[str, Child],
 ) -> None:
     base_url, process = issuer_process
     config = httpx.get(base_url + ".well-known/openid-configuration").json()
@@ -56,17 +42,17 @@ def test_cli_serves_tokens_rotates_on_sighup_and_stops_cleanly(
     assert token.status_code == 200
     [first] = httpx.get(config["jwks_uri"]).json()["keys"]
 
-    process.send_signal(signal.SIGHUP)
+    process.signal(signal.SIGHUP)
     deadline = time.monotonic() + 10
     while len(keys := httpx.get(config["jwks_uri"]).json()["keys"]) < 2:
         assert time.monotonic() < deadline, "SIGHUP did not rotate the keys"
         time.sleep(0.05)
 
     assert keys[1]["kid"] == first["kid"]
-    process.terminate()
-    output, _ = process.communicate(timeout=10)
+    code = process.stop(grace_s=10)
+    output = process.output()
     # uvicorn shuts down gracefully, then re-raises the signal so supervisors see it.
-    assert process.returncode in (0, -signal.SIGTERM)
+    assert code in (0, -signal.SIGTERM)
     assert "Finished server process" in output
     assert "DEVELOPMENT ISSUER - NOT FOR PRODUCTION" in output
     assert f"audience={AUDIENCE}" in output

@@ -5,24 +5,23 @@ from __future__ import annotations
 import io
 import os
 import signal
-import socket
-import subprocess
 import sys
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+from kto.inference.metadata import DEFAULT_CLASSES
 from PIL import Image
 
-from cats_dogs_other.api.dpop_proofs import ProofSigner
+from cats_dogs_other.loopback import LOOPBACK, Child, ChildError, free_port
+from tests.dpop_proofs import ProofSigner
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 READY_LINE = "Press Ctrl-C to stop."
 READY_TIMEOUT_S = 240.0
 AUDIENCE = "https://cats-dogs-other.local"
-CLASSES = ("Cat", "Dog", "Other")
+CLASSES = DEFAULT_CLASSES  # what the served model answers
 # The API demanding DPoP server nonces (RFC 9449 section 8).
 DPOP_NONCES = {
     "DPOP_NONCES": "true",
@@ -33,13 +32,6 @@ CODESPACE = {
     "CODESPACE_NAME": "fluffy-space-robot-5g4x",
     "GITHUB_CODESPACES_PORT_FORWARDING_DOMAIN": "app.github.dev",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def png(colour: tuple[int, int, int], size: int = 48) -> bytes:
@@ -61,8 +53,8 @@ class StackProcess:
 
     def __init__(self, model: Path, **extra_env: str) -> None:
         self.api_port, self.issuer_port = free_port(), free_port()
-        self.api_url = f"http://127.0.0.1:{self.api_port}"
-        self.issuer_url = f"http://127.0.0.1:{self.issuer_port}/"
+        self.api_url = f"http://{LOOPBACK}:{self.api_port}"
+        self.issuer_url = f"http://{LOOPBACK}:{self.issuer_port}/"
         env = {
             name: value
             for name, value in os.environ.items()
@@ -78,58 +70,32 @@ class StackProcess:
             **extra_env,
         )
         self.lines: list[str] = []
-        self._ready = threading.Event()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "cats_dogs_other.stack"],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line.rstrip("\n"))
-            if line.strip() == READY_LINE:
-                self._ready.set()
-        self._ready.set()  # EOF: let waiters notice the exit
+        argv = [sys.executable, "-m", "cats_dogs_other.stack"]
+        self.process = Child("stack", argv, env=env, echo=self.lines.append, tail_lines=40).start()
 
     @property
     def output(self) -> str:
         return "\n".join(self.lines)
 
     def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
-        if not self._ready.wait(timeout_s) or self.process.poll() is not None:
+        try:
+            self.process.wait_until(
+                lambda: READY_LINE in self.lines, "it printed its banner", timeout_s=timeout_s
+            )
+        except ChildError as error:
             self.stop()
-            tail = "\n".join(self.lines[-40:])
-            pytest.fail(f"the stack did not come up within {timeout_s:.0f} s:\n{tail}")
+            pytest.fail(str(error))
 
     def printed_commands(self) -> list[str]:
         """The two curl commands of the banner, as printed."""
         return [line for line in self.lines if line.startswith(("TOKEN=$(curl ", "curl -s http"))]
 
-    def interrupt(self, timeout_s: float = 60) -> int:
+    def interrupt(self, timeout_s: float = 60) -> int | None:
         """Ctrl-C, as a person would press it; returns the supervisor's exit status."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-        try:
-            code = self.process.wait(timeout_s)
-        finally:
-            self._reader.join(timeout=5)
-        return code
+        return self.process.stop(grace_s=timeout_s, signum=signal.SIGINT)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        self.process.stop(grace_s=60, signum=signal.SIGINT)
 
     def token(
         self,

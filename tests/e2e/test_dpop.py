@@ -5,7 +5,7 @@ import sys
 
 import httpx
 
-from cats_dogs_other.api.dpop_proofs import ProofSigner
+from tests.dpop_proofs import ProofSigner
 from tests.e2e.support import CLASSES, REPO_ROOT, StackProcess, png
 
 

@@ -2,27 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from tests.json_server import json_server
+
 JWKS: dict[str, object] = {"keys": [{"kty": "RSA", "kid": "k1", "n": "AQAB", "e": "AQAB"}]}
-
-
-class _KeysHandler(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        body = json.dumps(JWKS).encode()
-        self.send_response(200 if self.path == "/.well-known/jwks.json" else 404)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
 
 
 @pytest.fixture(scope="session")
@@ -34,11 +20,5 @@ def jwks() -> dict[str, object]:
 @pytest.fixture(scope="module")
 def upstream() -> Iterator[str]:
     """A plain stdlib HTTP server on a free loopback port, standing in for the issuer."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _KeysHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with json_server({"/.well-known/jwks.json": JWKS}) as url:
+        yield url

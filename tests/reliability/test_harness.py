@@ -1,15 +1,14 @@
-"""The harness's judging helpers: classification, schedules, schema rewrite, summary, /proc."""
+"""The harness's judging helpers: classification, schedules, schema rewrite, summary."""
 
 from __future__ import annotations
 
 import json
-import os
-import socket
 
 import httpx
 import pytest
 
-from reliability import load, procfs
+from cats_dogs_other.loopback import LOOPBACK, free_port
+from reliability import load
 from reliability.checks.fuzz import _homogeneous_tuples_as_items
 from reliability.checks.hostile import VALID, _kinds, _schedule
 from reliability.report import CheckResult, render_markdown
@@ -35,13 +34,11 @@ def test_invalid_json_is_not_a_prediction() -> None:
 
 
 def test_connection_refused_is_classified_refused() -> None:
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # nobody listens on it
 
     async def go() -> load.Outcome:
         async with load.client(1, timeout_s=2) as http:
-            return await load.send(http, "GET", f"http://127.0.0.1:{port}/")
+            return await load.send(http, "GET", f"http://{LOOPBACK}:{port}/")
 
     outcome = load.run(go())
     assert isinstance(outcome, load.Outcome)
@@ -90,14 +87,6 @@ def test_result_passes_only_with_every_criterion() -> None:
     assert result.status_line().startswith("FAIL soak")
     text = render_markdown([result], quick=True, wall_s=1.0, model="m")
     assert "Overall: **FAIL**" in text and "| b | 2 | **FAILED** |" in text
-
-
-def test_procfs_reads_this_process() -> None:
-    pid = os.getpid()
-    assert procfs.rss_bytes(pid) > 1024 * 1024
-    assert procfs.fd_count(pid) >= 3
-    assert pid in procfs.tree(pid)
-    assert procfs.rss_bytes(2**22 + 12345) == 0  # gone (or never was): 0, not an error
 
 
 def test_percentile() -> None:

@@ -14,16 +14,23 @@ from __future__ import annotations
 
 import argparse
 import io
+import math
 import time
 from collections.abc import Callable
 
 import numpy as np
-from kto.inference import DEFAULT_DECODE_LIMITS, InvalidImageError, check_structure, decode_image
+from kto.inference import (
+    DEFAULT_DECODE_LIMITS,
+    DEFAULT_MAX_PIXELS,
+    InvalidImageError,
+    check_structure,
+    decode_image,
+)
 from kto.inference.testing import jpeg_scan_bomb, rle_bmp_bomb
 from PIL import Image
 
 TEN_MIB = 10 * 1024 * 1024
-SIDE = 6324  # 6324^2 = 39,992,976 pixels: just under the default 40-megapixel limit
+SIDE = math.isqrt(DEFAULT_MAX_PIXELS)  # the largest square under the default pixel limit
 
 
 def _encode(img: Image.Image, fmt: str, **params: object) -> bytes:

@@ -1,7 +1,8 @@
-"""The client side of DPoP (RFC 9449 section 4.2): a key of one's own and a fresh proof per request.
+"""DPoP proofs for the tests (RFC 9449 section 4.2): a key of one's own, a fresh proof per request.
 
-The API never signs proofs; this is here so the load generator, the tests and any Python client
-build them the one way the verifier in :mod:`cats_dogs_other.api.dpop` expects.
+Signs proofs the way the verifier in :mod:`cats_dogs_other.api.dpop` expects and, with header
+and claim overrides, the malformed ones it must refuse. Real clients use the client package's
+``kto.client.dpop.DPoPKey``, which cannot sign a wrong proof on purpose.
 """
 
 from __future__ import annotations

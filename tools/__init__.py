@@ -1,0 +1,1 @@
+"""Helpers the benchmark (``bench``) and the reliability checks (``reliability``) share."""
