@@ -173,6 +173,13 @@ def _head_options(g: Group) -> None:
         action="store_true",
         help="do not try a min_confidence threshold (-> Other) on the calibration split",
     )
+    g.add_argument(
+        "--no-familiarity-gate",
+        action="store_true",
+        help="do not try the familiarity gate (an image far from every training cat and dog "
+        "-> Other) on the validation + calibration splits",
+    )
+    config_option(g, "gate_prototypes", type=int, help="k-means centres the gate compares with")
     config_option(g, "min_gain", type=float, help=argparse.SUPPRESS)
 
 
@@ -274,6 +281,7 @@ def train_config(args: argparse.Namespace, argv: Sequence[str]) -> TrainConfig:
         "version": version,
         "tta_candidates": TTA[args.tta],
         "confidence_rule": not args.no_confidence_rule,
+        "familiarity_gate": not args.no_familiarity_gate,
         "refit": not args.no_refit,
         "cache_dir": None if args.no_cache else args.cache_dir,
         "ood_dir": None if args.no_ood else (args.ood_dir or paths.collected_ood_dir()),

@@ -18,7 +18,8 @@ PARAM_KEYS = (
     *("backbone", "input_size", "seed", "epochs", "batch_size", "learning_rate", "dropout"),
     *("l2", "patience", "aug_passes", "val_fraction", "calibration_fraction", "test_fraction"),
     *("cv_folds", "hidden_candidates", "weighting_candidates", "tta_candidates"),
-    *("confidence_rule", "refit", "min_gain", "name", "version"),
+    *("confidence_rule", "familiarity_gate", "gate_prototypes", "refit", "min_gain"),
+    *("name", "version"),
 )
 
 
@@ -51,6 +52,12 @@ class TrainConfig:
     weighting_candidates: tuple[Weighting, ...] = ("none", "class")
     tta_candidates: tuple[bool, ...] = (False, True)
     confidence_rule: bool = True
+    familiarity_gate: bool = True
+    """Try the familiarity gate (far from every training cat and dog -> Other) on the
+    validation + calibration splits; see :mod:`cats_dogs_other.train.familiarity`."""
+    gate_prototypes: int = 512
+    """k-means centres of the training pets' features the gate compares with (k x 1280 floats
+    in the model: 2.6 MB for 512)."""
     """Try a ``min_confidence`` threshold (-> Other) on the calibration split."""
     refit: bool = True
     """Train the chosen head again on train + validation + calibration before saving."""

@@ -1,7 +1,8 @@
 """Stratified k-fold cross-validation of the final recipe on one source (the first ``--data``).
 
 Each fold trains the chosen head for fixed epochs on the fold's training part plus the other
-sources' non-test images, then answers the held-out fold with the chosen mirror pass and rule.
+sources' non-test images, then answers the held-out fold with the chosen mirror pass, the
+familiarity gate (prototypes of the fold's own training pets) and the rule.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import numpy as np
 
 from cats_dogs_other.train.calibration import decide
 from cats_dogs_other.train.config import TrainConfig
-from cats_dogs_other.train.heads import HeadChoice, fit_head, head_probs
+from cats_dogs_other.train.familiarity import FamiliarityGate, answer_probs, fold_gate
+from cats_dogs_other.train.heads import HeadChoice, fit_head
 from cats_dogs_other.train.results import CrossValidation
 from cats_dogs_other.train.selection import Selection
 from cats_dogs_other.train.sources import Pool
@@ -31,6 +33,7 @@ class Recipe:
     tta: bool
     threshold: float | None
     epochs: int
+    gate_threshold: float | None = None
 
 
 @dataclass
@@ -57,7 +60,12 @@ class CVResult:
 
 
 def cross_validate_source(
-    pool: Pool, split: Split, cfg: TrainConfig, selection: Selection, threshold: float | None
+    pool: Pool,
+    split: Split,
+    cfg: TrainConfig,
+    selection: Selection,
+    threshold: float | None,
+    gate: FamiliarityGate | None = None,
 ) -> CrossValidation | None:
     """``cfg.cv_source`` (default: the first source) cross-validated; the other sources' test
     images stay out of every fold."""
@@ -68,7 +76,13 @@ def cross_validate_source(
     not_test = np.setdiff1d(np.arange(len(pool)), split.test)
     extra_train = np.intersect1d(not_test, np.flatnonzero(pool.sources != source))
     log.info("%d-fold cross-validation on %s (%d images)", cfg.cv_folds, source, len(cv_idx))
-    recipe = Recipe(selection.choice, selection.tta, threshold, selection.best_epochs(cfg.epochs))
+    recipe = Recipe(
+        selection.choice,
+        selection.tta,
+        threshold,
+        selection.best_epochs(cfg.epochs),
+        None if gate is None else gate.threshold,
+    )
     return cross_validate(pool, cv_idx, extra_train, cfg, recipe).summary(cfg.seed)
 
 
@@ -94,7 +108,9 @@ def cross_validate(
             features, labels, pool.sources, tr, none, fixed, recipe.choice, desc=f"CV fold {k + 1}"
         )
         held = cv_idx[held_part]
-        pred = decide(head_probs(head, features, held, recipe.tta), recipe.threshold, cfg.fallback)
+        gate = fold_gate(pool, tr, cfg, recipe.gate_threshold)
+        probs = answer_probs(head, gate, features, held, recipe.tta)
+        pred = decide(probs, recipe.threshold, cfg.fallback)
         hits = pred == labels[held]
         result.accuracies.append(float(hits.mean()))
         result.correct += int(hits.sum())

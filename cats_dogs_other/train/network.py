@@ -8,9 +8,14 @@ wheel only decodes and resizes, and training and serving cannot drift apart.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
 
 from cats_dogs_other.train.errors import WeightsError
+
+if TYPE_CHECKING:
+    from cats_dogs_other.train.familiarity import FamiliarityGate
 
 Backbone = Literal["mobilenet_v2", "tiny"]
 BACKBONES: tuple[Backbone, ...] = ("mobilenet_v2", "tiny")
@@ -112,7 +117,6 @@ def mirror(x: Any, width: int) -> Any:
     """Left-right mirror as standard layers (Permute + a fixed anti-diagonal Dense): a
     Transpose and a MatMul in ONNX/OpenVINO, where a custom or Lambda layer would not convert."""
     import keras
-    import numpy as np
 
     flip = keras.layers.Dense(width, use_bias=False, trainable=False, name="mirror_columns")
     y = keras.layers.Permute((1, 3, 2), name="mirror_to_columns")(x)  # (h, 3, w)
@@ -121,17 +125,58 @@ def mirror(x: Any, width: int) -> Any:
     return keras.layers.Permute((1, 3, 2), name="mirror_back")(y)
 
 
-def assemble(backbone: Any, head: Any, name: str, *, tta: bool = False) -> Any:
+def assemble(
+    backbone: Any, head: Any, name: str, *, tta: bool = False, gate: FamiliarityGate | None = None
+) -> Any:
     """Raw image in, class probabilities out: the single model that is saved and served.
 
-    ``tta`` averages the probabilities of the image and its mirror image (two backbone passes).
+    ``tta`` averages the probabilities of the image and its mirror image (two backbone passes);
+    ``gate`` (on the unmirrored image's features) moves unfamiliar images to the fallback class.
     """
     import keras
 
     inputs = keras.Input(shape=backbone.input_shape[1:], name="image")
-    outputs = head(backbone(inputs, training=False), training=False)
+    features = backbone(inputs, training=False)
+    outputs = head(features, training=False)
     if tta:
         mirrored = mirror(inputs, backbone.input_shape[2])
         outputs_m = head(backbone(mirrored, training=False), training=False)
         outputs = keras.layers.Average(name="mirror_average")([outputs, outputs_m])
+    if gate is not None:
+        outputs = gate_layers(features, outputs, gate)
     return keras.Model(inputs, outputs, name=name.replace("-", "_"))
+
+
+def gate_layers(features: Any, probs: Any, gate: FamiliarityGate) -> Any:
+    """:class:`~cats_dogs_other.train.familiarity.FamiliarityGate` as standard Keras layers on the
+    backbone's ``features`` and the head's ``probs``: UnitNormalization, a fixed Dense of the
+    prototypes, a max, a fixed sigmoid step, and the blend towards the fallback class."""
+    import keras
+
+    layers = keras.layers
+    k = gate.prototypes.shape[0]
+    n_classes = probs.shape[-1]
+    similarity = layers.Dense(k, use_bias=False, trainable=False, name="pet_similarity")
+    nearest = layers.GlobalMaxPooling1D(name="nearest_pet")(
+        layers.Reshape((k, 1), name="similarities")(
+            similarity(layers.UnitNormalization(name="unit_features")(features))
+        )
+    )
+    step = layers.Dense(1, activation="sigmoid", trainable=False, name="familiar")
+    familiar = step(nearest)
+    to_fallback = layers.Dense(n_classes, trainable=False, name="fallback_share")
+    share = to_fallback(familiar)
+    similarity.set_weights([gate.prototypes.T.astype(np.float32)])
+    step.set_weights(
+        [
+            np.full((1, 1), gate.slope, np.float32),
+            np.full(1, -gate.slope * gate.threshold, np.float32),
+        ]
+    )
+    kernel = np.zeros((1, n_classes), np.float32)
+    bias = np.zeros(n_classes, np.float32)
+    kernel[0, gate.fallback], bias[gate.fallback] = -1.0, 1.0  # (1 - m) on the fallback class
+    to_fallback.set_weights([kernel, bias])
+    return layers.Add(name="gated_probabilities")(
+        [layers.Multiply(name="familiar_share")([probs, familiar]), share]
+    )

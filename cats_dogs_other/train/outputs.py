@@ -13,6 +13,7 @@ import numpy as np
 
 from cats_dogs_other.train.card import render_card
 from cats_dogs_other.train.config import TrainConfig
+from cats_dogs_other.train.familiarity import FamiliarityGate
 from cats_dogs_other.train.heads import History
 from cats_dogs_other.train.plots import confusion_matrix_png, training_curves_png
 from cats_dogs_other.train.provenance import TRAIN_COMMAND, Provenance
@@ -20,6 +21,7 @@ from cats_dogs_other.train.results import (
     ConfidenceRule,
     CrossValidation,
     Decision,
+    FamiliarityReport,
     HeldOutReport,
     Metrics,
     ModelInfo,
@@ -57,6 +59,7 @@ class Figures:
     sha256: str
     timing: Timing
     ood: OODReport | None
+    familiarity: FamiliarityReport | None = None
 
 
 def _utc_now() -> str:
@@ -70,6 +73,7 @@ def write_model(
     selection: Selection,
     threshold: float | None,
     out: Path,
+    gate: FamiliarityGate | None = None,
 ) -> None:
     """model.keras and the metadata.json the wheel reads (classes, size, decision rule)."""
     from kto.inference import Decision as WheelDecision
@@ -91,6 +95,14 @@ def write_model(
             "backbone": cfg.backbone,
             "head": selection.choice.label,
             "mirror_test_time_augmentation": selection.tta,
+            "familiarity_gate": None
+            if gate is None
+            else {
+                "prototypes": len(gate.prototypes),
+                "threshold": gate.threshold,
+                "slope": gate.slope,
+                "fallback": cfg.fallback_class,
+            },
             "trained_by": TRAIN_COMMAND,
             "trained_at": _utc_now(),
             "sources": {s.name: s.sha256 for s in pool.source_info},
@@ -128,6 +140,7 @@ def build_metrics(
             "tensorflow": tf.__version__,
             "keras": keras.__version__,
         },
+        familiarity_gate=figures.familiarity,
     )
 
 

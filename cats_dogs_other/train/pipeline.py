@@ -1,10 +1,10 @@
 """One training run end to end: sources -> features (cached) -> split -> head selection ->
-rule -> CV -> model dir -> held-out figures -> card -> ONNX export -> MLflow.
+familiarity gate -> rule -> CV -> model dir -> held-out figures -> card -> ONNX export -> MLflow.
 
-Every choice (head shape, class weighting, mirror test-time augmentation, confidence rule) is
-made on the validation or calibration split; the test split only produces the figures. The
-saved model is loaded back through ``kto.inference`` (the wheel the API serves with) and must
-answer a sample of test FILES as the figures say.
+Every choice (head shape, class weighting, mirror test-time augmentation, familiarity gate,
+confidence rule) is made on the validation or calibration split; the test split only produces
+the figures. The saved model is loaded back through ``kto.inference`` (the wheel the API serves
+with) and must answer a sample of test FILES as the figures say.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +23,14 @@ from cats_dogs_other.train.config import TrainConfig
 from cats_dogs_other.train.crossval import cross_validate_source
 from cats_dogs_other.train.evaluate import held_out_report, serving_check
 from cats_dogs_other.train.export import export_model
+from cats_dogs_other.train.familiarity import (
+    FamiliarityGate,
+    answer_probs,
+    calibrate_gate,
+    refit_gate,
+)
 from cats_dogs_other.train.feature_cache import FeatureCache, cache_key
 from cats_dogs_other.train.features import make_extractor
-from cats_dogs_other.train.heads import head_probs
 from cats_dogs_other.train.network import assemble, build_backbone
 from cats_dogs_other.train.ood import measure_ood
 from cats_dogs_other.train.outputs import (
@@ -61,12 +66,15 @@ def run_training(cfg: TrainConfig) -> RunResult:
     backbone, pool = collect(cfg)
     split = split_pool(pool, cfg)
     selection = select_head(pool, split, cfg)
-    threshold, rule = calibrate(pool, split, cfg, selection)
-    cv = cross_validate_source(pool, split, cfg, selection, threshold)
+    gate, gate_report = calibrate_gate(pool, split, cfg, selection)
+    threshold, rule = calibrate(pool, split, cfg, selection, gate)
+    cv = cross_validate_source(pool, split, cfg, selection, threshold, gate)
     selection = refit(pool, split, cfg, selection)
-    model = assemble(backbone, selection.head, cfg.name, tta=selection.tta)
-    write_model(cfg, model, pool, selection, threshold, out)
-    figures = measure(cfg, out, model, pool, split, selection, rule, cv)
+    gate = refit_gate(pool, split, cfg, selection, gate)
+    model = assemble(backbone, selection.head, cfg.name, tta=selection.tta, gate=gate)
+    write_model(cfg, model, pool, selection, threshold, out, gate)
+    figures = measure(cfg, out, model, pool, split, selection, gate, rule, cv)
+    figures = replace(figures, familiarity=gate_report)
     metrics = build_metrics(cfg, pool, split, selection, figures)
     metrics.training.seconds = round(time.perf_counter() - started, 1)
     write_reports(out, metrics, selection.history, cfg.provenance)
@@ -122,13 +130,14 @@ def split_pool(pool: Pool, cfg: TrainConfig) -> Split:
 
 
 def calibrate(
-    pool: Pool, split: Split, cfg: TrainConfig, selection: Selection
+    pool: Pool, split: Split, cfg: TrainConfig, selection: Selection, gate: FamiliarityGate | None
 ) -> tuple[float | None, ConfidenceRule | None]:
-    """The confidence rule's threshold (None: no rule) chosen on the calibration split."""
+    """The confidence rule's threshold (None: no rule) chosen on the calibration split, on the
+    answers after the familiarity gate."""
     cal = split.calibration
     if not cfg.confidence_rule or not len(cal):
         return None, None
-    probs = head_probs(selection.head, pool.features, cal, selection.tta)
+    probs = answer_probs(selection.head, gate, pool.features, cal, selection.tta)
     return choose_threshold(probs, pool.labels[cal], None, cfg.fallback, cfg.min_gain)
 
 
@@ -139,12 +148,13 @@ def measure(
     pool: Pool,
     split: Split,
     selection: Selection,
+    gate: FamiliarityGate | None,
     rule: ConfidenceRule | None,
     cv: CrossValidation | None,
 ) -> Figures:
     """Test figures from cached features, checked against the saved model through the wheel."""
     threshold = rule.chosen if rule else None
-    test_probs = head_probs(selection.head, pool.features, split.test, selection.tta)
+    test_probs = answer_probs(selection.head, gate, pool.features, split.test, selection.tta)
     test_pred = decide(test_probs, threshold, cfg.fallback)
     check, sha256, timing = serving_check(
         out / MODEL_FILE,

@@ -118,6 +118,18 @@ class ConfidenceRule:
 
 
 @dataclass(frozen=True)
+class FamiliarityReport:
+    """How the familiarity gate's threshold did on the validation + calibration splits."""
+
+    macro_recall_without: float
+    best_threshold: float | None
+    macro_recall_with_best: float
+    chosen: float | None
+    n: int
+    prototypes: int = 0
+
+
+@dataclass(frozen=True)
 class ClassFigures:
     precision: float
     recall: float
@@ -225,6 +237,7 @@ class Metrics:
     timing: Timing
     training: TrainingReport
     environment: dict[str, str]
+    familiarity_gate: FamiliarityReport | None = None
     format: str = METRICS_FORMAT
 
     def to_json(self) -> dict[str, Any]:
