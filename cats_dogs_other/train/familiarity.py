@@ -6,7 +6,7 @@ bowl came back Dog at 0.8-0.97). Those images are far from every training pet in
 while a dog of an unseen breed is close to some training dog. The gate measures that distance:
 the largest cosine similarity between the image's features and ``k`` prototypes (k-means centres
 of the training pets' features), and moves the answer to the fallback class below a threshold
-chosen on the calibration split.
+chosen on the validation and calibration splits.
 
 It is built into the saved model from standard layers (no custom or Lambda layer, so the Keras
 file loads anywhere and the ONNX export has no custom op), and costs one 1280 x k matrix
