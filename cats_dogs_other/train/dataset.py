@@ -1,7 +1,7 @@
-"""Read a labelled dataset (Ecotag export or one folder per class) into decoded arrays.
+"""List a labelled dataset (Ecotag export or one folder per class) as labelled files.
 
-Images go through ``kto.inference.decode_image``, the same decode + resize the server uses, so
-the model never sees pixels at serving time that were prepared differently in training.
+Decoding happens in :mod:`cats_dogs_other.train.sources` through ``kto.inference.decode_image``,
+the same decode + resize the server uses.
 """
 
 from __future__ import annotations
@@ -10,14 +10,11 @@ import hashlib
 import json
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
-from kto.inference import DEFAULT_MAX_PIXELS
 from kto.inference.metadata import DEFAULT_CLASSES
-from tqdm.auto import tqdm
 
 from cats_dogs_other.train.errors import (
     ClassTooSmallError,
@@ -41,27 +38,6 @@ class Sample:
     label: int
 
 
-@dataclass
-class Dataset:
-    """Decoded images (uint8, n x h x w x 3) with integer labels indexing ``classes``."""
-
-    classes: tuple[str, ...]
-    images: np.ndarray
-    labels: np.ndarray
-    names: list[str]
-    paths: list[Path]
-    format: Format
-    sha256: str
-    skipped: list[dict[str, str]] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def class_counts(self) -> dict[str, int]:
-        counts = Counter(int(i) for i in self.labels)
-        return {name: counts.get(i, 0) for i, name in enumerate(self.classes)}
-
-
 def find_samples(
     data: Path, classes: Sequence[str] = DEFAULT_CLASSES, *, every_class: bool = True
 ) -> tuple[list[Sample], Format]:
@@ -81,42 +57,6 @@ def find_samples(
     if every_class:
         check_every_class_present(samples, tuple(classes))
     return samples, fmt  # type: ignore[return-value]
-
-
-def load_dataset(
-    data: Path,
-    size: tuple[int, int],
-    *,
-    classes: Sequence[str] = DEFAULT_CLASSES,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    progress: bool = True,
-) -> Dataset:
-    """Find, hash and decode every image; corrupt ones are skipped and reported, not fatal."""
-    samples, fmt = find_samples(data, classes)
-    digest = dataset_sha256(samples, tuple(classes))
-    images, kept, skipped = decode_samples(samples, size, max_pixels=max_pixels, progress=progress)
-    labels = np.asarray([s.label for s in kept], dtype=np.int64)
-    names, paths = [s.name for s in kept], [s.path for s in kept]
-    ds = Dataset(tuple(classes), images, labels, names, paths, fmt, digest, skipped)
-    check_every_class_present(kept, tuple(classes), after_skipping=bool(skipped))
-    return ds
-
-
-def decode_samples(
-    samples: Sequence[Sample], size: tuple[int, int], *, max_pixels: int, progress: bool = True
-) -> tuple[np.ndarray, list[Sample], list[dict[str, str]]]:
-    from kto.inference import InvalidImageError, decode_image
-
-    arrays, kept, skipped = [], [], []
-    for sample in tqdm(samples, desc="decoding images", unit="img", disable=not progress):
-        try:
-            arrays.append(decode_image(sample.path, size=size, max_pixels=max_pixels))
-        except InvalidImageError as exc:
-            skipped.append({"file": sample.name, "reason": exc.reason, "message": str(exc)})
-            continue
-        kept.append(sample)
-    empty = np.zeros((0, *size, 3), dtype=np.uint8)
-    return (np.stack(arrays) if arrays else empty), kept, skipped
 
 
 def dataset_sha256(samples: Sequence[Sample], classes: tuple[str, ...]) -> str:

@@ -29,8 +29,6 @@ class OODSet:
     names: list[str]
     categories: list[str]
     sha256: str
-    in_distribution: list[tuple[str, np.ndarray, str]]
-    """(name, image, expected class) of known cats/dogs found by the collector."""
 
 
 def set_hash(directory: Path, files: Iterable[str]) -> str:
@@ -43,43 +41,35 @@ def set_hash(directory: Path, files: Iterable[str]) -> str:
     return digest.hexdigest()
 
 
-def _entries(directory: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(images, in-distribution images) of the manifest; a folder a person gathered by hand
-    has no manifest, and its files' categories are their name prefixes (``food__x.png``)."""
+def _entries(directory: Path) -> list[dict[str, Any]]:
+    """The manifest's images; a folder a person gathered by hand has no manifest, and its
+    files' categories are their name prefixes (``food__x.png``)."""
     manifest_path = directory / MANIFEST
     if manifest_path.is_file():
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        return manifest["images"], manifest.get("in_distribution", [])
-    images = [
+        images: list[dict[str, Any]] = json.loads(manifest_path.read_text(encoding="utf-8"))[
+            "images"
+        ]
+        return images
+    return [
         {"file": p.name, "category": p.name.split("__")[0] if "__" in p.name else "unknown"}
         for p in sorted(directory.iterdir())
         if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
     ]
-    return images, []
 
 
 def load_ood(directory: Path, size: tuple[int, int]) -> OODSet:
     from kto.inference import decode_image
 
     directory = Path(directory)
-    entries, in_dist_entries = _entries(directory)
+    entries = _entries(directory)
     if not entries:
         raise FileNotFoundError(f"no out-of-distribution images in {directory}")
     names = [e["file"] for e in entries]
-    in_dist = [
-        (
-            e["file"],
-            decode_image(directory / IN_DISTRIBUTION_DIR / e["file"], size=size),
-            e["expected"],
-        )
-        for e in in_dist_entries
-    ]
     return OODSet(
         images=np.stack([decode_image(directory / n, size=size) for n in names]),
         names=names,
         categories=[e["category"] for e in entries],
         sha256=set_hash(directory, names),
-        in_distribution=in_dist,
     )
 
 

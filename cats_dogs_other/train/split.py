@@ -31,37 +31,6 @@ def _count(n: int, fraction: float) -> int:
     return 0 if fraction <= 0 else max(1, int(np.floor(n * fraction + 0.5)))
 
 
-def stratified_split(
-    labels: np.ndarray,
-    *,
-    val_fraction: float = 0.1,
-    test_fraction: float = 0.1,
-    seed: int = 42,
-    class_names: Sequence[str] | None = None,
-) -> Split:
-    """Per class: shuffle with ``seed``, take test, then validation, the rest is training."""
-    if val_fraction < 0 or test_fraction < 0 or val_fraction + test_fraction >= 1:
-        raise ValueError("val and test fractions must be >= 0 and add up to less than 1")
-    labels = np.asarray(labels)
-    rng = np.random.default_rng(seed)
-    parts: dict[str, list[np.ndarray]] = {"train": [], "val": [], "test": []}
-    for cls in np.unique(labels):
-        idx = rng.permutation(np.flatnonzero(labels == cls))
-        n_test, n_val = _count(len(idx), test_fraction), _count(len(idx), val_fraction)
-        if len(idx) - n_test - n_val < 1:
-            name = class_names[int(cls)] if class_names else str(cls)
-            needed = 1 + (test_fraction > 0) + (val_fraction > 0)
-            raise ClassTooSmallError(
-                f"class {name!r} has {len(idx)} image(s): too few to split into train/validation/"
-                f"test (at least {needed} are needed: one for each); add images or lower --val/"
-                "--test"
-            )
-        parts["test"].append(idx[:n_test])
-        parts["val"].append(idx[n_test : n_test + n_val])
-        parts["train"].append(idx[n_test + n_val :])
-    return Split(**{k: np.sort(np.concatenate(v)).astype(np.int64) for k, v in parts.items()})
-
-
 def stratified_folds(
     labels: np.ndarray,
     n_folds: int,

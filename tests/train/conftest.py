@@ -11,7 +11,9 @@ import pytest
 from PIL import Image
 
 from cats_dogs_other.train import paths
+from cats_dogs_other.train.feature_cache import FeatureCache
 from cats_dogs_other.train.results import Metrics
+from cats_dogs_other.train.sources import Pool, build_pool
 from cats_dogs_other.train.versions import BUNDLED_MODEL
 
 # Train options that make a run take seconds: the random tiny backbone on 32 px images.
@@ -65,6 +67,31 @@ def write_folders(root: Path, per_class: int = 12, *, seed: int = 0) -> Path:
             leftover.unlink()
         tmp.rmdir()
     return root
+
+
+class CountingExtractor:
+    """Mean colour per view: enough to tell the classes apart; counts what it computes."""
+
+    def __init__(self) -> None:
+        self.images = 0
+
+    def __call__(self, images: np.ndarray, view: str) -> np.ndarray:
+        self.images += len(images) if view == "clean" else 0
+        x = images[:, :, ::-1] if view == "flip" else images
+        return x.reshape(len(x), -1, 3).mean(axis=1).astype(np.float32)
+
+
+def pool_of(tmp_path: Path, *sources: Path) -> Pool:
+    """The sources as the pipeline pools them (decoded at 16x16, mean-colour features)."""
+    cache = FeatureCache(tmp_path / "pool-cache", "k")
+    return build_pool(
+        list(sources),
+        side=16,
+        views=("clean", "flip"),
+        extract=CountingExtractor(),
+        cache=cache,
+        progress=False,
+    )
 
 
 @pytest.fixture

@@ -11,19 +11,7 @@ import numpy as np
 from cats_dogs_other.train.feature_cache import FeatureCache
 from cats_dogs_other.train.sources import build_pool
 
-from .conftest import make_images, write_ecotag
-
-
-class CountingExtractor:
-    """Mean colour per view: enough to tell the classes apart; counts what it computes."""
-
-    def __init__(self) -> None:
-        self.images = 0
-
-    def __call__(self, images: np.ndarray, view: str) -> np.ndarray:
-        self.images += len(images) if view == "clean" else 0
-        x = images[:, :, ::-1] if view == "flip" else images
-        return x.reshape(len(x), -1, 3).mean(axis=1).astype(np.float32)
+from .conftest import CountingExtractor, make_images, write_ecotag
 
 
 def test_a_second_pool_comes_from_the_cache(tmp_path: Path) -> None:

@@ -6,23 +6,31 @@ import numpy as np
 import pytest
 
 from cats_dogs_other.train.errors import ClassTooSmallError
-from cats_dogs_other.train.split import grouped_split, stratified_folds, stratified_split
+from cats_dogs_other.train.split import Split, grouped_split, stratified_folds
 
 # The shape of the real dataset: 59 cats, 76 dogs, 57 others, shuffled.
 LABELS = np.random.default_rng(3).permutation(np.repeat([0, 1, 2], [59, 76, 57]))
 
 
+def _split(labels: np.ndarray, seed: int = 42, **fractions: float) -> Split:
+    """One source, one image per group: the layout of the course set."""
+    fractions = {"val_fraction": 0.1, "calibration_fraction": 0.0, "test_fraction": 0.1} | fractions
+    strata = np.full(len(labels), "course")
+    groups = [f"img{i}" for i in range(len(labels))]
+    return grouped_split(labels, strata, groups, seed=seed, **fractions)
+
+
 def test_same_seed_same_split_other_seed_other_split() -> None:
-    a = stratified_split(LABELS, seed=7)
-    b = stratified_split(LABELS.copy(), seed=7)
-    c = stratified_split(LABELS, seed=8)
+    a = _split(LABELS, seed=7)
+    b = _split(LABELS.copy(), seed=7)
+    c = _split(LABELS, seed=8)
     for part in ("train", "val", "test"):
         np.testing.assert_array_equal(getattr(a, part), getattr(b, part))
     assert not np.array_equal(a.test, c.test)
 
 
 def test_split_is_a_stratified_partition() -> None:
-    s = stratified_split(LABELS, val_fraction=0.1, test_fraction=0.1, seed=42)
+    s = _split(LABELS, val_fraction=0.1, test_fraction=0.1)
     everything = np.concatenate([s.train, s.val, s.test])
     assert sorted(everything.tolist()) == list(range(len(LABELS)))
     assert s.sizes() == {"train": 152, "val": 20, "test": 20}
@@ -31,19 +39,9 @@ def test_split_is_a_stratified_partition() -> None:
     assert np.bincount(LABELS[s.val]).tolist() == [6, 8, 6]
 
 
-def test_a_class_too_small_to_split_is_an_error() -> None:
-    labels = np.array([0] * 10 + [1] * 10 + [2] * 2)
-    with pytest.raises(ClassTooSmallError, match="'Other' has 2 image") as info:
-        stratified_split(labels, class_names=("Cat", "Dog", "Other"))
-    assert "at least 3" in str(info.value)
-    # without a test split, two images are enough
-    s = stratified_split(labels, test_fraction=0.0, class_names=("Cat", "Dog", "Other"))
-    assert len(s.test) == 0 and np.bincount(labels[s.val]).tolist() == [1, 1, 1]
-
-
 def test_bad_fractions_are_rejected() -> None:
-    with pytest.raises(ValueError, match="less than 1"):
-        stratified_split(LABELS, val_fraction=0.5, test_fraction=0.5)
+    with pytest.raises(ValueError, match="add up to < 1"):
+        _split(LABELS, val_fraction=0.5, test_fraction=0.5)
 
 
 def test_folds_hold_out_every_image_once_and_are_deterministic() -> None:
