@@ -14,13 +14,10 @@ and each server maps those to its own answers.
 from __future__ import annotations
 
 import base64
-import binascii
 import functools
 import hashlib
 import hmac
-import json
 import logging
-import re
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -34,6 +31,7 @@ from joserfc.jws import JWSRegistry
 
 from cats_dogs_other.api.dpop_nonce import NonceSource
 from cats_dogs_other.api.replay_cache import ReplayCache, ReplayError
+from cats_dogs_other.api.safe_parsing import UnsafeInputError, decode_base64url, decode_jose_segment
 
 logger = logging.getLogger(__name__)
 
@@ -42,8 +40,6 @@ PROOF_TYPE = "dpop+jwt"
 DPOP_ALGORITHMS = ("ES256", "ES384", "PS256", "RS256")
 # The same bounds as access tokens: a proof with an RSA-4096 key is under 2 KiB.
 MAX_PROOF_BYTES = 8 * 1024
-# At most this many JSON objects/arrays in a segment, so nesting (and json's recursion) is bounded.
-MAX_JSON_CONTAINERS = 16
 MAX_JTI_CHARS = 256
 MAX_IAT = 2**53  # seconds; larger numbers are no date, and may not even convert to a float
 KEY_CACHE_SIZE = 1024  # distinct client keys whose parsed header is kept
@@ -54,7 +50,6 @@ PRIVATE_KEY_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 # Header parameters whose meaning would change how the signature is checked; none is supported.
 REFUSED_HEADER_MEMBERS = frozenset({"crit", "b64"})
 DEFAULT_PORTS = {"http": 80, "https": 443}
-_B64URL = re.compile(r"[A-Za-z0-9_-]*")
 
 
 class ProofError(Exception):
@@ -282,7 +277,7 @@ def _split(proof: str) -> tuple[str, dict[str, Any], bytes, bytes]:
         raise ProofError("The DPoP proof is not a signed JWT.", reason="dpop_malformed")
     header, payload, signature = segments
     try:
-        signature_bytes = _b64url_decode(signature)
+        signature_bytes = decode_base64url(signature, max_bytes=MAX_PROOF_BYTES)
     except ValueError:
         raise ProofError(
             "The DPoP proof's signature is not base64url.", reason="dpop_malformed"
@@ -291,38 +286,14 @@ def _split(proof: str) -> tuple[str, dict[str, Any], bytes, bytes]:
     return header, _json_object(payload, "payload"), signing_input, signature_bytes
 
 
-def _b64url_decode(segment: str) -> bytes:
-    """Unpadded base64url only: other characters, padding or whitespace are refused."""
-    if not _B64URL.fullmatch(segment):
-        raise ValueError("not base64url")
-    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-
-
 def _json_object(segment: str, part: str) -> dict[str, Any]:
-    """Strict base64url, strict UTF-8, bounded nesting, no repeated names, no NaN."""
+    """Strict base64url, strict UTF-8, bounded size and nesting, no repeated names, no NaN."""
     try:
-        raw = _b64url_decode(segment)
-        if raw.count(b"{") + raw.count(b"[") > MAX_JSON_CONTAINERS:
-            raise ValueError("too deeply nested")
-        value = json.loads(
-            raw.decode("utf-8"), object_pairs_hook=_unique_names, parse_constant=_no_constant
-        )
-    except (ValueError, binascii.Error, RecursionError):
-        value = None
-    if not isinstance(value, dict):
-        raise ProofError(f"The DPoP proof's {part} is not readable JSON.", reason="dpop_malformed")
-    return value
-
-
-def _unique_names(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result = dict(pairs)
-    if len(result) != len(pairs):
-        raise ValueError("repeated member name")
-    return result
-
-
-def _no_constant(name: str) -> None:
-    raise ValueError(f"{name} is not JSON")
+        return decode_jose_segment(segment, max_bytes=MAX_PROOF_BYTES)
+    except UnsafeInputError:
+        raise ProofError(
+            f"The DPoP proof's {part} is not readable JSON.", reason="dpop_malformed"
+        ) from None
 
 
 def _public_key(jwk: dict[str, Any], registry: JWSRegistry, alg: str) -> Key:
