@@ -16,6 +16,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs
 
 import httpx
@@ -23,6 +24,7 @@ import pytest
 from joserfc import jws
 from joserfc.jwk import ECKey
 from kto.client.cli import main
+from kto.client.tokens import ClientCredentials
 
 TOKEN_URL = "https://tenant.test/oauth/token"
 API_URL = "https://api.test"
@@ -88,6 +90,16 @@ class FakeServers:
     @property
     def transport(self) -> httpx.MockTransport:
         return httpx.MockTransport(self.handle)
+
+    def credentials(self, http: httpx.Client, **overrides: Any) -> ClientCredentials:
+        """Client credentials for this fake issuer, over ``http``."""
+        options: dict[str, Any] = {
+            "token_url": self.token_url,
+            "client_id": self.client_id,
+            "client_secret": self.client_secret,
+            "audience": self.audience,
+        }
+        return ClientCredentials(http, **(options | overrides))
 
     def count(self, path: str) -> int:
         return sum(1 for r in self.requests if r.url.path == path)

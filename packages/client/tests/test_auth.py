@@ -45,13 +45,7 @@ def test_a_scheme_builds_headers_from_method_and_url_and_retries_on_a_nonce(
         return httpx.Response(200, json={"prediction": "Dog", "values": [0.1, 0.8, 0.1]})
 
     http = httpx.Client(transport=httpx.MockTransport(api))
-    tokens = ClientCredentials(
-        http,
-        token_url=servers.token_url,
-        client_id=servers.client_id,
-        client_secret=servers.client_secret,
-        audience=servers.audience,
-    )
+    tokens = servers.credentials(http)
     (result,) = Classifier(http, servers.api_url, ProofAuth(tokens)).classify(images("a.png"))
 
     assert result.ok and result.answer["prediction"] == "Dog"
@@ -73,13 +67,7 @@ def test_bearer_does_not_retry_other_refusals(servers, images) -> None:
         return httpx.Response(403, headers={"WWW-Authenticate": challenge}, json={"detail": "no"})
 
     http = httpx.Client(transport=httpx.MockTransport(api))
-    tokens = ClientCredentials(
-        http,
-        token_url=servers.token_url,
-        client_id=servers.client_id,
-        client_secret=servers.client_secret,
-        audience=servers.audience,
-    )
+    tokens = servers.credentials(http)
     (result,) = Classifier(http, servers.api_url, BearerAuth(tokens)).classify(images("a.png"))
     assert result.status == 403 and result.error == "no"
     assert len(calls) == 1

@@ -16,15 +16,7 @@ from kto.client.tokens import ClientCredentials
 def dpop_classifier(servers, clock) -> tuple[Classifier, DPoPKey, ClientCredentials]:
     http = httpx.Client(transport=servers.transport)
     key = DPoPKey(clock=clock)
-    tokens = ClientCredentials(
-        http,
-        token_url=servers.token_url,
-        client_id=servers.client_id,
-        client_secret=servers.client_secret,
-        audience=servers.audience,
-        token_request_auth=DPoPTokenRequestAuth(key),
-        clock=clock,
-    )
+    tokens = servers.credentials(http, token_request_auth=DPoPTokenRequestAuth(key), clock=clock)
     return Classifier(http, servers.api_url, DPoPAuth(tokens, key)), key, tokens
 
 
@@ -107,14 +99,7 @@ def test_the_api_asks_for_a_nonce_only_once_per_request(servers, clock, images) 
     servers_transport = httpx.MockTransport(api)
     http = httpx.Client(transport=servers_transport)
     key = DPoPKey()
-    tokens = ClientCredentials(
-        http,
-        token_url=servers.token_url,
-        client_id=servers.client_id,
-        client_secret=servers.client_secret,
-        audience=servers.audience,
-        token_request_auth=DPoPTokenRequestAuth(key),
-    )
+    tokens = servers.credentials(http, token_request_auth=DPoPTokenRequestAuth(key))
     (result,) = Classifier(http, servers.api_url, DPoPAuth(tokens, key)).classify(images("a.png"))
 
     assert result.status == 401 and len(calls) == 2

@@ -14,16 +14,8 @@ from kto.client.tokens import AccessToken, ClientCredentials, FileCache, MemoryC
 
 
 def credentials(servers, cache=None, **overrides) -> ClientCredentials:
-    options = {
-        "token_url": servers.token_url,
-        "client_id": servers.client_id,
-        "client_secret": servers.client_secret,
-        "audience": servers.audience,
-        "cache": cache,
-        "clock": servers.clock,
-    }
-    options.update(overrides)
-    return ClientCredentials(httpx.Client(transport=servers.transport), **options)
+    http = httpx.Client(transport=servers.transport)
+    return servers.credentials(http, **({"cache": cache, "clock": servers.clock} | overrides))
 
 
 def test_the_request_carries_everything_in_the_form_body(servers) -> None:
