@@ -13,11 +13,21 @@ from cats_dogs_other.api.settings import Settings
 from cats_dogs_other.api.tokens import Principal
 
 
-def get_inference(request: Request) -> Inference:
+# ``async def``: FastAPI runs a plain ``def`` dependency in its thread pool, two thread hops per
+# request for what is an attribute read.
+async def _settings(request: Request) -> Settings:
+    return get_settings(request)
+
+
+async def _resources(request: Request) -> Resources:
+    return get_resources(request)
+
+
+async def _inference(request: Request) -> Inference:
     return get_resources(request).inference
 
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
-ResourcesDep = Annotated[Resources, Depends(get_resources)]
-InferenceDep = Annotated[Inference, Depends(get_inference)]
+SettingsDep = Annotated[Settings, Depends(_settings)]
+ResourcesDep = Annotated[Resources, Depends(_resources)]
+InferenceDep = Annotated[Inference, Depends(_inference)]
 CurrentPrincipal = Annotated[Principal, Depends(require_principal)]
