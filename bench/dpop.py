@@ -25,7 +25,7 @@ from kto.client.dpop import DPoPKey
 from bench.harness import start_api
 from bench.issuer import AUDIENCE, start_issuer
 from bench.load import multipart_body
-from bench.workload import make_image, resolve_model
+from bench.workload import bench_image, resolve_model
 from cats_dogs_other.loopback import LOOPBACK, free_port
 from tools.procfs import cpu_model, load_average
 
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         bound = dpop_token(issuer.url, key)
         url = f"http://{LOOPBACK}:{port}/upload"
         upload = httpx.URL(url)
-        body, content_type = multipart_body(make_image())
+        body, content_type = multipart_body(bench_image()[0])
         kinds = {
             "Bearer": lambda: {"Authorization": f"Bearer {issuer.token}"},
             "DPoP": lambda: {

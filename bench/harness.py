@@ -32,7 +32,7 @@ from bench.load import (
 )
 from bench.procs import Server, start
 from bench.token_cost import token_validation_us
-from bench.workload import REPO_ROOT, make_image, resolve_model
+from bench.workload import REPO_ROOT, bench_image, describe_image, resolve_model
 from cats_dogs_other.api.access_log import logging_config
 from cats_dogs_other.api.cli_help import EnvironmentHelpFormatter
 from cats_dogs_other.loopback import LOOPBACK, free_port
@@ -130,6 +130,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="results directory")
     parser.add_argument("--label", default="", help="a note printed in RESULTS.md")
+    parser.add_argument(
+        "--image", type=Path,
+        help="image to upload, sent as it is (default: a course photo at 640x480, see workload.py)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if args.quick:
         args.duration, args.rounds = min(args.duration, 3.0), 1
@@ -151,7 +155,10 @@ def main(argv: list[str] | None = None) -> int:
     api_envs = {"c": server_env, "d": d_env, "c2": c2_env}
 
     model_path, model_note = resolve_model(args.model, raw_dir)
-    image = make_image()
+    if args.image:
+        image, image_origin = args.image.read_bytes(), str(args.image)
+    else:
+        image, image_origin = bench_image()
     image_path = raw_dir / "image.jpg"
     image_path.write_bytes(image)
     body, content_type = multipart_body(image)
@@ -169,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         environment={
             "cpu": cpu_model(), "cores": _cores(), "python": sys.version.split()[0],
-            "model": model_note, "image": f"JPEG 640x480, {len(image) // 1024} KiB",
+            "model": model_note, "image": f"{describe_image(image)}: {image_origin}",
             "load_before": load_average(),
         },
     )  # fmt: skip

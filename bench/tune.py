@@ -23,7 +23,7 @@ from typing import Any
 from bench.harness import RESULTS_DIR, Point, _measure, start_api
 from bench.issuer import AUDIENCE, start_issuer
 from bench.load import LoadGenerator, find_load_tool, multipart_body
-from bench.workload import make_image, resolve_model
+from bench.workload import bench_image, resolve_model
 from cats_dogs_other.loopback import free_port
 from tools.procfs import cpu_model, load_average
 
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     raw_dir = args.out / "raw"
     raw_dir.mkdir(parents=True, exist_ok=True)
     model_path, model_note = resolve_model(args.model, raw_dir)
-    body, content_type = multipart_body(make_image())
+    body, content_type = multipart_body(bench_image()[0])
     body_path = raw_dir / "body.bin"
     body_path.write_bytes(body)
     issuer = start_issuer(raw_dir)

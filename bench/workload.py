@@ -79,6 +79,9 @@ def build_stand_in(
     return path
 
 
+PHOTO_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})
+
+
 def make_image(size: tuple[int, int] = (640, 480), quality: int = 90) -> bytes:
     """A deterministic photo-like JPEG (smooth gradients plus noise), phone-upload sized."""
     from PIL import Image
@@ -98,6 +101,46 @@ def make_image(size: tuple[int, int] = (640, 480), quality: int = 90) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="JPEG", quality=quality)
     return buffer.getvalue()
+
+
+def course_photo(size: tuple[int, int] = (640, 480), quality: int = 90) -> bytes | None:
+    """A real photo at ``size``: the course photo whose re-encoding has the median weight.
+
+    Every course photo is resized to ``size`` and saved as a JPEG at ``quality`` (what a phone
+    or browser upload path does); the one in the middle by byte count is returned, so the pick
+    is neither the cheapest nor the dearest to decode. None without ``../shared``.
+    """
+    from PIL import Image
+
+    from cats_dogs_other.train.paths import default_data_dir
+
+    files = sorted(p for p in default_data_dir().rglob("*") if p.suffix.lower() in PHOTO_SUFFIXES)
+    encoded = []
+    for path in files:
+        with Image.open(path) as img:
+            buffer = io.BytesIO()
+            img.convert("RGB").resize(size).save(buffer, format="JPEG", quality=quality)
+        encoded.append(buffer.getvalue())
+    if not encoded:
+        return None
+    return sorted(encoded, key=len)[len(encoded) // 2]
+
+
+def bench_image() -> tuple[bytes, str]:
+    """The upload of every benchmark request, and where it comes from."""
+    photo = course_photo()
+    if photo is not None:
+        return photo, "the median-weight course photo, resized and saved at quality 90"
+    return make_image(), "synthetic (no ../shared): gradients plus noise, heavier than a photo"
+
+
+def describe_image(data: bytes) -> str:
+    """Format, size and weight of the uploaded image, for the report."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as img:
+        width, height = img.size
+        return f"{img.format} {width}x{height}, {len(data) // 1024} KiB"
 
 
 def main() -> None:
