@@ -1,8 +1,8 @@
 """Ambiguous request framing (RFC 9112 section 6.1) on a real uvicorn, named by its parser.
 
-uvicorn picks httptools when it is installed and h11 otherwise; this project installs only h11
-(uvicorn without the ``standard`` extra), so h11 is what production runs. Both are tested when
-present: the answer must be a 400 and a closed connection, and nothing pipelined behind the
+uvicorn picks httptools when it is installed and h11 otherwise; the API's requirements install
+httptools, so it is what production runs, and h11 is what a deployment without it gets. Both
+are tested: the answer must be a 400 and a closed connection, and nothing pipelined behind the
 request may be served. (h11 0.16 reads such a body as chunked and keeps the connection open, so
 the app's middleware answers; httptools 0.9 refuses the request itself.)
 """
