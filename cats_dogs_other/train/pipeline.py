@@ -1,5 +1,6 @@
-"""One training run end to end: sources -> features (cached) -> split -> head selection ->
-familiarity gate -> rule -> CV -> model dir -> held-out figures -> card -> ONNX export -> MLflow.
+"""One training run end to end: sources -> features (cached) -> split -> fine-tuning of the
+backbone's top block (on cached activations) -> head selection -> familiarity gate -> rule -> CV
+-> model dir -> held-out figures -> card -> ONNX export -> MLflow.
 
 Every choice (head shape, class weighting, mirror test-time augmentation, familiarity gate,
 confidence rule) is made on the validation or calibration split; the test split only produces
