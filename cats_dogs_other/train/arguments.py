@@ -193,6 +193,16 @@ def _training_options(g: Group) -> None:
         help="save the head trained on the training split only (default: train it again on "
         "train + validation + calibration once every choice is made)",
     )
+    g.add_argument(
+        "--no-fine-tune",
+        action="store_true",
+        help="keep the whole backbone frozen (default: fine-tune its last block on cached "
+        "activations first, kept when it lowers the validation loss)",
+    )
+    config_option(g, "fine_tune_epochs", type=int, help="top-block epochs (early stopping)")
+    config_option(g, "fine_tune_learning_rate", type=float, help="top-block AdamW learning rate")
+    config_option(g, "fine_tune_weight_decay", type=float, help="top-block AdamW weight decay")
+    config_option(g, "fine_tune_patience", type=int, help="top-block early-stopping patience")
     config_option(g, "learning_rate", type=float)
     config_option(g, "dropout", type=float)
     config_option(g, "l2", type=float)
@@ -283,6 +293,7 @@ def train_config(args: argparse.Namespace, argv: Sequence[str]) -> TrainConfig:
         "confidence_rule": not args.no_confidence_rule,
         "familiarity_gate": not args.no_familiarity_gate,
         "refit": not args.no_refit,
+        "fine_tune": not args.no_fine_tune,
         "cache_dir": None if args.no_cache else args.cache_dir,
         "ood_dir": None if args.no_ood else (args.ood_dir or paths.collected_ood_dir()),
         "progress": not args.quiet,

@@ -19,6 +19,8 @@ PARAM_KEYS = (
     *("l2", "patience", "aug_passes", "val_fraction", "calibration_fraction", "test_fraction"),
     *("cv_folds", "hidden_candidates", "weighting_candidates", "tta_candidates"),
     *("confidence_rule", "familiarity_gate", "gate_prototypes", "refit", "min_gain"),
+    *("fine_tune", "fine_tune_epochs", "fine_tune_learning_rate", "fine_tune_weight_decay"),
+    *("fine_tune_patience",),
     *("name", "version"),
 )
 
@@ -59,6 +61,16 @@ class TrainConfig:
     """k-means centres of the training pets' features the gate compares with (k x 1280 floats
     in the model: 2.6 MB for 512)."""
     """Try a ``min_confidence`` threshold (-> Other) on the calibration split."""
+    fine_tune: bool = True
+    """Fine-tune the backbone's last block (MobileNetV2: ``block_16`` + ``Conv_1``) with a linear
+    head, on cached activations of the frozen part, before the head is chosen; see
+    :mod:`cats_dogs_other.train.finetune`. Kept only when it lowers the validation loss."""
+    fine_tune_epochs: int = 20
+    fine_tune_learning_rate: float = 3e-5
+    fine_tune_weight_decay: float = 1e-4
+    """AdamW's decoupled weight decay."""
+    fine_tune_patience: int = 3
+    """Early stopping on the validation loss (best epoch's weights restored)."""
     refit: bool = True
     """Train the chosen head again on train + validation + calibration before saving."""
     min_gain: float = 0.01

@@ -24,8 +24,8 @@ BACKBONES: tuple[Backbone, ...] = ("mobilenet_v2", "tiny")
 def build_backbone(kind: Backbone, input_size: tuple[int, int], weights: Path | None = None) -> Any:
     """A frozen feature extractor taking raw 0..255 RGB of ``input_size``.
 
-    ``tiny`` is two random convolutions plus the mean colour: it needs no weights file and
-    exists so the whole pipeline can be tested in seconds, offline.
+    ``tiny`` is two random convolutions (the first one's mean: the mean colour): it needs no
+    weights file and exists so the whole pipeline can be tested in seconds, offline.
     """
     import keras
 
@@ -41,11 +41,13 @@ def build_backbone(kind: Backbone, input_size: tuple[int, int], weights: Path | 
         _load_weights(base, weights)
         x = base(x, training=False)
     elif kind == "tiny":
-        conv = keras.layers.Conv2D(8, 3, strides=2, activation="relu", name="tiny_conv1")(x)
-        conv = keras.layers.Conv2D(16, 3, strides=2, activation="relu", name="tiny_conv2")(conv)
+        # conv1 is linear, so its mean still carries the mean colour; everything from conv2 on
+        # depends on conv1's output only: the block fine-tuning trains (see finetune.py)
+        low = keras.layers.Conv2D(8, 3, strides=2, name="tiny_conv1")(x)
+        conv = keras.layers.Conv2D(16, 3, strides=2, activation="relu", name="tiny_conv2")(low)
         x = keras.layers.Concatenate(name="tiny_features")(
             [
-                keras.layers.GlobalAveragePooling2D(name="tiny_colour")(x),
+                keras.layers.GlobalAveragePooling2D(name="tiny_colour")(low),
                 keras.layers.GlobalAveragePooling2D(name="tiny_pool")(conv),
             ]
         )

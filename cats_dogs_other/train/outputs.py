@@ -22,6 +22,7 @@ from cats_dogs_other.train.results import (
     CrossValidation,
     Decision,
     FamiliarityReport,
+    FineTuneReport,
     HeldOutReport,
     Metrics,
     ModelInfo,
@@ -60,6 +61,7 @@ class Figures:
     timing: Timing
     ood: OODReport | None
     familiarity: FamiliarityReport | None = None
+    fine_tuning: FineTuneReport | None = None
 
 
 def _utc_now() -> str:
@@ -141,6 +143,7 @@ def build_metrics(
             "keras": keras.__version__,
         },
         familiarity_gate=figures.familiarity,
+        fine_tuning=figures.fine_tuning,
     )
 
 

@@ -1,5 +1,6 @@
-"""One training run end to end: sources -> features (cached) -> split -> head selection ->
-familiarity gate -> rule -> CV -> model dir -> held-out figures -> card -> ONNX export -> MLflow.
+"""One training run end to end: sources -> features (cached) -> split -> fine-tuning of the
+backbone's top block (on cached activations) -> head selection -> familiarity gate -> rule -> CV
+-> model dir -> held-out figures -> card -> ONNX export -> MLflow.
 
 Every choice (head shape, class weighting, mirror test-time augmentation, familiarity gate,
 confidence rule) is made on the validation or calibration split; the test split only produces
@@ -31,6 +32,8 @@ from cats_dogs_other.train.familiarity import (
 )
 from cats_dogs_other.train.feature_cache import FeatureCache, cache_key
 from cats_dogs_other.train.features import make_extractor
+from cats_dogs_other.train.finetune import FIRST_LAYER, adapt_backbone, fine_tunes, mid_view
+from cats_dogs_other.train.finetune import make_extractor as make_mid_extractor
 from cats_dogs_other.train.network import assemble, build_backbone
 from cats_dogs_other.train.ood import measure_ood
 from cats_dogs_other.train.outputs import (
@@ -65,6 +68,7 @@ def run_training(cfg: TrainConfig) -> RunResult:
     out = prepare_out(Path(cfg.out))
     backbone, pool = collect(cfg)
     split = split_pool(pool, cfg)
+    pool, tuning = adapt_backbone(backbone, pool, split, cfg)
     selection = select_head(pool, split, cfg)
     gate, gate_report = calibrate_gate(pool, split, cfg, selection)
     threshold, rule = calibrate(pool, split, cfg, selection, gate)
@@ -74,7 +78,7 @@ def run_training(cfg: TrainConfig) -> RunResult:
     model = assemble(backbone, selection.head, cfg.name, tta=selection.tta, gate=gate)
     write_model(cfg, model, pool, selection, threshold, out, gate)
     figures = measure(cfg, out, model, pool, split, selection, gate, rule, cv)
-    figures = replace(figures, familiarity=gate_report)
+    figures = replace(figures, familiarity=gate_report, fine_tuning=tuning)
     metrics = build_metrics(cfg, pool, split, selection, figures)
     metrics.training.seconds = round(time.perf_counter() - started, 1)
     write_reports(out, metrics, selection.history, cfg.provenance)
@@ -90,11 +94,15 @@ def collect(cfg: TrainConfig) -> tuple[Any, Pool]:
     side = cfg.input_size
     keras.utils.set_random_seed(cfg.seed)  # the tiny test backbone is random: same seed, same net
     backbone = build_backbone(cfg.backbone, (side, side), cfg.weights)
+    views, extract = cfg.views, make_extractor(backbone, cfg.seed)
+    if fine_tunes(cfg):  # the activations entering the fine-tuned block, cached as well
+        views = (*views, *(mid_view(v) for v in cfg.views))
+        extract = make_mid_extractor(backbone, FIRST_LAYER[cfg.backbone], cfg.seed)
     pool = build_pool(
         cfg.data_dirs,
         side=side,
-        views=cfg.views,
-        extract=make_extractor(backbone, cfg.seed),
+        views=views,
+        extract=extract,
         cache=FeatureCache(cfg.cache_dir, _backbone_key(backbone, cfg)),
         classes=cfg.classes,
         max_pixels=cfg.max_pixels,

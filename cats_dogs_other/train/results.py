@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, TypeVar, Union
 
@@ -19,6 +19,9 @@ from cats_dogs_other.train.config import Weighting
 from cats_dogs_other.train.stats import Proportion
 
 METRICS_FORMAT = "cats_dogs_other.metrics/2"
+LATER_SECTIONS = ("fine_tuning",)
+"""Optional sections written only when a run has them, so earlier metrics.json files (such as the
+bundled model's) read back and write out unchanged."""
 T = TypeVar("T")
 
 
@@ -130,6 +133,26 @@ class FamiliarityReport:
 
 
 @dataclass(frozen=True)
+class FineTuneReport:
+    """What fine-tuning did, for metrics.json and the card."""
+
+    first_layer: str
+    trained_on: list[str]
+    images: int
+    views: list[str]
+    trainable_weights: int
+    epochs_run: int
+    best_epoch: int
+    learning_rate: float
+    weight_decay: float
+    val_loss_frozen: float | None
+    val_loss_best: float | None
+    kept: bool
+    seconds: float
+    history: dict[str, list[float]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class ClassFigures:
     precision: float
     recall: float
@@ -238,11 +261,15 @@ class Metrics:
     training: TrainingReport
     environment: dict[str, str]
     familiarity_gate: FamiliarityReport | None = None
+    fine_tuning: FineTuneReport | None = None
     format: str = METRICS_FORMAT
 
     def to_json(self) -> dict[str, Any]:
         """The metrics.json document: ``format`` first, then every section in field order."""
         plain = to_json(self)
+        for key in LATER_SECTIONS:
+            if plain.get(key) is None:  # a section added after metrics of this format existed
+                plain.pop(key, None)
         return {"format": plain.pop("format"), **plain}
 
     @classmethod

@@ -10,7 +10,7 @@ from dataclasses import replace
 from cats_dogs_other.train.card import render_card
 from cats_dogs_other.train.export import card_section
 from cats_dogs_other.train.provenance import Provenance
-from cats_dogs_other.train.results import Metrics
+from cats_dogs_other.train.results import FineTuneReport, Metrics
 from cats_dogs_other.train.versions import BUNDLED_MODEL
 
 
@@ -51,3 +51,39 @@ def test_a_run_without_cv_ood_or_rule_says_so(bundled_metrics: Metrics) -> None:
     assert "Confidence rule: not tried in this run." in card
     assert "Not measured in this run" in card
     assert "python -m cats_dogs_other.train ..." in card
+
+
+def _tuning(kept: bool) -> FineTuneReport:
+    return FineTuneReport(
+        first_layer="block_16_expand",
+        trained_on=["imagenet_samples", "pets_breeds"],
+        images=1481,
+        views=["clean", "flip"],
+        trainable_weights=879040,
+        epochs_run=5,
+        best_epoch=2,
+        learning_rate=3e-5,
+        weight_decay=1e-4,
+        val_loss_frozen=0.03,
+        val_loss_best=0.02 if kept else 0.04,
+        kept=kept,
+        seconds=40.0,
+    )
+
+
+def test_the_card_says_what_fine_tuning_did(bundled_metrics: Metrics) -> None:
+    assert "top block: not tried in this run." in render_card(bundled_metrics, Provenance())
+    kept = render_card(replace(bundled_metrics, fine_tuning=_tuning(True)), Provenance())
+    assert "ImageNet weights, frozen below `block_16_expand`, fine-tuned from it on" in kept
+    assert "top block: **on**, from `block_16_expand`" in kept
+    assert "`imagenet_samples`, `pets_breeds` (n=1481, clean + mirrored views" in kept
+    assert "best epoch 2 of 5, validation loss 0.02 against 0.03" in kept
+    dropped = render_card(replace(bundled_metrics, fine_tuning=_tuning(False)), Provenance())
+    assert "tried and **not kept**" in dropped and "ImageNet weights, frozen." in dropped
+
+
+def test_metrics_with_fine_tuning_round_trip(bundled_metrics: Metrics) -> None:
+    tuned = replace(bundled_metrics, fine_tuning=_tuning(True))
+    again = Metrics.from_json(json.loads(json.dumps(tuned.to_json())))
+    assert again.fine_tuning == tuned.fine_tuning
+    assert "fine_tuning" not in bundled_metrics.to_json()

@@ -48,7 +48,9 @@ def test_the_command_line_sets_the_config_it_names(tmp_path: Path) -> None:
     argv += ["--weighting", "class", "--tta", "on", "--no-refit", "--no-confidence-rule"]
     argv += ["--val", "0.2", "--classes", "cat, dog,other", "--register-name", ""]
     argv += ["--no-cache", "--no-ood", "--no-tracking", "--model-version", "1.2.3"]
+    argv += ["--no-fine-tune", "--fine-tune-epochs", "7", "--fine-tune-learning-rate", "1e-5"]
     cfg = train_config(train_parser().parse_args(argv), argv)
+    assert not cfg.fine_tune and cfg.fine_tune_epochs == 7 and cfg.fine_tune_learning_rate == 1e-5
     assert cfg.hidden_candidates == (0, 8) and cfg.weighting_candidates == ("class",)
     assert cfg.tta_candidates == (True,) and not cfg.refit and not cfg.confidence_rule
     assert cfg.val_fraction == 0.2 and cfg.classes == ("cat", "dog", "other")
@@ -66,4 +68,6 @@ def test_options_left_out_keep_the_config_defaults() -> None:
         assert getattr(cfg, name) == DEFAULTS[name], name
     for name in ("hidden_candidates", "weighting_candidates", "tta_candidates", "classes"):
         assert getattr(cfg, name) == DEFAULTS[name], name
-    assert cfg.refit and cfg.confidence_rule and cfg.progress
+    for name in ("fine_tune_epochs", "fine_tune_learning_rate", "fine_tune_weight_decay"):
+        assert getattr(cfg, name) == DEFAULTS[name], name
+    assert cfg.refit and cfg.confidence_rule and cfg.progress and cfg.fine_tune

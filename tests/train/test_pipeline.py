@@ -79,6 +79,21 @@ def test_metadata_is_what_the_wheel_reads(trained: Path) -> None:
     assert set(meta["sources"]) == {"course", "imagenet"}
 
 
+def test_the_top_block_is_fine_tuned_without_the_cross_validated_source(trained: Path) -> None:
+    """Fine-tuning is on by default; the course set (cross-validated) never trains the block, and
+    the saved model answers as the fine-tuned features said (the serving check passed)."""
+    m = metrics_of(trained)
+    tuning = m["fine_tuning"]
+    assert tuning["first_layer"] == "tiny_conv2" and tuning["trained_on"] == ["imagenet"]
+    assert tuning["images"] == 12 and tuning["views"] == ["clean", "flip"]
+    assert tuning["kept"] == (tuning["val_loss_best"] < tuning["val_loss_frozen"])
+    assert m["training"]["params"]["fine_tune"] is True
+    card = (trained / "MODEL_CARD.md").read_text()
+    assert ("top block: **on**" in card) == tuning["kept"]
+    check = m["serving_check"]
+    assert check["files"] == check["same_prediction"] and check["max_abs_probability_diff"] < 1e-4
+
+
 def test_duplicates_are_removed_before_splitting(trained: Path) -> None:
     ds = metrics_of(trained)["dataset"]
     removed = {d["file"]: d for d in ds["duplicates"]}
