@@ -72,7 +72,8 @@ def _tuning(kept: bool) -> FineTuneReport:
 
 
 def test_the_card_says_what_fine_tuning_did(bundled_metrics: Metrics) -> None:
-    assert "top block: not tried in this run." in render_card(bundled_metrics, Provenance())
+    untried = replace(bundled_metrics, fine_tuning=None)
+    assert "top block: not tried in this run." in render_card(untried, Provenance())
     kept = render_card(replace(bundled_metrics, fine_tuning=_tuning(True)), Provenance())
     assert "ImageNet weights, frozen below `block_16_expand`, fine-tuned from it on" in kept
     assert "top block: **on**, from `block_16_expand`" in kept
@@ -86,4 +87,6 @@ def test_metrics_with_fine_tuning_round_trip(bundled_metrics: Metrics) -> None:
     tuned = replace(bundled_metrics, fine_tuning=_tuning(True))
     again = Metrics.from_json(json.loads(json.dumps(tuned.to_json())))
     assert again.fine_tuning == tuned.fine_tuning
-    assert "fine_tuning" not in bundled_metrics.to_json()
+    untried = replace(bundled_metrics, fine_tuning=None)
+    assert "fine_tuning" not in untried.to_json()  # older metrics.json files stay readable
+    assert Metrics.from_json(untried.to_json()).fine_tuning is None
