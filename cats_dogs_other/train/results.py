@@ -20,8 +20,9 @@ from cats_dogs_other.train.stats import Proportion
 
 METRICS_FORMAT = "cats_dogs_other.metrics/2"
 LATER_SECTIONS = ("fine_tuning",)
-"""Optional sections written only when a run has them, so earlier metrics.json files (such as the
-bundled model's) read back and write out unchanged."""
+"""Optional sections written only when a run has them, so metrics.json files written before
+they existed (or by runs without them, e.g. ``--no-fine-tune``) read back and write out
+unchanged."""
 T = TypeVar("T")
 
 
