@@ -124,10 +124,12 @@ def _run_uvicorn(settings: Settings) -> None:
     import uvicorn
 
     from cats_dogs_other.api.access_log import logging_config
+    from cats_dogs_other.api.http_protocols import default_protocol
 
     uvicorn.run(
         "cats_dogs_other.api.app:create_app",
         factory=True,
+        http=default_protocol(),
         host=settings.host,
         port=settings.port,
         workers=settings.workers,

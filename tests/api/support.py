@@ -25,6 +25,7 @@ from joserfc.jwk import RSAKey
 from PIL import Image
 
 from cats_dogs_other.api.app import create_app
+from cats_dogs_other.api.http_protocols import default_protocol
 from cats_dogs_other.api.security import require_principal
 from cats_dogs_other.api.settings import Settings
 from cats_dogs_other.api.tokens import Principal
@@ -193,10 +194,12 @@ class Served:
 def serve_app(app: FastAPI, **options: Any) -> Iterator[Served]:
     """Run the app under a real uvicorn on 127.0.0.1 (free port).
 
-    ``options`` go to ``uvicorn.Config`` (e.g. ``http="h11"``, ``forwarded_allow_ips``).
+    ``options`` go to ``uvicorn.Config`` (e.g. ``forwarded_allow_ips``); ``http`` is the API's
+    own protocol unless given (``HTTP_PROTOCOLS["h11"]`` for the h11 one).
     """
     import uvicorn
 
+    options.setdefault("http", default_protocol())
     config = uvicorn.Config(
         app, host="127.0.0.1", port=0, log_config=None, lifespan="on", **options
     )

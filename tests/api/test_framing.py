@@ -15,6 +15,7 @@ import socket
 import pytest
 
 from cats_dogs_other.api.app import create_app
+from cats_dogs_other.api.http_protocols import HTTP_PROTOCOLS
 from tests.api.support import override_principal, serve
 
 PARSERS = [
@@ -54,7 +55,7 @@ def test_content_length_with_transfer_encoding_is_refused_and_closed(
         b"Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n"
         b"5\r\nhello\r\n0\r\n\r\n" + smuggled
     )
-    with serve(app, http=parser) as address:
+    with serve(app, http=HTTP_PROTOCOLS[parser]) as address:
         response = exchange(address, request)
         assert exchange(address, smuggled).startswith(b"HTTP/1.1 200")  # the server is fine
     assert response.startswith(b"HTTP/1.1 400"), response[:200]
@@ -72,7 +73,10 @@ def test_plain_chunked_and_plain_length_requests_keep_the_connection(
     parser: str, make_settings, module_issuer
 ) -> None:
     app = create_app(make_settings(), transport=module_issuer.transport)
-    with serve(app, http=parser) as address, socket.create_connection(address, timeout=5) as sock:
+    with (
+        serve(app, http=HTTP_PROTOCOLS[parser]) as address,
+        socket.create_connection(address, timeout=5) as sock,
+    ):
         for _ in range(2):
             sock.sendall(b"GET /health HTTP/1.1\r\nHost: test\r\n\r\n")
             assert sock.recv(65536).startswith(b"HTTP/1.1 200")

@@ -1,7 +1,11 @@
 """Token from the development issuer, then /upload on the API: the production client flow."""
 
+import socket
+import time
+
 import httpx
 
+from cats_dogs_other.loopback import LOOPBACK
 from tests.e2e.support import CLASSES, E2EModel, StackProcess, png
 
 
@@ -32,6 +36,31 @@ def test_upload_without_token_is_401_with_bearer_challenge(stack: StackProcess) 
 
     assert response.status_code == 401
     assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+def test_a_rejected_upload_still_arriving_does_not_hold_its_connection(
+    stack: StackProcess,
+) -> None:
+    """The 401 goes out before the body; once the body is in, the idle connection times out."""
+    body = (
+        b"--b\r\nContent-Disposition: form-data; name=file\r\n\r\n"
+        + b"x" * 100_000
+        + b"\r\n--b--\r\n"
+    )
+    head = (
+        b"POST /upload HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: %d\r\n\r\n" % len(body)
+    )
+    with socket.create_connection((LOOPBACK, stack.api_port)) as sock:
+        sock.sendall(head + body[:1000])
+        sock.settimeout(10)
+        assert sock.recv(65536).startswith(b"HTTP/1.1 401")
+        sock.sendall(body[1000:])
+        start = time.monotonic()
+        sock.settimeout(30)
+        while sock.recv(65536):
+            pass
+    assert time.monotonic() - start < 10  # uvicorn's 5 s keep-alive timeout
 
 
 def test_token_without_the_scope_is_403_insufficient_scope(stack: StackProcess) -> None:
