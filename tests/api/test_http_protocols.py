@@ -1,9 +1,11 @@
-"""A body the API rejected before reading it, on a real uvicorn with each of the API's protocols.
+"""What a client sends outside a request being answered, on a real uvicorn with each of the
+API's protocols: nothing, a slow request head, or a body the API rejected before reading it.
 
-The 401 to an upload without a token goes out before its body is read. The client must be able
-to finish sending it and read the 401; the connection must then be reusable, and it must close
-by itself: after the keep-alive timeout once idle, and at the linger deadline when the body
-trickles in forever.
+A silent connection and a head that trickles in are closed at the deadline, a head that
+completes before it is served. The 401 to an upload without a token goes out before its body is
+read: the client must be able to finish sending it and read the 401; the connection must then
+be reusable, and it must close by itself: after the keep-alive timeout once idle, and at the
+deadline when the body trickles in forever.
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ from collections.abc import Iterator
 import pytest
 
 from cats_dogs_other.api.app import create_app
-from cats_dogs_other.api.http_protocols import HTTP_PROTOCOLS, LINGER_KEEP_ALIVES
+from cats_dogs_other.api.http_protocols import DEADLINE_KEEP_ALIVES, HTTP_PROTOCOLS
 from tests.api.support import serve
 
 KEEP_ALIVE_S = 1
+DEADLINE_S = KEEP_ALIVE_S * DEADLINE_KEEP_ALIVES
 PARSERS = [
     "h11",
     pytest.param(
@@ -72,6 +75,25 @@ def seconds_until_closed(sock: socket.socket, limit_s: float) -> float:
     return time.monotonic() - start
 
 
+def test_a_silent_connection_is_closed_at_the_deadline(address) -> None:
+    with socket.create_connection(address) as sock:
+        waited = seconds_until_closed(sock, limit_s=DEADLINE_S * 2)
+    assert DEADLINE_S - 0.5 <= waited <= DEADLINE_S + 1, f"closed after {waited:.1f} s"
+
+
+def test_a_trickling_request_head_is_closed_at_the_deadline(address) -> None:
+    head = HEALTH[:-2] + b"X-Padding: " + b"x" * 1000  # never ends
+    assert trickle(address, head, first=b"") <= DEADLINE_S + 1
+
+
+def test_a_head_completed_before_the_deadline_is_served(address) -> None:
+    with socket.create_connection(address, timeout=5) as sock:
+        for offset in range(0, len(HEALTH), 4):  # one piece per half keep-alive: about 4 s
+            sock.sendall(HEALTH[offset : offset + 4])
+            time.sleep(KEEP_ALIVE_S / 2)
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+
+
 def test_the_connection_closes_after_the_keep_alive_once_the_body_is_in(address) -> None:
     with rejected_upload(address) as sock:
         sock.sendall(BODY[1000:])
@@ -92,21 +114,30 @@ def test_a_stalled_body_is_closed_after_the_keep_alive(address) -> None:
     assert waited <= KEEP_ALIVE_S * 2, f"still open {waited:.1f} s with no body coming"
 
 
-def test_a_trickling_body_is_closed_at_the_linger_deadline(address) -> None:
-    linger_s = KEEP_ALIVE_S * LINGER_KEEP_ALIVES
+def test_a_trickling_body_is_closed_at_the_deadline(address) -> None:
+    assert trickle(address, BODY[1000:], first=HEAD + BODY[:1000]) <= DEADLINE_S + 1
+
+
+def trickle(address: tuple[str, int], data: bytes, first: bytes) -> float:
+    """Send ``first``, then 10 bytes of ``data`` every half keep-alive until the server closes
+    the connection; return the seconds that took (fail if it is still open at twice the
+    deadline, or closed before the deadline)."""
     start = time.monotonic()
-    with rejected_upload(address) as sock:
-        sock.settimeout(KEEP_ALIVE_S / 2)  # 10 bytes every half keep-alive, never idle long
-        for offset in range(1000, len(BODY), 10):
-            if time.monotonic() - start > linger_s * 2 or not still_open(sock, BODY[offset:][:10]):
-                break
+    with socket.create_connection(address) as sock:
+        sock.sendall(first)
+        sock.settimeout(KEEP_ALIVE_S / 2)
+        offset = 0
+        while still_open(sock, data[offset : offset + 10]):
+            offset += 10
+            elapsed = time.monotonic() - start
+            assert elapsed < DEADLINE_S * 2, f"still open after {elapsed:.1f} s"
     elapsed = time.monotonic() - start
-    assert elapsed <= linger_s * 2, f"still open after {elapsed:.1f} s of trickling"
-    assert elapsed >= linger_s - 0.5, f"closed after {elapsed:.1f} s, before the deadline"
+    assert elapsed >= DEADLINE_S - 0.5, f"closed after {elapsed:.1f} s, before the deadline"
+    return elapsed
 
 
 def still_open(sock: socket.socket, data: bytes) -> bool:
-    """Send ``data``, then wait the socket's timeout for the server to close."""
+    """Send ``data``, then wait the socket's timeout for the server to close (or answer)."""
     try:
         sock.sendall(data)
         return sock.recv(65536) != b""
