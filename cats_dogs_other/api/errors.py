@@ -201,6 +201,13 @@ class UnsupportedMediaError(UploadError):
     status_code = 415
 
 
+class UploadTimeoutError(UploadError):
+    """The body did not arrive within ``UPLOAD_TIMEOUT_S``: a trickling client must not hold
+    a connection, and the request's memory, for as long as it likes."""
+
+    status_code = 408
+
+
 class BadImageError(UploadError):
     """The wheel refused an image (empty, truncated, too many pixels...)."""
 

@@ -103,6 +103,8 @@ class Settings(BaseSettings):
     # an image with a shorter side gets a 422 instead of a confident guess
     min_image_side: int = Field(default=MIN_CLASSIFIABLE_SIDE, ge=1)
     max_jpeg_scans: int = Field(default=DEFAULT_DECODE_LIMITS.max_jpeg_scans, ge=1)
+    # the whole body, from its first read: 10 MiB at about 1.4 Mbit/s
+    upload_timeout_s: float = Field(default=60.0, gt=0)
 
     # --- performance (defaults measured by bench/, kept next to the batcher) ---
     batch_max_size: int = Field(default=batching.DEFAULT_MAX_BATCH_SIZE, ge=1)

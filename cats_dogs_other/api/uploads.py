@@ -9,6 +9,7 @@ counted against the body limit and dropped.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 from fastapi import Request
@@ -19,6 +20,7 @@ from cats_dogs_other.api.errors import (
     PayloadTooLargeError,
     UnsupportedMediaError,
     UploadError,
+    UploadTimeoutError,
 )
 
 FILE_FIELD = "file"
@@ -93,9 +95,15 @@ class _Collector:
 
 
 async def read_files(
-    request: Request, *, max_files: int, max_file_bytes: int, max_body_bytes: int
+    request: Request,
+    *,
+    max_files: int,
+    max_file_bytes: int,
+    max_body_bytes: int,
+    timeout_s: float,
 ) -> list[bytes]:
-    """The ``file`` parts of a multipart/form-data body, in request order."""
+    """The ``file`` parts of a multipart/form-data body, in request order; the whole body must
+    arrive within ``timeout_s``."""
     boundary = _boundary(request)
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_body_bytes:
@@ -104,11 +112,19 @@ async def read_files(
     received = 0
     try:
         parser = MultipartParser(boundary, callbacks=collector.callbacks())  # type: ignore[arg-type]
-        async for chunk in request.stream():
-            received += len(chunk)
-            if received > max_body_bytes:
-                raise PayloadTooLargeError(_too_large(max_files, max_file_bytes, max_body_bytes))
-            parser.write(chunk)
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.stream():
+                received += len(chunk)
+                if received > max_body_bytes:
+                    raise PayloadTooLargeError(
+                        _too_large(max_files, max_file_bytes, max_body_bytes)
+                    )
+                parser.write(chunk)
+    except TimeoutError:
+        raise UploadTimeoutError(
+            f"The request body did not arrive within {timeout_s:g} s (UPLOAD_TIMEOUT_S); "
+            "send it again over a faster connection."
+        ) from None
     except FormParserError as exc:
         raise MalformedBodyError(f"The multipart body is malformed: {exc}") from None
     except (ValueError, LookupError, RecursionError) as exc:  # any other parser failure

@@ -313,3 +313,33 @@ def test_odd_part_headers_are_never_a_server_error(upload_client, images, dispos
         "/upload", content=body, headers={"Content-Type": "multipart/form-data; boundary=x"}
     )
     assert response.status_code in (200, 400, 415, 422), response.text
+
+
+# --- a body that does not arrive -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/upload", "/upload/batch"])
+def test_a_body_slower_than_the_upload_timeout_is_408(make_settings, module_issuer, path) -> None:
+    """Real uvicorn: the head and part of the body arrive, then nothing."""
+    import json
+    import socket
+    import time
+
+    from cats_dogs_other.api.app import create_app
+    from tests.api.support import override_principal, serve
+
+    app = create_app(make_settings(upload_timeout_s=1), transport=module_issuer.transport)
+    override_principal(app)
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: test\r\n"
+        "Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 5000\r\n\r\n"
+    ).encode()
+    with serve(app) as address, socket.create_connection(address, timeout=10) as sock:
+        started = time.monotonic()
+        sock.sendall(head + b'--b\r\nContent-Disposition: form-data; name="file"\r\n\r\n')
+        response = sock.recv(65536)
+        waited = time.monotonic() - started
+    status, _, body = response.partition(b"\r\n\r\n")
+    assert status.startswith(b"HTTP/1.1 408"), response[:200]
+    assert "UPLOAD_TIMEOUT_S" in json.loads(body)["detail"]
+    assert 0.9 <= waited <= 3, waited

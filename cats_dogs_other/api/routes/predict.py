@@ -15,7 +15,7 @@ from cats_dogs_other.api.uploads import FRAMING_ALLOWANCE, read_files
 router = APIRouter(tags=["prediction"])
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": Problem} for code in (400, 401, 403, 413, 415, 422, 503)
+    code: {"model": Problem} for code in (400, 401, 403, 408, 413, 415, 422, 503)
 }
 
 
@@ -58,6 +58,7 @@ async def upload(
         max_files=1,
         max_file_bytes=settings.max_upload_bytes,
         max_body_bytes=settings.max_upload_bytes + FRAMING_ALLOWANCE,
+        timeout_s=settings.upload_timeout_s,
     )
     return await cancel_on_disconnect(request.receive, predict_one(resources, files[0]))
 
@@ -80,5 +81,6 @@ async def upload_batch(
         max_files=settings.max_batch_files,
         max_file_bytes=settings.max_upload_bytes,
         max_body_bytes=settings.max_batch_bytes,
+        timeout_s=settings.upload_timeout_s,
     )
     return await cancel_on_disconnect(request.receive, predict_many(resources, files))
