@@ -55,9 +55,10 @@ class _Linger:
         self.deadline = deadline
 
 
-class _DeadlinesMixin:
-    """The deadlines, shared by both parsers. The annotations are uvicorn's protocol attributes,
-    which the concrete classes inherit, and the parser-specific questions they answer."""
+class _DeadlinesMixin(asyncio.Protocol):
+    """The deadlines, shared by both parsers: placed before uvicorn's class, so ``super()`` is
+    uvicorn's. The annotations are uvicorn's protocol attributes, which the concrete classes
+    inherit, and the parser-specific questions they answer."""
 
     cycle: Any
     loop: asyncio.AbstractEventLoop
@@ -71,11 +72,21 @@ class _DeadlinesMixin:
     _head_deadline: asyncio.TimerHandle | None = None
     _linger: _Linger | None = None
 
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._watch_head()  # a silent new connection is a head that is late
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        self._received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._head_complete()
+        self._stop_linger()
+        super().connection_lost(exc)
+
     def _deadline_s(self) -> float:
         return float(self.timeout_keep_alive * DEADLINE_KEEP_ALIVES)
-
-    def _connected(self) -> None:
-        self._watch_head()  # a silent new connection is a head that is late
 
     def _received(self) -> None:
         """After the parser has consumed a chunk."""
@@ -93,10 +104,6 @@ class _DeadlinesMixin:
         if body_pending and not self.transport.is_closing():
             deadline = self.loop.call_later(self._deadline_s(), self.timeout_keep_alive_handler)
             self._linger = _Linger(self.cycle, deadline)
-
-    def _disconnected(self) -> None:
-        self._head_complete()
-        self._stop_linger()
 
     def _watch_head(self) -> None:
         if self._head_deadline is None and not self.transport.is_closing():
@@ -142,22 +149,10 @@ class H11Protocol(_DeadlinesMixin, _H11Protocol):
     def _body_pending(self) -> bool:
         return self.conn.their_state is h11.SEND_BODY
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self._connected()
-
-    def data_received(self, data: bytes) -> None:
-        super().data_received(data)
-        self._received()
-
     def on_response_complete(self) -> None:
         pending = self._body_pending()
         super().on_response_complete()
         self._responded(pending)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._disconnected()
-        super().connection_lost(exc)
 
 
 if importlib.util.find_spec("httptools") is not None:
@@ -185,19 +180,7 @@ if importlib.util.find_spec("httptools") is not None:
             self._in_message = False
             super().on_message_complete()
 
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
-            self._connected()
-
-        def data_received(self, data: bytes) -> None:
-            super().data_received(data)
-            self._received()
-
         def on_response_complete(self) -> None:
             pending = self._body_pending()
             super().on_response_complete()
             self._responded(pending)
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            self._disconnected()
-            super().connection_lost(exc)

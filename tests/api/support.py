@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import importlib.util
 import io
 import json
 import threading
@@ -18,6 +19,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from joserfc import jwt
@@ -175,6 +177,18 @@ def raw_token(key: RSAKey, header: bytes, payload: bytes) -> str:
 
 def random_kid() -> str:
     return uuid.uuid4().hex
+
+
+# uvicorn's two HTTP/1.1 parsers, for tests run on each (``HTTP_PROTOCOLS[parser]``).
+PARSERS = [
+    "h11",
+    pytest.param(
+        "httptools",
+        marks=pytest.mark.skipif(
+            importlib.util.find_spec("httptools") is None, reason="httptools is not installed"
+        ),
+    ),
+]
 
 
 @dataclass(frozen=True)

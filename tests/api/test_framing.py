@@ -9,24 +9,13 @@ the app's middleware answers; httptools 0.9 refuses the request itself.)
 
 from __future__ import annotations
 
-import importlib.util
 import socket
 
 import pytest
 
 from cats_dogs_other.api.app import create_app
 from cats_dogs_other.api.http_protocols import HTTP_PROTOCOLS
-from tests.api.support import override_principal, serve
-
-PARSERS = [
-    "h11",
-    pytest.param(
-        "httptools",
-        marks=pytest.mark.skipif(
-            importlib.util.find_spec("httptools") is None, reason="httptools is not installed"
-        ),
-    ),
-]
+from tests.api.support import PARSERS, override_principal, serve
 
 
 def exchange(address: tuple[str, int], request: bytes) -> bytes:

@@ -10,7 +10,6 @@ deadline when the body trickles in forever.
 
 from __future__ import annotations
 
-import importlib.util
 import socket
 import time
 from collections.abc import Iterator
@@ -19,19 +18,10 @@ import pytest
 
 from cats_dogs_other.api.app import create_app
 from cats_dogs_other.api.http_protocols import DEADLINE_KEEP_ALIVES, HTTP_PROTOCOLS
-from tests.api.support import serve
+from tests.api.support import PARSERS, serve
 
 KEEP_ALIVE_S = 1
 DEADLINE_S = KEEP_ALIVE_S * DEADLINE_KEEP_ALIVES
-PARSERS = [
-    "h11",
-    pytest.param(
-        "httptools",
-        marks=pytest.mark.skipif(
-            importlib.util.find_spec("httptools") is None, reason="httptools is not installed"
-        ),
-    ),
-]
 BODY = (
     b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n'
     b"Content-Type: image/png\r\n\r\n" + b"x" * 200_000 + b"\r\n--b--\r\n"
