@@ -34,6 +34,7 @@ import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol as _H11Protocol
 
 DEADLINE_KEEP_ALIVES = 6  # x uvicorn's 5 s keep-alive: 30 s, nginx's lingering_time
+_HAS_HTTPTOOLS = importlib.util.find_spec("httptools") is not None
 
 HTTP_PROTOCOLS = {
     "h11": f"{__name__}:H11Protocol",
@@ -43,8 +44,7 @@ HTTP_PROTOCOLS = {
 
 def default_protocol() -> str:
     """The import string of the protocol to serve with (httptools if it is installed)."""
-    parser = "httptools" if importlib.util.find_spec("httptools") is not None else "h11"
-    return HTTP_PROTOCOLS[parser]
+    return HTTP_PROTOCOLS["httptools" if _HAS_HTTPTOOLS else "h11"]
 
 
 class _Linger:
@@ -155,7 +155,7 @@ class H11Protocol(_DeadlinesMixin, _H11Protocol):
         self._responded(pending)
 
 
-if importlib.util.find_spec("httptools") is not None:
+if _HAS_HTTPTOOLS:
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as _HttpToolsProtocol
 
     class HttpToolsProtocol(_DeadlinesMixin, _HttpToolsProtocol):
