@@ -160,7 +160,8 @@ def _head_options(g: Group) -> None:
         type=choices(WEIGHTINGS),
         metavar="WEIGHTING",
         help="sample weightings to try: none, class (classes weigh the same), stratum (every "
-        "source x class weighs the same); comma-separated (default: none,class)",
+        "source x class weighs the same); comma-separated, the first preferred on a tie "
+        f"(default: {','.join(DEFAULTS['weighting_candidates'])})",
     )
     g.add_argument(
         "--tta",

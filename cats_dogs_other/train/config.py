@@ -51,7 +51,10 @@ class TrainConfig:
     """Source whose images are cross-validated (default: the first ``--data``)."""
     hidden_candidates: tuple[int, ...] = (0, 256)
     """Head shapes tried on the validation split: 0 = linear softmax, N = one ReLU layer."""
-    weighting_candidates: tuple[Weighting, ...] = ("none", "class")
+    weighting_candidates: tuple[Weighting, ...] = ("stratum", "none", "class")
+    """Tried in this order; within ``min_gain`` the earlier one wins. ``stratum`` (every source x
+    class weighs the same) comes first because every source has its own target: unweighted, the
+    largest source decides the head and the 100-odd course images barely count."""
     tta_candidates: tuple[bool, ...] = (False, True)
     confidence_rule: bool = True
     familiarity_gate: bool = True

@@ -103,7 +103,7 @@ def collect(cfg: TrainConfig) -> tuple[Any, Pool]:
         side=side,
         views=views,
         extract=extract,
-        cache=FeatureCache(cfg.cache_dir, _backbone_key(backbone, cfg)),
+        cache=FeatureCache(cfg.cache_dir, feature_key(backbone, cfg)),
         classes=cfg.classes,
         max_pixels=cfg.max_pixels,
         progress=cfg.progress,
@@ -111,15 +111,22 @@ def collect(cfg: TrainConfig) -> tuple[Any, Pool]:
     return backbone, pool
 
 
-def _backbone_key(backbone: Any, cfg: TrainConfig) -> str:
-    """Hash of the backbone's actual weights (not the file name), side and decoder version."""
+def feature_key(backbone: Any, cfg: TrainConfig) -> str:
+    """Hash of the backbone's actual weights (not the file name), side, decoder version and,
+    when fine-tuning, the layer whose input the ``mid.*`` views hold."""
     from kto.inference import __version__ as decoder_version
 
     digest = hashlib.sha256()
     for array in backbone.get_weights():
         digest.update(np.ascontiguousarray(array).tobytes())
+    mid_layer = FIRST_LAYER[cfg.backbone] if fine_tunes(cfg) else ""
     return cache_key(
-        cfg.backbone, digest.hexdigest(), str(cfg.input_size), decoder_version, str(cfg.seed)
+        cfg.backbone,
+        digest.hexdigest(),
+        str(cfg.input_size),
+        decoder_version,
+        str(cfg.seed),
+        mid_layer,
     )
 
 

@@ -3,7 +3,7 @@
 Every (head shape, weighting) is trained on the training split and scored, with and without
 the mirror pass, by macro recall over the classes of the VALIDATION split. The simplest
 candidate within ``min_gain`` of the best wins (linear before MLP, no mirror pass before
-mirror pass, no weighting before class before stratum).
+mirror pass, then the weightings in ``weighting_candidates`` order).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from cats_dogs_other.train.calibration import decide, macro_recall
-from cats_dogs_other.train.config import TrainConfig
+from cats_dogs_other.train.config import TrainConfig, Weighting
 from cats_dogs_other.train.heads import HeadChoice, History, fit_head, head_probs
 from cats_dogs_other.train.results import Candidate, SelectionReport
 from cats_dogs_other.train.sources import Pool
@@ -60,10 +60,7 @@ def select_head(pool: Pool, split: Split, cfg: TrainConfig) -> Selection:
             )
             candidates += _score(pool, split.val, cfg, choice, *heads[choice])
     best = max(c.val_macro_recall for c in candidates)
-    simplest = min(
-        (c for c in candidates if c.val_macro_recall >= best - cfg.min_gain),
-        key=lambda c: (c.hidden > 0, c.tta, cfg.weighting_candidates.index(c.weighting)),
-    )
+    simplest = preferred(candidates, cfg.min_gain, cfg.weighting_candidates)
     simplest.chosen = True
     choice = HeadChoice(simplest.hidden, simplest.weighting)
     reason = (
@@ -74,6 +71,19 @@ def select_head(pool: Pool, split: Split, cfg: TrainConfig) -> Selection:
     log.info("head selection: %s", reason)
     head, history = heads[choice]
     return Selection(choice, simplest.tta, head, history, SelectionReport(candidates, reason))
+
+
+def preferred(
+    candidates: list[Candidate], min_gain: float, weightings: tuple[Weighting, ...]
+) -> Candidate:
+    """The simplest candidate within ``min_gain`` of the best: the gain must pay for a bigger
+    head or a second pass; weighting costs nothing at serving time, so ``weightings``' order
+    alone decides between weightings."""
+    best = max(c.val_macro_recall for c in candidates)
+    return min(
+        (c for c in candidates if c.val_macro_recall >= best - min_gain),
+        key=lambda c: (c.hidden > 0, c.tta, weightings.index(c.weighting)),
+    )
 
 
 def _score(

@@ -170,3 +170,17 @@ def test_off_by_flag_or_for_lack_of_a_block(tmp_path: Path, backbone: object) ->
     pool = _pool(tmp_path, backbone)
     adapted, report = adapt_backbone(backbone, pool, _halves(pool), _cfg(tmp_path, fine_tune=False))
     assert report is None and set(adapted.features) == {"clean", "flip"}
+
+
+def test_the_feature_cache_key_names_the_fine_tuned_layer(
+    tmp_path: Path, backbone: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cached ``mid.*`` views hold one layer's input: another first layer must not read them."""
+    from cats_dogs_other.train import finetune
+    from cats_dogs_other.train.pipeline import feature_key
+
+    tuned = feature_key(backbone, _cfg(tmp_path))
+    assert tuned == feature_key(backbone, _cfg(tmp_path))
+    assert tuned != feature_key(backbone, _cfg(tmp_path, fine_tune=False))
+    monkeypatch.setitem(finetune.FIRST_LAYER, "tiny", "tiny_conv1")
+    assert tuned != feature_key(backbone, _cfg(tmp_path))
