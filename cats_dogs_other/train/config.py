@@ -52,9 +52,8 @@ class TrainConfig:
     hidden_candidates: tuple[int, ...] = (0, 256)
     """Head shapes tried on the validation split: 0 = linear softmax, N = one ReLU layer."""
     weighting_candidates: tuple[Weighting, ...] = ("stratum", "none", "class")
-    """Tried in this order; within ``min_gain`` the earlier one wins. ``stratum`` (every source x
-    class weighs the same) comes first because every source has its own target: unweighted, the
-    largest source decides the head and the 100-odd course images barely count."""
+    """Tried in this order; within ``min_gain`` the earlier one wins (the model card says why
+    ``stratum`` comes first)."""
     tta_candidates: tuple[bool, ...] = (False, True)
     confidence_rule: bool = True
     familiarity_gate: bool = True

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cats_dogs_other.train import finetune
 from cats_dogs_other.train.config import TrainConfig
 from cats_dogs_other.train.feature_cache import FeatureCache
 from cats_dogs_other.train.finetune import (
@@ -22,6 +23,7 @@ from cats_dogs_other.train.finetune import (
     tuning_indices,
 )
 from cats_dogs_other.train.network import build_backbone
+from cats_dogs_other.train.pipeline import feature_key
 from cats_dogs_other.train.sources import Pool, build_pool
 from cats_dogs_other.train.split import Split
 
@@ -176,9 +178,6 @@ def test_the_feature_cache_key_names_the_fine_tuned_layer(
     tmp_path: Path, backbone: object, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Cached ``mid.*`` views hold one layer's input: another first layer must not read them."""
-    from cats_dogs_other.train import finetune
-    from cats_dogs_other.train.pipeline import feature_key
-
     tuned = feature_key(backbone, _cfg(tmp_path))
     assert tuned == feature_key(backbone, _cfg(tmp_path))
     assert tuned != feature_key(backbone, _cfg(tmp_path, fine_tune=False))
