@@ -74,7 +74,8 @@ RESIZE_DEV = (
     "dogs 44/47, Other 345/350, validation + calibration 525/534); a centre crop of the "
     "shorter side 1,066; letterboxing on grey 1,067 (dogs 46/47, validation + calibration "
     "522/534); training on squashed and cropped views and averaging both at serving 1,069, for "
-    "two backbone passes per image. None gained 0.01, so the single squash pass stays."
+    "two backbone passes per image. None gained 0.01 (11 answers), so the single squash pass "
+    "stays."
 )
 INPUT_DEV = (
     "160 px lost 3 points of cross-validated accuracy on the course set. 288 px (1.65x the "
