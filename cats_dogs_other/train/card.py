@@ -70,12 +70,12 @@ GATE_DEV = (
 )
 RESIZE_DEV = (
     "Resize: the whole image squashed to the input square, one backbone pass. On the dev "
-    "measurements (fine-tuned features), squashing got 1,065 answers right (course 151/154, "
-    "dogs 44/47, Other 345/350, validation + calibration 525/534); a centre crop of the "
-    "shorter side 1,066; letterboxing on grey 1,067 (dogs 46/47, validation + calibration "
-    "522/534); training on squashed and cropped views and averaging both at serving 1,069, for "
-    "two backbone passes per image. None gained 0.01 (11 answers), so the single squash pass "
-    "stays."
+    "measurements (fine-tuned features, every variant resized from the full-size decode), "
+    "squashing got 1,065 answers right (course 151/154, dogs 44/47, Other 345/350, validation "
+    "+ calibration 525/534); a centre crop of the shorter side 1,066; letterboxing on grey "
+    "1,067 (dogs 46/47, validation + calibration 522/534); training on squashed and cropped "
+    "views and averaging both at serving 1,069, for two backbone passes per image. None gained "
+    "0.01 (11 answers), so the single squash pass stays."
 )
 INPUT_DEV = (
     "160 px lost 3 points of cross-validated accuracy on the course set. 288 px (1.65x the "
