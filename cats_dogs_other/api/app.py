@@ -39,6 +39,7 @@ from cats_dogs_other.api.schemas import declare_classes
 from cats_dogs_other.api.security import SCHEME_NAME
 from cats_dogs_other.api.settings import Settings, load_settings
 from cats_dogs_other.api.startup import TRAIN_HINT, StartupError, record_failure
+from cats_dogs_other.api.state import InProcessState, StateStore, open_state
 from cats_dogs_other.api.tokens import TokenValidator
 
 logger = logging.getLogger(__name__)
@@ -94,6 +95,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         issuer_check = IssuerCheck.from_settings(settings, client)
         stack.push_async_callback(issuer_check.aclose)
         issuer_check.start()
+        state = await _open_state(settings, stack)
         pool = ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="decode")
         stack.callback(pool.shutdown, wait=True, cancel_futures=True)
         batcher = MicroBatcher(
@@ -115,6 +117,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
             issuer_check=issuer_check,
             validator=TokenValidator.from_settings(settings, keys),
             dpop=DPoPBinding.from_settings(settings),
+            state=state,
         )
         app.state.served_classes = inference.classes  # the OpenAPI document's enum
         if metrics is not None:
@@ -127,6 +130,25 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
             inference.sha256[:12],
         )
         yield {"resources": resources}
+
+
+async def _open_state(settings: Settings, stack: AsyncExitStack) -> StateStore:
+    """The store STATE_URL names, closed by ``stack``; a Redis that may evict stops start-up."""
+    state = open_state(settings)
+    stack.push_async_callback(state.aclose)
+    if isinstance(state, InProcessState):
+        return state
+    from cats_dogs_other.api.state_redis import StoreConfigError
+
+    try:
+        await state.check_config()
+    except StoreConfigError as exc:
+        error = StartupError(str(exc), setting="STATE_URL")
+        record_failure(error)
+        logger.error(error.sentence, extra={"event": "startup_failed"})
+        raise error from None
+    state.start()
+    return state
 
 
 async def _load_model(settings: Settings) -> Inference:

@@ -1,4 +1,4 @@
-"""What the lifespan owns (model, batcher, HTTP client, key cache, decode pool), in one place.
+"""What the lifespan owns (model, batcher, HTTP client, key cache, decode pool, state store).
 
 The lifespan yields ``{"resources": Resources(...)}``; Starlette copies that into every request's
 ``request.state``, and the typed dependencies in :mod:`cats_dogs_other.api.dependencies` read it.
@@ -18,6 +18,7 @@ from cats_dogs_other.api.dpop_binding import DPoPBinding
 from cats_dogs_other.api.issuer_check import IssuerCheck
 from cats_dogs_other.api.jwks import KeyCache
 from cats_dogs_other.api.settings import Settings
+from cats_dogs_other.api.state import StateStore
 from cats_dogs_other.api.tokens import TokenValidator
 
 
@@ -31,6 +32,7 @@ class Resources:
     issuer_check: IssuerCheck
     validator: TokenValidator
     dpop: DPoPBinding
+    state: StateStore
 
 
 def get_settings(request: Request) -> Settings:
