@@ -83,9 +83,11 @@ class Fleet:
         env.update(self.api_env)
         return env
 
-    def client_key(self, client_id: str) -> str:
-        """The rate limiter's key for a client: ``<issuer name>:<client id>``."""
-        return f"{self.issuer.url}:{client_id}"
+    @staticmethod
+    def client_key(client_id: str) -> str:
+        """The rate limiter's key for a client: ``<issuer name>:<client id>`` (the OAUTH2_*
+        issuer is named ``oauth2``)."""
+        return f"oauth2:{client_id}"
 
     def __enter__(self) -> Self:
         self.issuer.__enter__()
