@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack, asynccontextmanager
 from functools import partial
@@ -32,6 +32,7 @@ from cats_dogs_other.api.errors import install_handlers
 from cats_dogs_other.api.framing import AmbiguousFramingMiddleware
 from cats_dogs_other.api.issuer_check import IssuerCheck
 from cats_dogs_other.api.jwks import KeyCache
+from cats_dogs_other.api.metrics import Metrics
 from cats_dogs_other.api.model_source import ModelSourceError
 from cats_dogs_other.api.resources import Resources
 from cats_dogs_other.api.routes import dev_token, health, model_info, predict
@@ -116,13 +117,17 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
             keys=keys,
             issuer_check=issuer_check,
             validator=TokenValidator.from_settings(settings, keys),
-            dpop=DPoPBinding.from_settings(settings),
+            dpop=DPoPBinding.from_settings(settings, state, _store_error_counter(metrics)),
             state=state,
+            metrics=metrics,
         )
         app.state.served_classes = inference.classes  # the OpenAPI document's enum
         if metrics is not None:
             meta = inference.metadata
             metrics.set_model(name=meta.name, version=meta.version, sha256=inference.sha256)
+            metrics.set_replica(settings.replica_id)
+            metrics.count_classes(inference.classes)
+            metrics.watch_state(lambda: state.health)
         logger.info(
             "serving model %s %s (sha256 %s)",
             inference.metadata.name,
@@ -130,6 +135,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
             inference.sha256[:12],
         )
         yield {"resources": resources}
+
+
+def _store_error_counter(metrics: Metrics | None) -> Callable[[str], None] | None:
+    if metrics is None:
+        return None
+    return lambda use: metrics.state_store_errors_total.labels(use=use).inc()
 
 
 async def _open_state(settings: Settings, stack: AsyncExitStack) -> StateStore:
@@ -211,7 +222,7 @@ def configure_tf_threads(settings: Settings) -> None:
 
 def _install_metrics(app: FastAPI) -> None:
     """Prometheus: per-app registry, middleware and GET /metrics."""
-    from cats_dogs_other.api.metrics import Metrics, install_metrics
+    from cats_dogs_other.api.metrics import install_metrics
 
     metrics = Metrics()
     app.state.metrics = metrics

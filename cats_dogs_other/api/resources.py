@@ -17,6 +17,7 @@ from cats_dogs_other.api.batching import MicroBatcher
 from cats_dogs_other.api.dpop_binding import DPoPBinding
 from cats_dogs_other.api.issuer_check import IssuerCheck
 from cats_dogs_other.api.jwks import KeyCache
+from cats_dogs_other.api.metrics import Metrics
 from cats_dogs_other.api.settings import Settings
 from cats_dogs_other.api.state import StateStore
 from cats_dogs_other.api.tokens import TokenValidator
@@ -33,6 +34,7 @@ class Resources:
     validator: TokenValidator
     dpop: DPoPBinding
     state: StateStore
+    metrics: Metrics | None = None
 
 
 def get_settings(request: Request) -> Settings:

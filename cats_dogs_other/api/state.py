@@ -13,6 +13,7 @@ A caller that must fail closed (a DPoP ``jti``, a single-use token) treats
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Literal, Protocol
@@ -59,6 +60,39 @@ class StateStore(Protocol):
         replay (a DPoP proof whose ``iat`` precedes it) for one validity window.
         """
         ...
+
+
+class StoreErrorReport:
+    """Counts each failed store call in a metric and logs at most once per ``interval_s``:
+    a store outage under load must not turn into one log line per request."""
+
+    def __init__(
+        self,
+        use: str,
+        logger: logging.Logger,
+        count: Callable[[str], None] | None = None,
+        *,
+        interval_s: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._use = use
+        self._logger = logger
+        self._count = count
+        self._interval_s = interval_s
+        self._clock = clock
+        self._last = -interval_s
+        self._missed = 0
+
+    def __call__(self, message: str, *args: object) -> None:
+        if self._count is not None:
+            self._count(self._use)
+        now = self._clock()
+        if now - self._last < self._interval_s:
+            self._missed += 1
+            return
+        missed, self._missed, self._last = self._missed, 0, now
+        suffix = f" ({missed} more since the last report)" if missed else ""
+        self._logger.warning(message + suffix, *args, extra={"event": "state_store_error"})
 
 
 def hashed_key(namespace: str, *parts: str) -> str:
