@@ -116,7 +116,7 @@ def haproxy_config(
     interval = f"{CHECK_INTERVAL_MS}ms"
     return f"""\
 global
-    log stdout format raw local0 notice
+    log stdout format raw local0 info
     stats socket {admin_socket} mode 600 level admin
     hard-stop-after {HAPROXY_HARD_STOP_S}s
     maxconn 4096
