@@ -71,7 +71,7 @@ def exported() -> set[str]:
     install_metrics(app, Metrics())
     with TestClient(app) as client:
         text = client.get("/metrics").text
-    names = set()
+    names: set[str] = set()
     for family in text_string_to_metric_families(text):
         names.update(family.name + suffix for suffix in SUFFIXES.get(family.type, ("",)))
     return names
