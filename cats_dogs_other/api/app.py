@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack, asynccontextmanager
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from fastapi import FastAPI
@@ -34,14 +34,18 @@ from cats_dogs_other.api.issuer_check import IssuerCheck
 from cats_dogs_other.api.jwks import KeyCache
 from cats_dogs_other.api.metrics import Metrics
 from cats_dogs_other.api.model_source import ModelSourceError
+from cats_dogs_other.api.rate_limits import RateLimiter
 from cats_dogs_other.api.resources import Resources
 from cats_dogs_other.api.routes import dev_token, health, model_info, predict
 from cats_dogs_other.api.schemas import declare_classes
 from cats_dogs_other.api.security import SCHEME_NAME
 from cats_dogs_other.api.settings import Settings, load_settings
 from cats_dogs_other.api.startup import TRAIN_HINT, StartupError, record_failure
-from cats_dogs_other.api.state import InProcessState, StateStore, open_state
+from cats_dogs_other.api.state import InProcessState, open_state
 from cats_dogs_other.api.tokens import TokenValidator
+
+if TYPE_CHECKING:
+    from cats_dogs_other.api.state_redis import RedisState
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +124,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
             dpop=DPoPBinding.from_settings(settings, state, _store_error_counter(metrics)),
             state=state,
             metrics=metrics,
+            limiter=RateLimiter.from_settings(
+                settings,
+                None if isinstance(state, InProcessState) else state.pool,
+                count_store_error=_store_error_counter(metrics),
+                count_limited=metrics.rate_limited_total.inc if metrics is not None else None,
+            ),
         )
         app.state.served_classes = inference.classes  # the OpenAPI document's enum
         if metrics is not None:
@@ -143,7 +153,7 @@ def _store_error_counter(metrics: Metrics | None) -> Callable[[str], None] | Non
     return lambda use: metrics.state_store_errors_total.labels(use=use).inc()
 
 
-async def _open_state(settings: Settings, stack: AsyncExitStack) -> StateStore:
+async def _open_state(settings: Settings, stack: AsyncExitStack) -> InProcessState | RedisState:
     """The store STATE_URL names, closed by ``stack``; a Redis that may evict stops start-up."""
     state = open_state(settings)
     stack.push_async_callback(state.aclose)

@@ -18,6 +18,7 @@ from cats_dogs_other.api.dpop_binding import DPoPBinding
 from cats_dogs_other.api.issuer_check import IssuerCheck
 from cats_dogs_other.api.jwks import KeyCache
 from cats_dogs_other.api.metrics import Metrics
+from cats_dogs_other.api.rate_limits import RateLimiter
 from cats_dogs_other.api.settings import Settings
 from cats_dogs_other.api.state import StateStore
 from cats_dogs_other.api.tokens import TokenValidator
@@ -35,6 +36,7 @@ class Resources:
     dpop: DPoPBinding
     state: StateStore
     metrics: Metrics | None = None
+    limiter: RateLimiter | None = None  # None: no RATE_LIMIT configured
 
 
 def get_settings(request: Request) -> Settings:

@@ -136,11 +136,13 @@ class TokenValidator:
         header = self._check_header(token)
         key = await self._keys.get(header["kid"], header["alg"])
         claims = self._verify_signature(token, key, header["alg"])
-        client_id = claims.get("azp") or claims.get("sub")
+        client_id = claims.get("azp") or claims.get("client_id") or claims.get("sub")
         client = client_id if isinstance(client_id, str) else None
         self._check_claims(claims, client)
         if client is None:
-            raise InvalidTokenError("The token names no client (azp or sub).", reason="no_client")
+            raise InvalidTokenError(
+                "The token names no client (azp, client_id or sub).", reason="no_client"
+            )
         return Principal(client_id=client, scopes=scopes_of(claims), jkt=bound_key_of(claims))
 
     def _check_header(self, token: str) -> dict[str, Any]:
