@@ -129,6 +129,10 @@ defaults
     # A new connection to a replica per request: a replica that is draining closes idle
     # keep-alive connections, and a request sent on one as it closes could not be retried.
     option http-server-close
+    # The request (up to one 16 kB buffer) reaches a replica whole: a replica that answers early
+    # (401, 429, 503 before reading an upload) and closes has then nothing unread to reset, and
+    # a slow client ties up HAProxy, not a replica.
+    option http-buffer-request
     timeout connect 1s
     timeout client 60s
     timeout http-request 30s
