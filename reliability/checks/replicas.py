@@ -409,24 +409,42 @@ def rolling_restart(fleet: Fleet, bounds: Bounds, result: CheckResult) -> None:
     creds = Credentials(fleet)
     cluster = fleet.c
     stopped: list[int | None] = []
+    events: list[tuple[float, str]] = []
 
     def roll() -> None:
         for index in range(cluster.replicas):
+            name = cluster.replica_name(index)
+            events.append((time.monotonic(), f"SIGTERM {name}"))
             stopped.append(cluster.stop_replica(index))
+            events.append((time.monotonic(), f"{name} exited"))
             cluster.start_replica(index)
+            events.append((time.monotonic(), f"{name} ready"))
             _wait_all_up(fleet)
+            events.append((time.monotonic(), f"{name} UP in HAProxy"))
 
     started = time.monotonic()
     shots = load.run(steady_load(fleet, creds, bounds, roll))
     result.figure("rolling restart: requests", summary(shots))
     result.figure("rolling restart: took", f"{time.monotonic() - started:.1f} s")
     failed = failures(shots)
+    if failed:
+        result.note(_timeline(events, failed))
     result.require("0 failed requests", not failed, summary(failed) if failed else 0)
     clean = all(code in (0, -15) for code in stopped)
     result.require("every replica stopped gracefully (SIGTERM)", clean, stopped)
 
 
 Scenario = Callable[[Fleet, Bounds, CheckResult], None]
+
+
+def _timeline(events: list[tuple[float, str]], failed: list[Shot]) -> str:
+    """The failed requests among the fault's events, in time order (for a failure message)."""
+    start = min([t for t, _ in events] + [s.started for s in failed])
+    lines = [(t, what) for t, what in events]
+    lines += [(s.started, f"request {s.tag} -> {s.label} ({s.detail[:120]})") for s in failed]
+    return "; ".join(f"+{t - start:.3f} s {what}" for t, what in sorted(lines))
+
+
 SCENARIOS: tuple[Scenario, ...] = (
     replay,
     rate_limits,

@@ -39,7 +39,8 @@ def passes(scenario: replicas.Scenario, fleet: Fleet) -> CheckResult:
     result = CheckResult(scenario.__name__, replicas.TITLE)
     scenario(fleet, BOUNDS, result)
     failed = [f"{c.requirement}: {c.measured}" for c in result.criteria if not c.ok]
-    assert result.criteria and not failed, "\n".join([*failed, f"figures: {result.figures}"])
+    why = [*failed, f"figures: {result.figures}", *result.notes]
+    assert result.criteria and not failed, "\n".join(why)
     return result
 
 
