@@ -47,6 +47,7 @@ SYSTEMS = {
     "c": "(c) this API",
     "d": "(d) this API, TensorFlow backend",
     "c2": "(c') this API, 2 workers",
+    "s": "(s) this API + STATE_URL (Redis) + RATE_LIMIT, beside (c), Bearer and DPoP",
 }
 API_SYSTEMS = ("c", "d", "c2")
 # (d): the same server and settings on the Keras/TensorFlow backend (the reference path).
@@ -91,6 +92,7 @@ class Run:
     rss_idle_mib: dict[str, float] = field(default_factory=dict)  # once ready, before any load
     rss_peak_mib: dict[str, float] = field(default_factory=dict)  # VmHWM at the end of the run
     env_mib: dict[str, float] = field(default_factory=dict)  # installed serving environment
+    shared_state: dict[str, Any] | None = None  # bench.shared_state.compare, with (s)
 
 
 ENVIRONMENT = """\
@@ -113,7 +115,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per point (10)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds; the median is reported (3)")
     parser.add_argument("--connections", default="1,8,32,64", help="comma-separated (1,8,32,64)")
-    parser.add_argument("--systems", default="a,b,c,d", help="subset of a,b,b2,c,d,c2 (a,b,c,d)")
+    parser.add_argument(
+        "--systems", default="a,b,c,d,s", help="subset of a,b,b2,c,d,c2,s (a,b,c,d,s)"
+    )
     parser.add_argument("--quick", action="store_true", help="3 s points, 1 round: a smoke run")
     parser.add_argument("--model", type=Path, help="model file (default: the bundled model)")
     parser.add_argument("--timeout", type=float, default=10.0, help="client timeout, s (10)")
@@ -193,6 +197,16 @@ def main(argv: list[str] | None = None) -> int:
             _one_round(run, round_no, args, connections, systems, servers, load, model_path,
                        image_path)  # fmt: skip
         run.rss_peak_mib = {name: server.peak_rss_mib() for name, server in servers.items()}
+        for server in servers.values():
+            server.stop()
+        servers = {}
+        if "s" in systems:  # on its own, once the other servers have stopped
+            from bench import shared_state  # it imports this module
+
+            run.shared_state = shared_state.compare(
+                issuer, model_path, image, raw_dir / "shared_state", rounds=args.rounds,
+                seconds=args.duration, server_env=server_env,
+            )  # fmt: skip
     finally:
         for server in servers.values():
             server.stop()
@@ -229,7 +243,7 @@ def _start_servers(
     servers: dict[str, Server] = {}
     try:
         for name in systems:
-            if name == "a":
+            if name in ("a", "s"):  # in-process, and bench.shared_state's own servers
                 continue
             port = free_port()
             started = time.monotonic()
@@ -397,11 +411,18 @@ def _write(run: Run, out: Path) -> None:
     data = asdict(run)
     (out / "results.json").write_text(json.dumps(data, indent=1) + "\n")
     summary = report.summarise(data)
-    (out / "RESULTS.md").write_text(report.markdown(data, summary, SYSTEMS))
+    text = report.markdown(data, summary, SYSTEMS)
+    from bench import shared_state  # it imports this module
+
+    if run.shared_state is not None:
+        text += "\n" + shared_state.markdown(run.shared_state)
+    (out / "RESULTS.md").write_text(text)
     report.plot(summary, out / "bench.png", SYSTEMS)
     print(f"[bench] wrote {out / 'RESULTS.md'} and {out / 'bench.png'}", flush=True)
     print(report.table(summary, SYSTEMS), flush=True)
     print(report.targets_text(summary), flush=True)
+    if run.shared_state is not None:
+        print(shared_state.markdown(run.shared_state), flush=True)
 
 
 def median(values: list[float]) -> float:
