@@ -77,7 +77,7 @@ def create_app(
     install_docs(app, settings)
     _install_metrics(app)
     app.add_middleware(AmbiguousFramingMiddleware)
-    app.add_middleware(AccessLogMiddleware)
+    app.add_middleware(AccessLogMiddleware, replica_id=settings.replica_id)
     app.openapi = partial(_openapi, app, settings)  # type: ignore[method-assign]
     return app
 
