@@ -28,6 +28,7 @@ from cats_dogs_other.api.access_log import AccessLogMiddleware
 from cats_dogs_other.api.batching import MicroBatcher
 from cats_dogs_other.api.docs import install_docs
 from cats_dogs_other.api.dpop_binding import DPoPBinding, challenge_schemes
+from cats_dogs_other.api.draining import Drain
 from cats_dogs_other.api.errors import install_handlers
 from cats_dogs_other.api.framing import AmbiguousFramingMiddleware
 from cats_dogs_other.api.issuer_check import IssuerCheck
@@ -77,7 +78,7 @@ def create_app(
     install_docs(app, settings)
     _install_metrics(app)
     app.add_middleware(AmbiguousFramingMiddleware)
-    app.add_middleware(AccessLogMiddleware)
+    app.add_middleware(AccessLogMiddleware, replica_id=settings.replica_id)
     app.openapi = partial(_openapi, app, settings)  # type: ignore[method-assign]
     return app
 
@@ -101,6 +102,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         stack.push_async_callback(issuer_check.aclose)
         issuer_check.start()
         state = await _open_state(settings, stack)
+        drain = Drain(settings.shutdown_drain_s)
+        drain.install(asyncio.get_running_loop())
+        stack.callback(drain.uninstall)
         pool = ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="decode")
         stack.callback(pool.shutdown, wait=True, cancel_futures=True)
         batcher = MicroBatcher(
@@ -123,6 +127,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
             validator=TokenValidator.from_settings(settings, keys),
             dpop=DPoPBinding.from_settings(settings, state, _store_error_counter(metrics)),
             state=state,
+            drain=drain,
             metrics=metrics,
             limiter=RateLimiter.from_settings(
                 settings,

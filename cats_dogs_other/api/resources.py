@@ -15,6 +15,7 @@ from kto.inference import Inference
 
 from cats_dogs_other.api.batching import MicroBatcher
 from cats_dogs_other.api.dpop_binding import DPoPBinding
+from cats_dogs_other.api.draining import Drain
 from cats_dogs_other.api.issuer_check import IssuerCheck
 from cats_dogs_other.api.jwks import KeyCache
 from cats_dogs_other.api.metrics import Metrics
@@ -35,6 +36,7 @@ class Resources:
     validator: TokenValidator
     dpop: DPoPBinding
     state: StateStore
+    drain: Drain
     metrics: Metrics | None = None
     limiter: RateLimiter | None = None  # None: no RATE_LIMIT configured
 

@@ -182,3 +182,15 @@ def test_limits_with_workers_are_fine_with_a_shared_store() -> None:
         state_url="redis://127.0.0.1:1/0",
     )
     assert settings.client_limits == {"oauth2:a": "5/second"}
+
+
+def test_workers_without_a_shared_store_warn_about_dpop(caplog: pytest.LogCaptureFixture) -> None:
+    from cats_dogs_other.api.startup import warn_unshared_state
+
+    base = {"oauth2_issuer": "https://issuer.example/", "oauth2_audience": "api"}
+    warn_unshared_state(load_settings(**base, workers=2, state_url="redis://127.0.0.1:1/0"))
+    warn_unshared_state(load_settings(**base, workers=1))
+    assert not caplog.records
+    warn_unshared_state(load_settings(**base, workers=2))
+    (record,) = caplog.records
+    assert record.levelname == "WARNING" and "STATE_URL" in record.getMessage()
