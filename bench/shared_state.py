@@ -58,6 +58,7 @@ class Sample:
     rps: float
     p50_ms: float
     p99_ms: float
+    cpu_ms: float  # the API process's CPU time per answered request: steadier on a busy machine
 
 
 async def closed_loop(
@@ -171,19 +172,23 @@ def _rounds(
                 for name in order:
                     url = f"http://{LOOPBACK}:{servers[name].port}/upload"
                     headers = _headers(kind, issuer, key, bound, url)
+                    cpu_before = servers[name].cpu_seconds()
                     latencies, errors = asyncio.run(
                         closed_loop(url, body, content_type, headers, n, seconds)
                     )
+                    cpu_s = servers[name].cpu_seconds() - cpu_before
                     sample = Sample(
                         name, kind, n, round_no, len(latencies), errors,
                         len(latencies) / seconds,
                         1000 * _quantile(latencies, 0.5), 1000 * _quantile(latencies, 0.99),
+                        1000 * cpu_s / max(1, len(latencies) + errors),
                     )  # fmt: skip
                     samples.append(sample)
                     print(
                         f"[bench.shared_state] round {round_no} ({name}) {kind:6} c={n}: "
                         f"{sample.rps:.1f} req/s p50 {sample.p50_ms:.2f} ms "
-                        f"p99 {sample.p99_ms:.2f} ms errors {errors}",
+                        f"p99 {sample.p99_ms:.2f} ms errors {errors} "
+                        f"cpu {sample.cpu_ms:.2f} ms/req",
                         flush=True,
                     )
                     time.sleep(0.5)
@@ -217,6 +222,7 @@ def summarise(samples: list[Sample], *, rounds: int, seconds: float) -> dict[str
             "rps": statistics.median(s.rps for s in same),
             "p50_ms": statistics.median(s.p50_ms for s in same),
             "p99_ms": statistics.median(s.p99_ms for s in same),
+            "cpu_ms": statistics.median(s.cpu_ms for s in same),
             "errors": sum(s.errors for s in same),
         }
     targets = {}
@@ -253,14 +259,14 @@ def markdown(result: dict[str, Any]) -> str:
         f"{result['seconds_per_point']:g} s per point, median of {result['rounds']} "
         f"alternating round(s). RATE_LIMIT={UNREACHED_LIMIT}: counted, never reached.",
         "",
-        "| server | token | connections | req/s | p50 ms | p99 ms | errors |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| server | token | connections | req/s | p50 ms | p99 ms | server CPU ms/req | errors |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for label, m in result["medians"].items():
         server, kind, conns = label.split(" ")
         lines.append(
             f"| {SERVERS[server]} | {kind} | {conns[2:]} | {m['rps']:.1f} | {m['p50_ms']:.2f} "
-            f"| {m['p99_ms']:.2f} | {m['errors']} |"
+            f"| {m['p99_ms']:.2f} | {m['cpu_ms']:.2f} | {m['errors']} |"
         )
     lines += ["", "| target | measured | met |", "|---|---:|---|"]
     for target, value in result["targets"].items():
