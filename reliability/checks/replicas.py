@@ -184,7 +184,9 @@ def replay(fleet: Fleet, bounds: Bounds, result: CheckResult) -> None:
     first, via_b, via_lb = load.run(send_three())
     result.figure("replay: replica A / replica B / load balancer", f"{first.label} / "
                   f"{via_b.label} / {via_lb.label}")  # fmt: skip
-    result.require("the proof is accepted once, through replica A", first.status == 200, first)
+    result.require(
+        "the proof is accepted once, through replica A", first.status == 200, first.label
+    )
     for name, shot in (("replica B", via_b), ("the load balancer", via_lb)):
         refused = shot.status == 401 and REPLAY_MESSAGE in shot.detail
         result.require(f"the same proof through {name}: 401 as a replay", refused, shot.detail)
