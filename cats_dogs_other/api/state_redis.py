@@ -95,20 +95,11 @@ class RedisState:
     async def check_config(self, timeout_s: float = START_UP_TIMEOUT_S) -> None:
         """Raise :class:`StoreConfigError` for an eviction policy other than ``noeviction``.
 
-        Unreachable or ``CONFIG`` refused: logged, and retried by the background ping once the
-        store answers, so a store that is down at start-up does not stop Bearer traffic.
+        Unreachable: logged, and checked again by the background ping once the store answers,
+        so a store that is down at start-up does not stop Bearer traffic.
         """
         try:
-            async with asyncio.timeout(timeout_s):
-                answer = await self.client.config_get("maxmemory-policy")
-        except ResponseError as exc:
-            self._policy_checked = True
-            logger.warning(
-                "cannot read the state store's maxmemory-policy (%s): make sure it is %s",
-                str(exc).split("\n")[0][:200],
-                REQUIRED_POLICY,
-            )
-            return
+            policy = await self._read_policy(timeout_s)
         except STORE_ERRORS as exc:
             logger.warning(
                 "the state store is not reachable at start-up (%s); DPoP requests get 503 "
@@ -116,14 +107,7 @@ class RedisState:
                 type(exc).__name__,
             )
             return
-        self._policy_checked = True
-        policy = _text(_config_value(answer, "maxmemory-policy"))
-        if policy != REQUIRED_POLICY:
-            raise StoreConfigError(
-                f"STATE_URL: the Redis server's maxmemory-policy is {policy!r}; it must be "
-                f"{REQUIRED_POLICY!r} (an evicted record lets a replay through): run "
-                f"CONFIG SET maxmemory-policy {REQUIRED_POLICY} and persist it in redis.conf"
-            )
+        self._accept_policy(policy)
 
     def start(self) -> None:
         """Begin the background ping that :attr:`health` and the metric report."""
@@ -131,22 +115,46 @@ class RedisState:
             self._pinger = asyncio.create_task(self._ping_forever(), name="state-store-ping")
 
     async def ping(self) -> StoreHealth:
-        """One check, recorded in :attr:`health`."""
+        """One check, recorded in :attr:`health`; the policy too until it has been seen right."""
         try:
             if not self._policy_checked:
-                await self.check_config(self.timeout_s)
+                self._accept_policy(await self._read_policy(self.timeout_s))
             async with asyncio.timeout(self.timeout_s):
                 await self.client.ping()
         except StoreConfigError as exc:
-            logger.error("%s", exc)
+            if self.health != "misconfigured":
+                logger.error("%s", exc, extra={"event": "state_store_misconfigured"})
             self.health = "misconfigured"
             return self.health
         except STORE_ERRORS:
             self.health = "unavailable"
             return self.health
-        if self.health != "misconfigured":
-            self.health = "ok"
+        self.health = "ok"
         return self.health
+
+    async def _read_policy(self, timeout_s: float) -> str | None:
+        """``maxmemory-policy``, or None where ``CONFIG`` is refused (managed Redis)."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                answer = await self.client.config_get("maxmemory-policy")
+        except ResponseError:
+            return None
+        return _text(_config_value(answer, "maxmemory-policy"))
+
+    def _accept_policy(self, policy: str | None) -> None:
+        if policy is None:
+            logger.warning(
+                "cannot read the state store's maxmemory-policy (CONFIG refused): make sure it "
+                "is %s",
+                REQUIRED_POLICY,
+            )
+        elif policy != REQUIRED_POLICY:
+            raise StoreConfigError(
+                f"STATE_URL: the Redis server's maxmemory-policy is {policy!r}; it must be "
+                f"{REQUIRED_POLICY!r} (an evicted record lets a replay through): run "
+                f"CONFIG SET maxmemory-policy {REQUIRED_POLICY} and persist it in redis.conf"
+            )
+        self._policy_checked = True
 
     async def aclose(self) -> None:
         if self._pinger is not None:

@@ -137,7 +137,6 @@ def test_a_store_that_may_evict_is_refused(redis_server: RedisServer, redis_url:
         try:
             with pytest.raises(StoreConfigError, match="maxmemory-policy is 'allkeys-lru'"):
                 await state.check_config()
-            state._policy_checked = False
             health = await state.ping()
             with pytest.raises(StateUnavailableError):
                 await state.claim_once("k", 1000)
@@ -147,6 +146,27 @@ def test_a_store_that_may_evict_is_refused(redis_server: RedisServer, redis_url:
 
     try:
         assert run(scenario) == "misconfigured"
+    finally:
+        client.config_set("maxmemory-policy", "noeviction")
+
+
+def test_a_policy_fixed_while_running_is_noticed(redis_server: RedisServer, redis_url: str) -> None:
+    client = redis_server.client()
+    client.config_set("maxmemory-policy", "volatile-lru")
+
+    async def scenario() -> list[str]:
+        state = redis_state(redis_url)
+        try:
+            seen: list[str] = [await state.ping()]
+            client.config_set("maxmemory-policy", "noeviction")
+            seen.append(await state.ping())
+            assert await state.claim_once("k", 1000) is True
+            return seen
+        finally:
+            await state.aclose()
+
+    try:
+        assert run(scenario) == ["misconfigured", "ok"]
     finally:
         client.config_set("maxmemory-policy", "noeviction")
 
