@@ -78,6 +78,17 @@ def test_redis_claims_once_across_two_stores_and_every_key_has_a_ttl(redis_url: 
         assert client.pttl(key) > 0, key
 
 
+def test_redis_through_a_unix_socket(redis_server: RedisServer, redis_url: str) -> None:
+    async def scenario() -> list[bool]:
+        state = redis_state(redis_server.unix_url)
+        try:
+            return [await state.claim_once("u", 5000), await state.claim_once("u", 5000)]
+        finally:
+            await state.aclose()
+
+    assert run(scenario) == [True, False]
+
+
 def redis_server_client(url: str) -> Any:
     import redis
 
