@@ -27,6 +27,7 @@ from typing import Any
 from redis import asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 from cats_dogs_other.api.state import StateUnavailableError, StoreHealth
@@ -68,8 +69,10 @@ class RedisState:
             url,
             socket_timeout=self.timeout_s,
             socket_connect_timeout=self.timeout_s,
-            # one immediate retry: a pooled connection broken by a Redis restart is replaced
-            retry=Retry(NoBackoff(), 1),
+            # One immediate retry on a broken connection (a pooled one left over from before a
+            # Redis restart), none on a timeout: a SET NX that timed out may have been applied,
+            # and its retry would then look like a replay.
+            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
             redis_connect_func=self._on_connect,
         )
         self.client = aioredis.Redis(connection_pool=self.pool)

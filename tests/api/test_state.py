@@ -225,3 +225,17 @@ def test_workers_without_a_shared_store_warn_about_dpop(caplog: pytest.LogCaptur
     warn_unshared_state(load_settings(**base, workers=2))
     (record,) = caplog.records
     assert record.levelname == "WARNING" and "STATE_URL" in record.getMessage()
+
+
+def test_a_missing_redis_server_skips_locally_and_fails_under_ci(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.support import redis_server as support
+
+    monkeypatch.setattr(support.shutil, "which", lambda name: None)
+    monkeypatch.setenv("CI", "false")
+    with pytest.raises(pytest.skip.Exception, match="install-services"):
+        support.require_redis_server()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI=true"):
+        support.require_redis_server()
