@@ -13,6 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from cats_dogs_other.api.settings import Settings
+from cats_dogs_other.api import startup
+from cats_dogs_other.api.startup import StartupError
 from tests.api.support import FakeIssuer, bearer, running_app
 from tests.dpop_proofs import ProofSigner
 from tests.support.redis_server import RedisServer, fake_store
@@ -170,3 +172,26 @@ def test_a_hanging_or_garbage_store_is_a_503_for_dpop_and_nothing_for_bearer(
             assert app.get("/model", headers=bearer(module_issuer.token())).status_code == 200
             assert app.get("/ready").status_code == 200
             wait_for(lambda: app.get("/health").json()["state_store"] == "unavailable")
+
+
+def test_a_store_that_may_evict_stops_the_start_up_with_one_sentence(
+    make_settings: Callable[..., Settings],
+    module_issuer: FakeIssuer,
+    redis_server: RedisServer,
+    redis_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(startup, "_failure", None)  # restored after: the failure is recorded
+    client = redis_server.client()
+    client.config_set("maxmemory-policy", "allkeys-lru")
+    try:
+        with (
+            pytest.raises(StartupError) as caught,
+            running_app(make_settings(state_url=redis_url), module_issuer),
+        ):
+            pass
+    finally:
+        client.config_set("maxmemory-policy", "noeviction")
+    assert caught.value.setting == "STATE_URL"
+    assert "maxmemory-policy is 'allkeys-lru'" in caught.value.sentence
+    assert "\n" not in caught.value.sentence
