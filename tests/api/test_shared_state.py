@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from cats_dogs_other.api.settings import Settings
 from cats_dogs_other.api import startup
+from cats_dogs_other.api.settings import Settings
 from cats_dogs_other.api.startup import StartupError
 from tests.api.support import FakeIssuer, bearer, running_app
 from tests.dpop_proofs import ProofSigner
