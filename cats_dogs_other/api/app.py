@@ -103,8 +103,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         issuer_check.start()
         state = await _open_state(settings, stack)
         drain = Drain(settings.shutdown_drain_s)
-        drain.install(asyncio.get_running_loop())
         stack.callback(drain.uninstall)
+        drain.install(asyncio.get_running_loop())
         pool = ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="decode")
         stack.callback(pool.shutdown, wait=True, cancel_futures=True)
         batcher = MicroBatcher(
@@ -129,20 +129,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
             state=state,
             drain=drain,
             metrics=metrics,
-            limiter=RateLimiter.from_settings(
-                settings,
-                None if isinstance(state, InProcessState) else state.pool,
-                count_store_error=_store_error_counter(metrics),
-                count_limited=metrics.rate_limited_total.inc if metrics is not None else None,
-            ),
+            limiter=_rate_limiter(settings, state, metrics),
         )
         app.state.served_classes = inference.classes  # the OpenAPI document's enum
         if metrics is not None:
-            meta = inference.metadata
-            metrics.set_model(name=meta.name, version=meta.version, sha256=inference.sha256)
-            metrics.set_replica(settings.replica_id)
-            metrics.count_classes(inference.classes)
-            metrics.watch_state(lambda: state.health)
+            _describe(metrics, settings, inference, state)
         logger.info(
             "serving model %s %s (sha256 %s)",
             inference.metadata.name,
@@ -150,6 +141,29 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
             inference.sha256[:12],
         )
         yield {"resources": resources}
+
+
+def _rate_limiter(
+    settings: Settings, state: InProcessState | RedisState, metrics: Metrics | None
+) -> RateLimiter | None:
+    """On the store's own connection pool when there is one (one pool per process)."""
+    return RateLimiter.from_settings(
+        settings,
+        None if isinstance(state, InProcessState) else state.pool,
+        count_store_error=_store_error_counter(metrics),
+        count_limited=metrics.rate_limited_total.inc if metrics is not None else None,
+    )
+
+
+def _describe(
+    metrics: Metrics, settings: Settings, inference: Inference, state: InProcessState | RedisState
+) -> None:
+    """What /metrics says about this process: model, replica, classes counted, store state."""
+    meta = inference.metadata
+    metrics.set_model(name=meta.name, version=meta.version, sha256=inference.sha256)
+    metrics.set_replica(settings.replica_id)
+    metrics.count_classes(inference.classes)
+    metrics.watch_state(lambda: state.health)
 
 
 def _store_error_counter(metrics: Metrics | None) -> Callable[[str], None] | None:

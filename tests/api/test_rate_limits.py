@@ -10,14 +10,16 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from cats_dogs_other.api.app import create_app
 from cats_dogs_other.api.rate_limits import RateLimiter, client_key
 from cats_dogs_other.api.settings import Settings
 from cats_dogs_other.api.state_redis import RedisState
 from cats_dogs_other.api.tokens import Principal
-from tests.api.support import FakeIssuer, bearer, running_app
+from tests.api.support import FakeIssuer, bearer, running_app, serve
 from tests.support.redis_server import RedisServer, fake_store
 
 POLICY = re.compile(r'^"images";q=(\d+);w=(\d+)$')
@@ -208,3 +210,32 @@ def test_a_hanging_store_fails_open_within_the_timeout(
     for answer in (None, b"-ERR nonsense\r\n"):
         with fake_store(answer) as url:
             assert asyncio.run(scenario(url)) < 6 * 0.1 + 1.0
+
+
+def test_the_limit_holds_exactly_under_concurrent_requests_to_two_servers(
+    make_settings: Callable[..., Settings],
+    module_issuer: FakeIssuer,
+    images: dict[str, bytes],
+    redis_url: str,
+) -> None:
+    """3R requests at once through two real uvicorn servers: exactly R accepted."""
+    settings = make_settings(rate_limit="6/minute", state_url=redis_url, state_timeout_ms=500)
+    headers = fresh_client(module_issuer, "burst")
+
+    async def burst(urls: list[str]) -> list[int]:
+        async with httpx.AsyncClient(timeout=30) as http:
+            answers = await asyncio.gather(
+                *(
+                    http.post(
+                        urls[i % 2] + "/upload", headers=headers, files=one(images["red"])["files"]
+                    )
+                    for i in range(18)
+                )
+            )
+        return [answer.status_code for answer in answers]
+
+    apps = [create_app(settings, transport=module_issuer.transport) for _ in range(2)]
+    with serve(apps[0]) as first, serve(apps[1]) as second:
+        urls = [f"http://{host}:{port}" for host, port in (first, second)]
+        codes = asyncio.run(burst(urls))
+    assert codes.count(200) == 6 and codes.count(429) == 12, codes
