@@ -87,13 +87,13 @@ promote: setup
 	@test -n "$(MODEL)" || { echo "usage: make promote MODEL=models/<folder written by make train>"; exit 2; }
 	$(PY) -m cats_dogs_other.train promote $(MODEL)
 
-bench: setup
+bench: setup services
 	$(PY) -m bench
 
 bench-inference: setup
 	$(PY) packages/inference/bench/bench_inference.py
 
-reliability: setup
+reliability: setup services
 	$(PY) -m reliability
 
 # Other JWT validators against the same token battery, in a throwaway venv (.compare/).
