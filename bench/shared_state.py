@@ -23,6 +23,7 @@ import asyncio
 import json
 import statistics
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -55,6 +56,7 @@ class Sample:
     round: int
     requests: int
     errors: int
+    error_statuses: dict[str, int]  # e.g. {"503": 3}: a store slower than STATE_TIMEOUT_MS
     rps: float
     p50_ms: float
     p99_ms: float
@@ -68,16 +70,15 @@ async def closed_loop(
     headers: Callable[[], dict[str, str]],
     connections: int,
     seconds: float,
-) -> tuple[list[float], int]:
-    """Latencies of the 200s (seconds) and the count of anything else, in ``seconds``."""
+) -> tuple[list[float], Counter[str]]:
+    """Latencies of the 200s (seconds) and the statuses of anything else, in ``seconds``."""
     latencies: list[float] = []
-    errors = 0
+    errors: Counter[str] = Counter()
     deadline = time.monotonic() + seconds
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
     async with httpx.AsyncClient(limits=limits, timeout=30, trust_env=False) as client:
 
         async def one_client() -> None:
-            nonlocal errors
             while time.monotonic() < deadline:
                 started = time.perf_counter()
                 response = await client.post(
@@ -86,7 +87,7 @@ async def closed_loop(
                 if response.status_code == 200:
                     latencies.append(time.perf_counter() - started)
                 else:
-                    errors += 1
+                    errors[str(response.status_code)] += 1
 
         await asyncio.gather(*(one_client() for _ in range(connections)))
     return latencies, errors
@@ -178,16 +179,16 @@ def _rounds(
                     )
                     cpu_s = servers[name].cpu_seconds() - cpu_before
                     sample = Sample(
-                        name, kind, n, round_no, len(latencies), errors,
-                        len(latencies) / seconds,
+                        name, kind, n, round_no, len(latencies), errors.total(),
+                        dict(errors), len(latencies) / seconds,
                         1000 * _quantile(latencies, 0.5), 1000 * _quantile(latencies, 0.99),
-                        1000 * cpu_s / max(1, len(latencies) + errors),
+                        1000 * cpu_s / max(1, len(latencies) + errors.total()),
                     )  # fmt: skip
                     samples.append(sample)
                     print(
                         f"[bench.shared_state] round {round_no} ({name}) {kind:6} c={n}: "
                         f"{sample.rps:.1f} req/s p50 {sample.p50_ms:.2f} ms "
-                        f"p99 {sample.p99_ms:.2f} ms errors {errors} "
+                        f"p99 {sample.p99_ms:.2f} ms errors {dict(errors) or 0} "
                         f"cpu {sample.cpu_ms:.2f} ms/req",
                         flush=True,
                     )
@@ -208,7 +209,7 @@ def _headers(
 
 
 def summarise(samples: list[Sample], *, rounds: int, seconds: float) -> dict[str, Any]:
-    medians: dict[str, dict[str, float]] = {}
+    medians: dict[str, dict[str, Any]] = {}
     for sample in samples:
         label = f"{sample.server} {sample.kind} c={sample.connections}"
         if label in medians:
@@ -224,6 +225,7 @@ def summarise(samples: list[Sample], *, rounds: int, seconds: float) -> dict[str
             "p99_ms": statistics.median(s.p99_ms for s in same),
             "cpu_ms": statistics.median(s.cpu_ms for s in same),
             "errors": sum(s.errors for s in same),
+            "error_statuses": dict(sum((Counter(s.error_statuses) for s in same), Counter())),
         }
     targets = {}
     for kind in KINDS:
@@ -266,12 +268,17 @@ def markdown(result: dict[str, Any]) -> str:
         server, kind, conns = label.split(" ")
         lines.append(
             f"| {SERVERS[server]} | {kind} | {conns[2:]} | {m['rps']:.1f} | {m['p50_ms']:.2f} "
-            f"| {m['p99_ms']:.2f} | {m['cpu_ms']:.2f} | {m['errors']} |"
+            f"| {m['p99_ms']:.2f} | {m['cpu_ms']:.2f} | {_errors(m)} |"
         )
     lines += ["", "| target | measured | met |", "|---|---:|---|"]
     for target, value in result["targets"].items():
         lines.append(f"| {target} | {value['measured']} | {'yes' if value['met'] else 'no'} |")
     return "\n".join(lines) + "\n"
+
+
+def _errors(median: dict[str, Any]) -> str:
+    statuses = ", ".join(f"{k}: {v}" for k, v in sorted(median["error_statuses"].items()))
+    return f"{median['errors']} ({statuses})" if statuses else str(median["errors"])
 
 
 def main(argv: list[str] | None = None) -> int:
