@@ -180,14 +180,13 @@ def banner(stack: StackSettings, issuer: IssuerSettings, cluster: Cluster | None
     )
 
 
-def start_child(name: str, argv: list[str], env: Mapping[str, str]) -> Child:
-    """A child whose output is prefixed with its name and forwarded to ours."""
-    return Child(name, argv, env=env, echo=lambda line: say(f"[{name}] {line}")).start()
-
-
 def forwarding_child(name: str, argv: Sequence[str], env: Mapping[str, str]) -> Child:
-    """A child (not started yet) whose output is prefixed with its name and forwarded."""
+    """A child (not started yet) whose output is prefixed with its name and forwarded to ours."""
     return Child(name, argv, env=env, echo=lambda line: say(f"[{name}] {line}"))
+
+
+def start_child(name: str, argv: list[str], env: Mapping[str, str]) -> Child:
+    return forwarding_child(name, argv, env).start()
 
 
 def report_stopped(child: Child, code: int | None, grace_s: float) -> None:
