@@ -25,6 +25,7 @@ DEFAULT_MODEL_PATH = REPO_ROOT / "cats_dogs_other" / "model"
 DEFAULT_MODEL_CACHE_DIR = REPO_ROOT / ".model-cache"
 MiB = 1024 * 1024
 DEV_TOKEN_PATH = "/dev/oauth/token"  # noqa: S105 - a path, not a secret
+PLANNED = "when unset, usable CPUs (affinity, cgroup quota) / WORKERS"
 
 # Asymmetric JWS algorithms only: with HMAC the verifying key is the signing key, and a public
 # JWKS key used as an HMAC secret is the classic algorithm-confusion attack.
@@ -111,9 +112,13 @@ class Settings(BaseSettings):
     batch_max_wait_ms: float = Field(default=batching.DEFAULT_MAX_WAIT_MS, ge=0)
     queue_max_size: int = Field(default=batching.DEFAULT_QUEUE_SIZE, ge=1)
     inference_timeout_s: float = Field(default=batching.DEFAULT_TIMEOUT_S, gt=0)
-    # unset thread counts come from the thread plan (_plan_threads); 0: the runtime's own choice
-    decode_threads: int = Field(default=1, ge=1)
-    inference_threads: int | None = Field(default=None, ge=0)  # the runtime's intra-op pool
+    # unset thread counts come from the thread plan (_plan_threads)
+    decode_threads: int = Field(
+        default_factory=lambda: plan_threads().decode_threads, ge=1, description=PLANNED
+    )
+    inference_threads: int | None = Field(
+        default=None, ge=0, description="the runtime's intra-op threads (0: its own); " + PLANNED
+    )
     tf_intra_op_threads: int | None = Field(default=None, ge=0)
     tf_inter_op_threads: int | None = Field(default=None, ge=0)
 
