@@ -15,6 +15,7 @@ much CPU the neighbour left, so it shows whether the server wastes CPU when it h
 
 from __future__ import annotations
 
+import os
 import shutil
 import statistics
 import time
@@ -54,7 +55,8 @@ def parse_cases(text: str) -> list[str]:
 @contextmanager
 def cpu_hog(log_dir: Path, timeout_s: float = 10.0) -> Iterator[Child]:
     """``stress-ng --cpu 1`` until the block ends; yields once its worker process runs."""
-    hog = Child("stress-ng", HOG, env={"PATH": "/usr/bin:/bin"}, log_path=log_dir / "hog.log")
+    argv = [shutil.which(HOG[0]) or HOG[0], *HOG[1:]]
+    hog = Child("stress-ng", argv, env=dict(os.environ), log_path=log_dir / "hog.log")
     hog.start()
     try:
         deadline = time.monotonic() + timeout_s

@@ -3,7 +3,8 @@
 One run starts the development issuer, both naive servers and the API on 127.0.0.1, gets a real
 token, then for each round runs (a) once and every connection count against each server in
 turn (interleaved, so a noisy neighbour hits all of them alike), and reports the median of the
-rounds. Every loop is bounded by a duration or a count.
+rounds. Each round then runs the shared-cores cases (``bench/contention.py``): the servers
+beside a CPU hog, and servers pinned to one core. Every loop is bounded by a duration or a count.
 """
 
 from __future__ import annotations
