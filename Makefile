@@ -12,7 +12,7 @@ CLIENT_SRC := $(shell find packages/client/src packages/client/pyproject.toml -t
 SERVE_VENV := .venv-serve
 SERVE_PY := $(SERVE_VENV)/bin/python
 
-.PHONY: setup run serve browser test lint train promote bench bench-inference reliability compare clean
+.PHONY: setup run serve browser bench-tools test lint train promote bench bench-inference reliability compare clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -77,7 +77,11 @@ promote: setup
 	@test -n "$(MODEL)" || { echo "usage: make promote MODEL=models/<folder written by make train>"; exit 2; }
 	$(PY) -m cats_dogs_other.train promote $(MODEL)
 
-bench: setup
+# Debian's wrk and stress-ng for the benchmark (apt, only when missing).
+bench-tools:
+	bash scripts/install-bench-tools.sh
+
+bench: setup bench-tools
 	$(PY) -m bench
 
 bench-inference: setup

@@ -6,13 +6,13 @@ Misconfiguration stops the server at start-up with a one-line reason (:class:`Co
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urljoin, urlsplit
 
 from kto.inference import DEFAULT_DECODE_LIMITS, DEFAULT_MAX_PIXELS, MIN_CLASSIFIABLE_SIDE
 from kto.inference.backends import BackendChoice
+from kto.inference.cpus import plan_threads
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -25,6 +25,7 @@ DEFAULT_MODEL_PATH = REPO_ROOT / "cats_dogs_other" / "model"
 DEFAULT_MODEL_CACHE_DIR = REPO_ROOT / ".model-cache"
 MiB = 1024 * 1024
 DEV_TOKEN_PATH = "/dev/oauth/token"  # noqa: S105 - a path, not a secret
+PLANNED = "when unset, usable CPUs (affinity, cgroup quota) / WORKERS"
 
 # Asymmetric JWS algorithms only: with HMAC the verifying key is the signing key, and a public
 # JWKS key used as an HMAC secret is the classic algorithm-confusion attack.
@@ -111,8 +112,13 @@ class Settings(BaseSettings):
     batch_max_wait_ms: float = Field(default=batching.DEFAULT_MAX_WAIT_MS, ge=0)
     queue_max_size: int = Field(default=batching.DEFAULT_QUEUE_SIZE, ge=1)
     inference_timeout_s: float = Field(default=batching.DEFAULT_TIMEOUT_S, gt=0)
-    decode_threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
-    inference_threads: int | None = Field(default=None, ge=0)  # ONNX Runtime intra-op pool
+    # unset thread counts come from the thread plan (_plan_threads)
+    decode_threads: int = Field(
+        default_factory=lambda: plan_threads().decode_threads, ge=1, description=PLANNED
+    )
+    inference_threads: int | None = Field(
+        default=None, ge=0, description="the runtime's intra-op threads (0: its own); " + PLANNED
+    )
     tf_intra_op_threads: int | None = Field(default=None, ge=0)
     tf_inter_op_threads: int | None = Field(default=None, ge=0)
 
@@ -173,25 +179,23 @@ class Settings(BaseSettings):
 
     @model_validator(mode="before")
     @classmethod
-    def _share_cores_between_workers(cls, data: Any) -> Any:
-        """Several workers each get cores/workers threads unless told otherwise (measured fastest).
-
-        Without this, every worker would size its pools for the whole machine and they would
-        fight over the same cores.
+    def _plan_threads(cls, data: Any) -> Any:
+        """Unset thread counts follow the thread plan (:mod:`kto.inference.cpus`): the CPUs
+        this process may use (affinity, cgroup quota), shared between the workers, so a pod
+        limited to 2 CPUs on a 64-core node does not start 64 threads per pool.
         """
         if not isinstance(data, dict):
             return data
         try:
-            workers = int(data.get("workers", 1))
+            plan = plan_threads(int(data.get("workers", 1)))
         except (TypeError, ValueError):
             return data  # the field's own validation reports it
-        if workers > 1:
-            share = max(1, (os.cpu_count() or 1) // workers)
-            data = {**data}
-            data.setdefault("decode_threads", share)
-            data.setdefault("inference_threads", share)
-            data.setdefault("tf_intra_op_threads", share)
-            data.setdefault("tf_inter_op_threads", 1)
+        data = {**data}
+        data.setdefault("decode_threads", plan.decode_threads)
+        data.setdefault("inference_threads", plan.intra_op_threads)
+        data.setdefault("tf_intra_op_threads", plan.intra_op_threads)
+        if plan.workers > 1:
+            data.setdefault("tf_inter_op_threads", plan.inter_op_threads)
         return data
 
     @model_validator(mode="after")
