@@ -119,7 +119,7 @@ def multipart(
 def jpeg_scan_bomb(repeats: int = 600, size: tuple[int, int] = (4000, 4000)) -> bytes:
     """A real progressive JPEG whose last refinement scan is repeated (about a minute of libjpeg
     CPU per 600 repeats at 16 megapixels, were it decoded)."""
-    from kto.inference.testing import jpeg_scan_bomb as build
+    from tools.hostile import jpeg_scan_bomb as build
 
     return build(size, repeats=repeats)
 
@@ -127,7 +127,7 @@ def jpeg_scan_bomb(repeats: int = 600, size: tuple[int, int] = (4000, 4000)) -> 
 def jpeg_coefficient_bomb() -> bytes:
     """Only 18 scans, but together they visit each coefficient of a 16-megapixel 4:4:4 image
     more than 4 times."""
-    from kto.inference.testing import jpeg_scan_bomb as build
+    from tools.hostile import jpeg_scan_bomb as build
 
     return build((4000, 4000), repeats=8, subsampling=0)
 
@@ -189,6 +189,6 @@ def tiff_pages_bomb(pages: int = 20_000) -> bytes:
 
 
 def bmp_rle_bomb(size: int = 1024 * 1024) -> bytes:
-    from kto.inference.testing import rle_bmp_bomb
+    from tools.hostile import rle_bmp_bomb
 
     return rle_bmp_bomb(size)

@@ -7,7 +7,9 @@ and ``decode_image(data, size=(224, 224))`` (what the API runs per upload), best
 ``--repeat``. The slowest accepted file is the worst case an authenticated client can cause
 per upload.
 
-    python packages/inference/bench/bench_decode_bounds.py [--repeat 2]
+    PYTHONPATH=. python packages/inference/bench/bench_decode_bounds.py [--repeat 2]
+
+(from the repository root: the hostile files come from ``tools/hostile.py``)
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ from kto.inference import (
     check_structure,
     decode_image,
 )
-from kto.inference.testing import jpeg_scan_bomb, rle_bmp_bomb
 from PIL import Image
+
+from tools.hostile import jpeg_scan_bomb, rle_bmp_bomb
 
 TEN_MIB = 10 * 1024 * 1024
 SIDE = math.isqrt(DEFAULT_MAX_PIXELS)  # the largest square under the default pixel limit

@@ -13,6 +13,7 @@ from kto.inference.engine import Inference
 from kto.inference.errors import (
     ImageTooComplexError,
     ImageTooLargeError,
+    ImageUnverifiableError,
     InferenceError,
     InvalidImageError,
     ModelLoadError,
@@ -32,6 +33,7 @@ __all__ = [
     "DecodeLimits",
     "ImageTooComplexError",
     "ImageTooLargeError",
+    "ImageUnverifiableError",
     "Inference",
     "InferenceError",
     "InvalidImageError",

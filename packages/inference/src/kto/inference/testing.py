@@ -1,5 +1,8 @@
 """A tiny deterministic model for tests that need a real Keras model but no real weights.
 
+(Hostile files -- decoding-cost bombs and the like -- are built by ``tools/hostile.py`` in
+the repository, outside the serving wheel.)
+
 The model averages the image's colour and maps it to Cat/Dog/Other: mostly red -> "Cat",
 mostly green -> "Dog", mostly blue -> "Other", with confident probabilities (pure red gives
 ~0.9999). It has no backbone and builds in well under a second once TensorFlow is imported.
@@ -102,59 +105,3 @@ def solid_colour_png(rgb: tuple[int, int, int], size: tuple[int, int] = (48, 64)
     buffer = io.BytesIO()
     Image.new("RGB", (width, height), rgb).save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-def jpeg_scan_bomb(
-    size: tuple[int, int] = (4000, 4000), repeats: int = 600, subsampling: int = 2
-) -> bytes:
-    """A real progressive JPEG of ``size=(w, h)`` whose last scan is repeated ``repeats`` times.
-
-    The decoding-cost bomb the structure check refuses: each repeat is a few dozen bytes, yet
-    libjpeg re-walks every luma coefficient for it (16 megapixels x 600 repeats: about a
-    minute of CPU). With ``repeats=0`` it is a plain progressive JPEG (libjpeg's 10 scans).
-    """
-    import io
-
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.new("RGB", size, (120, 80, 200)).save(
-        buffer, format="JPEG", progressive=True, quality=90, subsampling=subsampling
-    )
-    data = buffer.getvalue()
-    start, end = _jpeg_scans(data)[-1]
-    eoi = data.rindex(b"\xff\xd9")
-    return data[:eoi] + data[start:end] * repeats + data[eoi:]
-
-
-def _jpeg_scans(data: bytes) -> list[tuple[int, int]]:
-    """``(start, end)`` of every scan (SOS segment plus its entropy-coded data)."""
-    scans, pos = [], 2
-    while data[pos + 1] != 0xD9:
-        end = pos + 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
-        if data[pos + 1] == 0xDA:
-            while data[end] != 0xFF or data[end + 1] == 0 or 0xD0 <= data[end + 1] <= 0xD7:
-                end += 1
-            scans.append((pos, end))
-        pos = end
-    return scans
-
-
-def rle_bmp_bomb(size: int = 1024 * 1024) -> bytes:
-    """An 8-bit run-length-encoded BMP of ``size`` bytes of one-pixel runs.
-
-    Pillow decodes BMP RLE in pure Python: about 2 s of CPU per MiB on a 2-core machine.
-    """
-    import struct
-
-    width, runs = 2000, bytearray()
-    row = b"\x01\x05" * width + b"\x00\x00"
-    while len(runs) < size:
-        runs += row
-    runs += b"\x00\x01"
-    height = len(runs) // len(row)
-    palette = b"\x00\x00\xff\x00" * 256
-    offset = 14 + 40 + len(palette)
-    info = struct.pack("<IiiHHIIiiII", 40, width, height, 1, 8, 1, len(runs), 2835, 2835, 256, 0)
-    header = b"BM" + struct.pack("<IHHI", offset + len(runs), 0, 0, offset)
-    return header + info + palette + bytes(runs)
