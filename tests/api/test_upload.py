@@ -269,6 +269,17 @@ def test_repeated_scan_jpeg_bomb_is_422_at_once(upload_client) -> None:
     assert elapsed < 2.0
 
 
+@pytest.mark.parametrize("bypass", ["junk_after_app0", "empty_app15"])
+def test_a_jpeg_the_walk_cannot_follow_is_422_unverifiable(upload_client, bypass) -> None:
+    from tools import hostile
+
+    bomb = hostile.jpeg_scan_bomb((1000, 1000), repeats=250)  # 3.5 s of libjpeg if decoded
+    forged = getattr(hostile, f"jpeg_{bypass}")(bomb)
+    response = upload_client.post("/upload", files={"file": ("b.jpg", forged, "image/jpeg")})
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"].startswith("the image's structure cannot be verified")
+
+
 def test_max_jpeg_scans_reaches_the_decoder(make_settings, module_issuer) -> None:
     from cats_dogs_other.api.app import create_app
     from tests.api.support import override_principal

@@ -17,6 +17,7 @@ from kto.inference.errors import (
     InferenceError,
     InvalidImageError,
     ModelLoadError,
+    ModelOutputError,
 )
 from kto.inference.metadata import Decision, ModelMetadata, Preprocessing
 from kto.inference.runtime import configure_threads
@@ -39,6 +40,7 @@ __all__ = [
     "InvalidImageError",
     "ModelLoadError",
     "ModelMetadata",
+    "ModelOutputError",
     "Preprocessing",
     "__version__",
     "check_structure",

@@ -73,3 +73,11 @@ class ImageUnverifiableError(InvalidImageError):
 
 class ModelLoadError(InferenceError):
     """The model file or its metadata cannot be loaded or does not fit together."""
+
+
+class ModelOutputError(InferenceError):
+    """The model answered with values that are not probabilities (NaN, infinity) for an input.
+
+    No class is ever derived from such a row: an API reports it as a server error, since the
+    fault is the model's, not the image's.
+    """

@@ -40,6 +40,8 @@ def save_tiny_model(
     name: str = "tiny-colour-model",
     version: str = "0.0.1",
     onnx: bool = False,
+    dense: tuple[np.ndarray, np.ndarray] | None = None,
+    activation: str = "softmax",
 ) -> Path:
     """Save the tiny model as ``model.keras`` or ``model.h5`` in ``directory``; return its path.
 
@@ -48,14 +50,20 @@ def save_tiny_model(
     to ``ModelMetadata.fallback`` (mean subtraction, Cat/Dog/Other) at the model's input size;
     the weights are chosen so the colour rule holds either way. ``onnx=True`` also exports
     ``model.onnx`` beside it (needs the ``export`` extra), so the folder serves through ONNX
-    Runtime; the returned path is still the Keras file.
+    Runtime; the returned path is still the Keras file. ``dense=(kernel (3, 3), bias (3,))``
+    and ``activation`` replace the last layer, for models that misbehave on purpose (logits,
+    NaN for some colours).
     """
     import keras
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     prep = _SCALED if with_metadata else _MEAN
-    model = _build(input_size, gain=_GAIN if with_metadata else _GAIN / 127.5)
+    model = _build(
+        input_size, gain=_GAIN if with_metadata else _GAIN / 127.5, activation=activation
+    )
+    if dense is not None:
+        model.get_layer("colour_to_class").set_weights([np.asarray(w, np.float32) for w in dense])
     path = directory / f"model.{fmt}"
     if fmt == "keras":
         model.save(path)
@@ -83,13 +91,13 @@ def save_tiny_model(
     return path
 
 
-def _build(input_size: tuple[int, int], gain: float) -> Any:
+def _build(input_size: tuple[int, int], gain: float, activation: str = "softmax") -> Any:
     import keras
 
     height, width = input_size
     inputs = keras.Input(shape=(height, width, 3), name="image")
     mean_colour = keras.layers.GlobalAveragePooling2D(name="mean_colour")(inputs)
-    dense = keras.layers.Dense(3, activation="softmax", name="colour_to_class")
+    dense = keras.layers.Dense(3, activation=activation, name="colour_to_class")
     model = keras.Model(inputs, dense(mean_colour), name="tiny_colour_model")
     dense.set_weights([np.eye(3, dtype=np.float32) * gain, np.zeros(3, dtype=np.float32)])
     return model
