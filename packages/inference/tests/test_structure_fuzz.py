@@ -169,16 +169,16 @@ def test_every_mutant_the_walk_accepts_decodes_within_the_bounds():
     for _ in range(MUTANTS):
         data = rng.choice(MUTATIONS)(rng, rng.choice(seeds))
         try:
-            fmt = check_structure(data)
+            check_structure(data)
         except InvalidImageError as exc:
             outcomes[exc.reason] += 1
             continue
         outcomes["accepted"] += 1
-        if fmt == "JPEG":
+        if data.startswith(b"\xff\xd8\xff"):  # what Pillow opens as JPEG
             scans, passes = lenient_jpeg_work(data)
             assert scans <= limits.max_jpeg_scans, (scans, data[:64])
             assert passes <= limits.max_jpeg_coefficient_passes, (passes, data[:64])
-        elif fmt == "GIF":
+        elif data.startswith((b"GIF87a", b"GIF89a")):
             assert lenient_gif_blocks(data) <= limits.max_chunks
         try:
             with Image.open(io.BytesIO(data)) as img:
