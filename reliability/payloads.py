@@ -188,6 +188,35 @@ def tiff_pages_bomb(pages: int = 20_000) -> bytes:
     return bytes(tiff)
 
 
+def jpeg_junk_byte_bomb() -> bytes:
+    """The 16-megapixel scan bomb behind one junk byte after APP0 (libjpeg skips the byte)."""
+    from tools.hostile import jpeg_junk_after_app0
+
+    return jpeg_junk_after_app0(jpeg_scan_bomb())
+
+
+def jpeg_empty_app15_bomb() -> bytes:
+    """The 16-megapixel scan bomb behind an APP15 segment declaring length 0."""
+    from tools.hostile import jpeg_empty_app15
+
+    return jpeg_empty_app15(jpeg_scan_bomb())
+
+
+def gif_stray_byte_bomb(blocks: int = 2_000_000) -> bytes:
+    """``blocks`` GIF comment extensions behind one byte that starts no block (10 MB)."""
+    from tools.hostile import gif_comment_flood
+
+    return gif_comment_flood(blocks)
+
+
+def tiff_odd_header_bomb(strips: int = 400_000) -> bytes:
+    """400,000 one-row strips in a TIFF whose header is one Pillow accepts but is not valid TIFF
+    (``II\\x00\\x2a``)."""
+    from tools.hostile import tiff_strip_bomb
+
+    return tiff_strip_bomb(strips, b"II\x00\x2a")
+
+
 def bmp_rle_bomb(size: int = 1024 * 1024) -> bytes:
     from tools.hostile import rle_bmp_bomb
 
