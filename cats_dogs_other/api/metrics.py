@@ -82,6 +82,10 @@ class Metrics:
             ["reason"], namespace=ns, registry=r,
         )  # fmt: skip
         self.model_info = Info("model", "The model being served.", namespace=ns, registry=r)
+        self.model_output_invalid_total = Counter(
+            "model_output_invalid", "Answers refused (500) because the model output NaN or inf.",
+            namespace=ns, registry=r,
+        )  # fmt: skip
 
     def set_model(self, *, name: str, version: str, sha256: str) -> None:
         self.model_info.info({"name": name, "version": version, "sha256": sha256})

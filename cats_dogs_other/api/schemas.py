@@ -49,3 +49,4 @@ class ModelInfo(BaseModel):
 class Problem(BaseModel):
     detail: str
     part: int | None = None
+    code: str | None = None  # e.g. "model_output_invalid" on a 500
