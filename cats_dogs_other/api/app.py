@@ -31,6 +31,7 @@ from cats_dogs_other.api.dpop_binding import DPoPBinding, challenge_schemes
 from cats_dogs_other.api.errors import install_handlers
 from cats_dogs_other.api.framing import AmbiguousFramingMiddleware
 from cats_dogs_other.api.issuer_check import IssuerCheck
+from cats_dogs_other.api.issuers import IssuerRouter, build_policy_validators, describe
 from cats_dogs_other.api.jwks import KeyCache
 from cats_dogs_other.api.model_source import ModelSourceError
 from cats_dogs_other.api.resources import Resources
@@ -39,6 +40,7 @@ from cats_dogs_other.api.schemas import declare_classes
 from cats_dogs_other.api.security import SCHEME_NAME
 from cats_dogs_other.api.settings import Settings, load_settings
 from cats_dogs_other.api.startup import TRAIN_HINT, StartupError, record_failure
+from cats_dogs_other.api.state import StateStore
 from cats_dogs_other.api.tokens import TokenValidator
 
 logger = logging.getLogger(__name__)
@@ -91,6 +93,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         keys = KeyCache.from_settings(settings, client)
         stack.push_async_callback(keys.aclose)
         keys.start()  # warm the key cache without delaying start-up, retrying until it is
+        policy_validators, policy_keys = build_policy_validators(settings, client, _policy_state())
+        for cache in policy_keys:
+            stack.push_async_callback(cache.aclose)
+            cache.start()
+        if policy_validators:
+            logger.info("trusted beside OAUTH2_ISSUER: %s", describe(policy_validators))
         issuer_check = IssuerCheck.from_settings(settings, client)
         stack.push_async_callback(issuer_check.aclose)
         issuer_check.start()
@@ -113,7 +121,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
             http_client=client,
             keys=keys,
             issuer_check=issuer_check,
-            validator=TokenValidator.from_settings(settings, keys),
+            validator=IssuerRouter(TokenValidator.from_settings(settings, keys), policy_validators),
             dpop=DPoPBinding.from_settings(settings),
         )
         app.state.served_classes = inference.classes  # the OpenAPI document's enum
@@ -127,6 +135,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
             inference.sha256[:12],
         )
         yield {"resources": resources}
+
+
+def _policy_state() -> StateStore:
+    """Until the shared store is wired into the lifespan: this process's own record."""
+    from cats_dogs_other.api.issuers import ProcessClaims
+
+    return ProcessClaims()
 
 
 async def _load_model(settings: Settings) -> Inference:

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from fastapi import Request
 
@@ -29,7 +30,10 @@ from cats_dogs_other.api.errors import (
 )
 from cats_dogs_other.api.replay_cache import ReplayCache, ReplayCacheFullError
 from cats_dogs_other.api.settings import Settings
-from cats_dogs_other.api.tokens import Principal, TokenValidator
+from cats_dogs_other.api.tokens import Principal
+
+if TYPE_CHECKING:
+    from cats_dogs_other.api.issuers import Verifier
 
 BEARER, DPOP = "Bearer", "DPoP"
 
@@ -111,7 +115,7 @@ class DPoPBinding:
         return cls(mode=settings.dpop_mode, verifier=verifier, public_url=settings.dpop_public_url)
 
     async def authenticate(
-        self, request: Request, credentials: Credentials, validator: TokenValidator
+        self, request: Request, credentials: Credentials, validator: Verifier
     ) -> Principal:
         """The token's principal, once the token and (for DPoP) its proof hold."""
         try:
@@ -160,6 +164,8 @@ class DPoPBinding:
         return str(request.url)
 
     def _check_bearer(self, principal: Principal) -> None:
+        if principal.issuer_name is not None:
+            return  # trust-policy issuers are Bearer-only; DPOP_MODE is OAUTH2_ISSUER's
         if principal.jkt is not None and self.mode == "disabled":
             raise InvalidTokenError(
                 "This API does not accept DPoP-bound tokens (its DPoP support is disabled).",

@@ -77,8 +77,12 @@ class KeyCache:
         cooldown_s: float = 30.0,
         timeout_s: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        strict_discovery: bool = False,
     ) -> None:
         self._client = client
+        # Trust-policy issuers: the discovery document must name the issuer exactly and its
+        # jwks_uri must be on the issuer's own origin (one fetch feeds keys and issuer check).
+        self._strict_discovery = strict_discovery
         self._issuer = issuer
         self._jwks_uri = jwks_uri
         self._discovery_uri = discovery_uri
@@ -235,11 +239,18 @@ class KeyCache:
     async def _discover(self) -> str:
         document = await self._get_json(self._discovery_uri)
         issuer = document.get("issuer")
-        if not isinstance(issuer, str) or issuer.rstrip("/") != self._issuer.rstrip("/"):
+        named = issuer if self._strict_discovery else str(issuer).rstrip("/")
+        ours = self._issuer if self._strict_discovery else self._issuer.rstrip("/")
+        if not isinstance(issuer, str) or named != ours:
             raise KeyFetchError(f"discovery document names issuer {issuer!r}, not ours")
         uri = document.get("jwks_uri")
         if not isinstance(uri, str) or not is_secure_url(uri):
             raise KeyFetchError("discovery document has no usable https jwks_uri")
+        if self._strict_discovery and not same_origin(uri, self._issuer):
+            raise KeyFetchError(
+                f"discovery document's jwks_uri {uri!r} is not on the issuer's host; set "
+                "jwks_uri in the trust policy if that is intended"
+            )
         self._jwks_uri = uri  # discovered once per process
         return uri
 
@@ -267,6 +278,15 @@ async def fetch_json(client: httpx.AsyncClient, url: str, limits: httpx.Timeout)
         return parse_json_object(bytes(body), max_bytes=MAX_DOCUMENT_BYTES)
     except UnsafeInputError as exc:
         raise KeyFetchError(f"GET {url}: {exc}") from None
+
+
+def same_origin(url: str, other: str) -> bool:
+    """Same scheme, host and port (hosts compared as httpx normalises them)."""
+    try:
+        a, b = httpx.URL(url), httpx.URL(other)
+    except httpx.InvalidURL:
+        return False
+    return (a.scheme, a.host, a.port) == (b.scheme, b.host, b.port)
 
 
 def parse_jwks(document: dict[str, Any], algorithms: Collection[str]) -> dict[str, tuple[Key, ...]]:

@@ -16,9 +16,9 @@ from kto.inference import Inference
 from cats_dogs_other.api.batching import MicroBatcher
 from cats_dogs_other.api.dpop_binding import DPoPBinding
 from cats_dogs_other.api.issuer_check import IssuerCheck
+from cats_dogs_other.api.issuers import IssuerRouter
 from cats_dogs_other.api.jwks import KeyCache
 from cats_dogs_other.api.settings import Settings
-from cats_dogs_other.api.tokens import TokenValidator
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +29,7 @@ class Resources:
     http_client: httpx.AsyncClient
     keys: KeyCache
     issuer_check: IssuerCheck
-    validator: TokenValidator
+    validator: IssuerRouter
     dpop: DPoPBinding
 
 

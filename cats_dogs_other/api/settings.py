@@ -13,12 +13,20 @@ from urllib.parse import urljoin, urlsplit
 
 from kto.inference import DEFAULT_DECODE_LIMITS, DEFAULT_MAX_PIXELS, MIN_CLASSIFIABLE_SIDE
 from kto.inference.backends import BackendChoice
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from cats_dogs_other.api import batching
 from cats_dogs_other.api.dpop import DPOP_ALGORITHMS
 from cats_dogs_other.api.hosts import is_loopback, is_secure_url
+from cats_dogs_other.api.trust_policy import TrustPolicy, TrustPolicyError, load_trust_policy
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL_PATH = REPO_ROOT / "cats_dogs_other" / "model"
@@ -70,6 +78,12 @@ class Settings(BaseSettings):
     jwks_cache_ttl_s: float = Field(default=600.0, gt=0)
     jwks_refresh_cooldown_s: float = Field(default=30.0, ge=0)
     jwks_fetch_timeout_s: float = Field(default=5.0, gt=0)
+    # Read once, here: the field holds the parsed TrustPolicy (see trust_policy.py).
+    trust_policy_file: Annotated[Any, NoDecode] = Field(
+        default=None,
+        description="YAML file of issuers trusted beside OAUTH2_ISSUER (GitHub Actions OIDC); "
+        "docs/github-actions.md",
+    )
     dev_token_proxy_url: str | None = Field(
         default=None,
         description="development only: the dev issuer's token endpoint, relayed at "
@@ -139,6 +153,23 @@ class Settings(BaseSettings):
         if not value:
             raise ValueError("must not be empty")
         return value
+
+    @field_validator("trust_policy_file", mode="before")
+    @classmethod
+    def _load_trust_policy(cls, value: Any, info: ValidationInfo) -> TrustPolicy | None:
+        if value is None or isinstance(value, TrustPolicy):
+            return value
+        if not isinstance(value, str | Path) or not str(value).strip():
+            raise ValueError("must name a YAML file")
+        audience, issuer = info.data.get("oauth2_audience"), info.data.get("oauth2_issuer")
+        if not audience or not issuer:
+            raise ValueError("needs OAUTH2_ISSUER and OAUTH2_AUDIENCE set and valid")
+        try:
+            return load_trust_policy(
+                Path(str(value).strip()), default_audience=audience, oauth2_issuer=issuer
+            )
+        except TrustPolicyError as exc:
+            raise ValueError(str(exc)) from None
 
     @field_validator("oauth2_algorithms", "dpop_algorithms", mode="before")
     @classmethod
@@ -222,6 +253,11 @@ class Settings(BaseSettings):
         if self.dpop_public_url:
             _require_safe_url(self.dpop_public_url, "DPOP_PUBLIC_URL")
         return self
+
+    @property
+    def trust_policy(self) -> TrustPolicy | None:
+        policy: TrustPolicy | None = self.trust_policy_file
+        return policy
 
     @property
     def issuer_base(self) -> str:

@@ -25,6 +25,7 @@ from joserfc.errors import (
 )
 from joserfc.jwk import Key
 from joserfc.jws import JWSRegistry
+from joserfc.registry import ClaimsOption
 
 from cats_dogs_other.api.errors import InvalidTokenError
 from cats_dogs_other.api.jwks import KeyCache
@@ -61,6 +62,9 @@ class Principal:
     client_id: str
     scopes: frozenset[str]
     jkt: str | None = None  # RFC 9449 key thumbprint (cnf.jkt) of a DPoP-bound token
+    # The trust policy entry that issued the token; None for OAUTH2_ISSUER. Policy issuers'
+    # tokens are Bearer-only: DPOP_MODE applies to OAUTH2_ISSUER alone.
+    issuer_name: str | None = None
 
     def has_scope(self, scope: str) -> bool:
         return scope in self.scopes
@@ -132,16 +136,24 @@ class TokenValidator:
             leeway_s=settings.oauth2_leeway_s,
         )
 
+    @property
+    def issuer(self) -> str:
+        return self._issuer
+
     async def validate(self, token: str) -> Principal:
-        header = self._check_header(token)
-        key = await self._keys.get(header["kid"], header["alg"])
-        claims = self._verify_signature(token, key, header["alg"])
+        claims = await self.verified_claims(token)
         client_id = claims.get("azp") or claims.get("sub")
         client = client_id if isinstance(client_id, str) else None
         self._check_claims(claims, client)
         if client is None:
             raise InvalidTokenError("The token names no client (azp or sub).", reason="no_client")
         return Principal(client_id=client, scopes=scopes_of(claims), jkt=bound_key_of(claims))
+
+    async def verified_claims(self, token: str) -> dict[str, Any]:
+        """The header's checks, then the signature with this issuer's keys only; the claims."""
+        header = self._check_header(token)
+        key = await self._keys.get(header["kid"], header["alg"])
+        return self._verify_signature(token, key, header["alg"])
 
     def _check_header(self, token: str) -> dict[str, Any]:
         if len(token) > MAX_TOKEN_BYTES:
@@ -192,13 +204,18 @@ class TokenValidator:
                 f"The token's claims are not readable: {exc}.", reason="malformed"
             ) from None
 
-    def _check_claims(self, claims: dict[str, Any], client_id: str | None) -> None:
+    def _check_claims(
+        self, claims: dict[str, Any], client_id: str | None, *, iat_required: bool = False
+    ) -> None:
+        options: dict[str, ClaimsOption] = {
+            "iss": {"essential": True, "value": self._issuer},
+            "aud": {"essential": True, "value": self._audience},
+            "exp": {"essential": True},
+        }
+        if iat_required:
+            options["iat"] = {"essential": True}
         registry = jwt.JWTClaimsRegistry(
-            now=int(self._clock()),
-            leeway=self._leeway_s,
-            iss={"essential": True, "value": self._issuer},
-            aud={"essential": True, "value": self._audience},
-            exp={"essential": True},
+            now=int(self._clock()), leeway=self._leeway_s, **options
         )
         try:
             registry.validate(claims)
