@@ -25,7 +25,6 @@ from joserfc.errors import (
 )
 from joserfc.jwk import Key
 from joserfc.jws import JWSRegistry
-from joserfc.registry import ClaimsOption
 
 from cats_dogs_other.api.errors import InvalidTokenError
 from cats_dogs_other.api.jwks import KeyCache
@@ -207,16 +206,14 @@ class TokenValidator:
     def _check_claims(
         self, claims: dict[str, Any], client_id: str | None, *, iat_required: bool = False
     ) -> None:
-        options: dict[str, ClaimsOption] = {
+        options: dict[str, jwt.ClaimsOption] = {
             "iss": {"essential": True, "value": self._issuer},
             "aud": {"essential": True, "value": self._audience},
             "exp": {"essential": True},
         }
         if iat_required:
             options["iat"] = {"essential": True}
-        registry = jwt.JWTClaimsRegistry(
-            now=int(self._clock()), leeway=self._leeway_s, **options
-        )
+        registry = jwt.JWTClaimsRegistry(now=int(self._clock()), leeway=self._leeway_s, **options)
         try:
             registry.validate(claims)
         except ExpiredTokenError:
