@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack, asynccontextmanager
 from functools import partial
@@ -33,6 +33,7 @@ from cats_dogs_other.api.framing import AmbiguousFramingMiddleware
 from cats_dogs_other.api.issuer_check import IssuerCheck
 from cats_dogs_other.api.issuers import IssuerRouter, build_policy_validators, describe
 from cats_dogs_other.api.jwks import KeyCache
+from cats_dogs_other.api.metrics import Metrics
 from cats_dogs_other.api.model_source import ModelSourceError
 from cats_dogs_other.api.resources import Resources
 from cats_dogs_other.api.routes import dev_token, health, model_info, predict
@@ -40,7 +41,7 @@ from cats_dogs_other.api.schemas import declare_classes
 from cats_dogs_other.api.security import SCHEME_NAME
 from cats_dogs_other.api.settings import Settings, load_settings
 from cats_dogs_other.api.startup import TRAIN_HINT, StartupError, record_failure
-from cats_dogs_other.api.state import StateStore
+from cats_dogs_other.api.state import InProcessState, StateStore, open_state
 from cats_dogs_other.api.tokens import TokenValidator
 
 logger = logging.getLogger(__name__)
@@ -93,15 +94,16 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         keys = KeyCache.from_settings(settings, client)
         stack.push_async_callback(keys.aclose)
         keys.start()  # warm the key cache without delaying start-up, retrying until it is
-        policy_validators, policy_keys = build_policy_validators(settings, client, _policy_state())
+        issuer_check = IssuerCheck.from_settings(settings, client)
+        stack.push_async_callback(issuer_check.aclose)
+        issuer_check.start()
+        state = await _open_state(settings, stack)
+        policy_validators, policy_keys = build_policy_validators(settings, client, state)
         for cache in policy_keys:
             stack.push_async_callback(cache.aclose)
             cache.start()
         if policy_validators:
             logger.info("trusted beside OAUTH2_ISSUER: %s", describe(policy_validators))
-        issuer_check = IssuerCheck.from_settings(settings, client)
-        stack.push_async_callback(issuer_check.aclose)
-        issuer_check.start()
         pool = ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="decode")
         stack.callback(pool.shutdown, wait=True, cancel_futures=True)
         batcher = MicroBatcher(
@@ -122,12 +124,17 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
             keys=keys,
             issuer_check=issuer_check,
             validator=IssuerRouter(TokenValidator.from_settings(settings, keys), policy_validators),
-            dpop=DPoPBinding.from_settings(settings),
+            dpop=DPoPBinding.from_settings(settings, state, _store_error_counter(metrics)),
+            state=state,
+            metrics=metrics,
         )
         app.state.served_classes = inference.classes  # the OpenAPI document's enum
         if metrics is not None:
             meta = inference.metadata
             metrics.set_model(name=meta.name, version=meta.version, sha256=inference.sha256)
+            metrics.set_replica(settings.replica_id)
+            metrics.count_classes(inference.classes)
+            metrics.watch_state(lambda: state.health)
         logger.info(
             "serving model %s %s (sha256 %s)",
             inference.metadata.name,
@@ -137,11 +144,29 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         yield {"resources": resources}
 
 
-def _policy_state() -> StateStore:
-    """Until the shared store is wired into the lifespan: this process's own record."""
-    from cats_dogs_other.api.issuers import ProcessClaims
+def _store_error_counter(metrics: Metrics | None) -> Callable[[str], None] | None:
+    if metrics is None:
+        return None
+    return lambda use: metrics.state_store_errors_total.labels(use=use).inc()
 
-    return ProcessClaims()
+
+async def _open_state(settings: Settings, stack: AsyncExitStack) -> StateStore:
+    """The store STATE_URL names, closed by ``stack``; a Redis that may evict stops start-up."""
+    state = open_state(settings)
+    stack.push_async_callback(state.aclose)
+    if isinstance(state, InProcessState):
+        return state
+    from cats_dogs_other.api.state_redis import StoreConfigError
+
+    try:
+        await state.check_config()
+    except StoreConfigError as exc:
+        error = StartupError(str(exc), setting="STATE_URL")
+        record_failure(error)
+        logger.error(error.sentence, extra={"event": "startup_failed"})
+        raise error from None
+    state.start()
+    return state
 
 
 async def _load_model(settings: Settings) -> Inference:
@@ -204,7 +229,7 @@ def configure_tf_threads(settings: Settings) -> None:
 
 def _install_metrics(app: FastAPI) -> None:
     """Prometheus: per-app registry, middleware and GET /metrics."""
-    from cats_dogs_other.api.metrics import Metrics, install_metrics
+    from cats_dogs_other.api.metrics import install_metrics
 
     metrics = Metrics()
     app.state.metrics = metrics

@@ -15,7 +15,6 @@ What separates it from the Auth0 path (:class:`cats_dogs_other.api.tokens.TokenV
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -24,7 +23,7 @@ from typing import Any
 from cats_dogs_other.api.errors import InvalidTokenError, ServiceUnavailableError
 from cats_dogs_other.api.github_policy import decide
 from cats_dogs_other.api.jwks import KeyCache
-from cats_dogs_other.api.state import StateStore, StateUnavailableError
+from cats_dogs_other.api.state import StateStore, StateUnavailableError, hashed_key
 from cats_dogs_other.api.tokens import Principal, TokenValidator
 from cats_dogs_other.api.trust_policy import TrustedIssuer, claim_id
 
@@ -105,11 +104,12 @@ class GitHubTokenValidator(TokenValidator):
                 reason="missing_jti",
                 client_id=client,
             )
-        digest = hashlib.sha256(f"{self.trusted.issuer}\0{jti}".encode()).hexdigest()
         ttl_ms = max(1000, int((claims["exp"] - self._clock() + self._leeway_s) * 1000))
         assert self._state is not None  # checked in __init__
         try:
-            first = await self._state.claim_once(f"oidc-jti:{digest}", ttl_ms)
+            first = await self._state.claim_once(
+                hashed_key("oidc-jti", self.trusted.issuer, jti), ttl_ms
+            )
         except StateUnavailableError as exc:
             raise ServiceUnavailableError(
                 "Single-use tokens cannot be checked right now (state store); retry shortly.",

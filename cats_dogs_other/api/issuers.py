@@ -118,26 +118,3 @@ def describe(policy_validators: Mapping[str, GitHubTokenValidator]) -> list[dict
         }
         for v in policy_validators.values()
     ]
-
-
-class ProcessClaims:
-    """A one-process :class:`StateStore` (bounded; full of live records, it refuses)."""
-
-    def __init__(self, max_entries: int = 100_000) -> None:
-        from cats_dogs_other.api.replay_cache import ReplayCache
-
-        self._cache = ReplayCache(max_entries)
-
-    async def claim_once(self, key: str, ttl_ms: int) -> bool:
-        import time
-
-        from cats_dogs_other.api.replay_cache import ReplayCacheFullError, ReplayError
-        from cats_dogs_other.api.state import StateUnavailableError
-
-        try:
-            self._cache.add(key, time.time() + max(ttl_ms, 1) / 1000)
-        except ReplayError:
-            return False
-        except ReplayCacheFullError as exc:
-            raise StateUnavailableError(retry_after_s=exc.retry_after_s) from None
-        return True

@@ -1,4 +1,4 @@
-"""What the lifespan owns (model, batcher, HTTP client, key cache, decode pool), in one place.
+"""What the lifespan owns (model, batcher, HTTP client, key cache, decode pool, state store).
 
 The lifespan yields ``{"resources": Resources(...)}``; Starlette copies that into every request's
 ``request.state``, and the typed dependencies in :mod:`cats_dogs_other.api.dependencies` read it.
@@ -18,7 +18,9 @@ from cats_dogs_other.api.dpop_binding import DPoPBinding
 from cats_dogs_other.api.issuer_check import IssuerCheck
 from cats_dogs_other.api.issuers import IssuerRouter
 from cats_dogs_other.api.jwks import KeyCache
+from cats_dogs_other.api.metrics import Metrics
 from cats_dogs_other.api.settings import Settings
+from cats_dogs_other.api.state import StateStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +33,8 @@ class Resources:
     issuer_check: IssuerCheck
     validator: IssuerRouter
     dpop: DPoPBinding
+    state: StateStore
+    metrics: Metrics | None = None
 
 
 def get_settings(request: Request) -> Settings:

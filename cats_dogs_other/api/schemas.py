@@ -10,6 +10,11 @@ from pydantic import BaseModel, Field
 
 class Health(BaseModel):
     status: str = "OK"
+    state_store: str = Field(
+        default="in-process",
+        description="the shared state store as last seen by its background check: in-process "
+        "(no STATE_URL), ok, unavailable or misconfigured",
+    )
 
 
 class Readiness(BaseModel):

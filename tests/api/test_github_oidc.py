@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from joserfc.jwk import RSAKey
 
 from cats_dogs_other.api.app import create_app
 from cats_dogs_other.api.github_policy import REQUIRED_CLAIMS
+from cats_dogs_other.api.settings import ConfigError, load_settings
 from tests.api.oidc_support import LoopbackIssuers, github_token, rsa_key, sign
 from tests.api.support import AUDIENCE, SCOPE, serve_app, valid_claims
 
@@ -73,6 +75,7 @@ class World:
     auth0: LoopbackIssuers
     github: LoopbackIssuers
     keys: dict[str, RSAKey]
+    policy: str
 
     @property
     def auth0_issuer(self) -> str:
@@ -121,7 +124,7 @@ def world(make_settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[W
             serve_app(create_app(settings)) as served,
             httpx.Client(base_url=f"http://{served.host}:{served.port}", timeout=10) as api,
         ):
-            yield World(api, auth0, github, keys)
+            yield World(api, auth0, github, keys, str(policy))
     finally:
         auth0.close()
         github.close()
@@ -384,3 +387,62 @@ def policy_path(tmp_path: Path, text: str) -> str:
     path = tmp_path / "trust.yml"
     path.write_text(text)
     return str(path)
+
+
+@contextmanager
+def replica(world: World, make_settings, **overrides: Any) -> Iterator[httpx.Client]:
+    """Another API process's worth of app: its own lifespan, key caches and state store."""
+    settings = make_settings(
+        oauth2_issuer=world.auth0_issuer,
+        oauth2_jwks_uri=None,
+        trust_policy_file=world.policy,
+        **overrides,
+    )
+    with (
+        serve_app(create_app(settings)) as served,
+        httpx.Client(base_url=f"http://{served.host}:{served.port}", timeout=10) as api,
+    ):
+        yield api
+
+
+def test_single_use_replay_is_refused_across_two_replicas_sharing_state_url(
+    world: World, make_settings, redis_url: str
+) -> None:
+    with (
+        replica(world, make_settings, state_url=redis_url) as one,
+        replica(world, make_settings, state_url=redis_url) as two,
+    ):
+        token = world.gh("ghe", issuer=world.github.url + "/enterprise")
+        header = {"Authorization": f"Bearer {token}"}
+        assert one.get("/model", headers=header).status_code == 200
+        again = two.get("/model", headers=header)
+        assert again.status_code == 401
+        assert "already used" in again.json()["detail"]
+
+
+def test_single_use_with_the_store_down_is_503_never_an_accept(
+    world: World, make_settings, redis_server
+) -> None:
+    if redis_server.process is None:
+        redis_server.start()
+    with replica(world, make_settings, state_url=redis_server.url) as api:
+        redis_server.stop()
+        try:
+            token = world.gh("ghe", issuer=world.github.url + "/enterprise")
+            response = api.get("/model", headers={"Authorization": f"Bearer {token}"})
+            assert response.status_code == 503
+            assert "Retry-After" in response.headers
+            other = api.get("/model", headers={"Authorization": f"Bearer {world.gh()}"})
+            assert other.status_code == 200  # entries without single_use do not need the store
+        finally:
+            redis_server.start()
+
+
+def test_single_use_with_several_workers_needs_state_url(world: World) -> None:
+    with pytest.raises(ConfigError, match="single_use issuers but WORKERS=2 and no STATE_URL"):
+        load_settings(
+            oauth2_issuer=world.auth0_issuer,
+            oauth2_audience=AUDIENCE,
+            trust_policy_file=world.policy,
+            workers=2,
+        )

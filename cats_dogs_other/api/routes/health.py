@@ -7,7 +7,7 @@ import asyncio
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from cats_dogs_other.api.dependencies import ResourcesDep
+from cats_dogs_other.api.dependencies import ResourcesDep, StateDep
 from cats_dogs_other.api.schemas import Health, Readiness
 
 router = APIRouter(tags=["probes"])
@@ -17,9 +17,10 @@ READY_KEY_WAIT_S = 0.8
 
 
 @router.get("/health", response_model=Health)
-async def health() -> Health:
-    """Liveness: the process serves HTTP. Touches nothing that could be slow."""
-    return Health()
+async def health(state: StateDep) -> Health:
+    """Liveness: the process serves HTTP. Touches nothing that could be slow: the state store
+    is reported from its last background check, never called here."""
+    return Health(state_store=state.health)
 
 
 @router.get("/ready", response_model=Readiness, responses={503: {"model": Readiness}})
