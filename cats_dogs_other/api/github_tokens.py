@@ -22,9 +22,8 @@ from typing import Any
 
 from cats_dogs_other.api.errors import InvalidTokenError, ServiceUnavailableError
 from cats_dogs_other.api.github_policy import decide
-from cats_dogs_other.api.jwks import KeyCache
 from cats_dogs_other.api.state import StateStore, StateUnavailableError, hashed_key
-from cats_dogs_other.api.tokens import Principal, TokenValidator
+from cats_dogs_other.api.tokens import KeySource, Principal, TokenValidator
 from cats_dogs_other.api.trust_policy import TrustedIssuer, claim_id
 
 logger = logging.getLogger(__name__)
@@ -40,7 +39,7 @@ class GitHubTokenValidator(TokenValidator):
 
     def __init__(
         self,
-        keys: KeyCache,
+        keys: KeySource,
         trusted: TrustedIssuer,
         *,
         state: StateStore | None,
@@ -55,8 +54,6 @@ class GitHubTokenValidator(TokenValidator):
             leeway_s=leeway_s,
             clock=clock,
         )
-        if trusted.single_use and state is None:
-            raise ValueError("single_use needs a state store")
         self.trusted = trusted
         self._state = state
 
@@ -105,7 +102,8 @@ class GitHubTokenValidator(TokenValidator):
                 client_id=client,
             )
         ttl_ms = max(1000, int((claims["exp"] - self._clock() + self._leeway_s) * 1000))
-        assert self._state is not None  # checked in __init__
+        if self._state is None:
+            raise ServiceUnavailableError("Single-use tokens need a state store.")
         try:
             first = await self._state.claim_once(
                 hashed_key("oidc-jti", self.trusted.issuer, jti), ttl_ms

@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from joserfc import jws, jwt
 from joserfc.errors import (
@@ -52,6 +52,13 @@ _CLAIM_MESSAGES = {
     "iat": "The token claims to be issued in the future (iat).",
     "exp": "The token's expiry (exp) is not a valid date.",
 }
+
+
+class KeySource(Protocol):
+    """Where a validator finds the key for a ``kid`` and ``alg``: a :class:`KeyCache` when
+    serving, a JWKS file for ``explain-token``."""
+
+    async def get(self, kid: str, alg: str) -> Key: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +114,7 @@ class TokenValidator:
 
     def __init__(
         self,
-        keys: KeyCache,
+        keys: KeySource,
         *,
         issuer: str,
         audience: str,
