@@ -446,3 +446,12 @@ def test_single_use_with_several_workers_needs_state_url(world: World) -> None:
             trust_policy_file=world.policy,
             workers=2,
         )
+
+
+def test_dpop_mode_required_applies_to_oauth2_issuer_only(world: World, make_settings) -> None:
+    with replica(world, make_settings, dpop_mode="required") as api:
+        github = api.get("/model", headers={"Authorization": f"Bearer {world.gh()}"})
+        assert github.status_code == 200, github.text
+        auth0 = api.get("/model", headers={"Authorization": f"Bearer {world.a0()}"})
+        assert auth0.status_code == 401
+        assert "DPoP-bound tokens only" in auth0.json()["detail"]
