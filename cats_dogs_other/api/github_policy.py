@@ -11,7 +11,7 @@ Only called once the token's signature, issuer, audience and times hold.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,69 +45,85 @@ def decide(claims: Mapping[str, Any], rules: tuple[GitHubRule, ...]) -> PolicyDe
     missing = [name for name in REQUIRED_CLAIMS if not isinstance(claims.get(name), str | int)]
     if missing:
         return PolicyDecision(None, f"the token lacks the claim(s) {', '.join(missing)}")
-    best: tuple[int, str] = (-1, "no rule")
+    facts = _facts(claims)
+    best: tuple[int, GitHubRule, str] | None = None
     for rule in rules:
-        checks = rule_checks(rule, claims)
-        for depth, (claim, ok) in enumerate(checks):
-            if not ok:
-                if depth > best[0]:
-                    best = (depth, f"rule {rule.index}: {claim}")
-                break
-        else:
+        depth, failed = _first_failure(rule, facts)
+        if failed is None:
             return PolicyDecision(rule)
-    return PolicyDecision(None, best[1])
+        if best is None or depth > best[0]:
+            best = (depth, rule, failed)
+    if best is None:
+        return PolicyDecision(None, "no rule")
+    _, rule, failed = best
+    return PolicyDecision(None, f"rule {rule.index}: {describe(failed, rule, claims)}")
 
 
 def rule_checks(rule: GitHubRule, claims: Mapping[str, Any]) -> list[tuple[str, bool]]:
-    """Each check of ``rule`` in order, as (what it compares, passed); for explain-token too."""
-    repository = claims.get("repository")
+    """Each check of ``rule`` in order, as (what it compares, passed): for explain-token."""
+    facts = _facts(claims)
+    return [(describe(name, rule, claims), ok) for name, ok in _checks(rule, facts)]
+
+
+def _facts(claims: Mapping[str, Any]) -> dict[str, Any]:
+    """The claims the rules compare, normalised once per token."""
     workflow_repo, workflow_path = split_workflow_ref(claims.get("job_workflow_ref"))
-    checks = [
-        (
-            f"repository_id {claims.get('repository_id')!r} != {rule.repository_id}",
-            claim_id(claims.get("repository_id")) == rule.repository_id,
-        ),
-        (
-            f"repository_owner_id {claims.get('repository_owner_id')!r} "
-            f"!= {rule.repository_owner_id}",
-            claim_id(claims.get("repository_owner_id")) == rule.repository_owner_id,
-        ),
-        (
-            f"job_workflow_ref runs a workflow of {workflow_repo!r}, not of {repository!r}",
-            workflow_repo is not None and workflow_repo == repository,
-        ),
-    ]
+    return {
+        "repository_id": claim_id(claims.get("repository_id")),
+        "repository_owner_id": claim_id(claims.get("repository_owner_id")),
+        "repository": claims.get("repository"),
+        "workflow_repo": workflow_repo,
+        "workflow_path": workflow_path,
+        "ref": claims.get("ref"),
+        "environment": claims.get("environment"),
+        "event_name": claims.get("event_name"),
+        "runner_environment": claims.get("runner_environment"),
+    }
+
+
+def _checks(rule: GitHubRule, facts: Mapping[str, Any]) -> Iterator[tuple[str, bool]]:
+    """(check, passed) in order, lazily: matching stops at the first failure."""
+    yield "repository_id", facts["repository_id"] == rule.repository_id
+    yield "repository_owner_id", facts["repository_owner_id"] == rule.repository_owner_id
+    yield (
+        "job_workflow_ref",
+        (facts["workflow_repo"] is not None and facts["workflow_repo"] == facts["repository"]),
+    )
     if rule.workflow is not None:
-        checks.append(
-            (
-                f"job_workflow_ref path {workflow_path!r} does not match {rule.workflow!r}",
-                workflow_path is not None and matches(rule.workflow, workflow_path),
-            )
-        )
-    if rule.ref is not None:
-        checks.append(_compare("ref", rule.ref, claims))
-    if rule.environment is not None:
-        checks.append(_compare("environment", rule.environment, claims))
-    event = claims.get("event_name")
-    checks.append(
-        (f"event_name {event!r} is not in {list(rule.event_name)}", event in rule.event_name)
-    )
-    runner = claims.get("runner_environment")
-    checks.append(
-        (
-            f"runner_environment {runner!r} != {rule.runner_environment!r}",
-            runner == rule.runner_environment,
-        )
-    )
-    return checks
+        path = facts["workflow_path"]
+        yield "workflow", path is not None and matches(rule.workflow, path)
+    for name in ("ref", "environment"):
+        pattern = getattr(rule, name)
+        if pattern is not None:
+            value = facts[name]
+            yield name, isinstance(value, str) and matches(pattern, value)
+    yield "event_name", facts["event_name"] in rule.event_name
+    yield "runner_environment", facts["runner_environment"] == rule.runner_environment
 
 
-def _compare(claim: str, pattern: str, claims: Mapping[str, Any]) -> tuple[str, bool]:
-    value = claims.get(claim)
-    return (
-        f"{claim} {value!r} does not match {pattern!r}",
-        isinstance(value, str) and matches(pattern, value),
-    )
+def _first_failure(rule: GitHubRule, facts: Mapping[str, Any]) -> tuple[int, str | None]:
+    depth = 0
+    for depth, (name, ok) in enumerate(_checks(rule, facts)):
+        if not ok:
+            return depth, name
+    return depth, None
+
+
+def describe(check: str, rule: GitHubRule, claims: Mapping[str, Any]) -> str:
+    """What ``check`` compares, with the token's value: for logs and explain-token only."""
+    value = claims.get(check)
+    workflow_repo, workflow_path = split_workflow_ref(claims.get("job_workflow_ref"))
+    if check == "job_workflow_ref":
+        return (
+            f"job_workflow_ref runs a workflow of {workflow_repo!r}, "
+            f"not of {claims.get('repository')!r}"
+        )
+    if check == "workflow":
+        return f"job_workflow_ref path {workflow_path!r} does not match {rule.workflow!r}"
+    if check == "event_name":
+        return f"event_name {value!r} is not in {list(rule.event_name)}"
+    expected = getattr(rule, check)
+    return f"{check} {value!r} does not match {expected!r}"
 
 
 def split_workflow_ref(value: Any) -> tuple[str | None, str | None]:

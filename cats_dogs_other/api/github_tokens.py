@@ -57,8 +57,8 @@ class GitHubTokenValidator(TokenValidator):
         self.trusted = trusted
         self._state = state
 
-    async def validate(self, token: str) -> Principal:
-        claims = await self.verified_claims(token)
+    async def validate(self, token: str, payload: dict[str, Any] | None = None) -> Principal:
+        claims = await self.verified_claims(token, payload)
         client = github_client_id(claims)
         self.check_token(claims, client)
         decision = decide(claims, self.trusted.rules)

@@ -32,11 +32,20 @@ UNKNOWN_ISSUER = "The token was not issued by the configured issuer."
 
 
 class Verifier(Protocol):
-    async def validate(self, token: str) -> Principal: ...
+    async def validate(self, token: str, payload: dict[str, Any] | None = None) -> Principal: ...
 
 
 def unverified_issuer(token: str) -> str:
     """The ``iss`` of a token whose signature is not checked yet (bounded parsing)."""
+    return unverified_claims(token)[0]
+
+
+def unverified_claims(token: str) -> tuple[str, dict[str, Any]]:
+    """The ``iss`` and the claims of a token whose signature is not checked yet.
+
+    Parsed as :meth:`TokenValidator.verified_claims` would parse them (same bounds, unique
+    names), so the chosen validator reuses them once the signature over these bytes holds.
+    """
     if len(token) > MAX_TOKEN_BYTES:
         raise InvalidTokenError("The token is larger than 8 KiB.", reason="too_large")
     segments = token.split(".")
@@ -51,7 +60,7 @@ def unverified_issuer(token: str) -> str:
     issuer = claims.get("iss")
     if not isinstance(issuer, str):
         raise InvalidTokenError(UNKNOWN_ISSUER, reason="invalid_iss")
-    return issuer
+    return issuer, claims
 
 
 class IssuerRouter:
@@ -65,13 +74,14 @@ class IssuerRouter:
     def issuers(self) -> frozenset[str]:
         return frozenset(self._by_issuer)
 
-    async def validate(self, token: str) -> Principal:
+    async def validate(self, token: str, payload: dict[str, Any] | None = None) -> Principal:
         if len(self._by_issuer) == 1:
             return await self.default.validate(token)
-        verifier = self._by_issuer.get(unverified_issuer(token))
+        issuer, claims = unverified_claims(token)
+        verifier = self._by_issuer.get(issuer)
         if verifier is None:
             raise InvalidTokenError(UNKNOWN_ISSUER, reason="invalid_iss")
-        return await verifier.validate(token)
+        return await verifier.validate(token, claims)
 
 
 def policy_key_cache(
