@@ -20,13 +20,20 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from cats_dogs_other.api.errors import InvalidTokenError, ServiceUnavailableError
+from cats_dogs_other.api.errors import (
+    InvalidTokenError,
+    KeysUnavailableError,
+    ServiceUnavailableError,
+)
 from cats_dogs_other.api.github_policy import decide
 from cats_dogs_other.api.state import StateStore, StateUnavailableError, hashed_key
 from cats_dogs_other.api.tokens import KeySource, Principal, TokenValidator
 from cats_dogs_other.api.trust_policy import TrustedIssuer, claim_id
 
 logger = logging.getLogger(__name__)
+
+# auth_failures_total's reason when a trust-policy issuer's keys cannot be fetched.
+POLICY_KEYS_UNAVAILABLE = "trusted_issuer_keys_unavailable"
 
 
 def github_client_id(claims: dict[str, Any]) -> str:
@@ -73,6 +80,15 @@ class GitHubTokenValidator(TokenValidator):
         if self.trusted.single_use:
             await self._use_once(claims, client)
         return Principal(client, decision.rule.scopes, issuer_name=self.trusted.name)
+
+    async def verified_claims(
+        self, token: str, payload: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        try:
+            return await super().verified_claims(token, payload)
+        except KeysUnavailableError as exc:
+            exc.reason = POLICY_KEYS_UNAVAILABLE  # its own metric label: /ready stays up
+            raise
 
     def check_token(self, claims: dict[str, Any], client: str) -> None:
         """Audience (one string), issuer, exp, nbf, iat (required) and the token's age."""

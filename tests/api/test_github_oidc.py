@@ -370,7 +370,7 @@ def test_another_issuers_outage_is_503_on_its_tokens_only(world: World) -> None:
     assert world.api.get("/ready").status_code == 200
     assert world.call(world.a0()).status_code == 200
     metrics = world.api.get("/metrics").text
-    assert 'reason="keys_unavailable"' in metrics
+    assert 'reason="trusted_issuer_keys_unavailable"' in metrics
 
 
 def test_discovery_was_fetched_from_each_issuers_own_host(world: World) -> None:
