@@ -207,3 +207,15 @@ def test_discovery_must_name_the_issuer_exactly() -> None:
         cache = asyncio.run(_fetch_keys(issuer.url))
         assert cache.kids == frozenset()
         assert "names issuer" in (cache.last_error or "")
+
+
+def test_the_documented_worked_policy_loads(tmp_path: Path, repo_root: Path) -> None:
+    page = (repo_root / "docs" / "github-actions.md").read_text()
+    block = page.split("```yaml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "trust.yml"
+    path.write_text(block)
+    settings = load(str(path))
+    assert settings.trust_policy is not None
+    (entry,) = settings.trust_policy.issuers
+    assert entry.issuer == GITHUB and len(entry.rules) == 3
+    assert entry.rules[1].ref == "refs/tags/v*" and entry.rules[2].event_name == ("pull_request",)
