@@ -15,10 +15,12 @@ from kto.inference import Inference
 
 from cats_dogs_other.api.batching import MicroBatcher
 from cats_dogs_other.api.dpop_binding import DPoPBinding
+from cats_dogs_other.api.draining import Drain
 from cats_dogs_other.api.issuer_check import IssuerCheck
 from cats_dogs_other.api.issuers import IssuerRouter
 from cats_dogs_other.api.jwks import KeyCache
 from cats_dogs_other.api.metrics import Metrics
+from cats_dogs_other.api.rate_limits import RateLimiter
 from cats_dogs_other.api.settings import Settings
 from cats_dogs_other.api.state import StateStore
 
@@ -34,7 +36,9 @@ class Resources:
     validator: IssuerRouter
     dpop: DPoPBinding
     state: StateStore
+    drain: Drain
     metrics: Metrics | None = None
+    limiter: RateLimiter | None = None  # None: no RATE_LIMIT configured
 
 
 def get_settings(request: Request) -> Settings:

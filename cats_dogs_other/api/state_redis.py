@@ -27,6 +27,7 @@ from typing import Any
 from redis import asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 from cats_dogs_other.api.state import StateUnavailableError, StoreHealth
@@ -68,8 +69,10 @@ class RedisState:
             url,
             socket_timeout=self.timeout_s,
             socket_connect_timeout=self.timeout_s,
-            # one immediate retry: a pooled connection broken by a Redis restart is replaced
-            retry=Retry(NoBackoff(), 1),
+            # One immediate retry on a broken connection (a pooled one left over from before a
+            # Redis restart), none on a timeout: a SET NX that timed out may have been applied,
+            # and its retry would then look like a replay.
+            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
             redis_connect_func=self._on_connect,
         )
         self.client = aioredis.Redis(connection_pool=self.pool)
@@ -95,20 +98,11 @@ class RedisState:
     async def check_config(self, timeout_s: float = START_UP_TIMEOUT_S) -> None:
         """Raise :class:`StoreConfigError` for an eviction policy other than ``noeviction``.
 
-        Unreachable or ``CONFIG`` refused: logged, and retried by the background ping once the
-        store answers, so a store that is down at start-up does not stop Bearer traffic.
+        Unreachable: logged, and checked again by the background ping once the store answers,
+        so a store that is down at start-up does not stop Bearer traffic.
         """
         try:
-            async with asyncio.timeout(timeout_s):
-                answer = await self.client.config_get("maxmemory-policy")
-        except ResponseError as exc:
-            self._policy_checked = True
-            logger.warning(
-                "cannot read the state store's maxmemory-policy (%s): make sure it is %s",
-                str(exc).split("\n")[0][:200],
-                REQUIRED_POLICY,
-            )
-            return
+            policy = await self._read_policy(timeout_s)
         except STORE_ERRORS as exc:
             logger.warning(
                 "the state store is not reachable at start-up (%s); DPoP requests get 503 "
@@ -116,14 +110,7 @@ class RedisState:
                 type(exc).__name__,
             )
             return
-        self._policy_checked = True
-        policy = _text(_config_value(answer, "maxmemory-policy"))
-        if policy != REQUIRED_POLICY:
-            raise StoreConfigError(
-                f"STATE_URL: the Redis server's maxmemory-policy is {policy!r}; it must be "
-                f"{REQUIRED_POLICY!r} (an evicted record lets a replay through): run "
-                f"CONFIG SET maxmemory-policy {REQUIRED_POLICY} and persist it in redis.conf"
-            )
+        self._accept_policy(policy)
 
     def start(self) -> None:
         """Begin the background ping that :attr:`health` and the metric report."""
@@ -131,22 +118,46 @@ class RedisState:
             self._pinger = asyncio.create_task(self._ping_forever(), name="state-store-ping")
 
     async def ping(self) -> StoreHealth:
-        """One check, recorded in :attr:`health`."""
+        """One check, recorded in :attr:`health`; the policy too until it has been seen right."""
         try:
             if not self._policy_checked:
-                await self.check_config(self.timeout_s)
+                self._accept_policy(await self._read_policy(self.timeout_s))
             async with asyncio.timeout(self.timeout_s):
                 await self.client.ping()
         except StoreConfigError as exc:
-            logger.error("%s", exc)
+            if self.health != "misconfigured":
+                logger.error("%s", exc, extra={"event": "state_store_misconfigured"})
             self.health = "misconfigured"
             return self.health
         except STORE_ERRORS:
             self.health = "unavailable"
             return self.health
-        if self.health != "misconfigured":
-            self.health = "ok"
+        self.health = "ok"
         return self.health
+
+    async def _read_policy(self, timeout_s: float) -> str | None:
+        """``maxmemory-policy``, or None where ``CONFIG`` is refused (managed Redis)."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                answer = await self.client.config_get("maxmemory-policy")
+        except ResponseError:
+            return None
+        return _text(_config_value(answer, "maxmemory-policy"))
+
+    def _accept_policy(self, policy: str | None) -> None:
+        if policy is None:
+            logger.warning(
+                "cannot read the state store's maxmemory-policy (CONFIG refused): make sure it "
+                "is %s",
+                REQUIRED_POLICY,
+            )
+        elif policy != REQUIRED_POLICY:
+            raise StoreConfigError(
+                f"STATE_URL: the Redis server's maxmemory-policy is {policy!r}; it must be "
+                f"{REQUIRED_POLICY!r} (an evicted record lets a replay through): run "
+                f"CONFIG SET maxmemory-policy {REQUIRED_POLICY} and persist it in redis.conf"
+            )
+        self._policy_checked = True
 
     async def aclose(self) -> None:
         if self._pinger is not None:

@@ -148,11 +148,13 @@ class TokenValidator:
 
     async def validate(self, token: str, payload: dict[str, Any] | None = None) -> Principal:
         claims = await self.verified_claims(token, payload)
-        client_id = claims.get("azp") or claims.get("sub")
+        client_id = claims.get("azp") or claims.get("client_id") or claims.get("sub")
         client = client_id if isinstance(client_id, str) else None
         self._check_claims(claims, client)
         if client is None:
-            raise InvalidTokenError("The token names no client (azp or sub).", reason="no_client")
+            raise InvalidTokenError(
+                "The token names no client (azp, client_id or sub).", reason="no_client"
+            )
         return Principal(client_id=client, scopes=scopes_of(claims), jkt=bound_key_of(claims))
 
     async def verified_claims(

@@ -22,9 +22,11 @@ from joserfc.jwk import RSAKey
 
 from cats_dogs_other.api.app import create_app
 from cats_dogs_other.api.github_policy import REQUIRED_CLAIMS
+from cats_dogs_other.api.rate_limits import client_key
 from cats_dogs_other.api.settings import ConfigError, load_settings
+from cats_dogs_other.api.tokens import Principal
 from tests.api.oidc_support import LoopbackIssuers, github_token, rsa_key, sign
-from tests.api.support import AUDIENCE, SCOPE, serve_app, valid_claims
+from tests.api.support import AUDIENCE, SCOPE, png, serve_app, valid_claims
 
 REPO_ID, OWNER_ID = "123456789", "987654"
 POLICY = """\
@@ -455,3 +457,20 @@ def test_dpop_mode_required_applies_to_oauth2_issuer_only(world: World, make_set
         auth0 = api.get("/model", headers={"Authorization": f"Bearer {world.a0()}"})
         assert auth0.status_code == 401
         assert "DPoP-bound tokens only" in auth0.json()["detail"]
+
+
+def test_github_callers_are_rate_limited_by_repository_id(world: World, make_settings) -> None:
+    """RATE_LIMITS_BY_CLIENT names a repository by id: every token of its jobs counts."""
+    overrides = '{"github:123456789": "2/minute"}'
+    image = {"file": ("a.png", png((230, 20, 20)), "image/png")}
+    with replica(world, make_settings, rate_limits_by_client=overrides) as api:
+        statuses = []
+        for _ in range(3):
+            token = world.gh(repository_id=int(REPO_ID))  # a new token each time, same repo
+            auth = {"Authorization": f"Bearer {token}"}
+            statuses.append(api.post("/upload", headers=auth, files=image).status_code)
+        auth0 = {"Authorization": f"Bearer {world.a0()}"}
+        assert api.post("/upload", headers=auth0, files=image).status_code == 200
+    assert statuses == [200, 200, 429]
+    principal = Principal("github:123456789", frozenset(), issuer_name="github-actions")
+    assert client_key(principal) == "github:123456789"

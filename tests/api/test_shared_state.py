@@ -12,10 +12,12 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from cats_dogs_other.api import startup
 from cats_dogs_other.api.settings import Settings
+from cats_dogs_other.api.startup import StartupError
 from tests.api.support import FakeIssuer, bearer, running_app
 from tests.dpop_proofs import ProofSigner
-from tests.support.redis_server import RedisServer
+from tests.support.redis_server import RedisServer, fake_store
 
 URL = "http://testserver/model"
 WAIT_S = 10.0
@@ -147,3 +149,49 @@ def test_a_proof_from_before_the_store_lost_its_data_is_refused(
     assert int(replayed.headers["Retry-After"]) >= 1
     fresh = signer.proof("GET", URL, access_token=bound_token, claims={"iat": time.time()})
     assert one.get("/model", headers=dpop(bound_token, fresh)).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "answer", [None, b"HTTP/1.1 200 OK\r\n\r\n<html>"], ids=["hangs", "garbage"]
+)
+def test_a_hanging_or_garbage_store_is_a_503_for_dpop_and_nothing_for_bearer(
+    make_settings: Callable[..., Settings],
+    module_issuer: FakeIssuer,
+    bound_token: str,
+    signer: ProofSigner,
+    answer: bytes | None,
+) -> None:
+    with fake_store(answer) as url:
+        settings = make_settings(state_url=url, state_timeout_ms=100, rate_limit="2/minute")
+        with running_app(settings, module_issuer) as app:
+            started = time.monotonic()
+            proof = signer.proof("GET", URL, access_token=bound_token)
+            refused = app.get("/model", headers=dpop(bound_token, proof))
+            assert refused.status_code == 503 and "Retry-After" in refused.headers
+            assert time.monotonic() - started < 1.0
+            assert app.get("/model", headers=bearer(module_issuer.token())).status_code == 200
+            assert app.get("/ready").status_code == 200
+            wait_for(lambda: app.get("/health").json()["state_store"] == "unavailable")
+
+
+def test_a_store_that_may_evict_stops_the_start_up_with_one_sentence(
+    make_settings: Callable[..., Settings],
+    module_issuer: FakeIssuer,
+    redis_server: RedisServer,
+    redis_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(startup, "_failure", None)  # restored after: the failure is recorded
+    client = redis_server.client()
+    client.config_set("maxmemory-policy", "allkeys-lru")
+    try:
+        with (
+            pytest.raises(StartupError) as caught,
+            running_app(make_settings(state_url=redis_url), module_issuer),
+        ):
+            pass
+    finally:
+        client.config_set("maxmemory-policy", "noeviction")
+    assert caught.value.setting == "STATE_URL"
+    assert "maxmemory-policy is 'allkeys-lru'" in caught.value.sentence
+    assert "\n" not in caught.value.sentence

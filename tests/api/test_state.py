@@ -78,6 +78,17 @@ def test_redis_claims_once_across_two_stores_and_every_key_has_a_ttl(redis_url: 
         assert client.pttl(key) > 0, key
 
 
+def test_redis_through_a_unix_socket(redis_server: RedisServer, redis_url: str) -> None:
+    async def scenario() -> list[bool]:
+        state = redis_state(redis_server.unix_url)
+        try:
+            return [await state.claim_once("u", 5000), await state.claim_once("u", 5000)]
+        finally:
+            await state.aclose()
+
+    assert run(scenario) == [True, False]
+
+
 def redis_server_client(url: str) -> Any:
     import redis
 
@@ -137,7 +148,6 @@ def test_a_store_that_may_evict_is_refused(redis_server: RedisServer, redis_url:
         try:
             with pytest.raises(StoreConfigError, match="maxmemory-policy is 'allkeys-lru'"):
                 await state.check_config()
-            state._policy_checked = False
             health = await state.ping()
             with pytest.raises(StateUnavailableError):
                 await state.claim_once("k", 1000)
@@ -147,6 +157,27 @@ def test_a_store_that_may_evict_is_refused(redis_server: RedisServer, redis_url:
 
     try:
         assert run(scenario) == "misconfigured"
+    finally:
+        client.config_set("maxmemory-policy", "noeviction")
+
+
+def test_a_policy_fixed_while_running_is_noticed(redis_server: RedisServer, redis_url: str) -> None:
+    client = redis_server.client()
+    client.config_set("maxmemory-policy", "volatile-lru")
+
+    async def scenario() -> list[str]:
+        state = redis_state(redis_url)
+        try:
+            seen: list[str] = [await state.ping()]
+            client.config_set("maxmemory-policy", "noeviction")
+            seen.append(await state.ping())
+            assert await state.claim_once("k", 1000) is True
+            return seen
+        finally:
+            await state.aclose()
+
+    try:
+        assert run(scenario) == ["misconfigured", "ok"]
     finally:
         client.config_set("maxmemory-policy", "noeviction")
 
@@ -182,3 +213,29 @@ def test_limits_with_workers_are_fine_with_a_shared_store() -> None:
         state_url="redis://127.0.0.1:1/0",
     )
     assert settings.client_limits == {"oauth2:a": "5/second"}
+
+
+def test_workers_without_a_shared_store_warn_about_dpop(caplog: pytest.LogCaptureFixture) -> None:
+    from cats_dogs_other.api.startup import warn_unshared_state
+
+    base = {"oauth2_issuer": "https://issuer.example/", "oauth2_audience": "api"}
+    warn_unshared_state(load_settings(**base, workers=2, state_url="redis://127.0.0.1:1/0"))
+    warn_unshared_state(load_settings(**base, workers=1))
+    assert not caplog.records
+    warn_unshared_state(load_settings(**base, workers=2))
+    (record,) = caplog.records
+    assert record.levelname == "WARNING" and "STATE_URL" in record.getMessage()
+
+
+def test_a_missing_redis_server_skips_locally_and_fails_under_ci(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.support import redis_server as support
+
+    monkeypatch.setattr(support.shutil, "which", lambda name: None)
+    monkeypatch.setenv("CI", "false")
+    with pytest.raises(pytest.skip.Exception, match="install-services"):
+        support.require_redis_server()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI=true"):
+        support.require_redis_server()

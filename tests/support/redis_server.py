@@ -2,7 +2,7 @@
 
 Fixtures (registered for every test directory by ``tests/conftest.py``):
 
-- ``redis_server``: one server per test module (``RedisServer``: ``.url``, ``.port``,
+- ``redis_server``: one server per test module (``RedisServer``: ``.url``, ``.unix_url``, ``.port``,
   ``.client()``, ``.stop()``, ``.start()`` to restart it on the same port, ``.flush()``).
 - ``redis_url``: its URL, flushed before each test.
 - :func:`fake_store`: a loopback server that hangs or answers garbage, for timeout tests.
@@ -60,6 +60,11 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
+    @property
+    def unix_url(self) -> str:
+        """The same server through its Unix socket."""
+        return f"unix://{self.directory / 'redis.sock'}?db=0"
+
     def client(self) -> redis.Redis:
         return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5)
 
@@ -74,6 +79,8 @@ class RedisServer:
             "--appendonly", "no",
             "--maxmemory-policy", "noeviction",
             "--protected-mode", "yes",
+            "--unixsocket", str(self.directory / "redis.sock"),
+            "--unixsocketperm", "700",
         ]  # fmt: skip
         log = (self.directory / "redis.log").open("ab")
         self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)

@@ -25,9 +25,12 @@ async def health(state: StateDep) -> Health:
 
 @router.get("/ready", response_model=Readiness, responses={503: {"model": Readiness}})
 async def ready(resources: ResourcesDep) -> JSONResponse:
-    """Readiness: model loaded, batcher running, issuer name right, signing keys cached."""
+    """Readiness: not draining, model loaded, batcher running, issuer name right, signing keys
+    cached. The state store is not checked: Bearer traffic flows while it is down."""
     reason, retry_after_s = None, 5
-    if not resources.batcher.running:
+    if resources.drain.draining:
+        reason = "shutting down (SIGTERM): finishing the requests in flight"
+    elif not resources.batcher.running:
         reason = "the inference worker is not running"
     elif resources.issuer_check.problem:
         reason = resources.issuer_check.problem
