@@ -202,8 +202,8 @@ def _classify(
     timeout = _number(args.timeout, "--timeout", float)
     with httpx.Client(transport=transport, timeout=timeout) as http:
         if github:
-            tokens = GitHubActionsTokens.from_environment(http, args.audience, os.environ)
-            return _run(args, http, BearerAuth(tokens), sleep, batch_size, attempts, max_wait)
+            job = GitHubActionsTokens.from_environment(http, args.audience, os.environ)
+            return _run(args, http, BearerAuth(job), sleep, batch_size, attempts, max_wait)
         token_url = args.token_url or discover_token_url(http, args.issuer)
         cache: TokenCache = FileCache(args.token_cache) if args.token_cache else MemoryCache()
         key = DPoPKey() if args.dpop else None
