@@ -23,7 +23,7 @@ from typing import TextIO
 import httpx
 from joserfc.jwk import Key
 
-from cats_dogs_other.api.errors import ApiError, AuthError
+from cats_dogs_other.api.errors import ApiError, AuthError, InvalidTokenError
 from cats_dogs_other.api.github_policy import REQUIRED_CLAIMS, rule_checks
 from cats_dogs_other.api.github_tokens import GitHubTokenValidator, github_client_id
 from cats_dogs_other.api.issuers import policy_key_cache, unverified_issuer
@@ -50,8 +50,6 @@ class FileKeys:
         self._keys = parse_jwks(json.loads(path.read_text(encoding="utf-8")), algorithms)
 
     async def get(self, kid: str, alg: str) -> Key:
-        from cats_dogs_other.api.errors import InvalidTokenError
-
         key = next((k for k in self._keys.get(kid, ()) if usable_for(k, alg)), None)
         if key is None:
             raise InvalidTokenError(f"the JWKS file has no {alg} key {kid!r}", reason="kid")

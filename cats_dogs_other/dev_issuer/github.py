@@ -117,8 +117,7 @@ class GitHubTokenService:
 
     def sign(self, claims: Mapping[str, Any]) -> str:
         key = self.keyring.current
-        header = {"alg": ALGORITHM, "typ": "JWT", "kid": key.kid, "x5t": None}
-        header = {k: v for k, v in header.items() if v is not None}
+        header = {"alg": ALGORITHM, "typ": "JWT", "kid": key.kid}
         return jwt.encode(header, dict(claims), key, algorithms=[ALGORITHM])
 
     def token(
