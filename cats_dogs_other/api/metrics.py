@@ -50,6 +50,7 @@ INFERENCE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64)
 MAX_COUNTED_CLASSES = 1000
 HEALTHY_STORE = frozenset({"ok", "in-process"})
+STORE_USES = ("dpop", "rate_limit")
 
 
 class Metrics:
@@ -112,6 +113,8 @@ class Metrics:
             buckets=TOP_PROBABILITY_EDGES, namespace=ns, registry=r,
         )  # fmt: skip
         self._counted_classes: frozenset[str] = frozenset()
+        for use in STORE_USES:  # present at 0 from the start, for rules and dashboards
+            self.state_store_errors_total.labels(use=use)
 
     def set_model(self, *, name: str, version: str, sha256: str) -> None:
         self.model_info.info({"name": name, "version": version, "sha256": sha256})
@@ -128,6 +131,8 @@ class Metrics:
         self._counted_classes = (
             frozenset(classes) if len(classes) <= MAX_COUNTED_CLASSES else frozenset()
         )
+        for class_name in self._counted_classes:
+            self.predictions_total.labels(class_name=class_name)
 
     def prediction(self, class_name: str, top_probability: float) -> None:
         if class_name in self._counted_classes:

@@ -54,3 +54,6 @@ class ModelInfo(BaseModel):
 class Problem(BaseModel):
     detail: str
     part: int | None = None
+    limit: str | None = Field(
+        default=None, description="429, or 422 for a batch above it: the client's limit"
+    )

@@ -120,3 +120,12 @@ def test_per_class_counters_stop_above_a_thousand_classes() -> None:
     text = metrics.render().decode()
     assert 'class_name="c1"' not in text
     assert "cats_dogs_other_top_probability_count 1.0" in text
+
+
+def test_store_series_exist_from_the_start(replica: TestClient) -> None:
+    text = replica.get("/metrics").text
+    assert "cats_dogs_other_state_store_up 1.0" in text  # in-process counts as up
+    for use in ("dpop", "rate_limit"):
+        assert f'cats_dogs_other_state_store_errors_total{{use="{use}"}} 0.0' in text
+    assert "cats_dogs_other_rate_limited_total 0.0" in text
+    assert replica.get("/health").json() == {"status": "OK", "state_store": "in-process"}

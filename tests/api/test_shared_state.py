@@ -195,3 +195,23 @@ def test_a_store_that_may_evict_stops_the_start_up_with_one_sentence(
     assert caught.value.setting == "STATE_URL"
     assert "maxmemory-policy is 'allkeys-lru'" in caught.value.sentence
     assert "\n" not in caught.value.sentence
+
+
+@pytest.mark.parametrize(("age_s", "expected_ttl_s"), [(50, 15), (-30, 95), (59.5, 5.5)])
+def test_a_record_lives_until_its_proof_expires_everywhere(
+    replicas: tuple[TestClient, TestClient],
+    bound_token: str,
+    signer: ProofSigner,
+    redis_server: RedisServer,
+    age_s: float,
+    expected_ttl_s: float,
+) -> None:
+    """PX = iat + DPOP_IAT_WINDOW_S (60) + STATE_CLOCK_SKEW_S (5) - now: a future-dated iat
+    gets a longer record, so it cannot outlive its key."""
+    one, _ = replicas
+    claims = {"iat": time.time() - age_s}
+    proof = signer.proof("GET", URL, access_token=bound_token, claims=claims)
+    assert one.get("/model", headers=dpop(bound_token, proof)).status_code == 200
+    client = redis_server.client()
+    (key,) = list(client.scan_iter("cdo:dpop:*"))
+    assert abs(client.pttl(key) / 1000 - expected_ttl_s) < 1.0
