@@ -11,12 +11,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack, asynccontextmanager
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from fastapi import FastAPI
@@ -28,18 +28,26 @@ from cats_dogs_other.api.access_log import AccessLogMiddleware
 from cats_dogs_other.api.batching import MicroBatcher
 from cats_dogs_other.api.docs import install_docs
 from cats_dogs_other.api.dpop_binding import DPoPBinding, challenge_schemes
+from cats_dogs_other.api.draining import Drain
 from cats_dogs_other.api.errors import install_handlers
 from cats_dogs_other.api.framing import AmbiguousFramingMiddleware
 from cats_dogs_other.api.issuer_check import IssuerCheck
-from cats_dogs_other.api.jwks import KeyCache
+from cats_dogs_other.api.issuers import IssuerRouter, build_policy_validators, describe
+from cats_dogs_other.api.jwks import DiscoveryDocument, KeyCache
+from cats_dogs_other.api.metrics import Metrics
 from cats_dogs_other.api.model_source import ModelSourceError
+from cats_dogs_other.api.rate_limits import RateLimiter
 from cats_dogs_other.api.resources import Resources
 from cats_dogs_other.api.routes import dev_token, health, model_info, predict
 from cats_dogs_other.api.schemas import declare_classes
 from cats_dogs_other.api.security import SCHEME_NAME
 from cats_dogs_other.api.settings import Settings, load_settings
 from cats_dogs_other.api.startup import TRAIN_HINT, StartupError, record_failure
+from cats_dogs_other.api.state import InProcessState, open_state
 from cats_dogs_other.api.tokens import TokenValidator
+
+if TYPE_CHECKING:
+    from cats_dogs_other.api.state_redis import RedisState
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +79,7 @@ def create_app(
     install_docs(app, settings)
     _install_metrics(app)
     app.add_middleware(AmbiguousFramingMiddleware)
-    app.add_middleware(AccessLogMiddleware)
+    app.add_middleware(AccessLogMiddleware, replica_id=settings.replica_id)
     app.openapi = partial(_openapi, app, settings)  # type: ignore[method-assign]
     return app
 
@@ -88,12 +96,25 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
             follow_redirects=False,
         )
         stack.push_async_callback(client.aclose)
-        keys = KeyCache.from_settings(settings, client)
+        discovery = DiscoveryDocument(
+            client, settings.discovery_uri, timeout_s=settings.jwks_fetch_timeout_s
+        )  # one fetch feeds the key cache and the issuer check
+        keys = KeyCache.from_settings(settings, client, discovery)
         stack.push_async_callback(keys.aclose)
         keys.start()  # warm the key cache without delaying start-up, retrying until it is
-        issuer_check = IssuerCheck.from_settings(settings, client)
+        issuer_check = IssuerCheck.from_settings(settings, client, discovery)
         stack.push_async_callback(issuer_check.aclose)
         issuer_check.start()
+        state = await _open_state(settings, stack)
+        policy_validators, policy_keys = build_policy_validators(settings, client, state)
+        for cache in policy_keys:
+            stack.push_async_callback(cache.aclose)
+            cache.start()
+        if policy_validators:
+            logger.info("trusted beside OAUTH2_ISSUER: %s", describe(policy_validators))
+        drain = Drain(settings.shutdown_drain_s)
+        stack.callback(drain.uninstall)
+        drain.install(asyncio.get_running_loop())
         pool = ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="decode")
         stack.callback(pool.shutdown, wait=True, cancel_futures=True)
         batcher = MicroBatcher(
@@ -113,13 +134,16 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
             http_client=client,
             keys=keys,
             issuer_check=issuer_check,
-            validator=TokenValidator.from_settings(settings, keys),
-            dpop=DPoPBinding.from_settings(settings),
+            validator=IssuerRouter(TokenValidator.from_settings(settings, keys), policy_validators),
+            dpop=DPoPBinding.from_settings(settings, state, _store_error_counter(metrics)),
+            state=state,
+            drain=drain,
+            metrics=metrics,
+            limiter=_rate_limiter(settings, state, metrics),
         )
         app.state.served_classes = inference.classes  # the OpenAPI document's enum
         if metrics is not None:
-            meta = inference.metadata
-            metrics.set_model(name=meta.name, version=meta.version, sha256=inference.sha256)
+            _describe(metrics, settings, inference, state)
         logger.info(
             "serving model %s %s (sha256 %s)",
             inference.metadata.name,
@@ -127,6 +151,54 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
             inference.sha256[:12],
         )
         yield {"resources": resources}
+
+
+def _rate_limiter(
+    settings: Settings, state: InProcessState | RedisState, metrics: Metrics | None
+) -> RateLimiter | None:
+    """On the store's own connection pool when there is one (one pool per process)."""
+    return RateLimiter.from_settings(
+        settings,
+        None if isinstance(state, InProcessState) else state.pool,
+        count_store_error=_store_error_counter(metrics),
+        count_limited=metrics.rate_limited_total.inc if metrics is not None else None,
+    )
+
+
+def _describe(
+    metrics: Metrics, settings: Settings, inference: Inference, state: InProcessState | RedisState
+) -> None:
+    """What /metrics says about this process: model, replica, classes counted, store state."""
+    meta = inference.metadata
+    metrics.set_model(name=meta.name, version=meta.version, sha256=inference.sha256)
+    metrics.set_replica(settings.replica_id)
+    metrics.count_classes(inference.classes)
+    metrics.watch_state(lambda: state.health)
+
+
+def _store_error_counter(metrics: Metrics | None) -> Callable[[str], None] | None:
+    if metrics is None:
+        return None
+    return lambda use: metrics.state_store_errors_total.labels(use=use).inc()
+
+
+async def _open_state(settings: Settings, stack: AsyncExitStack) -> InProcessState | RedisState:
+    """The store STATE_URL names, closed by ``stack``; a Redis that may evict stops start-up."""
+    state = open_state(settings)
+    stack.push_async_callback(state.aclose)
+    if isinstance(state, InProcessState):
+        return state
+    from cats_dogs_other.api.state_redis import StoreConfigError
+
+    try:
+        await state.check_config()
+    except StoreConfigError as exc:
+        error = StartupError(str(exc), setting="STATE_URL")
+        record_failure(error)
+        logger.error(error.sentence, extra={"event": "startup_failed"})
+        raise error from None
+    state.start()
+    return state
 
 
 async def _load_model(settings: Settings) -> Inference:
@@ -189,7 +261,7 @@ def configure_tf_threads(settings: Settings) -> None:
 
 def _install_metrics(app: FastAPI) -> None:
     """Prometheus: per-app registry, middleware and GET /metrics."""
-    from cats_dogs_other.api.metrics import Metrics, install_metrics
+    from cats_dogs_other.api.metrics import install_metrics
 
     metrics = Metrics()
     app.state.metrics = metrics

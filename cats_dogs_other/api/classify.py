@@ -44,7 +44,7 @@ async def predict_one(resources: Resources, data: bytes) -> dict[str, Any]:
     # The batcher gets the decode step itself: a full queue refuses before decoding is spent, and
     # a batch waits only for requests that are still decoding, so a lone request runs at once.
     row = await resources.batcher.submit(decode(resources, data))
-    return resources.inference.to_result(row)
+    return _counted(resources, resources.inference.to_result(row))
 
 
 async def predict_many(resources: Resources, files: list[bytes]) -> list[dict[str, Any]]:
@@ -58,4 +58,11 @@ async def predict_many(resources: Resources, files: list[bytes]) -> list[dict[st
     rows = await resources.batcher.submit_many(
         [decode(resources, data, part) for part, data in enumerate(files)]
     )
-    return [resources.inference.to_result(row) for row in rows]
+    return [_counted(resources, resources.inference.to_result(row)) for row in rows]
+
+
+def _counted(resources: Resources, result: dict[str, Any]) -> dict[str, Any]:
+    """The drift signals: answers per class and the top probability (fixed bucket edges)."""
+    if resources.metrics is not None:
+        resources.metrics.prediction(result["prediction"], max(result["values"], default=0.0))
+    return result

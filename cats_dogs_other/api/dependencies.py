@@ -10,6 +10,7 @@ from kto.inference import Inference
 from cats_dogs_other.api.resources import Resources, get_resources, get_settings
 from cats_dogs_other.api.security import require_principal
 from cats_dogs_other.api.settings import Settings
+from cats_dogs_other.api.state import StateStore
 from cats_dogs_other.api.tokens import Principal
 
 
@@ -27,7 +28,12 @@ async def _inference(request: Request) -> Inference:
     return get_resources(request).inference
 
 
+async def _state(request: Request) -> StateStore:
+    return get_resources(request).state
+
+
 SettingsDep = Annotated[Settings, Depends(_settings)]
 ResourcesDep = Annotated[Resources, Depends(_resources)]
 InferenceDep = Annotated[Inference, Depends(_inference)]
 CurrentPrincipal = Annotated[Principal, Depends(require_principal)]
+StateDep = Annotated[StateStore, Depends(_state)]

@@ -68,12 +68,23 @@ class NonceRequiredError(ProofError):
         super().__init__(message, reason="dpop_nonce")
 
 
+class ReplayedProofError(ProofError):
+    """This proof's ``jti`` was already accepted (RFC 9449 section 11.1)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "This DPoP proof was already used; sign a new one (new jti) per request.",
+            reason="dpop_replay",
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class Proof:
-    """A verified proof: the key that signed it (RFC 7638 thumbprint) and its id."""
+    """A verified proof: the key that signed it (RFC 7638 thumbprint), its id and its ``iat``."""
 
     jkt: str
     jti: str
+    iat: float
 
 
 def access_token_hash(token: str) -> str:
@@ -108,13 +119,17 @@ def normalise_htu(url: str) -> str | None:
 
 
 class ProofVerifier:
-    """Checks one proof against the request it came with; records its ``jti`` once accepted."""
+    """Checks one proof against the request it came with; records its ``jti`` once accepted.
+
+    ``replay=None`` leaves the recording to the caller (the API records in its state store,
+    which may be shared and is asynchronous; see :mod:`cats_dogs_other.api.dpop_binding`).
+    """
 
     def __init__(
         self,
         *,
         algorithms: Collection[str],
-        replay: ReplayCache,
+        replay: ReplayCache | None,
         iat_window_s: int = 60,
         nonces: NonceSource | None = None,
         clock: Callable[[], float] = time.time,
@@ -153,14 +168,12 @@ class ProofVerifier:
             _check_binding(payload, access_token, thumbprint, jkt)
         if self._nonces is not None and not self._nonces.is_valid(payload.get("nonce")):
             raise NonceRequiredError("Put the server's current DPoP-Nonce in the proof (nonce).")
-        try:
-            self._replay.add((thumbprint, jti), iat + self._iat_window_s + 1)
-        except ReplayError:
-            raise ProofError(
-                "This DPoP proof was already used; sign a new one (new jti) per request.",
-                reason="dpop_replay",
-            ) from None
-        return Proof(jkt=thumbprint, jti=jti)
+        if self._replay is not None:
+            try:
+                self._replay.add((thumbprint, jti), iat + self._iat_window_s + 1)
+            except ReplayError:
+                raise ReplayedProofError from None
+        return Proof(jkt=thumbprint, jti=jti, iat=iat)
 
     def _load_key(self, header_segment: str) -> tuple[str, Key, str]:
         """The algorithm, public key and thumbprint a proof header names, once it passes.

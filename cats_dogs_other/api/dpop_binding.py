@@ -7,15 +7,31 @@
   could use it, which is what binding prevents.
 - ``required``: only DPoP-bound tokens, each request with a proof.
 - ``disabled``: ``Bearer`` only; bound tokens are refused too, as their binding is not checked.
+
+Each accepted proof's ``jti`` is claimed once in the state store (:mod:`cats_dogs_other.api.state`):
+in-process without ``STATE_URL``, shared by every replica with it. When the store cannot say,
+the request gets 503 with ``Retry-After``, never an unchecked accept; Bearer requests never
+touch the store. Nonces need no store: they are HMACs under the shared ``DPOP_NONCE_SECRET``.
 """
 
 from __future__ import annotations
 
+import logging
+import math
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from fastapi import Request
 
-from cats_dogs_other.api.dpop import NonceRequiredError, ProofError, ProofVerifier
+from cats_dogs_other.api.dpop import (
+    NonceRequiredError,
+    Proof,
+    ProofError,
+    ProofVerifier,
+    ReplayedProofError,
+)
 from cats_dogs_other.api.dpop_nonce import NonceSource
 from cats_dogs_other.api.errors import (
     AuthError,
@@ -27,9 +43,19 @@ from cats_dogs_other.api.errors import (
     ServiceUnavailableError,
     UseDPoPNonceError,
 )
-from cats_dogs_other.api.replay_cache import ReplayCache, ReplayCacheFullError
 from cats_dogs_other.api.settings import Settings
-from cats_dogs_other.api.tokens import Principal, TokenValidator
+from cats_dogs_other.api.state import (
+    StateStore,
+    StateUnavailableError,
+    StoreErrorReport,
+    hashed_key,
+)
+from cats_dogs_other.api.tokens import Principal
+
+if TYPE_CHECKING:
+    from cats_dogs_other.api.issuers import Verifier
+
+logger = logging.getLogger(__name__)
 
 BEARER, DPOP = "Bearer", "DPoP"
 
@@ -87,13 +113,34 @@ def _how_to_authenticate(settings: Settings) -> str:
 class DPoPBinding:
     """Holds a verified token to the scheme it came with; checks the proof of DPoP requests."""
 
-    def __init__(self, *, mode: str, verifier: ProofVerifier, public_url: str | None) -> None:
+    def __init__(
+        self,
+        *,
+        mode: str,
+        verifier: ProofVerifier,
+        public_url: str | None,
+        state: StateStore,
+        iat_window_s: int = 60,
+        clock_skew_s: int = 5,
+        clock: Callable[[], float] = time.time,
+        count_store_error: Callable[[str], None] | None = None,
+    ) -> None:
         self.mode = mode
+        self._report = StoreErrorReport("dpop", logger, count_store_error)
         self.verifier = verifier
         self._public_url = public_url.rstrip("/") if public_url else None
+        self._state = state
+        self._iat_window_s = iat_window_s
+        self._clock_skew_s = clock_skew_s
+        self._clock = clock
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> DPoPBinding:
+    def from_settings(
+        cls,
+        settings: Settings,
+        state: StateStore,
+        count_store_error: Callable[[str], None] | None = None,
+    ) -> DPoPBinding:
         secret = settings.dpop_nonce_secret
         nonces = (
             NonceSource(
@@ -104,14 +151,22 @@ class DPoPBinding:
         )
         verifier = ProofVerifier(
             algorithms=settings.dpop_algorithms,
-            replay=ReplayCache(settings.dpop_replay_cache_size),
+            replay=None,  # recorded in the state store, see _record
             iat_window_s=settings.dpop_iat_window_s,
             nonces=nonces,
         )
-        return cls(mode=settings.dpop_mode, verifier=verifier, public_url=settings.dpop_public_url)
+        return cls(
+            mode=settings.dpop_mode,
+            verifier=verifier,
+            public_url=settings.dpop_public_url,
+            state=state,
+            iat_window_s=settings.dpop_iat_window_s,
+            clock_skew_s=settings.state_clock_skew_s,
+            count_store_error=count_store_error,
+        )
 
     async def authenticate(
-        self, request: Request, credentials: Credentials, validator: TokenValidator
+        self, request: Request, credentials: Credentials, validator: Verifier
     ) -> Principal:
         """The token's principal, once the token and (for DPoP) its proof hold."""
         try:
@@ -119,10 +174,10 @@ class DPoPBinding:
         except AuthError as exc:
             exc.scheme = credentials.scheme  # the challenge of the scheme the client used
             raise
-        self.check(request, credentials, principal)
+        await self.check(request, credentials, principal)
         return principal
 
-    def check(self, request: Request, credentials: Credentials, principal: Principal) -> None:
+    async def check(self, request: Request, credentials: Credentials, principal: Principal) -> None:
         """Raise unless the token's binding and the request's scheme (and proof) agree."""
         if credentials.scheme == BEARER:
             self._check_bearer(principal)
@@ -139,7 +194,8 @@ class DPoPBinding:
             raise InvalidDPoPProofError(
                 "'Authorization: DPoP' needs a proof in the 'DPoP' header.", reason="dpop_missing"
             )
-        self._verify(request, proofs[0], credentials.token, principal.jkt)
+        proof = self._verify(request, proofs[0], credentials.token, principal.jkt)
+        await self._record(proof)
 
     def response_headers(self, credentials: Credentials) -> dict[str, str]:
         """The next nonce for a DPoP client, when nonces are on (RFC 9449 section 8.2)."""
@@ -160,6 +216,8 @@ class DPoPBinding:
         return str(request.url)
 
     def _check_bearer(self, principal: Principal) -> None:
+        if principal.issuer_name is not None:
+            return  # trust-policy issuers are Bearer-only; DPOP_MODE is OAUTH2_ISSUER's
         if principal.jkt is not None and self.mode == "disabled":
             raise InvalidTokenError(
                 "This API does not accept DPoP-bound tokens (its DPoP support is disabled).",
@@ -182,9 +240,9 @@ class DPoPBinding:
                 scheme=DPOP,
             )
 
-    def _verify(self, request: Request, proof: str, token: str, jkt: str) -> None:
+    def _verify(self, request: Request, proof: str, token: str, jkt: str) -> Proof:
         try:
-            self.verifier.verify(
+            return self.verifier.verify(
                 proof,
                 method=request.method,
                 url=self.request_url(request),
@@ -197,8 +255,38 @@ class DPoPBinding:
             raise UseDPoPNonceError(exc.message, nonce=nonces.current()) from None
         except ProofError as exc:
             raise InvalidDPoPProofError(exc.message, reason=exc.reason) from None
-        except ReplayCacheFullError as exc:
+
+    async def _record(self, proof: Proof) -> None:
+        """Claim the proof's ``jti`` once, in the (possibly shared) state store; fail closed.
+
+        The record lives while the proof could pass the ``iat`` check anywhere: until
+        ``iat + DPOP_IAT_WINDOW_S + STATE_CLOCK_SKEW_S`` (a future-dated ``iat`` included), at
+        least one second.
+        """
+        now = self._clock()
+        expires = proof.iat + self._iat_window_s + self._clock_skew_s
+        ttl_ms = max(1000, math.ceil((expires - now) * 1000))
+        try:
+            first = await self._state.claim_once(hashed_key("dpop", proof.jkt, proof.jti), ttl_ms)
+        except StateUnavailableError as exc:
+            self._report("DPoP proofs refused with 503, replay not checkable: %s", exc)
             raise ServiceUnavailableError(
-                "Too many DPoP proofs are in their validity window; retry shortly.",
+                "The DPoP replay store is unavailable, so this proof cannot be checked; "
+                "retry shortly.",
                 retry_after_s=exc.retry_after_s,
             ) from None
+        if not first:
+            raise InvalidDPoPProofError(ReplayedProofError().message, reason="dpop_replay")
+        lost_at = self._state.data_lost_at
+        if lost_at is not None and proof.iat < lost_at and now < lost_at + self._window_s:
+            # A 503, not a 401: the proof may be honest, and a client retrying after
+            # Retry-After signs a new one whose (whole-second) iat follows the restart.
+            raise ServiceUnavailableError(
+                "The DPoP replay store restarted and lost its records, so a proof signed "
+                "before then cannot be checked: sign a new proof and retry.",
+                retry_after_s=max(1.0, math.ceil(lost_at) - now),
+            )
+
+    @property
+    def _window_s(self) -> float:
+        return self._iat_window_s + self._clock_skew_s

@@ -43,6 +43,10 @@ class ApiError(Exception):
     def headers(self) -> dict[str, str]:
         return {}
 
+    def body(self) -> dict[str, object]:
+        """Members of the JSON answer besides ``detail``."""
+        return {}
+
 
 # --- authentication / authorisation (RFC 6750, RFC 9449 section 7.1) -----------------------
 
@@ -252,6 +256,40 @@ class ServiceUnavailableError(ApiError):
         return {"Retry-After": _seconds(self.retry_after_s)}
 
 
+# --- per-client limits (cats_dogs_other.api.rate_limits) ------------------------------------
+
+
+class RateLimitedError(ApiError):
+    """The client used up its limit: 429 with Retry-After and the IETF RateLimit headers."""
+
+    status_code = 429
+
+    def __init__(
+        self, message: str, *, limit: str, retry_after_s: float, headers: dict[str, str]
+    ) -> None:
+        super().__init__(message)
+        self.limit = limit
+        self.retry_after_s = retry_after_s
+        self._headers = headers
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": _seconds(self.retry_after_s), **self._headers}
+
+    def body(self) -> dict[str, object]:
+        return {"limit": self.limit}
+
+
+class BatchOverLimitError(UploadError):
+    """A batch larger than the client's whole limit: 422, since waiting would never help."""
+
+    def __init__(self, message: str, *, limit: str) -> None:
+        super().__init__(message)
+        self.limit = limit
+
+    def body(self) -> dict[str, object]:
+        return {"limit": self.limit}
+
+
 def _seconds(value: float) -> str:
     return str(max(1, math.ceil(value)))
 
@@ -263,6 +301,7 @@ async def _handle_api_error(request: Request, exc: Exception) -> JSONResponse:
         body["code"] = exc.code
     if isinstance(exc, UploadError) and exc.part is not None:
         body["part"] = exc.part
+    body.update(exc.body())
     if isinstance(exc, AuthError):
         request.state.auth_failure = exc.reason
         metrics = getattr(request.app.state, "metrics", None)

@@ -24,9 +24,11 @@ reaches one of them; run one worker per container/pod when you need exact fleet-
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from fastapi import FastAPI
+from kto.inference.drift import TOP_PROBABILITY_EDGES
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -46,6 +48,9 @@ NAMESPACE = "cats_dogs_other"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0)
 INFERENCE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64)
+MAX_COUNTED_CLASSES = 1000
+HEALTHY_STORE = frozenset({"ok", "in-process"})
+STORE_USES = ("dpop", "rate_limit")
 
 
 class Metrics:
@@ -86,9 +91,57 @@ class Metrics:
             "model_output_invalid", "Answers refused (500) because the model output NaN or inf.",
             namespace=ns, registry=r,
         )  # fmt: skip
+        self.replica_info = Info(
+            "replica", "This process's REPLICA_ID (default: the host name).",
+            namespace=ns, registry=r,
+        )  # fmt: skip
+        self.state_store_up = Gauge(
+            "state_store_up",
+            "1 when the state store answered its last background check (or is in-process).",
+            namespace=ns, registry=r,
+        )  # fmt: skip
+        self.state_store_errors_total = Counter(
+            "state_store_errors", "Calls to the state store that failed or timed out, by use.",
+            ["use"], namespace=ns, registry=r,
+        )  # fmt: skip
+        self.rate_limited_total = Counter(
+            "rate_limited", "Requests refused with 429 by the per-client limit (no client label).",
+            namespace=ns, registry=r,
+        )  # fmt: skip
+        self.predictions_total = Counter(
+            "predictions", "Answers given, by predicted class.",
+            ["class_name"], namespace=ns, registry=r,
+        )  # fmt: skip
+        self.top_probability = Histogram(
+            "top_probability", "The probability of each answer's predicted class.",
+            buckets=TOP_PROBABILITY_EDGES, namespace=ns, registry=r,
+        )  # fmt: skip
+        self._counted_classes: frozenset[str] = frozenset()
+        for use in STORE_USES:  # present at 0 from the start, for rules and dashboards
+            self.state_store_errors_total.labels(use=use)
 
     def set_model(self, *, name: str, version: str, sha256: str) -> None:
         self.model_info.info({"name": name, "version": version, "sha256": sha256})
+
+    def set_replica(self, replica_id: str) -> None:
+        self.replica_info.info({"replica_id": replica_id})
+
+    def watch_state(self, health: Callable[[], str]) -> None:
+        """The gauge reads the store's last background check at scrape time (no I/O)."""
+        self.state_store_up.set_function(lambda: float(health() in HEALTHY_STORE))
+
+    def count_classes(self, classes: Sequence[str]) -> None:
+        """Count answers per class, for at most MAX_COUNTED_CLASSES classes (bounded series)."""
+        self._counted_classes = (
+            frozenset(classes) if len(classes) <= MAX_COUNTED_CLASSES else frozenset()
+        )
+        for class_name in self._counted_classes:
+            self.predictions_total.labels(class_name=class_name)
+
+    def prediction(self, class_name: str, top_probability: float) -> None:
+        if class_name in self._counted_classes:
+            self.predictions_total.labels(class_name=class_name).inc()
+        self.top_probability.observe(top_probability)
 
     def auth_failure(self, reason: str) -> None:
         """Count a rejected credential; ``reason`` must come from a small fixed set."""

@@ -5,11 +5,10 @@ pass the ``iat`` window; after that the window check alone refuses the proof, so
 safe. When the cache is full of live entries it refuses new proofs (:class:`ReplayCacheFullError`)
 instead of evicting one early: an evicted ``jti`` could be replayed.
 
-The record is per process. With several workers or replicas, a proof captured and replayed at
-once to another process is accepted there once more, within the ``iat`` window. A shared store
-(Redis ``SET key NX EX window``, or a database unique key) closes that gap at the cost of one
-network round trip per request; server nonces (:mod:`cats_dogs_other.api.dpop_nonce`) narrow it
-without one, since a replayed proof must also carry a current nonce.
+The record is per process: the development issuer uses it directly, and the API wraps it as
+:class:`~cats_dogs_other.api.state.InProcessState` when ``STATE_URL`` is unset. With several
+workers or replicas, ``STATE_URL`` moves the record to Redis (``SET key 1 NX PX ttl``), shared
+by all of them (:mod:`cats_dogs_other.api.state_redis`).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""What the lifespan owns (model, batcher, HTTP client, key cache, decode pool), in one place.
+"""What the lifespan owns (model, batcher, HTTP client, key cache, decode pool, state store).
 
 The lifespan yields ``{"resources": Resources(...)}``; Starlette copies that into every request's
 ``request.state``, and the typed dependencies in :mod:`cats_dogs_other.api.dependencies` read it.
@@ -15,10 +15,14 @@ from kto.inference import Inference
 
 from cats_dogs_other.api.batching import MicroBatcher
 from cats_dogs_other.api.dpop_binding import DPoPBinding
+from cats_dogs_other.api.draining import Drain
 from cats_dogs_other.api.issuer_check import IssuerCheck
+from cats_dogs_other.api.issuers import IssuerRouter
 from cats_dogs_other.api.jwks import KeyCache
+from cats_dogs_other.api.metrics import Metrics
+from cats_dogs_other.api.rate_limits import RateLimiter
 from cats_dogs_other.api.settings import Settings
-from cats_dogs_other.api.tokens import TokenValidator
+from cats_dogs_other.api.state import StateStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,8 +33,12 @@ class Resources:
     http_client: httpx.AsyncClient
     keys: KeyCache
     issuer_check: IssuerCheck
-    validator: TokenValidator
+    validator: IssuerRouter
     dpop: DPoPBinding
+    state: StateStore
+    drain: Drain
+    metrics: Metrics | None = None
+    limiter: RateLimiter | None = None  # None: no RATE_LIMIT configured
 
 
 def get_settings(request: Request) -> Settings:

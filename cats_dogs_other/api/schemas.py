@@ -10,6 +10,11 @@ from pydantic import BaseModel, Field
 
 class Health(BaseModel):
     status: str = "OK"
+    state_store: str = Field(
+        default="in-process",
+        description="the shared state store as last seen by its background check: in-process "
+        "(no STATE_URL), ok, unavailable or misconfigured",
+    )
 
 
 class Readiness(BaseModel):
@@ -50,3 +55,6 @@ class Problem(BaseModel):
     detail: str
     part: int | None = None
     code: str | None = None  # e.g. "model_output_invalid" on a 500
+    limit: str | None = Field(
+        default=None, description="429, or 422 for a batch above it: the client's limit"
+    )

@@ -6,6 +6,7 @@ Misconfiguration stops the server at start-up with a one-line reason (:class:`Co
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urljoin, urlsplit
@@ -13,17 +14,27 @@ from urllib.parse import urljoin, urlsplit
 from kto.inference import DEFAULT_DECODE_LIMITS, DEFAULT_MAX_PIXELS, MIN_CLASSIFIABLE_SIDE
 from kto.inference.backends import BackendChoice
 from kto.inference.cpus import plan_threads
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from cats_dogs_other.api import batching
 from cats_dogs_other.api.dpop import DPOP_ALGORITHMS
 from cats_dogs_other.api.hosts import is_loopback, is_secure_url
+from cats_dogs_other.api.limit_syntax import check_limit, parse_overrides
+from cats_dogs_other.api.trust_policy import TrustPolicy, TrustPolicyError, load_trust_policy
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL_PATH = REPO_ROOT / "cats_dogs_other" / "model"
 DEFAULT_MODEL_CACHE_DIR = REPO_ROOT / ".model-cache"
 MiB = 1024 * 1024
+STATE_URL_SCHEMES = frozenset({"redis", "rediss", "unix"})
 DEV_TOKEN_PATH = "/dev/oauth/token"  # noqa: S105 - a path, not a secret
 PLANNED = "when unset, usable CPUs (affinity, cgroup quota) / WORKERS"
 
@@ -71,6 +82,12 @@ class Settings(BaseSettings):
     jwks_cache_ttl_s: float = Field(default=600.0, gt=0)
     jwks_refresh_cooldown_s: float = Field(default=30.0, ge=0)
     jwks_fetch_timeout_s: float = Field(default=5.0, gt=0)
+    # Read once, here: the field holds the parsed TrustPolicy (see trust_policy.py).
+    trust_policy_file: Annotated[Any, NoDecode] = Field(
+        default=None,
+        description="YAML file of issuers trusted beside OAUTH2_ISSUER (GitHub Actions OIDC); "
+        "docs/github-actions.md",
+    )
     dev_token_proxy_url: str | None = Field(
         default=None,
         description="development only: the dev issuer's token endpoint, relayed at "
@@ -88,6 +105,22 @@ class Settings(BaseSettings):
     dpop_nonces: bool = False
     dpop_nonce_secret: SecretStr | None = None
     dpop_nonce_lifetime_s: int = Field(default=300, ge=10, le=3600)
+
+    # --- shared state (see cats_dogs_other.api.state) and per-client limits ---
+    state_url: SecretStr | None = Field(
+        default=None,
+        description="unset = in-process state (one process); redis://, rediss:// or unix:// = "
+        "shared by every worker and replica",
+    )
+    state_timeout_ms: int = Field(default=50, ge=1, le=60_000)
+    state_key_prefix: str = Field(default="cdo:", min_length=1, max_length=64)
+    state_clock_skew_s: int = Field(default=5, ge=0, le=600)
+    rate_limit: str | None = Field(
+        default=None, description="images per client, e.g. 600/minute; unset = no limit"
+    )
+    rate_limits_by_client: str | None = Field(
+        default=None, description='JSON object, client key -> limit: {"oauth2:abc": "60/minute"}'
+    )
 
     # --- model ---
     model_path: Path = DEFAULT_MODEL_PATH  # a model folder, or a .onnx / .keras / .h5 file
@@ -128,6 +161,10 @@ class Settings(BaseSettings):
     host: str = "0.0.0.0"  # noqa: S104 - a container must listen on all interfaces
     port: int = Field(default=8080, ge=0, le=65535)
     log_level: str = "INFO"
+    replica_id: str = Field(
+        default_factory=socket.gethostname, min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$"
+    )
+    shutdown_drain_s: float = Field(default=0.0, ge=0, le=300)
 
     @field_validator("oauth2_issuer")
     @classmethod
@@ -145,6 +182,23 @@ class Settings(BaseSettings):
         if not value:
             raise ValueError("must not be empty")
         return value
+
+    @field_validator("trust_policy_file", mode="before")
+    @classmethod
+    def _load_trust_policy(cls, value: Any, info: ValidationInfo) -> TrustPolicy | None:
+        if value is None or isinstance(value, TrustPolicy):
+            return value
+        if not isinstance(value, str | Path) or not str(value).strip():
+            raise ValueError("must name a YAML file")
+        audience, issuer = info.data.get("oauth2_audience"), info.data.get("oauth2_issuer")
+        if not audience or not issuer:
+            raise ValueError("needs OAUTH2_ISSUER and OAUTH2_AUDIENCE set and valid")
+        try:
+            return load_trust_policy(
+                Path(str(value).strip()), default_audience=audience, oauth2_issuer=issuer
+            )
+        except TrustPolicyError as exc:
+            raise ValueError(str(exc)) from None
 
     @field_validator("oauth2_algorithms", "dpop_algorithms", mode="before")
     @classmethod
@@ -226,6 +280,66 @@ class Settings(BaseSettings):
         if self.dpop_public_url:
             _require_safe_url(self.dpop_public_url, "DPOP_PUBLIC_URL")
         return self
+
+    @field_validator("state_url")
+    @classmethod
+    def _state_url_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        scheme = urlsplit(value.get_secret_value().strip()).scheme.lower()
+        if scheme not in STATE_URL_SCHEMES:
+            raise ValueError(
+                f"must be a redis://, rediss:// or unix:// URL (got scheme {scheme!r}); "
+                "unset it for in-process state"
+            )
+        return value
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate_limit_parses(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        check_limit(value)
+        return value.strip()
+
+    @field_validator("rate_limits_by_client")
+    @classmethod
+    def _overrides_parse(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        parse_overrides(value)
+        return value
+
+    @model_validator(mode="after")
+    def _single_use_is_shared(self) -> Settings:
+        policy = self.trust_policy
+        if policy and policy.single_use and self.workers > 1 and self.state_url is None:
+            raise ValueError(
+                f"TRUST_POLICY_FILE has single_use issuers but WORKERS={self.workers} and no "
+                "STATE_URL: each process would accept a token once (set STATE_URL=redis://... "
+                "or WORKERS=1)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _limits_are_shared(self) -> Settings:
+        limited = self.rate_limit or self.rate_limits_by_client
+        if self.workers > 1 and self.state_url is None and limited:
+            raise ValueError(
+                f"RATE_LIMIT with WORKERS={self.workers} needs STATE_URL (each process would "
+                "count on its own, multiplying the limit): set STATE_URL=redis://... or WORKERS=1"
+            )
+        return self
+
+    @property
+    def client_limits(self) -> dict[str, str]:
+        """``RATE_LIMITS_BY_CLIENT`` as a mapping (validated at start-up)."""
+        return parse_overrides(self.rate_limits_by_client) if self.rate_limits_by_client else {}
+
+    @property
+    def trust_policy(self) -> TrustPolicy | None:
+        policy: TrustPolicy | None = self.trust_policy_file
+        return policy
 
     @property
     def issuer_base(self) -> str:

@@ -27,6 +27,8 @@ MLFLOW_START_UP_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
 }
 
+logger = logging.getLogger(__name__)
+
 _failure: StartupError | None = None
 
 
@@ -74,12 +76,26 @@ def preflight(settings: Settings) -> dict[str, str]:
     """Check what can be checked before serving; return the environment the workers need
     (``MODEL_URI`` resolved once into ``MODEL_PATH``)."""
     check_port(settings.host, settings.port)
+    warn_unshared_state(settings)
     if settings.model_uri:
         path = resolve_model_uri(settings)
         check_model_file(path, "MODEL_URI")
         return {"MODEL_PATH": str(path), "MODEL_URI": ""}
     check_model_file(settings.model_path, "MODEL_PATH")
     return {}
+
+
+def warn_unshared_state(settings: Settings) -> None:
+    """Several workers without STATE_URL: DPoP still works, each worker with its own replay
+    record (RATE_LIMIT would be multiplied, and is refused by the settings instead)."""
+    if settings.workers > 1 and settings.state_url is None and settings.dpop_mode != "disabled":
+        logger.warning(
+            "WORKERS=%d without STATE_URL: each worker keeps its own DPoP replay record, so a "
+            "captured proof could be replayed once per worker within its iat window; set "
+            "STATE_URL=redis://... to share one",
+            settings.workers,
+            extra={"event": "unshared_state"},
+        )
 
 
 def check_port(host: str, port: int) -> None:

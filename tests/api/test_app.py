@@ -16,7 +16,7 @@ from tests.api.support import AUDIENCE, ISSUER, SCOPE, bearer, png, running_app
 def test_health_is_ok(client) -> None:
     response = client.get("/health")
     assert response.status_code == 200
-    assert response.json() == {"status": "OK"}
+    assert response.json() == {"status": "OK", "state_store": "in-process"}
 
 
 def test_ready_once_model_and_keys_are_there(client) -> None:

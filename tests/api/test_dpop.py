@@ -457,7 +457,7 @@ def test_full_replay_cache_sheds_load_instead_of_forgetting(app_with, bound_toke
     proof = signer.proof("GET", URL, access_token=bound_token)
     response = tiny.get("/model", headers=dpop(bound_token, proof))
     assert response.status_code == 503
-    assert 1 <= int(response.headers["Retry-After"]) <= 62
+    assert 1 <= int(response.headers["Retry-After"]) <= 60 + 5 + 1  # window + clock skew
     # the refused proof took no slot, and the accepted ones are still remembered
     first = signer.proof("GET", URL, access_token=bound_token)
     assert tiny.get("/model", headers=dpop(bound_token, first)).status_code == 503

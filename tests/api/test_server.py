@@ -154,7 +154,7 @@ def test_health_answers_within_100ms_while_uploads_are_processed(busy_server) ->
                 started = time.perf_counter()
                 response = http.get("/health")
                 latencies.append(time.perf_counter() - started)
-                assert response.json() == {"status": "OK"}
+                assert response.json()["status"] == "OK"
                 time.sleep(0.02)
             during = len(done) - before
     finally:

@@ -189,3 +189,16 @@ def test_debug_logs_show_the_traceback(boot: Callable[..., Outcome], tmp_path: P
     assert "MODEL_PATH" in outcome.sentence
     (failure,) = [r for r in outcome.records if r.get("event") == "startup_failed"]
     assert "Traceback" in failure["exc_info"]
+
+
+def test_a_trust_policy_rule_with_names_only(boot: Callable[..., Outcome], tmp_path: Path) -> None:
+    policy = tmp_path / "trust.yml"
+    policy.write_text(
+        "issuers:\n  - name: gh\n    kind: github-actions\n"
+        "    issuer: https://token.actions.githubusercontent.com\n"
+        "    rules:\n      - repository: octo-org/octo-repo\n        scopes: [get::prediction]\n"
+    )
+    outcome = boot(TRUST_POLICY_FILE=str(policy))
+    sentence = assert_one_line_failure(outcome, "TRUST_POLICY_FILE", "repository_id")
+    assert outcome.code == 2
+    assert "names are recycled" in sentence

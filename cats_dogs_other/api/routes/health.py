@@ -7,7 +7,7 @@ import asyncio
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from cats_dogs_other.api.dependencies import ResourcesDep
+from cats_dogs_other.api.dependencies import ResourcesDep, StateDep
 from cats_dogs_other.api.schemas import Health, Readiness
 
 router = APIRouter(tags=["probes"])
@@ -17,16 +17,20 @@ READY_KEY_WAIT_S = 0.8
 
 
 @router.get("/health", response_model=Health)
-async def health() -> Health:
-    """Liveness: the process serves HTTP. Touches nothing that could be slow."""
-    return Health()
+async def health(state: StateDep) -> Health:
+    """Liveness: the process serves HTTP. Touches nothing that could be slow: the state store
+    is reported from its last background check, never called here."""
+    return Health(state_store=state.health)
 
 
 @router.get("/ready", response_model=Readiness, responses={503: {"model": Readiness}})
 async def ready(resources: ResourcesDep) -> JSONResponse:
-    """Readiness: model loaded, batcher running, issuer name right, signing keys cached."""
+    """Readiness: not draining, model loaded, batcher running, issuer name right, signing keys
+    cached. The state store is not checked: Bearer traffic flows while it is down."""
     reason, retry_after_s = None, 5
-    if not resources.batcher.running:
+    if resources.drain.draining:
+        reason = "shutting down (SIGTERM): finishing the requests in flight"
+    elif not resources.batcher.running:
         reason = "the inference worker is not running"
     elif resources.issuer_check.problem:
         reason = resources.issuer_check.problem

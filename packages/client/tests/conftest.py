@@ -192,6 +192,13 @@ class FakeServers:
         return httpx.Response(200, json=[answer] * images)
 
 
+@pytest.fixture(autouse=True)
+def _outside_github_actions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inside a GitHub job these are set, and the client would pick --auth github-actions."""
+    for name in ("ACTIONS_ID_TOKEN_REQUEST_URL", "ACTIONS_ID_TOKEN_REQUEST_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture
 def clock() -> Clock:
     return Clock()

@@ -26,6 +26,7 @@ from kto.client.api import (
 from kto.client.auth import BearerAuth
 from kto.client.dpop import DPoPAuth, DPoPKey, DPoPTokenRequestAuth
 from kto.client.errors import ClientError, ConfigurationError, TokenError
+from kto.client.github_actions import GITHUB_ACTIONS, GitHubActionsTokens, resolve_auth
 from kto.client.output import render_json, render_table
 from kto.client.text import escape_controls, from_server
 from kto.client.tokens import ClientCredentials, FileCache, MemoryCache, TokenCache
@@ -69,6 +70,13 @@ OPTIONS = (
         "--token-cache",
         "CDO_TOKEN_CACHE",
         "file to keep the token in between runs (created with mode 0600); default: memory only",
+    ),
+    Option(
+        "--auth",
+        "CDO_AUTH",
+        "client-credentials, github-actions (the job's OIDC token, no secret), or auto: "
+        "github-actions when ACTIONS_ID_TOKEN_REQUEST_URL is set and no client secret is given",
+        "auto",
     ),
     Option("--format", "CDO_FORMAT", "output: json or table", "table"),
     Option(
@@ -178,13 +186,19 @@ def _classify(
 ) -> list[Result]:
     if args.format not in {"json", "table"}:
         raise ConfigurationError(f"--format must be json or table, not {args.format!r}.")
+    github = resolve_auth(args.auth, args.client_secret, os.environ) == GITHUB_ACTIONS
+    needed = ("--api-url", "--audience") + (() if github else ("--client-id", "--client-secret"))
     missing = [
         f"{o.flag} ({o.env})"
         for o in OPTIONS
-        if o.flag in ("--api-url", "--client-id", "--client-secret", "--audience")
-        and not getattr(args, _dest(o.flag))
+        if o.flag in needed and not getattr(args, _dest(o.flag))
     ]
-    if not (args.token_url or args.issuer):
+    if github and (args.token_cache or args.dpop):
+        raise ConfigurationError(
+            "--auth github-actions cannot be used with --token-cache or --dpop: the job's token "
+            "lives 5 minutes, stays in memory and is a Bearer token."
+        )
+    if not github and not (args.token_url or args.issuer):
         missing.append("--token-url (CDO_TOKEN_URL) or --issuer (CDO_ISSUER)")
     if missing:
         raise ConfigurationError("Missing settings: " + ", ".join(missing) + ".")
@@ -202,6 +216,11 @@ def _classify(
     max_wait = _number(args.max_retry_wait, "--max-retry-wait", float)
     timeout = _number(args.timeout, "--timeout", float)
     with httpx.Client(transport=transport, timeout=timeout) as http:
+        if github:
+            job = GitHubActionsTokens.from_environment(http, args.audience, os.environ)
+            return _run(
+                args, http, BearerAuth(job), sleep, batch_size, attempts, max_wait, insecure_ok
+            )
         token_url = args.token_url or discover_token_url(
             http, args.issuer, allow_insecure_http=insecure_ok
         )
@@ -219,13 +238,24 @@ def _classify(
             allow_insecure_http=insecure_ok,
         )
         auth = DPoPAuth(tokens, key) if key else BearerAuth(tokens)
-        retry = RetryPolicy(attempts=max(1, attempts), max_wait_s=max_wait)
-        if sleep is not None:
-            retry = RetryPolicy(attempts=retry.attempts, max_wait_s=max_wait, sleep=sleep)
-        classifier = Classifier(
-            http, args.api_url, auth, retry=retry, allow_insecure_http=insecure_ok
-        )
-        return classifier.classify(args.files, batch=args.batch, batch_size=batch_size)
+        return _run(args, http, auth, sleep, batch_size, attempts, max_wait, insecure_ok)
+
+
+def _run(
+    args: argparse.Namespace,
+    http: httpx.Client,
+    auth: BearerAuth,
+    sleep: Callable[[float], None] | None,
+    batch_size: int,
+    attempts: int,
+    max_wait: float,
+    insecure_ok: bool,
+) -> list[Result]:
+    retry = RetryPolicy(attempts=max(1, attempts), max_wait_s=max_wait)
+    if sleep is not None:
+        retry = RetryPolicy(attempts=retry.attempts, max_wait_s=max_wait, sleep=sleep)
+    classifier = Classifier(http, args.api_url, auth, retry=retry, allow_insecure_http=insecure_ok)
+    return classifier.classify(args.files, batch=args.batch, batch_size=batch_size)
 
 
 def discover_token_url(
