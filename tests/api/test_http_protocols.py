@@ -10,6 +10,7 @@ deadline when the body trickles in forever.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ import pytest
 
 from cats_dogs_other.api.app import create_app
 from cats_dogs_other.api.http_protocols import DEADLINE_KEEP_ALIVES, HTTP_PROTOCOLS
+from cats_dogs_other.api.request_head import MAX_FIELDS, MAX_HEAD_BYTES, MAX_LINE_BYTES
 from tests.api.support import PARSERS, serve
 
 KEEP_ALIVE_S = 1
@@ -135,3 +137,142 @@ def still_open(sock: socket.socket, data: bytes) -> bool:
         return True
     except (BrokenPipeError, ConnectionResetError):
         return False
+
+
+# --- request heads: size limits and Host (RFC 9112 sections 2.3, 3.2, 5) ---------------------
+
+
+@pytest.fixture(scope="module", params=PARSERS)
+def head_server(request, make_settings, module_issuer) -> Iterator[tuple[str, int]]:
+    app = create_app(make_settings(), transport=module_issuer.transport)
+    with serve(app, http=HTTP_PROTOCOLS[request.param], timeout_keep_alive=KEEP_ALIVE_S) as served:
+        yield served
+
+
+def exchange(address: tuple[str, int], data: bytes) -> tuple[int, bytes]:
+    """Send ``data`` on a new connection and read until the server closes it (fail if it does
+    not within 5 s): the first answer's status and everything the server sent."""
+    with socket.create_connection(address, timeout=5) as sock:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            sock.sendall(data)
+        received = b""
+        try:
+            while chunk := sock.recv(65536):
+                received += chunk
+        except TimeoutError:
+            pytest.fail(f"the server did not close the connection: {received[:200]!r}")
+        except ConnectionResetError:
+            pass
+    assert received.startswith(b"HTTP/1.1 "), received[:200]
+    return int(received[9:12]), received
+
+
+def head(*fields: bytes, target: bytes = b"/health", version: bytes = b"HTTP/1.1") -> bytes:
+    return b"GET " + target + b" " + version + b"\r\n" + b"".join(f + b"\r\n" for f in fields)
+
+
+CLOSE = b"Connection: close"
+HOST = b"Host: test"
+MIB = 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    ("data", "status", "words"),
+    [
+        (head(HOST, CLOSE, target=b"/health?" + b"q" * MAX_LINE_BYTES) + b"\r\n", 414, b"line"),
+        (head(HOST, CLOSE, b"X-Long: " + b"v" * MAX_LINE_BYTES) + b"\r\n", 431, b"header line"),
+        (
+            head(HOST, CLOSE, *[b"X-F%d: v" % i for i in range(MAX_FIELDS)]) + b"\r\n",
+            431,
+            b"fields",
+        ),
+        (
+            head(HOST, CLOSE, *[b"X-F%d: " % i + b"v" * 500 for i in range(70)]) + b"\r\n",
+            431,
+            b"KiB",
+        ),
+        # What the attack battery sent, 1 MiB each: one line, many fields, a big block.
+        (head(HOST, b"X-Long: " + b"v" * MIB) + b"\r\n", 431, b"header line"),
+        (head(HOST, *[b"X: v"] * (MIB // 6)) + b"\r\n", 431, b"fields"),
+        (head(HOST, *[b"X-F%d: " % i + b"v" * 8000 for i in range(128)]) + b"\r\n", 431, b"KiB"),
+        (head(HOST, target=b"/" + b"p" * MIB) + b"\r\n", 414, b"line"),
+    ],
+    ids=[
+        "long-target",
+        "long-line",
+        "101-fields",
+        "40KiB",
+        "1MiB-line",
+        "1MiB-fields",
+        "1MiB-block",
+        "1MiB-target",
+    ],
+)
+def test_a_head_over_a_limit_is_refused_and_the_connection_closed(
+    head_server, data: bytes, status: int, words: bytes
+) -> None:
+    answer, received = exchange(head_server, data + HEALTH)
+    assert answer == status, received[:300]
+    assert b"connection: close" in received.lower()
+    assert words in received
+    assert b"HTTP/1.1 200" not in received  # nothing after it is served
+
+
+def test_a_head_within_every_limit_is_served(head_server) -> None:
+    fields = [HOST, CLOSE, b"X-Long: " + b"v" * (MAX_LINE_BYTES - 12)]
+    count = MAX_FIELDS - len(fields)
+    fill = (MAX_HEAD_BYTES - len(head(*fields)) - 512) // count - len(b"X-F00: \r\n")
+    fields += [b"X-F%02d: " % i + b"v" * fill for i in range(count)]
+    data = head(*fields) + b"\r\n"
+    assert MAX_HEAD_BYTES - 1024 < len(data) <= MAX_HEAD_BYTES
+    assert exchange(head_server, data)[0] == 200
+
+
+def test_a_head_split_across_many_reads_is_still_counted(head_server) -> None:
+    data = head(HOST, b"X-Long: " + b"v" * MIB) + b"\r\n"
+    with socket.create_connection(head_server, timeout=5) as sock:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            for offset in range(0, len(data), 1000):
+                sock.sendall(data[offset : offset + 1000])
+        assert sock.recv(65536).startswith(b"HTTP/1.1 431")
+
+
+@pytest.mark.parametrize(
+    "host",
+    [b"test", b"127.0.0.1:8000", b"[::1]", b"[::1]:8000", b"api.example.com:443", b"xn--d1a.t"],
+)
+def test_a_well_formed_host_is_served(head_server, host: bytes) -> None:
+    assert exchange(head_server, head(b"Host: " + host, CLOSE) + b"\r\n")[0] == 200
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        [],  # HTTP/1.1 requires one
+        [HOST, HOST],
+        [HOST, b"Host: other"],
+        [b"Host: a b"],
+        [b"Host: u@127.0.0.1"],
+        [b"Host: test:99999999"],
+        [b"Host: test:0"],
+        [b"Host: test:65536"],
+        [b"Host: test:80x"],
+        [b"Host: test:"],
+        [b"Host: [::1"],
+        [b"Host: [not-v6]:80"],
+        [b"Host: "],
+        [b"Host: a/b"],
+    ],
+    ids=lambda fields: b"|".join(fields).decode() or "missing",
+)
+def test_a_missing_repeated_or_malformed_host_is_400_and_closes(head_server, fields) -> None:
+    answer, received = exchange(head_server, head(*fields) + b"\r\n" + HEALTH)
+    assert answer == 400, received[:300]
+    assert b"Host" in received
+    assert b"HTTP/1.1 200" not in received  # nothing after it is served
+
+
+def test_an_http_1_0_request_without_host_is_served(head_server) -> None:
+    """HAProxy's default health check, and other HTTP/1.0 probes, send no Host."""
+    answer, received = exchange(head_server, head(version=b"HTTP/1.0") + b"\r\n")
+    assert answer == 200, received[:300]
