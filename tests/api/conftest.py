@@ -21,6 +21,7 @@ from tests.api.support import (
     png,
     running_app,
 )
+from tests.json_server import json_server
 
 
 @pytest.fixture(scope="session")
@@ -87,3 +88,18 @@ def images() -> dict[str, bytes]:
         "green": png((20, 230, 20)),
         "blue": png((20, 20, 230)),
     }
+
+
+@pytest.fixture
+def loopback_issuer(rsa_keys: dict[str, RSAKey]) -> Iterator[str]:
+    """A minimal OpenID provider on 127.0.0.1 serving discovery and JWKS, for the API run as
+    a real process (``python boot.py``)."""
+    documents: dict[str, object] = {}
+    with json_server(documents) as url:
+        issuer = url + "/"
+        documents["/.well-known/openid-configuration"] = {
+            "issuer": issuer,
+            "jwks_uri": issuer + ".well-known/jwks.json",
+        }
+        documents["/.well-known/jwks.json"] = {"keys": [rsa_keys["key-1"].as_dict(private=False)]}
+        yield issuer

@@ -7,29 +7,12 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterator
 
 import httpx
-import pytest
 from joserfc import jwt
 
 from cats_dogs_other.loopback import LOOPBACK, Child, free_port
 from tests.api.support import AUDIENCE, SCOPE
-from tests.json_server import json_server
-
-
-@pytest.fixture
-def loopback_issuer(rsa_keys) -> Iterator[str]:
-    """A minimal OpenID provider on 127.0.0.1 serving discovery and JWKS."""
-    documents: dict[str, object] = {}
-    with json_server(documents) as url:
-        issuer = url + "/"
-        documents["/.well-known/openid-configuration"] = {
-            "issuer": issuer,
-            "jwks_uri": issuer + ".well-known/jwks.json",
-        }
-        documents["/.well-known/jwks.json"] = {"keys": [rsa_keys["key-1"].as_dict(private=False)]}
-        yield issuer
 
 
 def test_boot_serves_uploads_with_json_logs(

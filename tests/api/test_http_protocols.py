@@ -11,16 +11,21 @@ deadline when the body trickles in forever.
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
+import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
 from cats_dogs_other.api.app import create_app
 from cats_dogs_other.api.http_protocols import DEADLINE_KEEP_ALIVES, HTTP_PROTOCOLS
 from cats_dogs_other.api.request_head import MAX_FIELDS, MAX_HEAD_BYTES, MAX_LINE_BYTES
-from tests.api.support import PARSERS, serve
+from cats_dogs_other.loopback import LOOPBACK, Child, free_port
+from tests.api.support import AUDIENCE, PARSERS, serve
 
 KEEP_ALIVE_S = 1
 DEADLINE_S = KEEP_ALIVE_S * DEADLINE_KEEP_ALIVES
@@ -276,3 +281,51 @@ def test_an_http_1_0_request_without_host_is_served(head_server) -> None:
     """HAProxy's default health check, and other HTTP/1.0 probes, send no Host."""
     answer, received = exchange(head_server, head(version=b"HTTP/1.0") + b"\r\n")
     assert answer == 200, received[:300]
+
+
+# --- memory after a flood of oversized heads, on the API run as it is deployed ----------------
+
+FLOOD_CONNECTIONS = 100
+FLOOD_CONCURRENCY = 25
+RSS_SLACK = 8 * MIB
+OVERSIZED = [  # each closes its connection once answered, whatever the answer
+    head(HOST, CLOSE, b"X-Long: " + b"v" * MIB) + b"\r\n",
+    head(HOST, CLOSE, *[b"X: v"] * (MIB // 6)) + b"\r\n",
+    head(HOST, CLOSE, *[b"X-F%d: " % i + b"v" * 8000 for i in range(128)]) + b"\r\n",
+]
+
+
+def resident_bytes(pid: int) -> int:
+    """VmRSS of a process, from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmRSS for process {pid}")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux's /proc")
+def test_memory_returns_after_a_flood_of_oversized_heads(
+    repo_root, loopback_issuer, tiny_model, tmp_path
+) -> None:
+    port = free_port()
+    env = {**os.environ, "OAUTH2_ISSUER": loopback_issuer, "OAUTH2_AUDIENCE": AUDIENCE,
+           "MODEL_PATH": str(tiny_model), "HOST": LOOPBACK, "PORT": str(port)}  # fmt: skip
+    api = Child("api", [sys.executable, "boot.py"], env=env, cwd=repo_root,
+                log_path=tmp_path / "api.log").start()  # fmt: skip
+    address = (LOOPBACK, port)
+    try:
+        api.wait_http(f"http://{LOOPBACK}:{port}/health", timeout_s=90, interval_s=0.2)
+        for data in OVERSIZED:  # once each first: what a first answer allocates for good
+            exchange(address, data)
+        baseline = resident_bytes(api.pid)
+        floods = [OVERSIZED[i % len(OVERSIZED)] for i in range(FLOOD_CONNECTIONS)]
+        with ThreadPoolExecutor(FLOOD_CONCURRENCY) as pool:
+            statuses = list(pool.map(lambda data: exchange(address, data)[0], floods))
+        time.sleep(1)  # the bar is the memory one second after the connections closed
+        after = resident_bytes(api.pid)
+    finally:
+        api.stop(grace_s=30)
+    grown = (after - baseline) / MIB
+    print(f"VmRSS {baseline / MIB:.1f} MiB before, {after / MIB:.1f} MiB after ({grown:+.1f})")
+    assert after <= baseline + RSS_SLACK, f"VmRSS grew by {grown:.1f} MiB"
+    assert set(statuses) == {431}, statuses
