@@ -228,6 +228,13 @@ class DuplicateHeaderError(ApiError):
         super().__init__(f"Send the {name} header once, not several times.")
 
 
+class NotRelayedError(ApiError):
+    """The development token relay cannot forward this request; the message says where to send
+    it instead."""
+
+    status_code = 400
+
+
 # --- capacity --------------------------------------------------------------------------------
 
 
