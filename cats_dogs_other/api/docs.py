@@ -121,7 +121,6 @@ def content_security_policy(settings: Settings, *pages: str) -> str:
         "script-src": " ".join(["'self'", *script_hashes(*pages)]),
         "style-src": "'self' 'unsafe-inline'",  # Swagger UI and ReDoc set inline styles
         "img-src": "'self' data:",
-        "font-src": "'self' data:",
         "connect-src": "'self'" + issuer,
         "worker-src": "blob:",  # ReDoc's search index
         "frame-ancestors": "'none'",
