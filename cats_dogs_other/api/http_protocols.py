@@ -291,7 +291,7 @@ if _HAS_HTTPTOOLS:
 
         def data_received(self, data: bytes) -> None:
             view, pos = memoryview(data), 0
-            while pos < len(data) and not self._discarding and not self.transport.is_closing():
+            while pos < len(data) and self._parsing():
                 in_body = self._in_message and not self._in_head
                 end = len(data)
                 if not in_body:
@@ -308,6 +308,13 @@ if _HAS_HTTPTOOLS:
                 if in_body and self._in_head:  # a pipelined head began in the body's read
                     head_bytes = self._url_bytes + self._field_bytes
                     self._scanner.reset(head_bytes=head_bytes, lines=1 + self._fields)
+
+        def _parsing(self) -> bool:
+            """Still this protocol's to parse: not refused, closing, or upgraded."""
+            transport = self.transport
+            return not (
+                self._discarding or transport.is_closing() or transport.get_protocol() is not self
+            )
 
         def send_400_response(self, msg: str) -> None:
             if not self._refused(msg):
