@@ -293,7 +293,7 @@ if _HAS_HTTPTOOLS:
             view, pos = memoryview(data), 0
             while pos < len(data) and self._parsing():
                 in_body = self._in_message and not self._in_head
-                end = len(data)
+                end, found = len(data), None
                 if not in_body:
                     try:
                         found = self._scanner.scan(data, pos)
@@ -304,10 +304,22 @@ if _HAS_HTTPTOOLS:
                         end = found
                         self._scanner.reset()
                 super().data_received(view[pos:end])  # type: ignore[arg-type]  # llhttp reads it
+                if found is not None and self._in_head and self._parsing():
+                    self._refuse(HeadRefused(400, "The request head is not valid HTTP/1.1."))
+                    return  # an end of head that llhttp did not see: never count afresh
                 pos = end
                 if in_body and self._in_head:  # a pipelined head began in the body's read
-                    head_bytes = self._url_bytes + self._field_bytes
-                    self._scanner.reset(head_bytes=head_bytes, lines=1 + self._fields)
+                    self._carry_head(data)
+
+        def _carry_head(self, data: bytes) -> None:
+            """Count on from what the callbacks reported of a head that began inside ``data``
+            (its URL and complete fields); its last line's bytes are not known, only whether
+            ``data`` ended inside a line."""
+            self._scanner.reset(
+                head_bytes=self._url_bytes + self._field_bytes,
+                lines=1 + self._fields,
+                tail=data[-2:],
+            )
 
         def _parsing(self) -> bool:
             """Still this protocol's to parse: not refused, closing, or upgraded."""

@@ -68,11 +68,20 @@ class HeadScanner:
     def __init__(self) -> None:
         self.reset()
 
-    def reset(self, *, head_bytes: int = 0, lines: int = 0, line_bytes: int = 0) -> None:
+    def reset(self, *, head_bytes: int = 0, lines: int = 0, tail: bytes = b"\n") -> None:
+        """Start a head, or go on with one whose first part was counted elsewhere: its
+        ``head_bytes`` and complete ``lines``, and ``tail``, the last bytes before the next
+        read (enough to tell whether the current line is empty, just a CR, or more)."""
         self.head_bytes = head_bytes
         self.lines = lines  # complete lines: the request line, then one per field
-        self.line_bytes = line_bytes  # the current line's bytes so far, its CR included
-        self._last = 0  # the byte before ``data``'s first, to see a CR LF split across reads
+        # The current line's bytes so far, its CR included (a lower bound, after a carry).
+        if tail.endswith(b"\n"):
+            self.line_bytes = 0
+        elif tail.endswith(b"\n\r"):
+            self.line_bytes = 1
+        else:
+            self.line_bytes = 2
+        self._last = tail[-1] if tail else 0x0A  # to see a CR LF split across reads
 
     def scan(self, data: bytes, start: int = 0) -> int | None:
         pos = start

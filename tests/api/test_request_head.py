@@ -124,3 +124,20 @@ def test_host_is_required_of_http_1_1_only_and_only_once() -> None:
     for headers, version in [([], "1.1"), ([(b"host", b"a"), (b"HOST", b"a")], "1.0")]:
         with pytest.raises(HeadRefused):
             check_host(headers, version)
+
+
+@pytest.mark.parametrize(
+    ("tail", "data", "end"),
+    [
+        (b"ue", b"\r\n\r\nbody", 4),  # inside a field: its line ends first
+        (b"e\r", b"\n\r\nbody", 3),  # between a field's CR and LF
+        (b"\n\r", b"\nbody", 1),  # between the empty line's CR and LF
+        (b"\r\n", b"\r\nbody", 2),  # after a complete field
+    ],
+)
+def test_a_head_counted_elsewhere_goes_on_where_the_read_ended(tail, data, end) -> None:
+    """After a pipelined head began in a read the scanner did not see (see http_protocols)."""
+    scanner = HeadScanner()
+    scanner.reset(head_bytes=100, lines=3, tail=tail)
+    assert scanner.scan(data) == end
+    assert scanner.head_bytes == 100 + end
