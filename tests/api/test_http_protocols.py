@@ -241,6 +241,20 @@ def test_a_head_within_every_limit_is_served(head_server) -> None:
     assert exchange(head_server, data)[0] == 200
 
 
+def test_a_20_kib_head_that_arrives_in_two_parts_is_served(head_server) -> None:
+    """h11's own bound (16 KiB of incomplete head, then 400) is raised to the 32 KiB limit."""
+    fields = [HOST, CLOSE] + [b"X-F%d: " % i + b"v" * 1000 for i in range(20)]
+    data = head(*fields) + b"\r\n"
+    with socket.create_connection(head_server, timeout=5) as sock:
+        sock.sendall(data[: 17 * 1024])
+        sock.settimeout(0.3)
+        with pytest.raises(TimeoutError):  # no answer to a head not yet complete
+            sock.recv(65536)
+        sock.settimeout(5)
+        sock.sendall(data[17 * 1024 :])
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+
+
 def test_a_head_split_across_many_reads_is_still_counted(head_server) -> None:
     data = head(HOST, b"X-Long: " + b"v" * MIB) + b"\r\n"
     with socket.create_connection(head_server, timeout=5) as sock:
