@@ -7,8 +7,9 @@ every browser, proxy and API client fits within:
 
 - :data:`MAX_LINE_BYTES` (8 KiB) per line: a longer request line is 414, a longer header 431;
 - :data:`MAX_HEAD_BYTES` (32 KiB) for the request line and all headers together: 431;
-- :data:`MAX_FIELDS` (100) header fields: 431 (nginx has no count; 100 is Go's and
-  Tomcat's, and far above the 20 or so a browser sends).
+- :data:`MAX_FIELDS` (100) header fields: 431 (nginx has no count; 100 is Apache httpd's
+  ``LimitRequestFields`` and Tomcat's ``maxHeaderCount``, far above the 10 to 20 a browser
+  sends).
 
 :class:`HeadScanner` counts them on the raw bytes as they arrive, so nothing over a limit is
 ever buffered whole.
