@@ -209,9 +209,13 @@ class UnsupportedMediaError(UploadError):
 
 class UploadTimeoutError(UploadError):
     """The body did not arrive within ``UPLOAD_TIMEOUT_S``: a trickling client must not hold
-    a connection, and the request's memory, for as long as it likes."""
+    a connection, and the request's memory, for as long as it likes. The connection is closed
+    with the answer (RFC 9110 section 15.5.9): the rest of that body is not worth waiting for."""
 
     status_code = 408
+
+    def headers(self) -> dict[str, str]:
+        return {"Connection": "close"}
 
 
 class BadImageError(UploadError):
@@ -228,6 +232,13 @@ class DuplicateHeaderError(ApiError):
 
     def __init__(self, name: str) -> None:
         super().__init__(f"Send the {name} header once, not several times.")
+
+
+class NotRelayedError(ApiError):
+    """The development token relay cannot forward this request; the message says where to send
+    it instead."""
+
+    status_code = 400
 
 
 # --- the model ---------------------------------------------------------------------------------
