@@ -12,7 +12,7 @@ CLIENT_SRC := $(shell find packages/client/src packages/client/pyproject.toml -t
 SERVE_VENV := .venv-serve
 SERVE_PY := $(SERVE_VENV)/bin/python
 
-.PHONY: setup run run-replicas serve browser services test lint train promote bench bench-inference reliability compare clean
+.PHONY: setup run run-replicas serve browser services bench-tools test lint train promote bench bench-inference reliability compare clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -87,7 +87,11 @@ promote: setup
 	@test -n "$(MODEL)" || { echo "usage: make promote MODEL=models/<folder written by make train>"; exit 2; }
 	$(PY) -m cats_dogs_other.train promote $(MODEL)
 
-bench: setup services
+# Debian's wrk and stress-ng for the benchmark (apt, only when missing).
+bench-tools:
+	bash scripts/install-bench-tools.sh
+
+bench: setup bench-tools services
 	$(PY) -m bench
 
 bench-inference: setup

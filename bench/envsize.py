@@ -17,6 +17,7 @@ from bench.workload import REPO_ROOT
 
 API_REQUIREMENTS = REPO_ROOT / "cats_dogs_other" / "api" / "requirements.txt"
 KERAS_EXTRA = ("tensorflow-cpu", "keras")
+OPENVINO_EXTRA = ("openvino",)
 _NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 
 
@@ -62,9 +63,14 @@ def installed_mib(names: list[str]) -> float:
 
 
 def serving_env_sizes() -> dict[str, float]:
-    """MiB of (c)'s install (the API requirements) and (d)'s (plus TensorFlow and Keras)."""
+    """MiB of (c)'s install (the API requirements), (d)'s (plus TensorFlow and Keras) and the
+    OpenVINO row's (plus the wheel's ``openvino`` extra)."""
     api = requirement_names()
-    return {"c": installed_mib(api), "d": installed_mib([*api, *KERAS_EXTRA])}
+    return {
+        "c": installed_mib(api),
+        "d": installed_mib([*api, *KERAS_EXTRA]),
+        "cov": installed_mib([*api, *OPENVINO_EXTRA]),
+    }
 
 
 def _key(name: str) -> str:

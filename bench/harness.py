@@ -3,7 +3,8 @@
 One run starts the development issuer, both naive servers and the API on 127.0.0.1, gets a real
 token, then for each round runs (a) once and every connection count against each server in
 turn (interleaved, so a noisy neighbour hits all of them alike), and reports the median of the
-rounds. Every loop is bounded by a duration or a count.
+rounds. Each round then runs the shared-cores cases (``bench/contention.py``): the servers
+beside a CPU hog, and servers pinned to one core. Every loop is bounded by a duration or a count.
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import report
+from bench import contention, report
 from bench.envsize import serving_env_sizes
 from bench.issuer import AUDIENCE, Issuer, start_issuer
 from bench.load import (
@@ -45,15 +47,18 @@ SYSTEMS = {
     "b": "(b) naive, course",
     "b2": "(b') naive + wheel (Keras)",
     "c": "(c) this API",
+    "cov": "(c) this API, OpenVINO",
     "d": "(d) this API, TensorFlow backend",
     "c2": "(c') this API, 2 workers",
     "s": "(s) this API + STATE_URL (Redis) + RATE_LIMIT, beside (c), Bearer and DPoP",
 }
-API_SYSTEMS = ("c", "d", "c2")
+API_SYSTEMS = ("c", "d", "c2", "cov")
 # (d): the same server and settings on the Keras/TensorFlow backend (the reference path).
 D_ENV = "INFERENCE_BACKEND=keras"
 # (c'): several uvicorn workers, each with its runtime and decoding cut to its share of the cores.
 C2_ENV = "WORKERS=2,INFERENCE_THREADS=1,DECODE_THREADS=1"
+# (c) on the wheel's optional OpenVINO backend (the same model.onnx).
+COV_ENV = {"INFERENCE_BACKEND": "openvino"}
 
 
 @dataclass
@@ -77,6 +82,7 @@ class Point:
     machine_cores: float | None = None  # CPU the whole machine used (server, wrk, the rest)
     health_p99_ms: float | None = None
     health_failures: int = 0
+    requests_per_cpu_s: float | None = None  # 2xx answers per CPU-second of the server
 
 
 @dataclass
@@ -92,6 +98,7 @@ class Run:
     rss_idle_mib: dict[str, float] = field(default_factory=dict)  # once ready, before any load
     rss_peak_mib: dict[str, float] = field(default_factory=dict)  # VmHWM at the end of the run
     env_mib: dict[str, float] = field(default_factory=dict)  # installed serving environment
+    cases: list[dict[str, Any]] = field(default_factory=list)  # bench.contention's points
     shared_state: dict[str, Any] | None = None  # bench.shared_state.compare, with (s)
 
 
@@ -116,8 +123,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3, help="rounds; the median is reported (3)")
     parser.add_argument("--connections", default="1,8,32,64", help="comma-separated (1,8,32,64)")
     parser.add_argument(
-        "--systems", default="a,b,c,d,s", help="subset of a,b,b2,c,d,c2,s (a,b,c,d,s)"
+        "--systems",
+        default="a,b,c,d,cov,s",
+        help="subset of a,b,b2,c,cov,d,c2,s (a,b,c,d,cov,s)",
     )
+    parser.add_argument(
+        "--cases", default=",".join(contention.CASES),
+        help="shared-cores cases run each round after the quiet points, or none "
+        f"({','.join(contention.CASES)}; see bench/contention.py)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--case-connections", default=contention.CASE_CONNECTIONS,
+        help=f"connection counts of those cases ({contention.CASE_CONNECTIONS})",
+    )  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="3 s points, 1 round: a smoke run")
     parser.add_argument("--model", type=Path, help="model file (default: the bundled model)")
     parser.add_argument("--timeout", type=float, default=10.0, help="client timeout, s (10)")
@@ -151,12 +169,14 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         raise SystemExit(f"unknown systems {sorted(unknown)}; choose from {sorted(SYSTEMS)}")
     connections = [int(c) for c in args.connections.split(",") if c]
+    cases = contention.parse_cases(args.cases)
+    notes = _drop_openvino_if_absent(systems)
     raw_dir = args.out / "raw"
     raw_dir.mkdir(parents=True, exist_ok=True)
     server_env = dict(item.split("=", 1) for item in args.server_env)
     c2_env = {**server_env, **dict(a.split("=", 1) for a in args.c2_env.split(",") if a)}
     d_env = {**server_env, **dict(a.split("=", 1) for a in args.d_env.split(",") if a)}
-    api_envs = {"c": server_env, "d": d_env, "c2": c2_env}
+    api_envs = {"c": server_env, "d": d_env, "c2": c2_env, "cov": {**server_env, **COV_ENV}}
 
     model_path, model_note = resolve_model(args.model, raw_dir)
     if args.image:
@@ -175,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         options={
             "duration_s": args.duration, "rounds": args.rounds, "connections": connections,
             "systems": systems, "client_timeout_s": args.timeout, "server_env": server_env,
+            "cases": cases, "case_connections": args.case_connections,
             "c2_env": c2_env, "d_env": d_env,
             "label": args.label, "load_tool": tool,
         },
@@ -183,20 +204,34 @@ def main(argv: list[str] | None = None) -> int:
             "model": model_note, "image": f"{describe_image(image)}: {image_origin}",
             "load_before": load_average(),
         },
+        notes=notes,
     )  # fmt: skip
     issuer = start_issuer(raw_dir)
     print(f"[bench] development issuer at {issuer.url}", flush=True)
     servers: dict[str, Server] = {}
+    load = LoadGenerator(tool, body_path, content_type, issuer.token)
+    shared = contention.SharedCores(
+        cases, systems, [int(c) for c in args.case_connections.split(",") if c],
+        lambda name, server, n, round_no: _measure(name, server, load, n, round_no, args, False),
+        raw_dir,
+    )  # fmt: skip
     try:
         servers = _start_servers(run, systems, issuer, model_path, api_envs, raw_dir)
-        load = LoadGenerator(tool, body_path, content_type, issuer.token)
         for name, server in servers.items():
             print(f"[bench] warming {name}", flush=True)
             load.run(server.port, 8, min(3.0, args.duration), args.timeout)
+        shared.start(
+            lambda names, prefix: _start_servers(
+                run, names, issuer, model_path, api_envs, raw_dir, prefix=prefix
+            ),
+            lambda server: load.run(server.port, 8, min(3.0, args.duration), args.timeout),
+        )
         for round_no in range(1, args.rounds + 1):
             _one_round(run, round_no, args, connections, systems, servers, load, model_path,
                        image_path)  # fmt: skip
+            shared.run_round(round_no, servers)
         run.rss_peak_mib = {name: server.peak_rss_mib() for name, server in servers.items()}
+        shared.stop()
         for server in servers.values():
             server.stop()
         servers = {}
@@ -208,9 +243,11 @@ def main(argv: list[str] | None = None) -> int:
                 seconds=args.duration, server_env=server_env,
             )  # fmt: skip
     finally:
+        shared.stop()
         for server in servers.values():
             server.stop()
         issuer.stop()
+    run.cases = shared.points
     run.environment["load_after"] = load_average()
     run.env_mib = serving_env_sizes()
     try:
@@ -227,6 +264,16 @@ def _cores() -> int:
     return len(os.sched_getaffinity(0))
 
 
+def _drop_openvino_if_absent(systems: list[str]) -> list[str]:
+    """The OpenVINO row needs the wheel's ``openvino`` extra; without it the row is skipped."""
+    from kto.inference.backends.openvino_backend import openvino_available
+
+    if "cov" not in systems or openvino_available():
+        return []
+    systems.remove("cov")
+    return ["(c) on OpenVINO was not run: install the wheel's openvino extra (requirements.txt)"]
+
+
 def _start_servers(
     run: Run,
     systems: list[str],
@@ -234,7 +281,11 @@ def _start_servers(
     model_path: Path,
     api_envs: dict[str, dict[str, str]],
     log_dir: Path,
+    prefix: Sequence[str] = (),
 ) -> dict[str, Server]:
+    """Start ``systems`` one at a time; with a ``prefix`` (``taskset -c 0``) they are the
+    one-core case's servers, whose start-up figures are not the run's."""
+    tag = "_pinned" if prefix else ""
     common = {
         "OAUTH2_ISSUER": issuer.url,
         "OAUTH2_AUDIENCE": AUDIENCE,
@@ -250,21 +301,21 @@ def _start_servers(
             if name in API_SYSTEMS:
                 env = {**common, **api_envs[name]}
                 servers[name] = start_api(
-                    env, port, log_dir, "api" if name == "c" else f"api_{name}"
+                    env, port, log_dir, ("api" if name == "c" else f"api_{name}") + tag, prefix
                 )
                 ready = "/ready"
             else:
                 mode = "course" if name == "b" else "wheel"
                 args = ["-m", "bench.naive_server", "--port", str(port), "--mode", mode]
-                servers[name] = start(f"naive_{mode}", args, common, port, log_dir)
+                servers[name] = start(f"naive_{mode}{tag}", args, common, port, log_dir, prefix)
                 ready = "/health"
             # one at a time: two TensorFlow start-ups at once on 2 cores slow both down
             servers[name].wait_until(ready)
-            run.startup_s[name] = time.monotonic() - started
-            run.rss_idle_mib[name] = servers[name].rss_mib()
+            took, rss = time.monotonic() - started, servers[name].rss_mib()
+            if not prefix:
+                run.startup_s[name], run.rss_idle_mib[name] = took, rss
             print(
-                f"[bench] {name} ready on port {port} after {run.startup_s[name]:.1f} s, "
-                f"rss {run.rss_idle_mib[name]:.0f} MiB",
+                f"[bench] {name}{tag} ready on port {port} after {took:.1f} s, rss {rss:.0f} MiB",
                 flush=True,
             )
     except Exception:
@@ -339,6 +390,8 @@ def _measure(
     if result.requests:
         point.cpu_ms_per_request = 1000 * cpu / result.requests
     point.server_cores = cpu / wall
+    if cpu > 0:
+        point.requests_per_cpu_s = result.ok / cpu
     point.machine_cores = (machine_busy - machine_before[0]) / wall
     return point
 
@@ -369,14 +422,16 @@ def _point(
     )
 
 
-def start_api(env: dict[str, str], port: int, log_dir: Path, name: str) -> Server:
+def start_api(
+    env: dict[str, str], port: int, log_dir: Path, name: str, prefix: Sequence[str] = ()
+) -> Server:
     """``python boot.py``; the pseudo-variables UVICORN_HTTP / UVICORN_LOOP / API_WORKER_NICE (for
     tuning) run the app factory (or bench.api_variant's) through uvicorn's CLI instead."""
     env = {**env, "HOST": LOOPBACK, "PORT": str(port)}
     http, loop = env.pop("UVICORN_HTTP", None), env.pop("UVICORN_LOOP", None)
     variant = env.get("API_WORKER_NICE")
     if http is None and loop is None and variant is None:
-        return start(name, ["boot.py"], env, port, log_dir)
+        return start(name, ["boot.py"], env, port, log_dir, prefix)
     factory = "bench.api_variant:create_app" if variant else "cats_dogs_other.api.app:create_app"
     log_config = log_dir / "log_config.json"  # boot.py's logging, so both paths log alike
     log_config.write_text(json.dumps(logging_config(env.get("LOG_LEVEL", "INFO"))))
@@ -385,7 +440,7 @@ def start_api(env: dict[str, str], port: int, log_dir: Path, name: str) -> Serve
         "--no-access-log", "--no-server-header", "--log-config", str(log_config),
         "--http", http or "auto", "--loop", loop or "auto", "--workers", env.get("WORKERS", "1"),
     ]  # fmt: skip
-    return start(name, args, env, port, log_dir)
+    return start(name, args, env, port, log_dir, prefix)
 
 
 def _ceiling(model: Path, image: Path, duration: float, sizes: str) -> dict[str, float]:
@@ -411,18 +466,19 @@ def _write(run: Run, out: Path) -> None:
     data = asdict(run)
     (out / "results.json").write_text(json.dumps(data, indent=1) + "\n")
     summary = report.summarise(data)
-    text = report.markdown(data, summary, SYSTEMS)
+    shared = contention.markdown(data, SYSTEMS)
     from bench import shared_state  # it imports this module
 
-    if run.shared_state is not None:
-        text += "\n" + shared_state.markdown(run.shared_state)
-    (out / "RESULTS.md").write_text(text)
+    state = "\n" + shared_state.markdown(run.shared_state) if run.shared_state else ""
+    (out / "RESULTS.md").write_text(report.markdown(data, summary, SYSTEMS) + shared + state)
     report.plot(summary, out / "bench.png", SYSTEMS)
     print(f"[bench] wrote {out / 'RESULTS.md'} and {out / 'bench.png'}", flush=True)
     print(report.table(summary, SYSTEMS), flush=True)
     print(report.targets_text(summary), flush=True)
-    if run.shared_state is not None:
-        print(shared_state.markdown(run.shared_state), flush=True)
+    if shared:
+        print(shared, flush=True)
+    if state:
+        print(state, flush=True)
 
 
 def median(values: list[float]) -> float:

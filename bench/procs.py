@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,10 +62,17 @@ class Server:
         self.child.stop(grace_s)
 
 
-def start(name: str, args: list[str], env: dict[str, str], port: int, log_dir: Path) -> Server:
-    """``python ARGS`` from the repository root, its output in ``log_dir/NAME.log``."""
+def start(
+    name: str,
+    args: list[str],
+    env: dict[str, str],
+    port: int,
+    log_dir: Path,
+    prefix: Sequence[str] = (),
+) -> Server:
+    """``python ARGS`` from the repository root, its output in ``log_dir/NAME.log``; ``prefix``
+    runs it through a wrapper such as ``taskset -c 0``."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2", **env}
-    child = Child(
-        name, [sys.executable, *args], env=full_env, cwd=REPO_ROOT, log_path=log_dir / f"{name}.log"
-    )
+    argv = [*prefix, sys.executable, *args]
+    child = Child(name, argv, env=full_env, cwd=REPO_ROOT, log_path=log_dir / f"{name}.log")
     return Server(child.start(), port)

@@ -186,7 +186,7 @@ def table(summary: Summary, names: dict[str, str]) -> str:
         lines.append(
             f"| {names['a']} | batch {size} | {value:.1f} img/s | | | | | | {size} | | | | |"
         )
-    for system in ("b", "b2", "c", "d", "c2"):
+    for system in ("b", "b2", "c", "cov", "d", "c2"):
         for n, row in summary["rows"].get(system, {}).items():
             lines.append(
                 f"| {names[system]} | {n} | {_fmt(row['rps'])} | {_fmt(row['p50'], '.0f')} "
@@ -281,7 +281,8 @@ def plot(summary: Summary, path: Path, names: dict[str, str]) -> None:
     import matplotlib.pyplot as plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for system, style in (("b", "s--"), ("b2", "^--"), ("c", "o-"), ("d", "v-"), ("c2", "D-")):
+    styles = (("b", "s--"), ("b2", "^--"), ("c", "o-"), ("cov", "o:"), ("d", "v-"), ("c2", "D-"))
+    for system, style in styles:
         rows = summary["rows"].get(system)
         if not rows:
             continue
@@ -320,6 +321,7 @@ def main() -> None:
     import argparse
     import json
 
+    from bench.contention import markdown as shared_cores
     from bench.harness import SYSTEMS
 
     parser = argparse.ArgumentParser(prog="python -m bench.report", description=main.__doc__)
@@ -327,7 +329,7 @@ def main() -> None:
     out = parser.parse_args().results.parent
     run = json.loads((out / "results.json").read_text())
     summary = summarise(run)
-    (out / "RESULTS.md").write_text(markdown(run, summary, SYSTEMS))
+    (out / "RESULTS.md").write_text(markdown(run, summary, SYSTEMS) + shared_cores(run, SYSTEMS))
     plot(summary, out / "bench.png", SYSTEMS)
     print(table(summary, SYSTEMS))
     print(targets_text(summary))

@@ -29,6 +29,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from cats_dogs_other.api.cli_help import EnvironmentHelpFormatter
 from cats_dogs_other.api.hosts import connect_host
 from cats_dogs_other.api.settings import DEV_TOKEN_PATH
+from cats_dogs_other.dev_issuer.github import DEFAULT_JOB
 from cats_dogs_other.dev_issuer.settings import IssuerSettings
 from cats_dogs_other.loopback import LOOPBACK, ROOT, Child, ChildError
 from cats_dogs_other.replicas import Cluster, ServiceMissingError
@@ -71,7 +72,25 @@ def forwarded_url(port: int, environ: Mapping[str, str] = os.environ) -> str | N
     return f"https://{name}-{port}.{domain}"
 
 
-def child_environment(stack: StackSettings, issuer: IssuerSettings) -> dict[str, str]:
+def dev_trust_policy(issuer: IssuerSettings) -> str:
+    """TRUST_POLICY_FILE of `make run`: the GitHub stand-in's default repository, never GitHub."""
+    job = {**DEFAULT_JOB, **issuer.github_job}
+    return (
+        "# written by `make run`: trusts the development issuer's GitHub stand-in only\n"
+        "issuers:\n"
+        "  - name: github-actions-dev\n"
+        "    kind: github-actions\n"
+        f"    issuer: {issuer.github_issuer}\n"
+        "    rules:\n"
+        f'      - repository_id: "{job["repository_id"]}"  # {job["repository"]}\n'
+        f'        repository_owner_id: "{job["repository_owner_id"]}"\n'
+        f"        scopes: [{REQUIRED_SCOPE}]\n"
+    )
+
+
+def child_environment(
+    stack: StackSettings, issuer: IssuerSettings, trust_policy_file: str | None = None
+) -> dict[str, str]:
     """The API is wired to the development issuer whatever the caller's shell says.
 
     In a codespace the browser reaches the API through a private forwarded port, and a
@@ -90,6 +109,9 @@ def child_environment(stack: StackSettings, issuer: IssuerSettings) -> dict[str,
         PORT=str(stack.api_port),
     )
     env.pop("OAUTH2_JWKS_URI", None)  # discovered from the issuer
+    env.pop("TRUST_POLICY_FILE", None)  # the development stack trusts its stand-in only
+    if trust_policy_file:
+        env["TRUST_POLICY_FILE"] = trust_policy_file
     env.pop("DEV_TOKEN_PROXY_URL", None)
     if forwarded_url(stack.api_port, os.environ):
         env["DEV_TOKEN_PROXY_URL"] = issuer.token_endpoint
@@ -136,6 +158,25 @@ def curl_commands(stack: StackSettings, issuer: IssuerSettings) -> list[str]:
     return [get_token, classify]
 
 
+def github_commands(stack: StackSettings, issuer: IssuerSettings) -> list[str]:
+    """The secretless flow through the GitHub stand-in: the client, then the same with curl."""
+    api = f"http://{connect_host(stack.api_host)}:{stack.api_port}"
+    client = Path(sys.executable).with_name("cats-dogs-other")
+    extract = 'import json,sys; print(json.load(sys.stdin)["value"])'
+    runtime = f"{issuer.actions_id_token_request_url}&audience={issuer.audience}"
+    return [
+        f"export ACTIONS_ID_TOKEN_REQUEST_URL={shlex.quote(issuer.actions_id_token_request_url)} "
+        f"ACTIONS_ID_TOKEN_REQUEST_TOKEN={issuer.github_request_token}",
+        f"{shlex.quote(str(client))} classify --auth github-actions --api-url {api} "
+        f"--audience {issuer.audience} {shlex.quote(str(SAMPLE_IMAGE))}",
+        "# or by hand:",
+        f'GH_TOKEN=$(curl -sS -H "Authorization: bearer $ACTIONS_ID_TOKEN_REQUEST_TOKEN" '
+        f"{shlex.quote(runtime)} | python3 -c {shlex.quote(extract)})",
+        f'curl -sS {api}/upload -H "Authorization: Bearer $GH_TOKEN" '
+        f"-F file=@{shlex.quote(str(SAMPLE_IMAGE))}",
+    ]
+
+
 def banner(stack: StackSettings, issuer: IssuerSettings, cluster: Cluster | None = None) -> str:
     api = f"http://{LOOPBACK}:{stack.api_port}"
     get_token, classify = curl_commands(stack, issuer)
@@ -173,6 +214,9 @@ def banner(stack: StackSettings, issuer: IssuerSettings, cluster: Cluster | None
             "# 2. classify an image:",
             classify,
             "",
+            "# 3. secretless, as a GitHub Actions job would (the issuer's GitHub stand-in):",
+            *github_commands(stack, issuer),
+            "",
             "Press Ctrl-C to stop.",
             "=" * 72,
             "",
@@ -199,8 +243,10 @@ def run_replicas(
     stack: StackSettings, issuer: IssuerSettings, stop: threading.Event, replicas: int
 ) -> int:
     """Redis, the issuer, ``replicas`` APIs and HAProxy on the API port; as :func:`run`."""
-    env = child_environment(stack, issuer)
     workdir = Path(tempfile.mkdtemp(prefix="cats-dogs-other-stack-"))
+    policy = workdir / "trust-policy.yml"
+    policy.write_text(dev_trust_policy(issuer), encoding="utf-8")
+    env = child_environment(stack, issuer, str(policy))
     cluster = Cluster(
         replicas=replicas,
         api_env=env,
@@ -240,7 +286,10 @@ def run_replicas(
 
 def run(stack: StackSettings, issuer: IssuerSettings, stop: threading.Event) -> int:
     """Bring the stack up, serve until ``stop`` is set or a child dies, then shut down."""
-    env = child_environment(stack, issuer)
+    policy_dir = tempfile.TemporaryDirectory(prefix="cats-dogs-other-")
+    policy = Path(policy_dir.name) / "trust-policy.yml"
+    policy.write_text(dev_trust_policy(issuer), encoding="utf-8")
+    env = child_environment(stack, issuer, str(policy))
     python = sys.executable
     children: list[Child] = []
     try:
@@ -265,6 +314,7 @@ def run(stack: StackSettings, issuer: IssuerSettings, stop: threading.Event) -> 
     finally:
         for child in reversed(children):  # the API first: it depends on the issuer
             report_stopped(child, child.stop(stack.stop_timeout_s), stack.stop_timeout_s)
+        policy_dir.cleanup()
 
 
 STACK_ENVIRONMENT = """\

@@ -119,7 +119,7 @@ def multipart(
 def jpeg_scan_bomb(repeats: int = 600, size: tuple[int, int] = (4000, 4000)) -> bytes:
     """A real progressive JPEG whose last refinement scan is repeated (about a minute of libjpeg
     CPU per 600 repeats at 16 megapixels, were it decoded)."""
-    from kto.inference.testing import jpeg_scan_bomb as build
+    from tools.hostile import jpeg_scan_bomb as build
 
     return build(size, repeats=repeats)
 
@@ -127,7 +127,7 @@ def jpeg_scan_bomb(repeats: int = 600, size: tuple[int, int] = (4000, 4000)) -> 
 def jpeg_coefficient_bomb() -> bytes:
     """Only 18 scans, but together they visit each coefficient of a 16-megapixel 4:4:4 image
     more than 4 times."""
-    from kto.inference.testing import jpeg_scan_bomb as build
+    from tools.hostile import jpeg_scan_bomb as build
 
     return build((4000, 4000), repeats=8, subsampling=0)
 
@@ -188,7 +188,36 @@ def tiff_pages_bomb(pages: int = 20_000) -> bytes:
     return bytes(tiff)
 
 
+def jpeg_junk_byte_bomb() -> bytes:
+    """The 16-megapixel scan bomb behind one junk byte after APP0 (libjpeg skips the byte)."""
+    from tools.hostile import jpeg_junk_after_app0
+
+    return jpeg_junk_after_app0(jpeg_scan_bomb())
+
+
+def jpeg_empty_app15_bomb() -> bytes:
+    """The 16-megapixel scan bomb behind an APP15 segment declaring length 0."""
+    from tools.hostile import jpeg_empty_app15
+
+    return jpeg_empty_app15(jpeg_scan_bomb())
+
+
+def gif_stray_byte_bomb(blocks: int = 2_000_000) -> bytes:
+    """``blocks`` GIF comment extensions behind one byte that starts no block (10 MB)."""
+    from tools.hostile import gif_comment_flood
+
+    return gif_comment_flood(blocks)
+
+
+def tiff_odd_header_bomb(strips: int = 400_000) -> bytes:
+    """400,000 one-row strips in a TIFF whose header is one Pillow accepts but is not valid TIFF
+    (``II\\x00\\x2a``)."""
+    from tools.hostile import tiff_strip_bomb
+
+    return tiff_strip_bomb(strips, b"II\x00\x2a")
+
+
 def bmp_rle_bomb(size: int = 1024 * 1024) -> bytes:
-    from kto.inference.testing import rle_bmp_bomb
+    from tools.hostile import rle_bmp_bomb
 
     return rle_bmp_bomb(size)

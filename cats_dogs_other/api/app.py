@@ -32,7 +32,8 @@ from cats_dogs_other.api.draining import Drain
 from cats_dogs_other.api.errors import install_handlers
 from cats_dogs_other.api.framing import AmbiguousFramingMiddleware
 from cats_dogs_other.api.issuer_check import IssuerCheck
-from cats_dogs_other.api.jwks import KeyCache
+from cats_dogs_other.api.issuers import IssuerRouter, build_policy_validators, describe
+from cats_dogs_other.api.jwks import DiscoveryDocument, KeyCache
 from cats_dogs_other.api.metrics import Metrics
 from cats_dogs_other.api.model_source import ModelSourceError
 from cats_dogs_other.api.rate_limits import RateLimiter
@@ -95,13 +96,22 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
             follow_redirects=False,
         )
         stack.push_async_callback(client.aclose)
-        keys = KeyCache.from_settings(settings, client)
+        discovery = DiscoveryDocument(
+            client, settings.discovery_uri, timeout_s=settings.jwks_fetch_timeout_s
+        )  # one fetch feeds the key cache and the issuer check
+        keys = KeyCache.from_settings(settings, client, discovery)
         stack.push_async_callback(keys.aclose)
         keys.start()  # warm the key cache without delaying start-up, retrying until it is
-        issuer_check = IssuerCheck.from_settings(settings, client)
+        issuer_check = IssuerCheck.from_settings(settings, client, discovery)
         stack.push_async_callback(issuer_check.aclose)
         issuer_check.start()
         state = await _open_state(settings, stack)
+        policy_validators, policy_keys = build_policy_validators(settings, client, state)
+        for cache in policy_keys:
+            stack.push_async_callback(cache.aclose)
+            cache.start()
+        if policy_validators:
+            logger.info("trusted beside OAUTH2_ISSUER: %s", describe(policy_validators))
         drain = Drain(settings.shutdown_drain_s)
         stack.callback(drain.uninstall)
         drain.install(asyncio.get_running_loop())
@@ -124,7 +134,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
             http_client=client,
             keys=keys,
             issuer_check=issuer_check,
-            validator=TokenValidator.from_settings(settings, keys),
+            validator=IssuerRouter(TokenValidator.from_settings(settings, keys), policy_validators),
             dpop=DPoPBinding.from_settings(settings, state, _store_error_counter(metrics)),
             state=state,
             drain=drain,

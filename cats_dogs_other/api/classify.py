@@ -20,7 +20,9 @@ UNSUPPORTED_REASONS = frozenset({"not_an_image", "unsupported"})
 
 
 def image_error(exc: InvalidImageError, part: int | None) -> UploadError:
-    """415 for what is not an image we read; 422 for an image that is empty, cut or too big."""
+    """415 for what is not an image we read; 422 for an image that is empty, cut, too big,
+    too costly to decode (``too_complex``) or whose structure cannot be verified
+    (``unverifiable``). The wheel's message, which says which, is the answer's detail."""
     where = f"File {part}: " if part is not None else ""
     message = f"{where}{exc}"
     if getattr(exc, "reason", None) in UNSUPPORTED_REASONS:

@@ -18,6 +18,8 @@ import functools
 import hashlib
 import hmac
 import logging
+import re
+import string
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -50,6 +52,8 @@ PRIVATE_KEY_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 # Header parameters whose meaning would change how the signature is checked; none is supported.
 REFUSED_HEADER_MEMBERS = frozenset({"crit", "b64"})
 DEFAULT_PORTS = {"http": 80, "https": 443}
+_PERCENT_ENCODED = re.compile(r"%([0-9A-Fa-f]{2})")
+_UNRESERVED = frozenset(string.ascii_letters + string.digits + "-._~")  # RFC 3986 section 2.3
 
 
 class ProofError(Exception):
@@ -100,9 +104,13 @@ def same_text(received: str, expected: str) -> bool:
 
 
 def normalise_htu(url: str) -> str | None:
-    """Scheme, host, port and path as RFC 3986 syntax-based normalisation compares them.
+    """Scheme, host, port and path as RFC 3986 syntax-based normalisation compares them
+    (section 6.2.2): scheme and host in lower case, the default port dropped, percent-encoded
+    unreserved characters decoded and the other escapes in upper case. Dot segments are kept,
+    so ``/x/../upload`` never matches ``/upload``.
 
-    Query and fragment are dropped (RFC 9449 section 4.3 point 9); None if it is no http(s) URL.
+    Query and fragment are dropped (RFC 9449 section 4.3 point 9); None if it is no http(s) URL
+    or it has userinfo (see :func:`has_userinfo`).
     """
     try:
         parts = urlsplit(url)
@@ -110,12 +118,27 @@ def normalise_htu(url: str) -> str | None:
     except ValueError:
         return None
     scheme, host = parts.scheme.lower(), parts.hostname
-    if scheme not in DEFAULT_PORTS or not host:
+    if scheme not in DEFAULT_PORTS or not host or "@" in parts.netloc:
         return None
     if ":" in host:
         host = f"[{host}]"
     authority = host if port in (None, DEFAULT_PORTS[scheme]) else f"{host}:{port}"
-    return f"{scheme}://{authority}{parts.path or '/'}"
+    path = _PERCENT_ENCODED.sub(_normalise_escape, parts.path or "/")
+    return f"{scheme}://{authority}{path}"
+
+
+def has_userinfo(url: str) -> bool:
+    """``user@`` or ``user:password@`` before the host: a proof's ``htu`` must not carry it
+    (it names no part of the request, and may carry a secret)."""
+    try:
+        return "@" in urlsplit(url).netloc
+    except ValueError:
+        return False
+
+
+def _normalise_escape(match: re.Match[str]) -> str:
+    char = chr(int(match.group(1), 16))
+    return char if char in _UNRESERVED else "%" + match.group(1).upper()
 
 
 class ProofVerifier:
@@ -233,6 +256,11 @@ class ProofVerifier:
                 reason="dpop_htm",
             )
         htu = payload.get("htu")
+        if isinstance(htu, str) and len(htu) <= MAX_HTU_CHARS and has_userinfo(htu):
+            raise ProofError(
+                "The DPoP proof's htu must not contain userinfo (user@): name the URL only.",
+                reason="dpop_htu",
+            )
         expected = normalise_htu(url)
         if (
             not isinstance(htu, str)

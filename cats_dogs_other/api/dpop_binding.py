@@ -21,6 +21,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from fastapi import Request
 
@@ -49,7 +50,10 @@ from cats_dogs_other.api.state import (
     StoreErrorReport,
     hashed_key,
 )
-from cats_dogs_other.api.tokens import Principal, TokenValidator
+from cats_dogs_other.api.tokens import Principal
+
+if TYPE_CHECKING:
+    from cats_dogs_other.api.issuers import Verifier
 
 logger = logging.getLogger(__name__)
 
@@ -162,7 +166,7 @@ class DPoPBinding:
         )
 
     async def authenticate(
-        self, request: Request, credentials: Credentials, validator: TokenValidator
+        self, request: Request, credentials: Credentials, validator: Verifier
     ) -> Principal:
         """The token's principal, once the token and (for DPoP) its proof hold."""
         try:
@@ -212,6 +216,8 @@ class DPoPBinding:
         return str(request.url)
 
     def _check_bearer(self, principal: Principal) -> None:
+        if principal.issuer_name is not None:
+            return  # trust-policy issuers are Bearer-only; DPOP_MODE is OAUTH2_ISSUER's
         if principal.jkt is not None and self.mode == "disabled":
             raise InvalidTokenError(
                 "This API does not accept DPoP-bound tokens (its DPoP support is disabled).",

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
+from kto.inference import ModelOutputError
 from starlette.requests import ClientDisconnect
 
 from cats_dogs_other.api.batching import InferenceTimeoutError, QueueFullError
@@ -33,6 +34,7 @@ class ApiError(Exception):
     """Base: a failure with an HTTP status and a message for the client."""
 
     status_code = 500
+    code: str | None = None  # a stable machine-readable label, sent as ``code`` when set
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -207,9 +209,13 @@ class UnsupportedMediaError(UploadError):
 
 class UploadTimeoutError(UploadError):
     """The body did not arrive within ``UPLOAD_TIMEOUT_S``: a trickling client must not hold
-    a connection, and the request's memory, for as long as it likes."""
+    a connection, and the request's memory, for as long as it likes. The connection is closed
+    with the answer (RFC 9110 section 15.5.9): the rest of that body is not worth waiting for."""
 
     status_code = 408
+
+    def headers(self) -> dict[str, str]:
+        return {"Connection": "close"}
 
 
 class BadImageError(UploadError):
@@ -226,6 +232,23 @@ class DuplicateHeaderError(ApiError):
 
     def __init__(self, name: str) -> None:
         super().__init__(f"Send the {name} header once, not several times.")
+
+
+class NotRelayedError(ApiError):
+    """The development token relay cannot forward this request; the message says where to send
+    it instead."""
+
+    status_code = 400
+
+
+# --- the model ---------------------------------------------------------------------------------
+
+
+class ModelOutputInvalidError(ApiError):
+    """The model answered NaN or infinity: no class is made from that, and the fault is ours."""
+
+    status_code = 500
+    code = "model_output_invalid"
 
 
 # --- capacity --------------------------------------------------------------------------------
@@ -285,6 +308,8 @@ def _seconds(value: float) -> str:
 async def _handle_api_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
     body: dict[str, object] = {"detail": exc.message}
+    if exc.code is not None:
+        body["code"] = exc.code
     if isinstance(exc, UploadError) and exc.part is not None:
         body["part"] = exc.part
     body.update(exc.body())
@@ -309,6 +334,14 @@ async def _handle_inference_timeout(request: Request, exc: Exception) -> JSONRes
     return await _handle_api_error(request, ServiceUnavailableError(str(exc), retry_after_s=5))
 
 
+async def _handle_model_output(request: Request, exc: Exception) -> JSONResponse:
+    metrics = getattr(request.app.state, "metrics", None)
+    if metrics is not None:
+        metrics.model_output_invalid_total.inc()
+    logger.error("the model answered NaN or infinity; no class was given")
+    return await _handle_api_error(request, ModelOutputInvalidError(str(exc)))
+
+
 async def _handle_client_disconnect(request: Request, exc: Exception) -> JSONResponse:
     """The client left mid-upload or before its answer: nobody reads this, not a server error."""
     logger.info("client disconnected before its answer was ready")
@@ -322,3 +355,4 @@ def install_handlers(app: FastAPI) -> None:
     app.add_exception_handler(QueueFullError, _handle_queue_full)
     app.add_exception_handler(InferenceTimeoutError, _handle_inference_timeout)
     app.add_exception_handler(ClientDisconnect, _handle_client_disconnect)
+    app.add_exception_handler(ModelOutputError, _handle_model_output)

@@ -21,7 +21,7 @@ import logging
 
 import httpx
 
-from cats_dogs_other.api.jwks import KeyFetchError, fetch_json
+from cats_dogs_other.api.jwks import DiscoveryDocument, KeyFetchError
 from cats_dogs_other.api.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -38,24 +38,30 @@ class IssuerCheck:
         discovery_uri: str,
         timeout_s: float = 5.0,
         recheck_s: float = 30.0,
+        discovery: DiscoveryDocument | None = None,
     ) -> None:
-        self._client = client
         self._issuer = issuer
-        self._discovery_uri = discovery_uri
-        self._timeout = httpx.Timeout(timeout_s)
+        # Shared with the key cache when the lifespan passes one: one fetch feeds both.
+        self._discovery = discovery or DiscoveryDocument(client, discovery_uri, timeout_s=timeout_s)
         self._recheck_s = max(recheck_s, 0.1)
         self._task: asyncio.Task[None] | None = None
         self._reported: str | None = None  # the last state logged: logged once per change
         self.problem: str | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings, client: httpx.AsyncClient) -> IssuerCheck:
+    def from_settings(
+        cls,
+        settings: Settings,
+        client: httpx.AsyncClient,
+        discovery: DiscoveryDocument | None = None,
+    ) -> IssuerCheck:
         return cls(
             client,
             issuer=settings.oauth2_issuer,
             discovery_uri=settings.discovery_uri,
             timeout_s=settings.jwks_fetch_timeout_s,
             recheck_s=settings.jwks_refresh_cooldown_s,
+            discovery=discovery,
         )
 
     def start(self) -> None:
@@ -71,7 +77,7 @@ class IssuerCheck:
     async def check(self) -> bool:
         """One comparison; True once the discovery document names our issuer exactly."""
         try:
-            document = await fetch_json(self._client, self._discovery_uri, self._timeout)
+            document = await self._discovery.get()
         except KeyFetchError as exc:
             self._report(
                 "unreachable",

@@ -62,6 +62,40 @@ class KeyFetchError(Exception):
     """The keys (or the discovery document) could not be fetched or made no sense."""
 
 
+class DiscoveryDocument:
+    """An issuer's discovery document, fetched single-flight and reused for ``reuse_s``.
+
+    The key cache (for ``jwks_uri``) and the issuer check (for ``issuer``) both read it at
+    start-up; sharing one of these makes that one request. A failed fetch is not remembered.
+    """
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        uri: str,
+        *,
+        timeout_s: float = 5.0,
+        reuse_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._client = client
+        self.uri = uri
+        self._timeout = httpx.Timeout(timeout_s)
+        self._reuse_s = reuse_s
+        self._clock = clock
+        self._lock = asyncio.Lock()
+        self._document: dict[str, Any] | None = None
+        self._fetched_at = -math.inf
+
+    async def get(self) -> dict[str, Any]:
+        async with self._lock:
+            if self._document is not None and self._clock() - self._fetched_at < self._reuse_s:
+                return self._document
+            document = await fetch_json(self._client, self.uri, self._timeout)
+            self._document, self._fetched_at = document, self._clock()
+            return document
+
+
 class KeyCache:
     """Maps ``kid`` to the issuer's public keys. One per process, owned by the lifespan."""
 
@@ -77,8 +111,16 @@ class KeyCache:
         cooldown_s: float = 30.0,
         timeout_s: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        strict_discovery: bool = False,
+        discovery: DiscoveryDocument | None = None,
     ) -> None:
         self._client = client
+        self._discovery = discovery or DiscoveryDocument(
+            client, discovery_uri, timeout_s=timeout_s, clock=clock
+        )
+        # Trust-policy issuers: the discovery document must name the issuer exactly and its
+        # jwks_uri must be on the issuer's own origin (one fetch feeds keys and issuer check).
+        self._strict_discovery = strict_discovery
         self._issuer = issuer
         self._jwks_uri = jwks_uri
         self._discovery_uri = discovery_uri
@@ -98,7 +140,12 @@ class KeyCache:
         self.last_error: str | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings, client: httpx.AsyncClient) -> KeyCache:
+    def from_settings(
+        cls,
+        settings: Settings,
+        client: httpx.AsyncClient,
+        discovery: DiscoveryDocument | None = None,
+    ) -> KeyCache:
         return cls(
             client,
             issuer=settings.oauth2_issuer,
@@ -108,6 +155,7 @@ class KeyCache:
             ttl_s=settings.jwks_cache_ttl_s,
             cooldown_s=settings.jwks_refresh_cooldown_s,
             timeout_s=settings.jwks_fetch_timeout_s,
+            discovery=discovery,
         )
 
     @property
@@ -233,13 +281,20 @@ class KeyCache:
         return keys
 
     async def _discover(self) -> str:
-        document = await self._get_json(self._discovery_uri)
+        document = await self._discovery.get()
         issuer = document.get("issuer")
-        if not isinstance(issuer, str) or issuer.rstrip("/") != self._issuer.rstrip("/"):
+        named = issuer if self._strict_discovery else str(issuer).rstrip("/")
+        ours = self._issuer if self._strict_discovery else self._issuer.rstrip("/")
+        if not isinstance(issuer, str) or named != ours:
             raise KeyFetchError(f"discovery document names issuer {issuer!r}, not ours")
         uri = document.get("jwks_uri")
         if not isinstance(uri, str) or not is_secure_url(uri):
             raise KeyFetchError("discovery document has no usable https jwks_uri")
+        if self._strict_discovery and not same_origin(uri, self._issuer):
+            raise KeyFetchError(
+                f"discovery document's jwks_uri {uri!r} is not on the issuer's host; set "
+                "jwks_uri in the trust policy if that is intended"
+            )
         self._jwks_uri = uri  # discovered once per process
         return uri
 
@@ -267,6 +322,15 @@ async def fetch_json(client: httpx.AsyncClient, url: str, limits: httpx.Timeout)
         return parse_json_object(bytes(body), max_bytes=MAX_DOCUMENT_BYTES)
     except UnsafeInputError as exc:
         raise KeyFetchError(f"GET {url}: {exc}") from None
+
+
+def same_origin(url: str, other: str) -> bool:
+    """Same scheme, host and port (hosts compared as httpx normalises them)."""
+    try:
+        a, b = httpx.URL(url), httpx.URL(other)
+    except httpx.InvalidURL:
+        return False
+    return (a.scheme, a.host, a.port) == (b.scheme, b.host, b.port)
 
 
 def parse_jwks(document: dict[str, Any], algorithms: Collection[str]) -> dict[str, tuple[Key, ...]]:

@@ -87,6 +87,10 @@ class Metrics:
             ["reason"], namespace=ns, registry=r,
         )  # fmt: skip
         self.model_info = Info("model", "The model being served.", namespace=ns, registry=r)
+        self.model_output_invalid_total = Counter(
+            "model_output_invalid", "Answers refused (500) because the model output NaN or inf.",
+            namespace=ns, registry=r,
+        )  # fmt: skip
         self.replica_info = Info(
             "replica", "This process's REPLICA_ID (default: the host name).",
             namespace=ns, registry=r,

@@ -55,7 +55,10 @@ def client_key(principal: Principal, issuer_name: str = DEFAULT_ISSUER_NAME) -> 
     """``<issuer name>:<client>`` for a verified principal: the seam every issuer plugs into.
 
     The client is the token's ``azp``, else ``client_id``, else ``sub`` (see ``tokens.py``).
+    A trust-policy issuer's principal already names itself: ``github:<repository_id>``.
     """
+    if principal.issuer_name is not None:
+        return principal.client_id
     return f"{issuer_name}:{principal.client_id}"
 
 

@@ -17,12 +17,12 @@ from cats_dogs_other.api.batching import MicroBatcher
 from cats_dogs_other.api.dpop_binding import DPoPBinding
 from cats_dogs_other.api.draining import Drain
 from cats_dogs_other.api.issuer_check import IssuerCheck
+from cats_dogs_other.api.issuers import IssuerRouter
 from cats_dogs_other.api.jwks import KeyCache
 from cats_dogs_other.api.metrics import Metrics
 from cats_dogs_other.api.rate_limits import RateLimiter
 from cats_dogs_other.api.settings import Settings
 from cats_dogs_other.api.state import StateStore
-from cats_dogs_other.api.tokens import TokenValidator
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +33,7 @@ class Resources:
     http_client: httpx.AsyncClient
     keys: KeyCache
     issuer_check: IssuerCheck
-    validator: TokenValidator
+    validator: IssuerRouter
     dpop: DPoPBinding
     state: StateStore
     drain: Drain

@@ -54,6 +54,7 @@ class ModelInfo(BaseModel):
 class Problem(BaseModel):
     detail: str
     part: int | None = None
+    code: str | None = None  # e.g. "model_output_invalid" on a 500
     limit: str | None = Field(
         default=None, description="429, or 422 for a batch above it: the client's limit"
     )

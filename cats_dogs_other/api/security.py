@@ -38,8 +38,8 @@ class BearerToken(OAuth2):
             ),
             scheme_name=SCHEME_NAME,
             description="Access token from the OAuth2 issuer (Auth0 client credentials). "
-            "A DPoP-bound token goes as 'Authorization: DPoP <token>' with a 'DPoP' proof "
-            "header (RFC 9449).",
+            "A DPoP-bound token goes as `Authorization: DPoP <token>` with a `DPoP` proof "
+            "header (RFC 9449).",  # code spans: Swagger reads Markdown, <token> would be HTML
             auto_error=False,
         )
 

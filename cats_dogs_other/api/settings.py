@@ -6,7 +6,6 @@ Misconfiguration stops the server at start-up with a one-line reason (:class:`Co
 
 from __future__ import annotations
 
-import os
 import socket
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -14,13 +13,22 @@ from urllib.parse import urljoin, urlsplit
 
 from kto.inference import DEFAULT_DECODE_LIMITS, DEFAULT_MAX_PIXELS, MIN_CLASSIFIABLE_SIDE
 from kto.inference.backends import BackendChoice
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from kto.inference.cpus import plan_threads
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from cats_dogs_other.api import batching
 from cats_dogs_other.api.dpop import DPOP_ALGORITHMS
 from cats_dogs_other.api.hosts import is_loopback, is_secure_url
 from cats_dogs_other.api.limit_syntax import check_limit, parse_overrides
+from cats_dogs_other.api.trust_policy import TrustPolicy, TrustPolicyError, load_trust_policy
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL_PATH = REPO_ROOT / "cats_dogs_other" / "model"
@@ -28,6 +36,7 @@ DEFAULT_MODEL_CACHE_DIR = REPO_ROOT / ".model-cache"
 MiB = 1024 * 1024
 STATE_URL_SCHEMES = frozenset({"redis", "rediss", "unix"})
 DEV_TOKEN_PATH = "/dev/oauth/token"  # noqa: S105 - a path, not a secret
+PLANNED = "when unset, usable CPUs (affinity, cgroup quota) / WORKERS"
 
 # Asymmetric JWS algorithms only: with HMAC the verifying key is the signing key, and a public
 # JWKS key used as an HMAC secret is the classic algorithm-confusion attack.
@@ -73,6 +82,12 @@ class Settings(BaseSettings):
     jwks_cache_ttl_s: float = Field(default=600.0, gt=0)
     jwks_refresh_cooldown_s: float = Field(default=30.0, ge=0)
     jwks_fetch_timeout_s: float = Field(default=5.0, gt=0)
+    # Read once, here: the field holds the parsed TrustPolicy (see trust_policy.py).
+    trust_policy_file: Annotated[Any, NoDecode] = Field(
+        default=None,
+        description="YAML file of issuers trusted beside OAUTH2_ISSUER (GitHub Actions OIDC); "
+        "docs/github-actions.md",
+    )
     dev_token_proxy_url: str | None = Field(
         default=None,
         description="development only: the dev issuer's token endpoint, relayed at "
@@ -130,8 +145,13 @@ class Settings(BaseSettings):
     batch_max_wait_ms: float = Field(default=batching.DEFAULT_MAX_WAIT_MS, ge=0)
     queue_max_size: int = Field(default=batching.DEFAULT_QUEUE_SIZE, ge=1)
     inference_timeout_s: float = Field(default=batching.DEFAULT_TIMEOUT_S, gt=0)
-    decode_threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
-    inference_threads: int | None = Field(default=None, ge=0)  # ONNX Runtime intra-op pool
+    # unset thread counts come from the thread plan (_plan_threads)
+    decode_threads: int = Field(
+        default_factory=lambda: plan_threads().decode_threads, ge=1, description=PLANNED
+    )
+    inference_threads: int | None = Field(
+        default=None, ge=0, description="the runtime's intra-op threads (0: its own); " + PLANNED
+    )
     tf_intra_op_threads: int | None = Field(default=None, ge=0)
     tf_inter_op_threads: int | None = Field(default=None, ge=0)
 
@@ -162,6 +182,23 @@ class Settings(BaseSettings):
         if not value:
             raise ValueError("must not be empty")
         return value
+
+    @field_validator("trust_policy_file", mode="before")
+    @classmethod
+    def _load_trust_policy(cls, value: Any, info: ValidationInfo) -> TrustPolicy | None:
+        if value is None or isinstance(value, TrustPolicy):
+            return value
+        if not isinstance(value, str | Path) or not str(value).strip():
+            raise ValueError("must name a YAML file")
+        audience, issuer = info.data.get("oauth2_audience"), info.data.get("oauth2_issuer")
+        if not audience or not issuer:
+            raise ValueError("needs OAUTH2_ISSUER and OAUTH2_AUDIENCE set and valid")
+        try:
+            return load_trust_policy(
+                Path(str(value).strip()), default_audience=audience, oauth2_issuer=issuer
+            )
+        except TrustPolicyError as exc:
+            raise ValueError(str(exc)) from None
 
     @field_validator("oauth2_algorithms", "dpop_algorithms", mode="before")
     @classmethod
@@ -196,25 +233,23 @@ class Settings(BaseSettings):
 
     @model_validator(mode="before")
     @classmethod
-    def _share_cores_between_workers(cls, data: Any) -> Any:
-        """Several workers each get cores/workers threads unless told otherwise (measured fastest).
-
-        Without this, every worker would size its pools for the whole machine and they would
-        fight over the same cores.
+    def _plan_threads(cls, data: Any) -> Any:
+        """Unset thread counts follow the thread plan (:mod:`kto.inference.cpus`): the CPUs
+        this process may use (affinity, cgroup quota), shared between the workers, so a pod
+        limited to 2 CPUs on a 64-core node does not start 64 threads per pool.
         """
         if not isinstance(data, dict):
             return data
         try:
-            workers = int(data.get("workers", 1))
+            plan = plan_threads(int(data.get("workers", 1)))
         except (TypeError, ValueError):
             return data  # the field's own validation reports it
-        if workers > 1:
-            share = max(1, (os.cpu_count() or 1) // workers)
-            data = {**data}
-            data.setdefault("decode_threads", share)
-            data.setdefault("inference_threads", share)
-            data.setdefault("tf_intra_op_threads", share)
-            data.setdefault("tf_inter_op_threads", 1)
+        data = {**data}
+        data.setdefault("decode_threads", plan.decode_threads)
+        data.setdefault("inference_threads", plan.intra_op_threads)
+        data.setdefault("tf_intra_op_threads", plan.intra_op_threads)
+        if plan.workers > 1:
+            data.setdefault("tf_inter_op_threads", plan.inter_op_threads)
         return data
 
     @model_validator(mode="after")
@@ -276,6 +311,17 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _single_use_is_shared(self) -> Settings:
+        policy = self.trust_policy
+        if policy and policy.single_use and self.workers > 1 and self.state_url is None:
+            raise ValueError(
+                f"TRUST_POLICY_FILE has single_use issuers but WORKERS={self.workers} and no "
+                "STATE_URL: each process would accept a token once (set STATE_URL=redis://... "
+                "or WORKERS=1)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _limits_are_shared(self) -> Settings:
         limited = self.rate_limit or self.rate_limits_by_client
         if self.workers > 1 and self.state_url is None and limited:
@@ -289,6 +335,11 @@ class Settings(BaseSettings):
     def client_limits(self) -> dict[str, str]:
         """``RATE_LIMITS_BY_CLIENT`` as a mapping (validated at start-up)."""
         return parse_overrides(self.rate_limits_by_client) if self.rate_limits_by_client else {}
+
+    @property
+    def trust_policy(self) -> TrustPolicy | None:
+        policy: TrustPolicy | None = self.trust_policy_file
+        return policy
 
     @property
     def issuer_base(self) -> str:

@@ -32,11 +32,22 @@ logger = logging.getLogger(__name__)
 _failure: StartupError | None = None
 
 
+MAX_SENTENCE = 300
+
+
 class StartupError(Exception):
-    """The API cannot start; the message is one sentence with the setting and the fix."""
+    """The API cannot start; the message is one sentence with the setting and the fix.
+
+    At most :data:`MAX_SENTENCE` characters, whatever a file or a library put in it: the middle
+    is cut, so the setting (first) and the fix (last) stay.
+    """
 
     def __init__(self, sentence: str, *, setting: str | None = None) -> None:
         sentence = " ".join(sentence.split())  # third-party messages may span lines
+        if len(sentence) > MAX_SENTENCE:
+            head = MAX_SENTENCE * 2 // 3
+            tail = MAX_SENTENCE - head - len(" ... ")
+            sentence = f"{sentence[:head]} ... {sentence[-tail:]}"
         super().__init__(sentence)
         self.sentence = sentence
         self.setting = setting
@@ -118,13 +129,13 @@ def check_model_file(path: Path, setting: str) -> None:
     """The model exists, can be read, looks like its format and has valid metadata."""
     from kto.inference.errors import ModelLoadError
     from kto.inference.metadata import METADATA_FILENAME, ModelMetadata
-    from kto.inference.model import resolve_model_file
+    from kto.inference.model import resolve_model
 
     fix = f"point {setting} at {TRAIN_HINT}, or unset it to serve the bundled model"
     if not Path(path).exists():
         raise StartupError(f"{setting} {path} does not exist: {fix}", setting=setting)
     try:
-        model_file = resolve_model_file(path)
+        _, model_file = resolve_model(path)  # a folder may hold only its model.onnx
         with model_file.open("rb") as fh:
             head = fh.read(8)
     except ModelLoadError as exc:
@@ -149,11 +160,7 @@ def check_model_file(path: Path, setting: str) -> None:
         try:
             ModelMetadata.read(metadata)
         except ModelLoadError as exc:
-            raise StartupError(
-                f"{setting} {path}: its {METADATA_FILENAME} is invalid ({exc}): write it again "
-                f"with `python -m cats_dogs_other.train`, or {fix}",
-                setting=setting,
-            ) from None
+            raise StartupError(f"{setting}: {exc}: {fix}", setting=setting) from None
 
 
 def resolve_model_uri(settings: Settings) -> Path:

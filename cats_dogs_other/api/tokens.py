@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from joserfc import jws, jwt
 from joserfc.errors import (
@@ -54,6 +54,13 @@ _CLAIM_MESSAGES = {
 }
 
 
+class KeySource(Protocol):
+    """Where a validator finds the key for a ``kid`` and ``alg``: a :class:`KeyCache` when
+    serving, a JWKS file for ``explain-token``."""
+
+    async def get(self, kid: str, alg: str) -> Key: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Principal:
     """Who called, as proven by a verified token."""
@@ -61,6 +68,9 @@ class Principal:
     client_id: str
     scopes: frozenset[str]
     jkt: str | None = None  # RFC 9449 key thumbprint (cnf.jkt) of a DPoP-bound token
+    # The trust policy entry that issued the token; None for OAUTH2_ISSUER. Policy issuers'
+    # tokens are Bearer-only: DPOP_MODE applies to OAUTH2_ISSUER alone.
+    issuer_name: str | None = None
 
     def has_scope(self, scope: str) -> bool:
         return scope in self.scopes
@@ -104,7 +114,7 @@ class TokenValidator:
 
     def __init__(
         self,
-        keys: KeyCache,
+        keys: KeySource,
         *,
         issuer: str,
         audience: str,
@@ -132,10 +142,12 @@ class TokenValidator:
             leeway_s=settings.oauth2_leeway_s,
         )
 
-    async def validate(self, token: str) -> Principal:
-        header = self._check_header(token)
-        key = await self._keys.get(header["kid"], header["alg"])
-        claims = self._verify_signature(token, key, header["alg"])
+    @property
+    def issuer(self) -> str:
+        return self._issuer
+
+    async def validate(self, token: str, payload: dict[str, Any] | None = None) -> Principal:
+        claims = await self.verified_claims(token, payload)
         client_id = claims.get("azp") or claims.get("client_id") or claims.get("sub")
         client = client_id if isinstance(client_id, str) else None
         self._check_claims(claims, client)
@@ -144,6 +156,18 @@ class TokenValidator:
                 "The token names no client (azp, client_id or sub).", reason="no_client"
             )
         return Principal(client_id=client, scopes=scopes_of(claims), jkt=bound_key_of(claims))
+
+    async def verified_claims(
+        self, token: str, payload: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """The header's checks, then the signature with this issuer's keys only; the claims.
+
+        ``payload``: the claims segment already parsed with the same bounds (the issuer
+        router reads ``iss`` from it); trusted only once the signature over it holds.
+        """
+        header = self._check_header(token)
+        key = await self._keys.get(header["kid"], header["alg"])
+        return self._verify_signature(token, key, header["alg"], payload)
 
     def _check_header(self, token: str) -> dict[str, Any]:
         if len(token) > MAX_TOKEN_BYTES:
@@ -174,7 +198,9 @@ class TokenValidator:
             raise InvalidTokenError("The token has no key id (kid).", reason="missing_kid")
         return header
 
-    def _verify_signature(self, token: str, key: Key, alg: str) -> dict[str, Any]:
+    def _verify_signature(
+        self, token: str, key: Key, alg: str, payload: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         """The signature first (joserfc), then the claims, parsed with the same bounds."""
         try:
             verified = jws.deserialize_compact(token, key, registry=self._registries[alg])
@@ -187,6 +213,8 @@ class TokenValidator:
             raise InvalidTokenError(
                 "The token could not be verified.", reason="malformed"
             ) from None
+        if payload is not None:  # the same bytes, parsed by decode_jose_segment
+            return payload
         try:
             return parse_json_object(verified.payload, max_bytes=MAX_TOKEN_BYTES, unique_keys=True)
         except UnsafeInputError as exc:
@@ -194,14 +222,17 @@ class TokenValidator:
                 f"The token's claims are not readable: {exc}.", reason="malformed"
             ) from None
 
-    def _check_claims(self, claims: dict[str, Any], client_id: str | None) -> None:
-        registry = jwt.JWTClaimsRegistry(
-            now=int(self._clock()),
-            leeway=self._leeway_s,
-            iss={"essential": True, "value": self._issuer},
-            aud={"essential": True, "value": self._audience},
-            exp={"essential": True},
-        )
+    def _check_claims(
+        self, claims: dict[str, Any], client_id: str | None, *, iat_required: bool = False
+    ) -> None:
+        options: dict[str, jwt.ClaimsOption] = {
+            "iss": {"essential": True, "value": self._issuer},
+            "aud": {"essential": True, "value": self._audience},
+            "exp": {"essential": True},
+        }
+        if iat_required:
+            options["iat"] = {"essential": True}
+        registry = jwt.JWTClaimsRegistry(now=int(self._clock()), leeway=self._leeway_s, **options)
         try:
             registry.validate(claims)
         except ExpiredTokenError:

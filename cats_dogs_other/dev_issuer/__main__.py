@@ -25,6 +25,12 @@ environment variables:
   DEV_ISSUER_DPOP_REPLAY_CACHE_SIZE
                                DPoP proof ids remembered at the token endpoint (default 10000)
   DEV_ISSUER_LOG_LEVEL         DEBUG, INFO, WARNING... (default INFO)
+  DEV_ISSUER_GITHUB_JOB        JSON: claims of the job the GitHub Actions stand-in
+                               (/github-actions) describes, over its default repository
+                               octo-org/octo-repo (ids 123456789 / 987654)
+  DEV_ISSUER_GITHUB_REQUEST_TOKEN
+                               the job's ACTIONS_ID_TOKEN_REQUEST_TOKEN
+                               (default dev-actions-request-token)
 """
 
 

@@ -5,6 +5,7 @@ exactly as they would be against a tenant: only the issuer URL changes.
 """
 
 import contextlib
+import hmac
 import json
 import logging
 import signal
@@ -25,6 +26,8 @@ from starlette.routing import Route
 from cats_dogs_other.api.dpop import DPOP_ALGORITHMS, ProofVerifier
 from cats_dogs_other.api.hosts import is_loopback
 from cats_dogs_other.api.replay_cache import ReplayCache
+from cats_dogs_other.dev_issuer.github import PREFIX as GITHUB
+from cats_dogs_other.dev_issuer.github import GitHubTokenService
 from cats_dogs_other.dev_issuer.keys import ALGORITHM, KeyRing
 from cats_dogs_other.dev_issuer.oauth import AUTH_METHODS, GRANT_TYPE, StarletteAuthorizationServer
 from cats_dogs_other.dev_issuer.settings import IssuerSettings
@@ -167,6 +170,82 @@ async def rotate_keys(request: Request) -> JSONResponse:
     return JSONResponse({"kid": key.kid, "keys": keyring.kids})
 
 
+def _github(request: Request) -> GitHubTokenService:
+    service: GitHubTokenService = request.app.state.github
+    return service
+
+
+def _loopback_only(request: Request, what: str) -> JSONResponse | None:
+    if is_loopback(request.client.host if request.client else None):
+        return None
+    return JSONResponse(
+        {
+            "error": "access_denied",
+            "error_description": f"{what} is only accepted from a loopback address.",
+        },
+        status_code=403,
+    )
+
+
+async def github_discovery(request: Request) -> JSONResponse:
+    return JSONResponse(_github(request).discovery())
+
+
+async def github_jwks(request: Request) -> JSONResponse:
+    return JSONResponse(_github(request).keyring.jwks(), headers={"Cache-Control": "no-cache"})
+
+
+async def github_id_token(request: Request) -> JSONResponse:
+    """The Actions runtime endpoint: ``?audience=AUD`` with the job's request token."""
+    scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+    expected = _settings(request).github_request_token
+    if scheme.lower() != "bearer" or not hmac.compare_digest(presented.encode(), expected.encode()):
+        return JSONResponse(
+            {"message": "Send 'Authorization: bearer $ACTIONS_ID_TOKEN_REQUEST_TOKEN'."},
+            status_code=401,
+        )
+    audiences = request.query_params.getlist("audience")
+    if len(audiences) > 1:
+        return JSONResponse({"message": "Ask for one audience."}, status_code=400)
+    service = _github(request)
+    owner = service.job.get("repository_owner", "octo-org")
+    audience = audiences[0] if audiences else f"https://github.com/{owner}"
+    log.info("issued github-actions id token audience=%s", audience)
+    return JSONResponse({"value": service.token(audience)})
+
+
+async def github_mint(request: Request) -> JSONResponse:
+    """Tests: ``{"audience": ..., "claims": {...}, "sub_format": "name"|"ids"}`` -> a token."""
+    if refused := _loopback_only(request, "Minting GitHub tokens"):
+        return refused
+    try:
+        body = _parse_json(await _read_body(request))
+    except InvalidRequestError as error:
+        return JSONResponse(
+            {"error": "invalid_request", "error_description": error.description}, 400
+        )
+    audience, claims = body.get("audience"), body.get("claims", {})
+    sub_format = body.get("sub_format", "name")
+    if (
+        not isinstance(audience, str)
+        or not isinstance(claims, dict)
+        or sub_format
+        not in (
+            "name",
+            "ids",
+        )
+    ):
+        return JSONResponse(
+            {
+                "error": "invalid_request",
+                "error_description": "Send audience (string), claims (object), sub_format "
+                "(name or ids).",
+            },
+            status_code=400,
+        )
+    return JSONResponse({"value": _github(request).token(audience, claims, sub_format=sub_format)})
+
+
 async def health(request: Request) -> JSONResponse:
     return JSONResponse({"status": "OK"})
 
@@ -208,6 +287,11 @@ def create_app(settings: IssuerSettings | None = None) -> Starlette:
                 algorithms=DPOP_ALGORITHMS, replay=ReplayCache(settings.dpop_replay_cache_size)
             ),
         )
+        app.state.github = GitHubTokenService(
+            KeyRing(key_size=settings.key_size, published=settings.keys_published),
+            issuer=settings.github_issuer,
+            job=settings.github_job,
+        )
         log.warning(
             "DEVELOPMENT ISSUER - NOT FOR PRODUCTION: issuer=%s audience=%s clients=%s kid=%s",
             settings.issuer,
@@ -225,6 +309,10 @@ def create_app(settings: IssuerSettings | None = None) -> Starlette:
             Route("/.well-known/jwks.json", jwks, methods=["GET"]),
             Route("/admin/rotate-keys", rotate_keys, methods=["POST"]),
             Route("/health", health, methods=["GET"]),
+            Route(f"{GITHUB}/.well-known/openid-configuration", github_discovery, methods=["GET"]),
+            Route(f"{GITHUB}/.well-known/jwks", github_jwks, methods=["GET"]),
+            Route(f"{GITHUB}/idtoken", github_id_token, methods=["GET"]),
+            Route(f"{GITHUB}/mint", github_mint, methods=["POST"]),
         ],
         middleware=[
             Middleware(

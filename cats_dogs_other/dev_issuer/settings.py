@@ -4,7 +4,7 @@ Every default can be overridden by a ``DEV_ISSUER_*`` environment variable, so t
 module serves ``make run``, the end-to-end tests (free ports) and a container.
 """
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -45,6 +45,10 @@ class IssuerSettings(BaseSettings):
     key_size: Annotated[int, Field(ge=2048)] = 2048
     dpop_replay_cache_size: Annotated[int, Field(ge=1)] = 10_000
     log_level: str = "INFO"
+    # The GitHub Actions stand-in (cats_dogs_other.dev_issuer.github): the job whose ID tokens
+    # the runtime endpoint mints (claims over the default job), and the job's request token.
+    github_job: dict[str, Any] = Field(default_factory=dict)
+    github_request_token: Annotated[str, Field(min_length=16)] = "dev-actions-request-token"  # noqa: S105 - a published development value
 
     @field_validator("url")
     @classmethod
@@ -80,3 +84,13 @@ class IssuerSettings(BaseSettings):
     @property
     def jwks_uri(self) -> str:
         return self.issuer + ".well-known/jwks.json"
+
+    @property
+    def github_issuer(self) -> str:
+        """The GitHub stand-in's ``iss``: no trailing slash, as GitHub's has none."""
+        return self.issuer + "github-actions"
+
+    @property
+    def actions_id_token_request_url(self) -> str:
+        """What a job finds in ``ACTIONS_ID_TOKEN_REQUEST_URL`` (clients append ``&audience=``)."""
+        return self.github_issuer + "/idtoken?api-version=2.0"

@@ -51,6 +51,11 @@ BOMBS: dict[str, tuple[str, Callable[[], bytes]]] = {
     "webp_20k_frames": ("image/webp", payloads.webp_frames_bomb),
     "tiff_20k_pages": ("image/tiff", payloads.tiff_pages_bomb),
     "bmp_1mib_rle": ("image/bmp", payloads.bmp_rle_bomb),
+    # bombs behind bytes the decoders skip: the walk refuses them as unverifiable
+    "jpeg_junk_byte_16mp": ("image/jpeg", payloads.jpeg_junk_byte_bomb),
+    "jpeg_empty_app15_16mp": ("image/jpeg", payloads.jpeg_empty_app15_bomb),
+    "gif_stray_byte_2m_comments": ("image/gif", payloads.gif_stray_byte_bomb),
+    "tiff_odd_header_400k_strips": ("image/tiff", payloads.tiff_odd_header_bomb),
 }
 
 

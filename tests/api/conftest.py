@@ -92,7 +92,8 @@ def images() -> dict[str, bytes]:
 
 @pytest.fixture
 def loopback_issuer(rsa_keys: dict[str, RSAKey]) -> Iterator[str]:
-    """A minimal OpenID provider on 127.0.0.1 serving discovery and JWKS (for real processes)."""
+    """A minimal OpenID provider on 127.0.0.1 serving discovery and JWKS, for the API run as
+    a real process (``python boot.py``)."""
     documents: dict[str, object] = {}
     with json_server(documents) as url:
         issuer = url + "/"

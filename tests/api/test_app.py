@@ -36,7 +36,10 @@ def test_model_describes_the_loaded_file(client, module_issuer, tiny_model) -> N
     }
 
 
-@pytest.mark.parametrize(("backend", "file"), [("auto", "model.onnx"), ("keras", "model.keras")])
+@pytest.mark.parametrize(
+    ("backend", "file"),
+    [("auto", "model.onnx"), ("openvino", "model.onnx"), ("keras", "model.keras")],
+)
 def test_both_backends_serve_the_same_answers(
     make_settings, module_issuer, tiny_model, backend, file
 ) -> None:

@@ -86,6 +86,23 @@ def test_relays_body_and_client_authentication_unchanged(
     assert "origin" not in forwarded.headers
 
 
+def test_a_dpop_token_request_is_refused_with_the_issuer_url(
+    relay: TestClient, local_issuer: LocalIssuer
+) -> None:
+    """Relayed without its proof, it would come back as a Bearer token the client never asked
+    for; relayed with it, the issuer would refuse its htu (the relay's URL)."""
+    response = relay.post(
+        "/dev/oauth/token",
+        data={"grant_type": "client_credentials"},
+        headers={"DPoP": "eyJ0eXAiOiJkcG9wK2p3dCJ9.e30.c2ln"},
+    )
+
+    assert response.status_code == 400
+    assert TOKEN_ENDPOINT in response.json()["detail"]
+    assert "DPoP" in response.json()["detail"]
+    assert local_issuer.requests == []
+
+
 def test_openapi_points_swagger_at_the_relay(relay: TestClient) -> None:
     schema = relay.get("/openapi.json").json()
     flow = schema["components"]["securitySchemes"]["auth0"]["flows"]["clientCredentials"]

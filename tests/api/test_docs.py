@@ -1,13 +1,17 @@
-"""/docs and /redoc: every asset from this server, the audience in the token request's body."""
+"""/docs and /redoc: every asset from this server, the audience in the token request's body,
+and the Content-Security-Policy that keeps it so (checked in a real browser in tests/e2e)."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 from urllib.parse import urlsplit
 
+import pytest
 from fastapi.testclient import TestClient
 
-from cats_dogs_other.api.docs import ASSETS_PATH
+from cats_dogs_other.api.docs import ASSETS_PATH, content_security_policy
 from tests.api.support import AUDIENCE, ISSUER, SCOPE
 
 ASSET_REFERENCE = re.compile(r'(?:src|href)="([^"]+)"')
@@ -65,3 +69,40 @@ def test_openapi_declares_the_issuers_token_endpoint(client: TestClient) -> None
     assert flow["tokenUrl"] == ISSUER + "oauth/token"
     assert flow["scopes"] == {SCOPE: "Classify images"}
     assert "/dev/oauth/token" not in schema["paths"]
+
+
+def policy(response) -> dict[str, str]:
+    header = response.headers["content-security-policy"]
+    return dict(directive.strip().split(" ", 1) for directive in header.split(";"))
+
+
+@pytest.mark.parametrize("path", ["/docs", "/redoc", "/docs/oauth2-redirect"])
+def test_each_documentation_page_has_the_content_security_policy(client, path) -> None:
+    response = client.get(path)
+    directives = policy(response)
+
+    assert directives["default-src"] == "'none'"
+    assert directives["img-src"] == "'self' data:"  # no CDN logo, no validator badge
+    assert directives["frame-ancestors"] == "'none'"  # /docs holds the client secret dialog
+    assert directives["connect-src"] == "'self' https://issuer.test"  # Authorize's token request
+    assert response.headers["x-frame-options"] == "DENY"
+    for script in re.findall(r"<script>(.*?)</script>", response.text, re.DOTALL):
+        digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+        assert f"'sha256-{digest}'" in directives["script-src"].split()
+    assert "'unsafe-inline'" not in directives["script-src"]
+    assert "'unsafe-eval'" not in directives["script-src"]
+
+
+def test_with_the_relay_swagger_connects_to_this_origin_only(make_settings) -> None:
+    settings = make_settings(
+        oauth2_issuer="http://127.0.0.1:9000/",
+        dev_token_proxy_url="http://127.0.0.1:9000/oauth/token",
+    )
+    assert "connect-src 'self';" in content_security_policy(settings)
+
+
+def test_the_dpop_description_survives_markdown(client: TestClient) -> None:
+    """Swagger renders descriptions as Markdown: a bare <token> would be an HTML tag."""
+    schema = client.get("/openapi.json").json()
+    description = schema["components"]["securitySchemes"]["auth0"]["description"]
+    assert "`Authorization: DPoP <token>`" in description

@@ -115,6 +115,23 @@ def test_htu_is_compared_without_query_and_after_normalisation(client, bound_tok
     assert response.status_code == 200, response.text
 
 
+@pytest.mark.parametrize(
+    "htu",
+    [
+        "http://testserver/%6Dodel",
+        "HTTP://TESTSERVER:80/%6d%6F%64%65%6C",
+        "http://testserver/mod%65l",
+    ],
+)
+def test_htu_percent_encoded_unreserved_characters_are_decoded(
+    client, bound_token, signer, htu
+) -> None:
+    """RFC 3986 section 6.2.2.2, as RFC 9449 section 4.3 asks."""
+    proof = signer.proof("GET", htu, access_token=bound_token)
+    response = client.get("/model", headers=dpop(bound_token, proof))
+    assert response.status_code == 200, response.text
+
+
 def test_scheme_is_case_insensitive(client, bound_token, signer) -> None:
     headers = {
         "Authorization": f"dpop {bound_token}",
@@ -267,6 +284,12 @@ def test_proof_edited_after_signing(client, bound_token, signer) -> None:
         ({}, {"htu": "http://testserver/mod\ud800el"}, "htu"),
         ({}, {"htu": "http://[::1/model"}, "htu"),
         ({}, {"htu": "http://testserver:99999/model"}, "htu"),
+        ({}, {"htu": "http://user@testserver/model"}, "userinfo"),
+        ({}, {"htu": "http://user:secret@testserver/model"}, "userinfo"),
+        ({}, {"htu": "http://@testserver/model"}, "userinfo"),
+        ({}, {"htu": "http://testserver/x/../model"}, "htu"),  # dot segments: never removed
+        ({}, {"htu": "http://testserver/x/%2E%2E/model"}, "htu"),
+        ({}, {"htu": "http://testserver/%2Fmodel"}, "htu"),  # "/" is reserved: stays escaped
     ],
 )
 def test_each_broken_field_is_refused(

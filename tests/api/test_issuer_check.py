@@ -58,3 +58,14 @@ def test_unreachable_discovery_is_a_warning_and_the_server_goes_on(
         assert wait_for_ready(client, 200).status_code == 200
     warnings = [r for r in caplog.records if r.name == LOGGER and r.levelno == logging.WARNING]
     assert warnings and "not checked" in warnings[0].getMessage()
+
+
+def test_one_discovery_fetch_feeds_the_keys_and_the_issuer_check(
+    make_settings, issuer: FakeIssuer
+) -> None:
+    with running_app(make_settings(oauth2_jwks_uri=None), issuer) as client:
+        assert wait_for_ready(client, 200).status_code == 200
+        token = issuer.token()
+        assert client.get("/model", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    paths = [r.url.path for r in issuer.requests]
+    assert paths.count(DISCOVERY_PATH) == 1, paths

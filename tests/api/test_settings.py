@@ -140,18 +140,39 @@ def test_boot_refuses_to_start_with_a_one_line_reason(repo_root) -> None:
 
 def test_several_workers_share_the_cores(env, monkeypatch: pytest.MonkeyPatch) -> None:
     env(**GOOD, WORKERS="2")
-    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    monkeypatch.setattr("kto.inference.cpus.usable_cpus", lambda: 4)
     settings = load_settings()
     assert (settings.decode_threads, settings.tf_intra_op_threads) == (2, 2)
     assert settings.tf_inter_op_threads == 1
     assert settings.inference_threads == 2
 
 
-def test_the_inference_backend_is_one_of_three(env) -> None:
+def test_one_worker_sizes_its_pools_to_the_usable_cpus_not_the_machine(
+    env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pod limited to 2 CPUs on a 64-core node (see kto.inference.cpus for the quota)."""
+    env(**GOOD)
+    monkeypatch.setattr("os.cpu_count", lambda: 64)
+    monkeypatch.setattr("kto.inference.cpus.usable_cpus", lambda: 2)
+    settings = load_settings()
+    assert (settings.decode_threads, settings.inference_threads) == (2, 2)
+    assert (settings.tf_intra_op_threads, settings.tf_inter_op_threads) == (2, None)
+
+
+def test_explicit_runtime_threads_win_over_the_plan(env) -> None:
+    env(**GOOD, DECODE_THREADS="1", INFERENCE_THREADS="3")
+    settings = load_settings()
+    assert (settings.decode_threads, settings.inference_threads) == (1, 3)
+
+
+def test_the_inference_backend_is_one_of_four(env) -> None:
     env(**GOOD, INFERENCE_BACKEND="keras")
     assert load_settings().inference_backend == "keras"
+    env(**GOOD, INFERENCE_BACKEND="openvino")
+    assert load_settings().inference_backend == "openvino"
     env(**GOOD, INFERENCE_BACKEND="tflite")
-    with pytest.raises(ConfigError, match="INFERENCE_BACKEND Input should be 'auto', 'keras' or"):
+    match = "INFERENCE_BACKEND Input should be 'auto', 'keras', 'onnx' or 'openvino'"
+    with pytest.raises(ConfigError, match=match):
         load_settings()
 
 

@@ -142,6 +142,19 @@ def test_a_model_keras_cannot_load_fails_in_one_line_too(
     assert any(r["message"].startswith("Application startup failed") for r in outcome.records)
 
 
+def test_a_deeply_nested_metadata_json_is_one_short_line(
+    boot: Callable[..., Outcome], tiny_model: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model, folder)
+    (folder / "metadata.json").write_text("[" * 100_000 + "]" * 100_000)
+    sentence = assert_one_line_failure(boot(MODEL_PATH=str(folder)), "MODEL_PATH", "metadata.json")
+    assert "RecursionError" not in sentence and "nested too deeply" in sentence
+    assert len(sentence) <= len("cats-dogs-other API not started: ") + 300
+
+
 def test_a_malformed_model_uri_touches_nothing(boot: Callable[..., Outcome]) -> None:
     outcome = boot(MODEL_URI="models:/cats-dogs-other/Production", MLFLOW_TRACKING_URI="<unset>")
     assert_one_line_failure(outcome, "MODEL_URI", "the version must be a number")
@@ -176,3 +189,16 @@ def test_debug_logs_show_the_traceback(boot: Callable[..., Outcome], tmp_path: P
     assert "MODEL_PATH" in outcome.sentence
     (failure,) = [r for r in outcome.records if r.get("event") == "startup_failed"]
     assert "Traceback" in failure["exc_info"]
+
+
+def test_a_trust_policy_rule_with_names_only(boot: Callable[..., Outcome], tmp_path: Path) -> None:
+    policy = tmp_path / "trust.yml"
+    policy.write_text(
+        "issuers:\n  - name: gh\n    kind: github-actions\n"
+        "    issuer: https://token.actions.githubusercontent.com\n"
+        "    rules:\n      - repository: octo-org/octo-repo\n        scopes: [get::prediction]\n"
+    )
+    outcome = boot(TRUST_POLICY_FILE=str(policy))
+    sentence = assert_one_line_failure(outcome, "TRUST_POLICY_FILE", "repository_id")
+    assert outcome.code == 2
+    assert "names are recycled" in sentence

@@ -258,7 +258,7 @@ def test_minimum_side_is_a_setting(make_settings, module_issuer) -> None:
 def test_repeated_scan_jpeg_bomb_is_422_at_once(upload_client) -> None:
     import time
 
-    from kto.inference.testing import jpeg_scan_bomb
+    from tools.hostile import jpeg_scan_bomb
 
     bomb = jpeg_scan_bomb((4000, 4000), repeats=600)  # ~160 KB; about a minute of libjpeg CPU
     started = time.perf_counter()
@@ -269,11 +269,21 @@ def test_repeated_scan_jpeg_bomb_is_422_at_once(upload_client) -> None:
     assert elapsed < 2.0
 
 
-def test_max_jpeg_scans_reaches_the_decoder(make_settings, module_issuer) -> None:
-    from kto.inference.testing import jpeg_scan_bomb
+@pytest.mark.parametrize("bypass", ["junk_after_app0", "empty_app15"])
+def test_a_jpeg_the_walk_cannot_follow_is_422_unverifiable(upload_client, bypass) -> None:
+    from tools import hostile
 
+    bomb = hostile.jpeg_scan_bomb((1000, 1000), repeats=250)  # 3.5 s of libjpeg if decoded
+    forged = getattr(hostile, f"jpeg_{bypass}")(bomb)
+    response = upload_client.post("/upload", files={"file": ("b.jpg", forged, "image/jpeg")})
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"].startswith("the image's structure cannot be verified")
+
+
+def test_max_jpeg_scans_reaches_the_decoder(make_settings, module_issuer) -> None:
     from cats_dogs_other.api.app import create_app
     from tests.api.support import override_principal
+    from tools.hostile import jpeg_scan_bomb
 
     progressive = jpeg_scan_bomb((64, 64), repeats=0)  # 10 scans, a plain progressive JPEG
     app = create_app(make_settings(max_jpeg_scans=9), transport=module_issuer.transport)
@@ -285,7 +295,7 @@ def test_max_jpeg_scans_reaches_the_decoder(make_settings, module_issuer) -> Non
 
 
 def test_a_plain_progressive_jpeg_is_classified(upload_client) -> None:
-    from kto.inference.testing import jpeg_scan_bomb
+    from tools.hostile import jpeg_scan_bomb
 
     response = upload(upload_client, jpeg_scan_bomb((64, 64), repeats=0))
     assert response.status_code == 200, response.text
@@ -339,7 +349,14 @@ def test_a_body_slower_than_the_upload_timeout_is_408(make_settings, module_issu
         sock.sendall(head + b'--b\r\nContent-Disposition: form-data; name="file"\r\n\r\n')
         response = sock.recv(65536)
         waited = time.monotonic() - started
+        sock.settimeout(2)  # the keep-alive timeout is 5 s: closing is the answer's doing
+        try:
+            rest = sock.recv(65536)
+        except TimeoutError:
+            rest = b"(still open 2 s after the 408)"
     status, _, body = response.partition(b"\r\n\r\n")
     assert status.startswith(b"HTTP/1.1 408"), response[:200]
     assert "UPLOAD_TIMEOUT_S" in json.loads(body)["detail"]
     assert 0.9 <= waited <= 3, waited
+    assert b"\r\nconnection: close\r\n" in status.lower() + b"\r\n"  # RFC 9110 15.5.9
+    assert rest == b"", rest

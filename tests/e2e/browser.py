@@ -6,11 +6,15 @@ Nothing is downloaded: both binaries come from apt (``scripts/install-browser.sh
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -52,6 +56,8 @@ def chromium(profile: Path) -> Iterator[object]:
     options.binary_location = binary
     for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={profile}"):
         options.add_argument(flag)
+    # Every network request (DevTools events) and the console, for network_log/console_log.
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
     os.environ["SE_OFFLINE"] = "true"  # selenium's driver manager must not look online
     driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
     driver.set_page_load_timeout(60)
@@ -59,3 +65,40 @@ def chromium(profile: Path) -> Iterator[object]:
         yield driver
     finally:
         driver.quit()
+
+
+@dataclass(frozen=True)
+class Request:
+    """One request the page made: its URL, and why it never left if it was blocked."""
+
+    url: str
+    blocked: str | None  # Chromium's blockedReason ("csp", ...), None if it was sent
+
+    @property
+    def origin(self) -> str:
+        parts = urlsplit(self.url)
+        return f"{parts.scheme}://{parts.netloc}"
+
+
+def network_log(driver: Any) -> list[Request]:
+    """The network requests since the last call (http and https only: data: and blob: URLs
+    never leave the browser)."""
+    urls: dict[str, str] = {}
+    blocked: dict[str, str] = {}
+    for entry in driver.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        params = message.get("params", {})
+        if message["method"] == "Network.requestWillBeSent":
+            urls[params["requestId"]] = params["request"]["url"]
+        elif message["method"] == "Network.loadingFailed" and params.get("blockedReason"):
+            blocked[params["requestId"]] = params["blockedReason"]
+    return [
+        Request(url, blocked.get(request_id))
+        for request_id, url in urls.items()
+        if url.startswith(("http://", "https://"))
+    ]
+
+
+def console_log(driver: Any) -> list[str]:
+    """The console messages since the last call (CSP violations are reported there)."""
+    return [entry["message"] for entry in driver.get_log("browser")]

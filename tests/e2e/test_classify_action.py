@@ -111,3 +111,22 @@ def test_the_step_fails_when_nothing_matches(stack: StackProcess, workdir) -> No
     result, _, _ = run_classify_step(stack, workdir, "nothing/*.jpg")
     assert result.returncode == 1
     assert "::error::no file matches" in result.stdout
+
+
+def test_the_step_is_secretless_with_the_jobs_oidc_token(
+    stack: StackProcess, workdir, monkeypatch
+) -> None:
+    """As in a job with `id-token: write`: the runner sets ACTIONS_ID_TOKEN_REQUEST_*, here
+    pointing at the development issuer's GitHub stand-in, which `make run` trusts."""
+    monkeypatch.setenv(
+        "ACTIONS_ID_TOKEN_REQUEST_URL",
+        stack.issuer_url + "github-actions/idtoken?api-version=2.0",
+    )
+    monkeypatch.setenv("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "dev-actions-request-token")
+    result, outputs, _ = run_classify_step(
+        stack, workdir, "images/*.png", **{"client-id": "", "client-secret": "", "issuer": ""}
+    )
+    assert result.returncode == 0, result.stderr
+    answers = json.loads(Path(outputs["results"]).read_text())
+    assert all(a["ok"] for a in answers)
+    assert not (workdir / "runner-temp" / "cats-dogs-other-token.json").exists()

@@ -1,9 +1,11 @@
-"""/docs in a real headless browser: Authorize with client credentials, then Try it out.
+"""/docs and /redoc in a real headless browser, under their Content-Security-Policy.
 
 Swagger UI runs from the API's own assets, asks the development issuer for a token (the
 audience in the body: the issuer, like Auth0, ignores it in the query string), and uploads
 the sample cat photo through "Try it out". The same flow runs against a stack started as in
-GitHub Codespaces, where Swagger's token request goes through the API's own origin.
+GitHub Codespaces, where Swagger's token request goes through the API's own origin. Neither
+page sends a request off its origin but that token request, and the policy blocks nothing
+Swagger needs; ReDoc renders, its CDN logo blocked.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.browser import chromium
+from tests.e2e.browser import Request, chromium, console_log, network_log
 from tests.e2e.support import AUDIENCE, CLASSES, REPO_ROOT, StackProcess
 
 CAT = REPO_ROOT / "bruno" / "fixtures" / "cat.png"
@@ -33,6 +35,8 @@ def authorize(driver: Any, client_id: str, secret: str) -> None:
     wait.until(ec.visibility_of_element_located((By.ID, "client_id_clientCredentials"))).send_keys(
         client_id
     )
+    # The scheme's description is Markdown: <token> must show, not vanish as an HTML tag.
+    assert "Authorization: DPoP <token>" in driver.find_element(By.CSS_SELECTOR, ".modal-ux").text
     driver.find_element(By.ID, "client_secret_clientCredentials").send_keys(secret)
     driver.find_element(By.CSS_SELECTOR, ".auth-btn-wrapper button.authorize").click()
     # Swagger replaces the button with "Logout" once the token endpoint answered 200.
@@ -78,13 +82,46 @@ def run_docs_flow(stack: StackProcess, profile: Path) -> dict[str, Any]:
         driver.get(stack.api_url + "/docs")
         authorize(driver, "dev-client", "dev-secret")
         code, body = try_out_upload(driver, CAT)
-        loaded = resources_loaded(driver)
+        requests, console = network_log(driver), console_log(driver)
     assert code == "200", body
-    hosts = {url.split("/")[2] for url in loaded}
-    assert hosts <= {f"127.0.0.1:{stack.api_port}", f"127.0.0.1:{stack.issuer_port}"}, loaded
+    token_url = stack.issuer_url + "oauth/token"
+    off_origin = [r.url for r in requests if r.origin != stack.api_url and r.url != token_url]
+    assert not off_origin, requests
+    assert not [r for r in requests if r.blocked], requests  # the policy blocks nothing needed
+    assert not [line for line in console if "Content Security Policy" in line], console
     result: dict[str, Any] = json.loads(body)
     assert result["prediction"] in CLASSES
     return result
+
+
+def test_redoc_renders_and_requests_nothing_off_its_origin(
+    stack: StackProcess, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    requests: list[Request] = []
+
+    def logo_tried(driver: Any) -> bool:
+        """ReDoc tries its sidebar logo (cdn.redoc.ly) once the page has rendered."""
+        requests.extend(network_log(driver))
+        return any("cdn.redoc.ly" in r.url for r in requests)
+
+    with chromium(tmp_path / "profile") as driver:
+        driver.get(stack.api_url + "/redoc")
+        wait = WebDriverWait(driver, TIMEOUT_S)
+        title = wait.until(ec.visibility_of_element_located((By.CSS_SELECTOR, ".api-info h1")))
+        assert "cats-dogs-other" in title.text
+        assert driver.find_elements(By.XPATH, "//*[contains(text(), '/upload')]")
+        wait.until(logo_tried)
+        console = console_log(driver)
+    sent = [r.url for r in requests if r.origin != stack.api_url and r.blocked is None]
+    assert not sent, requests
+    blocked = [r.url for r in requests if r.blocked]
+    assert blocked == ["https://cdn.redoc.ly/redoc/logo-mini.svg"], requests
+    violations = [line for line in console if "Content Security Policy" in line]
+    assert all("logo-mini.svg" in line for line in violations), violations
 
 
 def test_swagger_authorize_and_try_it_out(stack: StackProcess, tmp_path: Path) -> None:

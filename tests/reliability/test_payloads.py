@@ -73,3 +73,23 @@ def test_decoding_bombs_are_real_files_the_structure_walk_refuses(build, contain
         assert image.format == container
     with pytest.raises(ImageTooComplexError, match=reason):
         check_structure(data)
+
+
+@pytest.mark.parametrize(
+    ("build", "container", "reason"),
+    [
+        (payloads.jpeg_junk_byte_bomb, "JPEG", "unverifiable"),
+        (payloads.jpeg_empty_app15_bomb, "JPEG", "unverifiable"),
+        (lambda: payloads.gif_stray_byte_bomb(30_000), "GIF", "unverifiable"),
+        (lambda: payloads.tiff_odd_header_bomb(25_000), "TIFF", "too_complex"),
+    ],
+)
+def test_bombs_behind_skipped_bytes_are_refused(build, container, reason):
+    from kto.inference import InvalidImageError, check_structure
+
+    data = build()
+    with Image.open(io.BytesIO(data)) as image:  # Pillow opens each of them
+        assert image.format == container
+    with pytest.raises(InvalidImageError) as caught:
+        check_structure(data)
+    assert caught.value.reason == reason

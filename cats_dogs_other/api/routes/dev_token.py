@@ -7,6 +7,11 @@ carries no GitHub session and is redirected to a sign-in page. Sent to the API's
 instead, it rides on the session that opened ``/docs``, and the issuer signs the token with the
 issuer URL the API validates. The relay forwards the body and the client's ``Authorization``
 unchanged and drops the query string, as Auth0 ignores parameters there.
+
+A DPoP token request cannot be relayed: its proof names the URL it was sent to (``htu``), and
+the issuer checks that against its own token endpoint, so a proof for the relay's URL fails
+there and a proof for the issuer's URL fails here. Dropping the proof would quietly turn the
+request into one for a Bearer token, so it is refused with the URL to call directly.
 """
 
 from __future__ import annotations
@@ -18,7 +23,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from cats_dogs_other.api.dependencies import ResourcesDep
-from cats_dogs_other.api.errors import PayloadTooLargeError, ServiceUnavailableError
+from cats_dogs_other.api.errors import (
+    NotRelayedError,
+    PayloadTooLargeError,
+    ServiceUnavailableError,
+)
 from cats_dogs_other.api.resources import get_settings
 from cats_dogs_other.api.settings import DEV_TOKEN_PATH
 
@@ -45,6 +54,11 @@ async def _body(request: Request) -> bytes:
 async def dev_token(request: Request, resources: ResourcesDep) -> Response:
     url = get_settings(request).dev_token_proxy_url
     assert url is not None  # the router is only included when it is set
+    if "dpop" in request.headers:
+        raise NotRelayedError(
+            "This development relay cannot forward a DPoP proof: the issuer checks the proof's "
+            f"htu against its own URL. Send the request, with a proof for that URL, to {url}."
+        )
     headers = {k: v for k, v in request.headers.items() if k in FORWARDED_REQUEST_HEADERS}
     body = await _body(request)
     try:

@@ -16,7 +16,7 @@ from cats_dogs_other.api.uploads import FRAMING_ALLOWANCE, read_files
 router = APIRouter(tags=["prediction"])
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": Problem} for code in (400, 401, 403, 408, 413, 415, 422, 429, 503)
+    code: {"model": Problem} for code in (400, 401, 403, 408, 413, 415, 422, 429, 500, 503)
 }
 
 

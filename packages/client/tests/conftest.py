@@ -1,4 +1,5 @@
-"""A fake Auth0 token endpoint and API behind httpx.MockTransport, and a clock tests can move.
+"""A fake Auth0 token endpoint and API behind httpx.MockTransport, a clock tests can move, and
+a real HTTP server on loopback that answers whatever a test tells it to (hostile answers too).
 
 The fake answers like the real ones: the token endpoint reads the form body only (as Auth0 does)
 and the API wants the token it handed out, answers 503 with Retry-After when told to, and refuses
@@ -13,8 +14,10 @@ import base64
 import hashlib
 import io
 import json
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -81,6 +84,7 @@ class FakeServers:
     issued: list[str] = field(default_factory=list)
     revoked: set[str] = field(default_factory=set)
     bound: dict[str, str] = field(default_factory=dict)  # DPoP token -> thumbprint of its key
+    token_endpoint: str = TOKEN_URL  # what the discovery document names
     issuer_nonce: str | None = None  # the DPoP-Nonce the token endpoint demands
     api_nonce: str | None = None  # the DPoP-Nonce the API demands
     dpop_ignored: bool = False  # an issuer without DPoP: Bearer tokens whatever is sent
@@ -114,7 +118,7 @@ class FakeServers:
         if request.url.path == "/oauth/token":
             return self._token(request)
         if request.url.path == "/.well-known/openid-configuration":
-            return httpx.Response(200, json={"token_endpoint": TOKEN_URL})
+            return httpx.Response(200, json={"token_endpoint": self.token_endpoint})
         if request.url.path in ("/upload", "/upload/batch"):
             return self._upload(request)
         return httpx.Response(404)
@@ -188,6 +192,13 @@ class FakeServers:
         return httpx.Response(200, json=[answer] * images)
 
 
+@pytest.fixture(autouse=True)
+def _outside_github_actions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inside a GitHub job these are set, and the client would pick --auth github-actions."""
+    for name in ("ACTIONS_ID_TOKEN_REQUEST_URL", "ACTIONS_ID_TOKEN_REQUEST_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture
 def clock() -> Clock:
     return Clock()
@@ -219,13 +230,20 @@ def images(tmp_path: Path) -> Callable[..., list[Path]]:
 
 @pytest.fixture
 def run(servers, monkeypatch):
-    """Runs the command with the fake servers; returns (exit code, stdout, stderr, sleeps)."""
-    for name in ("CDO_API_URL", "CDO_ISSUER", "CDO_TOKEN_URL", "CDO_CLIENT_SECRET", "CDO_DPOP"):
-        monkeypatch.delenv(name, raising=False)
+    """Runs the command with the fake servers (``network=True``: over real HTTP, for flags that
+    point at :class:`LoopbackServer`); returns (exit code, stdout, stderr, sleeps)."""
+    for name in ("API_URL", "ISSUER", "TOKEN_URL", "CLIENT_SECRET", "DPOP", "ALLOW_INSECURE_HTTP"):
+        monkeypatch.delenv(f"CDO_{name}", raising=False)
     monkeypatch.setenv("CDO_CLIENT_ID", servers.client_id)
     monkeypatch.setenv("CDO_AUDIENCE", servers.audience)
 
-    def invoke(*args: str, secret: str | None = None, api: bool = True, token_url: bool = True):
+    def invoke(
+        *args: str,
+        secret: str | None = None,
+        api: bool = True,
+        token_url: bool = True,
+        network: bool = False,
+    ):
         monkeypatch.setenv("CDO_CLIENT_SECRET", secret or servers.client_secret)
         if api:
             monkeypatch.setenv("CDO_API_URL", servers.api_url)
@@ -234,7 +252,7 @@ def run(servers, monkeypatch):
         out, err, sleeps = io.StringIO(), io.StringIO(), []
         code = main(
             ["classify", *args],
-            transport=servers.transport,
+            transport=None if network else servers.transport,
             sleep=sleeps.append,
             stdout=out,
             stderr=err,
@@ -242,3 +260,51 @@ def run(servers, monkeypatch):
         return code, out.getvalue(), err.getvalue(), sleeps
 
     return invoke
+
+
+@dataclass
+class LoopbackServer:
+    """Real HTTP on 127.0.0.1: each path gets the answer a test set (404 otherwise).
+
+    ``answers`` maps a path (without its query) to (status, JSON-able body or raw bytes);
+    ``paths`` records every request's path, query included.
+    """
+
+    url: str = ""
+    answers: dict[str, tuple[int, object]] = field(default_factory=dict)
+    paths: list[str] = field(default_factory=list)
+
+    def handler(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                server.paths.append(self.path)
+                status, body = server.answers.get(self.path.split("?")[0], (404, {}))
+                data = body if isinstance(body, bytes) else json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_POST = do_GET
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        return Handler
+
+
+@pytest.fixture
+def loopback() -> Iterator[LoopbackServer]:
+    state = LoopbackServer()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), state.handler())
+    state.url = f"http://127.0.0.1:{server.server_address[1]}"
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -174,6 +174,7 @@ def test_help_lists_every_environment_variable() -> None:
         "CDO_TOKEN_CACHE",
         "CDO_BATCH",
         "CDO_DPOP",
+        "CDO_ALLOW_INSECURE_HTTP",
     ):
         assert variable in result.stdout
     assert "exit status" in result.stdout

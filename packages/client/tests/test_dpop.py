@@ -10,7 +10,7 @@ from kto.client.api import Classifier
 from kto.client.cli import EXIT_AUTH, EXIT_OK, EXIT_USAGE
 from kto.client.dpop import DPoPAuth, DPoPKey, DPoPTokenRequestAuth
 from kto.client.errors import TokenError
-from kto.client.tokens import ClientCredentials
+from kto.client.tokens import ClientCredentials, MemoryCache
 
 
 def dpop_classifier(servers, clock) -> tuple[Classifier, DPoPKey, ClientCredentials]:
@@ -174,3 +174,35 @@ def test_the_command_exits_3_when_the_issuer_ignores_dpop(run, servers, images) 
 
     assert code == EXIT_AUTH and out == ""
     assert "DPoP is not enabled" in err and "token-1" not in err
+
+
+@pytest.mark.parametrize("token_type", ["Bearer", "bearer", None, "N_A\x1b[2J"])
+def test_a_dpop_token_request_refuses_any_other_token_type(loopback, token_type) -> None:
+    answer = {"access_token": "stolen-if-used", "token_type": token_type, "expires_in": 60}
+    loopback.answers["/oauth/token"] = (200, answer)
+    cache = MemoryCache()
+    with httpx.Client() as http:
+        tokens = ClientCredentials(
+            http,
+            token_url=loopback.url + "/oauth/token",
+            client_id="c",
+            client_secret="s",
+            audience="a",
+            cache=cache,
+            token_request_auth=DPoPTokenRequestAuth(DPoPKey()),
+        )
+        with pytest.raises(TokenError, match="answered the DPoP token request with a") as refused:
+            tokens.token()
+
+    assert cache.load(tokens.cache_key) is None, "a refused token is never kept"
+    assert "\x1b" not in str(refused.value) and "stolen-if-used" not in str(refused.value)
+
+
+def test_the_command_stops_when_a_relay_drops_the_proof(run, loopback, images) -> None:
+    loopback.answers["/oauth/token"] = (200, {"access_token": "t", "token_type": "Bearer"})
+    urls = ["--token-url", loopback.url + "/oauth/token", "--api-url", loopback.url]
+    code, out, err, _ = run("--dpop", *urls, *map(str, images("a.png")), network=True)
+
+    assert code == EXIT_AUTH and out == "" and len(err.splitlines()) == 1
+    assert "with a Bearer token: DPoP is not enabled" in err and "drop --dpop" in err
+    assert loopback.paths == ["/oauth/token"], "no upload with an unbound token"

@@ -7,7 +7,9 @@ and ``decode_image(data, size=(224, 224))`` (what the API runs per upload), best
 ``--repeat``. The slowest accepted file is the worst case an authenticated client can cause
 per upload.
 
-    python packages/inference/bench/bench_decode_bounds.py [--repeat 2]
+    PYTHONPATH=. python packages/inference/bench/bench_decode_bounds.py [--repeat 2]
+
+(from the repository root: the hostile files come from ``tools/hostile.py``)
 """
 
 from __future__ import annotations
@@ -26,8 +28,16 @@ from kto.inference import (
     check_structure,
     decode_image,
 )
-from kto.inference.testing import jpeg_scan_bomb, rle_bmp_bomb
 from PIL import Image
+
+from tools.hostile import (
+    gif_comment_flood,
+    jpeg_empty_app15,
+    jpeg_junk_after_app0,
+    jpeg_scan_bomb,
+    rle_bmp_bomb,
+    tiff_strip_bomb,
+)
 
 TEN_MIB = 10 * 1024 * 1024
 SIDE = math.isqrt(DEFAULT_MAX_PIXELS)  # the largest square under the default pixel limit
@@ -103,6 +113,18 @@ CASES: dict[str, Callable[[], bytes]] = {
     "bomb: JPEG repeated refinement scan x600 (16 Mpx)": lambda: jpeg_scan_bomb(),
     "bomb: JPEG repeated scan filling 10 MiB": lambda: jpeg_scan_bomb(
         repeats=(TEN_MIB - 200_000) // 31
+    ),
+    "bypass: JPEG x250 repeated scans (1 Mpx) behind a junk byte after APP0": lambda: (
+        jpeg_junk_after_app0(jpeg_scan_bomb((1000, 1000), repeats=250))
+    ),
+    "bypass: JPEG x250 repeated scans (1 Mpx) behind an APP15 of length 0": lambda: (
+        jpeg_empty_app15(jpeg_scan_bomb((1000, 1000), repeats=250))
+    ),
+    "bypass: GIF 2,000,000 comment blocks behind a stray byte": lambda: gif_comment_flood(
+        2_000_000
+    ),
+    "bypass: TIFF header II\\x00\\x2a, 400,000 strips": lambda: tiff_strip_bomb(
+        400_000, b"II\x00\x2a"
     ),
 }
 

@@ -110,6 +110,16 @@ def test_onnx_threads_size_the_session(exported_dir: Path):
     assert inf.model.get_session_options().intra_op_num_threads == 1
 
 
+def test_onnx_defaults_to_the_thread_plan_and_never_spins(
+    exported_dir: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr("kto.inference.cpus.usable_cpus", lambda: 3)
+    options = Inference(exported_dir, warmup=False).model.get_session_options()
+    assert options.intra_op_num_threads == 3  # the plan's, not the machine's physical cores
+    for pool in ("intra_op", "inter_op"):
+        assert options.get_session_config_entry(f"session.{pool}.allow_spinning") == "0"
+
+
 def test_a_course_style_export_without_metadata_gets_the_fallback(tmp_path: Path):
     save_tiny_model(tmp_path, input_size=(24, 24), with_metadata=False, onnx=True)
     inf = Inference(tmp_path, warmup=False)

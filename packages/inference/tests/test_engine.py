@@ -9,7 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from kto.inference import ImageTooLargeError, Inference, InvalidImageError
+from kto.inference import (
+    ImageTooLargeError,
+    Inference,
+    InvalidImageError,
+    ModelLoadError,
+    ModelOutputError,
+)
 from kto.inference.testing import save_tiny_model, solid_colour_png
 from PIL import Image
 
@@ -171,3 +177,43 @@ def test_min_side_refuses_tiny_images_only_when_asked(keras_model_path: Path):
     assert strict.execute(solid_colour_png(COLOURS["Dog"], size=(32, 40)))["prediction"] == "Dog"
     with pytest.raises(ValueError, match="min_side"):
         Inference(keras_model_path, min_side=0)
+
+
+# --- outputs that are not probabilities ------------------------------------------------------
+
+_HUGE = np.float32(3e38)  # near float32's largest: two of them add up to infinity
+
+
+def test_warmup_refuses_a_model_that_outputs_nan(models_dir: Path):
+    path = save_tiny_model(models_dir / "nan", dense=(np.eye(3), np.full(3, np.inf)))
+    with pytest.raises(ModelLoadError, match="NaN or infinity for a blank image"):
+        Inference(path)
+
+
+def test_warmup_refuses_a_model_whose_rows_do_not_sum_to_one(models_dir: Path):
+    path = save_tiny_model(models_dir / "logits", activation="linear")
+    with pytest.raises(ModelLoadError, match=r"sum to .*, not 1") as caught:
+        Inference(path)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_nan_answer_is_an_error_never_a_class(models_dir: Path):
+    # blank images give finite logits (warm-up passes); red ones overflow to inf - inf = NaN
+    path = save_tiny_model(models_dir / "overflow", dense=(np.eye(3) * _HUGE, np.full(3, _HUGE)))
+    inf = Inference(path)
+    with pytest.raises(ModelOutputError, match="NaN or infinity"):
+        inf.execute(solid_colour_png((255, 0, 0)))
+    with pytest.raises(ModelOutputError):
+        inf.to_result([float("nan"), 0.5, 0.5])
+
+
+def test_a_class_list_that_does_not_fit_is_named_in_a_short_line(models_dir: Path):
+    import json
+
+    path = save_tiny_model(models_dir / "many-classes")
+    meta = json.loads((path.parent / "metadata.json").read_text())
+    meta["classes"] = [f"class{i}" for i in range(100_000)]
+    (path.parent / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelLoadError, match="100,000 classes") as caught:
+        Inference(path)
+    assert len(str(caught.value)) < 300

@@ -74,3 +74,35 @@ def test_preprocessing_apply_matches_the_modes():
     mean = Preprocessing("mean_subtract", mean=(255.0, 100.0, 0.0)).apply(pixels)
     np.testing.assert_allclose(mean, [[[0.0, 27.5, 0.0]]])
     assert Preprocessing().apply(pixels.astype(np.uint8)).dtype == np.float32
+
+
+@pytest.mark.parametrize(
+    "preprocessing",
+    [
+        {"mode": "scale", "scale": 1 / 127.5, "offset": 1e308},
+        {"mode": "scale", "scale": -2e6, "offset": 0},
+        {"mode": "mean_subtract", "mean": [1e7, 0, 0]},
+    ],
+)
+def test_preprocessing_numbers_are_bounded(preprocessing: dict[str, Any]):
+    # each is a finite number, yet x * 1e308 overflows float32 and every answer is NaN
+    with pytest.raises(ModelLoadError, match=r"between -1e\+06 and 1e\+06"):
+        ModelMetadata.from_dict({**DOC, "preprocessing": preprocessing}, source="metadata.json")
+
+
+def test_deeply_nested_metadata_is_a_one_line_model_error(tmp_path: Path):
+    path = tmp_path / "metadata.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ModelLoadError) as caught:
+        ModelMetadata.read(path)
+    assert str(path) in str(caught.value) and "nested too deeply" in str(caught.value)
+    assert "\n" not in str(caught.value) and len(str(caught.value)) < 300
+
+
+def test_huge_values_are_cut_in_messages(tmp_path: Path):
+    classes = [f"class{i}" for i in range(100_000)]
+    decision = {"rule": "min_confidence", "threshold": 0.5, "fallback": "x" * 100_000}
+    for change in ({"classes": classes, "decision": decision}, {"format": "f" * 100_000}):
+        with pytest.raises(ModelLoadError) as caught:
+            ModelMetadata.from_dict({**DOC, **change}, source="metadata.json")
+        assert len(str(caught.value)) < 300

@@ -26,6 +26,8 @@ def test_public_names():
         "InvalidImageError",
         "ImageTooLargeError",
         "ImageTooComplexError",
+        "ImageUnverifiableError",
+        "ModelOutputError",
         "DecodeLimits",
         "check_structure",
         "ModelLoadError",
@@ -37,6 +39,8 @@ def test_public_names():
     assert issubclass(kto.inference.InvalidImageError, ValueError)
     assert issubclass(kto.inference.ImageTooLargeError, kto.inference.InvalidImageError)
     assert issubclass(kto.inference.ImageTooComplexError, kto.inference.InvalidImageError)
+    assert issubclass(kto.inference.ImageUnverifiableError, kto.inference.InvalidImageError)
+    assert issubclass(kto.inference.ModelOutputError, kto.inference.InferenceError)
 
 
 def test_configure_threads_refuses_to_be_silently_ignored():

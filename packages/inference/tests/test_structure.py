@@ -10,14 +10,25 @@ import zlib
 
 import pytest
 from kto.inference import (
+    SUPPORTED_FORMATS,
     DecodeLimits,
     ImageTooComplexError,
+    ImageUnverifiableError,
     InvalidImageError,
     check_structure,
     decode_image,
 )
-from kto.inference.testing import jpeg_scan_bomb
-from PIL import Image
+from kto.inference import structure as structure_module
+from PIL import Image, TiffImagePlugin, WebPImagePlugin
+
+from tools.hostile import (
+    TIFF_PREFIXES,
+    gif_comment_flood,
+    jpeg_empty_app15,
+    jpeg_junk_after_app0,
+    jpeg_scan_bomb,
+    tiff_strip_bomb,
+)
 
 
 def _frames(count: int, size: tuple[int, int] = (8, 8)) -> list[Image.Image]:
@@ -95,6 +106,42 @@ def test_data_after_the_end_of_image_is_not_counted(encode):
     check_structure(jpeg + jpeg_scan_bomb((64, 64), repeats=300))
 
 
+def _unverifiable(data: bytes) -> ImageUnverifiableError:
+    with pytest.raises(ImageUnverifiableError) as caught:
+        decode_image(data, size=(32, 32))
+    assert caught.value.reason == "unverifiable"
+    assert "structure cannot be verified" in str(caught.value)
+    return caught.value
+
+
+def test_a_junk_byte_between_jpeg_segments_is_unverifiable():
+    # libjpeg skips the byte ("extraneous bytes before marker") and decodes all 250 repeats
+    bomb = jpeg_scan_bomb((1000, 1000), repeats=250)
+    for junk in (b"\x00", b"A", b"\x00\xff"):
+        assert "byte that starts no marker" in str(_unverifiable(jpeg_junk_after_app0(bomb, junk)))
+
+
+def test_a_zero_length_jpeg_segment_is_unverifiable():
+    # libjpeg skips length - 2 bytes of APP15, i.e. none, and reads on
+    bomb = jpeg_scan_bomb((1000, 1000), repeats=250)
+    assert "declared length 0" in str(_unverifiable(jpeg_empty_app15(bomb)))
+    assert "declared length 1" in str(_unverifiable(bomb[:2] + b"\xff\xfe\x00\x01" + bomb[2:]))
+
+
+def test_fill_bytes_before_a_jpeg_marker_are_still_accepted(encode):
+    jpeg = encode(Image.new("RGB", (16, 16), (9, 9, 9)), "JPEG")
+    filled = jpeg_junk_after_app0(jpeg, b"\xff" * 5)  # ITU T.81 B.1.1.2 allows fill bytes
+    assert decode_image(filled, size=(8, 8)).shape == (8, 8, 3)
+
+
+def test_a_jpeg_cut_short_is_left_to_the_decoder():
+    bomb = jpeg_scan_bomb((64, 64), repeats=0)
+    check_structure(bomb[: len(bomb) - 40])  # everything present was counted
+    with pytest.raises(InvalidImageError) as caught:
+        decode_image(bomb[: len(bomb) - 40])
+    assert caught.value.reason == "truncated"
+
+
 # --- PNG / APNG ------------------------------------------------------------------------------
 
 
@@ -134,6 +181,18 @@ def test_gif_extension_blocks_are_bounded(encode):
     assert "blocks" in str(_refused(forged, DecodeLimits(max_chunks=20)))
 
 
+def test_a_stray_byte_before_gif_blocks_is_unverifiable():
+    # Pillow skips the byte and reads the 30,000 comments behind it, one by one in Python
+    flood = gif_comment_flood(30_000, stray=b"\x00")
+    assert "starts no block" in str(_unverifiable(flood))
+    assert "blocks" in str(_refused(gif_comment_flood(30_000, stray=b"")))
+    assert decode_image(gif_comment_flood(3, stray=b""), size=(8, 8)).shape == (8, 8, 3)
+
+
+def test_a_png_chunk_type_that_is_not_letters_is_unverifiable(encode):
+    assert "not four letters" in str(_unverifiable(_png_with(encode, _png_chunk(b"t\x00Xt", b""))))
+
+
 def test_webp_animation_frames_are_bounded(encode):
     webp = _animation(encode, "WEBP", 5, lossless=True)
     assert decode_image(webp, size=(8, 8)).shape == (8, 8, 3)
@@ -144,6 +203,19 @@ def test_tiff_pages_are_bounded(encode):
     tiff = _animation(encode, "TIFF", 5)
     assert decode_image(tiff, size=(8, 8)).shape == (8, 8, 3)
     assert "frames or pages" in str(_refused(tiff, DecodeLimits(max_frames=4)))
+
+
+@pytest.mark.parametrize("prefix", TIFF_PREFIXES, ids=lambda p: p.hex())
+def test_every_tiff_header_pillow_opens_gets_the_tiff_bounds(prefix):
+    small = tiff_strip_bomb(8, prefix)
+    with Image.open(io.BytesIO(small)) as img:  # Pillow opens every one of these
+        assert img.format == "TIFF" and img.size == (1, 8)
+    assert decode_image(small).shape == (8, 1, 3)
+    assert "chunks" in str(_refused(tiff_strip_bomb(25_000, prefix)))
+
+
+def test_the_tiff_headers_are_pillows_own():
+    assert set(TIFF_PREFIXES) == set(TiffImagePlugin.PREFIXES)
 
 
 def test_tiff_ifd_loop_is_refused(encode):
@@ -217,3 +289,58 @@ def test_truncated_containers_are_left_to_the_decoder(encode):
         with pytest.raises(InvalidImageError) as caught:
             decode_image(io.BytesIO(data[: len(data) // 2]))
         assert caught.value.reason != "too_complex"
+
+
+# --- dispatch: the format Pillow identifies -------------------------------------------------
+
+
+def _prefixes_pillow_declares() -> dict[str, list[bytes]]:
+    """The magic numbers each plugin of SUPPORTED_FORMATS tests for, from Pillow's own code
+    where it keeps them in a list."""
+    webp = [b"RIFF\x00\x00\x00\x00WEBP" + mode for mode in WebPImagePlugin._VP8_MODES_BY_IDENTIFIER]
+    return {
+        "JPEG": [b"\xff\xd8\xff"],
+        "PNG": [b"\x89PNG\r\n\x1a\n"],
+        "GIF": [b"GIF87a", b"GIF89a"],
+        "WEBP": webp,
+        "BMP": [b"BM"],
+        "TIFF": list(TiffImagePlugin.PREFIXES),
+    }
+
+
+def test_every_prefix_pillow_accepts_reaches_a_walk(monkeypatch):
+    walked: list[str] = []
+    for fmt, walk in list(structure_module._WALKS.items()):
+        monkeypatch.setitem(
+            structure_module._WALKS, fmt, lambda d, lim, fmt=fmt, walk=walk: walked.append(fmt)
+        )
+    declared = _prefixes_pillow_declares()
+    assert set(declared) == set(SUPPORTED_FORMATS) == set(structure_module._WALKS)
+    Image.init()
+    for fmt, prefixes in declared.items():
+        _, accept = Image.OPEN[fmt]
+        for prefix in prefixes:
+            data = prefix + bytes(32)
+            assert accept(data[:16]), (fmt, prefix)  # Pillow accepts it...
+            walked.clear()
+            assert check_structure(data) == fmt  # ...and so it is walked as that format
+            assert walked == [fmt]
+
+
+def test_dispatch_agrees_with_pillow_on_mutated_headers():
+    """Random one-byte changes to every declared prefix: the walk is chosen exactly when one
+    of Pillow's plugins for SUPPORTED_FORMATS accepts the header."""
+    import random
+
+    rng = random.Random(23)
+    Image.init()
+    accepts = {fmt: Image.OPEN[fmt][1] for fmt in SUPPORTED_FORMATS}
+    for prefixes in _prefixes_pillow_declares().values():
+        for prefix in prefixes:
+            for _ in range(40):
+                header = bytearray(prefix + bytes(16))
+                header[rng.randrange(len(prefix))] = rng.randrange(256)
+                data = bytes(header)
+                claimed = [fmt for fmt, accept in accepts.items() if accept(data[:16]) is True]
+                assert len(claimed) <= 1
+                assert structure_module.identify(data) == (claimed[0] if claimed else None)

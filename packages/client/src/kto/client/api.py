@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from kto.client.text import from_server
+from kto.client.urls import redact_text, require_secure
 
 RETRY_STATUSES = frozenset({429, 503})
 DEFAULT_ATTEMPTS = 4
@@ -76,7 +78,11 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
 
 
 class Classifier:
-    """Classifies files through ``/upload`` or ``/upload/batch`` of one API."""
+    """Classifies files through ``/upload`` or ``/upload/batch`` of one API.
+
+    ``api_url`` must be https unless its host is loopback or ``allow_insecure_http`` is set:
+    every request carries the access token.
+    """
 
     def __init__(
         self,
@@ -85,7 +91,9 @@ class Classifier:
         auth: httpx.Auth,
         *,
         retry: RetryPolicy | None = None,
+        allow_insecure_http: bool = False,
     ) -> None:
+        require_secure(api_url, "The API URL", allow_insecure_http=allow_insecure_http)
         self._http = http
         self._base = api_url.rstrip("/")
         self._auth = auth
@@ -145,7 +153,7 @@ class Classifier:
             try:
                 response = self._http.post(self._base + route, files=parts, auth=self._auth)
             except httpx.TransportError as exc:
-                error = f"{type(exc).__name__}: {exc}"
+                error = f"{type(exc).__name__}: {from_server(redact_text(str(exc)))}"
             else:
                 if response.status_code not in RETRY_STATUSES:
                     return response, None
@@ -179,5 +187,5 @@ def _result(file: str, response: httpx.Response) -> Result:
     if response.status_code == 200 and isinstance(body, dict):
         return Result(file, 200, body)
     detail = body.get("detail") if isinstance(body, dict) else None
-    message = detail if isinstance(detail, str) else response.reason_phrase
+    message = from_server(detail if isinstance(detail, str) else response.reason_phrase)
     return Result(file, response.status_code, error=message or f"HTTP {response.status_code}")

@@ -26,14 +26,18 @@ from kto.client.api import (
 from kto.client.auth import BearerAuth
 from kto.client.dpop import DPoPAuth, DPoPKey, DPoPTokenRequestAuth
 from kto.client.errors import ClientError, ConfigurationError, TokenError
+from kto.client.github_actions import GITHUB_ACTIONS, GitHubActionsTokens, resolve_auth
 from kto.client.output import render_json, render_table
+from kto.client.text import escape_controls, from_server
 from kto.client.tokens import ClientCredentials, FileCache, MemoryCache, TokenCache
+from kto.client.urls import redact, redact_text, require_secure
 
 EXIT_OK = 0
 EXIT_FAILED_IMAGE = 1
 EXIT_USAGE = 2
 EXIT_AUTH = 3
 DEFAULT_TIMEOUT_S = 30.0
+URL_FLAGS = ("--api-url", "--token-url", "--issuer")  # https unless loopback, or opted out
 _N = TypeVar("_N", int, float)
 
 
@@ -66,6 +70,13 @@ OPTIONS = (
         "--token-cache",
         "CDO_TOKEN_CACHE",
         "file to keep the token in between runs (created with mode 0600); default: memory only",
+    ),
+    Option(
+        "--auth",
+        "CDO_AUTH",
+        "client-credentials, github-actions (the job's OIDC token, no secret), or auto: "
+        "github-actions when ACTIONS_ID_TOKEN_REQUEST_URL is set and no client secret is given",
+        "auto",
     ),
     Option("--format", "CDO_FORMAT", "output: json or table", "table"),
     Option(
@@ -131,6 +142,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="bind the token to a key made for this run (DPoP, RFC 9449): a copied token is "
         "useless without it; the key is never stored, so not with --token-cache [CDO_DPOP=1]",
     )
+    classify.add_argument(
+        "--allow-insecure-http",
+        action=argparse.BooleanOptionalAction,
+        default=_flag(os.environ.get("CDO_ALLOW_INSECURE_HTTP")),
+        help="allow plain http to hosts other than localhost, 127.0.0.0/8 and ::1 for the API, "
+        "token, issuer and discovered token URLs: the secret and the token then cross the "
+        "network readable by anyone on the path [CDO_ALLOW_INSECURE_HTTP=1]",
+    )
     return parser
 
 
@@ -148,13 +167,13 @@ def main(
     try:
         results = _classify(args, transport, sleep)
     except TokenError as exc:
-        print(f"cats-dogs-other: {exc}", file=err)
+        print(f"cats-dogs-other: {escape_controls(str(exc))}", file=err)
         return EXIT_AUTH
     except ConfigurationError as exc:
-        print(f"cats-dogs-other: {exc}", file=err)
+        print(f"cats-dogs-other: {escape_controls(str(exc))}", file=err)
         return EXIT_USAGE
     except ClientError as exc:
-        print(f"cats-dogs-other: {exc}", file=err)
+        print(f"cats-dogs-other: {escape_controls(str(exc))}", file=err)
         return EXIT_FAILED_IMAGE
     out.write(render_json(results) if args.format == "json" else render_table(results))
     return EXIT_OK if all(result.ok for result in results) else EXIT_FAILED_IMAGE
@@ -167,16 +186,26 @@ def _classify(
 ) -> list[Result]:
     if args.format not in {"json", "table"}:
         raise ConfigurationError(f"--format must be json or table, not {args.format!r}.")
+    github = resolve_auth(args.auth, args.client_secret, os.environ) == GITHUB_ACTIONS
+    needed = ("--api-url", "--audience") + (() if github else ("--client-id", "--client-secret"))
     missing = [
         f"{o.flag} ({o.env})"
         for o in OPTIONS
-        if o.flag in ("--api-url", "--client-id", "--client-secret", "--audience")
-        and not getattr(args, _dest(o.flag))
+        if o.flag in needed and not getattr(args, _dest(o.flag))
     ]
-    if not (args.token_url or args.issuer):
+    if github and (args.token_cache or args.dpop):
+        raise ConfigurationError(
+            "--auth github-actions cannot be used with --token-cache or --dpop: the job's token "
+            "lives 5 minutes, stays in memory and is a Bearer token."
+        )
+    if not github and not (args.token_url or args.issuer):
         missing.append("--token-url (CDO_TOKEN_URL) or --issuer (CDO_ISSUER)")
     if missing:
         raise ConfigurationError("Missing settings: " + ", ".join(missing) + ".")
+    insecure_ok = args.allow_insecure_http
+    for o in OPTIONS:
+        if o.flag in URL_FLAGS and (url := getattr(args, _dest(o.flag))):
+            require_secure(url, f"{o.flag} ({o.env})", allow_insecure_http=insecure_ok)
     if args.dpop and args.token_cache:
         raise ConfigurationError(
             "--dpop (CDO_DPOP) cannot be used with --token-cache (CDO_TOKEN_CACHE): the DPoP key "
@@ -187,7 +216,14 @@ def _classify(
     max_wait = _number(args.max_retry_wait, "--max-retry-wait", float)
     timeout = _number(args.timeout, "--timeout", float)
     with httpx.Client(transport=transport, timeout=timeout) as http:
-        token_url = args.token_url or discover_token_url(http, args.issuer)
+        if github:
+            job = GitHubActionsTokens.from_environment(http, args.audience, os.environ)
+            return _run(
+                args, http, BearerAuth(job), sleep, batch_size, attempts, max_wait, insecure_ok
+            )
+        token_url = args.token_url or discover_token_url(
+            http, args.issuer, allow_insecure_http=insecure_ok
+        )
         cache: TokenCache = FileCache(args.token_cache) if args.token_cache else MemoryCache()
         key = DPoPKey() if args.dpop else None
         tokens = ClientCredentials(
@@ -199,26 +235,46 @@ def _classify(
             scope=args.scope or None,
             cache=cache,
             token_request_auth=DPoPTokenRequestAuth(key) if key else None,
+            allow_insecure_http=insecure_ok,
         )
         auth = DPoPAuth(tokens, key) if key else BearerAuth(tokens)
-        retry = RetryPolicy(attempts=max(1, attempts), max_wait_s=max_wait)
-        if sleep is not None:
-            retry = RetryPolicy(attempts=retry.attempts, max_wait_s=max_wait, sleep=sleep)
-        classifier = Classifier(http, args.api_url, auth, retry=retry)
-        return classifier.classify(args.files, batch=args.batch, batch_size=batch_size)
+        return _run(args, http, auth, sleep, batch_size, attempts, max_wait, insecure_ok)
 
 
-def discover_token_url(http: httpx.Client, issuer: str) -> str:
-    """The issuer's ``token_endpoint`` from its OpenID configuration."""
+def _run(
+    args: argparse.Namespace,
+    http: httpx.Client,
+    auth: BearerAuth,
+    sleep: Callable[[float], None] | None,
+    batch_size: int,
+    attempts: int,
+    max_wait: float,
+    insecure_ok: bool,
+) -> list[Result]:
+    retry = RetryPolicy(attempts=max(1, attempts), max_wait_s=max_wait)
+    if sleep is not None:
+        retry = RetryPolicy(attempts=retry.attempts, max_wait_s=max_wait, sleep=sleep)
+    classifier = Classifier(http, args.api_url, auth, retry=retry, allow_insecure_http=insecure_ok)
+    return classifier.classify(args.files, batch=args.batch, batch_size=batch_size)
+
+
+def discover_token_url(
+    http: httpx.Client, issuer: str, *, allow_insecure_http: bool = False
+) -> str:
+    """The issuer's ``token_endpoint`` from its OpenID configuration, https unless loopback."""
+    require_secure(issuer, "The issuer", allow_insecure_http=allow_insecure_http)
     url = issuer.rstrip("/") + "/.well-known/openid-configuration"
     try:
         response = http.get(url)
         endpoint = response.json().get("token_endpoint") if response.status_code == 200 else None
     except (httpx.HTTPError, ValueError, AttributeError) as exc:
-        message = f"The issuer's discovery document {url} could not be read: {exc}."
+        detail = from_server(redact_text(str(exc)))
+        message = f"The issuer's discovery document {redact(url)} could not be read: {detail}."
         raise TokenError(message) from None
     if not isinstance(endpoint, str):
-        raise TokenError(f"{url} names no token_endpoint; set --token-url (CDO_TOKEN_URL).")
+        raise TokenError(f"{redact(url)} names no token_endpoint; set --token-url (CDO_TOKEN_URL).")
+    setting = f"The token_endpoint of {redact(url)}"
+    require_secure(endpoint, setting, allow_insecure_http=allow_insecure_http)
     return endpoint
 
 

@@ -29,6 +29,7 @@ from joserfc import jws
 from joserfc.jwk import ECKey
 from kto.client.auth import BearerAuth
 from kto.client.errors import TokenError
+from kto.client.text import from_server
 from kto.client.tokens import AccessToken, TokenSource
 
 ALGORITHM = "ES256"
@@ -106,10 +107,13 @@ class DPoPTokenRequestAuth(httpx.Auth):
     """Signs the token request (``htm`` POST, ``htu`` the token endpoint, no ``ath``).
 
     An issuer that wants a nonce answers 400 ``use_dpop_nonce`` with a ``DPoP-Nonce`` header
-    (RFC 9449 section 8); the request is signed again with it, once.
+    (RFC 9449 section 8); the request is signed again with it, once. ``ClientCredentials``
+    refuses an answer whose ``token_type`` is not :attr:`token_type`: a Bearer token means the
+    issuer or a proxy on the way ignored the proof.
     """
 
     requires_response_body = True
+    token_type = "DPoP"  # noqa: S105 - a token type, not a secret
 
     def __init__(self, key: DPoPKey) -> None:
         self.key = key
@@ -150,7 +154,8 @@ class DPoPAuth(BearerAuth):
     def headers_for(self, method: str, url: httpx.URL, token: AccessToken) -> dict[str, str]:
         if token.token_type.lower() != "dpop":
             raise TokenError(
-                f"The issuer answered the DPoP token request with a {token.token_type} token: "
+                f"The issuer answered the DPoP token request with a "
+                f"{from_server(token.token_type, 20)} token: "
                 "DPoP is not enabled for this API or client. Enable it, or drop --dpop (CDO_DPOP)."
             )
         return {

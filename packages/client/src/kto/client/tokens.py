@@ -23,6 +23,8 @@ from typing import Any, Protocol
 
 import httpx
 from kto.client.errors import TokenError
+from kto.client.text import from_server
+from kto.client.urls import redact, redact_text, require_secure
 
 # A token is renewed this long before its expiry, so that it cannot expire in flight.
 DEFAULT_EXPIRY_MARGIN_S = 60.0
@@ -141,7 +143,10 @@ class ClientCredentials:
 
     Everything goes in the form body (``client_id``, ``client_secret``, ``audience``): Auth0
     reads the audience only from the body. ``token_request_auth`` lets another scheme (such as
-    DPoP, which signs the token request too) add its headers to the token request.
+    DPoP, which signs the token request too) add its headers to the token request; when it has
+    a ``token_type`` (``"DPoP"``), an answer with another type is refused, never cached or used.
+    ``token_url`` must be https unless its host is loopback or ``allow_insecure_http`` is set:
+    the request carries the client secret.
     """
 
     def __init__(
@@ -157,7 +162,9 @@ class ClientCredentials:
         expiry_margin_s: float = DEFAULT_EXPIRY_MARGIN_S,
         token_request_auth: httpx.Auth | None = None,
         clock: Callable[[], float] = time.time,
+        allow_insecure_http: bool = False,
     ) -> None:
+        require_secure(token_url, "The token URL", allow_insecure_http=allow_insecure_http)
         self._http = http
         self.token_url = token_url
         self._client_id = client_id
@@ -203,9 +210,19 @@ class ClientCredentials:
             )
         except httpx.HTTPError as exc:
             raise TokenError(
-                f"The token endpoint {self.token_url} could not be reached: {exc}."
+                f"The token endpoint {redact(self.token_url)} could not be reached: "
+                f"{from_server(redact_text(str(exc)))}."
             ) from None
-        return _parse_token_response(response, self.token_url, requested_at)
+        token = _parse_token_response(response, redact(self.token_url), requested_at)
+        expected = getattr(self._token_request_auth, "token_type", None)
+        if expected and token.token_type.lower() != expected.lower():
+            raise TokenError(
+                f"The token endpoint {redact(self.token_url)} answered the {expected} token "
+                f"request with a {from_server(token.token_type, 20)} token: {expected} is not "
+                f"enabled for this API or client, or a proxy dropped the {expected} header. "
+                f"Enable it, call the issuer directly, or drop --dpop (CDO_DPOP)."
+            )
+        return token
 
 
 def _parse_token_response(response: httpx.Response, url: str, requested_at: float) -> AccessToken:
@@ -217,7 +234,7 @@ def _parse_token_response(response: httpx.Response, url: str, requested_at: floa
         detail = ""
         if isinstance(body, dict):
             error = body.get("error_description") or body.get("error")
-            detail = f": {error}" if isinstance(error, str) else ""
+            detail = f": {from_server(error)}" if isinstance(error, str) else ""
         raise TokenError(
             f"The token endpoint {url} answered {response.status_code}{detail}. "
             "Check the client id, client secret and audience."

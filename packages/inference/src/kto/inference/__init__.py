@@ -13,9 +13,11 @@ from kto.inference.engine import Inference
 from kto.inference.errors import (
     ImageTooComplexError,
     ImageTooLargeError,
+    ImageUnverifiableError,
     InferenceError,
     InvalidImageError,
     ModelLoadError,
+    ModelOutputError,
 )
 from kto.inference.metadata import Decision, ModelMetadata, Preprocessing
 from kto.inference.runtime import configure_threads
@@ -32,11 +34,13 @@ __all__ = [
     "DecodeLimits",
     "ImageTooComplexError",
     "ImageTooLargeError",
+    "ImageUnverifiableError",
     "Inference",
     "InferenceError",
     "InvalidImageError",
     "ModelLoadError",
     "ModelMetadata",
+    "ModelOutputError",
     "Preprocessing",
     "__version__",
     "check_structure",

@@ -7,7 +7,8 @@ at least twice the target size is first decoded at 1/2, 1/4 or 1/8 scale by libj
 
 Before Pillow sees the data, :func:`kto.inference.structure.check_structure` walks the file's
 container and refuses files whose decoding would cost far more CPU than real images do (JPEG
-scan bombs, thousands of frames or chunks, huge metadata).
+scan bombs, thousands of frames or chunks, huge metadata), and files it cannot follow. The
+walk picks its format the way Pillow does, and the format Pillow then opens must be that one.
 
 No Pillow global is changed: the pixel limit is checked against the header before any pixel
 data is decoded, and ``ImageFile.LOAD_TRUNCATED_IMAGES`` is left alone (it must stay False,
@@ -22,8 +23,14 @@ import os
 from typing import IO, TypeAlias
 
 import numpy as np
-from kto.inference.errors import ImageTooLargeError, InvalidImageError
-from kto.inference.structure import DEFAULT_DECODE_LIMITS, DecodeLimits, check_structure
+from kto.inference.errors import ImageTooLargeError, ImageUnverifiableError, InvalidImageError
+from kto.inference.structure import (
+    DEFAULT_DECODE_LIMITS,
+    WALKED_FORMATS,
+    DecodeLimits,
+    check_structure,
+    identify,
+)
 from PIL import Image, ImageOps
 
 ImageInput: TypeAlias = str | os.PathLike[str] | bytes | bytearray | memoryview | IO[bytes]
@@ -32,18 +39,13 @@ DEFAULT_MAX_PIXELS = 40_000_000
 # Below this many pixels on a side a photo holds too little to tell a cat from a dog: the
 # recommended ``min_side`` for a service (decoding itself accepts any size by default).
 MIN_CLASSIFIABLE_SIDE = 32
-# Raster formats a camera, phone or browser produces. Formats that shell out (EPS -> Ghostscript)
-# or are rarely seen in uploads are refused as "not an image".
-SUPPORTED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF")
+# Raster formats a camera, phone or browser produces, each with a structure walk. Formats that
+# shell out (EPS -> Ghostscript) or are rarely seen in uploads are refused as "not an image".
+SUPPORTED_FORMATS = WALKED_FORMATS
 _FORMATS_TEXT = "JPEG, PNG, GIF, WebP, BMP or TIFF"
-# File signatures, to tell "corrupt image" from "not an image" when Pillow cannot open the data.
-_SIGNATURES = {
-    "JPEG": (b"\xff\xd8\xff",),
-    "PNG": (b"\x89PNG\r\n\x1a\n",),
-    "GIF": (b"GIF87a", b"GIF89a"),
-    "BMP": (b"BM",),
-    "TIFF": (b"II*\x00", b"MM\x00*"),
-}
+_DISPLAY_NAMES = {"WEBP": "WebP"}
+# Pillow names a JPEG with a Multi-Picture index "MPO"; its first frame is the JPEG walked.
+_FAMILY = {"MPO": "JPEG"}
 _SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})
 _TRANSPARENT_MODES = frozenset({"LA", "La", "PA", "RGBA", "RGBa"})
 _WHITE = (255, 255, 255)
@@ -93,8 +95,13 @@ def decode_image(
     data = read_bytes(image)
     if not data:
         raise InvalidImageError("the image is empty (0 bytes); send an image file", reason="empty")
-    check_structure(data, limits)
+    walked = check_structure(data, limits)
     with _open(data, max_pixels) as img:
+        if _FAMILY.get(img.format or "", img.format) != walked:
+            raise ImageUnverifiableError(
+                f"the image's structure cannot be verified: Pillow reads it as {img.format}, "
+                f"not as the {walked} file that was checked; re-save it with a common encoder"
+            )
         if min_side is not None and min(img.size) < min_side:
             width, height = img.size
             raise InvalidImageError(
@@ -146,8 +153,9 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
 
 
 def _unreadable(data: bytes) -> InvalidImageError:
-    claimed = _signature_format(data)
+    claimed = identify(data)
     if claimed:
+        claimed = _DISPLAY_NAMES.get(claimed, claimed)
         return InvalidImageError(
             f"the data starts like a {claimed} file but is truncated or corrupt; "
             "upload the complete file again",
@@ -156,15 +164,6 @@ def _unreadable(data: bytes) -> InvalidImageError:
     return InvalidImageError(
         f"the data is not a supported image; send a {_FORMATS_TEXT} file", reason="not_an_image"
     )
-
-
-def _signature_format(data: bytes) -> str | None:
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "WebP"
-    for name, prefixes in _SIGNATURES.items():
-        if data.startswith(prefixes):
-            return name
-    return None
 
 
 def _load_upright(img: Image.Image, max_pixels: int) -> Image.Image:

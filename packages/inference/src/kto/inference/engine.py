@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -9,13 +10,15 @@ from typing import Any
 import numpy as np
 from kto.inference.backends import BackendChoice, BackendName, open_backend
 from kto.inference.decoding import DEFAULT_MAX_PIXELS, ImageInput, decode_image
-from kto.inference.errors import InvalidImageError, ModelLoadError
+from kto.inference.errors import InvalidImageError, ModelLoadError, ModelOutputError
 from kto.inference.metadata import ModelMetadata, load_metadata
 from kto.inference.model import file_sha256, resolve_model
 from kto.inference.structure import DEFAULT_DECODE_LIMITS, DecodeLimits
 
 Result = dict[str, Any]
 WARMUP_BATCH_SIZES = (1, 8)
+# How far a row of probabilities may sum from 1 (float32 softmax rounding is ~1e-7 per class).
+PROBABILITY_SUM_TOLERANCE = 1e-3
 
 
 class Inference:
@@ -77,10 +80,28 @@ class Inference:
         return self.metadata.input_size
 
     def warmup(self, batch_sizes: Iterable[int] = WARMUP_BATCH_SIZES) -> None:
-        """Run the model once per batch size so kernels are built before traffic."""
+        """Run the model once per batch size so kernels are built before traffic, and check
+        that what it answers are probabilities: a model that outputs logits, NaN or infinity
+        fails here (:class:`ModelLoadError`) instead of answering every request wrongly."""
         height, width = self.input_size
         for n in batch_sizes:
-            self.predict_arrays(np.zeros((n, height, width, 3), dtype=np.float32))
+            probs = self.predict_arrays(np.zeros((n, height, width, 3), dtype=np.float32))
+            self._check_probabilities(probs)
+
+    def _check_probabilities(self, probs: np.ndarray) -> None:
+        source = f"the model {self.model_path.name}"
+        if not np.all(np.isfinite(probs)):
+            raise ModelLoadError(
+                f"{source} outputs NaN or infinity for a blank image; check its weights and "
+                f"{self.metadata.source}'s preprocessing"
+            )
+        sums = probs.astype(np.float64).sum(axis=1)
+        worst = float(sums[np.argmax(np.abs(sums - 1.0))]) if len(sums) else 1.0
+        if abs(worst - 1.0) > PROBABILITY_SUM_TOLERANCE:
+            raise ModelLoadError(
+                f"{source} outputs rows that sum to {worst:.6g}, not 1: its last layer must be "
+                "a softmax (probabilities, not logits)"
+            )
 
     def preprocess(self, image: ImageInput) -> np.ndarray:
         """Decode and resize to float32 ``(h, w, 3)`` raw 0..255 RGB.
@@ -113,6 +134,11 @@ class Inference:
         values = [float(p) for p in np.asarray(probs_row, dtype=np.float64).reshape(-1)]
         if len(values) != len(self.classes):
             raise ValueError(f"expected {len(self.classes)} probabilities, got {len(values)}")
+        if not all(math.isfinite(v) for v in values):
+            raise ModelOutputError(
+                "the model answered NaN or infinity for this image, so no class can be given; "
+                "the model or its preprocessing is at fault, not the image"
+            )
         best = int(np.argmax(values))
         prediction = self.classes[best]
         decision = self.metadata.decision
@@ -149,9 +175,10 @@ class Inference:
             )
         width = self._runtime.output_width()
         if width is not None and width != len(self.classes):
+            named = ", ".join(self.classes[:5]) + (", ..." if len(self.classes) > 5 else "")
             raise ModelLoadError(
                 f"the model outputs {width} values but {self.metadata.source} lists "
-                f"{len(self.classes)} classes {list(self.classes)}"
+                f"{len(self.classes):,} classes ({named[:120]})"
             )
 
     def __repr__(self) -> str:

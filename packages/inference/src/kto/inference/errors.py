@@ -8,7 +8,14 @@ from __future__ import annotations
 from typing import Literal
 
 InvalidImageReason = Literal[
-    "empty", "not_an_image", "truncated", "unsupported", "too_large", "too_complex", "too_small"
+    "empty",
+    "not_an_image",
+    "truncated",
+    "unsupported",
+    "too_large",
+    "too_complex",
+    "unverifiable",
+    "too_small",
 ]
 
 
@@ -21,8 +28,9 @@ class InvalidImageError(InferenceError, ValueError):
 
     ``reason`` is a stable machine-readable code (``empty``, ``not_an_image``, ``truncated``,
     ``unsupported``, ``too_small`` (a side under the caller's ``min_side``), ``too_large`` for
-    :class:`ImageTooLargeError`, ``too_complex`` for :class:`ImageTooComplexError`) so an API can
-    report it without parsing the message.
+    :class:`ImageTooLargeError`, ``too_complex`` for :class:`ImageTooComplexError`,
+    ``unverifiable`` for :class:`ImageUnverifiableError`) so an API can report it without
+    parsing the message.
     """
 
     def __init__(self, message: str, *, reason: InvalidImageReason = "not_an_image") -> None:
@@ -50,5 +58,26 @@ class ImageTooComplexError(InvalidImageError):
         super().__init__(message, reason="too_complex")
 
 
+class ImageUnverifiableError(InvalidImageError):
+    """The structure walk cannot follow the file, so its decoding cost cannot be bounded.
+
+    Raised before any pixel is decoded, for bytes that decoders skip without checking (a byte
+    that starts no JPEG marker or GIF block, a JPEG segment of length 0...): what follows them
+    would be decoded but never counted. Kept apart from ``too_complex``: the file may be cheap,
+    it just cannot be shown to be.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, reason="unverifiable")
+
+
 class ModelLoadError(InferenceError):
     """The model file or its metadata cannot be loaded or does not fit together."""
+
+
+class ModelOutputError(InferenceError):
+    """The model answered with values that are not probabilities (NaN, infinity) for an input.
+
+    No class is ever derived from such a row: an API reports it as a server error, since the
+    fault is the model's, not the image's.
+    """

@@ -22,6 +22,9 @@ METADATA_FORMAT = "kto-keras-inference/1"
 IMAGENET_MEAN = (123.68, 116.779, 103.939)
 DEFAULT_CLASSES = ("Cat", "Dog", "Other")
 DEFAULT_INPUT_SIZE = (224, 224)
+# Preprocessing numbers beyond this overflow nothing in float32 but are no real model's either:
+# |x * scale + offset| stays far below float32's range for 0..255 pixels.
+MAX_PREPROCESSING_MAGNITUDE = 1e6
 
 PreprocessingMode = Literal["none", "scale", "mean_subtract"]
 
@@ -94,7 +97,8 @@ class ModelMetadata:
         fmt = data.get("format", METADATA_FORMAT)
         if fmt != METADATA_FORMAT:
             raise ModelLoadError(
-                f"{source}: unknown metadata format {fmt!r}; this wheel reads {METADATA_FORMAT!r}"
+                f"{source}: unknown metadata format {_short(fmt)}; "
+                f"this wheel reads {METADATA_FORMAT!r}"
             )
         classes = _classes(data.get("classes", DEFAULT_CLASSES), source)
         known = {"format", "name", "version", "classes", "input_size", "resize"}
@@ -118,8 +122,14 @@ class ModelMetadata:
             data = json.loads(path.read_text(encoding="utf-8"))
         except OSError as exc:
             raise ModelLoadError(f"cannot read model metadata {path}: {exc.strerror}") from exc
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ModelLoadError(f"model metadata {path} is not valid JSON: {exc}") from exc
+        except (UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError, huge integers
+            raise ModelLoadError(
+                f"model metadata {path} is not valid JSON: {_short(str(exc), repr_=False)}"
+            ) from exc
+        except RecursionError as exc:
+            raise ModelLoadError(
+                f"model metadata {path} is nested too deeply to be metadata.json"
+            ) from exc
         return cls.from_dict(data, source=str(path))
 
     def to_dict(self) -> dict[str, Any]:
@@ -179,6 +189,23 @@ def _number(value: Any, what: str, source: str) -> float:
     return float(value)
 
 
+def _bounded(
+    value: Any, what: str, source: str, limit: float = MAX_PREPROCESSING_MAGNITUDE
+) -> float:
+    """A finite number of magnitude at most ``limit``: larger ones overflow the model's input."""
+    number = _number(value, what, source)
+    if abs(number) > limit:
+        raise ModelLoadError(f"{source}: {what} must be between -{limit:g} and {limit:g}")
+    return number
+
+
+def _short(value: Any, limit: int = 60, *, repr_: bool = True) -> str:
+    """``value`` for an error message, cut to ``limit`` characters (start-up errors are one
+    line of a few hundred characters, whatever the file holds)."""
+    text = repr(value) if repr_ else str(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _preprocessing(value: Any, source: str) -> Preprocessing:
     if not isinstance(value, Mapping):
         raise ModelLoadError(f"{source}: 'preprocessing' must be an object with a 'mode'")
@@ -188,17 +215,18 @@ def _preprocessing(value: Any, source: str) -> Preprocessing:
     if mode == "scale":
         return Preprocessing(
             "scale",
-            scale=_number(value.get("scale"), "preprocessing.scale", source),
-            offset=_number(value.get("offset", 0.0), "preprocessing.offset", source),
+            scale=_bounded(value.get("scale"), "preprocessing.scale", source),
+            offset=_bounded(value.get("offset", 0.0), "preprocessing.offset", source),
         )
     if mode == "mean_subtract":
         mean = value.get("mean")
         if not isinstance(mean, Sequence) or len(mean) != 3:
             raise ModelLoadError(f"{source}: preprocessing.mean must be [r, g, b]")
-        r, g, b = (_number(m, "preprocessing.mean", source) for m in mean)
+        r, g, b = (_bounded(m, "preprocessing.mean", source) for m in mean)
         return Preprocessing("mean_subtract", mean=(r, g, b))
     raise ModelLoadError(
-        f"{source}: preprocessing.mode {mode!r} is not one of 'none', 'scale', 'mean_subtract'"
+        f"{source}: preprocessing.mode {_short(mode)} is not one of 'none', 'scale', "
+        "'mean_subtract'"
     )
 
 
@@ -212,11 +240,13 @@ def _decision(value: Any, classes: tuple[str, ...], source: str) -> Decision | N
         raise ModelLoadError(f"{source}: decision.threshold must be between 0 and 1")
     fallback = value.get("fallback")
     if fallback not in classes:
-        raise ModelLoadError(f"{source}: decision.fallback {fallback!r} is not one of {classes}")
+        raise ModelLoadError(
+            f"{source}: decision.fallback {_short(fallback)} is not one of {_short(classes)}"
+        )
     return Decision(threshold=threshold, fallback=str(fallback))
 
 
 def _resize(value: Any, source: str) -> Literal["bilinear"]:
     if value != "bilinear":
-        raise ModelLoadError(f"{source}: resize {value!r} is not supported (only 'bilinear')")
+        raise ModelLoadError(f"{source}: resize {_short(value)} is not supported (only 'bilinear')")
     return "bilinear"

@@ -24,41 +24,60 @@ _DIRECTORY_CANDIDATES = ("model.keras", "model.h5")
 KERAS_HINT = "pip install 'kto-keras-inference[keras]' (Keras and TensorFlow)"
 
 
+EXPORTED_BACKENDS: tuple[BackendName, ...] = ("onnx", "openvino")
+# What ``auto`` runs an exported model.onnx with: ONNX Runtime, until a committed bench run
+# shows OpenVINO ahead (the contended case wins ties; docs/performance.md). An ``openvino``
+# here falls back to ONNX Runtime where the extra is not installed.
+AUTO_EXPORTED_BACKEND: BackendName = "onnx"
+
+
 def resolve_model(
     model_path: str | Path, backend: BackendChoice = "auto"
 ) -> tuple[BackendName, Path]:
     """Which backend runs ``model_path`` and from which file.
 
-    A file decides by its suffix (``.onnx`` -> ONNX Runtime, ``.keras``/``.h5`` -> Keras). A
-    folder is served from its exported ``model.onnx`` when it has one (``auto``), else from
-    ``model.keras`` / ``model.h5``; ``backend`` forces one of the two.
+    A file decides by its suffix (``.onnx`` -> ``AUTO_EXPORTED_BACKEND``, ``.keras``/``.h5`` ->
+    Keras). A folder is served from its exported ``model.onnx`` when it has one (``auto``),
+    else from ``model.keras`` / ``model.h5``; ``backend`` forces one runtime.
     """
     if backend not in BACKEND_CHOICES:
-        raise ValueError(f"backend must be 'auto', 'keras' or 'onnx', got {backend!r}")
+        choices = ", ".join(repr(c) for c in BACKEND_CHOICES)
+        raise ValueError(f"backend must be one of {choices}, got {backend!r}")
     path = Path(model_path).expanduser()
     if path.is_dir():
         exported = path / ONNX_FILENAME
-        if backend == "onnx" or (backend == "auto" and exported.is_file()):
+        if backend in EXPORTED_BACKENDS or (backend == "auto" and exported.is_file()):
             if not exported.is_file():
                 raise ModelLoadError(
                     f"no {ONNX_FILENAME} in directory {path}: export the Keras model first, "
                     "or use the keras backend"
                 )
-            return "onnx", exported
+            return exported_backend(backend), exported
         return "keras", resolve_model_file(path)
     if path.is_file() and path.suffix.lower() == ONNX_SUFFIX:
         if backend == "keras":
             raise ModelLoadError(
                 f"{path.name} is an ONNX model; the keras backend needs a .keras file"
             )
-        return "onnx", path
+        return exported_backend(backend), path
     found = resolve_model_file(path)
-    if backend == "onnx":
+    if backend in EXPORTED_BACKENDS:
         raise ModelLoadError(
-            f"{path.name} is a Keras model; the onnx backend needs its exported {ONNX_FILENAME} "
-            "(name the model folder or the .onnx file)"
+            f"{path.name} is a Keras model; the {backend} backend needs its exported "
+            f"{ONNX_FILENAME} (name the model folder or the .onnx file)"
         )
     return "keras", found
+
+
+def exported_backend(backend: BackendChoice) -> BackendName:
+    """The runtime for a model.onnx: the one named, or ``auto``'s (OpenVINO only if installed)."""
+    if backend != "auto":
+        return backend
+    if AUTO_EXPORTED_BACKEND == "openvino":
+        from kto.inference.backends.openvino_backend import openvino_available
+
+        return "openvino" if openvino_available() else "onnx"
+    return AUTO_EXPORTED_BACKEND
 
 
 def resolve_model_file(model_path: str | Path) -> Path:

@@ -26,17 +26,28 @@ What is bounded (:class:`DecodeLimits`; defaults in parentheses):
 
 The walk reads only lengths and a few header fields (regular-expression search over JPEG
 entropy-coded data, one step per chunk elsewhere), so it costs milliseconds for a 10 MiB file.
-It refuses only what it has counted; anything it cannot follow (a truncated or corrupt
-container) is left to the decoder, which reports it as usual.
+
+It fails closed. The format is the one Pillow itself identifies (the ``accept`` test of each
+plugin, on the same 16-byte prefix ``Image.open`` reads), so no header Pillow opens escapes a
+walk. Where the walk meets bytes it cannot follow while data remains -- a byte that starts no
+JPEG marker or GIF block, a JPEG segment declaring a length under 2, a PNG chunk type that is
+not four letters -- the file is refused with :class:`ImageUnverifiableError`: libjpeg and
+Pillow skip such bytes and decode what follows, which the walk would not have counted. Only
+0xFF fill bytes before a JPEG marker are skipped, as the JPEG standard allows. A walk that
+simply runs out of data has counted everything there is; the decoder then reports the
+truncated file as usual.
 """
 
 from __future__ import annotations
 
 import re
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, fields
+from typing import NoReturn
 
-from kto.inference.errors import ImageTooComplexError
+from kto.inference.errors import ImageTooComplexError, ImageUnverifiableError
+from PIL import Image
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -62,20 +73,36 @@ class DecodeLimits:
 DEFAULT_DECODE_LIMITS = DecodeLimits()
 
 
-def check_structure(data: bytes, limits: DecodeLimits = DEFAULT_DECODE_LIMITS) -> None:
-    """Raise :class:`ImageTooComplexError` when ``data`` asks for more work than ``limits``."""
-    if data.startswith(b"\xff\xd8"):
-        _Jpeg(data, limits).walk(2)
-    elif data.startswith(b"\x89PNG\r\n\x1a\n"):
-        _check_png(data, limits)
-    elif data.startswith((b"GIF87a", b"GIF89a")):
-        _check_gif(data, limits)
-    elif data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        _check_webp(data, limits)
-    elif data[:4] in _TIFF_SIGNATURES:
-        _Tiff(data, limits).walk()
-    elif data.startswith(b"BM"):
-        _check_bmp(data, limits)
+def check_structure(data: bytes, limits: DecodeLimits = DEFAULT_DECODE_LIMITS) -> str | None:
+    """Walk ``data`` as the format Pillow identifies; return that format's name.
+
+    Raises :class:`ImageTooComplexError` when the file asks for more work than ``limits``, and
+    :class:`ImageUnverifiableError` when the walk cannot follow it. Returns None when no walked
+    format claims the data (Pillow will not open it with ``formats=WALKED_FORMATS`` either).
+    """
+    fmt = identify(data)
+    if fmt is not None:
+        _WALKS[fmt](data, limits)
+    return fmt
+
+
+def identify(data: bytes) -> str | None:
+    """The format ``Image.open(..., formats=WALKED_FORMATS)`` would pick, from the header only.
+
+    Pillow's own identification: each plugin's ``accept`` test on the first 16 bytes, in
+    Pillow's order, without running the plugin's header parser (GIF's reads every block up to
+    the first image, in Python).
+    """
+    Image.init()  # registers TIFF and WebP; a no-op once done
+    prefix = data[:16]
+    for fmt in Image.ID:
+        if fmt not in _WALKS:
+            continue
+        _, accept = Image.OPEN[fmt]
+        verdict = accept(prefix) if accept else True
+        if verdict and not isinstance(verdict, str):
+            return fmt
+    return None
 
 
 class _Budget:
@@ -103,10 +130,16 @@ class _Budget:
         if self.metadata > self.limits.max_metadata_bytes:
             self.refuse(f"more than {self.limits.max_metadata_bytes:,} bytes of metadata")
 
-    def refuse(self, what: str) -> None:
+    def refuse(self, what: str) -> NoReturn:
         raise ImageTooComplexError(
             f"the {self.fmt} file has {what}, more than real images need and costly to decode; "
             "re-save it with a common encoder (one frame, no extra metadata)"
+        )
+
+    def unverifiable(self, what: str, pos: int) -> NoReturn:
+        raise ImageUnverifiableError(
+            f"the image's structure cannot be verified: the {self.fmt} file has {what} at byte "
+            f"{pos:,}, which decoders skip without checking; re-save it with a common encoder"
         )
 
 
@@ -136,9 +169,9 @@ class _Jpeg:
         data, end = self.data, len(self.data)
         while pos + 4 <= end:
             if data[pos] != 0xFF:
-                return  # corrupt: the decoder reports it
+                self.budget.unverifiable("a byte that starts no marker", pos)
             marker = data[pos + 1]
-            if marker == 0xFF:
+            if marker == 0xFF:  # fill byte before a marker (ITU T.81 B.1.1.2)
                 pos += 1
                 continue
             if marker == 0xD9:  # EOI: libjpeg reads nothing after it
@@ -146,9 +179,11 @@ class _Jpeg:
             if marker in _STANDALONE:
                 pos += 2
                 continue
+            if marker == 0x00:  # 0xFF 0x00 is no marker: libjpeg skips it
+                self.budget.unverifiable("a byte that starts no marker", pos)
             length = int.from_bytes(data[pos + 2 : pos + 4], "big")
-            if length < 2:
-                return
+            if length < 2:  # libjpeg reads on right after the length field
+                self.budget.unverifiable(f"a segment of declared length {length}", pos)
             self.budget.chunk()
             body = data[pos + 4 : pos + 2 + length]
             pos += 2 + length
@@ -214,6 +249,8 @@ def _check_png(data: bytes, limits: DecodeLimits) -> None:
     while pos + 8 <= end:
         length, kind = struct.unpack_from(">I4s", data, pos)
         budget.chunk()
+        if not kind.isalpha():
+            budget.unverifiable(f"a chunk type {kind!r} that is not four letters", pos + 4)
         if kind == b"IEND":
             return
         if kind == b"acTL" and length >= 4:
@@ -239,17 +276,21 @@ def _check_gif(data: bytes, limits: DecodeLimits) -> None:
         if block == 0x3B:  # trailer
             return
         budget.chunk()
-        if block == 0x21 and pos + 1 < end:
+        if block not in (0x21, 0x2C):
+            budget.unverifiable("a byte that starts no block", pos)
+        if block == 0x21:
+            if pos + 1 >= end:
+                return
             label = data[pos + 1]
             pos, size, sub_blocks_left = _skip_sub_blocks(data, pos + 2, sub_blocks_left, budget)
             if label in (0xFE, 0xFF):  # comment, application (XMP, ICC...)
                 budget.meta(size)
-        elif block == 0x2C and pos + 10 <= end:
+        else:
+            if pos + 10 > end:
+                return
             budget.frame()
             pos += 10 + _colour_table(data[pos + 9]) + 1  # descriptor, table, LZW code size
             pos, _, sub_blocks_left = _skip_sub_blocks(data, pos, sub_blocks_left, budget)
-        else:
-            return  # corrupt: the decoder reports it
 
 
 def _colour_table(flags: int) -> int:
@@ -299,7 +340,6 @@ def _check_bmp(data: bytes, limits: DecodeLimits) -> None:
 
 # --- TIFF ------------------------------------------------------------------------------------
 
-_TIFF_SIGNATURES = frozenset({b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"})
 # Bytes per value of each TIFF field type (unknown types are skipped by Pillow, size 0 here).
 _TIFF_TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8}
 _TIFF_TYPE_SIZES |= {13: 4, 16: 8, 17: 8, 18: 8}
@@ -317,8 +357,10 @@ class _Tiff:
         self.data = data
         self.limits = limits
         self.budget = _Budget("TIFF", limits)
+        # As Pillow reads the header (TiffImageFile._open): byte order from the first two
+        # bytes, BigTIFF when the third is 0x2B, the version field otherwise ignored.
         self.order = "<" if data[:2] == b"II" else ">"
-        self.big = data[2:4] in (b"+\x00", b"\x00+")
+        self.big = data[2] == 0x2B
         self.offset_format = "Q" if self.big else "I"
 
     def walk(self) -> None:
@@ -406,3 +448,23 @@ class _Tiff:
             return struct.unpack_from(self.order + fmt, self.data, pos)
         except struct.error:
             return None
+
+
+def _walk_tiff(data: bytes, limits: DecodeLimits) -> None:
+    _Tiff(data, limits).walk()
+
+
+def _walk_jpeg(data: bytes, limits: DecodeLimits) -> None:
+    _Jpeg(data, limits).walk(2)
+
+
+# Pillow format name -> walk. ``decoding.SUPPORTED_FORMATS`` is exactly these keys.
+_WALKS: dict[str, Callable[[bytes, DecodeLimits], None]] = {
+    "JPEG": _walk_jpeg,
+    "PNG": _check_png,
+    "GIF": _check_gif,
+    "WEBP": _check_webp,
+    "BMP": _check_bmp,
+    "TIFF": _walk_tiff,
+}
+WALKED_FORMATS = tuple(_WALKS)

@@ -1,5 +1,8 @@
 """A tiny deterministic model for tests that need a real Keras model but no real weights.
 
+(Hostile files -- decoding-cost bombs and the like -- are built by ``tools/hostile.py`` in
+the repository, outside the serving wheel.)
+
 The model averages the image's colour and maps it to Cat/Dog/Other: mostly red -> "Cat",
 mostly green -> "Dog", mostly blue -> "Other", with confident probabilities (pure red gives
 ~0.9999). It has no backbone and builds in well under a second once TensorFlow is imported.
@@ -37,6 +40,8 @@ def save_tiny_model(
     name: str = "tiny-colour-model",
     version: str = "0.0.1",
     onnx: bool = False,
+    dense: tuple[np.ndarray, np.ndarray] | None = None,
+    activation: str = "softmax",
 ) -> Path:
     """Save the tiny model as ``model.keras`` or ``model.h5`` in ``directory``; return its path.
 
@@ -45,14 +50,20 @@ def save_tiny_model(
     to ``ModelMetadata.fallback`` (mean subtraction, Cat/Dog/Other) at the model's input size;
     the weights are chosen so the colour rule holds either way. ``onnx=True`` also exports
     ``model.onnx`` beside it (needs the ``export`` extra), so the folder serves through ONNX
-    Runtime; the returned path is still the Keras file.
+    Runtime; the returned path is still the Keras file. ``dense=(kernel (3, 3), bias (3,))``
+    and ``activation`` replace the last layer, for models that misbehave on purpose (logits,
+    NaN for some colours).
     """
     import keras
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     prep = _SCALED if with_metadata else _MEAN
-    model = _build(input_size, gain=_GAIN if with_metadata else _GAIN / 127.5)
+    model = _build(
+        input_size, gain=_GAIN if with_metadata else _GAIN / 127.5, activation=activation
+    )
+    if dense is not None:
+        model.get_layer("colour_to_class").set_weights([np.asarray(w, np.float32) for w in dense])
     path = directory / f"model.{fmt}"
     if fmt == "keras":
         model.save(path)
@@ -80,13 +91,13 @@ def save_tiny_model(
     return path
 
 
-def _build(input_size: tuple[int, int], gain: float) -> Any:
+def _build(input_size: tuple[int, int], gain: float, activation: str = "softmax") -> Any:
     import keras
 
     height, width = input_size
     inputs = keras.Input(shape=(height, width, 3), name="image")
     mean_colour = keras.layers.GlobalAveragePooling2D(name="mean_colour")(inputs)
-    dense = keras.layers.Dense(3, activation="softmax", name="colour_to_class")
+    dense = keras.layers.Dense(3, activation=activation, name="colour_to_class")
     model = keras.Model(inputs, dense(mean_colour), name="tiny_colour_model")
     dense.set_weights([np.eye(3, dtype=np.float32) * gain, np.zeros(3, dtype=np.float32)])
     return model
@@ -102,59 +113,3 @@ def solid_colour_png(rgb: tuple[int, int, int], size: tuple[int, int] = (48, 64)
     buffer = io.BytesIO()
     Image.new("RGB", (width, height), rgb).save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-def jpeg_scan_bomb(
-    size: tuple[int, int] = (4000, 4000), repeats: int = 600, subsampling: int = 2
-) -> bytes:
-    """A real progressive JPEG of ``size=(w, h)`` whose last scan is repeated ``repeats`` times.
-
-    The decoding-cost bomb the structure check refuses: each repeat is a few dozen bytes, yet
-    libjpeg re-walks every luma coefficient for it (16 megapixels x 600 repeats: about a
-    minute of CPU). With ``repeats=0`` it is a plain progressive JPEG (libjpeg's 10 scans).
-    """
-    import io
-
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.new("RGB", size, (120, 80, 200)).save(
-        buffer, format="JPEG", progressive=True, quality=90, subsampling=subsampling
-    )
-    data = buffer.getvalue()
-    start, end = _jpeg_scans(data)[-1]
-    eoi = data.rindex(b"\xff\xd9")
-    return data[:eoi] + data[start:end] * repeats + data[eoi:]
-
-
-def _jpeg_scans(data: bytes) -> list[tuple[int, int]]:
-    """``(start, end)`` of every scan (SOS segment plus its entropy-coded data)."""
-    scans, pos = [], 2
-    while data[pos + 1] != 0xD9:
-        end = pos + 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
-        if data[pos + 1] == 0xDA:
-            while data[end] != 0xFF or data[end + 1] == 0 or 0xD0 <= data[end + 1] <= 0xD7:
-                end += 1
-            scans.append((pos, end))
-        pos = end
-    return scans
-
-
-def rle_bmp_bomb(size: int = 1024 * 1024) -> bytes:
-    """An 8-bit run-length-encoded BMP of ``size`` bytes of one-pixel runs.
-
-    Pillow decodes BMP RLE in pure Python: about 2 s of CPU per MiB on a 2-core machine.
-    """
-    import struct
-
-    width, runs = 2000, bytearray()
-    row = b"\x01\x05" * width + b"\x00\x00"
-    while len(runs) < size:
-        runs += row
-    runs += b"\x00\x01"
-    height = len(runs) // len(row)
-    palette = b"\x00\x00\xff\x00" * 256
-    offset = 14 + 40 + len(palette)
-    info = struct.pack("<IiiHHIIiiII", 40, width, height, 1, 8, 1, len(runs), 2835, 2835, 256, 0)
-    header = b"BM" + struct.pack("<IHHI", offset + len(runs), 0, 0, offset)
-    return header + info + palette + bytes(runs)

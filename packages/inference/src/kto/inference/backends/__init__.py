@@ -1,4 +1,5 @@
-"""The runtimes that execute a model: ONNX Runtime (the fast default) and Keras (the reference).
+"""The runtimes that execute a model: ONNX Runtime (the fast default), OpenVINO (an optional
+extra, on the same ``model.onnx``) and Keras (the reference).
 
 Both take raw 0..255 RGB pixels ``(n, h, w, 3)`` float32 and return probabilities
 ``(n, n_classes)``; the metadata's normalisation happens inside the backend, so callers of
@@ -14,9 +15,9 @@ from typing import Any, Literal, Protocol
 import numpy as np
 from kto.inference.metadata import ModelMetadata
 
-BackendName = Literal["keras", "onnx"]
-BackendChoice = Literal["auto", "keras", "onnx"]
-BACKEND_CHOICES: tuple[BackendChoice, ...] = ("auto", "keras", "onnx")
+BackendName = Literal["keras", "onnx", "openvino"]
+BackendChoice = Literal["auto", "keras", "onnx", "openvino"]
+BACKEND_CHOICES: tuple[BackendChoice, ...] = ("auto", "keras", "onnx", "openvino")
 
 
 class Backend(Protocol):
@@ -24,7 +25,8 @@ class Backend(Protocol):
 
     name: BackendName
     native: Any
-    """The runtime's own object (``keras.Model`` or ``onnxruntime.InferenceSession``)."""
+    """The runtime's own object (``keras.Model``, ``onnxruntime.InferenceSession`` or
+    ``openvino.CompiledModel``)."""
 
     def declared_input_size(self) -> tuple[int, int] | None: ...
 
@@ -42,6 +44,10 @@ def open_backend(name: BackendName, path: Path, threads: int | None = None) -> B
         from kto.inference.backends.onnx_backend import OnnxBackend
 
         return OnnxBackend(path, threads)
+    if name == "openvino":
+        from kto.inference.backends.openvino_backend import OpenVinoBackend
+
+        return OpenVinoBackend(path, threads)
     from kto.inference.backends.keras_backend import KerasBackend
 
     return KerasBackend(path)

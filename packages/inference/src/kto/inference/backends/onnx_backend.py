@@ -1,10 +1,9 @@
 """The fast path: the exported ``model.onnx`` run by ONNX Runtime on the CPU, in float32.
 
-Chosen over OpenVINO by measurement on the reference machine (bench results in the README):
-about the same images per CPU-second or better, a third of the install size, and no
-conversion tool with telemetry. Needs no TensorFlow. The metadata's normalisation is applied
-in NumPy before the session (the exported graph is the Keras model alone), which costs well
-under a millisecond per batch.
+The default runtime for an exported model (``auto``): on the quiet reference machine it was
+faster than OpenVINO (the optional ``openvino`` backend) at a third of the install size. Needs
+no TensorFlow. The metadata's normalisation is applied in NumPy before the session (the
+exported graph is the Keras model alone), which costs well under a millisecond per batch.
 
 Precision: the CPU execution provider computes float32 kernels throughout; nothing here (or in
 its graph optimisations) lowers precision on CPUs with bf16/AMX units.
@@ -17,6 +16,7 @@ from typing import Any
 
 import numpy as np
 from kto.inference.backends import BackendName
+from kto.inference.cpus import plan_threads
 from kto.inference.errors import ModelLoadError
 from kto.inference.metadata import ModelMetadata, Preprocessing
 
@@ -67,10 +67,17 @@ class OnnxBackend:
 
 
 def open_session(path: Path, threads: int | None = None) -> Any:
-    """A CPU session: ``threads`` intra-op threads (None: one per core), no busy-waiting.
+    """A CPU session: ``threads`` intra-op threads (None: the thread plan's; 0: ONNX Runtime's
+    own choice), no busy-waiting.
 
-    Spinning is off because the API decodes images and runs its event loop on the same cores:
-    a spinning worker would steal them while it waits for the next batch.
+    The thread count is explicit by default: left at 0, ONNX Runtime starts one thread per
+    physical core of the machine, ignoring a cgroup CPU quota, and pins them to cores, so a
+    neighbour busy on one core stalls the thread pinned there (and every batch waits for it).
+
+    Spinning is off, intra-op and inter-op: ONNX Runtime's default keeps idle pool threads
+    polling for work. The API decodes images and runs its event loop on the same cores, and
+    under a CPU quota the polling is time the pod is throttled for; a spinning worker would
+    steal the cores while it waits for the next batch.
     """
     try:
         import onnxruntime as ort
@@ -78,7 +85,7 @@ def open_session(path: Path, threads: int | None = None) -> Any:
         raise ModelLoadError(f"{path.name} needs ONNX Runtime: {INSTALL_HINT}") from exc
     ort.disable_telemetry_events()  # a no-op on Linux builds, which have no telemetry
     options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or 0
+    options.intra_op_num_threads = plan_threads().intra_op_threads if threads is None else threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
