@@ -353,3 +353,23 @@ def export_parser(tolerance: float) -> argparse.ArgumentParser:
     )
     p.add_argument("--tolerance", type=float, default=tolerance)
     return p
+
+
+def calibrate_parser() -> argparse.ArgumentParser:
+    p = command_parser(
+        "calibrate",
+        "Fit the served probabilities' calibration of a model folder on its calibration split "
+        "and store it with the test split's drift references (metadata.json, metrics.json, "
+        "MODEL_CARD.md; the model files are not touched). The splits are rebuilt from "
+        "metrics.json and the --data folders the run was trained on.",
+    )
+    p.add_argument("--model", type=Path, default=BUNDLED_MODEL, help="default: %(default)s")
+    p.add_argument(
+        "--data",
+        type=Path,
+        action="append",
+        required=True,
+        help="a source the run was trained on, in the run's order (repeat for each)",
+    )
+    p.add_argument("--dry-run", action="store_true", help="print the figures, write nothing")
+    return p

@@ -1,10 +1,11 @@
-"""Command line: ``python -m cats_dogs_other.train [train|promote|ood|export] ...`` (``train``
-is the default).
+"""Command line: ``python -m cats_dogs_other.train COMMAND ...``, COMMAND one of train (the
+default), promote, ood, export, calibrate.
 
 python -m cats_dogs_other.train --data A --data B --weights W.weights.h5
 python -m cats_dogs_other.train promote models/cats-dogs-other-2026.12.01.093000
 python -m cats_dogs_other.train ood --dest ~/.cache/cats_dogs_other/ood
 python -m cats_dogs_other.train export --model cats_dogs_other/model
+python -m cats_dogs_other.train calibrate --model cats_dogs_other/model --data A --data B
 
 Each command imports what it runs only once it runs, so ``--help`` starts no TensorFlow.
 """
@@ -131,6 +132,24 @@ def _export(args: argparse.Namespace, _: Sequence[str]) -> int:
     return 0
 
 
+def _calibrate(args: argparse.Namespace, _: Sequence[str]) -> int:
+    _setup_tensorflow(0)
+    from cats_dogs_other.train.reporting.calibrate import calibrate_model, write_report
+    from cats_dogs_other.train.reporting.heldout import rebuild_held_out
+
+    held = rebuild_held_out(args.model, args.data)
+    report = calibrate_model(
+        args.model,
+        [(path, label) for _, path, label in held.calibration],
+        [(path, label) for _, path, label in held.test],
+    )
+    print(report.markdown())
+    if not args.dry_run:
+        write_report(args.model, report)
+        print(f"\nwritten into {args.model} (metadata.json, metrics.json, MODEL_CARD.md)")
+    return 0
+
+
 def _export_parser() -> argparse.ArgumentParser:
     from cats_dogs_other.train.export import TOLERANCE
 
@@ -145,6 +164,7 @@ COMMANDS: dict[str, Command] = {
     "promote": (arguments.promote_parser, _promote),
     "ood": (arguments.ood_parser, _ood),
     "export": (_export_parser, _export),
+    "calibrate": (arguments.calibrate_parser, _calibrate),
 }
 
 
