@@ -121,6 +121,7 @@ def _data_options(g: Group) -> None:
         default=paths.default_weights(),
         help="MobileNetV2 ImageNet backbone, Keras 3 .weights.h5 (default: %(default)s)",
     )
+    _manifest_options(g)
     config_option(
         g,
         "backbone",
@@ -305,6 +306,40 @@ def train_config(args: argparse.Namespace, argv: Sequence[str]) -> TrainConfig:
     return TrainConfig(**(parsed | derived))
 
 
+def _manifest_options(g: Group) -> None:
+    g.add_argument(
+        "--manifest",
+        type=Path,
+        help="a dataset manifest (datasets/manifest.json): its sources and weights replace "
+        "--data and --weights, each checked against its sha256 first",
+    )
+    g.add_argument(
+        "--shared",
+        type=Path,
+        default=paths.shared_dir(),
+        help="where the manifest's folder locations are (default: %(default)s)",
+    )
+    g.add_argument(
+        "--location",
+        action="append",
+        default=[],
+        metavar="NAME=URL",
+        help="fetch the manifest's source NAME from URL instead (its sha256 pin stays)",
+    )
+    g.add_argument("--weights-location", help="fetch the manifest's weights from this URL")
+    g.add_argument(
+        "--dataset-cache",
+        type=Path,
+        default=paths.default_dataset_cache(),
+        help="where downloaded archives are unpacked, once (default: %(default)s)",
+    )
+    g.add_argument(
+        "--champion",
+        help="after training, the champion-and-challenger gate against this model folder or "
+        "models:/NAME@champion (exit 3 when the new model is worse)",
+    )
+
+
 # --------------------------------------------------------------------------- other commands
 def promote_parser() -> argparse.ArgumentParser:
     p = command_parser(
@@ -372,4 +407,30 @@ def calibrate_parser() -> argparse.ArgumentParser:
         help="a source the run was trained on, in the run's order (repeat for each)",
     )
     p.add_argument("--dry-run", action="store_true", help="print the figures, write nothing")
+    return p
+
+
+def gate_parser() -> argparse.ArgumentParser:
+    p = command_parser(
+        "gate",
+        "Champion and challenger: answer the test photos both runs held out with both models "
+        "(through the wheel) and fail (exit 3) when the challenger is worse on any target. The "
+        "table goes into the challenger's card and metrics.json, the MLflow run (--run-id) and "
+        "$GITHUB_STEP_SUMMARY when set.",
+    )
+    p.add_argument("--model", type=Path, required=True, help="the challenger's model folder")
+    p.add_argument(
+        "--champion",
+        default=str(BUNDLED_MODEL),
+        help="a model folder or models:/NAME@champion (default: the bundled model)",
+    )
+    p.add_argument(
+        "--data", type=Path, action="append", required=True, help="a source (repeat for each)"
+    )
+    p.add_argument("--run-id", help="the challenger's MLflow run, to log the table to")
+    p.add_argument(
+        "--set-alias",
+        metavar="NAME/VERSION",
+        help="when the challenger passes, point NAME's 'champion' alias at VERSION (explicit only)",
+    )
     return p

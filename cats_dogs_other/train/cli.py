@@ -1,5 +1,5 @@
 """Command line: ``python -m cats_dogs_other.train COMMAND ...``, COMMAND one of train (the
-default), promote, ood, export, calibrate.
+default), promote, ood, export, calibrate, gate.
 
 python -m cats_dogs_other.train --data A --data B --weights W.weights.h5
 python -m cats_dogs_other.train promote models/cats-dogs-other-2026.12.01.093000
@@ -17,12 +17,14 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cats_dogs_other.train import arguments
+from cats_dogs_other.train import arguments, paths
 from cats_dogs_other.train.errors import TrainingError
 
 if TYPE_CHECKING:
+    from cats_dogs_other.train.manifest import Resolved
     from cats_dogs_other.train.pipeline import RunResult
 
 log = logging.getLogger("cats_dogs_other.train")
@@ -48,11 +50,44 @@ def _setup_tensorflow(threads: int) -> None:
 
 
 def _train(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    resolved = _resolve_manifest(args)  # before TensorFlow: a bad manifest trains nothing
     _setup_tensorflow(args.threads)
     from cats_dogs_other.train.pipeline import run_training
 
-    _print_summary(run_training(arguments.train_config(args, argv)))
+    result = run_training(arguments.train_config(args, argv))
+    if resolved is not None:
+        from cats_dogs_other.train.reporting.record import update_json
+
+        update_json(result.out / "metrics.json", {"manifest": resolved.record()})
+    _print_summary(result)
+    if args.champion:
+        run_id = result.tracked.run_id if result.tracked else None
+        data = list(args.data or [paths.default_data_dir()])
+        return _run_gate(args.champion, result.out, data, run_id, None)
     return 0
+
+
+def _resolve_manifest(args: argparse.Namespace) -> Resolved | None:
+    """``--manifest``: its checked sources and weights become --data and --weights."""
+    if args.manifest is None:
+        return None
+    from cats_dogs_other.train.manifest import load_manifest, relocate, resolve
+
+    locations = dict(_pair(v) for v in args.location)
+    manifest = relocate(load_manifest(args.manifest), locations, args.weights_location)
+    resolved = resolve(manifest, args.shared, args.dataset_cache)
+    args.data, args.weights = list(resolved.data), resolved.weights
+    if resolved.partial:
+        log.warning("%s is partial: this run trains and reports, never registers", args.manifest)
+        args.register_name = None
+    return resolved
+
+
+def _pair(value: str) -> tuple[str, str]:
+    name, sep, url = value.partition("=")
+    if not sep or not name or not url:
+        raise TrainingError(f"--location {value!r}: expected NAME=URL")
+    return name, url
 
 
 def _print_summary(result: RunResult) -> None:
@@ -85,8 +120,10 @@ def _print_summary(result: RunResult) -> None:
 
 
 def _promote(args: argparse.Namespace, _: Sequence[str]) -> int:
+    from cats_dogs_other.train.reporting.champion import refuse_partial
     from cats_dogs_other.train.versions import promote
 
+    refuse_partial(args.model)
     promote(args.model, args.to)
     return 0
 
@@ -150,6 +187,36 @@ def _calibrate(args: argparse.Namespace, _: Sequence[str]) -> int:
     return 0
 
 
+def _gate(args: argparse.Namespace, _: Sequence[str]) -> int:
+    _setup_tensorflow(0)
+    return _run_gate(args.champion, args.model, args.data, args.run_id, args.set_alias)
+
+
+def _run_gate(
+    spec: str, model: Path, data: list[Path], run_id: str | None, alias: str | None
+) -> int:
+    """Exit 3 with the table when the challenger is worse; the alias only on an explicit ask."""
+    import tempfile
+
+    from cats_dogs_other.train.reporting import champion
+
+    if alias:
+        champion.refuse_partial(model)
+    with tempfile.TemporaryDirectory(prefix="champion-") as scratch:
+        champion_dir, label = champion.resolve_champion(spec, Path(scratch))
+        result = champion.run_gate(champion_dir, model, data, label)
+    champion.record(model, result, run_id)
+    print(result.table())
+    if not result.passed:
+        print("error: the new model is worse than the champion: not promoted", file=sys.stderr)
+        return 3
+    if alias:
+        name, _, version = alias.rpartition("/")
+        champion.set_champion_alias(name, version)
+        print(f"models:/{name}@champion is now version {version}")
+    return 0
+
+
 def _export_parser() -> argparse.ArgumentParser:
     from cats_dogs_other.train.export import TOLERANCE
 
@@ -165,6 +232,7 @@ COMMANDS: dict[str, Command] = {
     "ood": (arguments.ood_parser, _ood),
     "export": (_export_parser, _export),
     "calibrate": (arguments.calibrate_parser, _calibrate),
+    "gate": (arguments.gate_parser, _gate),
 }
 
 
