@@ -201,7 +201,7 @@ def _run_gate(
     from cats_dogs_other.train.reporting import champion
 
     if alias:
-        champion.refuse_partial(model)
+        champion.check_promotable(model, alias)
     with tempfile.TemporaryDirectory(prefix="champion-") as scratch:
         champion_dir, label = champion.resolve_champion(spec, Path(scratch))
         result = champion.run_gate(champion_dir, model, data, label)

@@ -136,8 +136,9 @@ def labelled_files(
     return [(n, *found[n]) for n in names]
 
 
-def answers(model_dir: Path, paths: Sequence[Path]) -> list[int]:
-    """The served prediction of each file, as a class index (the wheel's own rules)."""
+def answers(model_dir: Path, paths: Sequence[Path], classes: tuple[str, ...]) -> list[int]:
+    """The served prediction of each file, as an index into ``classes`` (the wheel's own
+    rules; a model whose metadata orders its classes otherwise is compared by name)."""
     from kto.inference import Inference, ModelLoadError
 
     try:
@@ -147,7 +148,9 @@ def answers(model_dir: Path, paths: Sequence[Path]) -> list[int]:
     out: list[int] = []
     for i in range(0, len(paths), 32):
         results = inference.execute_batch(list(paths[i : i + 32]))
-        out += [inference.classes.index(r["prediction"]) for r in results]
+        out += [
+            classes.index(r["prediction"]) if r["prediction"] in classes else -1 for r in results
+        ]
     return out
 
 
@@ -163,7 +166,8 @@ def run_gate(
     names = common_test_files(champion_dir, challenger_dir)
     rows = labelled_files(names, data, classes)
     paths, labels = [p for _, p, _ in rows], [y for _, _, y in rows]
-    champ, chall = answers(champion_dir, paths), answers(challenger_dir, paths)
+    champ = answers(champion_dir, paths, classes)
+    chall = answers(challenger_dir, paths, classes)
     targets = [compare("all", labels, champ, chall, None)]
     strata = sorted({(n.split("/", 1)[0], y) for n, _, y in rows})
     for source, y in strata:
@@ -252,6 +256,19 @@ def refuse_partial(model_dir: Path) -> None:
         raise TrainingError(
             f"{model_dir} was trained from a partial dataset manifest: it is never promoted"
         )
+
+
+def check_promotable(model_dir: Path, alias: str) -> None:
+    """Before any work: a promotion needs a full run, ``NAME/VERSION`` and an MLflow server
+    (an alias set in a local default store would be lost)."""
+    import os
+
+    refuse_partial(model_dir)
+    name, _, version = alias.rpartition("/")
+    if not name or not version:
+        raise TrainingError(f"--set-alias {alias!r}: expected NAME/VERSION")
+    if not os.environ.get("MLFLOW_TRACKING_URI"):
+        raise TrainingError("--set-alias needs MLFLOW_TRACKING_URI (the registry to promote in)")
 
 
 def set_champion_alias(name: str, version: str) -> None:
