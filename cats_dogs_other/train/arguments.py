@@ -338,6 +338,12 @@ def _manifest_options(g: Group) -> None:
         help="after training, the champion-and-challenger gate against this model folder or "
         "models:/NAME@champion (exit 3 when the new model is worse)",
     )
+    g.add_argument(
+        "--promote",
+        action="store_true",
+        help="when the gate passes, point the registered model's MLflow alias 'champion' at "
+        "this run's version (needs --champion, MLflow and a manifest that is not partial)",
+    )
 
 
 # --------------------------------------------------------------------------- other commands

@@ -51,6 +51,7 @@ def _setup_tensorflow(threads: int) -> None:
 
 def _train(args: argparse.Namespace, argv: Sequence[str]) -> int:
     resolved = _resolve_manifest(args)  # before TensorFlow: a bad manifest trains nothing
+    _check_promotion(args, resolved)
     _setup_tensorflow(args.threads)
     from cats_dogs_other.train.pipeline import run_training
 
@@ -60,11 +61,32 @@ def _train(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
         update_json(result.out / "metrics.json", {"manifest": resolved.record()})
     _print_summary(result)
-    if args.champion:
-        run_id = result.tracked.run_id if result.tracked else None
-        data = list(args.data or [paths.default_data_dir()])
-        return _run_gate(args.champion, result.out, data, run_id, None)
-    return 0
+    if not args.champion:
+        return 0
+    tracked = result.tracked
+    alias = None
+    if args.promote:
+        if tracked is None or not tracked.registered_version:
+            raise TrainingError("--promote: the run was not registered in MLflow; nothing promoted")
+        alias = f"{tracked.registered_name}/{tracked.registered_version}"
+    data = list(args.data or [paths.default_data_dir()])
+    return _run_gate(args.champion, result.out, data, tracked.run_id if tracked else None, alias)
+
+
+def _check_promotion(args: argparse.Namespace, resolved: Resolved | None) -> None:
+    """``--promote`` is refused before any training when it could never happen."""
+    if not args.promote:
+        return
+    if not args.champion:
+        raise TrainingError("--promote needs --champion: a model is promoted only past the gate")
+    if resolved is None or resolved.partial:
+        raise TrainingError(
+            "--promote needs a dataset manifest that is not partial (--manifest): a model "
+            "trained on part of the data is never promoted"
+        )
+    if args.no_tracking or not (args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")):
+        raise TrainingError("--promote needs MLflow tracking (MLFLOW_TRACKING_URI)")
+    os.environ["MLFLOW_TRACKING_URI"] = args.tracking_uri or os.environ["MLFLOW_TRACKING_URI"]
 
 
 def _resolve_manifest(args: argparse.Namespace) -> Resolved | None:

@@ -189,3 +189,15 @@ def test_the_committed_manifests_pin_the_shared_sources(shared_data: tuple[Path,
     resolved = resolve(full, weights.parents[1], weights.parents[1] / "unused-cache")
     assert [d.name for d in resolved.data] == [s.name for s in full.sources]
     assert file_sha256(resolved.weights) == full.weights_sha256
+
+
+def test_a_partial_manifest_cannot_promote(
+    tmp_path: Path, shared: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pets = shared / "datasets" / "pets"
+    path = _manifest(tmp_path, shared, [_source("pets", "datasets/pets", pets)], partial=True)
+    out = tmp_path / "model"
+    argv = ["--manifest", str(path), "--shared", str(shared), "--out", str(out)]
+    argv += ["--champion", str(tmp_path), "--promote", "--tracking-uri", "http://127.0.0.1:9"]
+    assert main([*argv, *TINY]) == 2
+    assert "never promoted" in capsys.readouterr().err and not out.exists()
