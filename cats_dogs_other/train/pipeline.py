@@ -86,20 +86,21 @@ def run_training(cfg: TrainConfig) -> RunResult:
     write_reports(out, metrics, selection.history, cfg.provenance)
     held_out = [pool.paths[i] for i in (*split.test, *split.val)]
     export_model(out, held_out or list(pool.paths), source="held-out test+val files")
-    calibrate_run(out, pool, split)
+    metrics.calibration = calibrate_run(out, pool, split)
     return RunResult(out, metrics, track(cfg, out, metrics))
 
 
-def calibrate_run(out: Path, pool: Pool, split: Split) -> None:
+def calibrate_run(out: Path, pool: Pool, split: Split) -> dict[str, Any] | None:
     """The served probabilities' calibration and the drift references (see reporting)."""
     if not len(split.calibration) or not len(split.test):
         log.info("no calibration: the calibration or test split is empty")
-        return
+        return None
     rows = [(pool.paths[i], int(pool.labels[i])) for i in split.calibration]
     test = [(pool.paths[i], int(pool.labels[i])) for i in split.test]
     report = calibrate_model(out, rows, test)
     write_report(out, report)
     log.info("calibration: %s", report.to_dict()["test_after"])
+    return report.to_dict()
 
 
 def collect(cfg: TrainConfig) -> tuple[Any, Pool]:
