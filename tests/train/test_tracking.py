@@ -174,6 +174,8 @@ def test_the_gate_logs_its_table_and_promotes_by_alias_when_asked(
     assert (
         client.get_model_version_by_alias("cats-dogs-other", "champion").version == version.version
     )
+    registry = ["--champion", "models:/cats-dogs-other@champion"]  # the one in service
+    assert main(["gate", "--model", str(model), *registry, *argv[5:]]) == 0
     logged = client.get_run(run.info.run_id)
     assert logged.data.metrics["champion_gate_passed"] == 1.0
     names = {a.path for a in client.list_artifacts(run.info.run_id)}

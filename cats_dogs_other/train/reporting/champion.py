@@ -92,9 +92,12 @@ def mcnemar_p_worse(only_champion: int, only_challenger: int) -> float:
 
 
 def compare(
-    name: str, labels: Sequence[int], champion: Sequence[int], challenger: Sequence[int],
+    name: str,
+    labels: Sequence[int],
+    champion: Sequence[int],
+    challenger: Sequence[int],
     bar: float | None,
-) -> TargetComparison:  # fmt: skip
+) -> TargetComparison:
     right_a = [a == y for a, y in zip(champion, labels, strict=True)]
     right_b = [b == y for b, y in zip(challenger, labels, strict=True)]
     only_a = sum(a and not b for a, b in zip(right_a, right_b, strict=True))
