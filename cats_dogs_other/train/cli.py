@@ -142,10 +142,10 @@ def _print_summary(result: RunResult) -> None:
 
 
 def _promote(args: argparse.Namespace, _: Sequence[str]) -> int:
-    from cats_dogs_other.train.reporting.champion import refuse_partial
+    from cats_dogs_other.train.reporting.champion import refuse_unpromotable
     from cats_dogs_other.train.versions import promote
 
-    refuse_partial(args.model)
+    refuse_unpromotable(args.model)
     promote(args.model, args.to)
     return 0
 

@@ -72,6 +72,8 @@ def test_a_worse_model_fails_with_the_table(
     out = capsys.readouterr()
     assert "FAILS" in out.out and "more mistakes" in out.out and "not promoted" in out.err
     assert not json.loads((challenger / "metrics.json").read_text())["champion_gate"]["passed"]
+    assert main(["promote", str(challenger), "--to", str(tmp_path / "bundled")]) == 2
+    assert "failed the champion-and-challenger gate" in capsys.readouterr().err
 
 
 def test_an_unloadable_champion_fails_the_run(

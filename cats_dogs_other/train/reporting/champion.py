@@ -249,16 +249,18 @@ def record(model_dir: Path, result: GateResult, run_id: str | None = None) -> No
             mlflow.log_metric("champion_gate_passed", float(result.passed))
 
 
-def refuse_partial(model_dir: Path) -> None:
-    """A model trained from a partial manifest is never promoted."""
+def refuse_unpromotable(model_dir: Path) -> None:
+    """A model trained from a partial manifest, or one that failed the gate, is never
+    promoted."""
     path = Path(model_dir) / "metrics.json"
-    manifest = (
-        json.loads(path.read_text(encoding="utf-8")).get("manifest") if path.is_file() else None
-    )
+    metrics = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    manifest, gate = metrics.get("manifest"), metrics.get("champion_gate")
     if isinstance(manifest, dict) and manifest.get("partial"):
         raise TrainingError(
             f"{model_dir} was trained from a partial dataset manifest: it is never promoted"
         )
+    if isinstance(gate, dict) and not gate.get("passed"):
+        raise TrainingError(f"{model_dir} failed the champion-and-challenger gate: not promoted")
 
 
 def check_promotable(model_dir: Path, alias: str) -> None:
@@ -266,7 +268,7 @@ def check_promotable(model_dir: Path, alias: str) -> None:
     (an alias set in a local default store would be lost)."""
     import os
 
-    refuse_partial(model_dir)
+    refuse_unpromotable(model_dir)
     name, _, version = alias.rpartition("/")
     if not name or not version:
         raise TrainingError(f"--set-alias {alias!r}: expected NAME/VERSION")
