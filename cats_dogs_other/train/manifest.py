@@ -36,6 +36,8 @@ FORMATS = ("ecotag", "folders")
 ARCHIVES = (".tar.gz", ".tgz", ".zip")
 DOWNLOAD_TIMEOUT_S = 60
 MAX_ARCHIVE_BYTES = 4 << 30
+MAX_UNPACKED_BYTES = 16 << 30
+"""An archive whose members add up to more is refused before anything is unpacked."""
 
 
 class ManifestError(TrainingError):
@@ -303,12 +305,14 @@ def unpack(archive: Path, dest: Path) -> None:
             with zipfile.ZipFile(archive) as zf:
                 for info in zf.infolist():
                     _check_member(info.filename, archive, link=(info.external_attr >> 28) == 0xA)
+                _check_size(sum(i.file_size for i in zf.infolist()), archive)
                 zf.extractall(dest)  # noqa: S202 - every member checked above
         else:
             with tarfile.open(archive, "r:gz") as tf:
                 members = tf.getmembers()
                 for m in members:
                     _check_member(m.name, archive, link=not (m.isfile() or m.isdir()))
+                _check_size(sum(m.size for m in members), archive)
                 tf.extractall(dest, members=members, filter="data")
     except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError) as exc:
         raise ManifestError(f"{archive.name} is not a readable archive: {exc}") from exc
@@ -317,6 +321,13 @@ def unpack(archive: Path, dest: Path) -> None:
         top = entries[0].rename(dest.with_name(dest.name + ".top"))
         dest.rmdir()
         top.rename(dest)
+
+
+def _check_size(total: int, archive: Path) -> None:
+    if total > MAX_UNPACKED_BYTES:
+        raise ManifestError(
+            f"{archive.name} unpacks to {total >> 20} MiB, over {MAX_UNPACKED_BYTES >> 30} GiB"
+        )
 
 
 def _check_member(name: str, archive: Path, *, link: bool) -> None:

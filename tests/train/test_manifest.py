@@ -201,3 +201,17 @@ def test_a_partial_manifest_cannot_promote(
     argv += ["--champion", str(tmp_path), "--promote", "--tracking-uri", "http://127.0.0.1:9"]
     assert main([*argv, *TINY]) == 2
     assert "never promoted" in capsys.readouterr().err and not out.exists()
+
+
+def test_an_archive_too_large_once_unpacked_is_refused(
+    tmp_path: Path, shared: Path, archive_server: ArchiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cats_dogs_other.train import manifest as module
+
+    pets = shared / "datasets" / "pets"
+    pack_zip(pets, archive_server.root / "pets-big.zip")
+    monkeypatch.setattr(module, "MAX_UNPACKED_BYTES", 100)  # the photos are larger than that
+    source = _source("pets", archive_server.url("pets-big.zip"), pets)
+    with pytest.raises(ManifestError, match="unpacks to"):
+        resolve(load_manifest(_manifest(tmp_path, shared, [source])), shared, tmp_path / "cache")
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == []
