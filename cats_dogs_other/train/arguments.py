@@ -34,9 +34,10 @@ environment variables:
 TRAIN_DESCRIPTION = (
     "Train the cats/dogs/other classifier on one or more labelled sources and write a NEW "
     "model folder (model.keras, its verified export model.onnx, metadata.json, metrics.json, "
-    "plots, MODEL_CARD.md). Other commands: 'promote DIR' (make DIR the bundled default), "
-    "'ood' (collect out-of-distribution images), 'export' (write model.onnx for an existing "
-    "model folder)."
+    "plots, MODEL_CARD.md), calibrated on its calibration split. Other commands: 'promote DIR' "
+    "(make DIR the bundled default), 'ood' (collect out-of-distribution images), 'export' "
+    "(write model.onnx for an existing model folder), 'calibrate' (calibrate an existing model "
+    "folder), 'gate' (champion and challenger)."
 )
 TTA = {"auto": (False, True), "on": (True,), "off": (False,)}
 """--tta -> the mirror-pass settings tried on the validation split."""

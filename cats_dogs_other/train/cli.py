@@ -93,6 +93,8 @@ def _resolve_manifest(args: argparse.Namespace) -> Resolved | None:
     """``--manifest``: its checked sources and weights become --data and --weights."""
     if args.manifest is None:
         return None
+    if args.data:
+        raise TrainingError("--manifest names the sources: drop --data (or the manifest)")
     from cats_dogs_other.train.manifest import load_manifest, relocate, resolve
 
     locations = dict(_pair(v) for v in args.location)

@@ -177,6 +177,9 @@ def test_a_bad_manifest_trains_nothing(
     out = tmp_path / "model"
     assert main(["--manifest", str(path), "--shared", str(shared), "--out", str(out), *TINY]) == 2
     assert "plain http" in capsys.readouterr().err and not out.exists()
+    both = ["--manifest", str(path), "--data", str(shared), "--out", str(out), *TINY]
+    assert main(both) == 2
+    assert "drop --data" in capsys.readouterr().err and not out.exists()
 
 
 def test_the_committed_manifests_pin_the_shared_sources(shared_data: tuple[Path, Path]) -> None:
