@@ -34,9 +34,10 @@ environment variables:
 TRAIN_DESCRIPTION = (
     "Train the cats/dogs/other classifier on one or more labelled sources and write a NEW "
     "model folder (model.keras, its verified export model.onnx, metadata.json, metrics.json, "
-    "plots, MODEL_CARD.md). Other commands: 'promote DIR' (make DIR the bundled default), "
-    "'ood' (collect out-of-distribution images), 'export' (write model.onnx for an existing "
-    "model folder)."
+    "plots, MODEL_CARD.md), calibrated on its calibration split. Other commands: 'promote DIR' "
+    "(make DIR the bundled default), 'ood' (collect out-of-distribution images), 'export' "
+    "(write model.onnx for an existing model folder), 'calibrate' (calibrate an existing model "
+    "folder), 'gate' (champion and challenger)."
 )
 TTA = {"auto": (False, True), "on": (True,), "off": (False,)}
 """--tta -> the mirror-pass settings tried on the validation split."""
@@ -121,6 +122,7 @@ def _data_options(g: Group) -> None:
         default=paths.default_weights(),
         help="MobileNetV2 ImageNet backbone, Keras 3 .weights.h5 (default: %(default)s)",
     )
+    _manifest_options(g)
     config_option(
         g,
         "backbone",
@@ -305,6 +307,46 @@ def train_config(args: argparse.Namespace, argv: Sequence[str]) -> TrainConfig:
     return TrainConfig(**(parsed | derived))
 
 
+def _manifest_options(g: Group) -> None:
+    g.add_argument(
+        "--manifest",
+        type=Path,
+        help="a dataset manifest (datasets/manifest.json): its sources and weights replace "
+        "--data and --weights, each checked against its sha256 first",
+    )
+    g.add_argument(
+        "--shared",
+        type=Path,
+        default=paths.shared_dir(),
+        help="where the manifest's folder locations are (default: %(default)s)",
+    )
+    g.add_argument(
+        "--location",
+        action="append",
+        default=[],
+        metavar="NAME=URL",
+        help="fetch the manifest's source NAME from URL instead (its sha256 pin stays)",
+    )
+    g.add_argument("--weights-location", help="fetch the manifest's weights from this URL")
+    g.add_argument(
+        "--dataset-cache",
+        type=Path,
+        default=paths.default_dataset_cache(),
+        help="where downloaded archives are unpacked, once (default: %(default)s)",
+    )
+    g.add_argument(
+        "--champion",
+        help="after training, the champion-and-challenger gate against this model folder or "
+        "models:/NAME@champion (exit 3 when the new model is worse)",
+    )
+    g.add_argument(
+        "--promote",
+        action="store_true",
+        help="when the gate passes, point the registered model's MLflow alias 'champion' at "
+        "this run's version (needs --champion, MLflow and a manifest that is not partial)",
+    )
+
+
 # --------------------------------------------------------------------------- other commands
 def promote_parser() -> argparse.ArgumentParser:
     p = command_parser(
@@ -352,4 +394,50 @@ def export_parser(tolerance: float) -> argparse.ArgumentParser:
         help="another folder of images to verify on as well (repeatable)",
     )
     p.add_argument("--tolerance", type=float, default=tolerance)
+    return p
+
+
+def calibrate_parser() -> argparse.ArgumentParser:
+    p = command_parser(
+        "calibrate",
+        "Fit the served probabilities' calibration of a model folder on its calibration split "
+        "and store it with the test split's drift references (metadata.json, metrics.json, "
+        "MODEL_CARD.md; the model files are not touched). The splits are rebuilt from "
+        "metrics.json and the --data folders the run was trained on.",
+    )
+    p.add_argument("--model", type=Path, default=BUNDLED_MODEL, help="default: %(default)s")
+    p.add_argument(
+        "--data",
+        type=Path,
+        action="append",
+        required=True,
+        help="a source the run was trained on, in the run's order (repeat for each)",
+    )
+    p.add_argument("--dry-run", action="store_true", help="print the figures, write nothing")
+    return p
+
+
+def gate_parser() -> argparse.ArgumentParser:
+    p = command_parser(
+        "gate",
+        "Champion and challenger: answer the test photos both runs held out with both models "
+        "(through the wheel) and fail (exit 3) when the challenger is worse on any target. The "
+        "table goes into the challenger's card and metrics.json, the MLflow run (--run-id) and "
+        "$GITHUB_STEP_SUMMARY when set.",
+    )
+    p.add_argument("--model", type=Path, required=True, help="the challenger's model folder")
+    p.add_argument(
+        "--champion",
+        default=str(BUNDLED_MODEL),
+        help="a model folder or models:/NAME@champion (default: the bundled model)",
+    )
+    p.add_argument(
+        "--data", type=Path, action="append", required=True, help="a source (repeat for each)"
+    )
+    p.add_argument("--run-id", help="the challenger's MLflow run, to log the table to")
+    p.add_argument(
+        "--set-alias",
+        metavar="NAME/VERSION",
+        help="when the challenger passes, point NAME's 'champion' alias at VERSION (explicit only)",
+    )
     return p

@@ -1,10 +1,11 @@
-"""Command line: ``python -m cats_dogs_other.train [train|promote|ood|export] ...`` (``train``
-is the default).
+"""Command line: ``python -m cats_dogs_other.train COMMAND ...``, COMMAND one of train (the
+default), promote, ood, export, calibrate, gate.
 
 python -m cats_dogs_other.train --data A --data B --weights W.weights.h5
 python -m cats_dogs_other.train promote models/cats-dogs-other-2026.12.01.093000
 python -m cats_dogs_other.train ood --dest ~/.cache/cats_dogs_other/ood
 python -m cats_dogs_other.train export --model cats_dogs_other/model
+python -m cats_dogs_other.train calibrate --model cats_dogs_other/model --data A --data B
 
 Each command imports what it runs only once it runs, so ``--help`` starts no TensorFlow.
 """
@@ -16,12 +17,14 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cats_dogs_other.train import arguments
+from cats_dogs_other.train import arguments, paths
 from cats_dogs_other.train.errors import TrainingError
 
 if TYPE_CHECKING:
+    from cats_dogs_other.train.manifest import Resolved
     from cats_dogs_other.train.pipeline import RunResult
 
 log = logging.getLogger("cats_dogs_other.train")
@@ -47,11 +50,68 @@ def _setup_tensorflow(threads: int) -> None:
 
 
 def _train(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    resolved = _resolve_manifest(args)  # before TensorFlow: a bad manifest trains nothing
+    _check_promotion(args, resolved)
     _setup_tensorflow(args.threads)
     from cats_dogs_other.train.pipeline import run_training
 
-    _print_summary(run_training(arguments.train_config(args, argv)))
-    return 0
+    result = run_training(arguments.train_config(args, argv))
+    if resolved is not None:
+        from cats_dogs_other.train.reporting.record import update_json
+
+        update_json(result.out / "metrics.json", {"manifest": resolved.record()})
+    _print_summary(result)
+    if not args.champion:
+        return 0
+    tracked = result.tracked
+    alias = None
+    if args.promote:
+        if tracked is None or not tracked.registered_version:
+            raise TrainingError("--promote: the run was not registered in MLflow; nothing promoted")
+        alias = f"{tracked.registered_name}/{tracked.registered_version}"
+    data = list(args.data or [paths.default_data_dir()])
+    return _run_gate(args.champion, result.out, data, tracked.run_id if tracked else None, alias)
+
+
+def _check_promotion(args: argparse.Namespace, resolved: Resolved | None) -> None:
+    """``--promote`` is refused before any training when it could never happen."""
+    if not args.promote:
+        return
+    if not args.champion:
+        raise TrainingError("--promote needs --champion: a model is promoted only past the gate")
+    if resolved is None or resolved.partial:
+        raise TrainingError(
+            "--promote needs a dataset manifest that is not partial (--manifest): a model "
+            "trained on part of the data is never promoted"
+        )
+    if args.no_tracking or not (args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")):
+        raise TrainingError("--promote needs MLflow tracking (MLFLOW_TRACKING_URI)")
+    os.environ["MLFLOW_TRACKING_URI"] = args.tracking_uri or os.environ["MLFLOW_TRACKING_URI"]
+
+
+def _resolve_manifest(args: argparse.Namespace) -> Resolved | None:
+    """``--manifest``: its checked sources and weights become --data and --weights."""
+    if args.manifest is None:
+        return None
+    if args.data:
+        raise TrainingError("--manifest names the sources: drop --data (or the manifest)")
+    from cats_dogs_other.train.manifest import load_manifest, relocate, resolve
+
+    locations = dict(_pair(v) for v in args.location)
+    manifest = relocate(load_manifest(args.manifest), locations, args.weights_location)
+    resolved = resolve(manifest, args.shared, args.dataset_cache)
+    args.data, args.weights = list(resolved.data), resolved.weights
+    if resolved.partial:
+        log.warning("%s is partial: this run trains and reports, never registers", args.manifest)
+        args.register_name = None
+    return resolved
+
+
+def _pair(value: str) -> tuple[str, str]:
+    name, sep, url = value.partition("=")
+    if not sep or not name or not url:
+        raise TrainingError(f"--location {value!r}: expected NAME=URL")
+    return name, url
 
 
 def _print_summary(result: RunResult) -> None:
@@ -84,8 +144,10 @@ def _print_summary(result: RunResult) -> None:
 
 
 def _promote(args: argparse.Namespace, _: Sequence[str]) -> int:
+    from cats_dogs_other.train.reporting.champion import refuse_unpromotable
     from cats_dogs_other.train.versions import promote
 
+    refuse_unpromotable(args.model)
     promote(args.model, args.to)
     return 0
 
@@ -131,6 +193,54 @@ def _export(args: argparse.Namespace, _: Sequence[str]) -> int:
     return 0
 
 
+def _calibrate(args: argparse.Namespace, _: Sequence[str]) -> int:
+    _setup_tensorflow(0)
+    from cats_dogs_other.train.reporting.calibrate import calibrate_model, write_report
+    from cats_dogs_other.train.reporting.heldout import rebuild_held_out
+
+    held = rebuild_held_out(args.model, args.data)
+    report = calibrate_model(
+        args.model,
+        [(path, label) for _, path, label in held.calibration],
+        [(path, label) for _, path, label in held.test],
+    )
+    print(report.markdown())
+    if not args.dry_run:
+        write_report(args.model, report)
+        print(f"\nwritten into {args.model} (metadata.json, metrics.json, MODEL_CARD.md)")
+    return 0
+
+
+def _gate(args: argparse.Namespace, _: Sequence[str]) -> int:
+    _setup_tensorflow(0)
+    return _run_gate(args.champion, args.model, args.data, args.run_id, args.set_alias)
+
+
+def _run_gate(
+    spec: str, model: Path, data: list[Path], run_id: str | None, alias: str | None
+) -> int:
+    """Exit 3 with the table when the challenger is worse; the alias only on an explicit ask."""
+    import tempfile
+
+    from cats_dogs_other.train.reporting import champion
+
+    if alias:
+        champion.check_promotable(model, alias)
+    with tempfile.TemporaryDirectory(prefix="champion-") as scratch:
+        champion_dir, label = champion.resolve_champion(spec, Path(scratch))
+        result = champion.run_gate(champion_dir, model, data, label)
+    champion.record(model, result, run_id)
+    print(result.table())
+    if not result.passed:
+        print("error: the new model is worse than the champion: not promoted", file=sys.stderr)
+        return 3
+    if alias:
+        name, _, version = alias.rpartition("/")
+        champion.set_champion_alias(name, version)
+        print(f"models:/{name}@champion is now version {version}")
+    return 0
+
+
 def _export_parser() -> argparse.ArgumentParser:
     from cats_dogs_other.train.export import TOLERANCE
 
@@ -145,6 +255,8 @@ COMMANDS: dict[str, Command] = {
     "promote": (arguments.promote_parser, _promote),
     "ood": (arguments.ood_parser, _ood),
     "export": (_export_parser, _export),
+    "calibrate": (arguments.calibrate_parser, _calibrate),
+    "gate": (arguments.gate_parser, _gate),
 }
 
 

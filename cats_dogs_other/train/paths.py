@@ -34,6 +34,12 @@ def default_ood_dir() -> Path:
     return Path(cache) / "cats_dogs_other" / "ood"
 
 
+def default_dataset_cache() -> Path:
+    """Where the dataset manifest's downloaded archives are unpacked (a user cache folder)."""
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "cats_dogs_other" / "datasets"
+
+
 def collected_ood_dir() -> Path | None:
     """The default OOD folder once the ``ood`` command has filled it, else None."""
     default = default_ood_dir()

@@ -1,6 +1,7 @@
 """One training run end to end: sources -> features (cached) -> split -> fine-tuning of the
 backbone's top block (on cached activations) -> head selection -> familiarity gate -> rule -> CV
--> model dir -> held-out figures -> card -> ONNX export -> MLflow.
+-> model dir -> held-out figures -> card -> ONNX export -> calibration and drift references
+(:mod:`reporting`) -> MLflow.
 
 Every choice (head shape, class weighting, mirror test-time augmentation, familiarity gate,
 confidence rule) is made on the validation or calibration split; the test split only produces
@@ -44,6 +45,7 @@ from cats_dogs_other.train.outputs import (
     write_model,
     write_reports,
 )
+from cats_dogs_other.train.reporting.calibrate import calibrate_model, write_report
 from cats_dogs_other.train.results import ConfidenceRule, CrossValidation, Metrics
 from cats_dogs_other.train.selection import Selection, refit, select_head
 from cats_dogs_other.train.sources import Pool, build_pool
@@ -84,7 +86,21 @@ def run_training(cfg: TrainConfig) -> RunResult:
     write_reports(out, metrics, selection.history, cfg.provenance)
     held_out = [pool.paths[i] for i in (*split.test, *split.val)]
     export_model(out, held_out or list(pool.paths), source="held-out test+val files")
+    metrics.calibration = calibrate_run(out, pool, split)
     return RunResult(out, metrics, track(cfg, out, metrics))
+
+
+def calibrate_run(out: Path, pool: Pool, split: Split) -> dict[str, Any] | None:
+    """The served probabilities' calibration and the drift references (see reporting)."""
+    if not len(split.calibration) or not len(split.test):
+        log.info("no calibration: the calibration or test split is empty")
+        return None
+    rows = [(pool.paths[i], int(pool.labels[i])) for i in split.calibration]
+    test = [(pool.paths[i], int(pool.labels[i])) for i in split.test]
+    report = calibrate_model(out, rows, test)
+    write_report(out, report)
+    log.info("calibration: %s", report.to_dict()["test_after"])
+    return report.to_dict()
 
 
 def collect(cfg: TrainConfig) -> tuple[Any, Pool]:

@@ -49,6 +49,12 @@ def flat_metrics(metrics: Metrics) -> dict[str, float]:
             out[f"cv_fold_{i + 1}_accuracy"] = acc
     if metrics.ood and metrics.ood.all.value is not None:
         out["ood_other_rate"] = metrics.ood.all.value
+    if metrics.calibration:
+        served = metrics.calibration["test_after"]
+        out["calibrated_test_ece"] = served["ece"]
+        out["calibrated_test_accuracy_at_95_coverage"] = served["accuracy_at_coverage"]
+        if served["confident_mistake_share"] is not None:
+            out["calibrated_test_confident_mistake_share"] = served["confident_mistake_share"]
     out["timing_ms_single_image"] = metrics.timing.ms_single_image
     out["timing_ms_per_image_batch32"] = metrics.timing.ms_per_image_batch32
     out["timing_intra_op_threads"] = float(metrics.timing.intra_op_threads)

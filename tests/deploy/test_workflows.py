@@ -127,6 +127,18 @@ def test_training_is_manual_and_mlflow_is_optional() -> None:
     assert "--out models/trained" in text  # never the bundled default
 
 
+def test_training_uses_the_manifest_and_the_gate_and_promotes_only_when_asked() -> None:
+    workflow = load(REPO_ROOT / ".github" / "workflows" / "train.yml")
+    inputs = workflow["on"]["workflow_dispatch"]["inputs"]
+    assert inputs["manifest"]["default"] == "datasets/course-only.json"  # partial, says so
+    assert inputs["promote"]["default"] is False and "weights-sha256" not in inputs
+    text = (REPO_ROOT / ".github" / "workflows" / "train.yml").read_text()
+    assert '--manifest "$MANIFEST"' in text and '--champion "$CHAMPION"' in text
+    assert 'if [ "$PROMOTE" = "true" ]; then extra+=(--promote); fi' in text
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    assert "--manifest $(MANIFEST)" in makefile and "MANIFEST ?= datasets/manifest.json" in makefile
+
+
 # --- the composite action that calls the API (.github/actions/classify) ----------------------
 
 CLASSIFY_ACTION = REPO_ROOT / ".github" / "actions" / "classify" / "action.yml"

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +18,8 @@ from cats_dogs_other.train.feature_cache import FeatureCache
 from cats_dogs_other.train.results import Metrics
 from cats_dogs_other.train.sources import Pool, build_pool
 from cats_dogs_other.train.versions import BUNDLED_MODEL
+
+from .archives import ArchiveServer, file_sha256, list_sha256, pack_tar, pack_zip, write_manifest
 
 # Train options that make a run take seconds: the random tiny backbone on 32 px images.
 TINY = ["--backbone", "tiny", "--input-size", "32", "--quiet", "--epochs", "40"]
@@ -129,3 +134,80 @@ def _no_ambient_tracking(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Non
     monkeypatch.setenv("CDO_CACHE_DIR", str(tmp_path / "feature-cache"))
     monkeypatch.setenv("CDO_OOD_DIR", str(tmp_path / "no-ood"))
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def write_imagenet_like(root: Path, per_class: int = 10) -> Path:
+    """dog/ and other/ folders, one file per "ImageNet class" (WordNet id names), no cats."""
+    names = make_images(root / "_tmp", per_class, seed=3)
+    for label, folder, base in (("dog", "dog", 2085000), ("other", "other", 3000000)):
+        (root / folder).mkdir(parents=True)
+        for i, n in enumerate(names[label]):
+            shutil.move(str(root / "_tmp" / n), root / folder / f"n0{base + i}_thing_{i}.png")
+    shutil.rmtree(root / "_tmp")
+    return root
+
+
+@pytest.fixture(scope="session")
+def archive_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ArchiveServer]:
+    with ArchiveServer(tmp_path_factory.mktemp("served")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def two_sources(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """An Ecotag export and a folders source, with duplicates across them."""
+    root = tmp_path_factory.mktemp("sources")
+    course = write_ecotag(root / "course", per_class=12)
+    imagenet = write_imagenet_like(root / "imagenet")
+    # a byte-identical copy and a re-encoded, resized copy of course images: both must go
+    shutil.copy(course / "extract" / "dog_03.png", imagenet / "dog" / "n02099999_copy.png")
+    with Image.open(course / "extract" / "other_04.png") as img:
+        img.resize((img.width * 2, img.height * 2)).save(imagenet / "other" / "n04999999_big.jpg")
+    return course, imagenet
+
+
+@dataclass(frozen=True)
+class PipelineRun:
+    out: Path
+    manifest: Path
+    sources: tuple[Path, Path]
+    shared: Path
+    dataset_cache: Path
+
+
+@pytest.fixture(scope="session")
+def pipeline_run(
+    two_sources: tuple[Path, Path],
+    archive_server: ArchiveServer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> PipelineRun:
+    """The session's one tiny-backbone training run, through the real CLI: both sources fetched
+    as archives (a .tar.gz and a .zip) from the loopback server through a dataset manifest."""
+    from cats_dogs_other.train.cli import main
+
+    root = tmp_path_factory.mktemp("pipeline")
+    course, imagenet = two_sources
+    tar = pack_tar(course, archive_server.root / "course.tar.gz")
+    pack_zip(imagenet, archive_server.root / "imagenet.zip")
+    shared = root / "shared"
+    (shared / "weights").mkdir(parents=True)
+    (shared / "weights" / "tiny.weights.h5").write_bytes(b"the tiny backbone needs none")
+    sources = [
+        {"name": "course", "format": "ecotag", "location": archive_server.url(tar.name),
+         "sha256": list_sha256(course), "archive_sha256": file_sha256(tar)},
+        {"name": "imagenet", "format": "folders", "location": archive_server.url("imagenet.zip"),
+         "sha256": list_sha256(imagenet)},
+    ]  # fmt: skip
+    manifest = write_manifest(root / "manifest.json", sources, shared, "weights/tiny.weights.h5")
+    out, cache = root / "model", root / "dataset-cache"
+    argv = ["--manifest", str(manifest), "--shared", str(shared), "--dataset-cache", str(cache)]
+    argv += ["--out", str(out), "--cv-folds", "3", "--cache-dir", str(root / "cache"), "--no-ood"]
+    argv += ["--model-version", "3.1.4", "--hidden", "0", "--weighting", "none,class"]
+    assert main([*argv, "--no-tracking", *TINY]) == 0
+    return PipelineRun(out, manifest, two_sources, shared, cache)
+
+
+@pytest.fixture(scope="session")
+def trained(pipeline_run: PipelineRun) -> Path:
+    """The model folder of the session's training run (never modified by a test)."""
+    return pipeline_run.out

@@ -10,6 +10,7 @@ from dataclasses import replace
 from cats_dogs_other.train.card import render_card
 from cats_dogs_other.train.export import card_section
 from cats_dogs_other.train.provenance import Provenance
+from cats_dogs_other.train.reporting.calibrate import card_section as calibration_section
 from cats_dogs_other.train.results import FineTuneReport, Metrics
 from cats_dogs_other.train.versions import BUNDLED_MODEL
 
@@ -19,12 +20,15 @@ def _committed() -> str:
 
 
 def _rendered(metrics: Metrics) -> str:
-    """The card as a run writes it: the pipeline's part, then the export's section."""
+    """The card as a run writes it: the pipeline's part, the export's section, then the
+    calibration's (from the records metadata.json and metrics.json keep)."""
     command = re.search(r"## Reproduce\n```\n(.*)\n```", _committed())
     assert command is not None
     exported = json.loads((BUNDLED_MODEL / "metadata.json").read_text())["exported"]
+    calibration = json.loads((BUNDLED_MODEL / "metrics.json").read_text())["calibration"]
     card = render_card(metrics, Provenance(command=command.group(1)))
-    return card.rstrip("\n") + "\n\n" + card_section(exported)
+    card = card.rstrip("\n") + "\n\n" + card_section(exported)
+    return card.rstrip("\n") + "\n\n" + calibration_section(calibration)
 
 
 def _lines(text: str, pattern: str) -> list[str]:

@@ -1,13 +1,13 @@
 """The whole pipeline, end to end, on generated data with the ``tiny`` backbone (no weights).
 
-One training run (module fixture) through the real CLI on two sources of different layouts;
-the model directory it writes is then loaded through the wheel, exactly as the API loads it.
+One training run (the session's ``trained`` fixture, see conftest.py) through the real CLI on two
+sources of different layouts, fetched as archives through a dataset manifest; the model
+directory it writes is then loaded through the wheel, exactly as the API loads it.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -19,42 +19,7 @@ from cats_dogs_other.train.outputs import OUTPUT_FILES
 from cats_dogs_other.train.results import Metrics
 from cats_dogs_other.train.versions import BUNDLED_MODEL, promote
 
-from .conftest import COLOURS, TINY, make_images, write_ecotag
-
-
-def write_imagenet_like(root: Path, per_class: int = 10) -> Path:
-    """dog/ and other/ folders, one file per "ImageNet class" (WordNet id names), no cats."""
-    names = make_images(root / "_tmp", per_class, seed=3)
-    for label, folder, base in (("dog", "dog", 2085000), ("other", "other", 3000000)):
-        (root / folder).mkdir(parents=True)
-        for i, n in enumerate(names[label]):
-            shutil.move(str(root / "_tmp" / n), root / folder / f"n0{base + i}_thing_{i}.png")
-    shutil.rmtree(root / "_tmp")
-    return root
-
-
-@pytest.fixture(scope="module")
-def two_sources(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("sources")
-    course = write_ecotag(root / "course", per_class=12)
-    imagenet = write_imagenet_like(root / "imagenet")
-    # a byte-identical copy and a re-encoded, resized copy of course images: both must go
-    shutil.copy(course / "extract" / "dog_03.png", imagenet / "dog" / "n02099999_copy.png")
-    with Image.open(course / "extract" / "other_04.png") as img:
-        img.resize((img.width * 2, img.height * 2)).save(imagenet / "other" / "n04999999_big.jpg")
-    return course, imagenet
-
-
-@pytest.fixture(scope="module")
-def trained(two_sources: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("pipeline")
-    course, imagenet = two_sources
-    out = root / "model"
-    argv = ["--data", str(course), "--data", str(imagenet), "--out", str(out)]
-    argv += ["--cv-folds", "3", "--cache-dir", str(root / "cache"), "--no-ood"]
-    argv += ["--model-version", "3.1.4", "--hidden", "0", "--weighting", "none,class"]
-    assert main([*argv, *TINY]) == 0
-    return out
+from .conftest import COLOURS, TINY, write_ecotag
 
 
 def metrics_of(model_dir: Path) -> dict:
@@ -151,7 +116,7 @@ def test_model_card_carries_the_figures(trained: Path) -> None:
     assert str(m.cross_validation.pooled) in card
     for heading in ("## Targets", "## Data", "## Decisions", "### `course` (test split)"):
         assert heading in card, heading
-    assert "by kind" in card and "## Reproduce" in card and "--data" in card
+    assert "by kind" in card and "## Reproduce" in card and "--manifest" in card
 
 
 def test_the_wheel_loads_and_classifies_new_images(trained: Path, tmp_path: Path) -> None:

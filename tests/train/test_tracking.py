@@ -37,11 +37,17 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def tracked_run(store: tuple[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Any:
+def tracked_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the tracked run's data (``data``) and model folder (``model``) are."""
+    return tmp_path_factory.mktemp("tracked")
+
+
+@pytest.fixture(scope="module")
+def tracked_run(store: tuple[str, Path], tracked_root: Path) -> Any:
     import mlflow
 
     uri, _ = store
-    root = tmp_path_factory.mktemp("tracked")
+    root = tracked_root
     data = write_ecotag(root / "data", per_class=8)
     argv = ["--data", str(data), "--out", str(root / "model"), "--cv-folds", "0", "--no-ood"]
     argv += ["--model-version", "9.9.9"]
@@ -121,6 +127,7 @@ def test_flat_metrics_names_the_headline_figures(bundled_metrics: Metrics) -> No
         ),
         ood=replace(bundled_metrics.ood, all=Proportion(0.6, 3, 5, [0.2, 0.9])),
         timing=Timing(12.5, 3.25, 2, "text is skipped"),
+        calibration=None,
     )
     flat = flat_metrics(metrics)
     assert flat == {
@@ -140,3 +147,36 @@ def test_flat_metrics_names_the_headline_figures(bundled_metrics: Metrics) -> No
         "timing_ms_per_image_batch32": 3.25,
         "timing_intra_op_threads": 2,
     }
+
+
+def test_flat_metrics_carry_the_calibration_figures(bundled_metrics: Metrics) -> None:
+    assert bundled_metrics.calibration is not None
+    served = bundled_metrics.calibration["test_after"]
+    flat = flat_metrics(bundled_metrics)
+    assert flat["calibrated_test_ece"] == served["ece"]
+    assert flat["calibrated_test_confident_mistake_share"] == served["confident_mistake_share"]
+
+
+def test_the_gate_logs_its_table_and_promotes_by_alias_when_asked(
+    tracked_run: Any, tracked_root: Path, store: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, run = tracked_run
+    uri, _ = store
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    (version,) = client.search_model_versions("name='cats-dogs-other'")
+    model = tracked_root / "model"
+    argv = ["gate", "--model", str(model), "--champion", str(model)]
+    argv += ["--data", str(tracked_root / "data"), "--run-id", run.info.run_id]
+    assert main(argv) == 0  # the gate alone: no alias
+    with pytest.raises(Exception, match="alias"):
+        client.get_model_version_by_alias("cats-dogs-other", "champion")
+    assert main([*argv, "--set-alias", f"cats-dogs-other/{version.version}"]) == 0
+    assert (
+        client.get_model_version_by_alias("cats-dogs-other", "champion").version == version.version
+    )
+    registry = ["--champion", "models:/cats-dogs-other@champion"]  # the one in service
+    assert main(["gate", "--model", str(model), *registry, *argv[5:]]) == 0
+    logged = client.get_run(run.info.run_id)
+    assert logged.data.metrics["champion_gate_passed"] == 1.0
+    names = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"champion_gate.md", "champion_gate.json"} <= names

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -130,20 +129,27 @@ class Inference:
 
     def to_result(self, probs_row: Sequence[float] | np.ndarray) -> Result:
         """Apply the model's decision rule; ``values`` are plain floats in class order (what
-        clients index by position), ``probabilities`` the same floats keyed by class name."""
-        values = [float(p) for p in np.asarray(probs_row, dtype=np.float64).reshape(-1)]
-        if len(values) != len(self.classes):
-            raise ValueError(f"expected {len(self.classes)} probabilities, got {len(values)}")
-        if not all(math.isfinite(v) for v in values):
+        clients index by position), ``probabilities`` the same floats keyed by class name.
+
+        The decision rule reads the model's own probabilities; ``values`` are calibrated when
+        the metadata has a calibration (which never changes the argmax)."""
+        raw = np.asarray(probs_row, dtype=np.float64).reshape(-1)
+        if len(raw) != len(self.classes):
+            raise ValueError(f"expected {len(self.classes)} probabilities, got {len(raw)}")
+        if not np.isfinite(raw).all():
             raise ModelOutputError(
                 "the model answered NaN or infinity for this image, so no class can be given; "
                 "the model or its preprocessing is at fault, not the image"
             )
-        best = int(np.argmax(values))
+        best = int(np.argmax(raw))
         prediction = self.classes[best]
         decision = self.metadata.decision
-        if decision is not None and values[best] < decision.threshold:
+        if decision is not None and raw[best] < decision.threshold:
             prediction = decision.fallback
+        calibration = self.metadata.calibration
+        if calibration is not None:
+            raw = calibration.apply(raw, self.classes)
+        values = [float(p) for p in raw]
         probabilities = dict(zip(self.classes, values, strict=True))
         return {"prediction": prediction, "values": values, "probabilities": probabilities}
 

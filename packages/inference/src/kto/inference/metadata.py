@@ -15,6 +15,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from kto.inference.calibration import (
+    Calibration,
+    DriftReference,
+    parse_calibration,
+    parse_drift_reference,
+)
 from kto.inference.errors import ModelLoadError
 
 METADATA_FILENAME = "metadata.json"
@@ -82,6 +88,11 @@ class ModelMetadata:
     """Where this came from: the metadata file's path, or ``"fallback"`` (course contract)."""
     extra: Mapping[str, Any] = field(default_factory=dict)
     """Keys of metadata.json the wheel does not interpret (training details, metrics...)."""
+    calibration: Calibration | None = None
+    """Applied to the probabilities :meth:`Inference.to_result` returns; None: as the model
+    outputs them."""
+    drift_reference: DriftReference | None = None
+    """Answers on held-out photos, for comparing live traffic with them."""
 
     @classmethod
     def fallback(cls, input_size: tuple[int, int] | None = None) -> ModelMetadata:
@@ -102,7 +113,7 @@ class ModelMetadata:
             )
         classes = _classes(data.get("classes", DEFAULT_CLASSES), source)
         known = {"format", "name", "version", "classes", "input_size", "resize"}
-        known |= {"preprocessing", "decision"}
+        known |= {"preprocessing", "decision", "calibration", "drift_reference"}
         return cls(
             name=str(data.get("name", "cats-dogs-other")),
             version=str(data.get("version", "0.0.0")),
@@ -113,6 +124,8 @@ class ModelMetadata:
             resize=_resize(data.get("resize", "bilinear"), source),
             source=source,
             extra={k: v for k, v in data.items() if k not in known},
+            calibration=parse_calibration(data.get("calibration"), classes, source),
+            drift_reference=parse_drift_reference(data.get("drift_reference"), classes, source),
         )
 
     @classmethod
@@ -144,6 +157,8 @@ class ModelMetadata:
             "resize": self.resize,
             "preprocessing": self.preprocessing.to_dict(),
             "decision": self.decision.to_dict() if self.decision else None,
+            **({"calibration": self.calibration.to_dict()} if self.calibration else {}),
+            **({"drift_reference": self.drift_reference.to_dict()} if self.drift_reference else {}),
         }
 
     def write(self, directory: str | Path) -> Path:

@@ -1,0 +1,282 @@
+"""Champion and challenger: a new model replaces the one in service only when, on the same
+held-out photos, it is not worse on any target.
+
+The photos are the files in both runs' test lists (``split.test_files`` of each metrics.json),
+answered by both models through the wheel, as the API answers. A target is a source x true
+class stratum of those photos, plus all of them together. The challenger fails a target when:
+
+* a one-sided exact McNemar test on the paired answers says it is worse (p < ``ALPHA``), or
+* the target has fewer than ``SMALL_N`` photos (where that test cannot fire) and the challenger
+  makes more than ``SMALL_SLACK`` more mistakes than the champion there, or
+* the champion meets the card's bar for that target (:data:`card.TARGETS`) and the challenger
+  does not, or
+* the target has fewer than ``MIN_N`` photos in common: nothing to judge it on.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from cats_dogs_other.train.card import TARGETS
+from cats_dogs_other.train.errors import TrainingError
+from cats_dogs_other.train.reporting.heldout import read_metrics
+from cats_dogs_other.train.sources import list_sources
+
+ALPHA = 0.05
+SMALL_N = 50
+SMALL_SLACK = 1
+MIN_N = 1
+CARD_HEADING = "## Champion and challenger"
+
+
+class GateFailed(TrainingError):
+    """The challenger is worse than the champion on a target; the table says where."""
+
+
+@dataclass(frozen=True)
+class TargetComparison:
+    name: str
+    n: int
+    champion_right: int
+    challenger_right: int
+    only_champion: int
+    """Photos only the champion answers right (McNemar's b)."""
+    only_challenger: int
+    p_worse: float
+    bar: float | None
+    failures: tuple[str, ...]
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+
+@dataclass(frozen=True)
+class GateResult:
+    champion: str
+    challenger: str
+    targets: tuple[TargetComparison, ...]
+
+    @property
+    def passed(self) -> bool:
+        return all(t.passed for t in self.targets)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "champion": self.champion,
+            "challenger": self.challenger,
+            "passed": self.passed,
+            "rules": {
+                "alpha": ALPHA,
+                "small_n": SMALL_N,
+                "small_slack": SMALL_SLACK,
+                "min_n": MIN_N,
+            },
+            "targets": [asdict(t) for t in self.targets],
+        }
+
+    def table(self) -> str:
+        return table(self.to_dict())
+
+
+def mcnemar_p_worse(only_champion: int, only_challenger: int) -> float:
+    """One-sided exact McNemar: P(X >= b) for X ~ Binomial(b + c, 1/2), b the photos only the
+    champion gets right. Small: the challenger is worse beyond chance."""
+    n = only_champion + only_challenger
+    return sum(math.comb(n, k) for k in range(only_champion, n + 1)) / 2**n
+
+
+def compare(
+    name: str,
+    labels: Sequence[int],
+    champion: Sequence[int],
+    challenger: Sequence[int],
+    bar: float | None,
+) -> TargetComparison:
+    right_a = [a == y for a, y in zip(champion, labels, strict=True)]
+    right_b = [b == y for b, y in zip(challenger, labels, strict=True)]
+    only_a = sum(a and not b for a, b in zip(right_a, right_b, strict=True))
+    only_b = sum(b and not a for a, b in zip(right_a, right_b, strict=True))
+    n, k_a, k_b = len(labels), sum(right_a), sum(right_b)
+    p = mcnemar_p_worse(only_a, only_b)
+    failures = []
+    if n < MIN_N:
+        failures.append(f"fewer than {MIN_N} photos in common")
+    if p < ALPHA:
+        failures.append(f"worse by McNemar (p={p:.3g} < {ALPHA})")
+    if n < SMALL_N and (n - k_b) > (n - k_a) + SMALL_SLACK:
+        failures.append(f"{(n - k_b) - (n - k_a)} more mistakes on a target of n < {SMALL_N}")
+    if bar is not None and n and k_a / n >= bar > k_b / n:
+        failures.append(f"misses the bar {bar} the champion meets")
+    return TargetComparison(name, n, k_a, k_b, only_a, only_b, round(p, 4), bar, tuple(failures))
+
+
+def common_test_files(champion_dir: Path, challenger_dir: Path) -> list[str]:
+    a = set(read_metrics(champion_dir)["split"].get("test_files", []))
+    b = read_metrics(challenger_dir)["split"].get("test_files", [])
+    return [name for name in b if name in a]
+
+
+def labelled_files(
+    names: Sequence[str], data: Sequence[Path], classes: tuple[str, ...]
+) -> list[tuple[str, Path, int]]:
+    """(name, path, label) of each ``source/file`` name found in the sources."""
+    found = {
+        f"{info.name}/{s.name}": (s.path, s.label)
+        for info, samples in list_sources(list(data), classes)
+        for s in samples
+    }
+    missing = [n for n in names if n not in found]
+    if missing:
+        raise TrainingError(
+            f"{len(missing)} held-out files are not in the --data sources (first: {missing[0]})"
+        )
+    return [(n, *found[n]) for n in names]
+
+
+def answers(model_dir: Path, paths: Sequence[Path], classes: tuple[str, ...]) -> list[int]:
+    """The served prediction of each file, as an index into ``classes`` (the wheel's own
+    rules; a model whose metadata orders its classes otherwise is compared by name)."""
+    from kto.inference import Inference, ModelLoadError
+
+    try:
+        inference = Inference(model_dir, warmup=False)
+    except ModelLoadError as exc:
+        raise TrainingError(f"cannot load the model {model_dir}: {exc}") from exc
+    out: list[int] = []
+    for i in range(0, len(paths), 32):
+        results = inference.execute_batch(list(paths[i : i + 32]))
+        out += [
+            classes.index(r["prediction"]) if r["prediction"] in classes else -1 for r in results
+        ]
+    return out
+
+
+def _bar(source: str, cls: str) -> float | None:
+    return next((bar for s, cs, _, bar in TARGETS if s == source and cls in cs), None)
+
+
+def run_gate(
+    champion_dir: Path, challenger_dir: Path, data: Sequence[Path], champion_label: str = ""
+) -> GateResult:
+    metrics = read_metrics(challenger_dir)
+    classes = tuple(metrics["model"].get("classes") or ("Cat", "Dog", "Other"))
+    names = common_test_files(champion_dir, challenger_dir)
+    rows = labelled_files(names, data, classes)
+    paths, labels = [p for _, p, _ in rows], [y for _, _, y in rows]
+    champ = answers(champion_dir, paths, classes)
+    chall = answers(challenger_dir, paths, classes)
+    targets = [compare("all", labels, champ, chall, None)]
+    strata = sorted({(n.split("/", 1)[0], y) for n, _, y in rows})
+    for source, y in strata:
+        idx = [i for i, (n, _, lab) in enumerate(rows) if lab == y and n.startswith(source + "/")]
+        targets.append(
+            compare(
+                f"{source} {classes[y]}",
+                [labels[i] for i in idx],
+                [champ[i] for i in idx],
+                [chall[i] for i in idx],
+                _bar(source, classes[y]),
+            )
+        )
+    return GateResult(champion_label or str(champion_dir), str(challenger_dir), tuple(targets))
+
+
+def table(record: dict[str, Any]) -> str:
+    """Markdown: the verdict and one row per target (from :meth:`GateResult.to_dict`)."""
+    verdict = "passes" if record["passed"] else "FAILS"
+    lines = [
+        f"{CARD_HEADING}\n",
+        f"Challenger `{record['challenger']}` against champion `{record['champion']}` on the "
+        f"test photos both held out: the challenger **{verdict}**. A target fails on a one-sided "
+        f"exact McNemar test at alpha {ALPHA}; below n = {SMALL_N}, on more than {SMALL_SLACK} "
+        f"more mistake(s); on missing a bar the champion meets; or with fewer than {MIN_N} "
+        "photo(s) in common.\n",
+        "| target | n | champion right | challenger right | only champion | only challenger "
+        "| p (worse) | bar | verdict |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for t in record["targets"]:
+        bar = "" if t["bar"] is None else f"{t['bar']}"
+        verdict = "pass" if not t["failures"] else "; ".join(t["failures"])
+        lines.append(
+            f"| {t['name']} | {t['n']} | {t['champion_right']} | {t['challenger_right']} | "
+            f"{t['only_champion']} | {t['only_challenger']} | {t['p_worse']} | {bar} | {verdict} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def resolve_champion(spec: str, scratch: Path) -> tuple[Path, str]:
+    """A model folder, or ``models:/NAME@ALIAS`` (``models:/NAME/VERSION``) from MLflow."""
+    if not spec.startswith("models:/"):
+        path = Path(spec)
+        if not (path / "metrics.json").is_file():
+            raise TrainingError(f"champion {spec}: not a model folder with metrics.json")
+        return path, spec
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        local = mlflow.artifacts.download_artifacts(artifact_uri=spec, dst_path=str(scratch))
+    except (MlflowException, OSError) as exc:
+        raise TrainingError(f"cannot fetch the champion {spec}: {exc}") from exc
+    return Path(local), spec
+
+
+def record(model_dir: Path, result: GateResult, run_id: str | None = None) -> None:
+    """Into metrics.json, the card, the MLflow run and, in Actions, the step summary."""
+    import os
+
+    from cats_dogs_other.train.reporting.record import put_card_section, update_json
+
+    update_json(Path(model_dir) / "metrics.json", {"champion_gate": result.to_dict()})
+    put_card_section(model_dir, result.table())
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        with open(summary, "a", encoding="utf-8") as fh:
+            fh.write(result.table() + "\n")
+    if run_id:
+        import mlflow
+
+        with mlflow.start_run(run_id=run_id):
+            mlflow.log_text(result.table(), "champion_gate.md")
+            mlflow.log_dict(result.to_dict(), "champion_gate.json")
+            mlflow.log_metric("champion_gate_passed", float(result.passed))
+
+
+def refuse_unpromotable(model_dir: Path) -> None:
+    """A model trained from a partial manifest, or one that failed the gate, is never
+    promoted."""
+    path = Path(model_dir) / "metrics.json"
+    metrics = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    manifest, gate = metrics.get("manifest"), metrics.get("champion_gate")
+    if isinstance(manifest, dict) and manifest.get("partial"):
+        raise TrainingError(
+            f"{model_dir} was trained from a partial dataset manifest: it is never promoted"
+        )
+    if isinstance(gate, dict) and not gate.get("passed"):
+        raise TrainingError(f"{model_dir} failed the champion-and-challenger gate: not promoted")
+
+
+def check_promotable(model_dir: Path, alias: str) -> None:
+    """Before any work: a promotion needs a full run, ``NAME/VERSION`` and an MLflow server
+    (an alias set in a local default store would be lost)."""
+    import os
+
+    refuse_unpromotable(model_dir)
+    name, _, version = alias.rpartition("/")
+    if not name or not version:
+        raise TrainingError(f"--set-alias {alias!r}: expected NAME/VERSION")
+    if not os.environ.get("MLFLOW_TRACKING_URI"):
+        raise TrainingError("--set-alias needs MLFLOW_TRACKING_URI (the registry to promote in)")
+
+
+def set_champion_alias(name: str, version: str) -> None:
+    from mlflow import MlflowClient
+
+    MlflowClient().set_registered_model_alias(name, "champion", version)

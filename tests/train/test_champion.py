@@ -1,0 +1,102 @@
+"""Champion and challenger: two models answer the same held-out photos through the wheel; a
+worse challenger ends the run non-zero with the table, wherever the table goes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from cats_dogs_other.train.cli import main
+from cats_dogs_other.train.reporting.champion import ALPHA, SMALL_N, compare, mcnemar_p_worse
+
+from .conftest import PipelineRun
+
+
+def test_mcnemar_is_the_exact_one_sided_binomial_tail() -> None:
+    assert mcnemar_p_worse(0, 0) == 1.0
+    assert mcnemar_p_worse(5, 0) == pytest.approx(1 / 32)
+    assert mcnemar_p_worse(4, 0) == pytest.approx(1 / 16)  # four photos cannot fire at 0.05
+    assert mcnemar_p_worse(6, 1) == pytest.approx(8 / 128)
+    assert mcnemar_p_worse(1, 6) > 0.9
+
+
+def test_the_rules_of_one_target() -> None:
+    labels = [0] * 10
+    assert compare("t", labels, labels, [0] * 9 + [1], None).passed  # one more mistake: allowed
+    two_more = compare("t", labels, labels, [0] * 8 + [1, 1], None)
+    assert not two_more.passed and "2 more mistakes" in two_more.failures[0]
+    big = [0] * SMALL_N
+    worse = compare("t", big, big, [1] * 6 + [0] * (SMALL_N - 6), None)
+    assert worse.p_worse < ALPHA and "McNemar" in worse.failures[0]
+    bar = compare("t", big, big, [1] + [0] * (SMALL_N - 1), 0.99)
+    assert bar.failures == ("misses the bar 0.99 the champion meets",)
+    assert not compare("t", [], [], [], None).passed  # nothing in common: nothing to judge
+
+
+def _sources(run: PipelineRun) -> list[str]:
+    return [arg for source in run.sources for arg in ("--data", str(source))]
+
+
+def test_a_model_as_good_as_the_champion_passes(
+    pipeline_run: PipelineRun, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    challenger = shutil.copytree(pipeline_run.out, tmp_path / "challenger")
+    summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    argv = ["gate", "--model", str(challenger), "--champion", str(pipeline_run.out)]
+    assert main([*argv, *_sources(pipeline_run)]) == 0
+    record = json.loads((challenger / "metrics.json").read_text())["champion_gate"]
+    assert record["passed"] and record["targets"][0]["name"] == "all"
+    assert record["targets"][0]["n"] == len(record_test_files(pipeline_run.out))
+    assert "## Champion and challenger" in (challenger / "MODEL_CARD.md").read_text()
+    assert "| all |" in summary.read_text()
+
+
+def record_test_files(model: Path) -> list[str]:
+    return list(json.loads((model / "metrics.json").read_text())["split"]["test_files"])
+
+
+def test_a_worse_model_fails_with_the_table(
+    pipeline_run: PipelineRun, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The same network with Cat and Dog swapped in its metadata: every pet answer is wrong."""
+    challenger = shutil.copytree(pipeline_run.out, tmp_path / "swapped")
+    meta = json.loads((challenger / "metadata.json").read_text())
+    meta["classes"] = ["Dog", "Cat", "Other"]
+    (challenger / "metadata.json").write_text(json.dumps(meta))
+    argv = ["gate", "--model", str(challenger), "--champion", str(pipeline_run.out)]
+    assert main([*argv, *_sources(pipeline_run)]) == 3
+    out = capsys.readouterr()
+    assert "FAILS" in out.out and "more mistakes" in out.out and "not promoted" in out.err
+    assert not json.loads((challenger / "metrics.json").read_text())["champion_gate"]["passed"]
+    assert main(["promote", str(challenger), "--to", str(tmp_path / "bundled")]) == 2
+    assert "failed the champion-and-challenger gate" in capsys.readouterr().err
+
+
+def test_an_unloadable_champion_fails_the_run(
+    pipeline_run: PipelineRun, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    champion = shutil.copytree(pipeline_run.out, tmp_path / "broken")
+    for name in ("model.keras", "model.onnx"):
+        (champion / name).write_bytes(b"not a model")
+    argv = ["gate", "--model", str(pipeline_run.out), "--champion", str(champion)]
+    assert main([*argv, *_sources(pipeline_run)]) == 2
+    assert "cannot load the model" in capsys.readouterr().err
+
+
+def test_a_partial_run_is_never_promoted(
+    pipeline_run: PipelineRun, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    partial = shutil.copytree(pipeline_run.out, tmp_path / "partial")
+    metrics = json.loads((partial / "metrics.json").read_text())
+    assert metrics["manifest"]["partial"] is False  # the session's run records its manifest
+    metrics["manifest"]["partial"] = True
+    (partial / "metrics.json").write_text(json.dumps(metrics))
+    argv = ["gate", "--model", str(partial), "--champion", str(pipeline_run.out)]
+    assert main([*argv, *_sources(pipeline_run), "--set-alias", "m/2"]) == 2
+    assert main(["promote", str(partial), "--to", str(tmp_path / "bundled")]) == 2
+    assert capsys.readouterr().err.count("partial dataset manifest") == 2
+    assert not (tmp_path / "bundled").exists()
