@@ -66,8 +66,7 @@ def recorded_failure() -> StartupError | None:
 def from_config_error(exc: ConfigError) -> StartupError:
     names = ", ".join(exc.names) or "the settings named"
     return StartupError(
-        f"{exc}; fix {names} in the environment and start again "
-        "(`python boot.py --help` lists every setting)",
+        f"{exc}; fix {names} (`python boot.py --help` lists every setting)",
         setting=exc.names[0] if exc.names else None,
     )
 

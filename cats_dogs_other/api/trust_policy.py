@@ -206,8 +206,7 @@ def _rule(entry: Any, where: str, index: int) -> GitHubRule:
         for name, fix in NAME_FIELDS.items():
             if name in entry:
                 raise TrustPolicyError(
-                    f"{where}: {name!r} is not a rule field; names are recycled after a rename "
-                    f"or deletion, so rules match {fix}"
+                    f"{where}: {name!r} is not a rule field: names are recycled, so match {fix}"
                 )
     fields = _mapping(entry, where, RULE_FIELDS)
     for required in ("repository_id", "repository_owner_id"):

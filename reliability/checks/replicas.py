@@ -273,6 +273,7 @@ def fail_open(fleet: Fleet) -> float:
 @dataclass
 class OutageTimes:
     killed: float = 0.0
+    restarting: float = 0.0  # redis-server started again: the outage may end from here on
     restarted: float = 0.0  # Redis answered PING again
 
 
@@ -285,13 +286,14 @@ def store_outage(fleet: Fleet, bounds: Bounds, result: CheckResult) -> None:
         times.killed = time.monotonic()
         cluster.kill_redis()
         time.sleep(bounds.outage_s)
+        times.restarting = time.monotonic()
         cluster.start_redis()
         times.restarted = time.monotonic()
         time.sleep(bounds.recovery_s)  # DPoP must be back within this
 
     shots = load.run(steady_load(fleet, creds, bounds, fault))
     settle = bounds.limits.store_timeout_ms / 1000 + 0.1
-    down = [s for s in shots if times.killed + settle < s.started and s.ended < times.restarted]
+    down = [s for s in shots if times.killed + settle < s.started and s.ended < times.restarting]
     dpop_down = [s for s in down if s.tag == "dpop"]
     bearer = [s for s in shots if s.tag == "bearer"]
     back = [s for s in shots if s.tag == "dpop" and s.started >= times.restarted]

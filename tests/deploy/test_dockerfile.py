@@ -162,7 +162,7 @@ def test_runtime_env_sends_every_write_to_tmp(
     final_stage: list[dockerfile.Command], api_container: dict[str, Any]
 ) -> None:
     env = env_of(final_stage)
-    pod_env = {item["name"]: item["value"] for item in api_container["env"]}
+    pod_env = {item["name"]: item.get("value") for item in api_container["env"]}
     for name in ("HOME", "KERAS_HOME", "MODEL_CACHE_DIR"):
         assert env[name].startswith("/tmp"), name
         assert pod_env[name] == env[name], f"{name} differs between the image and the pod"
