@@ -12,7 +12,7 @@ CLIENT_SRC := $(shell find packages/client/src packages/client/pyproject.toml -t
 SERVE_VENV := .venv-serve
 SERVE_PY := $(SERVE_VENV)/bin/python
 
-.PHONY: setup run serve browser bench-tools test lint train promote bench bench-inference reliability compare clean
+.PHONY: setup run run-replicas serve browser services bench-tools test lint train promote bench bench-inference reliability compare clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,8 +38,13 @@ node_modules/.installed: package.json package-lock.json
 
 setup: $(VENV)/.deps $(VENV)/.client node_modules/.installed
 
-run: setup
+run: setup services
 	$(PY) -m cats_dogs_other.stack
+
+# The same stack with REPLICAS API processes sharing redis-server, behind HAProxy on port 8080.
+REPLICAS ?= 3
+run-replicas: setup services
+	$(PY) -m cats_dogs_other.stack --replicas $(REPLICAS)
 
 # The wheel is built with `build` in the serve environment, then only what the API lists.
 $(SERVE_VENV)/.deps: cats_dogs_other/api/requirements.txt init_packages.sh $(WHEEL_SRC)
@@ -59,7 +64,12 @@ serve: $(SERVE_VENV)/.deps
 browser:
 	bash scripts/install-browser.sh
 
-test: setup browser
+# Debian's redis-server, haproxy and prometheus (promtool) for the replica stack and its
+# fault tests (apt, only when missing).
+services:
+	bash scripts/install-services.sh
+
+test: setup browser services
 	$(PY) -m pytest
 
 lint: setup
@@ -83,13 +93,13 @@ promote: setup
 bench-tools:
 	bash scripts/install-bench-tools.sh
 
-bench: setup bench-tools
+bench: setup bench-tools services
 	$(PY) -m bench
 
 bench-inference: setup
 	$(PY) packages/inference/bench/bench_inference.py
 
-reliability: setup
+reliability: setup services
 	$(PY) -m reliability
 
 # Other JWT validators against the same token battery, in a throwaway venv (.compare/).

@@ -50,6 +50,7 @@ SYSTEMS = {
     "cov": "(c) this API, OpenVINO",
     "d": "(d) this API, TensorFlow backend",
     "c2": "(c') this API, 2 workers",
+    "s": "(s) this API + STATE_URL (Redis) + RATE_LIMIT, beside (c), Bearer and DPoP",
 }
 API_SYSTEMS = ("c", "d", "c2", "cov")
 # (d): the same server and settings on the Keras/TensorFlow backend (the reference path).
@@ -98,6 +99,7 @@ class Run:
     rss_peak_mib: dict[str, float] = field(default_factory=dict)  # VmHWM at the end of the run
     env_mib: dict[str, float] = field(default_factory=dict)  # installed serving environment
     cases: list[dict[str, Any]] = field(default_factory=list)  # bench.contention's points
+    shared_state: dict[str, Any] | None = None  # bench.shared_state.compare, with (s)
 
 
 ENVIRONMENT = """\
@@ -121,7 +123,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3, help="rounds; the median is reported (3)")
     parser.add_argument("--connections", default="1,8,32,64", help="comma-separated (1,8,32,64)")
     parser.add_argument(
-        "--systems", default="a,b,c,d,cov", help="subset of a,b,b2,c,cov,d,c2 (a,b,c,d,cov)"
+        "--systems",
+        default="a,b,c,d,cov,s",
+        help="subset of a,b,b2,c,cov,d,c2,s (a,b,c,d,cov,s)",
     )
     parser.add_argument(
         "--cases", default=",".join(contention.CASES),
@@ -227,6 +231,17 @@ def main(argv: list[str] | None = None) -> int:
                        image_path)  # fmt: skip
             shared.run_round(round_no, servers)
         run.rss_peak_mib = {name: server.peak_rss_mib() for name, server in servers.items()}
+        shared.stop()
+        for server in servers.values():
+            server.stop()
+        servers = {}
+        if "s" in systems:  # on its own, once the other servers have stopped
+            from bench import shared_state  # it imports this module
+
+            run.shared_state = shared_state.compare(
+                issuer, model_path, image, raw_dir / "shared_state", rounds=args.rounds,
+                seconds=args.duration, server_env=server_env,
+            )  # fmt: skip
     finally:
         shared.stop()
         for server in servers.values():
@@ -279,7 +294,7 @@ def _start_servers(
     servers: dict[str, Server] = {}
     try:
         for name in systems:
-            if name == "a":
+            if name in ("a", "s"):  # in-process, and bench.shared_state's own servers
                 continue
             port = free_port()
             started = time.monotonic()
@@ -452,13 +467,18 @@ def _write(run: Run, out: Path) -> None:
     (out / "results.json").write_text(json.dumps(data, indent=1) + "\n")
     summary = report.summarise(data)
     shared = contention.markdown(data, SYSTEMS)
-    (out / "RESULTS.md").write_text(report.markdown(data, summary, SYSTEMS) + shared)
+    from bench import shared_state  # it imports this module
+
+    state = "\n" + shared_state.markdown(run.shared_state) if run.shared_state else ""
+    (out / "RESULTS.md").write_text(report.markdown(data, summary, SYSTEMS) + shared + state)
     report.plot(summary, out / "bench.png", SYSTEMS)
     print(f"[bench] wrote {out / 'RESULTS.md'} and {out / 'bench.png'}", flush=True)
     print(report.table(summary, SYSTEMS), flush=True)
     print(report.targets_text(summary), flush=True)
     if shared:
         print(shared, flush=True)
+    if state:
+        print(state, flush=True)
 
 
 def median(values: list[float]) -> float:

@@ -5,16 +5,21 @@ own session, so Ctrl-C reaches only this supervisor, which then stops them in or
 waits until the API's ``/ready`` answers 200, prints the two curl commands a newcomer needs,
 and on Ctrl-C or SIGTERM stops both children (SIGTERM, wait, then SIGKILL) and exits 0.
 Exits non-zero, with the failing child's last log lines, if the stack does not come up.
+
+``--replicas N`` (N > 1, ``make run-replicas``) starts ``redis-server``, N API replicas sharing
+it through ``STATE_URL`` and HAProxy in front on the API port instead of the one API
+(:mod:`cats_dogs_other.replicas`); the printed commands then go through the load balancer.
 """
 
 import argparse
 import os
 import shlex
+import shutil
 import signal
 import sys
 import tempfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -27,6 +32,7 @@ from cats_dogs_other.api.settings import DEV_TOKEN_PATH
 from cats_dogs_other.dev_issuer.github import DEFAULT_JOB
 from cats_dogs_other.dev_issuer.settings import IssuerSettings
 from cats_dogs_other.loopback import LOOPBACK, ROOT, Child, ChildError
+from cats_dogs_other.replicas import Cluster, ServiceMissingError
 
 SAMPLE_IMAGE = ROOT / "bruno" / "fixtures" / "cat.png"
 REQUIRED_SCOPE = "get::prediction"
@@ -171,7 +177,7 @@ def github_commands(stack: StackSettings, issuer: IssuerSettings) -> list[str]:
     ]
 
 
-def banner(stack: StackSettings, issuer: IssuerSettings) -> str:
+def banner(stack: StackSettings, issuer: IssuerSettings, cluster: Cluster | None = None) -> str:
     api = f"http://{LOOPBACK}:{stack.api_port}"
     get_token, classify = curl_commands(stack, issuer)
     client_id, secret = client_with_scope(issuer)
@@ -190,6 +196,12 @@ def banner(stack: StackSettings, issuer: IssuerSettings) -> str:
             f"cats-dogs-other is ready: API {api} (docs {api}/docs, "
             f"Authorize: {client_id} / {secret})",
             f"development issuer (NOT FOR PRODUCTION): {issuer.issuer}",
+        ]
+    if cluster is not None:
+        replicas = ", ".join(cluster.replica_url(i) for i in range(cluster.replicas))
+        where += [
+            f"HAProxy on {api} balances {cluster.replicas} replicas: {replicas}",
+            f"shared state (STATE_URL): {cluster.state_url}",
         ]
     return "\n".join(
         [
@@ -212,9 +224,64 @@ def banner(stack: StackSettings, issuer: IssuerSettings) -> str:
     )
 
 
+def forwarding_child(name: str, argv: Sequence[str], env: Mapping[str, str]) -> Child:
+    """A child (not started yet) whose output is prefixed with its name and forwarded to ours."""
+    return Child(name, argv, env=env, echo=lambda line: say(f"[{name}] {line}"))
+
+
 def start_child(name: str, argv: list[str], env: Mapping[str, str]) -> Child:
-    """A child whose output is prefixed with its name and forwarded to ours."""
-    return Child(name, argv, env=env, echo=lambda line: say(f"[{name}] {line}")).start()
+    return forwarding_child(name, argv, env).start()
+
+
+def report_stopped(child: Child, code: int | None, grace_s: float) -> None:
+    if child.killed:
+        say(f"the {child.name} did not stop within {grace_s:.0f} s; killed it")
+    say(f"stopped the {child.name} ({describe_exit(code)})")
+
+
+def run_replicas(
+    stack: StackSettings, issuer: IssuerSettings, stop: threading.Event, replicas: int
+) -> int:
+    """Redis, the issuer, ``replicas`` APIs and HAProxy on the API port; as :func:`run`."""
+    workdir = Path(tempfile.mkdtemp(prefix="cats-dogs-other-stack-"))
+    policy = workdir / "trust-policy.yml"
+    policy.write_text(dev_trust_policy(issuer), encoding="utf-8")
+    env = child_environment(stack, issuer, str(policy))
+    cluster = Cluster(
+        replicas=replicas,
+        api_env=env,
+        workdir=workdir,
+        make_child=forwarding_child,
+        python=sys.executable,
+        boot=ROOT / "boot.py",
+        lb_host=stack.api_host,
+        lb_port=stack.api_port,
+    )
+    issuer_child: Child | None = None
+    try:
+        issuer_argv = [sys.executable, "-m", "cats_dogs_other.dev_issuer", "--host", LOOPBACK]
+        issuer_argv += ["--port", str(stack.issuer_port)]
+        issuer_child = start_child("issuer", issuer_argv, env)
+        if not issuer_child.wait_http(issuer.issuer + "health", timeout_s=30, stop=stop):
+            return 0
+        if not cluster.start(ready_timeout_s=stack.ready_timeout_s, stop=stop):
+            return 0
+        say(banner(stack, issuer, cluster))
+        while not stop.wait(0.5):
+            issuer_child.check_alive()
+            cluster.check_alive()
+        return 0
+    except (StackError, ChildError, ServiceMissingError) as error:
+        say(f"\nmake run failed: {error}")
+        return 1
+    finally:
+        for child, code in cluster.stop(stack.stop_timeout_s):
+            report_stopped(child, code, stack.stop_timeout_s)
+        if issuer_child is not None:
+            report_stopped(
+                issuer_child, issuer_child.stop(stack.stop_timeout_s), stack.stop_timeout_s
+            )
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def run(stack: StackSettings, issuer: IssuerSettings, stop: threading.Event) -> int:
@@ -246,16 +313,13 @@ def run(stack: StackSettings, issuer: IssuerSettings, stop: threading.Event) -> 
         return 1
     finally:
         for child in reversed(children):  # the API first: it depends on the issuer
-            code = child.stop(stack.stop_timeout_s)
-            if child.killed:
-                say(f"the {child.name} did not stop within {stack.stop_timeout_s:.0f} s; killed it")
-            say(f"stopped the {child.name} ({describe_exit(code)})")
+            report_stopped(child, child.stop(stack.stop_timeout_s), stack.stop_timeout_s)
         policy_dir.cleanup()
 
 
 STACK_ENVIRONMENT = """\
 environment variables:
-  API_PORT                  API port (default 8080)
+  API_PORT                  API port (default 8080; HAProxy's with --replicas N > 1)
   ISSUER_PORT               development issuer port (default 9000)
   API_HOST                  address the API listens on (default 127.0.0.1)
   STACK_READY_TIMEOUT_S     how long to wait for the API's /ready (default 180)
@@ -266,7 +330,10 @@ environment variables:
   DEV_ISSUER_*              the development issuer's settings
                             (python -m cats_dogs_other.dev_issuer --help)
   anything else             passed to the API (python boot.py --help); OAUTH2_ISSUER,
-                            OAUTH2_AUDIENCE, HOST and PORT are set to wire it to the issuer
+                            OAUTH2_AUDIENCE, HOST and PORT are set to wire it to the issuer;
+                            with --replicas N > 1 also REPLICA_ID, STATE_URL (the stack's
+                            redis-server), DPOP_PUBLIC_URL (HAProxy's URL unless set) and
+                            SHUTDOWN_DRAIN_S (3 unless set)
 """
 
 
@@ -274,15 +341,33 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m cats_dogs_other.stack",
         description="`make run`: start the development issuer and the API wired together, "
-        "print working curl commands, stop both on Ctrl-C. Takes no options.",
+        "print working curl commands, stop everything on Ctrl-C.",
         epilog=STACK_ENVIRONMENT,
         formatter_class=EnvironmentHelpFormatter,
+    )
+    parser.add_argument(
+        "--replicas",
+        type=_positive,
+        default=1,
+        metavar="N",
+        help="API replicas (default 1: the API alone on API_PORT); N > 1 adds redis-server "
+        "(their shared STATE_URL) and HAProxy round-robin on API_PORT (`make run-replicas`)",
     )
     return parser.parse_args(argv)
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 64:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 1 to 64, got {text!r}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
-    parse_args(argv)  # --help prints and exits before anything starts
+    args = parse_args(argv)  # --help prints and exits before anything starts
     stack = StackSettings()
     issuer = IssuerSettings(
         host=LOOPBACK, port=stack.issuer_port, url=f"http://{LOOPBACK}:{stack.issuer_port}/"
@@ -291,11 +376,14 @@ def main(argv: list[str] | None = None) -> int:
 
     def request_stop(signum: int, frame: Any) -> None:
         if not stop.is_set():
-            say(f"\n{signal.Signals(signum).name} received: stopping the API and the issuer")
+            what = "the API and the issuer" if args.replicas == 1 else "the stack"
+            say(f"\n{signal.Signals(signum).name} received: stopping {what}")
         stop.set()
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
+    if args.replicas > 1:
+        return run_replicas(stack, issuer, stop, args.replicas)
     return run(stack, issuer, stop)
 
 

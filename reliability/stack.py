@@ -43,7 +43,7 @@ def child_env(extra: Mapping[str, str]) -> dict[str, str]:
 class Issuer:
     """The development issuer (``python -m cats_dogs_other.dev_issuer``) on a free port."""
 
-    def __init__(self, *, port: int | None = None) -> None:
+    def __init__(self, *, port: int | None = None, env: Mapping[str, str] | None = None) -> None:
         self.port = port or free_port()
         self.url = f"http://{LOOPBACK}:{self.port}/"
         self.jwks_url = self.url + ".well-known/jwks.json"
@@ -51,6 +51,7 @@ class Issuer:
             "DEV_ISSUER_HOST": LOOPBACK,
             "DEV_ISSUER_PORT": str(self.port),
             "DEV_ISSUER_LOG_LEVEL": "WARNING",
+            **(env or {}),
         }
         argv = [sys.executable, "-m", "cats_dogs_other.dev_issuer", "--port", str(self.port)]
         self.process = child("issuer", argv, env)

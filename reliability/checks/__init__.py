@@ -1,4 +1,4 @@
-"""The six checks; each takes a :class:`Context` and fills a :class:`CheckResult`."""
+"""The checks; each takes a :class:`Context` and fills a :class:`CheckResult`."""
 
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +23,7 @@ Check = Callable[[Context, CheckResult], None]
 
 def registry() -> dict[str, tuple[str, Check]]:
     """Check name -> (title, function), in the order ``python -m reliability`` runs them."""
-    from reliability.checks import bombs, fuzz, hostile, keys, shutdown, soak
+    from reliability.checks import bombs, fuzz, hostile, keys, replicas, shutdown, soak
 
     return {
         "fuzz": (fuzz.TITLE, fuzz.run),
@@ -32,4 +32,5 @@ def registry() -> dict[str, tuple[str, Check]]:
         "keys": (keys.TITLE, keys.run),
         "hostile": (hostile.TITLE, hostile.run),
         "bombs": (bombs.TITLE, bombs.run),
+        "replicas": (replicas.TITLE, replicas.run),
     }

@@ -9,7 +9,6 @@ import ast
 from pathlib import Path
 from typing import Any
 
-import kubernetes_validate
 import pytest
 import yaml
 
@@ -21,9 +20,11 @@ from tests.deploy.support import (
     KUBERNETES_VERSIONS,
     OVERLAY_DIRS,
     REPO_ROOT,
+    app_objects,
     by_kind,
     kustomize_build,
     load_yaml_documents,
+    validate_object,
 )
 
 KUSTOMIZATION_DIRS = [BASE_DIR, *OVERLAY_DIRS]
@@ -45,6 +46,7 @@ def _ids(paths: list[Path]) -> list[str]:
 def test_every_kustomization_reference_exists(directory: Path) -> None:
     kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
     references = list(kustomization.get("resources", []))
+    references += list(kustomization.get("components", []))
     references += [patch["path"] for patch in kustomization.get("patches", []) if "path" in patch]
     assert references
     for reference in references:
@@ -56,7 +58,7 @@ def test_every_kustomization_reference_exists(directory: Path) -> None:
 @pytest.mark.parametrize("path", MANIFESTS, ids=_ids(MANIFESTS))
 def test_manifest_validates_strictly(path: Path, version: str) -> None:
     for document in load_yaml_documents(path):
-        kubernetes_validate.validate(document, version, strict=True)
+        validate_object(document, version)
 
 
 @pytest.mark.parametrize("directory", KUSTOMIZATION_DIRS, ids=_ids(KUSTOMIZATION_DIRS))
@@ -65,7 +67,7 @@ def test_kustomization_renders_valid_objects(directory: Path) -> None:
     assert {d["kind"] for d in rendered} >= {"Deployment", "Service", "ConfigMap"}
     for document in rendered:
         for version in KUBERNETES_VERSIONS:
-            kubernetes_validate.validate(document, version, strict=True)
+            validate_object(document, version)
 
 
 def test_auth0_overlay_points_at_a_tenant_and_the_ghcr_image() -> None:
@@ -92,7 +94,7 @@ def test_configmap_is_settings_the_app_accepts(
     directory: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Each key is a setting (no silently ignored typo) and the values load as-is."""
-    config = by_kind(kustomize_build(directory))["ConfigMap"]["data"]
+    config = by_kind(app_objects(kustomize_build(directory)))["ConfigMap"]["data"]
     unknown = {key for key in config if key.lower() not in Settings.model_fields}
     assert not unknown, f"keys the server would ignore: {sorted(unknown)}"
     for key, value in config.items():
@@ -116,7 +118,7 @@ def test_pod_is_locked_down(deployment: dict[str, Any], api_container: dict[str,
     (volume,) = pod["volumes"]
     assert mount["mountPath"] == "/tmp" and mount["name"] == volume["name"]
     assert "emptyDir" in volume
-    env = {item["name"]: item["value"] for item in api_container["env"]}
+    env = {item["name"]: item.get("value") for item in api_container["env"]}
     for name in ("HOME", "KERAS_HOME", "MODEL_CACHE_DIR"):
         assert env[name].startswith("/tmp"), name
 

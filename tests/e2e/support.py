@@ -51,7 +51,7 @@ class E2EModel:
 class StackProcess:
     """``python -m cats_dogs_other.stack`` with its output captured line by line."""
 
-    def __init__(self, model: Path, **extra_env: str) -> None:
+    def __init__(self, model: Path, *args: str, **extra_env: str) -> None:
         self.api_port, self.issuer_port = free_port(), free_port()
         self.api_url = f"http://{LOOPBACK}:{self.api_port}"
         self.issuer_url = f"http://{LOOPBACK}:{self.issuer_port}/"
@@ -70,7 +70,7 @@ class StackProcess:
             **extra_env,
         )
         self.lines: list[str] = []
-        argv = [sys.executable, "-m", "cats_dogs_other.stack"]
+        argv = [sys.executable, "-m", "cats_dogs_other.stack", *args]
         self.process = Child("stack", argv, env=env, echo=self.lines.append, tail_lines=40).start()
 
     @property
