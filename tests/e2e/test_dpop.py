@@ -55,11 +55,11 @@ def test_missing_token_offers_both_schemes(stack: StackProcess) -> None:
     assert schemes == ["Bearer", "DPoP"]
 
 
-def test_the_readme_snippet_runs_against_the_stack(stack: StackProcess) -> None:
-    """The README's Python DPoP client, with the stack's ports, as a user would paste it."""
-    readme = (REPO_ROOT / "README.md").read_text()
+def test_the_docs_snippet_runs_against_the_stack(stack: StackProcess) -> None:
+    """docs/auth.md's Python DPoP client, with the stack's ports, as a user would paste it."""
+    page = (REPO_ROOT / "docs" / "auth.md").read_text()
     marker = "<!-- dpop-snippet: run by tests/e2e/test_dpop.py -->\n```python\n"
-    code = readme.split(marker, 1)[1].split("```", 1)[0]
+    code = page.split(marker, 1)[1].split("```", 1)[0]
     code = code.replace("http://127.0.0.1:9000/", stack.issuer_url)
     code = code.replace("http://127.0.0.1:8080", stack.api_url)
 
