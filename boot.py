@@ -46,7 +46,7 @@ def environment_help() -> str:
     lines += [
         "  MLFLOW_TRACKING_URI        the MLflow server MODEL_URI is resolved against",
         "",
-        "README.md explains each one. Exit status: 0 after a clean shutdown, 2 for invalid",
+        "docs/settings.md explains each one. Exit status: 0 after a clean shutdown, 2 for invalid",
         "settings, 1 for any other start-up failure (one sentence on stderr says which).",
     ]
     return "\n".join(lines)

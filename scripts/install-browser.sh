@@ -21,7 +21,7 @@ if [ "$(id -u)" -ne 0 ]; then
     fi
     SUDO=(sudo)
 fi
-echo "install-browser: installing Debian's chromium and chromium-driver (once, about 100 MB)"
+echo "install-browser: installing Debian's chromium and chromium-driver (once, about 0.5 GB with its libraries)"
 export DEBIAN_FRONTEND=noninteractive
 "${SUDO[@]}" apt-get update -qq
 "${SUDO[@]}" apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null

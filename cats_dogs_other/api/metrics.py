@@ -15,7 +15,7 @@ network) if even that is too much.
 
 Names: every metric carries the ``cats_dogs_other`` namespace, so the API's series never clash
 with another exporter's on the same Prometheus; the HTTP ones then follow the conventional
-``http_requests_total`` / ``http_request_duration_seconds`` names. README.md lists them all.
+``http_requests_total`` / ``http_request_duration_seconds`` names. docs/deployment.md lists them all.
 
 With several uvicorn workers (``WORKERS`` > 1) each process keeps its own counters and a scrape
 reaches one of them; run one worker per container/pod when you need exact fleet-wide figures.
