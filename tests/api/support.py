@@ -169,6 +169,14 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+def dpop(token: str, proof: str | None) -> dict[str, str]:
+    """The headers of a DPoP-bound request (no ``DPoP`` header when ``proof`` is None)."""
+    headers = {"Authorization": f"DPoP {token}"}
+    if proof is not None:
+        headers["DPoP"] = proof
+    return headers
+
+
 def override_principal(app: FastAPI, scopes: frozenset[str] = frozenset({SCOPE})) -> None:
     """How tests skip token validation: replace the dependency, never a setting."""
     app.dependency_overrides[require_principal] = lambda: Principal("test-client", scopes)

@@ -15,22 +15,12 @@ from fastapi.testclient import TestClient
 from cats_dogs_other.api import startup
 from cats_dogs_other.api.settings import Settings
 from cats_dogs_other.api.startup import StartupError
-from tests.api.support import FakeIssuer, bearer, running_app
+from tests.api.support import FakeIssuer, bearer, dpop, running_app
 from tests.dpop_proofs import ProofSigner
 from tests.support.redis_server import RedisServer, fake_store
 
 URL = "http://testserver/model"
 WAIT_S = 10.0
-
-
-@pytest.fixture(scope="module")
-def signer() -> ProofSigner:
-    return ProofSigner()
-
-
-@pytest.fixture(scope="module")
-def bound_token(module_issuer: FakeIssuer, signer: ProofSigner) -> str:
-    return module_issuer.token(cnf={"jkt": signer.jkt})
 
 
 @pytest.fixture
@@ -42,10 +32,6 @@ def replicas(
         one = stack.enter_context(running_app(settings, module_issuer))
         two = stack.enter_context(running_app(settings, module_issuer))
         yield one, two
-
-
-def dpop(token: str, proof: str) -> dict[str, str]:
-    return {"Authorization": f"DPoP {token}", "DPoP": proof}
 
 
 def wait_for(check: Callable[[], Any]) -> Any:
