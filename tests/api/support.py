@@ -165,6 +165,14 @@ def running_app(settings: Settings, issuer: FakeIssuer) -> Iterator[TestClient]:
         yield client
 
 
+@contextlib.contextmanager
+def two_replicas(settings: Settings, issuer: FakeIssuer) -> Iterator[tuple[TestClient, TestClient]]:
+    """Two instances of the real app with the same settings (a shared STATE_URL, say), each
+    with its own lifespan and connection pool, as two replicas would have."""
+    with running_app(settings, issuer) as one, running_app(settings, issuer) as two:
+        yield one, two
+
+
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 

@@ -7,7 +7,6 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
 from typing import Any
 
 import httpx
@@ -19,7 +18,7 @@ from cats_dogs_other.api.rate_limits import RateLimiter, client_key
 from cats_dogs_other.api.settings import Settings
 from cats_dogs_other.api.state_redis import RedisState
 from cats_dogs_other.api.tokens import Principal
-from tests.api.support import FakeIssuer, bearer, running_app, serve
+from tests.api.support import FakeIssuer, bearer, running_app, serve, two_replicas
 from tests.support.redis_server import RedisServer, fake_store
 
 POLICY = re.compile(r'^"images";q=(\d+);w=(\d+)$')
@@ -146,11 +145,8 @@ def shared(
     settings = make_settings(
         rate_limit="5/minute", state_url=redis_url, state_timeout_ms=200, workers=2
     )
-    with ExitStack() as stack:
-        yield (
-            stack.enter_context(running_app(settings, module_issuer)),
-            stack.enter_context(running_app(settings, module_issuer)),
-        )
+    with two_replicas(settings, module_issuer) as replicas:
+        yield replicas
 
 
 def test_the_limit_is_exact_across_instances_and_every_key_expires(
