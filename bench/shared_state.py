@@ -9,7 +9,7 @@ timed loop), both servers are loaded in turn, the order alternating between roun
 neighbour hits both alike. The load generator is Python (asyncio + httpx, a closed loop): wrk
 cannot sign a DPoP proof per request.
 
-Targets (issue #24): p50 of (s) at most 1 ms above (c)'s at one connection (median of the
+Targets: p50 of (s) at most 1 ms above (c)'s at one connection (median of the
 rounds), and (s)'s req/s at least 0.95x (c)'s at 8 connections.
 
 ``python -m bench`` runs it after its rounds when its systems include ``s`` (the default);
