@@ -8,7 +8,7 @@ from typing import NoReturn
 
 import pytest
 
-from cats_dogs_other.replicas import INSTALL_HINT, services_missing
+from cats_dogs_other.replicas import INSTALL_HINT, ServiceMissingError, require
 
 
 def skip_unless_ci(message: str) -> NoReturn:
@@ -20,5 +20,11 @@ def skip_unless_ci(message: str) -> NoReturn:
 
 def require_services() -> None:
     """Everything the multi-replica stack runs (redis-server, haproxy), or skip / fail."""
-    if missing := services_missing():
+    missing = []
+    for binary in ("redis-server", "haproxy"):
+        try:
+            require(binary)
+        except ServiceMissingError:
+            missing.append(binary)
+    if missing:
         skip_unless_ci(f"{', '.join(missing)} not installed; {INSTALL_HINT}")
