@@ -152,7 +152,7 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 
 def targets(summary: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
-    """The issue's shared-cores targets for this API (each backend), as (target, measured, met)."""
+    """The shared-cores targets for this API (each backend), as (target, measured, met)."""
     rows: list[tuple[str, str, bool | None]] = []
     quiet, contended, one = (summary.get(c, {}) for c in ("quiet", "contended", "one-core"))
     naive_q, naive_c = quiet.get("b", {}), contended.get("b", {})

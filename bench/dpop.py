@@ -15,7 +15,6 @@ import asyncio
 import json
 import statistics
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from kto.client.dpop import DPoPKey
 
 from bench.harness import start_api
 from bench.issuer import AUDIENCE, start_issuer
-from bench.load import multipart_body
+from bench.load import closed_loop, multipart_body
 from bench.workload import bench_image, resolve_model
 from cats_dogs_other.loopback import LOOPBACK, free_port
 from tools.procfs import cpu_model, load_average
@@ -48,35 +47,6 @@ class Run:
     def cpu_ms_per_request(self) -> float:
         """Less sensitive to a busy machine than throughput: work done, not time waited."""
         return 1000 * self.server_cpu_s / max(self.requests + self.errors, 1)
-
-
-async def closed_loop(
-    url: str,
-    body: bytes,
-    content_type: str,
-    headers: Callable[[], dict[str, str]],
-    connections: int,
-    seconds: float,
-) -> tuple[int, int]:
-    """``connections`` clients, each sending its next request as soon as the last one returns."""
-    ok = errors = 0
-    deadline = time.monotonic() + seconds
-    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
-
-        async def one_client() -> None:
-            nonlocal ok, errors
-            while time.monotonic() < deadline:
-                response = await client.post(
-                    url, content=body, headers={"Content-Type": content_type, **headers()}
-                )
-                if response.status_code == 200:
-                    ok += 1
-                else:
-                    errors += 1
-
-        await asyncio.gather(*(one_client() for _ in range(connections)))
-    return ok, errors
 
 
 def dpop_token(issuer_url: str, key: DPoPKey) -> str:
@@ -132,11 +102,12 @@ def main(argv: list[str] | None = None) -> int:
             order = ["Bearer", "DPoP"] if round_index % 2 == 0 else ["DPoP", "Bearer"]
             for kind in order:
                 started, cpu_before = time.monotonic(), api.cpu_seconds()
-                ok, errors = asyncio.run(
+                latencies, statuses = asyncio.run(
                     closed_loop(
                         url, body, content_type, kinds[kind], args.connections, args.seconds
                     )
                 )
+                ok, errors = len(latencies), statuses.total()
                 seconds, cpu_s = time.monotonic() - started, api.cpu_seconds() - cpu_before
                 run = Run(kind, ok, errors, seconds, cpu_s)
                 runs.append(run)

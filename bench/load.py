@@ -1,7 +1,8 @@
-"""Load generation (wrk, or hey), the /health probe and /metrics scraping."""
+"""Load generation (wrk, hey or an httpx closed loop), the /health probe, /metrics scraping."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import http.client
 import io
@@ -13,8 +14,12 @@ import subprocess
 import threading
 import time
 import uuid
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import httpx
 
 from bench.procs import http_request
 from cats_dogs_other.loopback import LOOPBACK
@@ -156,6 +161,39 @@ class LoadGenerator:
             p50_ms=percentile(latencies, 50),
             p99_ms=percentile(latencies, 99),
         )
+
+
+async def closed_loop(
+    url: str,
+    body: bytes,
+    content_type: str,
+    headers: Callable[[], dict[str, str]],
+    connections: int,
+    seconds: float,
+) -> tuple[list[float], Counter[str]]:
+    """``connections`` clients, each sending its next request as soon as the last one returns.
+
+    The latencies of the 200s (seconds) and the statuses of anything else, in ``seconds``.
+    """
+    latencies: list[float] = []
+    errors: Counter[str] = Counter()
+    deadline = time.monotonic() + seconds
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    async with httpx.AsyncClient(limits=limits, timeout=30, trust_env=False) as client:
+
+        async def one_client() -> None:
+            while time.monotonic() < deadline:
+                started = time.perf_counter()
+                response = await client.post(
+                    url, content=body, headers={"Content-Type": content_type, **headers()}
+                )
+                if response.status_code == 200:
+                    latencies.append(time.perf_counter() - started)
+                else:
+                    errors[str(response.status_code)] += 1
+
+        await asyncio.gather(*(one_client() for _ in range(connections)))
+    return latencies, errors
 
 
 def percentile(sorted_values: list[float], q: float) -> float:

@@ -9,7 +9,7 @@ timed loop), both servers are loaded in turn, the order alternating between roun
 neighbour hits both alike. The load generator is Python (asyncio + httpx, a closed loop): wrk
 cannot sign a DPoP proof per request.
 
-Targets (issue #24): p50 of (s) at most 1 ms above (c)'s at one connection (median of the
+Targets: p50 of (s) at most 1 ms above (c)'s at one connection (median of the
 rounds), and (s)'s req/s at least 0.95x (c)'s at 8 connections.
 
 ``python -m bench`` runs it after its rounds when its systems include ``s`` (the default);
@@ -35,7 +35,7 @@ from kto.client.dpop import DPoPKey
 from bench.dpop import dpop_token
 from bench.harness import start_api
 from bench.issuer import AUDIENCE, Issuer, start_issuer
-from bench.load import multipart_body
+from bench.load import closed_loop, multipart_body
 from bench.procs import Server
 from bench.workload import bench_image, resolve_model
 from cats_dogs_other.loopback import LOOPBACK, Child, free_port
@@ -61,36 +61,6 @@ class Sample:
     p50_ms: float
     p99_ms: float
     cpu_ms: float  # the API process's CPU time per answered request: steadier on a busy machine
-
-
-async def closed_loop(
-    url: str,
-    body: bytes,
-    content_type: str,
-    headers: Callable[[], dict[str, str]],
-    connections: int,
-    seconds: float,
-) -> tuple[list[float], Counter[str]]:
-    """Latencies of the 200s (seconds) and the statuses of anything else, in ``seconds``."""
-    latencies: list[float] = []
-    errors: Counter[str] = Counter()
-    deadline = time.monotonic() + seconds
-    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-    async with httpx.AsyncClient(limits=limits, timeout=30, trust_env=False) as client:
-
-        async def one_client() -> None:
-            while time.monotonic() < deadline:
-                started = time.perf_counter()
-                response = await client.post(
-                    url, content=body, headers={"Content-Type": content_type, **headers()}
-                )
-                if response.status_code == 200:
-                    latencies.append(time.perf_counter() - started)
-                else:
-                    errors[str(response.status_code)] += 1
-
-        await asyncio.gather(*(one_client() for _ in range(connections)))
-    return latencies, errors
 
 
 def _quantile(values: list[float], q: float) -> float:

@@ -53,17 +53,6 @@ def require(binary: str) -> str:
     return found
 
 
-def services_missing() -> list[str]:
-    """Which of redis-server and haproxy cannot be found (empty when both are there)."""
-    missing = []
-    for binary in ("redis-server", "haproxy"):
-        try:
-            require(binary)
-        except ServiceMissingError:
-            missing.append(binary)
-    return missing
-
-
 def redis_argv(binary: str, port: int, workdir: Path) -> list[str]:
     """A loopback-only, non-persistent Redis that refuses writes when full (never evicts)."""
     return [

@@ -2,7 +2,8 @@
 
 Stands in for an issuer's discovery document and key set where a test wants real HTTP without
 the development issuer: ``documents`` maps a path to its JSON body and is read at each request,
-so a test can fill it once it knows the server's URL. Any other path answers 404.
+so a test can fill it once it knows the server's URL. Any other path answers 404. ``requests``,
+when given, records every path asked for, in order.
 """
 
 from __future__ import annotations
@@ -17,11 +18,15 @@ from cats_dogs_other.loopback import LOOPBACK
 
 
 @contextmanager
-def json_server(documents: Mapping[str, object]) -> Iterator[str]:
+def json_server(
+    documents: Mapping[str, object], requests: list[str] | None = None
+) -> Iterator[str]:
     """Serves ``documents`` until the block ends; yields ``http://127.0.0.1:PORT``."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            if requests is not None:
+                requests.append(self.path)
             found = self.path in documents
             body = json.dumps(documents[self.path] if found else {}).encode()
             self.send_response(200 if found else 404)

@@ -31,6 +31,7 @@ from cats_dogs_other.api.dpop_binding import DPoPBinding, challenge_schemes
 from cats_dogs_other.api.draining import Drain
 from cats_dogs_other.api.errors import install_handlers
 from cats_dogs_other.api.framing import AmbiguousFramingMiddleware
+from cats_dogs_other.api.github_tokens import GitHubTokenValidator
 from cats_dogs_other.api.issuer_check import IssuerCheck
 from cats_dogs_other.api.issuers import IssuerRouter, build_policy_validators, describe
 from cats_dogs_other.api.jwks import DiscoveryDocument, KeyCache
@@ -96,22 +97,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
             follow_redirects=False,
         )
         stack.push_async_callback(client.aclose)
-        discovery = DiscoveryDocument(
-            client, settings.discovery_uri, timeout_s=settings.jwks_fetch_timeout_s
-        )  # one fetch feeds the key cache and the issuer check
-        keys = KeyCache.from_settings(settings, client, discovery)
-        stack.push_async_callback(keys.aclose)
-        keys.start()  # warm the key cache without delaying start-up, retrying until it is
-        issuer_check = IssuerCheck.from_settings(settings, client, discovery)
-        stack.push_async_callback(issuer_check.aclose)
-        issuer_check.start()
+        keys, issuer_check = _start_issuer(settings, client, stack)
         state = await _open_state(settings, stack)
-        policy_validators, policy_keys = build_policy_validators(settings, client, state)
-        for cache in policy_keys:
-            stack.push_async_callback(cache.aclose)
-            cache.start()
-        if policy_validators:
-            logger.info("trusted beside OAUTH2_ISSUER: %s", describe(policy_validators))
+        policy_validators = _start_policy_issuers(settings, client, state, stack)
         drain = Drain(settings.shutdown_drain_s)
         stack.callback(drain.uninstall)
         drain.install(asyncio.get_running_loop())
@@ -151,6 +139,39 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
             inference.sha256[:12],
         )
         yield {"resources": resources}
+
+
+def _start_issuer(
+    settings: Settings, client: httpx.AsyncClient, stack: AsyncExitStack
+) -> tuple[KeyCache, IssuerCheck]:
+    """OAUTH2_ISSUER's key cache and issuer check, fed by one discovery fetch, started now
+    (without delaying start-up: they retry until they succeed) and closed with ``stack``."""
+    discovery = DiscoveryDocument(
+        client, settings.discovery_uri, timeout_s=settings.jwks_fetch_timeout_s
+    )
+    keys = KeyCache.from_settings(settings, client, discovery)
+    stack.push_async_callback(keys.aclose)
+    keys.start()
+    issuer_check = IssuerCheck.from_settings(settings, client, discovery)
+    stack.push_async_callback(issuer_check.aclose)
+    issuer_check.start()
+    return keys, issuer_check
+
+
+def _start_policy_issuers(
+    settings: Settings,
+    client: httpx.AsyncClient,
+    state: InProcessState | RedisState,
+    stack: AsyncExitStack,
+) -> dict[str, GitHubTokenValidator]:
+    """The trust policy's validators, their key caches started now and closed with ``stack``."""
+    validators, caches = build_policy_validators(settings, client, state)
+    for cache in caches:
+        stack.push_async_callback(cache.aclose)
+        cache.start()
+    if validators:
+        logger.info("trusted beside OAUTH2_ISSUER: %s", describe(validators))
+    return validators
 
 
 def _rate_limiter(

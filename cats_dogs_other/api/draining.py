@@ -7,7 +7,7 @@ needs 0: its preStop hook already waits while the endpoint is removed.
 
 uvicorn installs its own SIGTERM handler before the lifespan starts; :meth:`Drain.install`
 (called by the lifespan, in the process's main thread) wraps it and restores it on shutdown.
-A second SIGTERM during the drain, or SIGINT (Ctrl-C), stops at once as before.
+A second SIGTERM during the drain, or SIGINT (Ctrl-C), stops at once.
 """
 
 from __future__ import annotations

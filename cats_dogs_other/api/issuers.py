@@ -11,7 +11,6 @@ token; that issuer's validator then checks ``iss`` again, exactly, on the verifi
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -20,15 +19,15 @@ import httpx
 from cats_dogs_other.api.errors import InvalidTokenError
 from cats_dogs_other.api.github_tokens import GitHubTokenValidator
 from cats_dogs_other.api.jwks import KeyCache
-from cats_dogs_other.api.safe_parsing import UnsafeInputError, decode_jose_segment
 from cats_dogs_other.api.settings import Settings
 from cats_dogs_other.api.state import StateStore
-from cats_dogs_other.api.tokens import MAX_TOKEN_BYTES, Principal, TokenValidator
+from cats_dogs_other.api.tokens import (
+    UNKNOWN_ISSUER,
+    Principal,
+    TokenValidator,
+    unverified_segment,
+)
 from cats_dogs_other.api.trust_policy import TrustedIssuer
-
-logger = logging.getLogger(__name__)
-
-UNKNOWN_ISSUER = "The token was not issued by the configured issuer."
 
 
 class Verifier(Protocol):
@@ -43,20 +42,10 @@ def unverified_issuer(token: str) -> str:
 def unverified_claims(token: str) -> tuple[str, dict[str, Any]]:
     """The ``iss`` and the claims of a token whose signature is not checked yet.
 
-    Parsed as :meth:`TokenValidator.verified_claims` would parse them (same bounds, unique
-    names), so the chosen validator reuses them once the signature over these bytes holds.
+    Parsed by :func:`~cats_dogs_other.api.tokens.unverified_segment`, as the validator parses
+    them, so the chosen validator reuses them once the signature over these bytes holds.
     """
-    if len(token) > MAX_TOKEN_BYTES:
-        raise InvalidTokenError("The token is larger than 8 KiB.", reason="too_large")
-    segments = token.split(".")
-    if len(segments) != 3:
-        raise InvalidTokenError("The token is not a signed JWT.", reason="malformed")
-    try:
-        claims = decode_jose_segment(segments[1], max_bytes=MAX_TOKEN_BYTES)
-    except UnsafeInputError as exc:
-        raise InvalidTokenError(
-            f"The token's claims are not readable: {exc}.", reason="malformed"
-        ) from None
+    claims = unverified_segment(token, 1)
     issuer = claims.get("iss")
     if not isinstance(issuer, str):
         raise InvalidTokenError(UNKNOWN_ISSUER, reason="invalid_iss")

@@ -15,7 +15,8 @@ network) if even that is too much.
 
 Names: every metric carries the ``cats_dogs_other`` namespace, so the API's series never clash
 with another exporter's on the same Prometheus; the HTTP ones then follow the conventional
-``http_requests_total`` / ``http_request_duration_seconds`` names. docs/deployment.md lists them all.
+``http_requests_total`` / ``http_request_duration_seconds`` names. docs/deployment.md lists
+them all.
 
 With several uvicorn workers (``WORKERS`` > 1) each process keeps its own counters and a scrape
 reaches one of them; run one worker per container/pod when you need exact fleet-wide figures.
@@ -91,6 +92,21 @@ class Metrics:
             "model_output_invalid", "Answers refused (500) because the model output NaN or inf.",
             namespace=ns, registry=r,
         )  # fmt: skip
+        self.predictions_total = Counter(
+            "predictions", "Answers given, by predicted class.",
+            ["class_name"], namespace=ns, registry=r,
+        )  # fmt: skip
+        self.top_probability = Histogram(
+            "top_probability", "The probability of each answer's predicted class.",
+            buckets=TOP_PROBABILITY_EDGES, namespace=ns, registry=r,
+        )  # fmt: skip
+        self._counted_classes: frozenset[str] = frozenset()
+        self._add_fleet_metrics()
+
+    def _add_fleet_metrics(self) -> None:
+        """What several replicas sharing a state store report: who answered, the store's
+        health and errors, and the per-client limit's refusals."""
+        r, ns = self.registry, NAMESPACE
         self.replica_info = Info(
             "replica", "This process's REPLICA_ID (default: the host name).",
             namespace=ns, registry=r,
@@ -108,15 +124,6 @@ class Metrics:
             "rate_limited", "Requests refused with 429 by the per-client limit (no client label).",
             namespace=ns, registry=r,
         )  # fmt: skip
-        self.predictions_total = Counter(
-            "predictions", "Answers given, by predicted class.",
-            ["class_name"], namespace=ns, registry=r,
-        )  # fmt: skip
-        self.top_probability = Histogram(
-            "top_probability", "The probability of each answer's predicted class.",
-            buckets=TOP_PROBABILITY_EDGES, namespace=ns, registry=r,
-        )  # fmt: skip
-        self._counted_classes: frozenset[str] = frozenset()
         for use in STORE_USES:  # present at 0 from the start, for rules and dashboards
             self.state_store_errors_total.labels(use=use)
 

@@ -1,6 +1,6 @@
 """State shared by every process that serves the API: records of things used once.
 
-``STATE_URL`` unset gives :class:`InProcessState` (one process; today's behaviour); a ``redis://``,
+``STATE_URL`` unset gives :class:`InProcessState` (one process); a ``redis://``,
 ``rediss://`` or ``unix://`` URL gives :class:`~cats_dogs_other.api.state_redis.RedisState`,
 shared by every worker and replica. Callers depend only on :class:`StateStore`, which the
 lifespan builds with :func:`open_state` and routes reach through ``StateDep``.

@@ -45,8 +45,9 @@ UNSUPPORTED_HEADERS = {
     "crit": "The token requires header extensions (crit) that this API does not support.",
 }
 
+UNKNOWN_ISSUER = "The token was not issued by the configured issuer."
 _CLAIM_MESSAGES = {
-    "iss": "The token was not issued by the configured issuer.",
+    "iss": UNKNOWN_ISSUER,
     "aud": "The token is not meant for this API (audience).",
     "nbf": "The token is not valid yet (nbf).",
     "iat": "The token claims to be issued in the future (iat).",
@@ -107,6 +108,26 @@ def bound_key_of(claims: Mapping[str, Any]) -> str | None:
             "The token's confirmation (cnf) is not a DPoP key thumbprint (jkt).", reason="cnf"
         )
     return jkt
+
+
+def unverified_segment(token: str, index: int) -> dict[str, Any]:
+    """The header (0) or claims (1) of a compact JWS whose signature is not checked yet.
+
+    The token's size and shape are checked first, and the segment is parsed with bounds and
+    unique names, so what the issuer router reads is what the validator would read.
+    """
+    if len(token) > MAX_TOKEN_BYTES:
+        raise InvalidTokenError("The token is larger than 8 KiB.", reason="too_large")
+    segments = token.split(".")
+    if len(segments) != 3:
+        raise InvalidTokenError("The token is not a signed JWT.", reason="malformed")
+    try:
+        return decode_jose_segment(segments[index], max_bytes=MAX_TOKEN_BYTES)
+    except UnsafeInputError as exc:
+        part = ("header", "claims")[index]
+        raise InvalidTokenError(
+            f"The token's {part} is not readable: {exc}.", reason="malformed"
+        ) from None
 
 
 class TokenValidator:
@@ -170,17 +191,7 @@ class TokenValidator:
         return self._verify_signature(token, key, header["alg"], payload)
 
     def _check_header(self, token: str) -> dict[str, Any]:
-        if len(token) > MAX_TOKEN_BYTES:
-            raise InvalidTokenError("The token is larger than 8 KiB.", reason="too_large")
-        segments = token.split(".")
-        if len(segments) != 3:
-            raise InvalidTokenError("The token is not a signed JWT.", reason="malformed")
-        try:
-            header = decode_jose_segment(segments[0], max_bytes=MAX_TOKEN_BYTES)
-        except UnsafeInputError as exc:
-            raise InvalidTokenError(
-                f"The token's header is not readable: {exc}.", reason="malformed"
-            ) from None
+        header = unverified_segment(token, 0)
         for name, message in UNSUPPORTED_HEADERS.items():
             if name in header:
                 raise InvalidTokenError(message, reason=f"unsupported_{name}")

@@ -1,4 +1,4 @@
-"""API fixtures: RSA keys generated here, the fake issuer, settings, and running apps."""
+"""API fixtures: RSA keys generated here, the fake issuer, DPoP keys, settings, running apps."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from tests.api.support import (
     png,
     running_app,
 )
+from tests.dpop_proofs import ProofSigner
 from tests.json_server import json_server
 
 
@@ -41,6 +42,18 @@ def issuer(rsa_keys: dict[str, RSAKey]) -> FakeIssuer:
 @pytest.fixture(scope="module")
 def module_issuer(rsa_keys: dict[str, RSAKey]) -> FakeIssuer:
     return FakeIssuer(rsa_keys)
+
+
+@pytest.fixture(scope="module")
+def signer() -> ProofSigner:
+    """A DPoP key pair and proof builder."""
+    return ProofSigner()
+
+
+@pytest.fixture(scope="module")
+def bound_token(module_issuer: FakeIssuer, signer: ProofSigner) -> str:
+    """An access token bound to ``signer``'s key (cnf.jkt)."""
+    return module_issuer.token(cnf={"jkt": signer.jkt})
 
 
 @pytest.fixture(scope="session")

@@ -1,60 +1,36 @@
 """Loopback issuers for the trust-policy tests: real HTTP, keys made in the tests, requests counted.
 
 :class:`LoopbackIssuers` serves several issuers' discovery documents and key sets from one
-standard-library server on 127.0.0.1 (the documents map a path to its JSON body; any other path
-answers 404) and records every path asked for, so a test can prove that a token naming an
-unknown issuer caused no request at all.
+:func:`~tests.json_server.json_server` on 127.0.0.1 (the documents map a path to its JSON body;
+any other path answers 404) and records every path asked for, so a test can prove that a token
+naming an unknown issuer caused no request at all.
 """
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from typing import Any
 
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 
 from cats_dogs_other.dev_issuer.github import job_claims
-from cats_dogs_other.loopback import LOOPBACK
+from tests.json_server import json_server
 
 
+@dataclass
 class LoopbackIssuers:
-    """Documents by path, served until :meth:`close`; ``url`` is ``http://127.0.0.1:PORT``."""
+    """Documents by path, served by :func:`loopback_issuers` at ``url`` (127.0.0.1)."""
 
-    def __init__(self) -> None:
-        self.documents: dict[str, Any] = {}
-        self.requests: list[str] = []
-        self._lock = threading.Lock()
-        issuers = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                with issuers._lock:
-                    issuers.requests.append(self.path)
-                    found = self.path in issuers.documents
-                    document = issuers.documents.get(self.path, {})
-                body = json.dumps(document).encode()
-                self.send_response(200 if found else 404)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer((LOOPBACK, 0), Handler)
-        self.url = f"http://{LOOPBACK}:{self._server.server_address[1]}"
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+    url: str
+    documents: dict[str, object]
+    requests: list[str]
 
     @property
     def request_count(self) -> int:
-        with self._lock:
-            return len(self.requests)
+        return len(self.requests)
 
     def publish(self, issuer: str, keys: list[RSAKey], *, jwks_path: str) -> None:
         """Discovery for ``issuer`` (under this server) naming ``jwks_path`` on this server."""
@@ -65,18 +41,14 @@ class LoopbackIssuers:
         }
         self.documents[jwks_path] = {"keys": [key.as_dict(private=False) for key in keys]}
 
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
 
 @contextmanager
 def loopback_issuers() -> Iterator[LoopbackIssuers]:
-    issuers = LoopbackIssuers()
-    try:
-        yield issuers
-    finally:
-        issuers.close()
+    """A :func:`~tests.json_server.json_server` that records the paths asked for."""
+    documents: dict[str, object] = {}
+    requests: list[str] = []
+    with json_server(documents, requests) as url:
+        yield LoopbackIssuers(url, documents, requests)
 
 
 def rsa_key(kid: str) -> RSAKey:

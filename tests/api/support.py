@@ -10,11 +10,14 @@ import contextlib
 import importlib.util
 import io
 import json
+import os
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -31,6 +34,7 @@ from cats_dogs_other.api.http_protocols import default_protocol
 from cats_dogs_other.api.security import require_principal
 from cats_dogs_other.api.settings import Settings
 from cats_dogs_other.api.tokens import Principal
+from cats_dogs_other.loopback import LOOPBACK, Child, free_port
 
 ISSUER = "https://issuer.test/"
 AUDIENCE = "https://cats-dogs-other.test"
@@ -53,6 +57,35 @@ def valid_claims(**overrides: Any) -> dict[str, Any]:
         "gty": "client-credentials",
         **overrides,
     }
+
+
+def start_boot(
+    repo_root: Path, issuer: str, model: Path, logs: Path, **env: str
+) -> tuple[Child, str]:
+    """``python boot.py`` as a real process on a free loopback port, trusting ``issuer``.
+
+    ``env`` adds to the environment; stdout goes to ``logs/stdout.log``, stderr to
+    ``logs/stderr.log``. Returns the started process and its base URL.
+    """
+    port = free_port()
+    environment = {
+        **os.environ,
+        "OAUTH2_ISSUER": issuer,
+        "OAUTH2_AUDIENCE": AUDIENCE,
+        "MODEL_PATH": str(model),
+        "HOST": LOOPBACK,
+        "PORT": str(port),
+        **env,
+    }
+    api = Child(
+        "api",
+        [sys.executable, "boot.py"],
+        env=environment,
+        cwd=repo_root,
+        log_path=logs / "stdout.log",
+        stderr_path=logs / "stderr.log",
+    ).start()
+    return api, f"http://{LOOPBACK}:{port}"
 
 
 @dataclass
@@ -132,8 +165,24 @@ def running_app(settings: Settings, issuer: FakeIssuer) -> Iterator[TestClient]:
         yield client
 
 
+@contextlib.contextmanager
+def two_replicas(settings: Settings, issuer: FakeIssuer) -> Iterator[tuple[TestClient, TestClient]]:
+    """Two instances of the real app with the same settings (a shared STATE_URL, say), each
+    with its own lifespan and connection pool, as two replicas would have."""
+    with running_app(settings, issuer) as one, running_app(settings, issuer) as two:
+        yield one, two
+
+
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+def dpop(token: str, proof: str | None) -> dict[str, str]:
+    """The headers of a DPoP-bound request (no ``DPoP`` header when ``proof`` is None)."""
+    headers = {"Authorization": f"DPoP {token}"}
+    if proof is not None:
+        headers["DPoP"] = proof
+    return headers
 
 
 def override_principal(app: FastAPI, scopes: frozenset[str] = frozenset({SCOPE})) -> None:

@@ -4,44 +4,26 @@ token, real upload, JSON logs on stdout, and the token nowhere in the output."""
 from __future__ import annotations
 
 import json
-import os
-import sys
-import time
 
 import httpx
 from joserfc import jwt
 
-from cats_dogs_other.loopback import LOOPBACK, Child, free_port
-from tests.api.support import AUDIENCE, SCOPE
+from tests.api.support import start_boot, valid_claims
 
 
 def test_boot_serves_uploads_with_json_logs(
     repo_root, loopback_issuer, rsa_keys, tiny_model, images, tmp_path
 ) -> None:
-    port = free_port()
-    env = {
-        **os.environ,
-        "OAUTH2_ISSUER": loopback_issuer,
-        "OAUTH2_AUDIENCE": AUDIENCE,
-        "MODEL_PATH": str(tiny_model),
-        "HOST": LOOPBACK,
-        "PORT": str(port),
-        "LOG_LEVEL": "DEBUG",
-        "TF_CPP_MIN_LOG_LEVEL": "0",  # TensorFlow's C++ lines must arrive as JSON too
-    }
-    now = int(time.time())
-    claims = {"iss": loopback_issuer, "aud": AUDIENCE, "sub": "boot-client@clients",
-              "azp": "boot-client", "iat": now, "exp": now + 300, "scope": SCOPE}  # fmt: skip
+    claims = valid_claims(iss=loopback_issuer, sub="boot-client@clients", azp="boot-client")
     token = jwt.encode({"alg": "RS256", "kid": "key-1"}, claims, rsa_keys["key-1"])
-    api = Child(
-        "api",
-        [sys.executable, "boot.py"],
-        env=env,
-        cwd=repo_root,
-        log_path=tmp_path / "stdout.log",
-        stderr_path=tmp_path / "stderr.log",
-    ).start()
-    base = f"http://{LOOPBACK}:{port}"
+    api, base = start_boot(
+        repo_root,
+        loopback_issuer,
+        tiny_model,
+        tmp_path,
+        LOG_LEVEL="DEBUG",
+        TF_CPP_MIN_LOG_LEVEL="0",  # TensorFlow's C++ lines must arrive as JSON too
+    )
     try:
         api.wait_http(base + "/ready", timeout_s=90, interval_s=0.3)
         response = httpx.post(

@@ -25,30 +25,13 @@ from cats_dogs_other.api.dpop import DPOP_ALGORITHMS, ProofError, ProofVerifier,
 from cats_dogs_other.api.dpop_nonce import NonceSource
 from cats_dogs_other.api.replay_cache import ReplayCache
 from cats_dogs_other.api.settings import Settings
-from tests.api.support import FakeIssuer, b64json, b64url, bearer, running_app, serve
+from tests.api.support import FakeIssuer, b64json, b64url, bearer, dpop, running_app, serve
 from tests.dpop_proofs import ProofSigner
 
 URL = "http://testserver/model"
 REALM = 'realm="cats-dogs-other"'
 ALGS = 'algs="ES256 ES384 PS256 RS256"'
 NONCE_SECRET = "n" * 32
-
-
-@pytest.fixture(scope="module")
-def signer() -> ProofSigner:
-    return ProofSigner()
-
-
-@pytest.fixture(scope="module")
-def bound_token(module_issuer: FakeIssuer, signer: ProofSigner) -> str:
-    return module_issuer.token(cnf={"jkt": signer.jkt})
-
-
-def dpop(token: str, proof: str | None) -> dict[str, str]:
-    headers = {"Authorization": f"DPoP {token}"}
-    if proof is not None:
-        headers["DPoP"] = proof
-    return headers
 
 
 def challenges(response: Any) -> list[str]:

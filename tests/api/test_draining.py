@@ -8,7 +8,6 @@ import asyncio
 import json
 import os
 import signal
-import sys
 import time
 from pathlib import Path
 from types import FrameType
@@ -18,8 +17,7 @@ from joserfc import jwt
 from joserfc.jwk import RSAKey
 
 from cats_dogs_other.api.draining import Drain
-from cats_dogs_other.loopback import LOOPBACK, Child, free_port
-from tests.api.support import AUDIENCE, SCOPE
+from tests.api.support import start_boot, valid_claims
 
 DRAIN_S = 3.0
 
@@ -68,32 +66,18 @@ def test_boot_drains_on_sigterm_with_a_shared_store(
     redis_url: str,
     tmp_path: Path,
 ) -> None:
-    port = free_port()
-    env = {
-        **os.environ,
-        "OAUTH2_ISSUER": loopback_issuer,
-        "OAUTH2_AUDIENCE": AUDIENCE,
-        "MODEL_PATH": str(tiny_model),
-        "HOST": LOOPBACK,
-        "PORT": str(port),
-        "STATE_URL": redis_url,
-        "RATE_LIMIT": "100/minute",
-        "REPLICA_ID": "replica-boot",
-        "SHUTDOWN_DRAIN_S": str(DRAIN_S),
-    }
-    now = int(time.time())
-    claims = {"iss": loopback_issuer, "aud": AUDIENCE, "sub": "drain@clients", "azp": "drain",
-              "iat": now, "exp": now + 300, "scope": SCOPE}  # fmt: skip
+    claims = valid_claims(iss=loopback_issuer, sub="drain@clients", azp="drain")
     token = jwt.encode({"alg": "RS256", "kid": "key-1"}, claims, rsa_keys["key-1"])
-    api = Child(
-        "api",
-        [sys.executable, "boot.py"],
-        env=env,
-        cwd=repo_root,
-        log_path=tmp_path / "stdout.log",
-        stderr_path=tmp_path / "stderr.log",
-    ).start()
-    base = f"http://{LOOPBACK}:{port}"
+    api, base = start_boot(
+        repo_root,
+        loopback_issuer,
+        tiny_model,
+        tmp_path,
+        STATE_URL=redis_url,
+        RATE_LIMIT="100/minute",
+        REPLICA_ID="replica-boot",
+        SHUTDOWN_DRAIN_S=str(DRAIN_S),
+    )
     upload = {"file": ("red.png", images["red"], "image/png")}
     try:
         api.wait_http(base + "/ready", timeout_s=90, interval_s=0.3)

@@ -25,7 +25,13 @@ from cats_dogs_other.api.github_policy import REQUIRED_CLAIMS
 from cats_dogs_other.api.rate_limits import client_key
 from cats_dogs_other.api.settings import ConfigError, load_settings
 from cats_dogs_other.api.tokens import Principal
-from tests.api.oidc_support import LoopbackIssuers, github_token, rsa_key, sign
+from tests.api.oidc_support import (
+    LoopbackIssuers,
+    github_token,
+    loopback_issuers,
+    rsa_key,
+    sign,
+)
 from tests.api.support import AUDIENCE, SCOPE, png, serve_app, valid_claims
 
 REPO_ID, OWNER_ID = "123456789", "987654"
@@ -110,8 +116,7 @@ def world(make_settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[W
         "gh-shared": rsa_key("shared"),
         "ghe": rsa_key("ghe-key"),
     }
-    auth0, github = LoopbackIssuers(), LoopbackIssuers()
-    try:
+    with loopback_issuers() as auth0, loopback_issuers() as github:
         auth0.publish(auth0.url + "/", [keys["a0"], keys["a0-shared"]], jwks_path="/jwks.json")
         github.publish(github.url, [keys["gh"], keys["gh-shared"]], jwks_path="/.well-known/jwks")
         github.publish(github.url + "/enterprise", [keys["ghe"]], jwks_path="/enterprise/jwks")
@@ -127,9 +132,6 @@ def world(make_settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[W
             httpx.Client(base_url=f"http://{served.host}:{served.port}", timeout=10) as api,
         ):
             yield World(api, auth0, github, keys, str(policy))
-    finally:
-        auth0.close()
-        github.close()
 
 
 def assert_401(response: httpx.Response, fragment: str = "") -> None:

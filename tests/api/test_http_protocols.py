@@ -11,9 +11,7 @@ deadline when the body trickles in forever.
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
-import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -24,8 +22,8 @@ import pytest
 from cats_dogs_other.api.app import create_app
 from cats_dogs_other.api.http_protocols import DEADLINE_KEEP_ALIVES, HTTP_PROTOCOLS
 from cats_dogs_other.api.request_head import MAX_FIELDS, MAX_HEAD_BYTES, MAX_LINE_BYTES
-from cats_dogs_other.loopback import LOOPBACK, Child, free_port
-from tests.api.support import AUDIENCE, PARSERS, serve
+from cats_dogs_other.loopback import LOOPBACK
+from tests.api.support import PARSERS, serve, start_boot
 
 KEEP_ALIVE_S = 1
 DEADLINE_S = KEEP_ALIVE_S * DEADLINE_KEEP_ALIVES
@@ -329,14 +327,10 @@ def resident_bytes(pid: int) -> int:
 def test_memory_returns_after_a_flood_of_oversized_heads(
     repo_root, loopback_issuer, tiny_model, tmp_path
 ) -> None:
-    port = free_port()
-    env = {**os.environ, "OAUTH2_ISSUER": loopback_issuer, "OAUTH2_AUDIENCE": AUDIENCE,
-           "MODEL_PATH": str(tiny_model), "HOST": LOOPBACK, "PORT": str(port)}  # fmt: skip
-    api = Child("api", [sys.executable, "boot.py"], env=env, cwd=repo_root,
-                log_path=tmp_path / "api.log").start()  # fmt: skip
-    address = (LOOPBACK, port)
+    api, base = start_boot(repo_root, loopback_issuer, tiny_model, tmp_path)
+    address = (LOOPBACK, int(base.rsplit(":", 1)[1]))
     try:
-        api.wait_http(f"http://{LOOPBACK}:{port}/health", timeout_s=90, interval_s=0.2)
+        api.wait_http(base + "/health", timeout_s=90, interval_s=0.2)
         for data in OVERSIZED:  # once each first: what a first answer allocates for good
             exchange(address, data)
         baseline = resident_bytes(api.pid)

@@ -7,7 +7,6 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
 from typing import Any
 
 import httpx
@@ -19,18 +18,20 @@ from cats_dogs_other.api.rate_limits import RateLimiter, client_key
 from cats_dogs_other.api.settings import Settings
 from cats_dogs_other.api.state_redis import RedisState
 from cats_dogs_other.api.tokens import Principal
-from tests.api.support import FakeIssuer, bearer, running_app, serve
+from tests.api.support import FakeIssuer, bearer, running_app, serve, two_replicas
 from tests.support.redis_server import RedisServer, fake_store
 
 POLICY = re.compile(r'^"images";q=(\d+);w=(\d+)$')
 
 
-def one(image: bytes) -> dict[str, Any]:
-    return {"files": {"file": ("a.png", image, "image/png")}}
-
-
-def batch(image: bytes, n: int) -> dict[str, Any]:
-    return {"files": [("file", (f"{i}.png", image, "image/png")) for i in range(n)]}
+def upload(client: TestClient, headers: dict[str, str], image: bytes, n: int = 0) -> httpx.Response:
+    """``image`` to /upload, or ``n`` copies of it to /upload/batch."""
+    if not n:
+        return client.post(
+            "/upload", headers=headers, files={"file": ("a.png", image, "image/png")}
+        )
+    files = [("file", (f"{i}.png", image, "image/png")) for i in range(n)]
+    return client.post("/upload/batch", headers=headers, files=files)
 
 
 @pytest.fixture(scope="module")
@@ -55,10 +56,10 @@ def test_single_images_are_counted_then_refused_with_429_and_the_ietf_headers(
 ) -> None:
     headers = fresh_client(module_issuer, "singles")
     for _ in range(4):
-        response = limited.post("/upload", headers=headers, **one(images["red"]))
+        response = upload(limited, headers, images["red"])
         assert response.status_code == 200, response.text
         assert response.headers["RateLimit-Policy"] == '"images";q=4;w=60'
-    refused = limited.post("/upload", headers=headers, **one(images["red"]))
+    refused = upload(limited, headers, images["red"])
     assert refused.status_code == 429
     assert refused.json()["limit"] == "4/minute"
     assert "RATE_LIMIT" in refused.json()["detail"]
@@ -67,7 +68,7 @@ def test_single_images_are_counted_then_refused_with_429_and_the_ietf_headers(
     assert refused.headers["RateLimit"] == f'"images";r=0;t={refused.headers["Retry-After"]}'
     assert "cats_dogs_other_rate_limited_total 1.0" in limited.get("/metrics").text
     other = fresh_client(module_issuer, "other")  # another client is not affected
-    assert limited.post("/upload", headers=other, **one(images["red"])).status_code == 200
+    assert upload(limited, other, images["red"]).status_code == 200
 
 
 def test_a_refused_request_costs_no_parsing_or_decoding(
@@ -75,7 +76,7 @@ def test_a_refused_request_costs_no_parsing_or_decoding(
 ) -> None:
     headers = fresh_client(module_issuer, "garbage")
     for _ in range(4):
-        limited.post("/upload", headers=headers, **one(images["red"]))
+        upload(limited, headers, images["red"])
     # Not an image and not even multipart: still 429, since nothing was read.
     for path in ("/upload", "/upload/batch"):
         response = limited.post(path, headers=headers, content=b"\x00" * 100)
@@ -86,41 +87,34 @@ def test_a_batch_is_charged_all_or_nothing(
     limited: TestClient, module_issuer: FakeIssuer, images: dict[str, bytes]
 ) -> None:
     headers = fresh_client(module_issuer, "batches")
-    assert (
-        limited.post("/upload/batch", headers=headers, **batch(images["red"], 3)).status_code == 200
-    )
-    refused = limited.post("/upload/batch", headers=headers, **batch(images["red"], 2))
+    assert upload(limited, headers, images["red"], 3).status_code == 200
+    refused = upload(limited, headers, images["red"], 2)
     assert refused.status_code == 429  # 3 + 2 > 4, and nothing of it was charged:
-    assert limited.post("/upload", headers=headers, **one(images["red"])).status_code == 200
-    assert limited.post("/upload", headers=headers, **one(images["red"])).status_code == 429
+    assert upload(limited, headers, images["red"]).status_code == 200
+    assert upload(limited, headers, images["red"]).status_code == 429
 
 
 def test_a_batch_larger_than_the_whole_limit_is_422_naming_the_setting(
     limited: TestClient, module_issuer: FakeIssuer, images: dict[str, bytes]
 ) -> None:
     headers = fresh_client(module_issuer, "huge")
-    response = limited.post("/upload/batch", headers=headers, **batch(images["red"], 5))
+    response = upload(limited, headers, images["red"], 5)
     assert response.status_code == 422
     assert "RATE_LIMIT=4/minute" in response.json()["detail"]
     assert response.json()["limit"] == "4/minute"
-    assert (
-        limited.post("/upload/batch", headers=headers, **batch(images["red"], 4)).status_code == 200
-    )
+    assert upload(limited, headers, images["red"], 4).status_code == 200
 
 
 def test_overrides_by_client_key_azp_then_client_id(
     limited: TestClient, module_issuer: FakeIssuer, images: dict[str, bytes]
 ) -> None:
     tiny = bearer(module_issuer.token(azp="tiny-client"))
-    assert limited.post("/upload", headers=tiny, **one(images["red"])).status_code == 200
-    refused = limited.post("/upload", headers=tiny, **one(images["red"]))
+    assert upload(limited, tiny, images["red"]).status_code == 200
+    refused = upload(limited, tiny, images["red"])
     assert refused.status_code == 429 and refused.json()["limit"] == "1/minute"
     assert "RATE_LIMITS_BY_CLIENT" in refused.json()["detail"]
     by_client_id = bearer(module_issuer.token(azp=None, client_id="cid-only", sub="someone"))
-    codes = [
-        limited.post("/upload", headers=by_client_id, **one(images["red"])).status_code
-        for _ in range(3)
-    ]
+    codes = [upload(limited, by_client_id, images["red"]).status_code for _ in range(3)]
     assert codes == [200, 200, 429]
 
 
@@ -146,11 +140,8 @@ def shared(
     settings = make_settings(
         rate_limit="5/minute", state_url=redis_url, state_timeout_ms=200, workers=2
     )
-    with ExitStack() as stack:
-        yield (
-            stack.enter_context(running_app(settings, module_issuer)),
-            stack.enter_context(running_app(settings, module_issuer)),
-        )
+    with two_replicas(settings, module_issuer) as replicas:
+        yield replicas
 
 
 def test_the_limit_is_exact_across_instances_and_every_key_expires(
@@ -160,10 +151,7 @@ def test_the_limit_is_exact_across_instances_and_every_key_expires(
     redis_server: RedisServer,
 ) -> None:
     headers = fresh_client(module_issuer, "shared")
-    codes = [
-        shared[i % 2].post("/upload", headers=headers, **one(images["red"])).status_code
-        for i in range(12)
-    ]
+    codes = [upload(shared[i % 2], headers, images["red"]).status_code for i in range(12)]
     assert codes.count(200) == 5 and codes[:5] == [200] * 5 and set(codes[5:]) == {429}
     client = redis_server.client()
     keys = list(client.scan_iter("*"))
@@ -180,10 +168,7 @@ def test_a_store_outage_fails_open_and_is_counted(
 ) -> None:
     headers = fresh_client(module_issuer, "outage")
     redis_server.stop()
-    codes = [
-        shared[0].post("/upload", headers=headers, **one(images["red"])).status_code
-        for _ in range(7)
-    ]
+    codes = [upload(shared[0], headers, images["red"]).status_code for _ in range(7)]
     assert codes == [200] * 7
     text = shared[0].get("/metrics").text
     assert 'cats_dogs_other_state_store_errors_total{use="rate_limit"} 7.0' in text
@@ -227,7 +212,9 @@ def test_the_limit_holds_exactly_under_concurrent_requests_to_two_servers(
             answers = await asyncio.gather(
                 *(
                     http.post(
-                        urls[i % 2] + "/upload", headers=headers, files=one(images["red"])["files"]
+                        urls[i % 2] + "/upload",
+                        headers=headers,
+                        files={"file": ("a.png", images["red"], "image/png")},
                     )
                     for i in range(18)
                 )

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
 from typing import Any
 
 import pytest
@@ -15,7 +14,7 @@ from fastapi.testclient import TestClient
 from cats_dogs_other.api import startup
 from cats_dogs_other.api.settings import Settings
 from cats_dogs_other.api.startup import StartupError
-from tests.api.support import FakeIssuer, bearer, running_app
+from tests.api.support import FakeIssuer, bearer, dpop, running_app, two_replicas
 from tests.dpop_proofs import ProofSigner
 from tests.support.redis_server import RedisServer, fake_store
 
@@ -23,29 +22,13 @@ URL = "http://testserver/model"
 WAIT_S = 10.0
 
 
-@pytest.fixture(scope="module")
-def signer() -> ProofSigner:
-    return ProofSigner()
-
-
-@pytest.fixture(scope="module")
-def bound_token(module_issuer: FakeIssuer, signer: ProofSigner) -> str:
-    return module_issuer.token(cnf={"jkt": signer.jkt})
-
-
 @pytest.fixture
 def replicas(
     make_settings: Callable[..., Settings], module_issuer: FakeIssuer, redis_url: str
 ) -> Iterator[tuple[TestClient, TestClient]]:
     settings = make_settings(state_url=redis_url, state_timeout_ms=200)
-    with ExitStack() as stack:
-        one = stack.enter_context(running_app(settings, module_issuer))
-        two = stack.enter_context(running_app(settings, module_issuer))
-        yield one, two
-
-
-def dpop(token: str, proof: str) -> dict[str, str]:
-    return {"Authorization": f"DPoP {token}", "DPoP": proof}
+    with two_replicas(settings, module_issuer) as both:
+        yield both
 
 
 def wait_for(check: Callable[[], Any]) -> Any:

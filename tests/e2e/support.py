@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import signal
 import sys
 from dataclasses import dataclass
@@ -96,6 +97,16 @@ class StackProcess:
 
     def stop(self) -> None:
         self.process.stop(grace_s=60, signum=signal.SIGINT)
+
+    def stopped_cleanly(self, name: str) -> bool:
+        """The supervisor reported ``name`` stopped: exit 0, or SIGTERM after its shutdown."""
+        pattern = rf"^stopped the {name} \((exit status 0|ended by SIGTERM after shutting down)\)$"
+        return re.search(pattern, self.output, re.MULTILINE) is not None
+
+    def assert_down(self) -> None:
+        """Nothing answers on the API's port any more."""
+        with pytest.raises(httpx.TransportError):
+            httpx.get(self.api_url + "/health", timeout=2, trust_env=False)
 
     def token(
         self,

@@ -9,16 +9,15 @@ leaves the fleet whole for the next.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from cats_dogs_other.replicas import INSTALL_HINT, services_missing
 from reliability.checks import replicas
 from reliability.fleet import Fleet
 from reliability.report import CheckResult
+from tests.support.services import require_services
 
 pytestmark = pytest.mark.slow
 BOUNDS = replicas.TESTS
@@ -26,11 +25,7 @@ BOUNDS = replicas.TESTS
 
 @pytest.fixture(scope="module")
 def fleet(tiny_model: Path) -> Iterator[Fleet]:
-    if missing := services_missing():
-        message = f"{', '.join(missing)} not installed; {INSTALL_HINT}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{message} (a skip is a failure under CI=true)")
-        pytest.skip(message)
+    require_services()
     with Fleet(tiny_model, BOUNDS.limits) as running:
         yield running
 

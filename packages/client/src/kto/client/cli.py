@@ -179,11 +179,9 @@ def main(
     return EXIT_OK if all(result.ok for result in results) else EXIT_FAILED_IMAGE
 
 
-def _classify(
-    args: argparse.Namespace,
-    transport: httpx.BaseTransport | None,
-    sleep: Callable[[float], None] | None,
-) -> list[Result]:
+def _check_arguments(args: argparse.Namespace) -> bool:
+    """Every setting present, consistent and secure, or ConfigurationError; True when the
+    token is GitHub Actions' own (--auth github-actions)."""
     if args.format not in {"json", "table"}:
         raise ConfigurationError(f"--format must be json or table, not {args.format!r}.")
     github = resolve_auth(args.auth, args.client_secret, os.environ) == GITHUB_ACTIONS
@@ -202,15 +200,24 @@ def _classify(
         missing.append("--token-url (CDO_TOKEN_URL) or --issuer (CDO_ISSUER)")
     if missing:
         raise ConfigurationError("Missing settings: " + ", ".join(missing) + ".")
-    insecure_ok = args.allow_insecure_http
     for o in OPTIONS:
         if o.flag in URL_FLAGS and (url := getattr(args, _dest(o.flag))):
-            require_secure(url, f"{o.flag} ({o.env})", allow_insecure_http=insecure_ok)
+            require_secure(url, f"{o.flag} ({o.env})", allow_insecure_http=args.allow_insecure_http)
     if args.dpop and args.token_cache:
         raise ConfigurationError(
             "--dpop (CDO_DPOP) cannot be used with --token-cache (CDO_TOKEN_CACHE): the DPoP key "
             "stays in memory, and a cached token is useless without it. Drop one of them."
         )
+    return github
+
+
+def _classify(
+    args: argparse.Namespace,
+    transport: httpx.BaseTransport | None,
+    sleep: Callable[[float], None] | None,
+) -> list[Result]:
+    github = _check_arguments(args)
+    insecure_ok = args.allow_insecure_http
     batch_size = _number(args.batch_size, "--batch-size", int)
     attempts = _number(args.attempts, "--attempts", int)
     max_wait = _number(args.max_retry_wait, "--max-retry-wait", float)
