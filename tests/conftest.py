@@ -50,8 +50,8 @@ def tiny_int8_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = save_tiny_model(tmp_path_factory.mktemp("tiny-int8"), onnx=True).parent
     photos = folder / "photos"
     photos.mkdir()
-    for i, colour in enumerate(TINY_COLOURS * 4):
-        shade = tuple(max(0, c - 7 * i) for c in colour)
+    for i, (r, g, b) in enumerate(TINY_COLOURS * 4):
+        shade = (max(0, r - 7 * i), max(0, g - 7 * i), max(0, b - 7 * i))
         (photos / f"{i}.png").write_bytes(solid_colour_png(shade))
     quantize_onnx(folder, sorted(photos.iterdir()), folder / INT8_FILE, keep_head_f32=False)
     return folder
