@@ -347,11 +347,12 @@ def card_section(record: dict[str, Any]) -> str:
     return (
         f"{CARD_HEADING}\n\n"
         f"`{record['file']}` ({record['bytes'] / 1e6:.1f} MB, sha256 "
-        f"`{record['sha256'][:12]}…`), in this folder beside `model.onnx`, is "
+        f"`{record['sha256'][:12]}…`), bundled in this folder beside `model.onnx`, is "
         f"an int8 copy of `{record['from']['file']}` ({record['method']}), calibrated on "
         f"{record['calibration_photos']}; the head and the familiarity gate "
-        f"({len(record['float32_nodes'])} nodes) stay float32.{threshold} The API serves it only "
-        f"with `INFERENCE_PRECISION=int8`; float32 stays the default. Against the float32 "
+        f"({len(record['float32_nodes'])} nodes) stay float32.{threshold} The API serves it "
+        "only with `INFERENCE_PRECISION=int8`; float32 stays the default (its measured speed "
+        "and the rule for making it the default: docs/performance.md). Against the float32 "
         f"model on the held-out test split it **{verdict}** the champion/challenger gate:\n"
         + body
         + f"\nConfidence on the test split (n = {n}), both with metadata.json's calibration "
