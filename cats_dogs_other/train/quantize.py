@@ -356,7 +356,7 @@ def card_section(record: dict[str, Any]) -> str:
         f"model on the held-out test split it **{verdict}** the champion/challenger gate:\n"
         + body
         + f"\nConfidence on the test split (n = {n}), both with metadata.json's calibration "
-        "(fitted on the float32 answers):\n\n" + confidence
+        "(fitted on the float32 answers):\n\n" + confidence + "\n"
     )
 
 
