@@ -76,7 +76,7 @@ def test_int8_precision_resolves_the_int8_file_or_says_it_is_missing(tmp_path: P
         resolve_model(folder, precision="int8")
     with pytest.raises(ModelLoadError, match="keras runs float32 only"):
         resolve_model(folder, "keras", precision="int8")
-    with pytest.raises(ModelLoadError, match="needs a model folder or an .onnx file"):
+    with pytest.raises(ModelLoadError, match=r"needs a model folder or an \.onnx file"):
         resolve_model(folder / "model.keras", precision="int8")
     (folder / INT8_FILENAME).write_bytes((folder / "model.onnx").read_bytes())
     assert resolve_model(folder, precision="int8") == ("onnx", folder / INT8_FILENAME)
