@@ -37,7 +37,7 @@ TRAIN_DESCRIPTION = (
     "plots, MODEL_CARD.md), calibrated on its calibration split. Other commands: 'promote DIR' "
     "(make DIR the bundled default), 'ood' (collect out-of-distribution images), 'export' "
     "(write model.onnx for an existing model folder), 'calibrate' (calibrate an existing model "
-    "folder), 'gate' (champion and challenger)."
+    "folder), 'gate' (champion and challenger), 'quantize' (write and judge model.int8.onnx)."
 )
 TTA = {"auto": (False, True), "on": (True,), "off": (False,)}
 """--tta -> the mirror-pass settings tried on the validation split."""
