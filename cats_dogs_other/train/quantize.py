@@ -227,7 +227,7 @@ def refit_gate(
     probs, similarity = gate_inputs(int8_path, gate, _pixel_batches(model_dir, photos))
     prototypes = int(_initializer(model, _prototype_name(model, gate)).dims[-1])
     after, _ = choose_gate(probs, similarity, labels, fallback, prototypes)
-    after = before if after is None else after
+    after = before if after is None else after  # no threshold beats no gate: keep f32's
 
     def recall(t: float) -> float:
         answered = decide(blend(probs, similarity, t, fallback, slope), None, fallback)
