@@ -48,17 +48,20 @@ SYSTEMS = {
     "b2": "(b') naive + wheel (Keras)",
     "c": "(c) this API",
     "cov": "(c) this API, OpenVINO",
+    "int8": "(c) this API, int8",
     "d": "(d) this API, TensorFlow backend",
     "c2": "(c') this API, 2 workers",
     "s": "(s) this API + STATE_URL (Redis) + RATE_LIMIT, beside (c), Bearer and DPoP",
 }
-API_SYSTEMS = ("c", "d", "c2", "cov")
+API_SYSTEMS = ("c", "d", "c2", "cov", "int8")
 # (d): the same server and settings on the Keras/TensorFlow backend (the reference path).
 D_ENV = "INFERENCE_BACKEND=keras"
 # (c'): several uvicorn workers, each with its runtime and decoding cut to its share of the cores.
 C2_ENV = "WORKERS=2,INFERENCE_THREADS=1,DECODE_THREADS=1"
 # (c) on the wheel's optional OpenVINO backend (the same model.onnx).
 COV_ENV = {"INFERENCE_BACKEND": "openvino"}
+# (c) on the model folder's model.int8.onnx (python -m cats_dogs_other.train quantize).
+INT8_ENV = {"INFERENCE_PRECISION": "int8"}
 
 
 @dataclass
@@ -124,8 +127,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--connections", default="1,8,32,64", help="comma-separated (1,8,32,64)")
     parser.add_argument(
         "--systems",
-        default="a,b,c,d,cov,s",
-        help="subset of a,b,b2,c,cov,d,c2,s (a,b,c,d,cov,s)",
+        default="a,b,c,d,cov,int8,s",
+        help="subset of a,b,b2,c,cov,int8,d,c2,s (a,b,c,d,cov,int8,s)",
     )
     parser.add_argument(
         "--cases", default=",".join(contention.CASES),
@@ -177,8 +180,10 @@ def main(argv: list[str] | None = None) -> int:
     c2_env = {**server_env, **dict(a.split("=", 1) for a in args.c2_env.split(",") if a)}
     d_env = {**server_env, **dict(a.split("=", 1) for a in args.d_env.split(",") if a)}
     api_envs = {"c": server_env, "d": d_env, "c2": c2_env, "cov": {**server_env, **COV_ENV}}
+    api_envs["int8"] = {**server_env, **INT8_ENV}
 
     model_path, model_note = resolve_model(args.model, raw_dir)
+    notes += _drop_int8_if_absent(systems, model_path)
     if args.image:
         image, image_origin = args.image.read_bytes(), str(args.image)
     else:
@@ -272,6 +277,16 @@ def _drop_openvino_if_absent(systems: list[str]) -> list[str]:
         return []
     systems.remove("cov")
     return ["(c) on OpenVINO was not run: install the wheel's openvino extra (requirements.txt)"]
+
+
+def _drop_int8_if_absent(systems: list[str], model_path: Path) -> list[str]:
+    """The int8 row needs the model folder's ``model.int8.onnx``."""
+    from kto.inference.model import INT8_FILENAME
+
+    if "int8" not in systems or (model_path / INT8_FILENAME).is_file():
+        return []
+    systems.remove("int8")
+    return [f"(c) int8 was not run: {model_path} has no {INT8_FILENAME}"]
 
 
 def _start_servers(

@@ -108,6 +108,10 @@ def _runtime_targets(summary: Summary) -> list[dict[str, Any]]:
             env.get("c"), env.get("d"), 0.4, False,
         ),
         _ratio_target("start to /ready (c) <= 0.5 x (d)", up.get("c"), up.get("d"), 0.5, False),
+        _ratio_target(
+            "int8 as default only if (int8) >= 1.4 x (c) req/s at 8 connections (and the gate)",
+            _get(summary, "int8", 8, "rps"), _get(summary, "c", 8, "rps"), 1.4, True,
+        ),
     ]  # fmt: skip
     found = [t for t in candidates if t is not None]
     cpu_c, cpu_d = _get(summary, "c", 8, "cpu_ms"), _get(summary, "d", 8, "cpu_ms")
@@ -186,7 +190,7 @@ def table(summary: Summary, names: dict[str, str]) -> str:
         lines.append(
             f"| {names['a']} | batch {size} | {value:.1f} img/s | | | | | | {size} | | | | |"
         )
-    for system in ("b", "b2", "c", "cov", "d", "c2"):
+    for system in ("b", "b2", "c", "cov", "int8", "d", "c2"):
         for n, row in summary["rows"].get(system, {}).items():
             lines.append(
                 f"| {names[system]} | {n} | {_fmt(row['rps'])} | {_fmt(row['p50'], '.0f')} "
@@ -281,7 +285,10 @@ def plot(summary: Summary, path: Path, names: dict[str, str]) -> None:
     import matplotlib.pyplot as plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    styles = (("b", "s--"), ("b2", "^--"), ("c", "o-"), ("cov", "o:"), ("d", "v-"), ("c2", "D-"))
+    styles = (
+        ("b", "s--"), ("b2", "^--"), ("c", "o-"), ("cov", "o:"), ("int8", "x-"), ("d", "v-"),
+        ("c2", "D-"),
+    )  # fmt: skip
     for system, style in styles:
         rows = summary["rows"].get(system)
         if not rows:

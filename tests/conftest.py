@@ -32,3 +32,26 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     directory = tmp_path_factory.mktemp("tiny-model")
     return save_tiny_model(directory, input_size=(32, 32), onnx=True).parent
+
+
+TINY_COLOURS = ((220, 20, 20), (20, 200, 30), (20, 30, 220), (160, 60, 40), (50, 60, 170))
+"""Red, green, blue and two mixed colours: what the tiny model's int8 copy is checked on."""
+
+
+@pytest.fixture(scope="session")
+def tiny_int8_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny model folder with model.onnx and its int8 copy model.int8.onnx, quantized by the
+    training command's code on colour photos (the tiny model has no backbone, so its head is
+    quantized too: there would be nothing left to quantize otherwise)."""
+    from kto.inference.testing import save_tiny_model, solid_colour_png
+
+    from cats_dogs_other.train.quantize import INT8_FILE, quantize_onnx
+
+    folder = save_tiny_model(tmp_path_factory.mktemp("tiny-int8"), onnx=True).parent
+    photos = folder / "photos"
+    photos.mkdir()
+    for i, (r, g, b) in enumerate(TINY_COLOURS * 4):
+        shade = (max(0, r - 7 * i), max(0, g - 7 * i), max(0, b - 7 * i))
+        (photos / f"{i}.png").write_bytes(solid_colour_png(shade))
+    quantize_onnx(folder, sorted(photos.iterdir()), folder / INT8_FILE, keep_head_f32=False)
+    return folder

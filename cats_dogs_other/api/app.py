@@ -22,7 +22,7 @@ import httpx
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from kto.inference import DEFAULT_DECODE_LIMITS, Inference, ModelLoadError, configure_threads
-from kto.inference.model import resolve_model
+from kto.inference.model import INT8_FILENAME, resolve_model
 
 from cats_dogs_other.api.access_log import AccessLogMiddleware
 from cats_dogs_other.api.batching import MicroBatcher
@@ -238,11 +238,12 @@ async def _load_model(settings: Settings) -> Inference:
             )
         return await asyncio.to_thread(_build_inference, Path(path), settings)
     except (ModelLoadError, ModelSourceError) as exc:
-        fix = (
-            "check MODEL_URI and MLFLOW_TRACKING_URI"
-            if setting == "MODEL_URI"
-            else f"point MODEL_PATH at {TRAIN_HINT}, or unset it to serve the bundled model"
-        )
+        if settings.inference_precision == "int8" and INT8_FILENAME in str(exc):
+            setting = "INFERENCE_PRECISION"
+        fix = {
+            "MODEL_URI": "check MODEL_URI and MLFLOW_TRACKING_URI",
+            "INFERENCE_PRECISION": "or unset INFERENCE_PRECISION to serve the model in f32",
+        }.get(setting, f"point MODEL_PATH at {TRAIN_HINT}, or unset it to serve the bundled model")
         error = StartupError(f"{setting}: {exc}; {fix}", setting=setting)
         record_failure(error)
         logger.error(error.sentence, extra={"event": "startup_failed"})
@@ -250,7 +251,9 @@ async def _load_model(settings: Settings) -> Inference:
 
 
 def _build_inference(path: Path, settings: Settings) -> Inference:
-    backend, model_file = resolve_model(path, settings.inference_backend)
+    backend, model_file = resolve_model(
+        path, settings.inference_backend, settings.inference_precision
+    )
     if backend == "keras":  # TensorFlow is imported only for a Keras model
         configure_tf_threads(settings)
     limits = dataclasses.replace(DEFAULT_DECODE_LIMITS, max_jpeg_scans=settings.max_jpeg_scans)

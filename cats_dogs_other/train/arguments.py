@@ -37,7 +37,7 @@ TRAIN_DESCRIPTION = (
     "plots, MODEL_CARD.md), calibrated on its calibration split. Other commands: 'promote DIR' "
     "(make DIR the bundled default), 'ood' (collect out-of-distribution images), 'export' "
     "(write model.onnx for an existing model folder), 'calibrate' (calibrate an existing model "
-    "folder), 'gate' (champion and challenger)."
+    "folder), 'gate' (champion and challenger), 'quantize' (write and judge model.int8.onnx)."
 )
 TTA = {"auto": (False, True), "on": (True,), "off": (False,)}
 """--tta -> the mirror-pass settings tried on the validation split."""
@@ -439,5 +439,29 @@ def gate_parser() -> argparse.ArgumentParser:
         "--set-alias",
         metavar="NAME/VERSION",
         help="when the challenger passes, point NAME's 'champion' alias at VERSION (explicit only)",
+    )
+    return p
+
+
+def quantize_parser() -> argparse.ArgumentParser:
+    p = command_parser(
+        "quantize",
+        "Write model.int8.onnx beside a model folder's model.onnx (ONNX Runtime static QDQ, "
+        "per channel, calibrated on training-split photos; head and familiarity gate in "
+        "float32), choose its gate threshold again and judge it against the float32 model "
+        "with the champion/challenger gate (metrics.json 'int8', MODEL_CARD.md).",
+    )
+    p.add_argument("--model", type=Path, default=BUNDLED_MODEL, help="default: %(default)s")
+    p.add_argument(
+        "--data",
+        type=Path,
+        action="append",
+        required=True,
+        help="a source the run was trained on, in the run's order (repeat for each)",
+    )
+    p.add_argument("--photos", type=int, default=256, help="calibration photos (default: 256)")
+    p.add_argument("--seed", type=int, default=0, help="which photos (default: 0)")
+    p.add_argument(
+        "--dry-run", action="store_true", help="print the card section; metrics and card untouched"
     )
     return p

@@ -1,11 +1,12 @@
 """Command line: ``python -m cats_dogs_other.train COMMAND ...``, COMMAND one of train (the
-default), promote, ood, export, calibrate, gate.
+default), promote, ood, export, calibrate, gate, quantize.
 
 python -m cats_dogs_other.train --data A --data B --weights W.weights.h5
 python -m cats_dogs_other.train promote models/cats-dogs-other-2026.12.01.093000
 python -m cats_dogs_other.train ood --dest ~/.cache/cats_dogs_other/ood
 python -m cats_dogs_other.train export --model cats_dogs_other/model
 python -m cats_dogs_other.train calibrate --model cats_dogs_other/model --data A --data B
+python -m cats_dogs_other.train quantize --model cats_dogs_other/model --data A --data B
 
 Each command imports what it runs only once it runs, so ``--help`` starts no TensorFlow.
 """
@@ -241,6 +242,19 @@ def _run_gate(
     return 0
 
 
+def _quantize(args: argparse.Namespace, _: Sequence[str]) -> int:
+    """Writes model.int8.onnx whatever the gate says: it is served only when asked for."""
+    _setup_logging()
+    from cats_dogs_other.train.quantize import INT8_FILE, build_int8, card_section, write_record
+
+    record = build_int8(args.model, args.data, args.photos, args.seed)
+    print(card_section(record))
+    if not args.dry_run:
+        write_record(args.model, record)
+    print(f"wrote {args.model / INT8_FILE} ({record['bytes'] / 1e6:.1f} MB)")
+    return 0
+
+
 def _export_parser() -> argparse.ArgumentParser:
     from cats_dogs_other.train.export import TOLERANCE
 
@@ -257,6 +271,7 @@ COMMANDS: dict[str, Command] = {
     "export": (_export_parser, _export),
     "calibrate": (arguments.calibrate_parser, _calibrate),
     "gate": (arguments.gate_parser, _gate),
+    "quantize": (arguments.quantize_parser, _quantize),
 }
 
 

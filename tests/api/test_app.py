@@ -56,6 +56,21 @@ def test_both_backends_serve_the_same_answers(
     assert all(max(a["values"]) > 0.95 for a in answers)
 
 
+def test_int8_precision_serves_the_int8_file(make_settings, module_issuer, tiny_int8_model) -> None:
+    """INFERENCE_PRECISION=int8 serves the folder's model.int8.onnx with the same answers."""
+    headers = bearer(module_issuer.token())
+    settings = make_settings(model_path=tiny_int8_model, inference_precision="int8")
+    with running_app(settings, module_issuer) as client:
+        info = client.get("/model", headers=headers).json()
+        answers = [
+            client.post("/upload", headers=headers, files={"file": ("x.png", png(c))}).json()
+            for c in ((220, 20, 20), (20, 200, 30), (20, 30, 220))
+        ]
+    int8 = (tiny_int8_model / "model.int8.onnx").read_bytes()
+    assert info["sha256"] == hashlib.sha256(int8).hexdigest()
+    assert [a["prediction"] for a in answers] == ["Cat", "Dog", "Other"]
+
+
 def test_model_requires_a_token(client) -> None:
     assert client.get("/model").status_code == 401
 

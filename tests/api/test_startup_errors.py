@@ -125,6 +125,13 @@ def test_a_missing_model(boot: Callable[..., Outcome], tmp_path: Path) -> None:
     assert "python -m cats_dogs_other.train" in sentence
 
 
+def test_int8_asked_for_without_the_int8_file(boot: Callable[..., Outcome]) -> None:
+    sentence = assert_one_line_failure(
+        boot(INFERENCE_PRECISION="int8"), "INFERENCE_PRECISION", "model.int8.onnx"
+    )
+    assert "unset INFERENCE_PRECISION" in sentence
+
+
 def test_a_file_that_is_not_a_model(boot: Callable[..., Outcome], tmp_path: Path) -> None:
     fake = tmp_path / "model.keras"
     fake.write_bytes(b"<html>a download error page</html>")

@@ -10,6 +10,7 @@ from dataclasses import replace
 from cats_dogs_other.train.card import render_card
 from cats_dogs_other.train.export import card_section
 from cats_dogs_other.train.provenance import Provenance
+from cats_dogs_other.train.quantize import card_section as int8_section
 from cats_dogs_other.train.reporting.calibrate import card_section as calibration_section
 from cats_dogs_other.train.results import FineTuneReport, Metrics
 from cats_dogs_other.train.versions import BUNDLED_MODEL
@@ -20,15 +21,19 @@ def _committed() -> str:
 
 
 def _rendered(metrics: Metrics) -> str:
-    """The card as a run writes it: the pipeline's part, the export's section, then the
-    calibration's (from the records metadata.json and metrics.json keep)."""
+    """The card as a run writes it: the pipeline's part, the export's section, the
+    calibration's, then the int8 export's (from the records metadata.json and metrics.json
+    keep)."""
     command = re.search(r"## Reproduce\n```\n(.*)\n```", _committed())
     assert command is not None
     exported = json.loads((BUNDLED_MODEL / "metadata.json").read_text())["exported"]
-    calibration = json.loads((BUNDLED_MODEL / "metrics.json").read_text())["calibration"]
+    records = json.loads((BUNDLED_MODEL / "metrics.json").read_text())
     card = render_card(metrics, Provenance(command=command.group(1)))
     card = card.rstrip("\n") + "\n\n" + card_section(exported)
-    return card.rstrip("\n") + "\n\n" + calibration_section(calibration)
+    card = card.rstrip("\n") + "\n\n" + calibration_section(records["calibration"])
+    if "int8" in records:  # python -m cats_dogs_other.train quantize
+        card = card.rstrip("\n") + "\n\n" + int8_section(records["int8"])
+    return card
 
 
 def _lines(text: str, pattern: str) -> list[str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +24,14 @@ from cats_dogs_other.train.split import grouped_split
 
 @dataclass(frozen=True)
 class HeldOut:
-    """Files and true labels (class indices) of a run's calibration and test splits."""
+    """Files and true labels (class indices) of a run's splits."""
 
     classes: tuple[str, ...]
     calibration: list[tuple[str, Path, int]]
     """(``source/name`` as metrics.json writes it, path, label)."""
     test: list[tuple[str, Path, int]]
+    val: list[tuple[str, Path, int]] = field(default_factory=list)
+    train: list[tuple[str, Path, int]] = field(default_factory=list)
 
 
 def read_metrics(model_dir: Path) -> dict[str, Any]:
@@ -79,7 +81,13 @@ def rebuild_held_out(model_dir: Path, data: Sequence[Path]) -> HeldOut:
             f"the sources {', '.join(map(str, data))} no longer give the test split "
             f"{model_dir}/metrics.json records: pass the --data folders the run was trained on"
         )
-    return HeldOut(classes, [rows[i] for i in parts.calibration], test)
+    return HeldOut(
+        classes,
+        [rows[i] for i in parts.calibration],
+        test,
+        val=[rows[i] for i in parts.val],
+        train=[rows[i] for i in parts.train],
+    )
 
 
 def _group(source: str, name: str) -> str:

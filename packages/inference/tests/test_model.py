@@ -66,3 +66,18 @@ def test_metadata_that_is_not_json(tmp_path: Path):
     (tmp_path / "metadata.json").write_text("{not json")
     with pytest.raises(ModelLoadError, match="not valid JSON"):
         Inference(model)
+
+
+def test_int8_precision_resolves_the_int8_file_or_says_it_is_missing(tmp_path: Path):
+    from kto.inference.model import INT8_FILENAME, resolve_model
+
+    folder = save_tiny_model(tmp_path / "m", onnx=True).parent
+    with pytest.raises(ModelLoadError, match=f"has no {INT8_FILENAME}"):
+        resolve_model(folder, precision="int8")
+    with pytest.raises(ModelLoadError, match="keras runs float32 only"):
+        resolve_model(folder, "keras", precision="int8")
+    with pytest.raises(ModelLoadError, match=r"needs a model folder or an \.onnx file"):
+        resolve_model(folder / "model.keras", precision="int8")
+    (folder / INT8_FILENAME).write_bytes((folder / "model.onnx").read_bytes())
+    assert resolve_model(folder, precision="int8") == ("onnx", folder / INT8_FILENAME)
+    assert resolve_model(folder) == ("onnx", folder / "model.onnx")  # f32 stays the default

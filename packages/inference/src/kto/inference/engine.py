@@ -11,7 +11,7 @@ from kto.inference.backends import BackendChoice, BackendName, open_backend
 from kto.inference.decoding import DEFAULT_MAX_PIXELS, ImageInput, decode_image
 from kto.inference.errors import InvalidImageError, ModelLoadError, ModelOutputError
 from kto.inference.metadata import ModelMetadata, load_metadata
-from kto.inference.model import file_sha256, resolve_model
+from kto.inference.model import Precision, file_sha256, resolve_model
 from kto.inference.structure import DEFAULT_DECODE_LIMITS, DecodeLimits
 
 Result = dict[str, Any]
@@ -44,14 +44,16 @@ class Inference:
         warmup: bool = True,
         backend: BackendChoice = "auto",
         threads: int | None = None,
+        precision: Precision = "f32",
     ) -> None:
-        """``min_side``: refuse images with a shorter side (see ``decode_image``); None = any."""
+        """``min_side``: refuse images with a shorter side (see ``decode_image``); None = any.
+        ``precision="int8"``: serve the folder's quantized ``model.int8.onnx``."""
         if max_pixels <= 0:
             raise ValueError("max_pixels must be a positive number of pixels")
         if min_side is not None and min_side < 1:
             raise ValueError("min_side must be a positive number of pixels or None")
         self.min_side = min_side
-        kind, self.model_path = resolve_model(model_path, backend)
+        kind, self.model_path = resolve_model(model_path, backend, precision)
         self.backend: BackendName = kind
         self.max_pixels = max_pixels
         self.decode_limits = decode_limits

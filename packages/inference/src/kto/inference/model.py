@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from kto.inference.backends import BACKEND_CHOICES
 from kto.inference.errors import ModelLoadError
@@ -20,6 +20,9 @@ if TYPE_CHECKING:
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
 ONNX_SUFFIX = ".onnx"
 ONNX_FILENAME = "model.onnx"
+INT8_FILENAME = "model.int8.onnx"
+Precision = Literal["f32", "int8"]
+PRECISIONS: tuple[Precision, ...] = ("f32", "int8")
 _DIRECTORY_CANDIDATES = ("model.keras", "model.h5")
 KERAS_HINT = "pip install 'kto-keras-inference[keras]' (Keras and TensorFlow)"
 
@@ -32,18 +35,23 @@ AUTO_EXPORTED_BACKEND: BackendName = "onnx"
 
 
 def resolve_model(
-    model_path: str | Path, backend: BackendChoice = "auto"
+    model_path: str | Path, backend: BackendChoice = "auto", precision: Precision = "f32"
 ) -> tuple[BackendName, Path]:
     """Which backend runs ``model_path`` and from which file.
 
     A file decides by its suffix (``.onnx`` -> ``AUTO_EXPORTED_BACKEND``, ``.keras``/``.h5`` ->
     Keras). A folder is served from its exported ``model.onnx`` when it has one (``auto``),
-    else from ``model.keras`` / ``model.h5``; ``backend`` forces one runtime.
+    else from ``model.keras`` / ``model.h5``; ``backend`` forces one runtime. ``precision``
+    ``int8`` serves a folder's quantized ``model.int8.onnx`` instead, and fails when it has none.
     """
     if backend not in BACKEND_CHOICES:
         choices = ", ".join(repr(c) for c in BACKEND_CHOICES)
         raise ValueError(f"backend must be one of {choices}, got {backend!r}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     path = Path(model_path).expanduser()
+    if precision == "int8":
+        return _resolve_int8(path, backend)
     if path.is_dir():
         exported = path / ONNX_FILENAME
         if backend in EXPORTED_BACKENDS or (backend == "auto" and exported.is_file()):
@@ -67,6 +75,21 @@ def resolve_model(
             f"{ONNX_FILENAME} (name the model folder or the .onnx file)"
         )
     return "keras", found
+
+
+def _resolve_int8(path: Path, backend: BackendChoice) -> tuple[BackendName, Path]:
+    """A folder's ``model.int8.onnx``, or a named ``.onnx`` file (taken as the int8 one)."""
+    if backend == "keras":
+        raise ModelLoadError("precision int8 runs an exported .onnx file; keras runs float32 only")
+    file = path / INT8_FILENAME if path.is_dir() else path
+    if path.is_dir() and not file.is_file():
+        raise ModelLoadError(
+            f"precision int8 asked for, but {path} has no {INT8_FILENAME}: quantize the model "
+            "(python -m cats_dogs_other.train quantize) or serve it in f32"
+        )
+    if not file.is_file() or file.suffix.lower() != ONNX_SUFFIX:
+        raise ModelLoadError(f"precision int8 needs a model folder or an .onnx file, not {path}")
+    return exported_backend(backend), file
 
 
 def exported_backend(backend: BackendChoice) -> BackendName:
