@@ -64,7 +64,7 @@ def test_redis_claims_once_across_two_stores_and_every_key_has_a_ttl(redis_url: 
             return [
                 await one.claim_once("k1", 60_000),
                 await two.claim_once("k1", 60_000),
-                await two.claim_once("k2", 1),
+                await two.claim_once("k2", 5_000),
             ]
         finally:
             await one.aclose()
