@@ -19,7 +19,7 @@ from cats_dogs_other.train.config import Weighting
 from cats_dogs_other.train.stats import Proportion
 
 METRICS_FORMAT = "cats_dogs_other.metrics/2"
-LATER_SECTIONS = ("fine_tuning", "calibration", "manifest", "champion_gate")
+LATER_SECTIONS = ("fine_tuning", "calibration", "manifest", "champion_gate", "int8")
 """Optional sections written only when a run has them, so metrics.json files written before
 they existed (or by runs without them, e.g. ``--no-fine-tune``) read back and write out
 unchanged."""
@@ -270,6 +270,8 @@ class Metrics:
     """The dataset manifest's record, when the run was given one."""
     champion_gate: dict[str, Any] | None = None
     """The champion-and-challenger table (``reporting.champion``)."""
+    int8: dict[str, Any] | None = None
+    """The quantized copy's record, written by ``train quantize`` (``quantize.py``)."""
 
     def to_json(self) -> dict[str, Any]:
         """The metrics.json document: ``format`` first, then every section in field order."""
