@@ -21,7 +21,8 @@ $(VENV)/bin/python:
 # The wheel is built first (init_packages.sh), then every pinned requirement, then the
 # freshly built wheel is reinstalled so a same-version rebuild is never skipped by pip.
 $(VENV)/.deps: $(VENV)/bin/python requirements.txt cats_dogs_other/api/requirements.txt \
-               cats_dogs_other/train/requirements.txt init_packages.sh $(WHEEL_SRC)
+               cats_dogs_other/dev_issuer/requirements.txt cats_dogs_other/train/requirements.txt \
+               init_packages.sh $(WHEEL_SRC)
 	PYTHON=$(abspath $(PY)) ./init_packages.sh
 	$(PIP) install --quiet -r requirements.txt
 	$(PIP) install --quiet --force-reinstall --no-deps cats_dogs_other/api/packages/kto_keras_inference-*.whl
