@@ -77,8 +77,8 @@ test: setup browser services
 # (tools/house.py; --report until train/ meets issue #28's targets) and the unit tests with
 # coverage, whose floor is [tool.coverage.report] fail_under in pyproject.toml (raise it, never
 # lower it). Unit tests run in-process (loopback fakes allowed). `make test` runs the rest:
-# subprocess servers (uvicorn, redis-server, haproxy, chromium), real training runs, the tests
-# that wait out the server's deadlines, the Dockerfile replay.
+# subprocess servers (uvicorn, redis-server, haproxy, chromium, boot.py), real training runs, the
+# tests that wait out the server's deadlines, the Dockerfile replay.
 UNIT_TESTS := packages/inference/tests packages/client/tests tests/api tests/dev_issuer \
 	tests/tools tests/train tests/compare tests/test_packaging.py tests/test_docs_links.py
 UNIT_IGNORE := packages/client/tests/test_cli.py packages/client/tests/test_text.py \
@@ -90,7 +90,8 @@ UNIT_IGNORE := packages/client/tests/test_cli.py packages/client/tests/test_text
 	tests/api/test_stdio.py tests/dev_issuer/test_main.py tests/train/test_tracking.py \
 	tests/train/test_champion.py tests/train/test_pipeline.py
 UNIT_NOT := slow
-UNIT_K := not the_deadline and not transfer_encoding_is_refused
+UNIT_K := not the_deadline and not transfer_encoding_is_refused and not boot_serves_uploads \
+	and not memory_returns_after_a_flood
 check: $(VENV)/.deps $(VENV)/.client
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
