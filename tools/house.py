@@ -4,7 +4,8 @@ For a package (``cats_dogs_other`` by default) it counts:
 
 - import cycles: strongly connected groups in the graph of module-level imports, read with
   ``ast``. Those under ``if TYPE_CHECKING:`` count (they tie the modules' designs together as
-  much as the others); those inside functions do not;
+  much as the others; the report says which cycles they alone close); those inside functions
+  do not;
 - functions longer than the limit, by ``end_lineno - lineno + 1`` (decorators not counted);
 - the lines of the training subpackage (``wc -l`` over every ``.py`` file of its tree);
 - the lines of its tests (``tests/<sub>``) per line of that code.
@@ -33,7 +34,9 @@ class Figures:
     """What one count found; ``missed`` names each target that does not hold."""
 
     cycles: list[list[str]] = field(default_factory=list)
+    runtime_cycles: list[list[str]] = field(default_factory=list)
     long_functions: list[tuple[str, int]] = field(default_factory=list)
+    longest: tuple[str, int] = ("", 0)
     sub_lines: int = 0
     test_lines: int = 0
     missed: list[str] = field(default_factory=list)
@@ -54,21 +57,31 @@ def modules(package: Path) -> dict[str, Path]:
     return found
 
 
-def _module_level(body: Sequence[ast.stmt]) -> Iterator[ast.Import | ast.ImportFrom]:
-    """Import statements of the module's body, also inside if/try/with blocks."""
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _module_level(
+    body: Sequence[ast.stmt], typing: bool = True
+) -> Iterator[ast.Import | ast.ImportFrom]:
+    """Import statements of the module's body, also inside if/try/with blocks; those under
+    ``if TYPE_CHECKING:`` only when ``typing``."""
     for node in body:
         if isinstance(node, ast.Import | ast.ImportFrom):
             yield node
         elif isinstance(node, ast.If):
-            yield from _module_level(node.body)
-            yield from _module_level(node.orelse)
+            if typing or not _is_type_checking(node.test):
+                yield from _module_level(node.body, typing)
+            yield from _module_level(node.orelse, typing)
         elif isinstance(node, ast.Try):
             for block in (node.body, node.orelse, node.finalbody):
-                yield from _module_level(block)
+                yield from _module_level(block, typing)
             for handler in node.handlers:
-                yield from _module_level(handler.body)
+                yield from _module_level(handler.body, typing)
         elif isinstance(node, ast.With):
-            yield from _module_level(node.body)
+            yield from _module_level(node.body, typing)
 
 
 def _resolve(name: str, node: ast.Import | ast.ImportFrom, known: dict[str, Path]) -> set[str]:
@@ -92,13 +105,14 @@ def _resolve(name: str, node: ast.Import | ast.ImportFrom, known: dict[str, Path
     return targets
 
 
-def import_graph(known: dict[str, Path]) -> dict[str, set[str]]:
-    """Module name -> the package's modules it imports at module level."""
+def import_graph(known: dict[str, Path], typing: bool = True) -> dict[str, set[str]]:
+    """Module name -> the package's modules it imports at module level (with ``typing``, also
+    those imported only under ``if TYPE_CHECKING:``)."""
     graph: dict[str, set[str]] = {}
     for name, path in known.items():
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
         edges: set[str] = set()
-        for node in _module_level(tree.body):
+        for node in _module_level(tree.body, typing):
             edges |= _resolve(name, node, known)
         graph[name] = edges - {name}
     return graph
@@ -165,9 +179,12 @@ def python_lines(folder: Path) -> int:
 
 def count(package: Path, tests: Path, sub: str = "train") -> Figures:
     """Every figure for ``package``, its subpackage ``sub`` and ``tests/<sub>``."""
+    known = modules(package)
     figures = Figures(
-        cycles=cycles(import_graph(modules(package))),
+        cycles=cycles(import_graph(known)),
+        runtime_cycles=cycles(import_graph(known, typing=False)),
         long_functions=long_functions(package, MAX_FUNCTION_LINES),
+        longest=next(iter(long_functions(package, 0)), ("", 0)),
         sub_lines=python_lines(package / sub),
         test_lines=python_lines(tests / sub),
     )
@@ -188,7 +205,8 @@ def render(figures: Figures, package: str, sub: str = "train") -> str:
     rows = [
         f"{mark[not figures.cycles]} import cycles in {package}: {len(figures.cycles)} (target 0)",
         f"{mark[not figures.long_functions]} functions over {MAX_FUNCTION_LINES} lines: "
-        f"{len(figures.long_functions)} (target 0)",
+        f"{len(figures.long_functions)} (target 0; the longest: {figures.longest[1]} lines, "
+        f"{figures.longest[0]})",
         f"{mark[figures.sub_lines <= MAX_TRAIN_LINES]} {package}/{sub}/ lines (wc -l, *.py): "
         f"{figures.sub_lines} (target <= {MAX_TRAIN_LINES})",
         f"{mark[figures.ratio >= MIN_TEST_RATIO]} tests/{sub} lines per {sub}/ line: "
@@ -196,7 +214,9 @@ def render(figures: Figures, package: str, sub: str = "train") -> str:
         f"(target >= {MIN_TEST_RATIO})",
     ]
     for number, group in enumerate(figures.cycles, 1):
-        rows.append(f"  cycle {number} ({len(group)} modules): {', '.join(group)}")
+        at_run_time = any(set(group) & set(other) for other in figures.runtime_cycles)
+        how = "also at run time" if at_run_time else "closed only by `if TYPE_CHECKING:` imports"
+        rows.append(f"  cycle {number} ({len(group)} modules, {how}): {', '.join(group)}")
     rows += [f"  {lines:4d} lines  {where}" for where, lines in figures.long_functions]
     return "\n".join(rows)
 

@@ -57,11 +57,14 @@ def test_it_finds_each_cycle_and_ignores_imports_inside_functions(
         ["pkg.train.a", "pkg.train.b", "pkg.train.c"],
         ["pkg.api.x", "pkg.api.y"],
     ]
+    assert figures.runtime_cycles == [["pkg.api.x", "pkg.api.y"]]  # c imports a for typing only
 
 
 def test_it_lists_functions_over_sixty_lines_only(sample: tuple[Path, Path]) -> None:
     pkg, tests = sample
-    assert house.count(pkg, tests).long_functions == [("pkg/api/y.py:5 sixty_one", 61)]
+    figures = house.count(pkg, tests)
+    assert figures.long_functions == [("pkg/api/y.py:5 sixty_one", 61)]
+    assert figures.longest == ("pkg/api/y.py:5 sixty_one", 61)
 
 
 def test_it_counts_lines_like_wc_and_the_tests_per_line(sample: tuple[Path, Path]) -> None:
@@ -87,7 +90,11 @@ def test_it_fails_on_a_missed_target_unless_reporting(
     assert house.main([*args, "--report"]) == 0
     out = capsys.readouterr().out
     assert "MISS import cycles in pkg: 2 (target 0)" in out
-    assert "cycle 1 (3 modules): pkg.train.a, pkg.train.b, pkg.train.c" in out
+    assert (
+        "cycle 1 (3 modules, closed only by `if TYPE_CHECKING:` imports): "
+        "pkg.train.a, pkg.train.b, pkg.train.c"
+    ) in out
+    assert "cycle 2 (2 modules, also at run time): pkg.api.x, pkg.api.y" in out
     assert "61 lines  pkg/api/y.py:5 sixty_one" in out
 
 
