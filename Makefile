@@ -12,7 +12,7 @@ CLIENT_SRC := $(shell find packages/client/src packages/client/pyproject.toml -t
 SERVE_VENV := .venv-serve
 SERVE_PY := $(SERVE_VENV)/bin/python
 
-.PHONY: setup run run-replicas serve browser services bench-tools test lint train promote bench bench-inference reliability compare clean
+.PHONY: setup run run-replicas serve browser services bench-tools test check lint train promote bench bench-inference reliability compare clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,8 @@ $(VENV)/bin/python:
 # The wheel is built first (init_packages.sh), then every pinned requirement, then the
 # freshly built wheel is reinstalled so a same-version rebuild is never skipped by pip.
 $(VENV)/.deps: $(VENV)/bin/python requirements.txt cats_dogs_other/api/requirements.txt \
-               cats_dogs_other/train/requirements.txt init_packages.sh $(WHEEL_SRC)
+               cats_dogs_other/dev_issuer/requirements.txt cats_dogs_other/train/requirements.txt \
+               init_packages.sh $(WHEEL_SRC)
 	PYTHON=$(abspath $(PY)) ./init_packages.sh
 	$(PIP) install --quiet -r requirements.txt
 	$(PIP) install --quiet --force-reinstall --no-deps cats_dogs_other/api/packages/kto_keras_inference-*.whl
@@ -71,6 +72,33 @@ services:
 
 test: setup browser services
 	$(PY) -m pytest
+
+# `make check`: the fast loop (under 3 minutes on a warm venv): ruff, mypy, the house figures
+# (tools/house.py; --report until train/ meets issue #28's targets) and the unit tests with
+# coverage, whose floor is [tool.coverage.report] fail_under in pyproject.toml (raise it, never
+# lower it). Unit tests run in-process (loopback fakes allowed). `make test` runs the rest:
+# subprocess servers (uvicorn, redis-server, haproxy, chromium, boot.py), real training runs, the
+# tests that wait out the server's deadlines, the Dockerfile replay.
+UNIT_TESTS := packages/inference/tests packages/client/tests tests/api tests/dev_issuer \
+	tests/tools tests/train tests/compare tests/test_packaging.py tests/test_docs_links.py
+UNIT_IGNORE := packages/client/tests/test_cli.py packages/client/tests/test_text.py \
+	packages/inference/tests/test_backends.py packages/inference/tests/test_openvino_backend.py \
+	packages/inference/tests/test_package.py tests/api/test_cli_help.py \
+	tests/api/test_draining.py tests/api/test_github_oidc.py tests/api/test_logging.py \
+	tests/api/test_model_source.py tests/api/test_rate_limits.py tests/api/test_settings.py \
+	tests/api/test_shared_state.py tests/api/test_startup_errors.py tests/api/test_state.py \
+	tests/api/test_stdio.py tests/dev_issuer/test_main.py tests/train/test_tracking.py \
+	tests/train/test_champion.py tests/train/test_pipeline.py
+UNIT_NOT := slow
+UNIT_K := not the_deadline and not transfer_encoding_is_refused and not boot_serves_uploads \
+	and not memory_returns_after_a_flood
+check: $(VENV)/.deps $(VENV)/.client
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(PY) tools/house.py --report
+	$(PY) -m pytest -q -p no:cacheprovider -m "not $(UNIT_NOT)" -k "$(UNIT_K)" \
+		$(addprefix --ignore=,$(UNIT_IGNORE)) --cov --cov-report= $(UNIT_TESTS)
 
 lint: setup
 	PATH=$(abspath $(VENV)/bin):$$PATH bash scripts/lint.sh

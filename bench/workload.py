@@ -73,7 +73,7 @@ def build_stand_in(
     (directory / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
     path = directory / "model.keras"
     tmp.rename(path)
-    from kto.inference.onnx_export import write_onnx
+    from cats_dogs_other.train.onnx_export import write_onnx
 
     write_onnx(model, directory / "model.onnx")  # last: its presence marks a finished build
     return path

@@ -30,7 +30,7 @@ ruff check .
 step "ruff format --check"
 ruff format --check .
 
-step "mypy (the API, the wheel and the client: [tool.mypy] files in pyproject.toml)"
+step "mypy (the code, both packages, the tests and tools: [tool.mypy] files in pyproject.toml)"
 mypy
 
 step "hadolint Dockerfile"

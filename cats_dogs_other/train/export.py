@@ -54,7 +54,7 @@ def export_model(
     Returns the record stored under ``exported`` in metadata.json. Raises
     :class:`ExportError` (and leaves the folder untouched) when it does not agree.
     """
-    from kto.inference.onnx_export import write_onnx
+    from cats_dogs_other.train.onnx_export import write_onnx
 
     if not images:
         raise ExportError("no images to verify the export on")
@@ -90,7 +90,8 @@ def _record(
     """What metadata.json keeps under ``exported``: the file, its origin, the tools, the check."""
     import onnxruntime
     import tf2onnx
-    from kto.inference.onnx_export import ONNX_OPSET
+
+    from cats_dogs_other.train.onnx_export import ONNX_OPSET
 
     return {
         "format": "onnx",

@@ -58,8 +58,9 @@ def _result(name: str, failing: dict[str, list[int | None]]) -> TargetResult:
     result = TargetResult(name, "test")
     for case in CASES:
         statuses = failing.get(case.id)
-        passed = statuses is None
-        result.outcomes[case.id] = Outcome(passed, [min(case.expect)] if passed else statuses)
+        result.outcomes[case.id] = (
+            Outcome(True, [min(case.expect)]) if statuses is None else Outcome(False, statuses)
+        )
     return result
 
 

@@ -124,6 +124,19 @@ def test_the_image_gets_the_api_the_default_model_and_the_wheel_sources(
         assert required in context, f"{required} is not sent to the Docker daemon"
 
 
+def test_the_image_installs_the_api_requirements_without_the_issuers_authlib(
+    dockerfile_commands: tuple[dockerfile.Command, ...],
+) -> None:
+    """Only the development issuer uses authlib; the serving image must not carry it."""
+    runs = " ".join(" ".join(c.value) for c in dockerfile_commands if c.cmd == "RUN")
+    assert "-r cats_dogs_other/api/requirements.txt" in runs
+    requirements = (REPO_ROOT / "cats_dogs_other/api/requirements.txt").read_text().splitlines()
+    names = {line.split("==")[0].strip().lower() for line in requirements if "==" in line}
+    assert "fastapi" in names
+    assert "authlib" not in names
+    assert not [line for line in requirements if line.startswith(("-r", "-c"))]
+
+
 def test_runtime_stage_runs_as_the_kubernetes_user_on_the_served_port(
     final_stage: list[dockerfile.Command], deployment: dict[str, Any], api_container: dict[str, Any]
 ) -> None:
@@ -203,6 +216,7 @@ def test_replayed_venv_serves_onnx_without_tensorflow(
 import importlib.util, sys
 from pathlib import Path
 assert not [m for m in ("tensorflow", "keras") if importlib.util.find_spec(m)], "TF installed"
+assert not importlib.util.find_spec("authlib"), "authlib (the development issuer's) installed"
 from kto.inference import Inference, ModelLoadError
 from cats_dogs_other.api.model_source import ModelSourceError, _model_folder
 inf = Inference("cats_dogs_other/model", warmup=False)

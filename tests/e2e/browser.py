@@ -13,10 +13,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import pytest
+
+if TYPE_CHECKING:
+    from selenium.webdriver.chrome.webdriver import WebDriver
 
 CHROMIUM_FLAGS = (
     "--headless",
@@ -45,7 +48,7 @@ def browser_binaries() -> tuple[str, str]:
 
 
 @contextmanager
-def chromium(profile: Path) -> Iterator[object]:
+def chromium(profile: Path) -> Iterator[WebDriver]:
     """A fresh headless chromium with its own profile directory."""
     from selenium import webdriver
     from selenium.webdriver.chrome.options import Options

@@ -111,6 +111,7 @@ def test_flat_metrics_names_the_headline_figures(bundled_metrics: Metrics) -> No
             per_class={"Cat": figures},
         )
 
+    assert bundled_metrics.cross_validation is not None and bundled_metrics.ood is not None
     metrics = replace(
         bundled_metrics,
         test=HeldOutReport(

@@ -249,7 +249,8 @@ def run(servers, monkeypatch):
             monkeypatch.setenv("CDO_API_URL", servers.api_url)
         if token_url:
             monkeypatch.setenv("CDO_TOKEN_URL", servers.token_url)
-        out, err, sleeps = io.StringIO(), io.StringIO(), []
+        out, err = io.StringIO(), io.StringIO()
+        sleeps: list[float] = []
         code = main(
             ["classify", *args],
             transport=None if network else servers.transport,

@@ -101,7 +101,7 @@ def test_onnx_applies_the_metadata_preprocessing(exported_dir: Path, tmp_path: P
     meta["preprocessing"] = {"mode": "scale", "scale": -1 / 127.5, "offset": 1.0}  # inverted
     (tmp_path / "m" / "metadata.json").write_text(json.dumps(meta))
     for backend in ("onnx", "keras"):
-        inf = Inference(tmp_path / "m", backend=backend, warmup=False)  # type: ignore[arg-type]
+        inf = Inference(tmp_path / "m", backend=backend, warmup=False)
         assert inf.execute(solid_colour_png((220, 30, 20)))["prediction"] != "Cat"
 
 

@@ -19,6 +19,13 @@ def test_import_does_not_load_tensorflow():
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
+def test_the_serving_wheel_has_no_exporter():
+    # Writing model.onnx is a training step (cats_dogs_other.train.onnx_export), not serving.
+    import importlib.util
+
+    assert importlib.util.find_spec("kto.inference.onnx_export") is None
+
+
 def test_public_names():
     for name in (
         "Inference",

@@ -10,6 +10,7 @@ import zlib
 
 import pytest
 from kto.inference import (
+    DEFAULT_DECODE_LIMITS,
     SUPPORTED_FORMATS,
     DecodeLimits,
     ImageTooComplexError,
@@ -53,7 +54,7 @@ def _png_with(encode, *chunks: bytes) -> bytes:
 
 def _refused(data: bytes, limits: DecodeLimits | None = None) -> ImageTooComplexError:
     with pytest.raises(ImageTooComplexError) as caught:
-        decode_image(data, size=(32, 32), **({"limits": limits} if limits else {}))
+        decode_image(data, size=(32, 32), limits=limits or DEFAULT_DECODE_LIMITS)
     assert caught.value.reason == "too_complex"
     assert isinstance(caught.value, InvalidImageError)
     return caught.value

@@ -72,9 +72,7 @@ def save_tiny_model(
     else:
         raise ValueError("fmt must be 'keras' or 'h5'")
     if onnx:
-        from kto.inference.onnx_export import write_onnx
-
-        write_onnx(model, directory / "model.onnx")
+        _export_onnx(model, directory / "model.onnx")
     if with_metadata:
         ModelMetadata(
             name=name,
@@ -89,6 +87,20 @@ def save_tiny_model(
             else None,
         ).write(directory)
     return path
+
+
+def _export_onnx(model: Any, path: Path) -> None:
+    """Keras' own ONNX export (needs the ``export`` extra). The training pipeline's exporter,
+    which pins the opset and verifies the result, is cats_dogs_other.train.onnx_export."""
+    import warnings
+
+    height, width = tuple(model.inputs[0].shape)[1:3]
+    model(np.zeros((1, height, width, 3), dtype=np.float32))  # Keras exports called models only
+    with warnings.catch_warnings():
+        # Keras patches tf2onnx for NumPy 2 and NumPy warns about the alias it sets.
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        model.export(str(path), format="onnx", verbose=False)
 
 
 def _build(input_size: tuple[int, int], gain: float, activation: str = "softmax") -> Any:

@@ -1,10 +1,11 @@
-"""Write a Keras model's forward pass as ONNX, for the ONNX Runtime backend.
+"""Write a Keras model's forward pass as ONNX, for the serving wheel's ONNX Runtime backend.
 
-Used by the training pipeline's export step (which also verifies the result against the Keras
-model) and by :func:`kto.inference.testing.save_tiny_model`. It goes through Keras' own
+A training-time step, so it lives here and not in the serving wheel: the pipeline's export
+(:mod:`cats_dogs_other.train.export`, which also verifies the result against the Keras model)
+and the benchmark's stand-in models use it. It goes through Keras' own
 ``Model.export(format="onnx")`` (tf2onnx on the TensorFlow backend): the graph is the model
 alone, with a free batch axis, and the metadata's normalisation stays outside it, applied by
-the backend. Needs the ``export`` extra (Keras, TensorFlow, tf2onnx, onnx); nothing is
+the backend. Needs Keras, TensorFlow, tf2onnx and onnx (train/requirements.txt); nothing is
 downloaded and no conversion tool here sends telemetry.
 """
 
