@@ -169,3 +169,40 @@ def test_make_runs_command_reports_a_port_clash_in_one_line(taken_port: int) -> 
     assert result.stdout == ""
     assert result.stderr.count("\n") == 1, result.stderr
     assert "set API_PORT to a free port" in result.stderr
+
+
+# What `make run` leaves out (requirements.txt over requirements-stack.txt): the stack must
+# neither need nor load any of it.
+TRAINING_AND_TOOLS = ("tensorflow", "keras", "tf2onnx", "onnx", "sklearn", "matplotlib", "pytest")
+
+_WITHOUT_TRAINING = """
+import importlib.abc, sys
+blocked = set(sys.argv[1].split(","))
+class Absent(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in blocked:
+            raise ModuleNotFoundError(f"No module named {name!r} (not in requirements-stack.txt)")
+sys.meta_path.insert(0, Absent())
+import boot, cats_dogs_other.stack, cats_dogs_other.api.app
+from cats_dogs_other.dev_issuer.app import create_app
+from kto.inference import Inference
+create_app()
+inference = Inference("cats_dogs_other/model", warmup=False)
+print(inference.model_path.name, inference.execute(sys.argv[2])["prediction"])
+"""
+
+
+def test_the_stack_runs_without_the_training_and_tool_requirements() -> None:
+    """`make run` installs requirements-stack.txt only: the supervisor, the issuer and the API
+    import, and the bundled model answers from its model.onnx, with all of those absent."""
+    cat = ROOT / "bruno" / "fixtures" / "cat.png"
+    result = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_TRAINING, ",".join(TRAINING_AND_TOOLS), str(cat)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["model.onnx", "Cat"]
