@@ -206,3 +206,28 @@ def test_the_stack_runs_without_the_training_and_tool_requirements() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["model.onnx", "Cat"]
+
+
+def test_a_stack_not_ready_in_time_ends_on_one_line_naming_stack_ready_timeout_s() -> None:
+    """The real supervisor and issuer: 10 ms is less than any Python process takes to start."""
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "API_PORT": str(free_port()),
+        "ISSUER_PORT": str(free_port()),
+        "STACK_READY_TIMEOUT_S": "0.01",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "cats_dogs_other.stack"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    failed = [line for line in result.stdout.splitlines() if "make run failed" in line]
+    assert len(failed) == 1, result.stdout
+    assert failed[0].startswith("make run failed: the issuer was not ready within 0 s")
+    assert failed[0].endswith("set STACK_READY_TIMEOUT_S to wait longer than 0.01 s")
+    assert "stopped the issuer" in result.stdout
