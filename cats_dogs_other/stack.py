@@ -144,9 +144,12 @@ def check_port(host: str, port: int, setting: str, target: str, taken: set[int])
         raise StackError(
             f"cannot listen on {host}:{port} (permission denied): set {setting} above 1023"
         )
+    reason = problem.strerror or problem
+    if setting != "API_PORT":  # the issuer always listens on loopback
+        raise StackError(f"cannot listen on {host}:{port} ({reason}): set {setting} to another")
     raise StackError(
-        f"cannot listen on {host!r} ({problem.strerror or problem}): set API_HOST to an "
-        "address of this machine, e.g. 127.0.0.1 or 0.0.0.0"
+        f"cannot listen on {host!r} ({reason}): set API_HOST to an address of this machine, "
+        "e.g. 127.0.0.1 or 0.0.0.0"
     )
 
 

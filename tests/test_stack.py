@@ -231,3 +231,21 @@ def test_a_stack_not_ready_in_time_ends_on_one_line_naming_stack_ready_timeout_s
     assert failed[0].startswith("make run failed: the issuer was not ready within 0 s")
     assert failed[0].endswith("set STACK_READY_TIMEOUT_S to wait longer than 0.01 s")
     assert "stopped the issuer" in result.stdout
+
+
+def test_make_run_installs_the_stack_only_and_setup_adds_to_it() -> None:
+    """`make run` depends on the .venv/.stack stamp (requirements-stack.txt), not on `setup`;
+    requirements.txt (`make setup`: test, train, lint) includes the stack's requirements."""
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    prerequisites = {
+        line.split(":", 1)[0]: line.split(":", 1)[1].split()
+        for line in makefile.splitlines()
+        if line.startswith(("run:", "run-replicas:"))
+    }
+    assert prerequisites == {
+        "run": ["$(VENV)/.stack"],
+        "run-replicas": ["$(VENV)/.stack", "services"],
+    }
+    assert "-r requirements-stack.txt" in (ROOT / "requirements.txt").read_text().splitlines()
+    stack = (ROOT / "requirements-stack.txt").read_text().splitlines()
+    assert "-r cats_dogs_other/api/requirements.txt" in stack
