@@ -146,7 +146,9 @@ def check_port(host: str, port: int, setting: str, target: str, taken: set[int])
         )
     reason = problem.strerror or problem
     if setting != "API_PORT":  # the issuer always listens on loopback
-        raise StackError(f"cannot listen on {host}:{port} ({reason}): set {setting} to another")
+        raise StackError(
+            f"cannot listen on {host}:{port} ({reason}): set {setting} to another port"
+        )
     raise StackError(
         f"cannot listen on {host!r} ({reason}): set API_HOST to an address of this machine, "
         "e.g. 127.0.0.1 or 0.0.0.0"
