@@ -1,4 +1,6 @@
-# Two commands matter: `make run` and `make test`. Both set everything up from a fresh clone.
+# Two commands matter: `make run` and `make test`. Both set everything up from a fresh clone:
+# `make run` only what the running stack needs (requirements-stack.txt: no TensorFlow, no tools),
+# `make test`, `make train` and `make lint` the rest (`make setup`).
 # `make serve` is the API alone, in its own lean environment (runtime requirements only).
 SHELL := /bin/bash
 PYTHON ?= python3.11
@@ -20,9 +22,9 @@ $(VENV)/bin/python:
 
 # The wheel is built first (init_packages.sh), then every pinned requirement, then the
 # freshly built wheel is reinstalled so a same-version rebuild is never skipped by pip.
-$(VENV)/.deps: $(VENV)/bin/python requirements.txt cats_dogs_other/api/requirements.txt \
-               cats_dogs_other/dev_issuer/requirements.txt cats_dogs_other/train/requirements.txt \
-               init_packages.sh $(WHEEL_SRC)
+$(VENV)/.deps: $(VENV)/bin/python requirements.txt requirements-stack.txt \
+               cats_dogs_other/api/requirements.txt cats_dogs_other/dev_issuer/requirements.txt \
+               cats_dogs_other/train/requirements.txt init_packages.sh $(WHEEL_SRC)
 	PYTHON=$(abspath $(PY)) ./init_packages.sh
 	$(PIP) install --quiet -r requirements.txt
 	$(PIP) install --quiet --force-reinstall --no-deps cats_dogs_other/api/packages/kto_keras_inference-*.whl
@@ -33,18 +35,28 @@ $(VENV)/.client: $(VENV)/.deps $(CLIENT_SRC)
 	$(PIP) install --quiet --force-reinstall --no-deps ./packages/client
 	touch $@
 
+# What the running stack needs (`make run`): the wheel, the API's runtime and the development
+# issuer's requirements, the API client; into the same venv `make setup` completes.
+$(VENV)/.stack: $(VENV)/bin/python requirements-stack.txt cats_dogs_other/api/requirements.txt \
+                cats_dogs_other/dev_issuer/requirements.txt init_packages.sh $(WHEEL_SRC) $(CLIENT_SRC)
+	PYTHON=$(abspath $(PY)) ./init_packages.sh
+	$(PIP) install --quiet -r requirements-stack.txt
+	$(PIP) install --quiet --force-reinstall --no-deps cats_dogs_other/api/packages/kto_keras_inference-*.whl
+	$(PIP) install --quiet --force-reinstall --no-deps ./packages/client
+	touch $@
+
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 setup: $(VENV)/.deps $(VENV)/.client node_modules/.installed
 
-run: setup services
+run: $(VENV)/.stack
 	$(PY) -m cats_dogs_other.stack
 
 # The same stack with REPLICAS API processes sharing redis-server, behind HAProxy on port 8080.
 REPLICAS ?= 3
-run-replicas: setup services
+run-replicas: $(VENV)/.stack services
 	$(PY) -m cats_dogs_other.stack --replicas $(REPLICAS)
 
 # The wheel is built with `build` in the serve environment, then only what the API lists.

@@ -24,7 +24,7 @@ import httpx
 
 from cats_dogs_other.api.hosts import LOOPBACK
 
-__all__ = ["LOOPBACK", "ROOT", "Child", "ChildError", "free_port"]
+__all__ = ["LOOPBACK", "ROOT", "Child", "ChildError", "ChildTimeoutError", "free_port"]
 
 ROOT = Path(__file__).resolve().parent.parent
 TAIL_LINES = 30
@@ -39,7 +39,19 @@ def free_port(host: str = LOOPBACK) -> int:
 
 
 class ChildError(RuntimeError):
-    """A child exited or was not ready in time; the message ends with its last output lines."""
+    """A child exited or was not ready in time; the message ends with its last output lines.
+
+    ``summary`` is the first part alone (which child, what happened), for a supervisor that
+    already showed the child's output as it came.
+    """
+
+    def __init__(self, summary: str, detail: str = "") -> None:
+        super().__init__(f"{summary}; {detail}" if detail else summary)
+        self.summary = summary
+
+
+class ChildTimeoutError(ChildError):
+    """The child still ran but was not ready within the time it was given."""
 
 
 class Child:
@@ -168,9 +180,9 @@ class Child:
         assert self.log_path is not None, f"the {self.name}'s output goes to no file"
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
-    def error(self, problem: str) -> ChildError:
+    def error(self, problem: str, kind: type[ChildError] = ChildError) -> ChildError:
         where = f"the end of {self.log_path}" if self.log_path else "its last lines"
-        return ChildError(f"the {self.name} {problem}; {where}:\n{self.tail()}")
+        return kind(f"the {self.name} {problem}", f"{where}:\n{self.tail()}")
 
     def check_alive(self) -> None:
         """ChildError (with the log tail) if the child has exited."""
@@ -202,7 +214,8 @@ class Child:
             else:
                 time.sleep(interval_s)
         seen = f"; last: {last()}" if last is not None else ""
-        raise self.error(f"was not ready within {timeout_s:.0f} s (waiting until {what}{seen})")
+        problem = f"was not ready within {timeout_s:.0f} s (waiting until {what}{seen})"
+        raise self.error(problem, ChildTimeoutError)
 
     def wait_http(
         self,

@@ -32,6 +32,7 @@ from cats_dogs_other.loopback import LOOPBACK, Child, free_port
 CHECK_INTERVAL_MS = 1000  # HAProxy's /ready check period; one failure marks a replica down
 DRAIN_S = 3  # SHUTDOWN_DRAIN_S of every replica the stack starts: > one check interval
 REDIS_MAXMEMORY = "256mb"
+SERVICE_READY_S = 20  # how long redis-server and HAProxy get by default to answer
 HAPROXY_HARD_STOP_S = 10  # a soft stop (SIGUSR1) waits this long for requests in flight
 INSTALL_HINT = "run `bash scripts/install-services.sh` (as root or with sudo) to install it"
 
@@ -243,22 +244,28 @@ class Cluster:
 
     # --- starting -------------------------------------------------------------------------
     def start(self, *, ready_timeout_s: float, stop: threading.Event | None = None) -> bool:
-        """Everything up and HAProxy routing to every replica; False if ``stop`` came first."""
+        """Everything up and HAProxy routing to every replica; False if ``stop`` came first.
+
+        ``ready_timeout_s`` bounds each wait (Redis, every replica, HAProxy), so one setting
+        (``STACK_READY_TIMEOUT_S`` of ``make run-replicas``) lengthens them all.
+        """
         self.workdir.mkdir(parents=True, exist_ok=True)
-        if not self.start_redis(stop=stop):
+        if not self.start_redis(stop=stop, timeout_s=ready_timeout_s):
             return False
         for index in range(self.replicas):
             self.start_replica(index, wait=False)
         for index in range(self.replicas):
             if not self.wait_replica(index, timeout_s=ready_timeout_s, stop=stop):
                 return False
-        return self.start_haproxy(stop=stop)
+        return self.start_haproxy(stop=stop, timeout_s=ready_timeout_s)
 
-    def start_redis(self, *, stop: threading.Event | None = None) -> bool:
+    def start_redis(
+        self, *, stop: threading.Event | None = None, timeout_s: float = SERVICE_READY_S
+    ) -> bool:
         argv = redis_argv(require("redis-server"), self.redis_port, self.workdir)
         self.redis = self.make_child("redis", argv, SERVICE_ENV).start()
         return self.redis.wait_until(
-            lambda: redis_ping(self.redis_port), "it answered PING", timeout_s=20, stop=stop
+            lambda: redis_ping(self.redis_port), "it answered PING", timeout_s=timeout_s, stop=stop
         )
 
     def start_replica(self, index: int, *, wait: bool = True, timeout_s: float = 180) -> Child:
@@ -278,7 +285,9 @@ class Cluster:
         url = self.replica_url(index) + "/ready"
         return child.wait_http(url, timeout_s=timeout_s, interval_s=0.1, stop=stop)
 
-    def start_haproxy(self, *, stop: threading.Event | None = None) -> bool:
+    def start_haproxy(
+        self, *, stop: threading.Event | None = None, timeout_s: float = SERVICE_READY_S
+    ) -> bool:
         config = haproxy_config(
             bind_host=self.lb_host,
             port=self.lb_port,
@@ -291,7 +300,7 @@ class Cluster:
         argv = [require("haproxy"), "-db", "-f", str(path)]
         self.haproxy = self.make_child("haproxy", argv, SERVICE_ENV).start()
         return self.haproxy.wait_until(
-            lambda: self.all_up(), "every replica was UP", timeout_s=20, interval_s=0.1, stop=stop
+            self.all_up, "every replica was UP", timeout_s=timeout_s, interval_s=0.1, stop=stop
         )
 
     def states(self) -> dict[str, str]:

@@ -12,10 +12,12 @@ it through ``STATE_URL`` and HAProxy in front on the API port instead of the one
 """
 
 import argparse
+import errno
 import os
 import shlex
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import threading
@@ -23,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cats_dogs_other.api.cli_help import EnvironmentHelpFormatter
@@ -31,7 +33,7 @@ from cats_dogs_other.api.hosts import connect_host
 from cats_dogs_other.api.settings import DEV_TOKEN_PATH
 from cats_dogs_other.dev_issuer.github import DEFAULT_JOB
 from cats_dogs_other.dev_issuer.settings import IssuerSettings
-from cats_dogs_other.loopback import LOOPBACK, ROOT, Child, ChildError
+from cats_dogs_other.loopback import LOOPBACK, ROOT, Child, ChildError, ChildTimeoutError
 from cats_dogs_other.replicas import Cluster, ServiceMissingError
 
 SAMPLE_IMAGE = ROOT / "bruno" / "fixtures" / "cat.png"
@@ -50,8 +52,135 @@ class StackSettings(BaseSettings):
     stop_timeout_s: Annotated[float, Field(gt=0, validation_alias="STACK_STOP_TIMEOUT_S")] = 15
 
 
+# Each setting's environment variable and what it must be, for one-line errors.
+SETTING_NAMES = {
+    "api_host": "API_HOST",
+    "api_port": "API_PORT",
+    "issuer_port": "ISSUER_PORT",
+    "ready_timeout_s": "STACK_READY_TIMEOUT_S",
+    "STACK_READY_TIMEOUT_S": "STACK_READY_TIMEOUT_S",
+    "stop_timeout_s": "STACK_STOP_TIMEOUT_S",
+    "STACK_STOP_TIMEOUT_S": "STACK_STOP_TIMEOUT_S",
+}
+EXPECTED = {
+    "API_PORT": "a port number from 1 to 65535",
+    "ISSUER_PORT": "a port number from 1 to 65535",
+    "STACK_READY_TIMEOUT_S": "a number of seconds above 0",
+    "STACK_STOP_TIMEOUT_S": "a number of seconds above 0",
+}
+
+
 class StackError(Exception):
     """The stack could not come up; the message says which part and why."""
+
+
+def load_settings(environ: Mapping[str, str] = os.environ) -> StackSettings:
+    """The stack's settings, or a StackError naming the variable to fix."""
+    try:
+        return StackSettings()
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = str(error["loc"][0]) if error["loc"] else ""
+        name = SETTING_NAMES.get(field, field.upper())
+        expected = EXPECTED.get(name, "a valid value")
+        raise StackError(
+            f"{name}={environ.get(name, '')!r} is not valid ({error['msg']}): "
+            f"set {name} to {expected}"
+        ) from None
+
+
+def load_issuer(stack: StackSettings) -> IssuerSettings:
+    """The development issuer's settings on ISSUER_PORT; a DEV_ISSUER_* error names its variable."""
+    try:
+        return IssuerSettings(
+            host=LOOPBACK, port=stack.issuer_port, url=f"http://{LOOPBACK}:{stack.issuer_port}/"
+        )
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = str(error["loc"][0]).upper() if error["loc"] else ""
+        raise StackError(
+            f"DEV_ISSUER_{field} is not valid ({error['msg']}): fix or unset it "
+            "(python -m cats_dogs_other.dev_issuer --help)"
+        ) from None
+
+
+def _bindable(host: str, port: int) -> OSError | None:
+    """None if ``host:port`` can be listened on now (as uvicorn binds), else why not."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+    except OSError as exc:
+        return exc
+    return None
+
+
+def _free_port_after(host: str, port: int, taken: set[int]) -> int | None:
+    """The first port above ``port`` free now, to suggest; None if the next 50 are all taken."""
+    for candidate in range(port + 1, min(port + 51, 65536)):
+        if candidate not in taken and _bindable(host, candidate) is None:
+            return candidate
+    return None
+
+
+def check_port(host: str, port: int, setting: str, target: str, taken: set[int]) -> None:
+    """StackError naming ``setting`` if ``host:port`` cannot be listened on.
+
+    The children's own messages name the variables they read (PORT, HOST), which the stack
+    sets itself; checking first lets the error name the variable the user can change.
+    """
+    problem = _bindable(host, port)
+    if problem is None:
+        return
+    if problem.errno == errno.EADDRINUSE:
+        free = _free_port_after(host, port, taken)
+        example = f", e.g. `{setting}={free} {target}`" if free else ""
+        raise StackError(
+            f"port {port} is already in use on {host}: stop the other server or set {setting} "
+            f"to a free port{example}"
+        )
+    if problem.errno == errno.EACCES:
+        raise StackError(
+            f"cannot listen on {host}:{port} (permission denied): set {setting} above 1023"
+        )
+    reason = problem.strerror or problem
+    if setting != "API_PORT":  # the issuer always listens on loopback
+        raise StackError(
+            f"cannot listen on {host}:{port} ({reason}): set {setting} to another port"
+        )
+    raise StackError(
+        f"cannot listen on {host!r} ({reason}): set API_HOST to an address of this machine, "
+        "e.g. 127.0.0.1 or 0.0.0.0"
+    )
+
+
+def check_ports(stack: StackSettings, replicas: int = 1) -> None:
+    """The API's port (HAProxy's with replicas) and the issuer's are distinct and free."""
+    target = "make run" if replicas == 1 else "make run-replicas"
+    if stack.api_port == stack.issuer_port:
+        raise StackError(
+            f"API_PORT and ISSUER_PORT are both {stack.api_port}: set one of them to another port"
+        )
+    taken = {stack.api_port, stack.issuer_port}
+    check_port(stack.api_host, stack.api_port, "API_PORT", target, taken)
+    check_port(LOOPBACK, stack.issuer_port, "ISSUER_PORT", target, taken)
+
+
+def failure(error: Exception, stack: StackSettings) -> str:
+    """The last line of a failed start: what failed and the variable that fixes it.
+
+    The children's output was forwarded as it came (prefixed with their names), so it is
+    not repeated here.
+    """
+    if isinstance(error, ChildTimeoutError):
+        return (
+            f"make run failed: {error.summary}: set STACK_READY_TIMEOUT_S to wait longer than "
+            f"{stack.ready_timeout_s:g} s"
+        )
+    if isinstance(error, ChildError):
+        return f"make run failed: {error.summary} (its output is above)"
+    return f"make run failed: {error}"
 
 
 _print_lock = threading.Lock()
@@ -262,7 +391,8 @@ def run_replicas(
         issuer_argv = [sys.executable, "-m", "cats_dogs_other.dev_issuer", "--host", LOOPBACK]
         issuer_argv += ["--port", str(stack.issuer_port)]
         issuer_child = start_child("issuer", issuer_argv, env)
-        if not issuer_child.wait_http(issuer.issuer + "health", timeout_s=30, stop=stop):
+        health = issuer.issuer + "health"
+        if not issuer_child.wait_http(health, timeout_s=stack.ready_timeout_s, stop=stop):
             return 0
         if not cluster.start(ready_timeout_s=stack.ready_timeout_s, stop=stop):
             return 0
@@ -272,7 +402,7 @@ def run_replicas(
             cluster.check_alive()
         return 0
     except (StackError, ChildError, ServiceMissingError) as error:
-        say(f"\nmake run failed: {error}")
+        say("\n" + failure(error, stack))
         return 1
     finally:
         for child, code in cluster.stop(stack.stop_timeout_s):
@@ -297,7 +427,8 @@ def run(stack: StackSettings, issuer: IssuerSettings, stop: threading.Event) -> 
         children.append(
             start_child("issuer", [*issuer_argv, "--port", str(stack.issuer_port)], env)
         )
-        if not children[-1].wait_http(issuer.issuer + "health", timeout_s=30, stop=stop):
+        health = issuer.issuer + "health"
+        if not children[-1].wait_http(health, timeout_s=stack.ready_timeout_s, stop=stop):
             return 0
         children.append(start_child("api", [python, str(ROOT / "boot.py")], env))
         ready_url = f"http://{LOOPBACK}:{stack.api_port}/ready"
@@ -309,7 +440,7 @@ def run(stack: StackSettings, issuer: IssuerSettings, stop: threading.Event) -> 
                 child.check_alive()
         return 0
     except (StackError, ChildError) as error:
-        say(f"\nmake run failed: {error}")
+        say("\n" + failure(error, stack))
         return 1
     finally:
         for child in reversed(children):  # the API first: it depends on the issuer
@@ -322,7 +453,8 @@ environment variables:
   API_PORT                  API port (default 8080; HAProxy's with --replicas N > 1)
   ISSUER_PORT               development issuer port (default 9000)
   API_HOST                  address the API listens on (default 127.0.0.1)
-  STACK_READY_TIMEOUT_S     how long to wait for the API's /ready (default 180)
+  STACK_READY_TIMEOUT_S     how long to wait for each part to be ready: the issuer, the API's
+                            /ready, with --replicas redis-server and HAProxy (default 180)
   STACK_STOP_TIMEOUT_S      how long each child may take to stop on Ctrl-C (default 15)
   CODESPACE_NAME, GITHUB_CODESPACES_PORT_FORWARDING_DOMAIN
                             set by GitHub Codespaces: print the forwarded https URLs and
@@ -362,16 +494,21 @@ def _positive(text: str) -> int:
     except ValueError:
         value = 0
     if not 1 <= value <= 64:
-        raise argparse.ArgumentTypeError(f"expected a whole number from 1 to 64, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number from 1 to 64 (REPLICAS=N make run-replicas), got {text!r}"
+        )
     return value
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)  # --help prints and exits before anything starts
-    stack = StackSettings()
-    issuer = IssuerSettings(
-        host=LOOPBACK, port=stack.issuer_port, url=f"http://{LOOPBACK}:{stack.issuer_port}/"
-    )
+    try:
+        stack = load_settings()
+        issuer = load_issuer(stack)
+        check_ports(stack, args.replicas)
+    except StackError as error:
+        print(f"make run failed: {error}", file=sys.stderr)
+        return 2
     stop = threading.Event()
 
     def request_stop(signum: int, frame: Any) -> None:

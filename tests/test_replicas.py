@@ -6,11 +6,14 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from cats_dogs_other.loopback import Child, free_port
+import pytest
+
+from cats_dogs_other.loopback import Child, ChildTimeoutError, free_port
 from cats_dogs_other.replicas import (
     CHECK_INTERVAL_MS,
     SERVICE_ENV,
     Backend,
+    Cluster,
     ServiceMissingError,
     haproxy_config,
     redis_argv,
@@ -18,6 +21,7 @@ from cats_dogs_other.replicas import (
     redis_ping,
     require,
 )
+from cats_dogs_other.stack import StackSettings, failure
 from tests.support.services import skip_unless_ci
 
 
@@ -80,3 +84,30 @@ def test_redis_as_the_stack_starts_it_never_evicts(tmp_path: Path) -> None:
 
     assert b"noeviction" in policy
     assert saving.endswith(b"$0\r\n\r\n")  # save "": nothing written to disk
+
+
+def test_a_cluster_part_not_ready_in_time_is_bounded_by_the_stacks_ready_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`make run-replicas`: STACK_READY_TIMEOUT_S bounds redis-server's start too, and the
+    failure's one line names it (a real redis-server cannot answer PING within 1 ms)."""
+    installed("redis-server")
+    monkeypatch.setenv("STACK_READY_TIMEOUT_S", "0.001")
+    stack = StackSettings()
+    cluster = Cluster(
+        replicas=2,
+        api_env={},
+        workdir=tmp_path,
+        make_child=lambda name, argv, env: Child(name, argv, env=env, cwd=tmp_path),
+        python="unused",
+        boot=tmp_path / "unused.py",
+    )
+    try:
+        with pytest.raises(ChildTimeoutError) as error:
+            cluster.start(ready_timeout_s=stack.ready_timeout_s)
+    finally:
+        stopped = cluster.stop(grace_s=5)
+    assert [child.name for child, _ in stopped] == ["redis"]  # no replica was started
+    line = failure(error.value, stack)
+    assert line.startswith("make run failed: the redis was not ready within 0 s")
+    assert line.endswith("set STACK_READY_TIMEOUT_S to wait longer than 0.001 s")

@@ -48,7 +48,12 @@ class ModelInfo(BaseModel):
     version: str
     classes: list[str]
     input_size: Annotated[list[int], Field(min_length=2, max_length=2)]  # [height, width]
-    sha256: str
+    sha256: str = Field(description="sha256 of the served file (`file`)")
+    file: str = Field(description="the file the API serves, e.g. model.onnx")
+    files: dict[str, str] = Field(
+        description="sha256 of each model file by name: the served one and, in a model folder, "
+        "the others beside it (model.keras, which model.onnx was exported from)"
+    )
 
 
 class Problem(BaseModel):

@@ -123,6 +123,10 @@ def _header(m: Metrics, _: Provenance) -> str:
         f"{timing.ms_per_image_batch32} ms/image in a batch of 32"
     )
     mirror = "on" if model.mirror_test_time_augmentation else "off"
+    trained = (
+        f"`{model.file}`, {model.bytes / 1e6:.1f} MB, sha256 `{model.sha256[:16]}...` (served "
+        "as its ONNX export: each file's sha256 under *Served runtime*)"
+    )
     return f"""# Model card: {model.name} {model.version}
 
 Classifies a photo as **Cat**, **Dog** or **Other**. Trained by `{TRAIN_COMMAND}`
@@ -135,7 +139,7 @@ given with its n and a 95% Wilson interval.
 | version | `{model.version}` (also in `metadata.json`, `GET /model` and MLflow) |
 | input | RGB {side}x{side}, raw 0..255 (resize: Pillow bilinear in `kto.inference.decode_image`) |
 | model | MobileNetV2 features, {model.head} head, mirror pass {mirror} |
-| model file | `{model.file}`, {model.bytes / 1e6:.1f} MB, sha256 `{model.sha256[:16]}...` |
+| trained file | {trained} |
 | latency (CPU, {threads} threads) | {latency} |
 """
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
 import sys
 import types
+from pathlib import Path
 
 import pytest
 from kto.inference import ModelLoadError
@@ -32,8 +34,17 @@ def test_model_describes_the_loaded_file(client, module_issuer, tiny_model) -> N
         "version": "0.0.1",
         "classes": ["Cat", "Dog", "Other"],
         "input_size": [32, 32],
-        "sha256": hashlib.sha256((tiny_model / "model.onnx").read_bytes()).hexdigest(),
+        "sha256": sha256(tiny_model / "model.onnx"),
+        "file": "model.onnx",
+        "files": {
+            "model.onnx": sha256(tiny_model / "model.onnx"),
+            "model.keras": sha256(tiny_model / "model.keras"),
+        },
     }
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @pytest.mark.parametrize(
@@ -51,7 +62,11 @@ def test_both_backends_serve_the_same_answers(
             client.post("/upload", headers=headers, files={"file": ("x.png", png(c))}).json()
             for c in ((220, 20, 20), (20, 200, 30), (20, 30, 220))
         ]
-    assert info["sha256"] == hashlib.sha256((tiny_model / file).read_bytes()).hexdigest()
+    assert info["sha256"] == sha256(tiny_model / file)
+    assert info["file"] == file
+    assert info["files"] == {
+        name: sha256(tiny_model / name) for name in ("model.onnx", "model.keras")
+    }
     assert [a["prediction"] for a in answers] == ["Cat", "Dog", "Other"]
     assert all(max(a["values"]) > 0.95 for a in answers)
 
@@ -69,6 +84,34 @@ def test_int8_precision_serves_the_int8_file(make_settings, module_issuer, tiny_
     int8 = (tiny_int8_model / "model.int8.onnx").read_bytes()
     assert info["sha256"] == hashlib.sha256(int8).hexdigest()
     assert [a["prediction"] for a in answers] == ["Cat", "Dog", "Other"]
+
+
+def test_a_model_file_served_alone_is_listed_alone(
+    make_settings, module_issuer, tiny_model, tmp_path
+) -> None:
+    """A file outside a model folder's names: nothing beside it is taken for its source."""
+    alone = tmp_path / "classifier.onnx"
+    shutil.copy(tiny_model / "model.onnx", alone)
+    shutil.copy(tiny_model / "metadata.json", tmp_path / "metadata.json")
+    (tmp_path / "model.keras").write_bytes(b"not this model's source")
+    with running_app(make_settings(model_path=alone), module_issuer) as client:
+        info = client.get("/model", headers=bearer(module_issuer.token())).json()
+    assert info["file"] == "classifier.onnx"
+    assert info["files"] == {"classifier.onnx": sha256(alone)} and info["sha256"] == sha256(alone)
+
+
+def test_a_model_file_replaced_in_place_is_hashed_again(
+    make_settings, module_issuer, tiny_model, tmp_path
+) -> None:
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model, folder)
+    headers = bearer(module_issuer.token())
+    with running_app(make_settings(model_path=folder), module_issuer) as client:
+        before = client.get("/model", headers=headers).json()["files"]["model.keras"]
+        (folder / "model.keras").write_bytes(b"a different file of another size")
+        after = client.get("/model", headers=headers).json()["files"]["model.keras"]
+    assert before == sha256(tiny_model / "model.keras")
+    assert after == sha256(folder / "model.keras") != before
 
 
 def test_model_requires_a_token(client) -> None:

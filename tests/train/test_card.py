@@ -7,6 +7,8 @@ import json
 import re
 from dataclasses import replace
 
+from kto.inference.model import file_sha256
+
 from cats_dogs_other.train.card import render_card
 from cats_dogs_other.train.export import card_section
 from cats_dogs_other.train.provenance import Provenance
@@ -99,3 +101,12 @@ def test_metrics_with_fine_tuning_round_trip(bundled_metrics: Metrics) -> None:
     untried = replace(bundled_metrics, fine_tuning=None)
     assert "fine_tuning" not in untried.to_json()  # older metrics.json files stay readable
     assert Metrics.from_json(untried.to_json()).fine_tuning is None
+
+
+def test_the_bundled_card_names_each_files_sha256_as_get_model_lists_them() -> None:
+    """The served model.onnx and the model.keras it came from, by name, as the files are."""
+    card = _committed()
+    assert f"| `model.onnx` | served | `{file_sha256(BUNDLED_MODEL / 'model.onnx')}` |" in card
+    keras = file_sha256(BUNDLED_MODEL / "model.keras")
+    assert f"| `model.keras` | trained, exported from | `{keras}` |" in card
+    assert f"| trained file | `model.keras`, 12.3 MB, sha256 `{keras[:16]}...`" in card

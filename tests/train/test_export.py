@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from kto.inference import Inference
+from kto.inference.model import file_sha256
 from kto.inference.testing import save_tiny_model, solid_colour_png
 
 from cats_dogs_other.train.cli import main
@@ -35,6 +36,10 @@ def test_export_writes_a_verified_model_the_api_serves(model_dir: Path) -> None:
     assert served.backend == "onnx" and served.sha256 == record["sha256"]
     assert served.execute(images[1])["prediction"] == "Dog"
     assert not [p for p in model_dir.iterdir() if p.name.startswith(".export-")]
+    card = (model_dir / "MODEL_CARD.md").read_text()
+    keras_sha256 = file_sha256(model_dir / "model.keras")
+    assert f"| `model.onnx` | served | `{served.sha256}` |" in card
+    assert f"| `model.keras` | trained, exported from | `{keras_sha256}` |" in card
 
 
 def test_the_card_section_is_replaced_not_repeated(model_dir: Path) -> None:

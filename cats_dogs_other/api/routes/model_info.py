@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+from pathlib import Path
+
 from fastapi import APIRouter
+from kto.inference import Inference
+from kto.inference.model import file_sha256
+from starlette.concurrency import run_in_threadpool
 
 from cats_dogs_other.api.dependencies import CurrentPrincipal, InferenceDep
 from cats_dogs_other.api.schemas import ModelInfo, Problem
 
 router = APIRouter(tags=["model"])
+
+# The files a model folder may hold, in the order they are listed: the export first.
+MODEL_FOLDER_FILES = ("model.onnx", "model.keras", "model.h5")
 
 
 @router.get(
@@ -23,4 +32,31 @@ async def model_info(principal: CurrentPrincipal, inference: InferenceDep) -> Mo
         classes=list(meta.classes),
         input_size=list(meta.input_size),
         sha256=inference.sha256,
+        file=inference.model_path.name,
+        files=await run_in_threadpool(model_files, inference),
     )
+
+
+def model_files(inference: Inference) -> dict[str, str]:
+    """Each model file's sha256 by name; the served one as loaded, the others hashed once.
+
+    A model folder (the served file is one of ``MODEL_FOLDER_FILES``) lists every one of
+    them present, so the hash of model.onnx and of the model.keras it came from can both be
+    checked against the model card; a file served on its own is listed alone.
+    """
+    served = inference.model_path
+    files = {served.name: inference.sha256}
+    if served.name not in MODEL_FOLDER_FILES:
+        return files
+    for name in MODEL_FOLDER_FILES:
+        path = served.with_name(name)
+        if name not in files and path.is_file():
+            stat = path.stat()
+            files[name] = _sha256(path, stat.st_size, stat.st_mtime_ns)
+    return files
+
+
+@lru_cache(maxsize=16)
+def _sha256(path: Path, size: int, mtime_ns: int) -> str:
+    """Keyed by size and modification time too: a file replaced in place is hashed again."""
+    return file_sha256(path)
