@@ -397,14 +397,9 @@ def export_parser(tolerance: float) -> argparse.ArgumentParser:
     return p
 
 
-def calibrate_parser() -> argparse.ArgumentParser:
-    p = command_parser(
-        "calibrate",
-        "Fit the served probabilities' calibration of a model folder on its calibration split "
-        "and store it with the test split's drift references (metadata.json, metrics.json, "
-        "MODEL_CARD.md; the model files are not touched). The splits are rebuilt from "
-        "metrics.json and the --data folders the run was trained on.",
-    )
+def add_model_and_sources(p: argparse.ArgumentParser) -> None:
+    """``--model`` (default: the bundled folder) and the ``--data`` sources it was trained on:
+    the commands that rebuild a trained model's splits from its metrics.json."""
     p.add_argument("--model", type=Path, default=BUNDLED_MODEL, help="default: %(default)s")
     p.add_argument(
         "--data",
@@ -413,6 +408,17 @@ def calibrate_parser() -> argparse.ArgumentParser:
         required=True,
         help="a source the run was trained on, in the run's order (repeat for each)",
     )
+
+
+def calibrate_parser() -> argparse.ArgumentParser:
+    p = command_parser(
+        "calibrate",
+        "Fit the served probabilities' calibration of a model folder on its calibration split "
+        "and store it with the test split's drift references (metadata.json, metrics.json, "
+        "MODEL_CARD.md; the model files are not touched). The splits are rebuilt from "
+        "metrics.json and the --data folders the run was trained on.",
+    )
+    add_model_and_sources(p)
     p.add_argument("--dry-run", action="store_true", help="print the figures, write nothing")
     return p
 
@@ -451,14 +457,7 @@ def quantize_parser() -> argparse.ArgumentParser:
         "float32), choose its gate threshold again and judge it against the float32 model "
         "with the champion/challenger gate (metrics.json 'int8', MODEL_CARD.md).",
     )
-    p.add_argument("--model", type=Path, default=BUNDLED_MODEL, help="default: %(default)s")
-    p.add_argument(
-        "--data",
-        type=Path,
-        action="append",
-        required=True,
-        help="a source the run was trained on, in the run's order (repeat for each)",
-    )
+    add_model_and_sources(p)
     p.add_argument("--photos", type=int, default=256, help="calibration photos (default: 256)")
     p.add_argument("--seed", type=int, default=0, help="which photos (default: 0)")
     p.add_argument(
