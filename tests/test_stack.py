@@ -153,10 +153,9 @@ def test_main_prints_one_line_and_exits_2_before_starting_anything(
     assert captured.err.startswith("make run failed: API_PORT='abc' is not valid")
 
 
-def test_make_runs_command_reports_a_port_clash_in_one_line(taken_port: int) -> None:
-    """The real command, as `make run` starts it: no traceback, no child started."""
-    env = {"PATH": "/usr/bin:/bin", "API_PORT": str(taken_port), "ISSUER_PORT": str(free_port())}
-    result = subprocess.run(
+def run_stack_command(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`python -m cats_dogs_other.stack` as `make run` starts it, with only ``env``."""
+    return subprocess.run(
         [sys.executable, "-m", "cats_dogs_other.stack"],
         cwd=ROOT,
         env=env,
@@ -165,6 +164,12 @@ def test_make_runs_command_reports_a_port_clash_in_one_line(taken_port: int) -> 
         timeout=60,
         check=False,
     )
+
+
+def test_make_runs_command_reports_a_port_clash_in_one_line(taken_port: int) -> None:
+    """The real command, as `make run` starts it: no traceback, no child started."""
+    env = {"PATH": "/usr/bin:/bin", "API_PORT": str(taken_port), "ISSUER_PORT": str(free_port())}
+    result = run_stack_command(env)
     assert result.returncode == 2, result.stderr
     assert result.stdout == ""
     assert result.stderr.count("\n") == 1, result.stderr
@@ -216,15 +221,7 @@ def test_a_stack_not_ready_in_time_ends_on_one_line_naming_stack_ready_timeout_s
         "ISSUER_PORT": str(free_port()),
         "STACK_READY_TIMEOUT_S": "0.01",
     }
-    result = subprocess.run(
-        [sys.executable, "-m", "cats_dogs_other.stack"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_stack_command(env)
     assert result.returncode == 1, result.stdout + result.stderr
     failed = [line for line in result.stdout.splitlines() if "make run failed" in line]
     assert len(failed) == 1, result.stdout
