@@ -1,29 +1,27 @@
 """The figures of one training run as typed records: what the pipeline hands to the card, the
 CLI summary and MLflow, and what ``metrics.json`` stores.
 
-Field names are the keys of metrics.json and field order is its key order, so
-:func:`to_json` writes the file and :meth:`Metrics.from_json` reads it back (for example to
-render the card of the bundled model) without a hand-written mapping per section.
+Field names are the keys of metrics.json and field order is its key order, so pydantic writes the
+file and reads it back (validated, e.g. to render the bundled model's card) with no mapping per
+section.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import types
-import typing
+import json
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any, TypeVar, Union
+from pathlib import Path
+from typing import Any
+
+from pydantic import TypeAdapter
 
 from cats_dogs_other.train.config import Weighting
 from cats_dogs_other.train.stats import Proportion
 
 METRICS_FORMAT = "cats_dogs_other.metrics/2"
 LATER_SECTIONS = ("fine_tuning", "calibration", "manifest", "champion_gate", "int8")
-"""Optional sections written only when a run has them, so metrics.json files written before
-they existed (or by runs without them, e.g. ``--no-fine-tune``) read back and write out
-unchanged."""
-T = TypeVar("T")
+"""Written only when a run has them, so older metrics.json files round-trip unchanged."""
 
 
 @dataclass(frozen=True)
@@ -135,8 +133,6 @@ class FamiliarityReport:
 
 @dataclass(frozen=True)
 class FineTuneReport:
-    """What fine-tuning did, for metrics.json and the card."""
-
     first_layer: str
     trained_on: list[str]
     images: int
@@ -227,8 +223,6 @@ class Miss:
 
 @dataclass(frozen=True)
 class OODReport:
-    """Pictures from outside the training sources (see the ``ood`` command)."""
-
     sha256: str
     all: Proportion
     per_category: dict[str, Proportion]
@@ -246,8 +240,6 @@ class TrainingReport:
 
 @dataclass
 class Metrics:
-    """Everything ``metrics.json`` holds."""
-
     trained_at: str
     model: ModelInfo
     dataset: DatasetReport
@@ -264,60 +256,31 @@ class Metrics:
     familiarity_gate: FamiliarityReport | None = None
     fine_tuning: FineTuneReport | None = None
     format: str = METRICS_FORMAT
+    # Records added to the folder later: reporting.calibrate, the manifest, reporting.champion
+    # and quantize.py.
     calibration: dict[str, Any] | None = None
-    """Written after the model is built (``reporting.calibrate``)."""
     manifest: dict[str, Any] | None = None
-    """The dataset manifest's record, when the run was given one."""
     champion_gate: dict[str, Any] | None = None
-    """The champion-and-challenger table (``reporting.champion``)."""
     int8: dict[str, Any] | None = None
-    """The quantized copy's record, written by ``train quantize`` (``quantize.py``)."""
 
     def to_json(self) -> dict[str, Any]:
         """The metrics.json document: ``format`` first, then every section in field order."""
-        plain = to_json(self)
+        plain: dict[str, Any] = _adapter().dump_python(self, mode="json")
         for key in LATER_SECTIONS:
-            if plain.get(key) is None:  # a section added after metrics of this format existed
+            if plain.get(key) is None:
                 plain.pop(key, None)
         return {"format": plain.pop("format"), **plain}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Metrics:
-        return from_json(cls, data)
+        """Validated by pydantic: a key of the wrong type fails here, not in the card."""
+        return _adapter().validate_python(data)
 
-
-def to_json(value: Any) -> Any:
-    """Records as dicts (field order kept), lists and dicts element by element."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, dict):
-        return {k: to_json(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [to_json(v) for v in value]
-    return value
-
-
-def from_json(cls: type[T], data: Any) -> T:
-    """The record of type ``cls`` that :func:`to_json` wrote as ``data``."""
-    return typing.cast(T, _load(cls, data))
-
-
-def _load(hint: Any, data: Any) -> Any:
-    if data is None:
-        return None
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (Union, types.UnionType):
-        return _load(next(a for a in args if a is not type(None)), data)
-    if origin is list:
-        return [_load(args[0], v) for v in data]
-    if origin is dict:
-        return {k: _load(args[1], v) for k, v in data.items()}
-    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
-        hints = _field_types(hint)
-        return hint(**{k: _load(hints[k], v) for k, v in data.items() if k in hints})
-    return data
+    @classmethod
+    def read(cls, model_dir: Path) -> Metrics:
+        return cls.from_json(json.loads((Path(model_dir) / "metrics.json").read_text("utf-8")))
 
 
 @cache
-def _field_types(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
+def _adapter() -> TypeAdapter[Metrics]:
+    return TypeAdapter(Metrics)
