@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 from dataclasses import replace
+from pathlib import Path
 
 from kto.inference.model import file_sha256
 
-from cats_dogs_other.train.card import render_card
-from cats_dogs_other.train.export import card_section
-from cats_dogs_other.train.provenance import Provenance
-from cats_dogs_other.train.quantize import card_section as int8_section
-from cats_dogs_other.train.reporting.calibrate import card_section as calibration_section
+from cats_dogs_other.train.paths import REPO_ROOT
+from cats_dogs_other.train.provenance import Provenance, describe_run
+from cats_dogs_other.train.reporting.card import DECISIONS_PAGE, render_card
+from cats_dogs_other.train.reporting.outputs import folder_card
 from cats_dogs_other.train.results import FineTuneReport, Metrics
 from cats_dogs_other.train.versions import BUNDLED_MODEL
 
@@ -22,20 +23,16 @@ def _committed() -> str:
     return (BUNDLED_MODEL / "MODEL_CARD.md").read_text()
 
 
-def _rendered(metrics: Metrics) -> str:
-    """The card as a run writes it: the pipeline's part, the export's section, the
-    calibration's, then the int8 export's (from the records metadata.json and metrics.json
-    keep)."""
+def _command() -> str:
     command = re.search(r"## Reproduce\n```\n(.*)\n```", _committed())
     assert command is not None
-    exported = json.loads((BUNDLED_MODEL / "metadata.json").read_text())["exported"]
-    records = json.loads((BUNDLED_MODEL / "metrics.json").read_text())
-    card = render_card(metrics, Provenance(command=command.group(1)))
-    card = card.rstrip("\n") + "\n\n" + card_section(exported)
-    card = card.rstrip("\n") + "\n\n" + calibration_section(records["calibration"])
-    if "int8" in records:  # python -m cats_dogs_other.train quantize
-        card = card.rstrip("\n") + "\n\n" + int8_section(records["int8"])
-    return card
+    return command.group(1)
+
+
+def _rendered(metrics: Metrics) -> str:
+    """The card as the run and the later commands write it (export, calibration, int8)."""
+    assert metrics == Metrics.read(BUNDLED_MODEL)
+    return folder_card(BUNDLED_MODEL, Provenance(command=_command()))
 
 
 def _lines(text: str, pattern: str) -> list[str]:
@@ -86,12 +83,12 @@ def test_the_card_says_what_fine_tuning_did(bundled_metrics: Metrics) -> None:
     untried = replace(bundled_metrics, fine_tuning=None)
     assert "top block: not tried in this run." in render_card(untried, Provenance())
     kept = render_card(replace(bundled_metrics, fine_tuning=_tuning(True)), Provenance())
-    assert "ImageNet weights, frozen below `block_16_expand`, fine-tuned from it on" in kept
+    assert "`mobilenet_v2`, frozen below `block_16_expand`, fine-tuned from it on" in kept
     assert "top block: **on**, from `block_16_expand`" in kept
     assert "`imagenet_samples`, `pets_breeds` (n=1481, clean + mirrored views" in kept
     assert "best epoch 2 of 5, validation loss 0.02 against 0.03" in kept
     dropped = render_card(replace(bundled_metrics, fine_tuning=_tuning(False)), Provenance())
-    assert "tried and **not kept**" in dropped and "ImageNet weights, frozen." in dropped
+    assert "tried and **not kept**" in dropped and "`mobilenet_v2`, frozen." in dropped
 
 
 def test_metrics_with_fine_tuning_round_trip(bundled_metrics: Metrics) -> None:
@@ -110,3 +107,28 @@ def test_the_bundled_card_names_each_files_sha256_as_get_model_lists_them() -> N
     keras = file_sha256(BUNDLED_MODEL / "model.keras")
     assert f"| `model.keras` | trained, exported from | `{keras}` |" in card
     assert f"| trained file | `model.keras`, 12.3 MB, sha256 `{keras[:16]}...`" in card
+
+
+def test_the_bundled_card_is_exactly_its_render(shared_data: tuple[Path, Path]) -> None:
+    """Nothing in the card is written by hand: its records and the sources' READMEs give it
+    back byte for byte (``describe_run`` reads the READMEs, as a run does)."""
+    data, weights = shared_data
+    sources = [data.parent / s.name for s in Metrics.read(BUNDLED_MODEL).dataset.sources]
+    provenance = describe_run(sources, weights, shlex.split(_command())[3:])
+    assert provenance.command == _command()
+    assert folder_card(BUNDLED_MODEL, provenance) == _committed()
+
+
+def test_the_card_names_the_runs_backbone_and_only_its_own_figures(
+    bundled_metrics: Metrics,
+) -> None:
+    """The tiny test backbone's card: no MobileNetV2, no development measurement (those are
+    stated once, in the docs page the card names)."""
+    model = replace(bundled_metrics.model, backbone="tiny")
+    card = render_card(replace(bundled_metrics, model=model), Provenance())
+    assert "MobileNetV2" not in card and "`tiny` backbone features" in card
+    assert "Backbone: `tiny`" in card and "Weights: random (the `tiny` test backbone)." in card
+    page = " ".join((REPO_ROOT / DECISIONS_PAGE).read_text().split())
+    for dev_figure in ("1,085 answers", "152/154", "block_14_expand", "288 px", "17.7 MB"):
+        assert dev_figure in page and dev_figure not in card
+    assert f"`{DECISIONS_PAGE}`" in card

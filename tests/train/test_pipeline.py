@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from cats_dogs_other.train.cli import main
-from cats_dogs_other.train.outputs import OUTPUT_FILES
+from cats_dogs_other.train.reporting.outputs import OUTPUT_FILES
 from cats_dogs_other.train.results import Metrics
 from cats_dogs_other.train.versions import BUNDLED_MODEL, promote
 

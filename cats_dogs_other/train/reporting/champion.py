@@ -22,8 +22,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from cats_dogs_other.train.card import TARGETS
 from cats_dogs_other.train.errors import TrainingError
+from cats_dogs_other.train.reporting.card import TARGETS
 from cats_dogs_other.train.reporting.heldout import read_metrics
 from cats_dogs_other.train.sources import list_sources
 

@@ -1,9 +1,10 @@
-"""The files of a model folder: the model and its metadata, metrics.json, plots and the card."""
+"""The files of a model folder: the model and its metadata, metrics.json, the plots and the card."""
 
 from __future__ import annotations
 
 import json
 import platform
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,12 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from cats_dogs_other.train.card import render_card
 from cats_dogs_other.train.config import TrainConfig
 from cats_dogs_other.train.familiarity import FamiliarityGate
 from cats_dogs_other.train.heads import History
-from cats_dogs_other.train.plots import confusion_matrix_png, training_curves_png
 from cats_dogs_other.train.provenance import TRAIN_COMMAND, Provenance
+from cats_dogs_other.train.reporting.card import render_card
 from cats_dogs_other.train.results import (
     ConfidenceRule,
     CrossValidation,
@@ -191,7 +191,7 @@ def split_report(cfg: TrainConfig, pool: Pool, split: Split) -> SplitReport:
 
 
 def write_reports(out: Path, metrics: Metrics, history: History, provenance: Provenance) -> None:
-    """metrics.json, the two plots and MODEL_CARD.md."""
+    """metrics.json, the two plots and MODEL_CARD.md (the run's part: later commands add theirs)."""
     (out / "metrics.json").write_text(
         json.dumps(metrics.to_json(), indent=2) + "\n", encoding="utf-8"
     )
@@ -211,3 +211,84 @@ def write_reports(out: Path, metrics: Metrics, history: History, provenance: Pro
         phases.append(("final", refit))
     training_curves_png(phases, out / "training_curves.png")
     (out / "MODEL_CARD.md").write_text(render_card(metrics, provenance), encoding="utf-8")
+
+
+def folder_card(model_dir: Path, provenance: Provenance) -> str:
+    """The card a model folder's own records give, in the order the commands that write them
+    run: training (metrics.json), export (metadata.json ``exported``), calibration, int8."""
+    from cats_dogs_other.train.export import card_section as export_section
+    from cats_dogs_other.train.quantize import card_section as int8_section
+    from cats_dogs_other.train.reporting.calibrate import card_section as calibration_section
+
+    metrics = Metrics.read(model_dir)
+    meta = json.loads((Path(model_dir) / "metadata.json").read_text(encoding="utf-8"))
+    later = [
+        (export_section, meta.get("exported")),
+        (calibration_section, metrics.calibration),
+        (int8_section, metrics.int8),
+    ]
+    card = render_card(metrics, provenance)
+    for section, record in later:
+        if record:
+            card = card.rstrip("\n") + "\n\n" + section(record)
+    return card
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def confusion_matrix_png(
+    matrix: Sequence[Sequence[int]], classes: Sequence[str], path: Path, title: str
+) -> Path:
+    plt = _pyplot()
+    m = np.asarray(matrix)
+    fig, ax = plt.subplots(figsize=(4.6, 4.0), dpi=110)
+    ax.imshow(m, cmap="Blues", vmin=0)
+    ax.set_xticks(range(len(classes)), classes)
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title, fontsize=10)
+    threshold = m.max() / 2 if m.size else 0
+    for (i, j), value in np.ndenumerate(m):
+        color = "white" if value > threshold else "black"
+        ax.text(j, i, str(value), ha="center", va="center", color=color, fontsize=12)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def training_curves_png(phases: Sequence[tuple[str, dict[str, list[float]]]], path: Path) -> Path:
+    """Loss and accuracy per epoch, phases (head, fine-tuning) drawn one after the other."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), dpi=110)
+    offset = 0
+    for phase, history in phases:
+        epochs = len(history.get("loss", []))
+        x = np.arange(offset + 1, offset + epochs + 1)
+        for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
+            if metric in history:
+                ax.plot(x, history[metric], label=f"{phase}: train")
+            if f"val_{metric}" in history:
+                ax.plot(x, history[f"val_{metric}"], "--", label=f"{phase}: validation")
+        if offset:
+            for ax in axes:
+                ax.axvline(offset + 0.5, color="grey", lw=0.8)
+        offset += epochs
+    for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[0].set_title("head on cached features (train = clean + augmented)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,7 +1,6 @@
-"""MODEL_CARD.md, written from the run's metrics so the card can never disagree with the figures.
-
-Each ``_section`` function renders one part of the card from :class:`results.Metrics` (and the
-run's :class:`provenance.Provenance`); :func:`render_card` joins them in reading order.
+"""MODEL_CARD.md, rendered from the run's own metrics and provenance only, so the card can never
+disagree with the figures. The measurements behind the pipeline's fixed choices are stated once,
+in :data:`DECISIONS_PAGE`; a card names that page and states only what its run measured.
 """
 
 from __future__ import annotations
@@ -29,62 +28,7 @@ TARGETS = (
 )
 CV_TARGET = 0.98
 DUPLICATES_SHOWN = 12
-FINE_TUNE_DEV = (
-    "Chosen by a comparison made before any test figure was looked at (split seed 42; the "
-    "validation and calibration splits, and a 5-fold CV on the course set's 154 non-test "
-    "images), frozen -> fine-tuned at learning rate 3e-5: chosen head's validation macro recall "
-    "0.9839 -> 0.9938; calibration split without the gate (n=267) 0.9375 -> 0.9508; "
-    "validation + calibration with the gate (n=534) 0.9857 -> 0.9874; dev CV 150/154 -> "
-    "151/154; course cats and dogs of validation + calibration 25/28 and ImageNet-style dogs "
-    "12/12 in both. At 1e-4 the dev CV fell to 149/154; one augmented view more (frozen and "
-    "fine-tuned alike) gained no 0.01 and costs a third more backbone passes. Fine-tuning each "
-    "dev CV fold on its own course training images as well (so that the course set could join "
-    "the fine-tuning) gave 149/154 against 150/154 without them: the course set stays out. "
-    "Fine-tuning from `block_14_expand` (two blocks more, about 1.7x the work per epoch) "
-    "gave 151/154 on the dev CV but 525 against 526 correct on validation + calibration and "
-    "48/50 against 50/50 on the calibration split's `imagenet_samples` images, the ones no "
-    "fine-tuning saw: no clear gain, so `block_16` stays."
-)
-WEIGHTING_DEV = (
-    "That order was set by a comparison made before any test figure was looked at (split seed "
-    "42, fine-tuned features, familiarity gate at 0.59): a 5-fold CV of the course set's 154 "
-    "non-test images gave 152/154 with stratum weighting against 150/154 with none or class; "
-    "the validation + calibration splits (n=534) 525 against 526 correct; a 5-fold CV of the "
-    "397 non-test `imagenet_samples` images, grouped by class, the same 7 errors with both "
-    "(Dog 45/47, Other 345/350)."
-)
-DEV_MEASURES = (
-    "Dev measurements, the evidence for the comparisons below that name them: made before any "
-    "test figure was looked at (split seed 42, stratum-weighted linear head, familiarity gate), "
-    "1,085 answers in all: a 5-fold CV of the course set's 154 non-test images, a 5-fold CV of "
-    "the 397 non-test `imagenet_samples` images grouped by class (47 dogs, 350 Other), each "
-    "fold's head trained on it and the other sources' non-test images, and the validation + "
-    "calibration splits (n=534). A costlier variant must gain 0.01 of them: 11 answers."
-)
-GATE_DEV = (
-    "Two refinements of the gate were measured on the dev measurements (fine-tuned features) "
-    "and left out: keeping the head's answer when the image is closer to a training pet than "
-    "to any training Other by a margin (1,065-1,069 right, by margin and threshold), or when "
-    "the head's Cat or Dog probability is at least 0.9-0.99 (1,063-1,068), against 1,065 for "
-    "the gate alone and 1,060 without a gate. More prototypes, at each count's best "
-    "threshold: 1,068 with 1,024 and 1,069 with every training pet (17.7 MB of weights in the "
-    "final model, over the 15 MB a model file may weigh) against 1,066 with 512. None gained "
-    "11 answers."
-)
-RESIZE_DEV = (
-    "Resize: the whole image squashed to the input square, one backbone pass. On the dev "
-    "measurements (fine-tuned features, every variant resized from the full-size decode), "
-    "squashing got 1,065 answers right (course 151/154, dogs 44/47, Other 345/350, validation "
-    "+ calibration 525/534); a centre crop of the shorter side 1,066; letterboxing on grey "
-    "1,067 (dogs 46/47, validation + calibration 522/534); training on squashed and cropped "
-    "views and averaging both at serving 1,069, for two backbone passes per image. None gained "
-    "11 answers, so the single squash pass stays."
-)
-INPUT_DEV = (
-    "160 px lost 3 points of cross-validated accuracy on the course set. 288 px (1.65x the "
-    "backbone's work) got 1,058 dev answers right against 1,067 at 224 px (frozen features, "
-    "each size at its best gate threshold; ImageNet-style dogs 43/47 against 46/47)."
-)
+DECISIONS_PAGE = "docs/training-decisions.md"
 
 
 def render_card(metrics: Metrics, provenance: Provenance) -> str:
@@ -138,7 +82,7 @@ given with its n and a 95% Wilson interval.
 |---|---|
 | version | `{model.version}` (also in `metadata.json`, `GET /model` and MLflow) |
 | input | RGB {side}x{side}, raw 0..255 (resize: Pillow bilinear in `kto.inference.decode_image`) |
-| model | MobileNetV2 features, {model.head} head, mirror pass {mirror} |
+| model | `{model.backbone}` backbone features, {model.head} head, mirror pass {mirror} |
 | trained file | {trained} |
 | latency (CPU, {threads} threads) | {latency} |
 """
@@ -183,10 +127,7 @@ def _data_section(m: Metrics, provenance: Provenance) -> str:
 
 {sources}
 
-Licences: the ImageNet photos (`imagenet_samples`, and the Stanford Dogs photos among
-`pets_breeds`) are for non-commercial research and education, and the backbone itself was
-trained on ImageNet; `pets_breeds` states no licence (education and research use). The model
-inherits these terms.
+The model inherits the terms of these sources and of its backbone's weights (see Decisions).
 
 **Duplicates.** Byte-identical files (sha256) and near-identical ones (64-bit difference hash
 within 4 bits, confirmed by a backbone-feature cosine of at least 0.9: resized or re-encoded
@@ -225,30 +166,31 @@ def _dedupe_text(ds: DatasetReport) -> str:
 
 
 def _decisions_section(m: Metrics, provenance: Provenance) -> str:
-    side = m.model.input_size[0]
-    backbone = provenance.backbone or (
-        "none (the `tiny` test backbone, random weights)"
+    order = ", ".join(str(m.training.params["weighting_candidates"]).split(","))
+    weights = provenance.backbone or (
+        "random (the `tiny` test backbone)."
         if m.model.backbone == "tiny"
-        else "an ImageNet MobileNetV2 checkpoint."
+        else "the `--weights` file (no provenance note beside it)."
     )
     return f"""## Decisions, by measurement on held-out data
-- Backbone: MobileNetV2 (alpha 1.0), ImageNet weights, {_frozen_text(m)}. Provenance: {backbone}
+- Backbone: `{m.model.backbone}`, {_frozen_text(m)}. Weights: {weights}
 - Preprocessing is **inside** the model (Rescaling to [-1, 1]), so `metadata.json` says
   `"preprocessing": {{"mode": "none"}}`: training and serving share `decode_image`.
 - Head shape, sample weighting and mirror test-time augmentation: every combination trained on
   the training split (clean + mirrored features, early stopping on validation loss) and scored
   by macro recall (mean of the three classes' recall) on the **validation** split; a costlier
-  candidate must gain {m.training.params["min_gain"]} over a simpler one. {_weighting_text(m)}
+  candidate must gain {m.training.params["min_gain"]} over a simpler one. Weightings are tried
+  in the order {order}; within that gain the earlier one wins:
   {m.selection.reason}.
 
 {_selection_table(m)}
 
-- {DEV_MEASURES}
 - {_rule_text(m)}
 - {_gate_text(m)}
 - {_fine_tune_text(m)}
-- {RESIZE_DEV}
-- Input size {side}: {INPUT_DEV}
+- The pipeline's fixed choices (weighting order, fine-tuning settings, the gate's form, resize,
+  input size {m.model.input_size[0]}) and the development measurements behind them:
+  `{DECISIONS_PAGE}` in the repository.
 """
 
 
@@ -267,39 +209,21 @@ def _fine_tune_text(m: Metrics) -> str:
     how = (
         f"from `{ft.first_layer}` to the pooled features ({ft.trainable_weights:,} weights; "
         "batch normalisation frozen), together with a linear head started from a linear probe "
-        "on the frozen features. The activations entering that block are cached like the "
-        "features (the layers below stay frozen), so an epoch costs the top block only, "
-        "forward and backward, and fits the `make train` budget on 2 CPU cores. Trained on the "
-        f"training split of {', '.join(f'`{s}`' for s in ft.trained_on)} (n={ft.images}, "
-        f"{views} views; the cross-validated course set is left out, so no fold's held-out "
-        f"images were seen by the fine-tuned block), AdamW learning rate {ft.learning_rate:g}, "
-        f"weight decay {ft.weight_decay:g}, early stopping on those sources' validation loss: "
-        f"best epoch {ft.best_epoch} of {ft.epochs_run}, validation loss {ft.val_loss_best} "
-        f"against {ft.val_loss_frozen} for the linear probe on frozen features"
+        f"on the frozen features. Trained on the training split of "
+        f"{', '.join(f'`{s}`' for s in ft.trained_on)} (n={ft.images}, {views} views; the "
+        "cross-validated course set is left out, so no fold's held-out images were seen by the "
+        f"fine-tuned block), AdamW learning rate {ft.learning_rate:g}, weight decay "
+        f"{ft.weight_decay:g}, early stopping on those sources' validation loss: best epoch "
+        f"{ft.best_epoch} of {ft.epochs_run}, validation loss {ft.val_loss_best} against "
+        f"{ft.val_loss_frozen} for the linear probe on frozen features"
     )
     if not ft.kept:
         return f"Fine-tuning the backbone's top block: tried and **not kept** ({how}: no lower)."
     return (
         f"Fine-tuning the backbone's top block: **on**, {how}. Every choice above and below "
         "(head, mirror pass, rule, the gate's prototypes and threshold) is made on the "
-        f"fine-tuned features. {FINE_TUNE_DEV}"
+        "fine-tuned features."
     )
-
-
-def _weighting_text(m: Metrics) -> str:
-    order = str(m.training.params["weighting_candidates"]).split(",")
-    text = (
-        f"Weightings are tried in the order {', '.join(order)}; within that gain the earlier "
-        "one wins."
-    )
-    if order[0] == "stratum":
-        text += (
-            " Stratum weighting (every source x class weighs the same) comes first because "
-            "every source has its own target: unweighted, the largest source decides the head."
-        )
-        if m.model.backbone != "tiny":
-            text += f" {WEIGHTING_DEV}"
-    return text
 
 
 def _selection_table(m: Metrics) -> str:
@@ -346,15 +270,11 @@ def _gate_text(m: Metrics) -> str:
     how = (
         f"the largest cosine similarity between an image's features and {gate.prototypes} "
         "prototypes (k-means centres of the training cats' and dogs' features, clean and "
-        "mirrored); below the threshold the model itself moves the answer to Other. A softmax "
-        "head must place every image among its classes, and objects it never saw (a paddle, a "
-        "pay-phone, a mixing bowl) fell into the broad Dog region; they are far from every "
-        "training pet, while a dog of an unseen breed is close to some training dog. It costs "
-        "one matrix product, under 0.3% of the backbone's work"
+        "mirrored); below the threshold the model itself moves the answer to Other"
     )
     if gate.chosen is None:
         return f"Familiarity gate: not used, no threshold improved macro recall; {measured}."
-    return f"Familiarity gate: **on, threshold {gate.chosen}**: {how}; {measured}. {GATE_DEV}"
+    return f"Familiarity gate: **on, threshold {gate.chosen}**: {how}; {measured}."
 
 
 def _results_section(m: Metrics, _: Provenance) -> str:
@@ -456,8 +376,7 @@ def _limits(_: Metrics, __: Provenance) -> str:
 - Drawings, cartoons, toy animals and animals close to dogs (wolves, foxes, hyenas) are the
   likeliest to be called Cat or Dog; cats and dogs in costumes, or tiny in the frame, to be
   called Other.
-- Images are squashed to a square without cropping (see Resize above); very elongated
-  images lose detail.
+- Images are squashed to a square without cropping; very elongated images lose detail.
 """
 
 
