@@ -120,14 +120,9 @@ class ConfidenceRule:
 
 
 @dataclass(frozen=True)
-class FamiliarityReport:
+class FamiliarityReport(ConfidenceRule):
     """How the familiarity gate's threshold did on the validation + calibration splits."""
 
-    macro_recall_without: float
-    best_threshold: float | None
-    macro_recall_with_best: float
-    chosen: float | None
-    n: int
     prototypes: int = 0
 
 

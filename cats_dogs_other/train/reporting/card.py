@@ -5,8 +5,6 @@ in :data:`DECISIONS_PAGE`; a card names that page and states only what its run m
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from cats_dogs_other.train import kinds
 from cats_dogs_other.train.provenance import TRAIN_COMMAND, Provenance
 from cats_dogs_other.train.results import (
@@ -29,20 +27,35 @@ TARGETS = (
 CV_TARGET = 0.98
 DUPLICATES_SHOWN = 12
 DECISIONS_PAGE = "docs/training-decisions.md"
+INTENDED_USE = """## Intended use
+Sorting everyday photos into cats, dogs and everything else, behind the project's API, e.g. to
+route or tag uploads. Not for anything where a wrong answer harms someone, not for identifying
+breeds or individual animals, not for surveillance.
+"""
+LIMITS = """## Limits
+- Small strata give wide intervals: read every figure with its interval, not its point value.
+- Held-out ImageNet classes are one photo each: the "Other" figure is about classes, and says
+  little about harder photos of them.
+- Drawings, cartoons, toy animals and animals close to dogs (wolves, foxes, hyenas) are the
+  likeliest to be called Cat or Dog; cats and dogs in costumes, or tiny in the frame, to be
+  called Other.
+- Images are squashed to a square without cropping; very elongated images lose detail.
+"""
 
 
-def render_card(metrics: Metrics, provenance: Provenance) -> str:
-    sections: tuple[Callable[[Metrics, Provenance], str], ...] = (
-        _header,
-        _targets_section,
-        _intended_use,
-        _data_section,
-        _decisions_section,
-        _results_section,
-        _limits,
-        _reproduce,
+def render_card(m: Metrics, provenance: Provenance) -> str:
+    return "\n".join(
+        (
+            _header(m),
+            _targets_section(m),
+            INTENDED_USE,
+            _data_section(m, provenance),
+            _decisions_section(m, provenance),
+            _results_section(m),
+            LIMITS,
+            _reproduce(provenance),
+        )
     )
-    return "\n".join(section(metrics, provenance) for section in sections)
 
 
 def _table(header: tuple[str, ...], rows: list[list[str]]) -> str:
@@ -58,7 +71,7 @@ def _true_class_accuracy(section: Section, classes: tuple[str, ...]) -> Proporti
 
 
 # --------------------------------------------------------------------------- sections
-def _header(m: Metrics, _: Provenance) -> str:
+def _header(m: Metrics) -> str:
     model, timing = m.model, m.timing
     side = model.input_size[0]
     threads = timing.intra_op_threads or "all"
@@ -88,7 +101,7 @@ given with its n and a 95% Wilson interval.
 """
 
 
-def _targets_section(m: Metrics, _: Provenance) -> str:
+def _targets_section(m: Metrics) -> str:
     per_source = m.test.per_source
     rows = [
         [
@@ -105,14 +118,6 @@ def _targets_section(m: Metrics, _: Provenance) -> str:
             [f"{cv.folds}-fold CV on `{cv.source}` (pooled)", str(cv.pooled), f"{CV_TARGET:.1%}"]
         )
     return "## Targets\n" + _table(("target", "held-out test figure", "bar"), rows) + "\n"
-
-
-def _intended_use(_: Metrics, __: Provenance) -> str:
-    return """## Intended use
-Sorting everyday photos into cats, dogs and everything else, behind the project's API, e.g. to
-route or tag uploads. Not for anything where a wrong answer harms someone, not for identifying
-breeds or individual animals, not for surveillance.
-"""
 
 
 def _data_section(m: Metrics, provenance: Provenance) -> str:
@@ -277,7 +282,7 @@ def _gate_text(m: Metrics) -> str:
     return f"Familiarity gate: **on, threshold {gate.chosen}**: {how}; {measured}."
 
 
-def _results_section(m: Metrics, _: Provenance) -> str:
+def _results_section(m: Metrics) -> str:
     how_kinds = " ".join((kinds.__doc__ or "").split()).partition("The grouping is made")[2]
     check = m.serving_check
     return f"""## Results on the held-out test split
@@ -337,9 +342,9 @@ def _per_source_results(test: HeldOutReport) -> str:
 def _kinds_table(test: HeldOutReport) -> str:
     if not test.other_by_kind:
         return "No held-out ImageNet classes in this run."
-    rows = [[k, str(v)] for k, v in test.other_by_kind.items()]
-    rows.append(["**all held-out classes**", str(test.other_held_out_classes)])
-    return _table(("kind", "answered Other"), rows)
+    return _other_table(
+        "kind", test.other_by_kind, "all held-out classes", test.other_held_out_classes
+    )
 
 
 def _cv_text(cv: CrossValidation | None) -> str:
@@ -359,28 +364,19 @@ def _cv_text(cv: CrossValidation | None) -> str:
 def _ood_text(ood: OODReport | None) -> str:
     if not ood:
         return f"Not measured in this run (collect the set once with `{TRAIN_COMMAND} ood`)."
-    rows = [[c, str(v)] for c, v in ood.per_category.items()]
-    rows.append(["**all**", str(ood.all)])
     return (
         "Pictures shipped by Python and Debian packages (people, drawings, objects, text; "
         f"`{TRAIN_COMMAND} ood`), outside `../shared`, used for no choice:\n\n"
-        + _table(("category", "answered Other"), rows)
+        + _other_table("category", ood.per_category, "all", ood.all)
     )
 
 
-def _limits(_: Metrics, __: Provenance) -> str:
-    return """## Limits
-- Small strata give wide intervals: read every figure with its interval, not its point value.
-- Held-out ImageNet classes are one photo each: the "Other" figure is about classes, and says
-  little about harder photos of them.
-- Drawings, cartoons, toy animals and animals close to dogs (wolves, foxes, hyenas) are the
-  likeliest to be called Cat or Dog; cats and dogs in costumes, or tiny in the frame, to be
-  called Other.
-- Images are squashed to a square without cropping; very elongated images lose detail.
-"""
+def _other_table(key: str, shares: dict[str, Proportion], total: str, p: Proportion) -> str:
+    rows = [[k, str(v)] for k, v in shares.items()]
+    return _table((key, "answered Other"), [*rows, [f"**{total}**", str(p)]])
 
 
-def _reproduce(_: Metrics, provenance: Provenance) -> str:
+def _reproduce(provenance: Provenance) -> str:
     return f"""## Reproduce
 ```
 {provenance.command}

@@ -15,7 +15,6 @@ class stratum of those photos, plus all of them together. The challenger fails a
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -24,7 +23,7 @@ from typing import Any
 
 from cats_dogs_other.train.errors import TrainingError
 from cats_dogs_other.train.reporting.card import TARGETS
-from cats_dogs_other.train.reporting.heldout import read_metrics
+from cats_dogs_other.train.reporting.heldout import classes_of, read_metrics
 from cats_dogs_other.train.sources import list_sources
 
 ALPHA = 0.05
@@ -32,10 +31,6 @@ SMALL_N = 50
 SMALL_SLACK = 1
 MIN_N = 1
 CARD_HEADING = "## Champion and challenger"
-
-
-class GateFailed(TrainingError):
-    """The challenger is worse than the champion on a target; the table says where."""
 
 
 @dataclass(frozen=True)
@@ -117,9 +112,8 @@ def compare(
 
 
 def common_test_files(champion_dir: Path, challenger_dir: Path) -> list[str]:
-    a = set(read_metrics(champion_dir)["split"].get("test_files", []))
-    b = read_metrics(challenger_dir)["split"].get("test_files", [])
-    return [name for name in b if name in a]
+    held = set(read_metrics(champion_dir).split.test_files)
+    return [name for name in read_metrics(challenger_dir).split.test_files if name in held]
 
 
 def labelled_files(
@@ -164,8 +158,7 @@ def _bar(source: str, cls: str) -> float | None:
 def run_gate(
     champion_dir: Path, challenger_dir: Path, data: Sequence[Path], champion_label: str = ""
 ) -> GateResult:
-    metrics = read_metrics(challenger_dir)
-    classes = tuple(metrics["model"].get("classes") or ("Cat", "Dog", "Other"))
+    classes = classes_of(read_metrics(challenger_dir))
     names = common_test_files(champion_dir, challenger_dir)
     rows = labelled_files(names, data, classes)
     paths, labels = [p for _, p, _ in rows], [y for _, _, y in rows]
@@ -252,14 +245,15 @@ def record(model_dir: Path, result: GateResult, run_id: str | None = None) -> No
 def refuse_unpromotable(model_dir: Path) -> None:
     """A model trained from a partial manifest, or one that failed the gate, is never
     promoted."""
-    path = Path(model_dir) / "metrics.json"
-    metrics = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    manifest, gate = metrics.get("manifest"), metrics.get("champion_gate")
-    if isinstance(manifest, dict) and manifest.get("partial"):
+    if not (Path(model_dir) / "metrics.json").is_file():
+        return
+    metrics = read_metrics(model_dir)
+    manifest, gate = metrics.manifest or {}, metrics.champion_gate
+    if manifest.get("partial"):
         raise TrainingError(
             f"{model_dir} was trained from a partial dataset manifest: it is never promoted"
         )
-    if isinstance(gate, dict) and not gate.get("passed"):
+    if gate is not None and not gate.get("passed"):
         raise TrainingError(f"{model_dir} failed the champion-and-challenger gate: not promoted")
 
 

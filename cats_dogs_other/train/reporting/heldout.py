@@ -1,93 +1,88 @@
 """The held-out files of a finished run, rebuilt from its ``metrics.json`` and the sources.
 
-metrics.json lists the test files; the calibration split is not listed, so it is rebuilt the
-way the run made it: every source listed in ``--data`` order, less the files the run skipped or
-dropped as duplicates (both recorded), split by :func:`grouped_split` with the recorded seed and
-fractions. The rebuilt test split must equal the recorded one file for file, else the sources
-changed since the run and nothing is reported from them.
+metrics.json lists the test files, not the other splits, so they are rebuilt the way the run
+made them: every source in ``--data`` order, less the files the run skipped or dropped as
+duplicates (both recorded), split by :func:`grouped_split` with the recorded seed and fractions.
+The rebuilt test split must equal the recorded one file for file, else the sources changed since
+the run and nothing is reported from them.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
 from cats_dogs_other.train.errors import TrainingError
+from cats_dogs_other.train.results import Metrics
 from cats_dogs_other.train.sources import list_sources
 from cats_dogs_other.train.split import grouped_split
+
+Row = tuple[str, Path, int]
+"""(``source/name`` as metrics.json writes it, path, class index)."""
 
 
 @dataclass(frozen=True)
 class HeldOut:
-    """Files and true labels (class indices) of a run's splits."""
-
     classes: tuple[str, ...]
-    calibration: list[tuple[str, Path, int]]
-    """(``source/name`` as metrics.json writes it, path, label)."""
-    test: list[tuple[str, Path, int]]
-    val: list[tuple[str, Path, int]] = field(default_factory=list)
-    train: list[tuple[str, Path, int]] = field(default_factory=list)
+    calibration: list[Row]
+    test: list[Row]
+    val: list[Row]
+    train: list[Row]
 
 
-def read_metrics(model_dir: Path) -> dict[str, Any]:
-    path = Path(model_dir) / "metrics.json"
-    if not path.is_file():
+def read_metrics(model_dir: Path) -> Metrics:
+    if not (Path(model_dir) / "metrics.json").is_file():
         raise TrainingError(f"{model_dir} has no metrics.json: it is not a trained model folder")
-    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    return data
+    try:
+        return Metrics.read(model_dir)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(map(str, first["loc"]))
+        raise TrainingError(f"{model_dir}/metrics.json: {where}: {first['msg']}") from exc
+
+
+def classes_of(metrics: Metrics) -> tuple[str, ...]:
+    """The run's classes, in its models' output order."""
+    return tuple(metrics.test.all.confusion_matrix.labels)
 
 
 def rebuild_held_out(model_dir: Path, data: Sequence[Path]) -> HeldOut:
-    """The run's calibration and test files; raises when the sources no longer match."""
+    """The run's splits; raises when the sources no longer give its test split."""
     metrics = read_metrics(model_dir)
-    classes = tuple(metrics["model"].get("classes") or ("Cat", "Dog", "Other"))
-    dataset, split = metrics["dataset"], metrics["split"]
-    dropped = {(d["source"], d["file"]) for d in dataset.get("duplicates", [])}
-    for source in dataset["sources"]:
-        dropped |= {(source["name"], s["file"]) for s in source.get("skipped", [])}
-    names: list[str] = []
-    paths: list[Path] = []
-    labels: list[int] = []
+    classes, split = classes_of(metrics), metrics.split
+    dropped = {(d.source, d.file) for d in metrics.dataset.duplicates}
+    for source in metrics.dataset.sources:
+        dropped |= {(source.name, s["file"]) for s in source.skipped}
+    rows: list[Row] = []
     strata: list[str] = []
     groups: list[str] = []
     for info, samples in list_sources(list(data), classes):
-        for sample in samples:
-            if (info.name, sample.name) in dropped:
-                continue
-            names.append(f"{info.name}/{sample.name}")
-            paths.append(sample.path)
-            labels.append(sample.label)
-            strata.append(info.name)
-            groups.append(_group(info.name, sample.name))
-    fractions = split["fractions"]
+        for s in samples:
+            if (info.name, s.name) not in dropped:
+                rows.append((f"{info.name}/{s.name}", s.path, s.label))
+                strata.append(info.name)
+                groups.append(_group(info.name, s.name))
     parts = grouped_split(
-        np.asarray(labels),
+        np.asarray([y for _, _, y in rows]),
         np.asarray(strata),
         groups,
-        val_fraction=fractions["val"],
-        calibration_fraction=fractions["calibration"],
-        test_fraction=fractions["test"],
-        seed=split["seed"],
+        val_fraction=split.fractions["val"],
+        calibration_fraction=split.fractions["calibration"],
+        test_fraction=split.fractions["test"],
+        seed=split.seed,
     )
-    rows = list(zip(names, paths, labels, strict=True))
     test = [rows[i] for i in parts.test]
-    if sorted(n for n, _, _ in test) != sorted(split.get("test_files", [])):
+    if sorted(n for n, _, _ in test) != sorted(split.test_files):
         raise TrainingError(
             f"the sources {', '.join(map(str, data))} no longer give the test split "
             f"{model_dir}/metrics.json records: pass the --data folders the run was trained on"
         )
-    return HeldOut(
-        classes,
-        [rows[i] for i in parts.calibration],
-        test,
-        val=[rows[i] for i in parts.val],
-        train=[rows[i] for i in parts.train],
-    )
+    cal, val, train = ([rows[i] for i in ix] for ix in (parts.calibration, parts.val, parts.train))
+    return HeldOut(classes, cal, test, val, train)
 
 
 def _group(source: str, name: str) -> str:
