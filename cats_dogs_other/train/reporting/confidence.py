@@ -14,11 +14,12 @@ a confident mistake is the failure this calibration exists to prevent.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 from kto.inference.calibration import Calibration
+from pydantic import TypeAdapter
 
 GRID = tuple(round(1.0 + 0.05 * k, 2) for k in range(61))
 """1.0 to 4.0: the temperatures tried."""
@@ -50,7 +51,8 @@ class ConfidenceFigures:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ConfidenceFigures:
-        return cls(**{f.name: data[f.name] for f in fields(cls)})
+        """From the record metrics.json keeps (validated; the derived keys are ignored)."""
+        return TypeAdapter(cls).validate_python(data)
 
     def to_dict(self) -> dict[str, Any]:
         return {
