@@ -10,7 +10,17 @@ from pathlib import Path
 import pytest
 
 from cats_dogs_other.train.cli import main
-from cats_dogs_other.train.reporting.champion import ALPHA, SMALL_N, compare, mcnemar_p_worse
+from cats_dogs_other.train.errors import TrainingError
+from cats_dogs_other.train.reporting.champion import (
+    ALPHA,
+    SMALL_N,
+    common_test_files,
+    compare,
+    mcnemar_p_worse,
+    refuse_unpromotable,
+)
+from cats_dogs_other.train.results import Metrics
+from cats_dogs_other.train.versions import BUNDLED_MODEL
 
 from .conftest import PipelineRun
 
@@ -100,3 +110,43 @@ def test_a_partial_run_is_never_promoted(
     assert main(["promote", str(partial), "--to", str(tmp_path / "bundled")]) == 2
     assert capsys.readouterr().err.count("partial dataset manifest") == 2
     assert not (tmp_path / "bundled").exists()
+
+
+def _folder_with(tmp_path: Path, **sections: object) -> Path:
+    """A model folder holding the bundled metrics.json with ``sections`` set."""
+    tmp_path.mkdir(exist_ok=True)
+    metrics = json.loads((BUNDLED_MODEL / "metrics.json").read_text())
+    (tmp_path / "metrics.json").write_text(json.dumps({**metrics, **sections}))
+    return tmp_path
+
+
+def test_the_recorded_verdict_decides_promotion(tmp_path: Path) -> None:
+    refuse_unpromotable(BUNDLED_MODEL)  # no gate verdict, no manifest recorded: promotable
+    refuse_unpromotable(tmp_path)  # no metrics.json: nothing recorded to refuse it on
+    failed = _folder_with(tmp_path / "failed", champion_gate={"passed": False, "targets": []})
+    with pytest.raises(TrainingError, match="failed the champion-and-challenger gate"):
+        refuse_unpromotable(failed)
+    partial = _folder_with(tmp_path / "partial", manifest={"partial": True})
+    with pytest.raises(TrainingError, match="partial dataset manifest"):
+        refuse_unpromotable(partial)
+
+
+def test_the_held_out_files_both_runs_list_are_the_photos(tmp_path: Path) -> None:
+    files = list(Metrics.read(BUNDLED_MODEL).split.test_files)
+    older = _folder_with(tmp_path / "older", split={**_split(), "test_files": files[::2]})
+    assert common_test_files(older, BUNDLED_MODEL) == files[::2]
+    assert common_test_files(BUNDLED_MODEL, older) == files[::2]
+
+
+def _split() -> dict[str, object]:
+    split: dict[str, object] = json.loads((BUNDLED_MODEL / "metrics.json").read_text())["split"]
+    return split
+
+
+def test_a_target_with_a_bar_is_the_cards(tmp_path: Path) -> None:
+    """The bars are the card's targets: the course set's 98.5% for its cats and dogs."""
+    labels = [0] * 100
+    champion, challenger = [0] * 99 + [1], [0] * 98 + [1, 1]
+    target = compare("cats_dogs_other Cat", labels, champion, challenger, 0.985)
+    assert target.failures == ("misses the bar 0.985 the champion meets",)
+    assert compare("x", labels, champion, challenger, None).passed
