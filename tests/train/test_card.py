@@ -132,3 +132,20 @@ def test_the_card_names_the_runs_backbone_and_only_its_own_figures(
     for dev_figure in ("1,085 answers", "152/154", "block_14_expand", "288 px", "17.7 MB"):
         assert dev_figure in page and dev_figure not in card
     assert f"`{DECISIONS_PAGE}`" in card
+
+
+def test_a_folder_card_adds_only_the_sections_its_records_hold(tmp_path: Path) -> None:
+    """Straight after training (no export, calibration or int8 yet) the folder's card is the
+    run's part alone; each record the later commands add brings its own section."""
+    metrics = json.loads((BUNDLED_MODEL / "metrics.json").read_text())
+    meta = json.loads((BUNDLED_MODEL / "metadata.json").read_text())
+    trained = {k: v for k, v in metrics.items() if k not in ("calibration", "int8")}
+    (tmp_path / "metrics.json").write_text(json.dumps(trained))
+    (tmp_path / "metadata.json").write_text(json.dumps({**meta, "exported": None}))
+    provenance = Provenance(command=_command())
+    card = folder_card(tmp_path, provenance)
+    assert card == render_card(Metrics.from_json(trained), provenance)
+    assert "## Served runtime" not in card and "## Confidence" not in card
+    (tmp_path / "metrics.json").write_text(json.dumps({**trained, "int8": metrics["int8"]}))
+    headings = _lines(folder_card(tmp_path, provenance), "## ")
+    assert headings[-2:] == ["## Reproduce", "## int8 export (INFERENCE_PRECISION=int8)"]
