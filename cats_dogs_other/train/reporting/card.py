@@ -6,6 +6,7 @@ in :data:`DECISIONS_PAGE`; a card names that page and states only what its run m
 from __future__ import annotations
 
 from cats_dogs_other.train import kinds
+from cats_dogs_other.train.dedupe import DEFAULT_MAX_DISTANCE, DEFAULT_MIN_COSINE
 from cats_dogs_other.train.provenance import TRAIN_COMMAND, Provenance
 from cats_dogs_other.train.results import (
     CrossValidation,
@@ -127,6 +128,7 @@ def _data_section(m: Metrics, provenance: Provenance) -> str:
     )
     held_classes = len(m.split.held_out_imagenet_classes)
     fractions = m.split.fractions
+    bits, cos = DEFAULT_MAX_DISTANCE, DEFAULT_MIN_COSINE
     return f"""## Data
 {_sources_table(m)}
 
@@ -135,7 +137,7 @@ def _data_section(m: Metrics, provenance: Provenance) -> str:
 The model inherits the terms of these sources and of its backbone's weights (see Decisions).
 
 **Duplicates.** Byte-identical files (sha256) and near-identical ones (64-bit difference hash
-within 4 bits, confirmed by a backbone-feature cosine of at least 0.9: resized or re-encoded
+within {bits} bits, confirmed by a backbone-feature cosine of at least {cos}: resized or re-encoded
 copies) are removed before splitting, keeping the copy of the earliest `--data` source.
 {_dedupe_text(m.dataset)}
 
