@@ -23,7 +23,6 @@ import numpy as np
 from cats_dogs_other.train.calibration import choose_threshold, decide
 from cats_dogs_other.train.config import TrainConfig
 from cats_dogs_other.train.crossval import cross_validate_source
-from cats_dogs_other.train.reporting.evaluate import held_out_report, serving_check
 from cats_dogs_other.train.export import export_model
 from cats_dogs_other.train.familiarity import (
     FamiliarityGate,
@@ -37,6 +36,8 @@ from cats_dogs_other.train.finetune import FIRST_LAYER, adapt_backbone, fine_tun
 from cats_dogs_other.train.finetune import make_extractor as make_mid_extractor
 from cats_dogs_other.train.network import assemble, build_backbone
 from cats_dogs_other.train.ood import measure_ood
+from cats_dogs_other.train.reporting.calibrate import calibrate_model, write_report
+from cats_dogs_other.train.reporting.evaluate import held_out_report, serving_check
 from cats_dogs_other.train.reporting.outputs import (
     MODEL_FILE,
     OUTPUT_FILES,
@@ -45,7 +46,6 @@ from cats_dogs_other.train.reporting.outputs import (
     write_model,
     write_reports,
 )
-from cats_dogs_other.train.reporting.calibrate import calibrate_model, write_report
 from cats_dogs_other.train.results import ConfidenceRule, CrossValidation, Metrics
 from cats_dogs_other.train.selection import Selection, refit, select_head
 from cats_dogs_other.train.sources import Pool, build_pool

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from cats_dogs_other.train.config import TrainConfig
-from cats_dogs_other.train.reporting.outputs import OUTPUT_FILES
 from cats_dogs_other.train.pipeline import run_training
+from cats_dogs_other.train.reporting.outputs import OUTPUT_FILES
 from cats_dogs_other.train.versions import BUNDLED_MODEL
 
 MiB = 1024 * 1024
