@@ -31,8 +31,9 @@ class Inference:
 
     ``model_path`` is a model folder, a ``.keras`` / ``.h5`` file (run by Keras, the reference
     path) or an exported ``.onnx`` file (run by ONNX Runtime, no TensorFlow needed). A folder is
-    served from its ``model.onnx`` when it has one; ``backend="keras"`` or ``"onnx"`` forces
-    one (see :func:`kto.inference.model.resolve_model`). ``threads`` sizes ONNX Runtime's pool
+    served from its ``model.int8.onnx`` when it has one (``precision="auto"``), else its
+    ``model.onnx``; ``backend="keras"`` or ``"onnx"`` forces one runtime, ``precision`` one file
+    (see :func:`kto.inference.model.resolve_model`). ``threads`` sizes ONNX Runtime's pool
     (None: one per core); Keras uses :func:`kto.inference.configure_threads`.
 
     The forward pass accepts any batch size without recompiling and is warmed up here, so the
