@@ -16,14 +16,12 @@ from kto.inference.testing import save_tiny_model, solid_colour_png
 from cats_dogs_other.train.cli import main
 from cats_dogs_other.train.quantize import (
     INT8_FILE,
-    SPEED_RULE,
-    bench_speed,
-    card_section,
     find_gate,
     gate_threshold,
     head_nodes,
     set_gate_threshold,
 )
+from cats_dogs_other.train.reporting.int8 import SPEED_RULE, bench_speed, card_section
 from cats_dogs_other.train.versions import BUNDLED_MODEL
 from tests.conftest import TINY_COLOURS
 
