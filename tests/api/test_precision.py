@@ -4,7 +4,9 @@ pins model.onnx, whose answers stay within 1e-4 of a plain ONNX Runtime float32 
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +19,7 @@ from tests.api.support import bearer, running_app
 PHOTOS = [Path(__file__).parents[2] / "bruno" / "fixtures" / n for n in ("cat.png", "dog.png")]
 TOLERANCE = 1e-4
 
-pytestmark = pytest.mark.skipif(
+needs_bundled_int8 = pytest.mark.skipif(
     not (DEFAULT_MODEL_PATH / "model.int8.onnx").is_file(), reason="no bundled model.int8.onnx"
 )
 
@@ -35,6 +37,7 @@ def _serve(make_settings, module_issuer, **overrides) -> tuple[dict, list[dict]]
     return info, [a.json() for a in answers]
 
 
+@needs_bundled_int8
 def test_the_bundled_folder_is_served_in_int8_by_default(make_settings, module_issuer) -> None:
     info, answers = _serve(make_settings, module_issuer)
     record = json.loads((DEFAULT_MODEL_PATH / "metrics.json").read_text())["int8"]
@@ -47,6 +50,7 @@ def test_the_bundled_folder_is_served_in_int8_by_default(make_settings, module_i
         np.testing.assert_allclose(answer["values"], int8.execute(photo)["values"], atol=1e-6)
 
 
+@needs_bundled_int8
 def test_f32_pinned_answers_as_onnx_runtime_float32(make_settings, module_issuer) -> None:
     import onnxruntime as ort
 
@@ -64,3 +68,21 @@ def test_f32_pinned_answers_as_onnx_runtime_float32(make_settings, module_issuer
         raw = session.run(None, {name: pixels})[0][0]
         want = calibration.apply(raw.astype(np.float64), plain.classes)
         np.testing.assert_allclose(answer["values"], want, atol=TOLERANCE)
+
+
+@pytest.mark.parametrize(
+    ("precision", "line"), [(None, "model.int8.onnx (int8"), ("f32", "model.onnx (f32")]
+)
+def test_the_start_up_line_names_the_file_precision_and_hash(
+    make_settings, module_issuer, tiny_int8_model, caplog, precision, line
+) -> None:
+    caplog.set_level(logging.INFO, logger="cats_dogs_other.api.app")
+    pinned = {} if precision is None else {"inference_precision": precision}
+    with running_app(make_settings(model_path=tiny_int8_model, **pinned), module_issuer):
+        pass
+    file = line.split()[0]
+    digest = hashlib.sha256((tiny_int8_model / file).read_bytes()).hexdigest()[:12]
+    served = [r.getMessage() for r in caplog.records if "serving model" in r.getMessage()]
+    assert served == [
+        f"serving model tiny-colour-model 0.0.1 from {line} on onnx, sha256 {digest})"
+    ]

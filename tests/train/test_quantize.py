@@ -107,6 +107,7 @@ def test_the_quantize_command_on_the_shared_data(
     out = capsys.readouterr().out
     assert "## int8 export" in out and "| all | 532 | 522 |" in out
     assert "familiarity gate's threshold, chosen again" in out
+    assert "**Served by default**" in out and "int8 answers, the temperatures would be" in out
     assert (folder / INT8_FILE).is_file() and (folder / "metrics.json").read_text() == before
 
 
