@@ -214,6 +214,8 @@ def build_int8(
     model_dir = Path(model_dir)
     held = rebuild_held_out(model_dir, data)
     chosen = sample_photos([p for _, p, _ in held.train], photos, seed)
+    if set(chosen) & {p for _, p, _ in held.val + held.calibration + held.test}:
+        raise TrainingError("a calibration photo is also held out: the splits are not disjoint")
     out = model_dir / INT8_FILE
     excluded = quantize_onnx(model_dir, chosen, out)
     refit = refit_gate(
