@@ -1,7 +1,7 @@
 """How an int8 file is judged and reported: the champion/challenger gate against its float32
 model, both files' served confidence, the calibration fitted again on the int8 answers, the
 committed bench run's speed ratio, and the card section that says why the file is served by
-default, all kept in metrics.json ``int8`` (``train quantize``, :mod:`cats_dogs_other.train.quantize`)."""
+default, all kept in metrics.json ``int8`` by ``train quantize`` (``train/quantize.py``)."""
 
 from __future__ import annotations
 
