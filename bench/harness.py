@@ -48,20 +48,21 @@ SYSTEMS = {
     "b2": "(b') naive + wheel (Keras)",
     "c": "(c) this API",
     "cov": "(c) this API, OpenVINO",
-    "int8": "(c) this API, int8",
+    "int8": "(c) this API, int8",  # runs from before int8 became the default
+    "f32": "(c) this API, f32 pinned",
     "d": "(d) this API, TensorFlow backend",
     "c2": "(c') this API, 2 workers",
     "s": "(s) this API + STATE_URL (Redis) + RATE_LIMIT, beside (c), Bearer and DPoP",
 }
-API_SYSTEMS = ("c", "d", "c2", "cov", "int8")
+API_SYSTEMS = ("c", "d", "c2", "cov", "f32")
 # (d): the same server and settings on the Keras/TensorFlow backend (the reference path).
 D_ENV = "INFERENCE_BACKEND=keras"
 # (c'): several uvicorn workers, each with its runtime and decoding cut to its share of the cores.
 C2_ENV = "WORKERS=2,INFERENCE_THREADS=1,DECODE_THREADS=1"
 # (c) on the wheel's optional OpenVINO backend (the same model.onnx).
 COV_ENV = {"INFERENCE_BACKEND": "openvino"}
-# (c) on the model folder's model.int8.onnx (python -m cats_dogs_other.train quantize).
-INT8_ENV = {"INFERENCE_PRECISION": "int8"}
+# (c) serves the default precision (int8 where the folder has model.int8.onnx); this pins f32.
+F32_ENV = {"INFERENCE_PRECISION": "f32"}
 
 
 @dataclass
@@ -180,10 +181,10 @@ def main(argv: list[str] | None = None) -> int:
     c2_env = {**server_env, **dict(a.split("=", 1) for a in args.c2_env.split(",") if a)}
     d_env = {**server_env, **dict(a.split("=", 1) for a in args.d_env.split(",") if a)}
     api_envs = {"c": server_env, "d": d_env, "c2": c2_env, "cov": {**server_env, **COV_ENV}}
-    api_envs["int8"] = {**server_env, **INT8_ENV}
+    api_envs["f32"] = {**server_env, **F32_ENV}
 
     model_path, model_note = resolve_model(args.model, raw_dir)
-    notes += _drop_int8_if_absent(systems, model_path)
+    notes += _drop_f32_if_default(systems, model_path)
     if args.image:
         image, image_origin = args.image.read_bytes(), str(args.image)
     else:
@@ -207,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         environment={
             "cpu": cpu_model(), "cores": _cores(), "python": sys.version.split()[0],
             "model": model_note, "image": f"{describe_image(image)}: {image_origin}",
+            "int8_gate": _int8_gate(model_path),
             "load_before": load_average(),
         },
         notes=notes,
@@ -279,14 +281,27 @@ def _drop_openvino_if_absent(systems: list[str]) -> list[str]:
     return ["(c) on OpenVINO was not run: install the wheel's openvino extra (requirements.txt)"]
 
 
-def _drop_int8_if_absent(systems: list[str], model_path: Path) -> list[str]:
-    """The int8 row needs the model folder's ``model.int8.onnx``."""
+def _drop_f32_if_default(systems: list[str], model_path: Path) -> list[str]:
+    """Without the folder's ``model.int8.onnx`` (c) already serves f32."""
     from kto.inference.model import INT8_FILENAME
 
-    if "int8" not in systems or (model_path / INT8_FILENAME).is_file():
-        return []
-    systems.remove("int8")
-    return [f"(c) int8 was not run: {model_path} has no {INT8_FILENAME}"]
+    notes = []
+    if "int8" in systems:  # (c) serves int8 now; the comparison it stood for is (c) vs f32
+        systems[systems.index("int8")] = "f32"
+        notes.append("--systems int8 ran as f32: (c) serves int8 by default")
+    if "f32" not in systems or (model_path / INT8_FILENAME).is_file():
+        return notes
+    systems.remove("f32")
+    return [*notes, f"(c) f32 pinned was not run: {model_path} has no {INT8_FILENAME}"]
+
+
+def _int8_gate(model_path: Path) -> bool | None:
+    """Whether the folder's int8 file passed the champion/challenger gate (its metrics.json)."""
+    try:
+        record = json.loads((model_path / "metrics.json").read_text(encoding="utf-8"))["int8"]
+        return bool(record["champion_gate"]["passed"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _start_servers(

@@ -199,7 +199,8 @@ print(inference.model_path.name, inference.execute(sys.argv[2])["prediction"])
 
 def test_the_stack_runs_without_the_training_and_tool_requirements() -> None:
     """`make run` installs requirements-stack.txt only: the supervisor, the issuer and the API
-    import, and the bundled model answers from its model.onnx, with all of those absent."""
+    import, and the bundled model answers from its model.int8.onnx (the default precision),
+    with all of those absent."""
     cat = ROOT / "bruno" / "fixtures" / "cat.png"
     result = subprocess.run(
         [sys.executable, "-c", _WITHOUT_TRAINING, ",".join(TRAINING_AND_TOOLS), str(cat)],
@@ -210,7 +211,7 @@ def test_the_stack_runs_without_the_training_and_tool_requirements() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["model.onnx", "Cat"]
+    assert result.stdout.split() == ["model.int8.onnx", "Cat"]
 
 
 def test_a_stack_not_ready_in_time_ends_on_one_line_naming_stack_ready_timeout_s() -> None:

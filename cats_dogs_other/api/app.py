@@ -22,7 +22,7 @@ import httpx
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from kto.inference import DEFAULT_DECODE_LIMITS, Inference, ModelLoadError, configure_threads
-from kto.inference.model import INT8_FILENAME, resolve_model
+from kto.inference.model import INT8_FILENAME, resolve_model, resolve_precision
 
 from cats_dogs_other.api.access_log import AccessLogMiddleware
 from cats_dogs_other.api.batching import MicroBatcher
@@ -133,9 +133,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         if metrics is not None:
             _describe(metrics, settings, inference, state)
         logger.info(
-            "serving model %s %s (sha256 %s)",
+            "serving model %s %s from %s (%s on %s, sha256 %s)",
             inference.metadata.name,
             inference.metadata.version,
+            inference.model_path.name,
+            inference.precision,
+            inference.backend,
             inference.sha256[:12],
         )
         yield {"resources": resources}
@@ -191,7 +194,14 @@ def _describe(
 ) -> None:
     """What /metrics says about this process: model, replica, classes counted, store state."""
     meta = inference.metadata
-    metrics.set_model(name=meta.name, version=meta.version, sha256=inference.sha256)
+    metrics.set_model(
+        name=meta.name,
+        version=meta.version,
+        sha256=inference.sha256,
+        file=inference.model_path.name,
+        precision=inference.precision,
+        backend=inference.backend,
+    )
     metrics.set_replica(settings.replica_id)
     metrics.count_classes(inference.classes)
     metrics.watch_state(lambda: state.health)
@@ -251,9 +261,8 @@ async def _load_model(settings: Settings) -> Inference:
 
 
 def _build_inference(path: Path, settings: Settings) -> Inference:
-    backend, model_file = resolve_model(
-        path, settings.inference_backend, settings.inference_precision
-    )
+    precision = resolve_precision(path, settings.inference_backend, settings.inference_precision)
+    backend, model_file = resolve_model(path, settings.inference_backend, precision)
     if backend == "keras":  # TensorFlow is imported only for a Keras model
         configure_tf_threads(settings)
     limits = dataclasses.replace(DEFAULT_DECODE_LIMITS, max_jpeg_scans=settings.max_jpeg_scans)
@@ -265,6 +274,7 @@ def _build_inference(path: Path, settings: Settings) -> Inference:
         warmup=False,
         backend=backend,
         threads=settings.inference_threads,
+        precision=precision,
     )
     # Every batch shape the batcher can form (once each), so the first busy seconds are not
     # ~20% slower.

@@ -127,8 +127,12 @@ class Metrics:
         for use in STORE_USES:  # present at 0 from the start, for rules and dashboards
             self.state_store_errors_total.labels(use=use)
 
-    def set_model(self, *, name: str, version: str, sha256: str) -> None:
-        self.model_info.info({"name": name, "version": version, "sha256": sha256})
+    def set_model(
+        self, *, name: str, version: str, sha256: str, file: str, precision: str, backend: str
+    ) -> None:
+        """``sha256`` is the served ``file``'s, run in ``precision`` by ``backend``."""
+        info = {"name": name, "version": version, "sha256": sha256, "file": file}
+        self.model_info.info({**info, "precision": precision, "backend": backend})
 
     def set_replica(self, replica_id: str) -> None:
         self.replica_info.info({"replica_id": replica_id})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -49,7 +49,11 @@ class ModelInfo(BaseModel):
     classes: list[str]
     input_size: Annotated[list[int], Field(min_length=2, max_length=2)]  # [height, width]
     sha256: str = Field(description="sha256 of the served file (`file`)")
-    file: str = Field(description="the file the API serves, e.g. model.onnx")
+    file: str = Field(description="the file the API serves, e.g. model.int8.onnx")
+    precision: Literal["f32", "int8"] = Field(
+        description="the served file's precision (INFERENCE_PRECISION, auto by default)"
+    )
+    backend: str = Field(description="the runtime serving it: onnx, openvino or keras")
     files: dict[str, str] = Field(
         description="sha256 of each model file by name: the served one and, in a model folder, "
         "the others beside it (model.keras, which model.onnx was exported from)"

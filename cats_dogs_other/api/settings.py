@@ -14,7 +14,7 @@ from urllib.parse import urljoin, urlsplit
 from kto.inference import DEFAULT_DECODE_LIMITS, DEFAULT_MAX_PIXELS, MIN_CLASSIFIABLE_SIDE
 from kto.inference.backends import BackendChoice
 from kto.inference.cpus import plan_threads
-from kto.inference.model import Precision
+from kto.inference.model import PrecisionChoice
 from pydantic import (
     Field,
     SecretStr,
@@ -129,8 +129,9 @@ class Settings(BaseSettings):
     model_cache_dir: Path = DEFAULT_MODEL_CACHE_DIR
     # auto: a folder's exported model.onnx (ONNX Runtime) when it has one, else its model.keras
     inference_backend: BackendChoice = "auto"
-    # int8: the folder's quantized model.int8.onnx (docs/performance.md has its trade-off)
-    inference_precision: Precision = "f32"
+    # auto: the folder's quantized model.int8.onnx on ONNX Runtime when it has one, else f32;
+    # f32 or int8 pins one (docs/performance.md has the trade-off and the rule)
+    inference_precision: PrecisionChoice = "auto"
 
     # --- uploads ---
     max_upload_bytes: int = Field(default=10 * MiB, ge=1)

@@ -243,16 +243,17 @@ def _run_gate(
 
 
 def _quantize(args: argparse.Namespace, _: Sequence[str]) -> int:
-    """Writes model.int8.onnx whatever the gate says: it is served only when asked for."""
+    """model.int8.onnx is served by default, so a file that fails the gate is kept under
+    another name (quantize.REJECTED_FILE) and the command ends non-zero."""
     _setup_logging()
-    from cats_dogs_other.train.quantize import INT8_FILE, build_int8, card_section, write_record
+    from cats_dogs_other.train.quantize import build_int8, card_section, write_record
 
     record = build_int8(args.model, args.data, args.photos, args.seed)
     print(card_section(record))
     if not args.dry_run:
         write_record(args.model, record)
-    print(f"wrote {args.model / INT8_FILE} ({record['bytes'] / 1e6:.1f} MB)")
-    return 0
+    print(f"wrote {args.model / record['file']} ({record['bytes'] / 1e6:.1f} MB)")
+    return 0 if record["champion_gate"]["passed"] else 1
 
 
 def _export_parser() -> argparse.ArgumentParser:

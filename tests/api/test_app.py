@@ -36,6 +36,8 @@ def test_model_describes_the_loaded_file(client, module_issuer, tiny_model) -> N
         "input_size": [32, 32],
         "sha256": sha256(tiny_model / "model.onnx"),
         "file": "model.onnx",
+        "precision": "f32",  # auto: the folder has no model.int8.onnx
+        "backend": "onnx",
         "files": {
             "model.onnx": sha256(tiny_model / "model.onnx"),
             "model.keras": sha256(tiny_model / "model.keras"),
@@ -71,18 +73,34 @@ def test_both_backends_serve_the_same_answers(
     assert all(max(a["values"]) > 0.95 for a in answers)
 
 
-def test_int8_precision_serves_the_int8_file(make_settings, module_issuer, tiny_int8_model) -> None:
-    """INFERENCE_PRECISION=int8 serves the folder's model.int8.onnx with the same answers."""
+@pytest.mark.parametrize(
+    ("precision", "file", "served"),
+    [(None, "model.int8.onnx", "int8"), ("int8", "model.int8.onnx", "int8"),
+     ("f32", "model.onnx", "f32")],
+)  # fmt: skip
+def test_int8_is_served_by_default_and_f32_when_pinned(
+    make_settings, module_issuer, tiny_int8_model, precision, file, served
+) -> None:
+    """INFERENCE_PRECISION unset (auto) or int8 serves the folder's model.int8.onnx with the
+    same answers; f32 pins model.onnx. /model and /metrics say which file and precision."""
     headers = bearer(module_issuer.token())
-    settings = make_settings(model_path=tiny_int8_model, inference_precision="int8")
+    pinned = {} if precision is None else {"inference_precision": precision}
+    settings = make_settings(model_path=tiny_int8_model, **pinned)
     with running_app(settings, module_issuer) as client:
         info = client.get("/model", headers=headers).json()
         answers = [
             client.post("/upload", headers=headers, files={"file": ("x.png", png(c))}).json()
             for c in ((220, 20, 20), (20, 200, 30), (20, 30, 220))
         ]
-    int8 = (tiny_int8_model / "model.int8.onnx").read_bytes()
-    assert info["sha256"] == hashlib.sha256(int8).hexdigest()
+        text = client.get("/metrics").text
+    assert (info["file"], info["precision"], info["backend"]) == (file, served, "onnx")
+    assert info["sha256"] == sha256(tiny_int8_model / file)
+    assert list(info["files"]) == [
+        file,
+        *(n for n in ("model.int8.onnx", "model.onnx", "model.keras") if n != file),
+    ]
+    assert f'cats_dogs_other_model_info{{backend="onnx",file="{file}",name=' in text
+    assert f'precision="{served}",sha256="{info["sha256"]}"' in text
     assert [a["prediction"] for a in answers] == ["Cat", "Dog", "Other"]
 
 
@@ -173,7 +191,10 @@ def test_metrics_count_auth_failures_by_reason(client) -> None:
     client.get("/model", headers={"Authorization": "Bearer not.a.jwt"})
     text = client.get("/metrics").text
     assert 'cats_dogs_other_auth_failures_total{reason="malformed"}' in text
-    assert 'cats_dogs_other_model_info{name="tiny-colour-model"' in text
+    assert (
+        'cats_dogs_other_model_info{backend="onnx",file="model.onnx",name="tiny-colour-model"'
+        in text
+    )
 
 
 def test_model_uri_is_resolved_through_model_source(

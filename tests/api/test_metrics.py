@@ -133,7 +133,8 @@ def test_metrics_endpoint_is_open_and_in_text_format(client: TestClient) -> None
 def test_model_info_queue_depth_auth_failures_and_batches(
     client: TestClient, metrics: Metrics
 ) -> None:
-    metrics.set_model(name="cats-dogs-other", version="1.0.0", sha256="ab" * 32)
+    served = {"file": "model.int8.onnx", "precision": "int8", "backend": "onnx"}
+    metrics.set_model(name="cats-dogs-other", version="1.0.0", sha256="ab" * 32, **served)
     metrics.auth_failure("expired")
     metrics.auth_failure("expired")
     metrics.auth_failure("bad_audience")
@@ -144,7 +145,8 @@ def test_model_info_queue_depth_auth_failures_and_batches(
     metrics.rejections_total.labels(reason="queue_full").inc()
 
     info = samples(client, "cats_dogs_other_model_info")
-    assert info == [({"name": "cats-dogs-other", "version": "1.0.0", "sha256": "ab" * 32}, 1.0)]
+    model = {"name": "cats-dogs-other", "version": "1.0.0", "sha256": "ab" * 32}
+    assert info == [({**model, **served}, 1.0)]
     assert value(client, "cats_dogs_other_auth_failures_total", reason="expired") == 2
     assert value(client, "cats_dogs_other_auth_failures_total", reason="bad_audience") == 1
     assert value(client, "cats_dogs_other_batch_size_bucket", le="4.0") == 1
@@ -173,7 +175,9 @@ def test_each_metrics_object_has_its_own_registry() -> None:
 
 
 def test_every_metric_carries_the_project_namespace(client: TestClient, metrics: Metrics) -> None:
-    metrics.set_model(name="m", version="1", sha256="00" * 32)
+    metrics.set_model(
+        name="m", version="1", sha256="00" * 32, file="m.onnx", precision="f32", backend="onnx"
+    )
     client.get("/items/1")
     response = client.get("/metrics")
     lines = response.text.splitlines()

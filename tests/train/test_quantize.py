@@ -3,6 +3,7 @@ the bundled int8 file keeps its head and familiarity gate in float32."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from cats_dogs_other.train.quantize import (
     head_nodes,
     set_gate_threshold,
 )
+from cats_dogs_other.train.reporting.int8 import SPEED_RULE, bench_speed, card_section
 from cats_dogs_other.train.versions import BUNDLED_MODEL
 from tests.conftest import TINY_COLOURS
 
@@ -29,9 +31,11 @@ QUANTIZE_OPS = {"QuantizeLinear", "DequantizeLinear"}
 def test_the_int8_export_runs_loads_and_agrees_on_the_argmax(tiny_int8_model: Path) -> None:
     graph = onnx.load(str(tiny_int8_model / INT8_FILE)).graph
     assert {n.op_type for n in graph.node} >= QUANTIZE_OPS
-    f32 = Inference(tiny_int8_model)
-    int8 = Inference(tiny_int8_model, precision="int8")
-    assert int8.model_path.name == INT8_FILE and int8.backend == "onnx"
+    f32 = Inference(tiny_int8_model, precision="f32")
+    int8 = Inference(tiny_int8_model)  # auto: the folder's quantized file, on ONNX Runtime
+    assert (int8.model_path.name, int8.backend, int8.precision) == (INT8_FILE, "onnx", "int8")
+    assert (f32.model_path.name, f32.precision) == ("model.onnx", "f32")
+    assert Inference(tiny_int8_model, backend="keras").precision == "f32"
     images = [solid_colour_png(c) for c in TINY_COLOURS]
     expected = [r["prediction"] for r in f32.execute_batch(images)]
     assert [r["prediction"] for r in int8.execute_batch(images)] == expected
@@ -76,8 +80,9 @@ def test_the_bundled_int8_file_keeps_head_and_gate_in_float32() -> None:
 
 @pytest.mark.skipif(not (BUNDLED_MODEL / INT8_FILE).is_file(), reason="no bundled model.int8.onnx")
 def test_the_bundled_int8_model_serves_like_float32_on_the_colour_images() -> None:
-    f32 = Inference(BUNDLED_MODEL, warmup=False)
-    int8 = Inference(BUNDLED_MODEL, warmup=False, precision="int8")
+    f32 = Inference(BUNDLED_MODEL, warmup=False, precision="f32")
+    int8 = Inference(BUNDLED_MODEL, warmup=False)
+    assert (int8.model_path.name, int8.precision) == (INT8_FILE, "int8")
     images = [solid_colour_png(c, size=(224, 224)) for c in TINY_COLOURS]
     a, b = f32.execute_batch(images), int8.execute_batch(images)
     assert [r["prediction"] for r in a] == [r["prediction"] for r in b]
@@ -102,4 +107,58 @@ def test_the_quantize_command_on_the_shared_data(
     out = capsys.readouterr().out
     assert "## int8 export" in out and "| all | 532 | 522 |" in out
     assert "familiarity gate's threshold, chosen again" in out
+    assert "**Served by default**" in out and "int8 answers, the temperatures would be" in out
     assert (folder / INT8_FILE).is_file() and (folder / "metrics.json").read_text() == before
+
+
+def _bench_run(path: Path, systems: dict[str, list[float]]) -> Path:
+    points = [
+        {"system": s, "connections": c, "rps": r if c == 8 else 1.0}
+        for s, rounds in systems.items()
+        for r in rounds
+        for c in (1, 8)
+    ]
+    environment = {"cpu": "AMD EPYC", "cores": 2, "model": "m"}
+    run = {"started": "2026-12-06 09:14 UTC", "environment": environment, "points": points}
+    path.write_text(json.dumps(run))
+    return path
+
+
+def test_the_speed_ratio_is_read_from_either_layout_of_a_bench_run(tmp_path: Path) -> None:
+    """Before int8 was the default the run had (c) = f32 and an int8 system; now (c) is the
+    default (int8) and an f32 system pins float32. Medians of the rounds, 8 connections."""
+    before = bench_speed(
+        _bench_run(tmp_path / "a.json", {"c": [130, 134, 145], "int8": [243, 250, 232]})
+    )
+    now = bench_speed(
+        _bench_run(tmp_path / "b.json", {"c": [243, 250, 232], "f32": [130, 134, 145]})
+    )
+    assert before == now and before is not None
+    assert (before["ratio"], before["int8_rps"], before["f32_rps"]) == (1.81, 243.0, 134.0)
+    assert bench_speed(_bench_run(tmp_path / "c.json", {"c": [1.0]})) is None
+    assert bench_speed(tmp_path / "absent.json") is None
+
+
+@pytest.mark.parametrize(
+    ("passed", "ratio", "met"), [(True, 1.82, True), (True, 1.2, False), (False, 1.82, False)]
+)
+def test_the_card_says_why_int8_is_served_and_when_the_rule_is_not_met(
+    passed: bool, ratio: float, met: bool
+) -> None:
+    record = json.loads((BUNDLED_MODEL / "metrics.json").read_text())["int8"]
+    record["champion_gate"]["passed"] = passed
+    record["speed"] = {
+        **(record.get("speed") or {}),
+        "ratio": ratio,
+        "int8_rps": 1,
+        "f32_rps": 1,
+        "file": "bench/results/RESULTS.md",
+        "run": "r",
+        "machine": "m",
+        "model": "m",
+    }
+    card = card_section(record)
+    assert f"{ratio}x the float32 default's requests per second" in card
+    assert ("Both conditions hold." in card) is met and (f"at least {SPEED_RULE}x" in card)
+    assert ("**The rule is not met.**" in card) is not met
+    assert "INFERENCE_PRECISION=f32` pins `model.onnx`" in card

@@ -15,8 +15,8 @@ from cats_dogs_other.api.schemas import ModelInfo, Problem
 
 router = APIRouter(tags=["model"])
 
-# The files a model folder may hold, in the order they are listed: the export first.
-MODEL_FOLDER_FILES = ("model.onnx", "model.keras", "model.h5")
+# The files a model folder may hold, in the order they are listed: the exports first.
+MODEL_FOLDER_FILES = ("model.int8.onnx", "model.onnx", "model.keras", "model.h5")
 
 
 @router.get(
@@ -33,6 +33,8 @@ async def model_info(principal: CurrentPrincipal, inference: InferenceDep) -> Mo
         input_size=list(meta.input_size),
         sha256=inference.sha256,
         file=inference.model_path.name,
+        precision=inference.precision,
+        backend=inference.backend,
         files=await run_in_threadpool(model_files, inference),
     )
 

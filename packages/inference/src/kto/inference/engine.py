@@ -11,7 +11,13 @@ from kto.inference.backends import BackendChoice, BackendName, open_backend
 from kto.inference.decoding import DEFAULT_MAX_PIXELS, ImageInput, decode_image
 from kto.inference.errors import InvalidImageError, ModelLoadError, ModelOutputError
 from kto.inference.metadata import ModelMetadata, load_metadata
-from kto.inference.model import Precision, file_sha256, resolve_model
+from kto.inference.model import (
+    Precision,
+    PrecisionChoice,
+    file_sha256,
+    resolve_model,
+    resolve_precision,
+)
 from kto.inference.structure import DEFAULT_DECODE_LIMITS, DecodeLimits
 
 Result = dict[str, Any]
@@ -25,8 +31,9 @@ class Inference:
 
     ``model_path`` is a model folder, a ``.keras`` / ``.h5`` file (run by Keras, the reference
     path) or an exported ``.onnx`` file (run by ONNX Runtime, no TensorFlow needed). A folder is
-    served from its ``model.onnx`` when it has one; ``backend="keras"`` or ``"onnx"`` forces
-    one (see :func:`kto.inference.model.resolve_model`). ``threads`` sizes ONNX Runtime's pool
+    served from its ``model.int8.onnx`` when it has one (``precision="auto"``), else its
+    ``model.onnx``; ``backend="keras"`` or ``"onnx"`` forces one runtime, ``precision`` one file
+    (see :func:`kto.inference.model.resolve_model`). ``threads`` sizes ONNX Runtime's pool
     (None: one per core); Keras uses :func:`kto.inference.configure_threads`.
 
     The forward pass accepts any batch size without recompiling and is warmed up here, so the
@@ -44,16 +51,19 @@ class Inference:
         warmup: bool = True,
         backend: BackendChoice = "auto",
         threads: int | None = None,
-        precision: Precision = "f32",
+        precision: PrecisionChoice = "auto",
     ) -> None:
         """``min_side``: refuse images with a shorter side (see ``decode_image``); None = any.
-        ``precision="int8"``: serve the folder's quantized ``model.int8.onnx``."""
+        ``precision``: ``auto`` serves a folder's quantized ``model.int8.onnx`` where it has
+        one and the runtime is ONNX Runtime, else float32 (:func:`resolve_precision`);
+        ``"f32"`` or ``"int8"`` pins one."""
         if max_pixels <= 0:
             raise ValueError("max_pixels must be a positive number of pixels")
         if min_side is not None and min_side < 1:
             raise ValueError("min_side must be a positive number of pixels or None")
         self.min_side = min_side
-        kind, self.model_path = resolve_model(model_path, backend, precision)
+        self.precision: Precision = resolve_precision(model_path, backend, precision)
+        kind, self.model_path = resolve_model(model_path, backend, self.precision)
         self.backend: BackendName = kind
         self.max_pixels = max_pixels
         self.decode_limits = decode_limits
@@ -192,7 +202,8 @@ class Inference:
     def __repr__(self) -> str:
         meta = self.metadata
         return (
-            f"Inference({str(self.model_path)!r}, backend={self.backend!r}, name={meta.name!r}, "
+            f"Inference({str(self.model_path)!r}, backend={self.backend!r}, "
+            f"precision={self.precision!r}, name={meta.name!r}, "
             f"version={meta.version!r}, "
             f"classes={list(meta.classes)}, input_size={list(meta.input_size)})"
         )

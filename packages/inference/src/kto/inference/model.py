@@ -22,7 +22,13 @@ ONNX_SUFFIX = ".onnx"
 ONNX_FILENAME = "model.onnx"
 INT8_FILENAME = "model.int8.onnx"
 Precision = Literal["f32", "int8"]
+PrecisionChoice = Literal["auto", "f32", "int8"]
 PRECISIONS: tuple[Precision, ...] = ("f32", "int8")
+PRECISION_CHOICES: tuple[PrecisionChoice, ...] = ("auto", *PRECISIONS)
+# The runtimes ``auto`` serves a folder's model.int8.onnx on. OpenVINO reads the same QDQ file
+# but runs its own int8 kernels, whose answers differ from ONNX Runtime's int8 (the file is
+# judged on ONNX Runtime's; docs/performance.md), so ``auto`` stays float32 there.
+AUTO_INT8_BACKENDS: tuple[BackendName, ...] = ("onnx",)
 _DIRECTORY_CANDIDATES = ("model.keras", "model.h5")
 KERAS_HINT = "pip install 'kto-keras-inference[keras]' (Keras and TensorFlow)"
 
@@ -34,23 +40,42 @@ EXPORTED_BACKENDS: tuple[BackendName, ...] = ("onnx", "openvino")
 AUTO_EXPORTED_BACKEND: BackendName = "onnx"
 
 
+def resolve_precision(
+    model_path: str | Path, backend: BackendChoice = "auto", precision: PrecisionChoice = "auto"
+) -> Precision:
+    """The precision ``auto`` stands for: int8 for a folder holding ``model.int8.onnx`` when
+    the runtime chosen is one of ``AUTO_INT8_BACKENDS``, float32 otherwise (no int8 file, the
+    Keras backend, a file named on its own unless it is a ``model.int8.onnx``)."""
+    if precision not in PRECISION_CHOICES:
+        raise ValueError(f"precision must be one of {PRECISION_CHOICES}, got {precision!r}")
+    if precision != "auto":
+        return precision
+    path = Path(model_path).expanduser()
+    if backend == "keras":
+        return "f32"
+    if not path.is_dir():
+        return "int8" if path.name == INT8_FILENAME else "f32"
+    if not (path / INT8_FILENAME).is_file():
+        return "f32"
+    return "int8" if exported_backend(backend) in AUTO_INT8_BACKENDS else "f32"
+
+
 def resolve_model(
-    model_path: str | Path, backend: BackendChoice = "auto", precision: Precision = "f32"
+    model_path: str | Path, backend: BackendChoice = "auto", precision: PrecisionChoice = "auto"
 ) -> tuple[BackendName, Path]:
     """Which backend runs ``model_path`` and from which file.
 
     A file decides by its suffix (``.onnx`` -> ``AUTO_EXPORTED_BACKEND``, ``.keras``/``.h5`` ->
     Keras). A folder is served from its exported ``model.onnx`` when it has one (``auto``),
     else from ``model.keras`` / ``model.h5``; ``backend`` forces one runtime. ``precision``
-    ``int8`` serves a folder's quantized ``model.int8.onnx`` instead, and fails when it has none.
+    ``int8`` serves a folder's quantized ``model.int8.onnx`` instead, and fails when it has none;
+    ``auto`` is :func:`resolve_precision`'s choice.
     """
     if backend not in BACKEND_CHOICES:
         choices = ", ".join(repr(c) for c in BACKEND_CHOICES)
         raise ValueError(f"backend must be one of {choices}, got {backend!r}")
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     path = Path(model_path).expanduser()
-    if precision == "int8":
+    if resolve_precision(path, backend, precision) == "int8":
         return _resolve_int8(path, backend)
     if path.is_dir():
         exported = path / ONNX_FILENAME

@@ -1,0 +1,176 @@
+"""How an int8 file is judged and reported: the champion/challenger gate against its float32
+model, both files' served confidence, the calibration fitted again on the int8 answers, the
+committed bench run's speed ratio, and the card section that says why the file is served by
+default, all kept in metrics.json ``int8`` by ``train quantize`` (``train/quantize.py``)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SOURCE_FILE = "model.onnx"
+CARD_HEADING = "## int8 export (served by default; INFERENCE_PRECISION=f32 pins float32)"
+BENCH_RESULTS = Path(__file__).resolve().parents[3] / "bench" / "results" / "results.json"
+SPEED_RULE = 1.4  # int8 req/s over the f32 default's, 8 connections, one bench run
+
+
+def judge(model_dir: Path, int8: Path, data: Sequence[Path], held: Any) -> dict[str, Any]:
+    """The champion/challenger gate (f32 champion), the served confidence of both and the
+    calibration fitted again on the int8 answers, each file in a folder of its own."""
+    from cats_dogs_other.train.reporting import champion
+    from cats_dogs_other.train.reporting.calibrate import calibrate_model
+
+    test = [(p, y) for _, p, y in held.test]
+    with tempfile.TemporaryDirectory(prefix="int8-judge-") as scratch:
+        f32, q = (
+            _folder(model_dir, f, Path(scratch) / n)
+            for f, n in ((model_dir / SOURCE_FILE, "f32"), (int8, "int8"))
+        )
+        gate = champion.run_gate(f32, q, data, f"{model_dir} (f32)").to_dict()
+        served = {name: _served(folder, test) for name, folder in (("f32", f32), ("int8", q))}
+        refit = calibrate_model(q, [(p, y) for _, p, y in held.calibration], test)
+    gate["challenger"] = f"{int8} (int8)"
+    meta = json.loads((model_dir / "metadata.json").read_text(encoding="utf-8"))
+    shared = meta.get("drift_reference") or {}
+    check = {
+        "fitted_on": f"{refit.to_dict()['fitted_on']}, int8 answers",
+        "served": meta.get("calibration"),
+        "refit": refit.calibration.to_dict(),
+        "test_with_refit": refit.test_after.to_dict(),
+        "prediction_counts": {
+            "f32": shared.get("prediction_counts"),
+            "int8": dict(refit.drift.prediction_counts),
+        },
+    }
+    return {"champion_gate": gate, "test_confidence": served, "calibration_check": check}
+
+
+def _folder(model_dir: Path, onnx_file: Path, into: Path) -> Path:
+    """A folder holding only ``onnx_file`` as its model.onnx: loaded in that precision."""
+    into.mkdir()
+    for name in ("metadata.json", "metrics.json"):
+        shutil.copy(model_dir / name, into / name)
+    shutil.copy(onnx_file, into / SOURCE_FILE)
+    return into
+
+
+def _served(folder: Path, rows: Sequence[tuple[Path, int]]) -> dict[str, Any]:
+    """The card's confidence figures for what ``folder`` serves (calibrated) on ``rows``."""
+    from kto.inference import Inference
+
+    from cats_dogs_other.train.reporting.calibrate import answers, raw_probs
+    from cats_dogs_other.train.reporting.confidence import figures
+
+    inference = Inference(folder, warmup=False)
+    served = answers(inference, inference.metadata, raw_probs(inference, rows))
+    labels = np.asarray([y for _, y in rows])
+    return figures(np.asarray([a["values"] for a in served]), labels).to_dict()
+
+
+def bench_speed(results: Path = BENCH_RESULTS) -> dict[str, Any] | None:
+    """int8 over f32 req/s at 8 connections (medians of the rounds, quiet case) in one
+    committed ``python -m bench`` run: systems ``int8``/``c`` (f32 default) or ``c``/``f32``."""
+    if not results.is_file():
+        return None
+    run = json.loads(results.read_text(encoding="utf-8"))
+    rps: dict[str, list[float]] = {}
+    for p in run.get("points", []):
+        if p.get("connections") == 8:
+            rps.setdefault(p["system"], []).append(float(p["rps"]))
+    pair = ("c", "f32") if "f32" in rps else ("int8", "c")
+    if not all(s in rps for s in pair):
+        return None
+    int8, f32 = (float(np.median(rps[s])) for s in pair)
+    return {
+        "ratio": round(int8 / f32, 2),
+        "int8_rps": round(int8, 1),
+        "f32_rps": round(f32, 1),
+        "run": run.get("started"),
+        "model": run["environment"].get("model"),
+        "machine": f"{run['environment']['cpu']}, {run['environment']['cores']} cores",
+        "file": "bench/results/RESULTS.md",
+    }
+
+
+def card_section(record: dict[str, Any]) -> str:
+    from cats_dogs_other.train.reporting.champion import table
+    from cats_dogs_other.train.reporting.confidence import ConfidenceFigures, figures_table
+
+    check = record.get("calibration_check")
+    rows = [(f"test, {k}, shared calibration", v) for k, v in record["test_confidence"].items()]
+    if check is not None:
+        rows.append(("test, int8, calibration fitted on int8", check["test_with_refit"]))
+    figures = figures_table([(k, ConfidenceFigures.from_dict(v)) for k, v in rows])
+    return (
+        f"{CARD_HEADING}\n\n{_what(record)}\n\n{_why(record)}\n\n"
+        + table(record["champion_gate"]).split("\n", 1)[1].strip("\n")
+        + f"\n\nConfidence on the test split (n = {record['test_confidence']['int8']['n']}), "
+        "with metadata.json's calibration (fitted on the float32 answers), which both files "
+        f"share:\n\n{figures.strip()}\n{_calibration(check)}"
+    )
+
+
+def _what(r: dict[str, Any]) -> str:
+    gate = r["familiarity_gate"]
+    text = (
+        f"`{r['file']}` ({r['bytes'] / 1e6:.1f} MB, sha256 `{r['sha256'][:12]}…`), beside "
+        f"`model.onnx`, is an int8 copy of `{r['from']['file']}` ({r['method']}), calibrated on "
+        f"{r['calibration_photos']}; the head and the familiarity gate "
+        f"({len(r['float32_nodes'])} nodes) stay float32."
+    )
+    if gate is None:
+        return text
+    return text + (
+        " The familiarity gate's threshold, chosen again on the int8 answers of the validation "
+        f"and calibration splits (n = {gate['n']}): {gate['threshold_int8']} (float32: "
+        f"{gate['threshold_f32']}; macro recall {gate['macro_recall_at_int8_threshold']})."
+    )
+
+
+def _why(r: dict[str, Any]) -> str:
+    speed, passed = r.get("speed"), r["champion_gate"]["passed"]
+    measured = " (no committed bench run measured its speed)"
+    if speed is not None:
+        measured = (
+            f" and in the committed bench run ({speed['file']}, {speed['run']}, "
+            f"{speed['machine']}, {speed['model']}) the API served {speed['ratio']}x the float32 "
+            f"default's requests per second at 8 connections ({speed['int8_rps']} against "
+            f"{speed['f32_rps']}; the rule asks for at least {SPEED_RULE}x)"
+        )
+    met = passed and speed is not None and speed["ratio"] >= SPEED_RULE
+    return (
+        '**Served by default** (`INFERENCE_PRECISION=auto`, the wheel\'s `precision="auto"`): '
+        f"it {'passes' if passed else 'fails'} the champion/challenger gate against the float32 "
+        f"model{measured}. {'Both conditions hold.' if met else '**The rule is not met.**'} "
+        "`INFERENCE_PRECISION=f32` pins `model.onnx`."
+    )
+
+
+def _calibration(check: dict[str, Any] | None) -> str:
+    if check is None:
+        return ""
+    served, refit, counts = check["served"] or {}, check["refit"], check["prediction_counts"]
+    return (
+        f"\nFitted again on the {check['fitted_on']}, the temperatures would be "
+        f"{refit['temperature']} / {refit['fallback_temperature']} (shared: "
+        f"{served.get('temperature')} / {served.get('fallback_temperature')}); the last row "
+        "shows what that would change. The drift reference's answers per class on the test "
+        f"split: float32 {_counts(counts['f32'])}, int8 {_counts(counts['int8'])}.\n"
+    )
+
+
+def _counts(counts: dict[str, int] | None) -> str:
+    return ", ".join(f"{k} {v}" for k, v in (counts or {}).items()) or "none recorded"
+
+
+def write_record(model_dir: Path, record: dict[str, Any]) -> None:
+    from cats_dogs_other.train.reporting.record import put_card_section, update_json
+
+    update_json(Path(model_dir) / "metrics.json", {"int8": record})
+    put_card_section(model_dir, card_section(record))
