@@ -14,6 +14,7 @@ from kto.inference.model import file_sha256
 from cats_dogs_other.train.paths import REPO_ROOT
 from cats_dogs_other.train.provenance import Provenance, describe_run
 from cats_dogs_other.train.reporting.card import DECISIONS_PAGE, render_card
+from cats_dogs_other.train.reporting.int8 import CARD_HEADING as INT8_HEADING
 from cats_dogs_other.train.reporting.outputs import folder_card
 from cats_dogs_other.train.results import FineTuneReport, Metrics
 from cats_dogs_other.train.versions import BUNDLED_MODEL
@@ -148,4 +149,4 @@ def test_a_folder_card_adds_only_the_sections_its_records_hold(tmp_path: Path) -
     assert "## Served runtime" not in card and "## Confidence" not in card
     (tmp_path / "metrics.json").write_text(json.dumps({**trained, "int8": metrics["int8"]}))
     headings = _lines(folder_card(tmp_path, provenance), "## ")
-    assert headings[-2:] == ["## Reproduce", "## int8 export (INFERENCE_PRECISION=int8)"]
+    assert headings[-2:] == ["## Reproduce", INT8_HEADING]
