@@ -80,7 +80,7 @@ def _check_promotion(args: argparse.Namespace, resolved: Resolved | None) -> Non
         return
     if not args.champion:
         raise TrainingError("--promote needs --champion: a model is promoted only past the gate")
-    if resolved is None or resolved.partial:
+    if resolved is None or resolved.manifest.partial:
         raise TrainingError(
             "--promote needs a dataset manifest that is not partial (--manifest): a model "
             "trained on part of the data is never promoted"
@@ -102,7 +102,7 @@ def _resolve_manifest(args: argparse.Namespace) -> Resolved | None:
     manifest = relocate(load_manifest(args.manifest), locations, args.weights_location)
     resolved = resolve(manifest, args.shared, args.dataset_cache)
     args.data, args.weights = list(resolved.data), resolved.weights
-    if resolved.partial:
+    if resolved.manifest.partial:
         log.warning("%s is partial: this run trains and reports, never registers", args.manifest)
         args.register_name = None
     return resolved
@@ -155,7 +155,7 @@ def _promote(args: argparse.Namespace, _: Sequence[str]) -> int:
 
 def _ood(args: argparse.Namespace, _: Sequence[str]) -> int:
     _setup_logging()
-    from cats_dogs_other.train.ood_collect import collect
+    from tools.ood_collect import collect
 
     manifest = collect(args.dest, debian=not args.no_debian, seed=args.seed)
     print(f"{len(manifest['images'])} out-of-distribution images in {args.dest}")

@@ -52,7 +52,9 @@ def test_an_archive_is_downloaded_verified_and_unpacked_once(
     assert first.data == again.data and first.data[0].name == "pets"
     assert first.data[0].is_relative_to(cache) and list_sha256(first.data[0]) == source["sha256"]
     assert archive_server.requests[f"/{tar.name}"] == 1
-    assert first.weights == shared / "weights" / "w.h5" and not first.partial
+    assert first.weights == shared / "weights" / "w.h5" and not first.manifest.partial
+    assert first.record()["sources"] == [{k: source[k] for k in ("name", "location", "sha256")}
+                                         | {"licence": "generated for the tests"}]  # fmt: skip
 
 
 def test_a_zip_of_other_files_is_refused(
@@ -133,15 +135,17 @@ def test_archive_members_outside_their_folder_are_refused(
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda d: d["sources"][0].update(format="parquet"), "format 'parquet'"),
+        (lambda d: d["sources"][0].update(format="parquet"), "format = 'parquet'"),
         (lambda d: d["sources"].append(dict(d["sources"][0])), "appears twice"),
         (lambda d: d["sources"][0].update(location="http://example.com/p.zip"), "plain http"),
         (lambda d: d["sources"][0].update(location="ftp://127.0.0.1/p.zip"), "scheme"),
         (lambda d: d["sources"][0].update(location="https://h.example/p.rar"), "must end"),
-        (lambda d: d["sources"][0].update(sha256="abc"), "not a lowercase hex"),
-        (lambda d: d["sources"][0].pop("licence"), "licence"),
-        (lambda d: d.update(partial="yes"), "'partial'"),
-        (lambda d: d.pop("weights"), "'weights'"),
+        (lambda d: d["sources"][0].update(sha256="abc"), r"sources\.0\.sha256 = 'abc'"),
+        (lambda d: d["sources"][0].pop("licence"), "sources.0.licence is missing"),
+        (lambda d: d.update(partial="yes"), "partial = 'yes'"),
+        (lambda d: d.pop("weights"), "weights is missing"),
+        (lambda d: d.update(sources=[]), "sources"),
+        (lambda d: d["sources"][0].update(name="a/b"), "name = 'a/b'"),
     ],
 )
 def test_a_bad_manifest_is_one_clear_error(
@@ -187,11 +191,11 @@ def test_the_committed_manifests_pin_the_shared_sources(shared_data: tuple[Path,
     course = load_manifest(REPO_ROOT / "datasets" / "course-only.json")
     assert not full.partial and course.partial
     assert [s.name for s in full.sources] == ["cats_dogs_other", "pets_breeds", "imagenet_samples"]
-    assert course.sources[0] == full.sources[0] and course.weights_sha256 == full.weights_sha256
+    assert course.sources[0] == full.sources[0] and course.weights.sha256 == full.weights.sha256
     weights = shared_data[1]
     resolved = resolve(full, weights.parents[1], weights.parents[1] / "unused-cache")
     assert [d.name for d in resolved.data] == [s.name for s in full.sources]
-    assert file_sha256(resolved.weights) == full.weights_sha256
+    assert file_sha256(resolved.weights) == full.weights.sha256
 
 
 def test_a_partial_manifest_cannot_promote(
