@@ -1,9 +1,6 @@
-"""The dataset manifest (docs/datasets.md): every source and the backbone weights, pinned by sha256.
-
-A source is pinned by the sha256 of its labelled file list, so any archive of the same files
-passes; ``archive_sha256`` pins an archive's bytes too. Anything wrong is one
-:class:`ManifestError` before TensorFlow starts, and nothing is written outside the cache.
-"""
+"""The dataset manifest (docs/datasets.md): every source and the backbone weights, pinned by
+sha256. Anything wrong is one :class:`ManifestError` before TensorFlow starts, and nothing is
+written outside the cache."""
 
 from __future__ import annotations
 
@@ -14,7 +11,6 @@ import tarfile
 import tempfile
 import urllib.request
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -80,8 +76,7 @@ class Weights(BaseModel):
 class Manifest(BaseModel):
     model_config = ConfigDict(frozen=True, strict=True)
     partial: bool = False
-    """True when sources the served model is trained on are missing: never registered or
-    promoted."""
+    """Sources the served model is trained on are missing: never registered nor promoted."""
     weights: Weights
     sources: Annotated[tuple[Source, ...], Field(min_length=1)]
 
@@ -92,6 +87,11 @@ class Manifest(BaseModel):
         if twice := next((n for n in names if names.count(n) > 1), None):
             raise ValueError(f"the source name {twice!r} appears twice")
         return sources
+
+    def record(self) -> dict[str, Any]:
+        """What metrics.json keeps of the manifest."""
+        kept = {"name", "location", "sha256", "licence"}
+        return self.model_dump(mode="json", include={"partial": True, "sources": {"__all__": kept}})
 
 
 def load_manifest(path: Path) -> Manifest:
@@ -130,21 +130,7 @@ def _problem(error: Any) -> str:
     return f"{where}{shown}: {error['msg'].removeprefix('Value error, ')}"
 
 
-@dataclass(frozen=True)
-class Resolved:
-    data: tuple[Path, ...]
-    weights: Path
-    manifest: Manifest
-
-    def record(self) -> dict[str, Any]:
-        """What metrics.json keeps of the manifest."""
-        kept = {"name", "location", "sha256", "licence"}
-        return self.manifest.model_dump(
-            mode="json", include={"partial": True, "sources": {"__all__": kept}}
-        )
-
-
-def resolve(manifest: Manifest, shared: Path, cache: Path) -> Resolved:
+def resolve(manifest: Manifest, shared: Path, cache: Path) -> tuple[tuple[Path, ...], Path]:
     """Local folders of every source and the weights file, each checked against its sha256."""
     data = []
     for source in manifest.sources:
@@ -152,7 +138,7 @@ def resolve(manifest: Manifest, shared: Path, cache: Path) -> Resolved:
         folder = folder or _local(source.location, shared, f"source {source.name!r}")
         _check_source(source, folder)
         data.append(folder)
-    return Resolved(tuple(data), _weights(manifest.weights, shared, cache), manifest)
+    return tuple(data), _weights(manifest.weights, shared, cache)
 
 
 def is_url(location: str) -> bool:

@@ -18,7 +18,15 @@ from cats_dogs_other.train.cli import main
 from cats_dogs_other.train.manifest import ManifestError, load_manifest, relocate, resolve
 from cats_dogs_other.train.paths import REPO_ROOT
 
-from .archives import ArchiveServer, file_sha256, list_sha256, pack_tar, pack_zip, write_manifest
+from .archives import (
+    LICENCE,
+    ArchiveServer,
+    file_sha256,
+    list_sha256,
+    pack_tar,
+    pack_zip,
+    write_manifest,
+)
 from .conftest import TINY, write_folders
 
 
@@ -47,14 +55,13 @@ def test_an_archive_is_downloaded_verified_and_unpacked_once(
     source = _source("pets", archive_server.url(tar.name), pets)
     manifest = load_manifest(_manifest(tmp_path, shared, [source]))
     cache = tmp_path / "cache"
-    first = resolve(manifest, shared, cache)
-    again = resolve(manifest, shared, cache)
-    assert first.data == again.data and first.data[0].name == "pets"
-    assert first.data[0].is_relative_to(cache) and list_sha256(first.data[0]) == source["sha256"]
+    (data, weights), (again, _) = resolve(manifest, shared, cache), resolve(manifest, shared, cache)
+    assert data == again and data[0].name == "pets"
+    assert data[0].is_relative_to(cache) and list_sha256(data[0]) == source["sha256"]
     assert archive_server.requests[f"/{tar.name}"] == 1
-    assert first.weights == shared / "weights" / "w.h5" and not first.manifest.partial
-    assert first.record()["sources"] == [{k: source[k] for k in ("name", "location", "sha256")}
-                                         | {"licence": "generated for the tests"}]  # fmt: skip
+    assert weights == shared / "weights" / "w.h5" and not manifest.partial
+    kept = {k: source[k] for k in ("name", "location", "sha256")}
+    assert manifest.record() == {"partial": False, "sources": [kept | {"licence": LICENCE}]}
 
 
 def test_a_zip_of_other_files_is_refused(
@@ -163,7 +170,7 @@ def test_missing_sources_and_wrong_weights_are_refused(tmp_path: Path, shared: P
     pets = shared / "datasets" / "pets"
     path = _manifest(tmp_path, shared, [_source("pets", "datasets/pets", pets)])
     manifest = load_manifest(path)
-    assert resolve(manifest, shared, tmp_path / "cache").data == (pets,)
+    assert resolve(manifest, shared, tmp_path / "cache")[0] == (pets,)
     with pytest.raises(ManifestError, match="does not exist"):
         resolve(relocate(manifest, {"pets": "datasets/gone/pets"}, None), shared, tmp_path)
     with pytest.raises(ManifestError, match="names no source"):
@@ -193,9 +200,9 @@ def test_the_committed_manifests_pin_the_shared_sources(shared_data: tuple[Path,
     assert [s.name for s in full.sources] == ["cats_dogs_other", "pets_breeds", "imagenet_samples"]
     assert course.sources[0] == full.sources[0] and course.weights.sha256 == full.weights.sha256
     weights = shared_data[1]
-    resolved = resolve(full, weights.parents[1], weights.parents[1] / "unused-cache")
-    assert [d.name for d in resolved.data] == [s.name for s in full.sources]
-    assert file_sha256(resolved.weights) == full.weights.sha256
+    data, resolved = resolve(full, weights.parents[1], weights.parents[1] / "unused-cache")
+    assert [d.name for d in data] == [s.name for s in full.sources]
+    assert file_sha256(resolved) == full.weights.sha256
 
 
 def test_a_partial_manifest_cannot_promote(
