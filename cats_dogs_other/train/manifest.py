@@ -126,7 +126,8 @@ def _problem(error: Any) -> str:
     where = ".".join(map(str, error["loc"])) or "the manifest"
     if error["type"] == "missing":
         return f"{where} is missing"
-    shown = "" if isinstance(error["input"], dict | list | tuple) else f" = {error['input']!r}"
+    scalar = isinstance(error["input"], str | int | float) and error["type"] != "json_invalid"
+    shown = f" = {error['input']!r}" if scalar else ""
     return f"{where}{shown}: {error['msg'].removeprefix('Value error, ')}"
 
 

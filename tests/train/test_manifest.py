@@ -229,3 +229,57 @@ def test_an_archive_too_large_once_unpacked_is_refused(
     with pytest.raises(ManifestError, match="unpacks to"):
         resolve(load_manifest(_manifest(tmp_path, shared, [source])), shared, tmp_path / "cache")
     assert [p.name for p in (tmp_path / "cache").iterdir()] == []
+
+
+def test_weights_from_a_url_are_downloaded_once_and_pinned(
+    tmp_path: Path, shared: Path, archive_server: ArchiveServer
+) -> None:
+    (archive_server.root / "w-once.h5").write_bytes(b"weights")
+    pets = shared / "datasets" / "pets"
+    manifest = load_manifest(_manifest(tmp_path, shared, [_source("pets", "datasets/pets", pets)]))
+    moved = relocate(manifest, {}, archive_server.url("w-once.h5"))
+    assert moved.weights.sha256 == manifest.weights.sha256 and moved.sources == manifest.sources
+    cache = tmp_path / "cache"
+    _, weights = resolve(moved, shared, cache)
+    assert resolve(moved, shared, cache)[1] == weights
+    assert weights == cache / "weights" / manifest.weights.sha256 / "w-once.h5"
+    assert weights.read_bytes() == b"weights" and archive_server.requests["/w-once.h5"] == 1
+    (archive_server.root / "w-other.h5").write_bytes(b"other weights")
+    with pytest.raises(ManifestError, match="the manifest pins"):
+        resolve(relocate(manifest, {}, archive_server.url("w-other.h5")), shared, cache)
+    assert not list(cache.rglob("w-other.h5*"))
+    with pytest.raises(
+        ManifestError, match=r"--weights-location: weights\.location = 'http://example\.com/w\.h5'"
+    ):
+        relocate(manifest, {}, "http://example.com/w.h5")
+
+
+def test_a_source_folder_must_carry_its_name_and_format(tmp_path: Path, shared: Path) -> None:
+    pets = shared / "datasets" / "pets"
+    wrong_name = _source("cats", "datasets/pets", pets)
+    with pytest.raises(ManifestError, match="must be named so"):
+        resolve(load_manifest(_manifest(tmp_path, shared, [wrong_name])), shared, tmp_path)
+    wrong_format = {**_source("pets", "datasets/pets", pets), "format": "ecotag"}
+    with pytest.raises(ManifestError, match="is folders, the manifest says ecotag"):
+        resolve(load_manifest(_manifest(tmp_path, shared, [wrong_format])), shared, tmp_path)
+
+
+def test_an_unreadable_manifest_is_one_error(tmp_path: Path) -> None:
+    with pytest.raises(ManifestError, match="cannot read the dataset manifest"):
+        load_manifest(tmp_path / "none.json")
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(ManifestError, match=r"bad\.json: the manifest: Invalid JSON"):
+        load_manifest(tmp_path / "bad.json")
+
+
+def test_the_command_line_refuses_a_bad_location_and_promotion_without_mlflow(
+    tmp_path: Path, shared: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _manifest(tmp_path, shared, [_source("pets", "datasets/pets", shared / "datasets/pets")])
+    out = tmp_path / "model"
+    argv = ["--manifest", str(path), "--shared", str(shared), "--out", str(out), *TINY]
+    assert main([*argv, "--location", "pets"]) == 2
+    assert "--location 'pets': expected NAME=URL" in capsys.readouterr().err
+    assert main([*argv, "--champion", str(tmp_path), "--promote", "--no-tracking"]) == 2
+    assert "--promote needs MLflow tracking (MLFLOW_TRACKING_URI)" in capsys.readouterr().err
+    assert not out.exists()
