@@ -90,37 +90,31 @@ def choices(allowed: Sequence[str]) -> Callable[[str], tuple[str, ...]]:
 
 
 # fmt: off
+# One line per option, in --help's groups: a table more than code (docs/training.md says more).
 def train_parser() -> argparse.ArgumentParser:
     p = command_parser(None, "Train the cats/dogs/other classifier on labelled sources into a "
                        "NEW model folder (model.keras, model.onnx, metadata.json, metrics.json, "
                        "MODEL_CARD.md). Other commands, each with its --help: promote DIR, "
                        "export, calibrate, gate, quantize.")
-    for title, add in TRAIN_GROUPS.items():
-        add(p.add_argument_group(title))
-    return p
-
-
-# One line per option: a table more than code (docs/training.md says more).
-def _data_options(g: Group) -> None:
-    a = g.add_argument
-    a("--data", type=Path, action="append", help="a labelled source: an Ecotag export or a folder "
-      f"per class; repeat, the first is cross-validated (default: {paths.default_data_dir()})")
-    a("--weights", type=Path, default=paths.default_weights(), help="MobileNetV2, .weights.h5")
-    a("--manifest", type=Path, help="dataset manifest: its sha256-checked sources and weights")
-    a("--shared", type=Path, default=paths.shared_dir(), help="the manifest's folders are here")
-    a("--location", action="append", default=[], metavar="NAME=URL", help="fetch source NAME here")
-    a("--weights-location", help="fetch the manifest's weights from this URL")
-    a("--dataset-cache", type=Path, default=paths.default_dataset_cache(), help="for archives")
-    a("--champion", help="then gate against this model folder or models:/NAME@champion (exit 3)")
-    a("--promote", action="store_true", help="past the gate, move MLflow's 'champion' alias here")
+    g = p.add_argument_group("data and model")
+    g.add_argument("--data", type=Path, action="append", help="a labelled source: an Ecotag "
+                   "export or a folder per class; repeat, the first is cross-validated "
+                   f"(default: {paths.default_data_dir()})")
+    g.add_argument("--weights", type=Path, default=paths.default_weights(), help="MobileNetV2")
+    g.add_argument("--manifest", type=Path, help="a dataset manifest (datasets/)")
+    g.add_argument("--shared", type=Path, default=paths.shared_dir(), help="the manifest's folders")
+    g.add_argument("--location", action="append", default=[], metavar="NAME=URL",
+                   help="fetch the manifest's source NAME from URL (its pin stays)")
+    g.add_argument("--weights-location", help="fetch the manifest's weights from this URL")
+    g.add_argument("--dataset-cache", type=Path, default=paths.default_dataset_cache(), help="archives")
+    g.add_argument("--champion", help="then gate against this folder or models:/NAME@champion")
+    g.add_argument("--promote", action="store_true", help="past the gate, MLflow alias champion = this run")
     config_option(g, "backbone", choices=BACKBONES, help="'tiny': a small random test network")
     config_option(g, "input_size", type=input_size, metavar="N")
     config_option(g, "classes", type=names, help="class names in output order (any case)")
     config_option(g, "max_pixels", help=argparse.SUPPRESS)
-    a("--out", type=Path, help="a new model folder (default: models/<name>-<version>/)")
-
-
-def _head_options(g: Group) -> None:
+    g.add_argument("--out", type=Path, help="a new model folder (default: models/<name>-<version>)")
+    g = p.add_argument_group("head and rules (each chosen on held-out data)")
     config_option(g, "hidden_candidates", "--hidden", type=lambda v: tuple(map(int, v.split(","))),
                   metavar="HIDDEN", help="head shapes: 0 = linear softmax, N = one ReLU layer")
     config_option(g, "weighting_candidates", "--weighting", type=choices(WEIGHTINGS),
@@ -130,9 +124,7 @@ def _head_options(g: Group) -> None:
     switch_off(g, "familiarity_gate", "do not try the familiarity gate (unfamiliar -> Other)")
     config_option(g, "gate_prototypes", help="k-means centres the gate compares with")
     config_option(g, "min_gain", help=argparse.SUPPRESS)
-
-
-def _training_options(g: Group) -> None:
+    g = p.add_argument_group("training")
     for field in ("seed", "epochs", "batch_size", "learning_rate", "dropout", "l2", "patience"):
         config_option(g, field)
     switch_off(g, "refit", "do not train the head again on train + validation + calibration")
@@ -141,9 +133,12 @@ def _training_options(g: Group) -> None:
         config_option(g, field)
     config_option(g, "fine_tune_patience")
     config_option(g, "aug_passes", help="randomly augmented copies per image besides the mirror")
+    _run_options(p)
+    return p
 
 
-def _held_out_options(g: Group) -> None:
+def _run_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("held-out data")
     config_option(g, "val_fraction", "--val", "--val-fraction", type=fraction)
     config_option(g, "calibration_fraction", "--calibration", type=fraction)
     config_option(g, "test_fraction", "--test", "--test-fraction", type=fraction)
@@ -151,17 +146,13 @@ def _held_out_options(g: Group) -> None:
     g.add_argument("--ood-dir", type=Path, help="out-of-distribution images (python -m "
                    f"tools.ood_collect); default: {paths.default_ood_dir()} once collected")
     g.add_argument("--no-ood", action="store_true", help="skip the OOD measurement")
-
-
-def _runtime_options(g: Group) -> None:
+    g = p.add_argument_group("runtime")
     g.add_argument("--cache-dir", type=Path, default=paths.default_cache_dir(), help="features")
     g.add_argument("--no-cache", action="store_true", help="keep features in memory only")
     g.add_argument("--threads", type=int, default=int(os.environ.get("TF_INTRA_OP_THREADS", 0)),
                    help="TensorFlow intra-op threads (0: all cores)")
     g.add_argument("--quiet", dest="progress", action="store_false", help="no progress bars")
-
-
-def _identity_options(g: Group) -> None:
+    g = p.add_argument_group("model identity and MLflow")
     config_option(g, "name")
     g.add_argument("--model-version", help="default: the run's UTC time (YYYY.MM.DD.HHMMSS)")
     g.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI") or None,
@@ -169,16 +160,6 @@ def _identity_options(g: Group) -> None:
     g.add_argument("--no-tracking", action="store_true")
     config_option(g, "experiment")
     config_option(g, "register_name", type=lambda v: v or None, help="'' = do not register")
-
-
-TRAIN_GROUPS: dict[str, Callable[[Group], None]] = {
-    "data and model": _data_options,
-    "head and rules (each chosen on held-out data)": _head_options,
-    "training": _training_options,
-    "held-out data": _held_out_options,
-    "runtime": _runtime_options,
-    "model identity and MLflow": _identity_options,
-}
 
 
 # fmt: on
