@@ -106,9 +106,11 @@ def train_parser() -> argparse.ArgumentParser:
     g.add_argument("--location", action="append", default=[], metavar="NAME=URL",
                    help="fetch the manifest's source NAME from URL (its pin stays)")
     g.add_argument("--weights-location", help="fetch the manifest's weights from this URL")
-    g.add_argument("--dataset-cache", type=Path, default=paths.default_dataset_cache(), help="archives")
+    g.add_argument("--dataset-cache", type=Path, default=paths.default_dataset_cache(),
+                   help="where downloaded archives are unpacked, once")
     g.add_argument("--champion", help="then gate against this folder or models:/NAME@champion")
-    g.add_argument("--promote", action="store_true", help="past the gate, MLflow alias champion = this run")
+    g.add_argument("--promote", action="store_true", help="past the gate, point MLflow's "
+                   "'champion' alias at this run (needs MLflow and a manifest not partial)")
     config_option(g, "backbone", choices=BACKBONES, help="'tiny': a small random test network")
     config_option(g, "input_size", type=input_size, metavar="N")
     config_option(g, "classes", type=names, help="class names in output order (any case)")
