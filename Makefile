@@ -129,6 +129,12 @@ promote: setup
 	@test -n "$(MODEL)" || { echo "usage: make promote MODEL=models/<folder written by make train>"; exit 2; }
 	$(PY) -m cats_dogs_other.train promote $(MODEL)
 
+# Out-of-distribution pictures (people, food, vehicles, drawings) from Python and Debian packages
+# into $CDO_OOD_DIR (default ~/.cache/cats_dogs_other/ood); `make train` then measures them.
+.PHONY: ood
+ood: setup
+	$(PY) -m tools.ood_collect $(OOD_ARGS)
+
 # Debian's wrk and stress-ng for the benchmark (apt, only when missing).
 bench-tools:
 	bash scripts/install-bench-tools.sh

@@ -1,5 +1,3 @@
-"""``python -m cats_dogs_other.train``."""
-
 import sys
 
 from cats_dogs_other.train.cli import main

@@ -1,15 +1,6 @@
-"""Command line: ``python -m cats_dogs_other.train COMMAND ...``, COMMAND one of train (the
-default), promote, ood, export, calibrate, gate, quantize.
-
-python -m cats_dogs_other.train --data A --data B --weights W.weights.h5
-python -m cats_dogs_other.train promote models/cats-dogs-other-2026.12.01.093000
-python -m cats_dogs_other.train ood --dest ~/.cache/cats_dogs_other/ood
-python -m cats_dogs_other.train export --model cats_dogs_other/model
-python -m cats_dogs_other.train calibrate --model cats_dogs_other/model --data A --data B
-python -m cats_dogs_other.train quantize --model cats_dogs_other/model --data A --data B
-
-Each command imports what it runs only once it runs, so ``--help`` starts no TensorFlow.
-"""
+"""``python -m cats_dogs_other.train [COMMAND] ...``: train (the default), promote, export,
+calibrate, gate, quantize. A command imports what it runs only once it runs, so ``--help``
+starts no TensorFlow."""
 
 from __future__ import annotations
 
@@ -25,19 +16,17 @@ from cats_dogs_other.train import arguments, paths
 from cats_dogs_other.train.errors import TrainingError
 
 if TYPE_CHECKING:
-    from cats_dogs_other.train.manifest import Resolved
+    from cats_dogs_other.train.manifest import Manifest
     from cats_dogs_other.train.pipeline import RunResult
 
 log = logging.getLogger("cats_dogs_other.train")
 
 
-def _setup_logging() -> None:
+def _setup(*, tensorflow: bool = True, threads: int = 0) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-
-
-def _setup_tensorflow(threads: int) -> None:
+    if not tensorflow:
+        return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    _setup_logging()
     import tensorflow as tf
 
     tf.get_logger().setLevel("ERROR")  # retracing chatter from per-fold heads, not actionable
@@ -51,21 +40,20 @@ def _setup_tensorflow(threads: int) -> None:
 
 
 def _train(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    resolved = _resolve_manifest(args)  # before TensorFlow: a bad manifest trains nothing
-    _check_promotion(args, resolved)
-    _setup_tensorflow(args.threads)
+    manifest = _resolve_manifest(args)  # before TensorFlow: a bad manifest trains nothing
+    _check_promotion(args, manifest)
+    _setup(threads=args.threads)
     from cats_dogs_other.train.pipeline import run_training
 
     result = run_training(arguments.train_config(args, argv))
-    if resolved is not None:
+    if manifest is not None:
         from cats_dogs_other.train.reporting.record import update_json
 
-        update_json(result.out / "metrics.json", {"manifest": resolved.record()})
+        update_json(result.out / "metrics.json", {"manifest": manifest.record()})
     _print_summary(result)
     if not args.champion:
         return 0
-    tracked = result.tracked
-    alias = None
+    tracked, alias = result.tracked, None
     if args.promote:
         if tracked is None or not tracked.registered_version:
             raise TrainingError("--promote: the run was not registered in MLflow; nothing promoted")
@@ -74,13 +62,13 @@ def _train(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return _run_gate(args.champion, result.out, data, tracked.run_id if tracked else None, alias)
 
 
-def _check_promotion(args: argparse.Namespace, resolved: Resolved | None) -> None:
+def _check_promotion(args: argparse.Namespace, manifest: Manifest | None) -> None:
     """``--promote`` is refused before any training when it could never happen."""
     if not args.promote:
         return
     if not args.champion:
         raise TrainingError("--promote needs --champion: a model is promoted only past the gate")
-    if resolved is None or resolved.partial:
+    if manifest is None or manifest.partial:
         raise TrainingError(
             "--promote needs a dataset manifest that is not partial (--manifest): a model "
             "trained on part of the data is never promoted"
@@ -90,7 +78,7 @@ def _check_promotion(args: argparse.Namespace, resolved: Resolved | None) -> Non
     os.environ["MLFLOW_TRACKING_URI"] = args.tracking_uri or os.environ["MLFLOW_TRACKING_URI"]
 
 
-def _resolve_manifest(args: argparse.Namespace) -> Resolved | None:
+def _resolve_manifest(args: argparse.Namespace) -> Manifest | None:
     """``--manifest``: its checked sources and weights become --data and --weights."""
     if args.manifest is None:
         return None
@@ -98,14 +86,14 @@ def _resolve_manifest(args: argparse.Namespace) -> Resolved | None:
         raise TrainingError("--manifest names the sources: drop --data (or the manifest)")
     from cats_dogs_other.train.manifest import load_manifest, relocate, resolve
 
-    locations = dict(_pair(v) for v in args.location)
+    locations = dict(map(_pair, args.location))
     manifest = relocate(load_manifest(args.manifest), locations, args.weights_location)
-    resolved = resolve(manifest, args.shared, args.dataset_cache)
-    args.data, args.weights = list(resolved.data), resolved.weights
-    if resolved.partial:
+    data, args.weights = resolve(manifest, args.shared, args.dataset_cache)
+    args.data = list(data)
+    if manifest.partial:
         log.warning("%s is partial: this run trains and reports, never registers", args.manifest)
         args.register_name = None
-    return resolved
+    return manifest
 
 
 def _pair(value: str) -> tuple[str, str]:
@@ -116,32 +104,23 @@ def _pair(value: str) -> tuple[str, str]:
 
 
 def _print_summary(result: RunResult) -> None:
-    m = result.metrics
-    print(f"\nmodel {m.model.name} {m.model.version} written to {result.out}")
-    print(f"  test, all sources: {m.test.all.accuracy}")
-    for name, sec in m.test.per_source.items():
-        print(f"  test, {name}: {sec.accuracy}")
+    m, tracked = result.metrics, result.tracked
+    lines = [f"\nmodel {m.model.name} {m.model.version} written to {result.out}"]
+    lines += [f"  test, all sources: {m.test.all.accuracy}"]
+    lines += [f"  test, {name}: {sec.accuracy}" for name, sec in m.test.per_source.items()]
     if m.test.other_held_out_classes.n:
-        print(f"  held-out ImageNet classes answered Other: {m.test.other_held_out_classes}")
-    cv = m.cross_validation
-    if cv:
-        print(f"  {cv.folds}-fold CV on {cv.source}: {cv.pooled}, folds {cv.fold_accuracies}")
-    decision = m.model.decision
-    shown = (
-        None
-        if decision is None
-        else {"threshold": decision.threshold, "fallback": decision.fallback}
-    )
-    print(
-        f"  head: {m.model.head}, mirror pass {m.model.mirror_test_time_augmentation}, "
-        f"decision {shown}"
-    )
-    tracked = result.tracked
+        lines += [f"  held-out ImageNet classes answered Other: {m.test.other_held_out_classes}"]
+    if cv := m.cross_validation:
+        lines += [f"  {cv.folds}-fold CV on {cv.source}: {cv.pooled}, folds {cv.fold_accuracies}"]
+    d = m.model.decision
+    shown = None if d is None else {"threshold": d.threshold, "fallback": d.fallback}
+    lines += [f"  head: {m.model.head}, mirror pass {m.model.mirror_test_time_augmentation}, "
+              f"decision {shown}"]  # fmt: skip
     if tracked:
-        print(f"  MLflow run {tracked.run_id}: {tracked.model_uri}")
-        if tracked.registered_version:
-            print(f"  registered: models:/{tracked.registered_name}/{tracked.registered_version}")
-    print(f"  make it the bundled default: make promote MODEL={result.out}")
+        lines += [f"  MLflow run {tracked.run_id}: {tracked.model_uri}"]
+    if tracked and tracked.registered_version:
+        lines += [f"  registered: models:/{tracked.registered_name}/{tracked.registered_version}"]
+    print("\n".join([*lines, f"  make it the bundled default: make promote MODEL={result.out}"]))
 
 
 def _promote(args: argparse.Namespace, _: Sequence[str]) -> int:
@@ -153,58 +132,42 @@ def _promote(args: argparse.Namespace, _: Sequence[str]) -> int:
     return 0
 
 
-def _ood(args: argparse.Namespace, _: Sequence[str]) -> int:
-    _setup_logging()
-    from cats_dogs_other.train.ood_collect import collect
-
-    manifest = collect(args.dest, debian=not args.no_debian, seed=args.seed)
-    print(f"{len(manifest['images'])} out-of-distribution images in {args.dest}")
-    return 0
-
-
 def _export(args: argparse.Namespace, _: Sequence[str]) -> int:
     """Verify on the held-out files metrics.json lists, plus any ``--images`` folders."""
-    _setup_tensorflow(0)
+    _setup()
     from cats_dogs_other.train.export import EXPORT_FILE, export_model, held_out_files, images_in
 
     if not (args.model / "metadata.json").is_file():
         raise TrainingError(f"{args.model} is not a model folder (no metadata.json)")
     held = held_out_files(args.model, args.data)
-    names = {p.name for p in held}
-    extra = [p for folder in args.images for p in images_in(folder) if p.name not in names]
-    sources = []
-    if held:
-        sources.append(f"the {len(held)} held-out files metrics.json lists")
-    if extra:
-        sources.append(f"{len(extra)} more from {', '.join(str(f) for f in args.images)}")
+    known = {p.name for p in held}
+    extra = [p for folder in args.images for p in images_in(folder) if p.name not in known]
+    sources = [f"the {len(held)} held-out files metrics.json lists"] * bool(held)
+    sources += [f"{len(extra)} more from {', '.join(map(str, args.images))}"] * bool(extra)
     if not sources:
         raise TrainingError(
             f"no images to verify on: {args.model}/metrics.json lists no held-out files found "
             f"in {args.data}; pass --data or --images"
         )
-    record = export_model(
-        args.model, [*held, *extra], source=" + ".join(sources), tolerance=args.tolerance
-    )
-    check = record["verification"]
+    source, images = " + ".join(sources), [*held, *extra]
+    rec = export_model(args.model, images, source=source, tolerance=args.tolerance)
+    check = rec["verification"]
     print(
-        f"wrote {args.model / EXPORT_FILE} ({record['bytes'] / 1e6:.1f} MB): largest "
-        f"probability difference {check['max_abs_probability_diff']:.2e}, argmax agreement "
+        f"wrote {args.model / EXPORT_FILE} ({rec['bytes'] / 1e6:.1f} MB): largest probability "
+        f"difference {check['max_abs_probability_diff']:.2e}, argmax agreement "
         f"{check['argmax_agreement']:.1%} on {check['images']} images"
     )
     return 0
 
 
 def _calibrate(args: argparse.Namespace, _: Sequence[str]) -> int:
-    _setup_tensorflow(0)
+    _setup()
     from cats_dogs_other.train.reporting.calibrate import calibrate_model, write_report
     from cats_dogs_other.train.reporting.heldout import rebuild_held_out
 
     held = rebuild_held_out(args.model, args.data)
-    report = calibrate_model(
-        args.model,
-        [(path, label) for _, path, label in held.calibration],
-        [(path, label) for _, path, label in held.test],
-    )
+    pairs = [[(path, label) for _, path, label in split] for split in (held.calibration, held.test)]
+    report = calibrate_model(args.model, *pairs)
     print(report.markdown())
     if not args.dry_run:
         write_report(args.model, report)
@@ -213,7 +176,7 @@ def _calibrate(args: argparse.Namespace, _: Sequence[str]) -> int:
 
 
 def _gate(args: argparse.Namespace, _: Sequence[str]) -> int:
-    _setup_tensorflow(0)
+    _setup()
     return _run_gate(args.champion, args.model, args.data, args.run_id, args.set_alias)
 
 
@@ -245,7 +208,7 @@ def _run_gate(
 def _quantize(args: argparse.Namespace, _: Sequence[str]) -> int:
     """model.int8.onnx is served by default, so a file that fails the gate is kept under
     another name (quantize.REJECTED_FILE) and the command ends non-zero."""
-    _setup_logging()
+    _setup(tensorflow=False)
     from cats_dogs_other.train.quantize import build_int8, card_section, write_record
 
     record = build_int8(args.model, args.data, args.photos, args.seed)
@@ -256,28 +219,23 @@ def _quantize(args: argparse.Namespace, _: Sequence[str]) -> int:
     return 0 if record["champion_gate"]["passed"] else 1
 
 
-def _export_parser() -> argparse.ArgumentParser:
-    from cats_dogs_other.train.export import TOLERANCE
-
-    return arguments.export_parser(TOLERANCE)
-
-
-Command = tuple[
-    Callable[[], argparse.ArgumentParser], Callable[[argparse.Namespace, Sequence[str]], int]
-]
-COMMANDS: dict[str, Command] = {
+Run = Callable[[argparse.Namespace, Sequence[str]], int]
+COMMANDS: dict[str, tuple[Callable[[], argparse.ArgumentParser], Run]] = {
     "train": (arguments.train_parser, _train),
     "promote": (arguments.promote_parser, _promote),
-    "ood": (arguments.ood_parser, _ood),
-    "export": (_export_parser, _export),
+    "export": (arguments.export_parser, _export),
     "calibrate": (arguments.calibrate_parser, _calibrate),
     "gate": (arguments.gate_parser, _gate),
     "quantize": (arguments.quantize_parser, _quantize),
 }
+MOVED = {"ood": "python -m tools.ood_collect (make ood)"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in MOVED:
+        print(f"error: '{argv[0]}' is now {MOVED[argv[0]]}", file=sys.stderr)
+        return 2
     command = argv.pop(0) if argv and argv[0] in COMMANDS else "train"
     parser, run = COMMANDS[command]
     args = parser().parse_args(argv)

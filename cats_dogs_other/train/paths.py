@@ -1,4 +1,4 @@
-"""Default locations of the shared data, weights and OOD images (never inside the repository)."""
+"""Default locations of the shared data, weights, caches and OOD images (never in the repo)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,17 @@ OOD_MANIFEST = "manifest.json"
 """What the ``ood`` command writes last in its folder: a folder without one is not collected."""
 
 
+def _env(name: str, default: Path) -> Path:
+    return Path(os.environ.get(name) or default)
+
+
+def _user_cache() -> Path:
+    return _env("XDG_CACHE_HOME", Path.home() / ".cache") / "cats_dogs_other"
+
+
 def shared_dir() -> Path:
-    """``$CDO_SHARED_DIR``, else ``../shared`` beside the repository (where CI puts it)."""
-    env = os.environ.get("CDO_SHARED_DIR")
-    return Path(env) if env else REPO_ROOT.parent / "shared"
+    """``../shared`` beside the repository is where CI puts it."""
+    return _env("CDO_SHARED_DIR", REPO_ROOT.parent / "shared")
 
 
 def default_data_dir() -> Path:
@@ -25,28 +32,20 @@ def default_weights() -> Path:
     return shared_dir() / "weights" / WEIGHTS_FILENAME
 
 
-def default_ood_dir() -> Path:
-    """``$CDO_OOD_DIR``, else a user cache folder: the images are collected, not committed."""
-    env = os.environ.get("CDO_OOD_DIR")
-    if env:
-        return Path(env)
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache) / "cats_dogs_other" / "ood"
+def default_cache_dir() -> Path:
+    return _env("CDO_CACHE_DIR", REPO_ROOT / ".cache" / "features")
 
 
 def default_dataset_cache() -> Path:
-    """Where the dataset manifest's downloaded archives are unpacked (a user cache folder)."""
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache) / "cats_dogs_other" / "datasets"
+    return _user_cache() / "datasets"
+
+
+def default_ood_dir() -> Path:
+    """A user cache folder by default: the images are collected, not committed."""
+    return _env("CDO_OOD_DIR", _user_cache() / "ood")
 
 
 def collected_ood_dir() -> Path | None:
-    """The default OOD folder once the ``ood`` command has filled it, else None."""
-    default = default_ood_dir()
-    return default if (default / OOD_MANIFEST).is_file() else None
-
-
-def default_cache_dir() -> Path:
-    """``$CDO_CACHE_DIR``, else ``.cache/`` in the repository (git-ignored)."""
-    env = os.environ.get("CDO_CACHE_DIR")
-    return Path(env) if env else REPO_ROOT / ".cache" / "features"
+    """The default OOD folder once the collector has filled it."""
+    folder = default_ood_dir()
+    return folder if (folder / OOD_MANIFEST).is_file() else None

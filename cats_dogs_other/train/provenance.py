@@ -1,8 +1,5 @@
-"""Where a run's inputs come from, as their README files state it: printed in the model card.
-
-A source or weights folder documents itself in ``README.md`` paragraphs starting "Source:",
-"Provenance:" or "Licence:"; the card quotes them rather than restating them by hand.
-"""
+"""Where a run's inputs come from, as their README files say it: quoted in the model card
+rather than restated by hand."""
 
 from __future__ import annotations
 
@@ -20,23 +17,21 @@ class Provenance:
     command: str = f"{TRAIN_COMMAND} ..."
     """The command line that reproduces the run."""
     data_sources: dict[str, str | None] = field(default_factory=dict)
-    """Source name -> what its README says of its origin (None: it says nothing)."""
+    """Source name -> what its README says of its origin (None: nothing)."""
     backbone: str | None = None
-    """What the weights' README says of their origin."""
 
 
-def readme_paragraph(directory: Path | None, prefix: str) -> str | None:
-    """The paragraph of ``directory/README.md`` that starts with ``prefix`` (e.g. "Source:"),
-    without the prefix and up to any "Checked:" sentence (claims we measure ourselves)."""
-    if directory is None:
+def readme_paragraph(directory: Path | None, *prefixes: str) -> str | None:
+    """The paragraph of ``directory/README.md`` starting with the first of ``prefixes`` found,
+    up to any "Checked:" sentence (claims the run measures itself)."""
+    readme = Path(directory or "") / "README.md"
+    if directory is None or not readme.is_file():
         return None
-    readme = Path(directory) / "README.md"
-    if not readme.is_file():
-        return None
-    for para in re.split(r"\n\s*\n", readme.read_text(encoding="utf-8")):
-        text = " ".join(para.split())
-        if text.startswith(prefix):
-            return text[len(prefix) :].split(" Checked:")[0].strip()
+    paragraphs = [" ".join(p.split()) for p in re.split(r"\n\s*\n", readme.read_text("utf-8"))]
+    for prefix in prefixes:
+        for text in paragraphs:
+            if text.startswith(prefix):
+                return text[len(prefix) :].split(" Checked:")[0].strip()
     return None
 
 
@@ -44,9 +39,7 @@ def describe_run(data: Sequence[Path], weights: Path | None, argv: Sequence[str]
     return Provenance(
         command=shlex.join([*shlex.split(TRAIN_COMMAND), *argv]),
         data_sources={
-            d.resolve().name: readme_paragraph(d, "Source:")
-            or readme_paragraph(d, "Provenance:")
-            or readme_paragraph(d, "Licence:")
+            d.resolve().name: readme_paragraph(d, "Source:", "Provenance:", "Licence:")
             for d in data
         },
         backbone=readme_paragraph(weights.parent, "Provenance:") if weights else None,

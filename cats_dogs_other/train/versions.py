@@ -1,11 +1,5 @@
-"""Model versions: every training run writes a new folder; only ``promote`` replaces the
-bundled default, and it does so as one explicit step.
-
-``python -m cats_dogs_other.train`` without ``--out`` writes ``models/<name>-<version>/`` (git
-ignored), the version being the UTC time of the run unless ``--model-version`` says otherwise.
-``python -m cats_dogs_other.train promote DIR`` (``make promote MODEL=DIR``) checks that the
-folder loads through the wheel, then swaps it in for ``cats_dogs_other/model/``.
-"""
+"""Every run writes a new model folder; only ``promote`` replaces the bundled default, as one
+explicit step."""
 
 from __future__ import annotations
 
@@ -16,11 +10,10 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from cats_dogs_other.train import paths
 from cats_dogs_other.train.errors import TrainingError
+from cats_dogs_other.train.paths import REPO_ROOT
 
-BUNDLED_MODEL = paths.REPO_ROOT / "cats_dogs_other" / "model"
-MODELS_DIR = paths.REPO_ROOT / "models"
+BUNDLED_MODEL = REPO_ROOT / "cats_dogs_other" / "model"
 REQUIRED_FILES = ("model.keras", "metadata.json", "MODEL_CARD.md", "metrics.json")
 
 
@@ -30,11 +23,10 @@ def new_version(now: datetime | None = None) -> str:
 
 
 def default_out(name: str, version: str) -> Path:
-    return MODELS_DIR / f"{name}-{version}"
+    return REPO_ROOT / "models" / f"{name}-{version}"
 
 
 def prepare_out(out: Path) -> Path:
-    """Refuse to write into the bundled default or over an existing model folder."""
     out = Path(out)
     if out.resolve() == BUNDLED_MODEL.resolve():
         raise TrainingError(
@@ -51,11 +43,8 @@ def prepare_out(out: Path) -> Path:
 
 
 def promote(source: Path, target: Path = BUNDLED_MODEL) -> Path:
-    """Check ``source`` loads and is complete, then replace ``target`` with a copy of it.
-
-    The copy is made beside ``target`` and swapped in by renames, so an interrupted promotion
-    leaves either the old or the new model, never a mix.
-    """
+    """Check that ``source`` is complete and loads, then swap a copy of it in for ``target`` by
+    renames: an interrupted promotion leaves the old or the new model, never a mix."""
     from kto.inference import Inference
 
     source, target = Path(source), Path(target)
@@ -63,31 +52,26 @@ def promote(source: Path, target: Path = BUNDLED_MODEL) -> Path:
         raise TrainingError(f"{source} is not a model folder")
     if source.resolve() == target.resolve():
         raise TrainingError(f"{source} is already the bundled model")
-    missing = [f for f in REQUIRED_FILES if not (source / f).is_file()]
-    if missing:
+    if missing := [f for f in REQUIRED_FILES if not (source / f).is_file()]:
         raise TrainingError(
             f"{source} is not a complete model folder: {', '.join(missing)} missing"
         )
-    inference = Inference(source / "model.keras", warmup=False)
+    sha256 = Inference(source / "model.keras", warmup=False).sha256
     meta = json.loads((source / "metadata.json").read_text(encoding="utf-8"))
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".promote-", dir=target.parent))
     staging.chmod(0o755)  # mkdtemp makes it private; the served folder must stay readable
+    old = target.with_name(f".{target.name}.old")
     try:
         for item in source.iterdir():
             if item.is_file():
                 shutil.copy2(item, staging / item.name)
-        old = target.with_name(f".{target.name}.old")
-        if old.exists():
-            shutil.rmtree(old)
+        shutil.rmtree(old, ignore_errors=True)
         if target.exists():
             os.replace(target, old)
         os.replace(staging, target)
         shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    print(
-        f"promoted {meta['name']} {meta['version']} ({inference.sha256[:12]}) from {source} "
-        f"to {target}"
-    )
+    print(f"promoted {meta['name']} {meta['version']} ({sha256[:12]}) from {source} to {target}")
     return target

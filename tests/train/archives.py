@@ -15,6 +15,8 @@ from typing import Any
 
 from cats_dogs_other.train.dataset import DEFAULT_CLASSES, dataset_sha256, find_samples
 
+LICENCE = "generated for the tests"
+
 
 class ArchiveServer:
     """Serves ``root`` on 127.0.0.1 (an ephemeral port) and counts the GETs of each path."""
@@ -81,7 +83,7 @@ def write_manifest(
     doc = {
         "partial": partial,
         "weights": {"location": weights, "sha256": file_sha256(shared / weights)},
-        "sources": [{"licence": "generated for the tests", **s} for s in sources],
+        "sources": [{"licence": LICENCE, **s} for s in sources],
     }
     path.write_text(json.dumps(doc, indent=2), encoding="utf-8")
     return path

@@ -18,7 +18,15 @@ from cats_dogs_other.train.cli import main
 from cats_dogs_other.train.manifest import ManifestError, load_manifest, relocate, resolve
 from cats_dogs_other.train.paths import REPO_ROOT
 
-from .archives import ArchiveServer, file_sha256, list_sha256, pack_tar, pack_zip, write_manifest
+from .archives import (
+    LICENCE,
+    ArchiveServer,
+    file_sha256,
+    list_sha256,
+    pack_tar,
+    pack_zip,
+    write_manifest,
+)
 from .conftest import TINY, write_folders
 
 
@@ -47,12 +55,13 @@ def test_an_archive_is_downloaded_verified_and_unpacked_once(
     source = _source("pets", archive_server.url(tar.name), pets)
     manifest = load_manifest(_manifest(tmp_path, shared, [source]))
     cache = tmp_path / "cache"
-    first = resolve(manifest, shared, cache)
-    again = resolve(manifest, shared, cache)
-    assert first.data == again.data and first.data[0].name == "pets"
-    assert first.data[0].is_relative_to(cache) and list_sha256(first.data[0]) == source["sha256"]
+    (data, weights), (again, _) = resolve(manifest, shared, cache), resolve(manifest, shared, cache)
+    assert data == again and data[0].name == "pets"
+    assert data[0].is_relative_to(cache) and list_sha256(data[0]) == source["sha256"]
     assert archive_server.requests[f"/{tar.name}"] == 1
-    assert first.weights == shared / "weights" / "w.h5" and not first.partial
+    assert weights == shared / "weights" / "w.h5" and not manifest.partial
+    kept = {k: source[k] for k in ("name", "location", "sha256")}
+    assert manifest.record() == {"partial": False, "sources": [kept | {"licence": LICENCE}]}
 
 
 def test_a_zip_of_other_files_is_refused(
@@ -133,15 +142,17 @@ def test_archive_members_outside_their_folder_are_refused(
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda d: d["sources"][0].update(format="parquet"), "format 'parquet'"),
+        (lambda d: d["sources"][0].update(format="parquet"), "format = 'parquet'"),
         (lambda d: d["sources"].append(dict(d["sources"][0])), "appears twice"),
         (lambda d: d["sources"][0].update(location="http://example.com/p.zip"), "plain http"),
         (lambda d: d["sources"][0].update(location="ftp://127.0.0.1/p.zip"), "scheme"),
         (lambda d: d["sources"][0].update(location="https://h.example/p.rar"), "must end"),
-        (lambda d: d["sources"][0].update(sha256="abc"), "not a lowercase hex"),
-        (lambda d: d["sources"][0].pop("licence"), "licence"),
-        (lambda d: d.update(partial="yes"), "'partial'"),
-        (lambda d: d.pop("weights"), "'weights'"),
+        (lambda d: d["sources"][0].update(sha256="abc"), r"sources\.0\.sha256 = 'abc'"),
+        (lambda d: d["sources"][0].pop("licence"), "sources.0.licence is missing"),
+        (lambda d: d.update(partial="yes"), "partial = 'yes'"),
+        (lambda d: d.pop("weights"), "weights is missing"),
+        (lambda d: d.update(sources=[]), "sources"),
+        (lambda d: d["sources"][0].update(name="a/b"), "name = 'a/b'"),
     ],
 )
 def test_a_bad_manifest_is_one_clear_error(
@@ -159,7 +170,7 @@ def test_missing_sources_and_wrong_weights_are_refused(tmp_path: Path, shared: P
     pets = shared / "datasets" / "pets"
     path = _manifest(tmp_path, shared, [_source("pets", "datasets/pets", pets)])
     manifest = load_manifest(path)
-    assert resolve(manifest, shared, tmp_path / "cache").data == (pets,)
+    assert resolve(manifest, shared, tmp_path / "cache")[0] == (pets,)
     with pytest.raises(ManifestError, match="does not exist"):
         resolve(relocate(manifest, {"pets": "datasets/gone/pets"}, None), shared, tmp_path)
     with pytest.raises(ManifestError, match="names no source"):
@@ -187,11 +198,11 @@ def test_the_committed_manifests_pin_the_shared_sources(shared_data: tuple[Path,
     course = load_manifest(REPO_ROOT / "datasets" / "course-only.json")
     assert not full.partial and course.partial
     assert [s.name for s in full.sources] == ["cats_dogs_other", "pets_breeds", "imagenet_samples"]
-    assert course.sources[0] == full.sources[0] and course.weights_sha256 == full.weights_sha256
+    assert course.sources[0] == full.sources[0] and course.weights.sha256 == full.weights.sha256
     weights = shared_data[1]
-    resolved = resolve(full, weights.parents[1], weights.parents[1] / "unused-cache")
-    assert [d.name for d in resolved.data] == [s.name for s in full.sources]
-    assert file_sha256(resolved.weights) == full.weights_sha256
+    data, resolved = resolve(full, weights.parents[1], weights.parents[1] / "unused-cache")
+    assert [d.name for d in data] == [s.name for s in full.sources]
+    assert file_sha256(resolved) == full.weights.sha256
 
 
 def test_a_partial_manifest_cannot_promote(
@@ -218,3 +229,57 @@ def test_an_archive_too_large_once_unpacked_is_refused(
     with pytest.raises(ManifestError, match="unpacks to"):
         resolve(load_manifest(_manifest(tmp_path, shared, [source])), shared, tmp_path / "cache")
     assert [p.name for p in (tmp_path / "cache").iterdir()] == []
+
+
+def test_weights_from_a_url_are_downloaded_once_and_pinned(
+    tmp_path: Path, shared: Path, archive_server: ArchiveServer
+) -> None:
+    (archive_server.root / "w-once.h5").write_bytes(b"weights")
+    pets = shared / "datasets" / "pets"
+    manifest = load_manifest(_manifest(tmp_path, shared, [_source("pets", "datasets/pets", pets)]))
+    moved = relocate(manifest, {}, archive_server.url("w-once.h5"))
+    assert moved.weights.sha256 == manifest.weights.sha256 and moved.sources == manifest.sources
+    cache = tmp_path / "cache"
+    _, weights = resolve(moved, shared, cache)
+    assert resolve(moved, shared, cache)[1] == weights
+    assert weights == cache / "weights" / manifest.weights.sha256 / "w-once.h5"
+    assert weights.read_bytes() == b"weights" and archive_server.requests["/w-once.h5"] == 1
+    (archive_server.root / "w-other.h5").write_bytes(b"other weights")
+    with pytest.raises(ManifestError, match="the manifest pins"):
+        resolve(relocate(manifest, {}, archive_server.url("w-other.h5")), shared, cache)
+    assert not list(cache.rglob("w-other.h5*"))
+    with pytest.raises(
+        ManifestError, match=r"--weights-location: weights\.location = 'http://example\.com/w\.h5'"
+    ):
+        relocate(manifest, {}, "http://example.com/w.h5")
+
+
+def test_a_source_folder_must_carry_its_name_and_format(tmp_path: Path, shared: Path) -> None:
+    pets = shared / "datasets" / "pets"
+    wrong_name = _source("cats", "datasets/pets", pets)
+    with pytest.raises(ManifestError, match="must be named so"):
+        resolve(load_manifest(_manifest(tmp_path, shared, [wrong_name])), shared, tmp_path)
+    wrong_format = {**_source("pets", "datasets/pets", pets), "format": "ecotag"}
+    with pytest.raises(ManifestError, match="is folders, the manifest says ecotag"):
+        resolve(load_manifest(_manifest(tmp_path, shared, [wrong_format])), shared, tmp_path)
+
+
+def test_an_unreadable_manifest_is_one_error(tmp_path: Path) -> None:
+    with pytest.raises(ManifestError, match="cannot read the dataset manifest"):
+        load_manifest(tmp_path / "none.json")
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(ManifestError, match=r"bad\.json: the manifest: Invalid JSON"):
+        load_manifest(tmp_path / "bad.json")
+
+
+def test_the_command_line_refuses_a_bad_location_and_promotion_without_mlflow(
+    tmp_path: Path, shared: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _manifest(tmp_path, shared, [_source("pets", "datasets/pets", shared / "datasets/pets")])
+    out = tmp_path / "model"
+    argv = ["--manifest", str(path), "--shared", str(shared), "--out", str(out), *TINY]
+    assert main([*argv, "--location", "pets"]) == 2
+    assert "--location 'pets': expected NAME=URL" in capsys.readouterr().err
+    assert main([*argv, "--champion", str(tmp_path), "--promote", "--no-tracking"]) == 2
+    assert "--promote needs MLflow tracking (MLFLOW_TRACKING_URI)" in capsys.readouterr().err
+    assert not out.exists()

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from cats_dogs_other.train.ood import load_ood
-from cats_dogs_other.train.ood_collect import collect
+from tools.ood_collect import collect, main
 
 
 def test_collect_from_python_packages(tmp_path: Path) -> None:
@@ -28,3 +28,16 @@ def test_collect_from_python_packages(tmp_path: Path) -> None:
     with pytest.raises(FileExistsError, match="not made by this command"):
         collect(tmp_path / "mine", debian=False)
     assert (tmp_path / "mine" / "holiday.jpg").read_bytes() == b"precious"
+
+
+def test_the_command_collects_into_the_default_folder_and_refuses_a_foreign_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CDO_OOD_DIR", str(tmp_path / "ood"))
+    assert main(["--no-debian"]) == 0
+    assert capsys.readouterr().out.endswith(f"out-of-distribution images in {tmp_path / 'ood'}\n")
+    assert (tmp_path / "ood" / "manifest.json").is_file()
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "holiday.jpg").write_bytes(b"precious")
+    assert main(["--dest", str(tmp_path / "mine"), "--no-debian"]) == 2
+    assert "not made by this command" in capsys.readouterr().err

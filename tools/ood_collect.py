@@ -1,5 +1,7 @@
-"""Collecting out-of-distribution images from outside the training sources, to measure
-"Other" on (``python -m cats_dogs_other.train ood``; :mod:`ood` loads and measures them).
+"""Collect out-of-distribution images from outside the training sources, to measure "Other" on
+(:mod:`cats_dogs_other.train.ood` loads and measures them):
+
+    python -m tools.ood_collect [--dest DIR] [--no-debian] [--seed N]
 
 The training set's ``other`` class is landscapes only, but users upload people, food, vehicles,
 objects and drawings. ``collect`` gathers such pictures from images that installed Python
@@ -9,19 +11,23 @@ repository, with a manifest naming each file's source.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import importlib.util
 import json
 import logging
 import shutil
 import subprocess
+import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from cats_dogs_other.train.ood import IN_DISTRIBUTION_DIR, MANIFEST, set_hash
+from cats_dogs_other.train.paths import default_ood_dir
 
 log = logging.getLogger(__name__)
 
@@ -190,3 +196,30 @@ def _download_deb(package: str, tmp: Path) -> tuple[Path, str] | None:
 def _excluded(path: Path) -> bool:
     text = str(path).lower()
     return any(word in text for word in EXCLUDE_WORDS)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m tools.ood_collect",
+        description="Collect out-of-distribution images (people, food, vehicles, objects, "
+        "drawings...) from pictures shipped by Python packages and Debian packages (apt-get "
+        "download + dpkg-deb -x into a temporary folder; nothing is installed). Training "
+        "measures them when they are in the default folder or --ood-dir.",
+    )
+    p.add_argument("--dest", type=Path, default=default_ood_dir(), help="default: %(default)s "
+                   "($CDO_OOD_DIR, else $XDG_CACHE_HOME/cats_dogs_other/ood)")  # fmt: skip
+    p.add_argument("--no-debian", action="store_true", help="Python packages' images only")
+    p.add_argument("--seed", type=int, default=0, help="which Debian pictures are picked")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        manifest = collect(args.dest, debian=not args.no_debian, seed=args.seed)
+    except FileExistsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{len(manifest['images'])} out-of-distribution images in {args.dest}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
