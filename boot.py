@@ -64,7 +64,7 @@ def _shown_default(field: object) -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    from cats_dogs_other.api.cli_help import EnvironmentHelpFormatter
+    from cats_dogs_other.core.cli_help import EnvironmentHelpFormatter
 
     parser = argparse.ArgumentParser(
         prog="python boot.py",

@@ -25,14 +25,6 @@ from typing import TYPE_CHECKING
 
 from fastapi import Request
 
-from cats_dogs_other.api.dpop import (
-    NonceRequiredError,
-    Proof,
-    ProofError,
-    ProofVerifier,
-    ReplayedProofError,
-)
-from cats_dogs_other.api.dpop_nonce import NonceSource
 from cats_dogs_other.api.errors import (
     AuthError,
     DuplicateHeaderError,
@@ -51,6 +43,14 @@ from cats_dogs_other.api.state import (
     hashed_key,
 )
 from cats_dogs_other.api.tokens import Principal
+from cats_dogs_other.core.dpop import (
+    NonceRequiredError,
+    Proof,
+    ProofError,
+    ProofVerifier,
+    ReplayedProofError,
+)
+from cats_dogs_other.core.dpop_nonce import NonceSource
 
 if TYPE_CHECKING:
     from cats_dogs_other.api.issuers import Verifier

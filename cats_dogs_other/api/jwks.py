@@ -19,7 +19,7 @@ every unknown ``kid`` lets anyone flood the provider through us. So:
 * the JWKS location comes from configuration or the issuer's discovery document, never from a
   token (``jku``, ``x5u``, ``jwk`` headers are not looked at);
 * responses are capped in size and the fetch in time, and parsed with the bounds of
-  :mod:`cats_dogs_other.api.safe_parsing` (a deeply nested document is a failed fetch).
+  :mod:`cats_dogs_other.core.safe_parsing` (a deeply nested document is a failed fetch).
 """
 
 from __future__ import annotations
@@ -37,9 +37,9 @@ from joserfc.errors import JoseError
 from joserfc.jwk import JWKRegistry, Key
 
 from cats_dogs_other.api.errors import InvalidTokenError, KeysUnavailableError
-from cats_dogs_other.api.hosts import is_secure_url
-from cats_dogs_other.api.safe_parsing import UnsafeInputError, parse_json_object
 from cats_dogs_other.api.settings import Settings
+from cats_dogs_other.core.hosts import is_secure_url
+from cats_dogs_other.core.safe_parsing import UnsafeInputError, parse_json_object
 
 logger = logging.getLogger(__name__)
 

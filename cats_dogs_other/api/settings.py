@@ -26,12 +26,12 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from cats_dogs_other.api import batching
-from cats_dogs_other.api.dpop import DPOP_ALGORITHMS
-from cats_dogs_other.api.hosts import is_loopback, is_secure_url
 from cats_dogs_other.api.limit_syntax import check_limit, parse_overrides
 from cats_dogs_other.api.trust_policy import TrustPolicy, TrustPolicyError, load_trust_policy
+from cats_dogs_other.core.dpop import DPOP_ALGORITHMS
+from cats_dogs_other.core.hosts import is_loopback, is_secure_url
+from cats_dogs_other.core.paths import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL_PATH = REPO_ROOT / "cats_dogs_other" / "model"
 DEFAULT_MODEL_CACHE_DIR = REPO_ROOT / ".model-cache"
 MiB = 1024 * 1024

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Literal, Protocol
 
-from cats_dogs_other.api.replay_cache import ReplayCache, ReplayCacheFullError, ReplayError
+from cats_dogs_other.core.replay_cache import ReplayCache, ReplayCacheFullError, ReplayError
 
 if TYPE_CHECKING:
     from cats_dogs_other.api.settings import Settings

@@ -28,12 +28,12 @@ from joserfc.jws import JWSRegistry
 
 from cats_dogs_other.api.errors import InvalidTokenError
 from cats_dogs_other.api.jwks import KeyCache
-from cats_dogs_other.api.safe_parsing import (
+from cats_dogs_other.api.settings import Settings
+from cats_dogs_other.core.safe_parsing import (
     UnsafeInputError,
     decode_jose_segment,
     parse_json_object,
 )
-from cats_dogs_other.api.settings import Settings
 
 logger = logging.getLogger(__name__)
 

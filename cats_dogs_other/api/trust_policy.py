@@ -32,7 +32,7 @@ from typing import Any
 
 import yaml
 
-from cats_dogs_other.api.hosts import is_secure_url
+from cats_dogs_other.core.hosts import is_secure_url
 
 GITHUB_ACTIONS = "github-actions"
 KINDS = frozenset({GITHUB_ACTIONS})

@@ -21,10 +21,10 @@ from hypothesis import strategies as st
 from joserfc.jwk import ECKey, RSAKey
 
 from cats_dogs_other.api.app import create_app
-from cats_dogs_other.api.dpop import DPOP_ALGORITHMS, ProofError, ProofVerifier, access_token_hash
-from cats_dogs_other.api.dpop_nonce import NonceSource
-from cats_dogs_other.api.replay_cache import ReplayCache
 from cats_dogs_other.api.settings import Settings
+from cats_dogs_other.core.dpop import DPOP_ALGORITHMS, ProofError, ProofVerifier, access_token_hash
+from cats_dogs_other.core.dpop_nonce import NonceSource
+from cats_dogs_other.core.replay_cache import ReplayCache
 from tests.api.support import FakeIssuer, b64json, b64url, bearer, dpop, running_app, serve
 from tests.dpop_proofs import ProofSigner
 

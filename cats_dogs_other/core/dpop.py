@@ -7,7 +7,7 @@ server nonce), and what binds it to a token is ``ath`` and the key's thumbprint 
 
 The checks run cheapest first and the ``jti`` is recorded last, so proofs that fail any other
 rule never take a slot in the replay cache. This module knows nothing of HTTP frameworks: it
-raises :class:`ProofError` (and :class:`~cats_dogs_other.api.replay_cache.ReplayCacheFullError`),
+raises :class:`ProofError` (and :class:`~cats_dogs_other.core.replay_cache.ReplayCacheFullError`),
 and each server maps those to its own answers.
 """
 
@@ -31,9 +31,13 @@ from joserfc.errors import JoseError
 from joserfc.jwk import JWKRegistry, Key, RSAKey
 from joserfc.jws import JWSRegistry
 
-from cats_dogs_other.api.dpop_nonce import NonceSource
-from cats_dogs_other.api.replay_cache import ReplayCache, ReplayError
-from cats_dogs_other.api.safe_parsing import UnsafeInputError, decode_base64url, decode_jose_segment
+from cats_dogs_other.core.dpop_nonce import NonceSource
+from cats_dogs_other.core.replay_cache import ReplayCache, ReplayError
+from cats_dogs_other.core.safe_parsing import (
+    UnsafeInputError,
+    decode_base64url,
+    decode_jose_segment,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cats_dogs_other.api.hosts import LOOPBACK, connect_host, is_loopback, is_secure_url
+from cats_dogs_other.core.hosts import LOOPBACK, connect_host, is_loopback, is_secure_url
 
 
 @pytest.mark.parametrize(

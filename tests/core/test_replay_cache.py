@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cats_dogs_other.api.replay_cache import ReplayCache, ReplayCacheFullError, ReplayError
+from cats_dogs_other.core.replay_cache import ReplayCache, ReplayCacheFullError, ReplayError
 
 
 class Clock:

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from cats_dogs_other.api.safe_parsing import (
+from cats_dogs_other.core.safe_parsing import (
     MAX_JSON_DEPTH,
     UnsafeInputError,
     decode_base64url,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cats_dogs_other.api.dpop_nonce import NonceSource
+from cats_dogs_other.core.dpop_nonce import NonceSource
 
 SECRET = b"s" * 32
 
