@@ -15,18 +15,9 @@ from fastapi.testclient import TestClient
 from joserfc import jwt
 from joserfc.jwk import ECKey
 
-from tests.api.support import (
-    AUDIENCE,
-    ISSUER,
-    SCOPE,
-    FakeIssuer,
-    b64json,
-    b64url,
-    bearer,
-    random_kid,
-    raw_token,
-    valid_claims,
-)
+from cats_dogs_other.testing.issuer import AUDIENCE, ISSUER, SCOPE, FakeIssuer, valid_claims
+from cats_dogs_other.testing.jose import b64json, b64url, random_kid, raw_token
+from tests.api.support import bearer
 
 REALM = 'Bearer realm="cats-dogs-other"'
 

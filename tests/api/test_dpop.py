@@ -25,7 +25,9 @@ from cats_dogs_other.api.settings import Settings
 from cats_dogs_other.core.dpop import DPOP_ALGORITHMS, ProofError, ProofVerifier, access_token_hash
 from cats_dogs_other.core.dpop_nonce import NonceSource
 from cats_dogs_other.core.replay_cache import ReplayCache
-from tests.api.support import FakeIssuer, b64json, b64url, bearer, dpop, running_app, serve
+from cats_dogs_other.testing.issuer import FakeIssuer
+from cats_dogs_other.testing.jose import b64json, b64url
+from tests.api.support import bearer, dpop, running_app, serve
 from tests.dpop_proofs import ProofSigner
 
 URL = "http://testserver/model"

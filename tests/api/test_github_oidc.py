@@ -25,6 +25,8 @@ from cats_dogs_other.api.github_policy import REQUIRED_CLAIMS
 from cats_dogs_other.api.rate_limits import client_key
 from cats_dogs_other.api.settings import ConfigError, load_settings
 from cats_dogs_other.api.tokens import Principal
+from cats_dogs_other.testing.images import png
+from cats_dogs_other.testing.issuer import AUDIENCE, SCOPE, valid_claims
 from tests.api.oidc_support import (
     LoopbackIssuers,
     github_token,
@@ -32,7 +34,7 @@ from tests.api.oidc_support import (
     rsa_key,
     sign,
 )
-from tests.api.support import AUDIENCE, SCOPE, png, serve_app, valid_claims
+from tests.api.support import serve_app
 
 REPO_ID, OWNER_ID = "123456789", "987654"
 POLICY = """\

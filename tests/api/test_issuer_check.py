@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import time
 
-from tests.api.support import DISCOVERY_PATH, ISSUER, FakeIssuer, running_app
+from cats_dogs_other.testing.issuer import DISCOVERY_PATH, ISSUER, FakeIssuer
+from tests.api.support import running_app
 
 LOGGER = "cats_dogs_other.api.issuer_check"
 

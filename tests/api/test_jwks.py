@@ -13,14 +13,9 @@ import pytest
 
 from cats_dogs_other.api.errors import InvalidTokenError, KeysUnavailableError
 from cats_dogs_other.api.jwks import KeyCache
-from tests.api.support import (
-    ISSUER,
-    JWKS_PATH,
-    FakeIssuer,
-    bearer,
-    random_kid,
-    running_app,
-)
+from cats_dogs_other.testing.issuer import ISSUER, JWKS_PATH, FakeIssuer
+from cats_dogs_other.testing.jose import random_kid
+from tests.api.support import bearer, running_app
 
 
 class FakeClock:

@@ -12,7 +12,8 @@ from collections.abc import Iterator
 import pytest
 from pythonjsonlogger.json import JsonFormatter
 
-from tests.api.support import FakeIssuer, bearer, running_app
+from cats_dogs_other.testing.issuer import FakeIssuer
+from tests.api.support import bearer, running_app
 
 
 def access_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:

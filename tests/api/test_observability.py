@@ -12,7 +12,8 @@ from fastapi.testclient import TestClient
 from cats_dogs_other.api import tracing
 from cats_dogs_other.api.access_log import ReplicaFilter
 from cats_dogs_other.api.settings import Settings
-from tests.api.support import FakeIssuer, bearer, running_app
+from cats_dogs_other.testing.issuer import FakeIssuer
+from tests.api.support import bearer, running_app
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT = "00f067aa0ba902b7"

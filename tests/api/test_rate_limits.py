@@ -18,7 +18,8 @@ from cats_dogs_other.api.rate_limits import RateLimiter, client_key
 from cats_dogs_other.api.settings import Settings
 from cats_dogs_other.api.state_redis import RedisState
 from cats_dogs_other.api.tokens import Principal
-from tests.api.support import FakeIssuer, bearer, running_app, serve, two_replicas
+from cats_dogs_other.testing.issuer import FakeIssuer
+from tests.api.support import bearer, running_app, serve, two_replicas
 from tests.support.redis_server import RedisServer, fake_store
 
 POLICY = re.compile(r'^"images";q=(\d+);w=(\d+)$')

@@ -15,7 +15,8 @@ from joserfc.jwk import ECKey, RSAKey
 from cats_dogs_other.api.errors import InvalidTokenError
 from cats_dogs_other.api.jwks import KeyCache
 from cats_dogs_other.api.tokens import Principal, TokenValidator, scopes_of
-from tests.api.support import AUDIENCE, ISSUER, SCOPE, b64url, raw_token
+from cats_dogs_other.testing.issuer import AUDIENCE, ISSUER, SCOPE
+from cats_dogs_other.testing.jose import b64url, raw_token
 
 
 def claims(**overrides: Any) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from cats_dogs_other.core.safe_parsing import (
     decode_jose_segment,
     parse_json_object,
 )
-from tests.api.support import b64url
+from cats_dogs_other.testing.jose import b64url
 
 
 def refused(reason: str, call, *args, **kwargs) -> None:
