@@ -96,7 +96,7 @@ UNIT_TESTS := packages/inference/tests packages/client/tests tests/api tests/cor
 UNIT_IGNORE := packages/client/tests/test_cli.py packages/client/tests/test_text.py \
 	packages/inference/tests/test_backends.py packages/inference/tests/test_openvino_backend.py \
 	packages/inference/tests/test_package.py tests/core/test_cli_help.py \
-	tests/api/test_draining.py tests/api/test_github_oidc.py tests/api/test_logging.py \
+	tests/api/test_draining.py tests/api/auth/test_github_oidc.py tests/api/middleware/test_logging.py \
 	tests/api/test_model_source.py tests/api/test_rate_limits.py tests/api/test_settings.py \
 	tests/api/test_shared_state.py tests/api/test_startup_errors.py tests/api/test_state.py \
 	tests/api/test_stdio.py tests/dev_issuer/test_main.py tests/train/test_tracking.py \

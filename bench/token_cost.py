@@ -24,9 +24,9 @@ from joserfc import jwt
 from joserfc.jwk import RSAKey
 from kto.client.dpop import DPoPKey
 
-from cats_dogs_other.api.jwks import KeyCache
+from cats_dogs_other.api.auth.jwks import KeyCache
+from cats_dogs_other.api.auth.tokens import TokenValidator
 from cats_dogs_other.api.settings import Settings
-from cats_dogs_other.api.tokens import TokenValidator
 from cats_dogs_other.core.dev import DEV_AUDIENCE, SCOPE
 from cats_dogs_other.core.dpop import DPOP_ALGORITHMS, ProofVerifier
 from cats_dogs_other.core.replay_cache import ReplayCache

@@ -26,8 +26,8 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from cats_dogs_other.api import batching
+from cats_dogs_other.api.auth.trust_policy import TrustPolicy, TrustPolicyError, load_trust_policy
 from cats_dogs_other.api.limit_syntax import check_limit, parse_overrides
-from cats_dogs_other.api.trust_policy import TrustPolicy, TrustPolicyError, load_trust_policy
 from cats_dogs_other.core.dpop import DPOP_ALGORITHMS
 from cats_dogs_other.core.hosts import is_loopback, is_secure_url
 from cats_dogs_other.core.paths import REPO_ROOT
@@ -95,7 +95,7 @@ class Settings(BaseSettings):
         "POST /dev/oauth/token so Swagger's token request stays on the API's origin",
     )
 
-    # --- DPoP sender-constrained tokens (RFC 9449; see cats_dogs_other.api.dpop_binding) ---
+    # --- DPoP sender-constrained tokens (RFC 9449; see cats_dogs_other.api.dpop.binding) ---
     dpop_mode: Literal["allowed", "required", "disabled"] = "allowed"
     dpop_algorithms: Annotated[tuple[str, ...], NoDecode] = DPOP_ALGORITHMS
     dpop_iat_window_s: int = Field(default=60, ge=1, le=600)

@@ -149,7 +149,7 @@ class ProofVerifier:
     """Checks one proof against the request it came with; records its ``jti`` once accepted.
 
     ``replay=None`` leaves the recording to the caller (the API records in its state store,
-    which may be shared and is asynchronous; see :mod:`cats_dogs_other.api.dpop_binding`).
+    which may be shared and is asynchronous; see :mod:`cats_dogs_other.api.dpop.binding`).
     """
 
     def __init__(

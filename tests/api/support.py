@@ -23,10 +23,10 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from cats_dogs_other.api.app import create_app
-from cats_dogs_other.api.http_protocols import default_protocol
-from cats_dogs_other.api.security import require_principal
+from cats_dogs_other.api.auth.security import require_principal
+from cats_dogs_other.api.auth.tokens import Principal
+from cats_dogs_other.api.middleware.http_protocols import default_protocol
 from cats_dogs_other.api.settings import Settings
-from cats_dogs_other.api.tokens import Principal
 from cats_dogs_other.loopback import LOOPBACK, Child, free_port
 from cats_dogs_other.testing.issuer import AUDIENCE, SCOPE, FakeIssuer
 

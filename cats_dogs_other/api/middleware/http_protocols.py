@@ -19,8 +19,8 @@ reads the 4xx, not a reset), each chunk must come within the keep-alive timeout 
 body within the same deadline, and the idle connection then times out as usual. A request
 being answered is never cut off: its body is the application's to bound.
 
-They also hold every request head to :mod:`~cats_dogs_other.api.request_head`'s limits and
-``Host`` rule, whatever the parser: a head that breaks one is answered (414, 431 or 400) before
+They also hold every request head to :mod:`~cats_dogs_other.api.middleware.request_head`'s limits
+and ``Host`` rule, whatever the parser: a head that breaks one is answered (414, 431 or 400) before
 the app sees it, and the connection is closed. Until then the rest of what the client sends is
 read and dropped (so it can read the answer rather than a reset), for at most the deadline.
 
@@ -39,7 +39,7 @@ from typing import Any
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol as _H11Protocol
 
-from cats_dogs_other.api.request_head import (
+from cats_dogs_other.api.middleware.request_head import (
     MAX_FIELDS,
     MAX_HEAD_BYTES,
     MAX_LINE_BYTES,

@@ -1,4 +1,5 @@
-"""``python -m cats_dogs_other.api.explain_token``: which policy rule accepts a token, or why not.
+"""``python -m cats_dogs_other.api.auth.explain_token``: which policy rule accepts a token, or
+why not.
 
 For people writing a ``TRUST_POLICY_FILE``: paste a token (from a failing job's debug step, or
 the development issuer's stand-in) on standard input; the command names the issuer entry and
@@ -23,13 +24,13 @@ from typing import TextIO
 import httpx
 from joserfc.jwk import Key
 
+from cats_dogs_other.api.auth.github_policy import REQUIRED_CLAIMS, rule_checks
+from cats_dogs_other.api.auth.github_tokens import GitHubTokenValidator, github_client_id
+from cats_dogs_other.api.auth.issuers import policy_key_cache, unverified_issuer
+from cats_dogs_other.api.auth.jwks import parse_jwks, usable_for
+from cats_dogs_other.api.auth.trust_policy import TrustedIssuer
 from cats_dogs_other.api.errors import ApiError, AuthError, InvalidTokenError
-from cats_dogs_other.api.github_policy import REQUIRED_CLAIMS, rule_checks
-from cats_dogs_other.api.github_tokens import GitHubTokenValidator, github_client_id
-from cats_dogs_other.api.issuers import policy_key_cache, unverified_issuer
-from cats_dogs_other.api.jwks import parse_jwks, usable_for
 from cats_dogs_other.api.settings import ConfigError, Settings, load_settings
-from cats_dogs_other.api.trust_policy import TrustedIssuer
 
 EXIT_ACCEPTED, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
 SHOWN_CLAIMS = (
@@ -58,7 +59,7 @@ class FileKeys:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m cats_dogs_other.api.explain_token",
+        prog="python -m cats_dogs_other.api.auth.explain_token",
         description="Read a token on standard input (never echoed) and say which trust-policy "
         "issuer and rule accept it, or the first check that fails.",
         epilog="Reads OAUTH2_ISSUER, OAUTH2_AUDIENCE and TRUST_POLICY_FILE from the environment "

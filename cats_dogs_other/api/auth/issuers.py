@@ -1,7 +1,7 @@
 """Several trusted issuers: a token's unverified ``iss`` picks ONE from the allow-list.
 
 ``OAUTH2_ISSUER`` is always trusted; ``TRUST_POLICY_FILE`` adds entries. Each entry owns its key
-cache (rotation, cool-down, outage behaviour of :class:`~cats_dogs_other.api.jwks.KeyCache`),
+cache (rotation, cool-down, outage behaviour of :class:`~cats_dogs_other.api.auth.jwks.KeyCache`),
 its algorithms and its claim rules, so a ``kid`` known at one issuer is never looked up at
 another, and a token naming an issuer that is not listed is refused before any network request.
 
@@ -16,18 +16,18 @@ from typing import Any, Protocol
 
 import httpx
 
-from cats_dogs_other.api.errors import InvalidTokenError
-from cats_dogs_other.api.github_tokens import GitHubTokenValidator
-from cats_dogs_other.api.jwks import KeyCache
-from cats_dogs_other.api.settings import Settings
-from cats_dogs_other.api.state import StateStore
-from cats_dogs_other.api.tokens import (
+from cats_dogs_other.api.auth.github_tokens import GitHubTokenValidator
+from cats_dogs_other.api.auth.jwks import KeyCache
+from cats_dogs_other.api.auth.tokens import (
     UNKNOWN_ISSUER,
     Principal,
     TokenValidator,
     unverified_segment,
 )
-from cats_dogs_other.api.trust_policy import TrustedIssuer
+from cats_dogs_other.api.auth.trust_policy import TrustedIssuer
+from cats_dogs_other.api.errors import InvalidTokenError
+from cats_dogs_other.api.settings import Settings
+from cats_dogs_other.api.state import StateStore
 
 
 class Verifier(Protocol):
@@ -42,7 +42,7 @@ def unverified_issuer(token: str) -> str:
 def unverified_claims(token: str) -> tuple[str, dict[str, Any]]:
     """The ``iss`` and the claims of a token whose signature is not checked yet.
 
-    Parsed by :func:`~cats_dogs_other.api.tokens.unverified_segment`, as the validator parses
+    Parsed by :func:`~cats_dogs_other.api.auth.tokens.unverified_segment`, as the validator parses
     them, so the chosen validator reuses them once the signature over these bytes holds.
     """
     claims = unverified_segment(token, 1)

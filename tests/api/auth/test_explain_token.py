@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from joserfc.jwk import RSAKey
 
-from cats_dogs_other.api.explain_token import EXIT_ACCEPTED, EXIT_REFUSED, EXIT_USAGE, main
+from cats_dogs_other.api.auth.explain_token import EXIT_ACCEPTED, EXIT_REFUSED, EXIT_USAGE, main
 from cats_dogs_other.testing.issuer import AUDIENCE, ISSUER
 from tests.api.oidc_support import LoopbackIssuers, github_token, loopback_issuers, rsa_key
 

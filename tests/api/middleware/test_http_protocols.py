@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from cats_dogs_other.api.app import create_app
-from cats_dogs_other.api.http_protocols import DEADLINE_KEEP_ALIVES, HTTP_PROTOCOLS
-from cats_dogs_other.api.request_head import MAX_FIELDS, MAX_HEAD_BYTES, MAX_LINE_BYTES
+from cats_dogs_other.api.middleware.http_protocols import DEADLINE_KEEP_ALIVES, HTTP_PROTOCOLS
+from cats_dogs_other.api.middleware.request_head import MAX_FIELDS, MAX_HEAD_BYTES, MAX_LINE_BYTES
 from cats_dogs_other.loopback import LOOPBACK
 from tests.api.support import PARSERS, serve, start_boot
 

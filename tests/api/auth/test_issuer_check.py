@@ -8,7 +8,7 @@ import time
 from cats_dogs_other.testing.issuer import DISCOVERY_PATH, ISSUER, FakeIssuer
 from tests.api.support import running_app
 
-LOGGER = "cats_dogs_other.api.issuer_check"
+LOGGER = "cats_dogs_other.api.auth.issuer_check"
 
 
 def wait_for_ready(client, status: int, timeout_s: float = 5.0):

@@ -1,6 +1,6 @@
 """Access-token authentication as a FastAPI dependency, declared to OpenAPI as Auth0's
 client-credentials flow so Swagger's Authorize button can fetch a token. Tokens come as
-``Bearer``, or as ``DPoP`` with a proof (:mod:`cats_dogs_other.api.dpop_binding`).
+``Bearer``, or as ``DPoP`` with a proof (:mod:`cats_dogs_other.api.dpop.binding`).
 
 There is deliberately no setting that skips this; tests replace :func:`require_principal`
 through ``app.dependency_overrides`` instead.
@@ -15,10 +15,10 @@ from fastapi import Depends, Request, Response
 from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlows
 from fastapi.security import OAuth2
 
-from cats_dogs_other.api.dpop_binding import Credentials, read_credentials
+from cats_dogs_other.api.auth.tokens import Principal
+from cats_dogs_other.api.dpop.binding import Credentials, read_credentials
 from cats_dogs_other.api.errors import AuthError, InsufficientScopeError
 from cats_dogs_other.api.resources import get_resources, get_settings
-from cats_dogs_other.api.tokens import Principal
 
 logger = logging.getLogger(__name__)
 

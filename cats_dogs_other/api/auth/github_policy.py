@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from cats_dogs_other.api.trust_policy import GitHubRule, claim_id, matches
+from cats_dogs_other.api.auth.trust_policy import GitHubRule, claim_id, matches
 
 REQUIRED_CLAIMS = (
     "repository",

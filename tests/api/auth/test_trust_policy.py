@@ -8,9 +8,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cats_dogs_other.api.jwks import KeyCache
+from cats_dogs_other.api.auth.jwks import KeyCache
+from cats_dogs_other.api.auth.trust_policy import DEFAULT_EVENTS, matches
 from cats_dogs_other.api.settings import ConfigError, load_settings
-from cats_dogs_other.api.trust_policy import DEFAULT_EVENTS, matches
 from cats_dogs_other.testing.issuer import AUDIENCE, ISSUER
 from tests.api.oidc_support import loopback_issuers, rsa_key
 

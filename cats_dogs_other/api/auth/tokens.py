@@ -26,8 +26,8 @@ from joserfc.errors import (
 from joserfc.jwk import Key
 from joserfc.jws import JWSRegistry
 
+from cats_dogs_other.api.auth.jwks import KeyCache
 from cats_dogs_other.api.errors import InvalidTokenError
-from cats_dogs_other.api.jwks import KeyCache
 from cats_dogs_other.api.settings import Settings
 from cats_dogs_other.core.safe_parsing import (
     UnsafeInputError,

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from fastapi import Request
 
+from cats_dogs_other.api.auth.tokens import Principal
 from cats_dogs_other.api.errors import (
     AuthError,
     DuplicateHeaderError,
@@ -42,7 +43,6 @@ from cats_dogs_other.api.state import (
     StoreErrorReport,
     hashed_key,
 )
-from cats_dogs_other.api.tokens import Principal
 from cats_dogs_other.core.dpop import (
     NonceRequiredError,
     Proof,
@@ -53,7 +53,7 @@ from cats_dogs_other.core.dpop import (
 from cats_dogs_other.core.dpop_nonce import NonceSource
 
 if TYPE_CHECKING:
-    from cats_dogs_other.api.issuers import Verifier
+    from cats_dogs_other.api.auth.issuers import Verifier
 
 logger = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import ECKey, RSAKey
 
+from cats_dogs_other.api.auth.jwks import KeyCache
+from cats_dogs_other.api.auth.tokens import Principal, TokenValidator, scopes_of
 from cats_dogs_other.api.errors import InvalidTokenError
-from cats_dogs_other.api.jwks import KeyCache
-from cats_dogs_other.api.tokens import Principal, TokenValidator, scopes_of
 from cats_dogs_other.testing.issuer import AUDIENCE, ISSUER, SCOPE
 from cats_dogs_other.testing.jose import b64url, raw_token
 

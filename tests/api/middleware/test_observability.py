@@ -9,8 +9,8 @@ from collections.abc import Callable, Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from cats_dogs_other.api import tracing
-from cats_dogs_other.api.access_log import ReplicaFilter
+from cats_dogs_other.api.middleware import tracing
+from cats_dogs_other.api.middleware.access_log import ReplicaFilter
 from cats_dogs_other.api.settings import Settings
 from cats_dogs_other.testing.issuer import FakeIssuer
 from tests.api.support import bearer, running_app

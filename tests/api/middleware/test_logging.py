@@ -122,7 +122,7 @@ def test_logging_config_emits_json_at_the_configured_level(repo_root) -> None:
     """What boot.py hands uvicorn (applied in every worker), checked in a fresh process."""
     script = (
         "import logging, logging.config\n"
-        "from cats_dogs_other.api.access_log import logging_config\n"
+        "from cats_dogs_other.api.middleware.access_log import logging_config\n"
         "logging.config.dictConfig(logging_config('WARNING'))\n"
         "logging.getLogger('cats_dogs_other.x').info('hidden')\n"
         "logging.getLogger('cats_dogs_other.x').warning('shown', extra={'route': '/x'})\n"

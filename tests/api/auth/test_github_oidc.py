@@ -21,10 +21,10 @@ import pytest
 from joserfc.jwk import RSAKey
 
 from cats_dogs_other.api.app import create_app
-from cats_dogs_other.api.github_policy import REQUIRED_CLAIMS
+from cats_dogs_other.api.auth.github_policy import REQUIRED_CLAIMS
+from cats_dogs_other.api.auth.tokens import Principal
 from cats_dogs_other.api.rate_limits import client_key
 from cats_dogs_other.api.settings import ConfigError, load_settings
-from cats_dogs_other.api.tokens import Principal
 from cats_dogs_other.testing.images import png
 from cats_dogs_other.testing.issuer import AUDIENCE, SCOPE, valid_claims
 from tests.api.oidc_support import (
@@ -258,7 +258,7 @@ def test_each_required_claim_missing_is_refused(world: World, claim: str) -> Non
 
 
 def test_the_failing_claim_is_logged_never_the_token(world: World, caplog) -> None:
-    caplog.set_level(logging.INFO, logger="cats_dogs_other.api.github_tokens")
+    caplog.set_level(logging.INFO, logger="cats_dogs_other.api.auth.github_tokens")
     token = world.gh(repository_owner_id="42")
     assert_403(world.call(token))
     logged = " ".join(r.getMessage() for r in caplog.records)

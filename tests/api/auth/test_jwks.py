@@ -11,8 +11,8 @@ import time
 
 import pytest
 
+from cats_dogs_other.api.auth.jwks import KeyCache
 from cats_dogs_other.api.errors import InvalidTokenError, KeysUnavailableError
-from cats_dogs_other.api.jwks import KeyCache
 from cats_dogs_other.testing.issuer import ISSUER, JWKS_PATH, FakeIssuer
 from cats_dogs_other.testing.jose import random_kid
 from tests.api.support import bearer, running_app

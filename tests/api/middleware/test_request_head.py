@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from cats_dogs_other.api.request_head import (
+from cats_dogs_other.api.middleware.request_head import (
     MAX_FIELDS,
     MAX_HEAD_BYTES,
     MAX_LINE_BYTES,

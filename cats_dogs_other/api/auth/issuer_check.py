@@ -21,7 +21,7 @@ import logging
 
 import httpx
 
-from cats_dogs_other.api.jwks import DiscoveryDocument, KeyFetchError
+from cats_dogs_other.api.auth.jwks import DiscoveryDocument, KeyFetchError
 from cats_dogs_other.api.settings import Settings
 
 logger = logging.getLogger(__name__)

@@ -85,7 +85,7 @@ def test_small_clock_skew_within_leeway_is_accepted(client, module_issuer) -> No
     ids=["none", "empty", "empty-bearer", "basic"],
 )
 def test_missing_credentials_get_a_bare_challenge(client, headers) -> None:
-    """One bare challenge per accepted scheme: Bearer, and DPoP (tests/api/test_dpop.py)."""
+    """One bare challenge per accepted scheme: Bearer, and DPoP (tests/api/dpop/test_dpop.py)."""
     response = client.get("/model", headers=headers)
     assert response.status_code == 401
     assert response.headers.get_list("WWW-Authenticate")[0] == REALM

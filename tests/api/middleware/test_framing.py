@@ -14,7 +14,7 @@ import socket
 import pytest
 
 from cats_dogs_other.api.app import create_app
-from cats_dogs_other.api.http_protocols import HTTP_PROTOCOLS
+from cats_dogs_other.api.middleware.http_protocols import HTTP_PROTOCOLS
 from tests.api.support import PARSERS, override_principal, serve
 
 

@@ -3,8 +3,8 @@
 A pure ASGI middleware (no per-request Request object, no body buffering). The request id is
 taken from ``X-Request-ID`` when it looks like an id (so a proxy's id follows the request) and
 echoed on the response; otherwise one is generated. The W3C ``traceparent`` is honoured the
-same way (:mod:`cats_dogs_other.api.tracing`): its trace id goes on the line and the response
-carries this server's ``traceparent``. Every record of the process names its replica
+same way (:mod:`cats_dogs_other.api.middleware.tracing`): its trace id goes on the line and the
+response carries this server's ``traceparent``. Every record of the process names its replica
 (``REPLICA_ID``) through :class:`ReplicaFilter`. Headers, query strings and bodies are never
 logged, so a token cannot end up in the logs.
 """
@@ -22,8 +22,8 @@ from typing import Any
 from pythonjsonlogger.core import RESERVED_ATTRS
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from cats_dogs_other.api import tracing
-from cats_dogs_other.api.route_template import route_template
+from cats_dogs_other.api.middleware import tracing
+from cats_dogs_other.api.middleware.route_template import route_template
 
 logger = logging.getLogger("cats_dogs_other.access")
 
@@ -139,7 +139,7 @@ def logging_config(level: str) -> dict[str, Any]:
         # Start-up tracebacks only at DEBUG: the failure itself is one sentence.
         "filters": {
             "short_tracebacks": {"()": "cats_dogs_other.api.startup.ShortTracebacks"},
-            "replica": {"()": "cats_dogs_other.api.access_log.ReplicaFilter"},
+            "replica": {"()": "cats_dogs_other.api.middleware.access_log.ReplicaFilter"},
         },
         "handlers": {"default": handler},
         "root": {"handlers": ["default"], "level": level},

@@ -1,12 +1,12 @@
 """Validation of GitHub Actions OIDC tokens: the signature and times, then the claim policy.
 
-What separates it from the Auth0 path (:class:`cats_dogs_other.api.tokens.TokenValidator`):
+What separates it from the Auth0 path (:class:`cats_dogs_other.api.auth.tokens.TokenValidator`):
 
 * ``aud`` must be ONE string equal to the entry's audience; a list is refused even when it holds
   it (GitHub mints one audience per request; a list means another token service);
 * ``iat`` is required, and a token older than ``max_token_age_s`` is refused (GitHub's live
   about 5 minutes; a leaked one must not serve for hours if an issuer sets a long ``exp``);
-* the claim policy (:mod:`cats_dogs_other.api.github_policy`) decides the scopes: no matching
+* the claim policy (:mod:`cats_dogs_other.api.auth.github_policy`) decides the scopes: no matching
   rule gives a principal without scopes, so the caller gets 403 ``insufficient_scope`` whose
   description names the missing scope only; the failing claim is logged here;
 * ``single_use``: the ``jti`` is recorded in the shared state store until ``exp``, and its
@@ -20,15 +20,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from cats_dogs_other.api.auth.github_policy import decide
+from cats_dogs_other.api.auth.tokens import KeySource, Principal, TokenValidator
+from cats_dogs_other.api.auth.trust_policy import TrustedIssuer, claim_id
 from cats_dogs_other.api.errors import (
     InvalidTokenError,
     KeysUnavailableError,
     ServiceUnavailableError,
 )
-from cats_dogs_other.api.github_policy import decide
 from cats_dogs_other.api.state import StateStore, StateUnavailableError, hashed_key
-from cats_dogs_other.api.tokens import KeySource, Principal, TokenValidator
-from cats_dogs_other.api.trust_policy import TrustedIssuer, claim_id
 
 logger = logging.getLogger(__name__)
 
