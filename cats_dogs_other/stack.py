@@ -28,9 +28,8 @@ from typing import Annotated, Any
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from cats_dogs_other.api.settings import DEV_TOKEN_PATH
 from cats_dogs_other.core.cli_help import EnvironmentHelpFormatter
-from cats_dogs_other.core.dev import DEV_API_PORT, DEV_ISSUER_PORT, SCOPE
+from cats_dogs_other.core.dev import DEV_API_PORT, DEV_ISSUER_PORT, DEV_TOKEN_PATH, SCOPE
 from cats_dogs_other.core.hosts import connect_host
 from cats_dogs_other.dev_issuer.github import DEFAULT_JOB
 from cats_dogs_other.dev_issuer.settings import IssuerSettings

@@ -28,6 +28,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from cats_dogs_other.api import batching
 from cats_dogs_other.api.auth.trust_policy import TrustPolicy, TrustPolicyError, load_trust_policy
 from cats_dogs_other.api.limit_syntax import check_limit, parse_overrides
+from cats_dogs_other.core.dev import DEV_TOKEN_PATH
 from cats_dogs_other.core.dpop import DPOP_ALGORITHMS
 from cats_dogs_other.core.hosts import is_loopback, is_secure_url
 from cats_dogs_other.core.paths import REPO_ROOT
@@ -36,7 +37,6 @@ DEFAULT_MODEL_PATH = REPO_ROOT / "cats_dogs_other" / "model"
 DEFAULT_MODEL_CACHE_DIR = REPO_ROOT / ".model-cache"
 MiB = 1024 * 1024
 STATE_URL_SCHEMES = frozenset({"redis", "rediss", "unix"})
-DEV_TOKEN_PATH = "/dev/oauth/token"  # noqa: S105 - a path, not a secret
 PLANNED = "when unset, usable CPUs (affinity, cgroup quota) / WORKERS"
 
 # Asymmetric JWS algorithms only: with HMAC the verifying key is the signing key, and a public

@@ -16,5 +16,7 @@ DEV_CLIENT_SECRET = "dev-secret"  # noqa: S105 - a published development value
 NO_SCOPE_CLIENT_ID = "no-scope-client"
 NO_SCOPE_CLIENT_SECRET = "no-scope-secret"  # noqa: S105 - a published development value
 """The client that may not (to exercise 403)."""
+DEV_TOKEN_PATH = "/dev/oauth/token"  # noqa: S105 - a path, not a secret
+"""The API's development token endpoint (Swagger's Authorize dialog, behind ``make run``)."""
 DEV_API_PORT = 8080
 DEV_ISSUER_PORT = 9000

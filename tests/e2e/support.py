@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 import re
 import signal
@@ -13,7 +12,6 @@ from pathlib import Path
 import httpx
 import pytest
 from kto.inference.metadata import DEFAULT_CLASSES
-from PIL import Image
 
 from cats_dogs_other.core.dev import DEV_AUDIENCE, DEV_CLIENT_ID, DEV_CLIENT_SECRET
 from cats_dogs_other.core.paths import REPO_ROOT as REPO_ROOT  # the e2e tests take it from here
@@ -34,12 +32,6 @@ CODESPACE = {
     "CODESPACE_NAME": "fluffy-space-robot-5g4x",
     "GITHUB_CODESPACES_PORT_FORWARDING_DOMAIN": "app.github.dev",
 }
-
-
-def png(colour: tuple[int, int, int], size: int = 48) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (size, size), colour).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 @dataclass(frozen=True)
