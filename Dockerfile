@@ -59,6 +59,7 @@ WORKDIR /app
 # MODEL_PATH (or a volume mounted over cats_dogs_other/model) replaces the default model.
 COPY boot.py ./
 COPY cats_dogs_other/__init__.py cats_dogs_other/
+COPY cats_dogs_other/core/ cats_dogs_other/core/
 COPY cats_dogs_other/api/ cats_dogs_other/api/
 COPY cats_dogs_other/model/ cats_dogs_other/model/
 

@@ -91,12 +91,12 @@ test: setup browser services
 # lower it). Unit tests run in-process (loopback fakes allowed). `make test` runs the rest:
 # subprocess servers (uvicorn, redis-server, haproxy, chromium, boot.py), real training runs, the
 # tests that wait out the server's deadlines, the Dockerfile replay.
-UNIT_TESTS := packages/inference/tests packages/client/tests tests/api tests/dev_issuer \
+UNIT_TESTS := packages/inference/tests packages/client/tests tests/api tests/core tests/dev_issuer \
 	tests/tools tests/train tests/compare tests/test_packaging.py tests/test_docs_links.py
 UNIT_IGNORE := packages/client/tests/test_cli.py packages/client/tests/test_text.py \
 	packages/inference/tests/test_backends.py packages/inference/tests/test_openvino_backend.py \
-	packages/inference/tests/test_package.py tests/api/test_cli_help.py \
-	tests/api/test_draining.py tests/api/test_github_oidc.py tests/api/test_logging.py \
+	packages/inference/tests/test_package.py tests/core/test_cli_help.py \
+	tests/api/test_draining.py tests/api/auth/test_github_oidc.py tests/api/middleware/test_logging.py \
 	tests/api/test_model_source.py tests/api/test_rate_limits.py tests/api/test_settings.py \
 	tests/api/test_shared_state.py tests/api/test_startup_errors.py tests/api/test_state.py \
 	tests/api/test_stdio.py tests/dev_issuer/test_main.py tests/train/test_tracking.py \

@@ -64,7 +64,7 @@ def _shown_default(field: object) -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    from cats_dogs_other.api.cli_help import EnvironmentHelpFormatter
+    from cats_dogs_other.core.cli_help import EnvironmentHelpFormatter
 
     parser = argparse.ArgumentParser(
         prog="python boot.py",
@@ -91,7 +91,7 @@ def _fail(error: BaseException, sentence: str, stderr: TextIO, code: int, log: b
 
 
 def serve(stderr: TextIO) -> int:
-    from cats_dogs_other.api.access_log import logging_config
+    from cats_dogs_other.api.middleware.access_log import logging_config
 
     logging.config.dictConfig(logging_config(_log_level()))
     logging.captureWarnings(True)  # warnings become JSON records, not stray stderr lines
@@ -123,8 +123,8 @@ def serve(stderr: TextIO) -> int:
 def _run_uvicorn(settings: Settings) -> None:
     import uvicorn
 
-    from cats_dogs_other.api.access_log import logging_config
-    from cats_dogs_other.api.http_protocols import default_protocol
+    from cats_dogs_other.api.middleware.access_log import logging_config
+    from cats_dogs_other.api.middleware.http_protocols import default_protocol
 
     uvicorn.run(
         "cats_dogs_other.api.app:create_app",

@@ -35,8 +35,8 @@ from bench.load import (
 from bench.procs import Server, start
 from bench.token_cost import token_validation_us
 from bench.workload import REPO_ROOT, bench_image, describe_image, resolve_model
-from cats_dogs_other.api.access_log import logging_config
-from cats_dogs_other.api.cli_help import EnvironmentHelpFormatter
+from cats_dogs_other.api.middleware.access_log import logging_config
+from cats_dogs_other.core.cli_help import EnvironmentHelpFormatter
 from cats_dogs_other.loopback import LOOPBACK, free_port
 from tools.procfs import cpu_model, load_average, machine_busy_seconds
 

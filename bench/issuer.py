@@ -13,9 +13,10 @@ from pathlib import Path
 import httpx
 
 from bench.procs import Server, start
+from cats_dogs_other.core.dev import DEV_AUDIENCE, DEV_CLIENT_ID, DEV_CLIENT_SECRET
 from cats_dogs_other.loopback import LOOPBACK, free_port
 
-AUDIENCE = "https://cats-dogs-other.local"
+AUDIENCE = DEV_AUDIENCE
 
 
 @dataclass
@@ -46,8 +47,8 @@ def start_issuer(log_dir: Path, token_lifetime_s: int = 7200) -> Issuer:
             url + "oauth/token",
             json={
                 "grant_type": "client_credentials",
-                "client_id": "dev-client",
-                "client_secret": "dev-secret",
+                "client_id": DEV_CLIENT_ID,
+                "client_secret": DEV_CLIENT_SECRET,
                 "audience": AUDIENCE,
             },
             timeout=10,

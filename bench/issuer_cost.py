@@ -24,12 +24,12 @@ import httpx
 from joserfc.jwk import RSAKey
 
 from bench.token_cost import AUDIENCE, ISSUER, _p99, _token, time_calls
-from cats_dogs_other.api.issuers import IssuerRouter, policy_key_cache
-from cats_dogs_other.api.jwks import KeyCache
+from cats_dogs_other.api.auth.issuers import IssuerRouter, policy_key_cache
+from cats_dogs_other.api.auth.jwks import KeyCache
+from cats_dogs_other.api.auth.tokens import TokenValidator
+from cats_dogs_other.api.auth.trust_policy import parse_trust_policy
 from cats_dogs_other.api.settings import Settings
 from cats_dogs_other.api.state import InProcessState
-from cats_dogs_other.api.tokens import TokenValidator
-from cats_dogs_other.api.trust_policy import parse_trust_policy
 from cats_dogs_other.dev_issuer.github import job_claims
 
 GITHUB = "https://token.actions.githubusercontent.com"
@@ -62,7 +62,7 @@ async def measure(n: int) -> dict[str, list[float]]:
         ]
     }
     (entry,) = parse_trust_policy(document, Path("bench"), AUDIENCE, ISSUER).issuers
-    from cats_dogs_other.api.github_tokens import GitHubTokenValidator
+    from cats_dogs_other.api.auth.github_tokens import GitHubTokenValidator
 
     auth0_token = _token(auth0_key, permissions=["get::prediction"])
     github_token = _sign(github_key, job_claims(GITHUB, AUDIENCE))

@@ -8,7 +8,7 @@ every call pays the per-call overhead of the model. Two flavours (``--mode``):
 * ``wheel``: the same handler calling this project's ``Inference.execute`` (compiled forward
   pass, no ``model.predict``), to show what batching adds on top of a faster call.
 
-Token validation uses the API's own validator (``cats_dogs_other.api.tokens``) and key cache,
+Token validation uses the API's own validator (``cats_dogs_other.api.auth.tokens``) and key cache,
 so the comparison with (c) is like for like. Configuration comes from the same environment
 variables as the API (``OAUTH2_ISSUER``, ``OAUTH2_AUDIENCE``, ``MODEL_PATH``...).
 
@@ -27,10 +27,10 @@ import numpy as np
 import uvicorn
 from fastapi import Depends, FastAPI, File, HTTPException, Request, UploadFile
 
+from cats_dogs_other.api.auth.jwks import KeyCache
+from cats_dogs_other.api.auth.tokens import TokenValidator
 from cats_dogs_other.api.errors import AuthError
-from cats_dogs_other.api.jwks import KeyCache
 from cats_dogs_other.api.settings import Settings
-from cats_dogs_other.api.tokens import TokenValidator
 
 
 def course_execute(inference: Any) -> Callable[[bytes], dict[str, Any]]:

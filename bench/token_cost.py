@@ -24,14 +24,15 @@ from joserfc import jwt
 from joserfc.jwk import RSAKey
 from kto.client.dpop import DPoPKey
 
-from cats_dogs_other.api.dpop import DPOP_ALGORITHMS, ProofVerifier
-from cats_dogs_other.api.jwks import KeyCache
-from cats_dogs_other.api.replay_cache import ReplayCache
+from cats_dogs_other.api.auth.jwks import KeyCache
+from cats_dogs_other.api.auth.tokens import TokenValidator
 from cats_dogs_other.api.settings import Settings
-from cats_dogs_other.api.tokens import TokenValidator
+from cats_dogs_other.core.dev import DEV_AUDIENCE, SCOPE
+from cats_dogs_other.core.dpop import DPOP_ALGORITHMS, ProofVerifier
+from cats_dogs_other.core.replay_cache import ReplayCache
 
 ISSUER = "https://tenant.eu.auth0.com/"
-AUDIENCE = "https://cats-dogs-other.local"
+AUDIENCE = DEV_AUDIENCE
 URL = "https://api.example.test/upload"
 WARMUP = 200  # calls of each kind before timing: warm keys and code paths
 
@@ -60,7 +61,7 @@ def _token(key: RSAKey, **extra: Any) -> str:
         "aud": [AUDIENCE, ISSUER + "userinfo"],
         "iat": now,
         "exp": now + 3600,
-        "scope": "get::prediction",
+        "scope": SCOPE,
         "gty": "client-credentials",
         "azp": "bench-client",
         **extra,

@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 from kto.inference.metadata import DEFAULT_CLASSES
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from cats_dogs_other.core.paths import REPO_ROOT
+
 BUNDLED_MODEL = REPO_ROOT / "cats_dogs_other" / "model"
 INPUT_SIZE = (160, 160)
 

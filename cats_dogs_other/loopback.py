@@ -22,11 +22,12 @@ from typing import IO, Self
 
 import httpx
 
-from cats_dogs_other.api.hosts import LOOPBACK
+from cats_dogs_other.core.hosts import LOOPBACK
+from cats_dogs_other.core.paths import REPO_ROOT
 
 __all__ = ["LOOPBACK", "ROOT", "Child", "ChildError", "ChildTimeoutError", "free_port"]
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO_ROOT
 TAIL_LINES = 30
 _TAIL_BYTES = 64 * 1024  # enough for TAIL_LINES of JSON log records
 

@@ -28,16 +28,16 @@ from typing import Annotated, Any
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from cats_dogs_other.api.cli_help import EnvironmentHelpFormatter
-from cats_dogs_other.api.hosts import connect_host
-from cats_dogs_other.api.settings import DEV_TOKEN_PATH
+from cats_dogs_other.core.cli_help import EnvironmentHelpFormatter
+from cats_dogs_other.core.dev import DEV_API_PORT, DEV_ISSUER_PORT, DEV_TOKEN_PATH, SCOPE
+from cats_dogs_other.core.hosts import connect_host
 from cats_dogs_other.dev_issuer.github import DEFAULT_JOB
 from cats_dogs_other.dev_issuer.settings import IssuerSettings
 from cats_dogs_other.loopback import LOOPBACK, ROOT, Child, ChildError, ChildTimeoutError
 from cats_dogs_other.replicas import Cluster, ServiceMissingError
 
 SAMPLE_IMAGE = ROOT / "bruno" / "fixtures" / "cat.png"
-REQUIRED_SCOPE = "get::prediction"
+REQUIRED_SCOPE = SCOPE
 
 
 class StackSettings(BaseSettings):
@@ -46,8 +46,8 @@ class StackSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore")
 
     api_host: str = LOOPBACK
-    api_port: Annotated[int, Field(ge=1, le=65535)] = 8080
-    issuer_port: Annotated[int, Field(ge=1, le=65535)] = 9000
+    api_port: Annotated[int, Field(ge=1, le=65535)] = DEV_API_PORT
+    issuer_port: Annotated[int, Field(ge=1, le=65535)] = DEV_ISSUER_PORT
     ready_timeout_s: Annotated[float, Field(gt=0, validation_alias="STACK_READY_TIMEOUT_S")] = 180
     stop_timeout_s: Annotated[float, Field(gt=0, validation_alias="STACK_STOP_TIMEOUT_S")] = 15
 

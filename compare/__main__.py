@@ -16,6 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from cats_dogs_other.testing.images import png
 from compare.cases import CASES
 from compare.issuer import TestIssuer, make_keys
 from compare.report import case_table, summary_table
@@ -23,7 +24,6 @@ from compare.run import DEFAULT_QUIET_S, TargetResult, run_battery
 from compare.targets import Target, ThisApi, library_targets
 from compare.venv import ensure_venv, pinned_version
 from reliability.stack import ROOT
-from tests.api.support import png
 
 DEFAULT_MODEL = ROOT / "cats_dogs_other" / "model" / "model.keras"
 

@@ -6,8 +6,8 @@ be had, since a 401 there would tell a healthy client its token is bad. Cases ru
 each cold-start session starts the validator afresh while the issuer misbehaves; the main
 session runs on one warm process, stateless cases first, then key rotation and outages.
 
-Tokens are the test suite's (``tests.api.support.FakeIssuer``) with Auth0's claims; the few that
-need a header joserfc refuses to write are signed here with the same keys.
+Tokens are the test suite's (``cats_dogs_other.testing.issuer.FakeIssuer``) with Auth0's
+claims; the few that need a header joserfc refuses to write are signed here with the same keys.
 """
 
 from __future__ import annotations
@@ -28,8 +28,9 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from joserfc import jwt
 from joserfc.jwk import ECKey, RSAKey
 
+from cats_dogs_other.testing.issuer import SCOPE
+from cats_dogs_other.testing.jose import b64json, b64url, random_kid
 from compare.issuer import TestIssuer, wait_quiet
-from tests.api.support import SCOPE, b64json, b64url, random_kid
 
 REQUEST_TIMEOUT_S = 12.0
 HANG_ANSWER_WITHIN_S = 10.0

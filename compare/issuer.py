@@ -1,7 +1,8 @@
 """The battery's token issuer: Auth0-shaped discovery and JWKS over TLS on loopback, with faults.
 
-Keys and tokens come from the test suite's fake issuer (``tests.api.support.FakeIssuer``), so the
-battery signs exactly the tokens the API's own tests sign. The documents are served by a plain
+Keys and tokens come from the test suite's fake issuer
+(``cats_dogs_other.testing.issuer.FakeIssuer``), so the battery signs exactly the tokens the
+API's own tests sign. The documents are served by a plain
 HTTP server on loopback and reached through the reliability harness's fault-injecting proxy
 (``reliability.fault_proxy``) listening with TLS: the validators see one https issuer that
 can be switched to refuse connections, answer 503, hang or send garbage, and the proxy counts
@@ -23,9 +24,9 @@ import trustme
 from joserfc.jwk import RSAKey
 
 from cats_dogs_other.loopback import LOOPBACK
+from cats_dogs_other.testing.issuer import FakeIssuer
 from reliability.fault_proxy import FaultProxy
 from reliability.stack import AUDIENCE
-from tests.api.support import FakeIssuer
 
 DISCOVERY_PATH = "/.well-known/openid-configuration"
 JWKS_PATH = "/.well-known/jwks.json"

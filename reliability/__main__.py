@@ -10,7 +10,7 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from cats_dogs_other.api.cli_help import EnvironmentHelpFormatter
+from cats_dogs_other.core.cli_help import EnvironmentHelpFormatter
 from cats_dogs_other.loopback import ChildError
 from reliability import served_model
 from reliability.checks import Context, registry

@@ -15,13 +15,14 @@ from typing import Self
 
 import httpx
 
+from cats_dogs_other.core.dev import DEV_AUDIENCE, DEV_CLIENT_ID, DEV_CLIENT_SECRET
 from cats_dogs_other.loopback import LOOPBACK, ROOT, Child, free_port
 from tools import procfs
 
 WORK_DIR = ROOT / ".reliability"
 LOG_DIR = WORK_DIR / "logs"
-AUDIENCE = "https://cats-dogs-other.local"
-CLIENT_ID, CLIENT_SECRET = "dev-client", "dev-secret"  # the dev issuer's published defaults
+AUDIENCE = DEV_AUDIENCE
+CLIENT_ID, CLIENT_SECRET = DEV_CLIENT_ID, DEV_CLIENT_SECRET
 
 
 def log_file(name: str) -> Path:

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from cats_dogs_other.core.paths import REPO_ROOT
+
 # The real redis-server fixtures for every test directory (tests/support/redis_server.py).
 from tests.support.redis_server import redis_server, redis_url  # noqa: F401
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)

@@ -1,6 +1,6 @@
 """DPoP proofs for the tests (RFC 9449 section 4.2): a key of one's own, a fresh proof per request.
 
-Signs proofs the way the verifier in :mod:`cats_dogs_other.api.dpop` expects and, with header
+Signs proofs the way the verifier in :mod:`cats_dogs_other.core.dpop` expects and, with header
 and claim overrides, the malformed ones it must refuse. Real clients use the client package's
 ``kto.client.dpop.DPoPKey``, which cannot sign a wrong proof on purpose.
 """
@@ -16,7 +16,7 @@ from joserfc import jws
 from joserfc.jwk import ECKey, Key
 from joserfc.jws import JWSRegistry
 
-from cats_dogs_other.api.dpop import PROOF_TYPE, access_token_hash
+from cats_dogs_other.core.dpop import PROOF_TYPE, access_token_hash
 
 
 class ProofSigner:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from cats_dogs_other.core.paths import REPO_ROOT
+
 PAGES = [
     REPO_ROOT / "README.md",
     *sorted((REPO_ROOT / "docs").glob("*.md")),

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from cats_dogs_other.core.paths import REPO_ROOT
+
 PROJECT = "cats-dogs-other"
 LOCKS = {
     "api": ["cats_dogs_other/api/requirements.txt"],

@@ -24,28 +24,28 @@ from fastapi.openapi.utils import get_openapi
 from kto.inference import DEFAULT_DECODE_LIMITS, Inference, ModelLoadError, configure_threads
 from kto.inference.model import INT8_FILENAME, resolve_model, resolve_precision
 
-from cats_dogs_other.api.access_log import AccessLogMiddleware
+from cats_dogs_other.api.auth.github_tokens import GitHubTokenValidator
+from cats_dogs_other.api.auth.issuer_check import IssuerCheck
+from cats_dogs_other.api.auth.issuers import IssuerRouter, build_policy_validators, describe
+from cats_dogs_other.api.auth.jwks import DiscoveryDocument, KeyCache
+from cats_dogs_other.api.auth.security import SCHEME_NAME
+from cats_dogs_other.api.auth.tokens import TokenValidator
 from cats_dogs_other.api.batching import MicroBatcher
 from cats_dogs_other.api.docs import install_docs
-from cats_dogs_other.api.dpop_binding import DPoPBinding, challenge_schemes
+from cats_dogs_other.api.dpop.binding import DPoPBinding, challenge_schemes
 from cats_dogs_other.api.draining import Drain
 from cats_dogs_other.api.errors import install_handlers
-from cats_dogs_other.api.framing import AmbiguousFramingMiddleware
-from cats_dogs_other.api.github_tokens import GitHubTokenValidator
-from cats_dogs_other.api.issuer_check import IssuerCheck
-from cats_dogs_other.api.issuers import IssuerRouter, build_policy_validators, describe
-from cats_dogs_other.api.jwks import DiscoveryDocument, KeyCache
 from cats_dogs_other.api.metrics import Metrics
+from cats_dogs_other.api.middleware.access_log import AccessLogMiddleware
+from cats_dogs_other.api.middleware.framing import AmbiguousFramingMiddleware
 from cats_dogs_other.api.model_source import ModelSourceError
 from cats_dogs_other.api.rate_limits import RateLimiter
 from cats_dogs_other.api.resources import Resources
 from cats_dogs_other.api.routes import dev_token, health, model_info, predict
 from cats_dogs_other.api.schemas import declare_classes
-from cats_dogs_other.api.security import SCHEME_NAME
 from cats_dogs_other.api.settings import Settings, load_settings
 from cats_dogs_other.api.startup import TRAIN_HINT, StartupError, record_failure
 from cats_dogs_other.api.state import InProcessState, open_state
-from cats_dogs_other.api.tokens import TokenValidator
 
 if TYPE_CHECKING:
     from cats_dogs_other.api.state_redis import RedisState

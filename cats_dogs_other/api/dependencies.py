@@ -7,11 +7,11 @@ from typing import Annotated
 from fastapi import Depends, Request
 from kto.inference import Inference
 
+from cats_dogs_other.api.auth.security import require_principal
+from cats_dogs_other.api.auth.tokens import Principal
 from cats_dogs_other.api.resources import Resources, get_resources, get_settings
-from cats_dogs_other.api.security import require_principal
 from cats_dogs_other.api.settings import Settings
 from cats_dogs_other.api.state import StateStore
-from cats_dogs_other.api.tokens import Principal
 
 
 # ``async def``: FastAPI runs a plain ``def`` dependency in its thread pool, two thread hops per

@@ -42,7 +42,7 @@ from prometheus_client import (
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from cats_dogs_other.api.route_template import route_template
+from cats_dogs_other.api.middleware.route_template import route_template
 
 NAMESPACE = "cats_dogs_other"
 

@@ -36,10 +36,10 @@ from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 
+from cats_dogs_other.api.auth.tokens import Principal
 from cats_dogs_other.api.errors import BatchOverLimitError, RateLimitedError
 from cats_dogs_other.api.settings import Settings
 from cats_dogs_other.api.state import StoreErrorReport
-from cats_dogs_other.api.tokens import Principal
 
 logger = logging.getLogger(__name__)
 

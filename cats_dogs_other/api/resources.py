@@ -13,12 +13,12 @@ import httpx
 from fastapi import Request
 from kto.inference import Inference
 
+from cats_dogs_other.api.auth.issuer_check import IssuerCheck
+from cats_dogs_other.api.auth.issuers import IssuerRouter
+from cats_dogs_other.api.auth.jwks import KeyCache
 from cats_dogs_other.api.batching import MicroBatcher
-from cats_dogs_other.api.dpop_binding import DPoPBinding
+from cats_dogs_other.api.dpop.binding import DPoPBinding
 from cats_dogs_other.api.draining import Drain
-from cats_dogs_other.api.issuer_check import IssuerCheck
-from cats_dogs_other.api.issuers import IssuerRouter
-from cats_dogs_other.api.jwks import KeyCache
 from cats_dogs_other.api.metrics import Metrics
 from cats_dogs_other.api.rate_limits import RateLimiter
 from cats_dogs_other.api.settings import Settings

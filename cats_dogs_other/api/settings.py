@@ -26,17 +26,17 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from cats_dogs_other.api import batching
-from cats_dogs_other.api.dpop import DPOP_ALGORITHMS
-from cats_dogs_other.api.hosts import is_loopback, is_secure_url
+from cats_dogs_other.api.auth.trust_policy import TrustPolicy, TrustPolicyError, load_trust_policy
 from cats_dogs_other.api.limit_syntax import check_limit, parse_overrides
-from cats_dogs_other.api.trust_policy import TrustPolicy, TrustPolicyError, load_trust_policy
+from cats_dogs_other.core.dev import DEV_TOKEN_PATH
+from cats_dogs_other.core.dpop import DPOP_ALGORITHMS
+from cats_dogs_other.core.hosts import is_loopback, is_secure_url
+from cats_dogs_other.core.paths import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL_PATH = REPO_ROOT / "cats_dogs_other" / "model"
 DEFAULT_MODEL_CACHE_DIR = REPO_ROOT / ".model-cache"
 MiB = 1024 * 1024
 STATE_URL_SCHEMES = frozenset({"redis", "rediss", "unix"})
-DEV_TOKEN_PATH = "/dev/oauth/token"  # noqa: S105 - a path, not a secret
 PLANNED = "when unset, usable CPUs (affinity, cgroup quota) / WORKERS"
 
 # Asymmetric JWS algorithms only: with HMAC the verifying key is the signing key, and a public
@@ -95,7 +95,7 @@ class Settings(BaseSettings):
         "POST /dev/oauth/token so Swagger's token request stays on the API's origin",
     )
 
-    # --- DPoP sender-constrained tokens (RFC 9449; see cats_dogs_other.api.dpop_binding) ---
+    # --- DPoP sender-constrained tokens (RFC 9449; see cats_dogs_other.api.dpop.binding) ---
     dpop_mode: Literal["allowed", "required", "disabled"] = "allowed"
     dpop_algorithms: Annotated[tuple[str, ...], NoDecode] = DPOP_ALGORITHMS
     dpop_iat_window_s: int = Field(default=60, ge=1, le=600)

@@ -16,25 +16,13 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from cats_dogs_other.api.replay_cache import ReplayCache, ReplayCacheFullError, ReplayError
+from cats_dogs_other.api.store_health import StateUnavailableError, StoreHealth
+from cats_dogs_other.core.replay_cache import ReplayCache, ReplayCacheFullError, ReplayError
 
 if TYPE_CHECKING:
     from cats_dogs_other.api.settings import Settings
-
-# What /health and the metric report: the last background check, never a live call.
-StoreHealth = Literal["in-process", "ok", "unavailable", "misconfigured"]
-
-
-class StateUnavailableError(Exception):
-    """The store did not answer within its timeout, or answered something unusable."""
-
-    def __init__(
-        self, message: str = "the shared state store is unavailable", *, retry_after_s: float = 1.0
-    ) -> None:
-        super().__init__(message)
-        self.retry_after_s = retry_after_s
 
 
 class StateStore(Protocol):

@@ -30,7 +30,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
-from cats_dogs_other.api.state import StateUnavailableError, StoreHealth
+from cats_dogs_other.api.store_health import StateUnavailableError, StoreHealth
 
 logger = logging.getLogger(__name__)
 

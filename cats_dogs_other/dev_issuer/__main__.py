@@ -6,19 +6,28 @@ from collections.abc import Sequence
 
 import uvicorn
 
-from cats_dogs_other.api.cli_help import EnvironmentHelpFormatter
+from cats_dogs_other.core.cli_help import EnvironmentHelpFormatter
+from cats_dogs_other.core.dev import (
+    DEV_AUDIENCE,
+    DEV_CLIENT_ID,
+    DEV_CLIENT_SECRET,
+    DEV_ISSUER_PORT,
+    NO_SCOPE_CLIENT_ID,
+    NO_SCOPE_CLIENT_SECRET,
+    SCOPE,
+)
 from cats_dogs_other.dev_issuer.app import create_app
 from cats_dogs_other.dev_issuer.settings import IssuerSettings
 
-ENVIRONMENT = """\
+ENVIRONMENT = f"""\
 environment variables:
   DEV_ISSUER_HOST              bind address (default 127.0.0.1)
-  DEV_ISSUER_PORT              port (default 9000)
+  DEV_ISSUER_PORT              port (default {DEV_ISSUER_PORT})
   DEV_ISSUER_URL               issuer URL, the tokens' iss (default http://HOST:PORT/)
-  DEV_ISSUER_AUDIENCE          the one API identifier served (default https://cats-dogs-other.local)
-  DEV_ISSUER_CLIENTS           JSON: {"CLIENT_ID": {"secret": "...", "scopes": ["..."]}, ...}
-                               (default: dev-client/dev-secret with get::prediction and
-                               no-scope-client/no-scope-secret without it)
+  DEV_ISSUER_AUDIENCE          the one API identifier served (default {DEV_AUDIENCE})
+  DEV_ISSUER_CLIENTS           JSON: {{"CLIENT_ID": {{"secret": "...", "scopes": ["..."]}}, ...}}
+                               (default: {DEV_CLIENT_ID}/{DEV_CLIENT_SECRET} with {SCOPE} and
+                               {NO_SCOPE_CLIENT_ID}/{NO_SCOPE_CLIENT_SECRET} without it)
   DEV_ISSUER_TOKEN_LIFETIME_S  token lifetime in seconds (default 86400)
   DEV_ISSUER_KEYS_PUBLISHED    signing keys published in the JWKS (default 2)
   DEV_ISSUER_KEY_SIZE          RSA key size in bits (default 2048)
@@ -43,9 +52,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         formatter_class=EnvironmentHelpFormatter,
     )
     parser.add_argument("--host", help="bind address (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, help="port (default 9000)")
+    parser.add_argument("--port", type=int, help=f"port (default {DEV_ISSUER_PORT})")
     parser.add_argument("--issuer", dest="url", help="issuer URL (default http://HOST:PORT/)")
-    parser.add_argument("--audience", help="API identifier (default https://cats-dogs-other.local)")
+    parser.add_argument("--audience", help=f"API identifier (default {DEV_AUDIENCE})")
     parser.add_argument("--token-lifetime", dest="token_lifetime_s", type=int, help="seconds")
     parser.add_argument("--log-level", help="DEBUG, INFO, WARNING...")
     return parser.parse_args(argv)

@@ -23,9 +23,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from cats_dogs_other.api.dpop import DPOP_ALGORITHMS, ProofVerifier
-from cats_dogs_other.api.hosts import is_loopback
-from cats_dogs_other.api.replay_cache import ReplayCache
+from cats_dogs_other.core.dpop import DPOP_ALGORITHMS, ProofVerifier
+from cats_dogs_other.core.hosts import is_loopback
+from cats_dogs_other.core.replay_cache import ReplayCache
 from cats_dogs_other.dev_issuer.github import PREFIX as GITHUB
 from cats_dogs_other.dev_issuer.github import GitHubTokenService
 from cats_dogs_other.dev_issuer.keys import ALGORITHM, KeyRing

@@ -26,8 +26,8 @@ from authlib.oauth2.rfc6749.util import scope_to_list
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 
-from cats_dogs_other.api.dpop import ProofError, ProofVerifier
-from cats_dogs_other.api.replay_cache import ReplayCacheFullError
+from cats_dogs_other.core.dpop import ProofError, ProofVerifier
+from cats_dogs_other.core.replay_cache import ReplayCacheFullError
 from cats_dogs_other.dev_issuer.settings import ClientConfig
 from cats_dogs_other.dev_issuer.tokens import TokenRequest, TokenSigner
 

@@ -9,7 +9,16 @@ from typing import Annotated, Any
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from cats_dogs_other.api.hosts import LOOPBACK, connect_host, is_secure_url
+from cats_dogs_other.core.dev import (
+    DEV_AUDIENCE,
+    DEV_CLIENT_ID,
+    DEV_CLIENT_SECRET,
+    DEV_ISSUER_PORT,
+    NO_SCOPE_CLIENT_ID,
+    NO_SCOPE_CLIENT_SECRET,
+    SCOPE,
+)
+from cats_dogs_other.core.hosts import LOOPBACK, connect_host, is_secure_url
 
 
 class ClientConfig(BaseModel):
@@ -22,8 +31,8 @@ class ClientConfig(BaseModel):
 def default_clients() -> dict[str, ClientConfig]:
     """One client that may classify images and one that may not (to exercise 403)."""
     return {
-        "dev-client": ClientConfig(secret="dev-secret", scopes=["get::prediction"]),  # noqa: S106
-        "no-scope-client": ClientConfig(secret="no-scope-secret", scopes=[]),  # noqa: S106
+        DEV_CLIENT_ID: ClientConfig(secret=DEV_CLIENT_SECRET, scopes=[SCOPE]),
+        NO_SCOPE_CLIENT_ID: ClientConfig(secret=NO_SCOPE_CLIENT_SECRET, scopes=[]),
     }
 
 
@@ -33,12 +42,12 @@ class IssuerSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DEV_ISSUER_", extra="ignore")
 
     host: str = LOOPBACK
-    port: Annotated[int, Field(ge=0, le=65535)] = 9000
+    port: Annotated[int, Field(ge=0, le=65535)] = DEV_ISSUER_PORT
     url: str | None = Field(
         default=None,
         description="Public issuer URL (the `iss` claim); defaults to http://HOST:PORT/.",
     )
-    audience: str = "https://cats-dogs-other.local"
+    audience: str = DEV_AUDIENCE
     clients: dict[str, ClientConfig] = Field(default_factory=default_clients)
     token_lifetime_s: Annotated[int, Field(gt=0)] = 86_400
     keys_published: Annotated[int, Field(ge=2)] = 2

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from cats_dogs_other.api.cli_help import EnvironmentHelpFormatter
+from cats_dogs_other.core.cli_help import EnvironmentHelpFormatter
 from cats_dogs_other.train import paths
 from cats_dogs_other.train.config import DEFAULTS, FIELDS, WEIGHTINGS, TrainConfig
 from cats_dogs_other.train.network import BACKBONES

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from cats_dogs_other.core.paths import REPO_ROOT
+
 WEIGHTS_FILENAME = "mobilenet_v2_1.0_224_no_top.weights.h5"
 OOD_MANIFEST = "manifest.json"
 """What the ``ood`` command writes last in its folder: a folder without one is not collected."""

@@ -12,15 +12,9 @@ from joserfc.jwk import RSAKey
 
 from cats_dogs_other.api.app import create_app
 from cats_dogs_other.api.settings import Settings
-from tests.api.support import (
-    AUDIENCE,
-    ISSUER,
-    JWKS_PATH,
-    FakeIssuer,
-    override_principal,
-    png,
-    running_app,
-)
+from cats_dogs_other.testing.images import png
+from cats_dogs_other.testing.issuer import AUDIENCE, ISSUER, JWKS_PATH, FakeIssuer
+from tests.api.support import override_principal, running_app
 from tests.dpop_proofs import ProofSigner
 from tests.json_server import json_server
 

@@ -1,62 +1,34 @@
-"""Helpers for the API tests (imported by conftest.py and the tests): the fake Auth0-like
-issuer behind httpx.MockTransport, token building, images, decodings, running the real app.
+"""Helpers for the API tests (imported by conftest.py and the tests): running the real app (in
+process, served on loopback, or as ``boot.py``), request headers, decodings. The fake issuer,
+token pieces and images are importable from ``cats_dogs_other.testing``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import importlib.util
-import io
-import json
 import os
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from joserfc import jwt
-from joserfc.jwk import RSAKey
-from PIL import Image
 
 from cats_dogs_other.api.app import create_app
-from cats_dogs_other.api.http_protocols import default_protocol
-from cats_dogs_other.api.security import require_principal
+from cats_dogs_other.api.auth.security import require_principal
+from cats_dogs_other.api.auth.tokens import Principal
+from cats_dogs_other.api.middleware.http_protocols import default_protocol
 from cats_dogs_other.api.settings import Settings
-from cats_dogs_other.api.tokens import Principal
 from cats_dogs_other.loopback import LOOPBACK, Child, free_port
-
-ISSUER = "https://issuer.test/"
-AUDIENCE = "https://cats-dogs-other.test"
-SCOPE = "get::prediction"
-JWKS_PATH = "/.well-known/jwks.json"
-DISCOVERY_PATH = "/.well-known/openid-configuration"
-
-
-def valid_claims(**overrides: Any) -> dict[str, Any]:
-    """The claims of a valid client-credentials access token, with ``overrides`` applied."""
-    now = int(time.time())
-    return {
-        "iss": ISSUER,
-        "aud": AUDIENCE,
-        "sub": "test-client@clients",
-        "azp": "test-client",
-        "iat": now,
-        "exp": now + 600,
-        "scope": SCOPE,
-        "gty": "client-credentials",
-        **overrides,
-    }
+from cats_dogs_other.testing.issuer import AUDIENCE, SCOPE, FakeIssuer
 
 
 def start_boot(
@@ -86,75 +58,6 @@ def start_boot(
         stderr_path=logs / "stderr.log",
     ).start()
     return api, f"http://{LOOPBACK}:{port}"
-
-
-@dataclass
-class FakeIssuer:
-    """Serves discovery and JWKS like Auth0; can rotate keys, go down or serve garbage."""
-
-    keys: dict[str, RSAKey]
-    published: list[str] = field(default_factory=lambda: ["key-1"])
-    up: bool = True
-    jwks_body: bytes | None = None  # overrides the JWKS document (garbage tests)
-    discovery_issuer: str = ISSUER
-    discovery_up: bool = True  # False: the discovery document answers 404, the keys still serve
-    requests: list[httpx.Request] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    @property
-    def transport(self) -> httpx.MockTransport:
-        return httpx.MockTransport(self._handle)
-
-    @property
-    def jwks_fetches(self) -> int:
-        with self._lock:
-            return sum(1 for r in self.requests if r.url.path == JWKS_PATH)
-
-    def hosts(self) -> set[str]:
-        with self._lock:
-            return {r.url.host for r in self.requests}
-
-    def _handle(self, request: httpx.Request) -> httpx.Response:
-        with self._lock:
-            self.requests.append(request)
-        if not self.up:
-            raise httpx.ConnectError("issuer down", request=request)
-        if request.url.host != "issuer.test":
-            return httpx.Response(404)
-        if request.url.path == DISCOVERY_PATH and not self.discovery_up:
-            return httpx.Response(404)
-        if request.url.path == DISCOVERY_PATH:
-            return httpx.Response(
-                200,
-                json={
-                    "issuer": self.discovery_issuer,
-                    "jwks_uri": ISSUER + JWKS_PATH.lstrip("/"),
-                    "token_endpoint": ISSUER + "oauth/token",
-                },
-            )
-        if request.url.path == JWKS_PATH:
-            if self.jwks_body is not None:
-                return httpx.Response(200, content=self.jwks_body)
-            keys = [self.keys[kid].as_dict(private=False) for kid in self.published]
-            return httpx.Response(200, json={"keys": keys})
-        return httpx.Response(404)
-
-    def token(
-        self,
-        kid: str = "key-1",
-        *,
-        signing_key: str | None = None,
-        header: dict[str, Any] | None = None,
-        **claims: Any,
-    ) -> str:
-        """A token signed with ``signing_key`` (default: the key named by ``kid``).
-
-        Claims default to a valid client-credentials token; pass ``claim=None`` to drop one.
-        """
-        body = {k: v for k, v in valid_claims(**claims).items() if v is not None}
-        head = {"alg": "RS256", "kid": kid, "typ": "at+jwt", **(header or {})}
-        key = self.keys[signing_key or kid]
-        return jwt.encode(head, body, key, algorithms=[head["alg"]])
 
 
 @contextlib.contextmanager
@@ -190,42 +93,11 @@ def override_principal(app: FastAPI, scopes: frozenset[str] = frozenset({SCOPE})
     app.dependency_overrides[require_principal] = lambda: Principal("test-client", scopes)
 
 
-def png(colour: tuple[int, int, int], size: tuple[int, int] = (64, 64)) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", size, colour).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
 async def decoding(x: np.ndarray, delay_s: float = 0.0) -> np.ndarray:
     """``x`` as the batcher takes an image: the route's decode step, a thread-pool future in the
     API, which yields to the event loop at least once (``delay_s`` of decoding) before it ends."""
     await asyncio.sleep(delay_s)
     return x
-
-
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def b64json(value: dict[str, Any]) -> str:
-    return b64url(json.dumps(value, separators=(",", ":")).encode())
-
-
-def raw_token(key: RSAKey, header: bytes, payload: bytes) -> str:
-    """An RS256 compact JWS over exactly these header and payload bytes (no JSON re-encoding),
-    for headers and claims a JOSE library would refuse to produce."""
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import padding, rsa
-
-    private = key.raw_value
-    assert isinstance(private, rsa.RSAPrivateKey), "a private key signs"
-    signing_input = f"{b64url(header)}.{b64url(payload)}"
-    signature = private.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
-    return f"{signing_input}.{b64url(signature)}"
-
-
-def random_kid() -> str:
-    return uuid.uuid4().hex
 
 
 # uvicorn's two HTTP/1.1 parsers, for tests run on each (``HTTP_PROTOCOLS[parser]``).

@@ -12,7 +12,9 @@ import pytest
 from kto.inference import ModelLoadError
 
 from cats_dogs_other.api.startup import StartupError
-from tests.api.support import AUDIENCE, ISSUER, SCOPE, bearer, png, running_app
+from cats_dogs_other.testing.images import png
+from cats_dogs_other.testing.issuer import AUDIENCE, ISSUER, SCOPE
+from tests.api.support import bearer, running_app
 
 
 def test_health_is_ok(client) -> None:

@@ -8,7 +8,8 @@ import json
 import httpx
 from joserfc import jwt
 
-from tests.api.support import start_boot, valid_claims
+from cats_dogs_other.testing.issuer import valid_claims
+from tests.api.support import start_boot
 
 
 def test_boot_serves_uploads_with_json_logs(

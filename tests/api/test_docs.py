@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from cats_dogs_other.api.docs import ASSETS_PATH, content_security_policy
-from tests.api.support import AUDIENCE, ISSUER, SCOPE
+from cats_dogs_other.testing.issuer import AUDIENCE, ISSUER, SCOPE
 
 ASSET_REFERENCE = re.compile(r'(?:src|href)="([^"]+)"')
 

@@ -17,7 +17,8 @@ from joserfc import jwt
 from joserfc.jwk import RSAKey
 
 from cats_dogs_other.api.draining import Drain
-from tests.api.support import start_boot, valid_claims
+from cats_dogs_other.testing.issuer import valid_claims
+from tests.api.support import start_boot
 
 DRAIN_S = 3.0
 

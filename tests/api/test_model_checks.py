@@ -17,7 +17,8 @@ from fastapi.testclient import TestClient
 from cats_dogs_other.api.app import create_app
 from cats_dogs_other.api.settings import Settings
 from cats_dogs_other.api.startup import MAX_SENTENCE, StartupError, check_model_file
-from tests.api.support import override_principal, png
+from cats_dogs_other.testing.images import png
+from tests.api.support import override_principal
 
 _HUGE = np.float32(3e38)  # two of them add up to infinity in float32
 

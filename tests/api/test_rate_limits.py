@@ -14,11 +14,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from cats_dogs_other.api.app import create_app
+from cats_dogs_other.api.auth.tokens import Principal
 from cats_dogs_other.api.rate_limits import RateLimiter, client_key
 from cats_dogs_other.api.settings import Settings
 from cats_dogs_other.api.state_redis import RedisState
-from cats_dogs_other.api.tokens import Principal
-from tests.api.support import FakeIssuer, bearer, running_app, serve, two_replicas
+from cats_dogs_other.testing.issuer import FakeIssuer
+from tests.api.support import bearer, running_app, serve, two_replicas
 from tests.support.redis_server import RedisServer, fake_store
 
 POLICY = re.compile(r'^"images";q=(\d+);w=(\d+)$')

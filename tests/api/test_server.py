@@ -19,7 +19,8 @@ import pytest
 from PIL import Image
 
 from cats_dogs_other.api.app import create_app
-from tests.api.support import FakeIssuer, override_principal, serve, serve_app
+from cats_dogs_other.testing.issuer import FakeIssuer
+from tests.api.support import override_principal, serve, serve_app
 
 LIMIT = 64 * 1024
 BOUNDARY = b"b0undary"

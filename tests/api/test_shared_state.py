@@ -14,7 +14,8 @@ from fastapi.testclient import TestClient
 from cats_dogs_other.api import startup
 from cats_dogs_other.api.settings import Settings
 from cats_dogs_other.api.startup import StartupError
-from tests.api.support import FakeIssuer, bearer, dpop, running_app, two_replicas
+from cats_dogs_other.testing.issuer import FakeIssuer
+from tests.api.support import bearer, dpop, running_app, two_replicas
 from tests.dpop_proofs import ProofSigner
 from tests.support.redis_server import RedisServer, fake_store
 

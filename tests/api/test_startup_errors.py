@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from cats_dogs_other.loopback import LOOPBACK, free_port
-from tests.api.support import AUDIENCE
+from cats_dogs_other.testing.issuer import AUDIENCE
 
 LOCAL_ISSUER = f"http://{LOOPBACK}:9/"
 

@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from cats_dogs_other.api.batching import InferenceTimeoutError, QueueFullError
-from tests.api.support import png
+from cats_dogs_other.testing.images import png
 
 LIMIT = 256 * 1024  # upload_client's MAX_UPLOAD_BYTES
 

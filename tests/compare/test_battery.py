@@ -19,11 +19,12 @@ import pytest
 
 from cats_dogs_other.api.app import create_app
 from cats_dogs_other.api.settings import Settings
+from cats_dogs_other.testing.images import png
 from compare.cases import ANY_4XX, CASES, SESSIONS, Case, Outcome
 from compare.issuer import TestIssuer, make_keys
 from compare.report import case_table, summary_table
 from compare.run import TargetResult, run_battery, run_case
-from tests.api.support import png, serve
+from tests.api.support import serve
 
 RFC_6750_ANSWERS = {200, 400, 401, 403, 503}
 

@@ -15,7 +15,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from cats_dogs_other.core.paths import REPO_ROOT
+
 KUBERNETES_DIR = REPO_ROOT / "deploy" / "kubernetes"
 BASE_DIR = KUBERNETES_DIR / "base"
 OVERLAY_DIRS = sorted(p.parent for p in KUBERNETES_DIR.glob("overlays/*/kustomization.yaml"))

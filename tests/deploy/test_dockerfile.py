@@ -23,6 +23,7 @@ import dockerfile
 import pytest
 
 from cats_dogs_other.api.settings import Settings
+from cats_dogs_other.core.dev import DEV_AUDIENCE
 from cats_dogs_other.loopback import LOOPBACK, Child, free_port
 from tests.deploy.docker_support import (
     DockerIgnore,
@@ -251,7 +252,7 @@ def test_replayed_image_serves_health_and_stops_within_the_grace_period(
         "PORT": str(port),
         # Nothing listens there: the API must still start and answer /health (keys come later).
         "OAUTH2_ISSUER": f"http://{LOOPBACK}:{free_port()}/",
-        "OAUTH2_AUDIENCE": "https://cats-dogs-other.local",
+        "OAUTH2_AUDIENCE": DEV_AUDIENCE,
     }
     server = Child(
         "image", list(image.cmd), env=env, cwd=image.workdir, log_path=tmp_path / "image.log"

@@ -3,6 +3,7 @@
 import pytest
 from pydantic import ValidationError
 
+from cats_dogs_other.core.dev import DEV_AUDIENCE, DEV_CLIENT_ID, DEV_CLIENT_SECRET, SCOPE
 from cats_dogs_other.dev_issuer import ClientConfig, IssuerSettings
 
 
@@ -11,10 +12,10 @@ def test_defaults_match_the_documented_local_setup() -> None:
 
     assert settings.issuer == "http://127.0.0.1:9000/"
     assert settings.token_endpoint == "http://127.0.0.1:9000/oauth/token"
-    assert settings.audience == "https://cats-dogs-other.local"
+    assert settings.audience == DEV_AUDIENCE
     assert settings.token_lifetime_s == 86_400
     assert settings.clients == {
-        "dev-client": ClientConfig(secret="dev-secret", scopes=["get::prediction"]),
+        DEV_CLIENT_ID: ClientConfig(secret=DEV_CLIENT_SECRET, scopes=[SCOPE]),
         "no-scope-client": ClientConfig(secret="no-scope-secret", scopes=[]),
     }
 

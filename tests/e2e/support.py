@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 import re
 import signal
@@ -13,15 +12,15 @@ from pathlib import Path
 import httpx
 import pytest
 from kto.inference.metadata import DEFAULT_CLASSES
-from PIL import Image
 
+from cats_dogs_other.core.dev import DEV_AUDIENCE, DEV_CLIENT_ID, DEV_CLIENT_SECRET
+from cats_dogs_other.core.paths import REPO_ROOT as REPO_ROOT  # the e2e tests take it from here
 from cats_dogs_other.loopback import LOOPBACK, Child, ChildError, free_port
 from tests.dpop_proofs import ProofSigner
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 READY_LINE = "Press Ctrl-C to stop."
 READY_TIMEOUT_S = 240.0
-AUDIENCE = "https://cats-dogs-other.local"
+AUDIENCE = DEV_AUDIENCE
 CLASSES = DEFAULT_CLASSES  # what the served model answers
 # The API demanding DPoP server nonces (RFC 9449 section 8).
 DPOP_NONCES = {
@@ -33,12 +32,6 @@ CODESPACE = {
     "CODESPACE_NAME": "fluffy-space-robot-5g4x",
     "GITHUB_CODESPACES_PORT_FORWARDING_DOMAIN": "app.github.dev",
 }
-
-
-def png(colour: tuple[int, int, int], size: int = 48) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (size, size), colour).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 @dataclass(frozen=True)
@@ -110,8 +103,8 @@ class StackProcess:
 
     def token(
         self,
-        client_id: str = "dev-client",
-        secret: str = "dev-secret",  # noqa: S107
+        client_id: str = DEV_CLIENT_ID,
+        secret: str = DEV_CLIENT_SECRET,
         *,
         dpop: ProofSigner | None = None,
     ) -> str:

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.e2e.support import AUDIENCE, REPO_ROOT, StackProcess, png
+from cats_dogs_other.testing.images import png
+from tests.e2e.support import AUDIENCE, REPO_ROOT, StackProcess
 
 ACTION = REPO_ROOT / ".github" / "actions" / "classify" / "action.yml"
 INPUT = re.compile(r"^\$\{\{ inputs\.([\w-]+) \}\}$")

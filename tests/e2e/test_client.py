@@ -15,7 +15,8 @@ import pytest
 from kto.client import Classifier, ClientCredentials, DPoPAuth, DPoPKey, DPoPTokenRequestAuth
 from kto.client.cli import discover_token_url
 
-from tests.e2e.support import AUDIENCE, CLASSES, REPO_ROOT, E2EModel, StackProcess, png
+from cats_dogs_other.testing.images import png
+from tests.e2e.support import AUDIENCE, CLASSES, REPO_ROOT, E2EModel, StackProcess
 
 COMMAND = Path(sys.executable).with_name("cats-dogs-other")
 SAMPLE = REPO_ROOT / "bruno" / "fixtures" / "cat.png"

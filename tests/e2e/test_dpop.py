@@ -5,8 +5,9 @@ import sys
 
 import httpx
 
+from cats_dogs_other.testing.images import png
 from tests.dpop_proofs import ProofSigner
-from tests.e2e.support import CLASSES, REPO_ROOT, StackProcess, png
+from tests.e2e.support import CLASSES, REPO_ROOT, StackProcess
 
 
 def upload(stack: StackProcess, headers: dict[str, str]) -> httpx.Response:

@@ -5,7 +5,8 @@ import time
 import httpx
 from joserfc import jws
 
-from tests.e2e.support import StackProcess, png
+from cats_dogs_other.testing.images import png
+from tests.e2e.support import StackProcess
 from tests.e2e.test_upload import upload
 
 

@@ -6,7 +6,8 @@ import time
 import httpx
 
 from cats_dogs_other.loopback import LOOPBACK
-from tests.e2e.support import CLASSES, E2EModel, StackProcess, png
+from cats_dogs_other.testing.images import png
+from tests.e2e.support import CLASSES, E2EModel, StackProcess
 
 
 def upload(stack: StackProcess, image: bytes, token: str | None) -> httpx.Response:

@@ -29,7 +29,7 @@ from cats_dogs_other.api.errors import (
     ServiceUnavailableError,
 )
 from cats_dogs_other.api.resources import get_settings
-from cats_dogs_other.api.settings import DEV_TOKEN_PATH
+from cats_dogs_other.core.dev import DEV_TOKEN_PATH
 
 logger = logging.getLogger(__name__)
 

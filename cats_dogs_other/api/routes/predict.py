@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request, Response
 
 from cats_dogs_other.api.classify import predict_many, predict_one
 from cats_dogs_other.api.dependencies import CurrentPrincipal, ResourcesDep, SettingsDep
-from cats_dogs_other.api.disconnect import cancel_on_disconnect
+from cats_dogs_other.api.middleware.disconnect import cancel_on_disconnect
 from cats_dogs_other.api.rate_limits import Limit, client_key
 from cats_dogs_other.api.schemas import Prediction, Problem
 from cats_dogs_other.api.uploads import FRAMING_ALLOWANCE, read_files
