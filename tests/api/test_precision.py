@@ -136,9 +136,9 @@ def test_an_int8_file_from_another_model_onnx_is_served_in_f32_or_refused(
     make_settings, module_issuer, tiny_int8_model, tmp_path
 ) -> None:
     """model.onnx replaced (exported again) under a model.int8.onnx built from the old one."""
-    from cats_dogs_other.api.startup import StartupError
-
     import onnx
+
+    from cats_dogs_other.api.startup import StartupError
 
     folder = shutil.copytree(tiny_int8_model, tmp_path / "m")
     exported = onnx.load(str(folder / "model.onnx"))
@@ -150,6 +150,6 @@ def test_an_int8_file_from_another_model_onnx_is_served_in_f32_or_refused(
     assert (info["file"], info["precision"]) == ("model.onnx", "f32")
     assert info["precision_reason"].endswith("model.int8.onnx was built from another model.onnx")
     pinned = make_settings(model_path=folder, inference_precision="int8")
-    with pytest.raises(StartupError, match="INFERENCE_PRECISION: precision int8 refused"):
-        with running_app(pinned, module_issuer):
-            pass
+    refused = pytest.raises(StartupError, match="INFERENCE_PRECISION: precision int8 refused")
+    with refused, running_app(pinned, module_issuer):
+        pass
