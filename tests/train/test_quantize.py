@@ -31,7 +31,7 @@ from cats_dogs_other.train.reporting.int8 import (
     write_record,
 )
 from cats_dogs_other.train.versions import BUNDLED_MODEL
-from tests.conftest import TINY_COLOURS
+from tests.conftest import TINY_COLOURS, record_int8
 
 QUANTIZE_OPS = {"QuantizeLinear", "DequantizeLinear"}
 
@@ -252,3 +252,50 @@ def test_model_onnx_exported_again_makes_the_int8_file_stale(
     assert served.precision_reason.endswith(f"{INT8_FILE} was built from another model.onnx")
     with pytest.raises(ModelLoadError, match="precision int8 refused"):
         Inference(folder, warmup=False, precision="int8")
+
+
+@pytest.fixture
+def swapped_int8(tiny_int8_model: Path, tmp_path: Path) -> tuple[Path, list[tuple[Path, int]]]:
+    """A folder whose int8 file, recorded as the default, is a model that swaps Cat and Dog
+    (answers read from it are wrong on the red and green photos), and three labelled photos."""
+    folder = shutil.copytree(tiny_int8_model, tmp_path / "m")
+    swapped = save_tiny_model(
+        tmp_path / "swapped", onnx=True, dense=(np.eye(3)[[1, 0, 2]] * 10, np.zeros(3))
+    )
+    shutil.copy(swapped.parent / "model.onnx", folder / INT8_FILE)
+    assert record_int8(folder, passed=True, ratio=1.82) is True
+    assert Inference(folder, warmup=False).precision == "int8"
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rows = []
+    for i, colour in enumerate(TINY_COLOURS[:3]):
+        (photos / f"{i}.png").write_bytes(solid_colour_png(colour))
+        rows.append((photos / f"{i}.png", i))
+    return folder, rows
+
+
+def test_calibration_fits_on_the_float32_answers_whatever_auto_serves(
+    swapped_int8: tuple[Path, list[tuple[Path, int]]],
+) -> None:
+    """metadata.json's calibration is the float32 model's: ``train calibrate`` reads
+    model.onnx even where auto serves int8."""
+    from cats_dogs_other.train.reporting.calibrate import calibrate_model
+
+    folder, rows = swapped_int8
+    report = calibrate_model(folder, rows, rows)
+    assert report.test_before.mistakes == 0
+    assert dict(report.drift.prediction_counts) == {"Cat": 1, "Dog": 1, "Other": 1}
+
+
+def test_the_champion_side_of_the_gate_is_the_model_in_service(
+    swapped_int8: tuple[Path, list[tuple[Path, int]]],
+) -> None:
+    """The gate judges a champion folder by what the API serves it as (auto): its int8 file
+    while the record makes it the default, model.onnx once it does not."""
+    from cats_dogs_other.train.reporting.champion import answers
+
+    folder, rows = swapped_int8
+    paths, classes = [p for p, _ in rows], ("Cat", "Dog", "Other")
+    assert answers(folder, paths, classes) == [1, 0, 2]
+    assert record_int8(folder, passed=True, ratio=1.2) is False
+    assert answers(folder, paths, classes) == [0, 1, 2]
