@@ -54,7 +54,6 @@ class ModelInfo(BaseModel):
         description="the served file's precision (INFERENCE_PRECISION, auto by default)"
     )
     precision_reason: str = Field(
-        default="",
         description="why this precision: e.g. 'model.int8.onnx present but not the default: "
         "the rule was not met' (metadata.json int8 record)",
     )
