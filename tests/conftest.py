@@ -54,4 +54,22 @@ def tiny_int8_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
         shade = (max(0, r - 7 * i), max(0, g - 7 * i), max(0, b - 7 * i))
         (photos / f"{i}.png").write_bytes(solid_colour_png(shade))
     quantize_onnx(folder, sorted(photos.iterdir()), folder / INT8_FILE, keep_head_f32=False)
+    record_int8(folder, passed=True, ratio=1.82)
     return folder
+
+
+def record_int8(folder: Path, *, passed: bool, ratio: float | None) -> bool:
+    """metadata.json ``int8`` for the folder's model.int8.onnx, written by ``train quantize``'s
+    code from a verdict given here (the gate and the bench speed are not run)."""
+    from kto.inference.model import file_sha256
+
+    from cats_dogs_other.train.reporting.int8 import write_decision
+
+    record = {
+        "file": "model.int8.onnx",
+        "sha256": file_sha256(folder / "model.int8.onnx"),
+        "from": {"file": "model.onnx", "sha256": file_sha256(folder / "model.onnx")},
+        "champion_gate": {"passed": passed},
+        "speed": None if ratio is None else {"ratio": ratio},
+    }
+    return write_decision(folder, record)

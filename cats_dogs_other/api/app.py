@@ -133,13 +133,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         if metrics is not None:
             _describe(metrics, settings, inference, state)
         logger.info(
-            "serving model %s %s from %s (%s on %s, sha256 %s)",
+            "serving model %s %s from %s (%s on %s, sha256 %s): %s",
             inference.metadata.name,
             inference.metadata.version,
             inference.model_path.name,
             inference.precision,
             inference.backend,
             inference.sha256[:12],
+            inference.precision_reason,
         )
         yield {"resources": resources}
 
@@ -262,19 +263,19 @@ async def _load_model(settings: Settings) -> Inference:
 
 def _build_inference(path: Path, settings: Settings) -> Inference:
     precision = resolve_precision(path, settings.inference_backend, settings.inference_precision)
-    backend, model_file = resolve_model(path, settings.inference_backend, precision)
+    backend = resolve_model(path, settings.inference_backend, precision)[0]
     if backend == "keras":  # TensorFlow is imported only for a Keras model
         configure_tf_threads(settings)
     limits = dataclasses.replace(DEFAULT_DECODE_LIMITS, max_jpeg_scans=settings.max_jpeg_scans)
-    inference = Inference(
-        model_file,
+    inference = Inference(  # the folder, so that precision_reason says why
+        path,
         max_pixels=settings.max_image_pixels,
         min_side=settings.min_image_side,
         decode_limits=limits,
         warmup=False,
         backend=backend,
         threads=settings.inference_threads,
-        precision=precision,
+        precision=settings.inference_precision,
     )
     # Every batch shape the batcher can form (once each), so the first busy seconds are not
     # ~20% slower.

@@ -53,6 +53,10 @@ class ModelInfo(BaseModel):
     precision: Literal["f32", "int8"] = Field(
         description="the served file's precision (INFERENCE_PRECISION, auto by default)"
     )
+    precision_reason: str = Field(
+        description="why this precision: e.g. 'model.int8.onnx present but not the default: "
+        "the rule was not met' (metadata.json int8 record)",
+    )
     backend: str = Field(description="the runtime serving it: onnx, openvino or keras")
     files: dict[str, str] = Field(
         description="sha256 of each model file by name: the served one and, in a model folder, "

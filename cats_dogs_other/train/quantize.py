@@ -5,10 +5,12 @@ from training-split photos only (the held-out splits judge it). From the backbon
 ``GlobalAveragePool`` on (head and familiarity gate: under 1% of the work, and a cosine
 threshold at slope 100 that int8 would blur) the graph stays float32. The gate's threshold is
 chosen again on the int8 answers of the validation and calibration splits and written into
-the int8 graph only. The wheel serves the file by default (``precision="auto"``), so it keeps
-that name only when it passes the champion/challenger gate against float32; otherwise it is
-``model.int8.rejected.onnx``. ``metadata.json`` (calibration, drift reference) is shared: the
-record says what fitting the calibration again on the int8 answers gives.
+the int8 graph only. It keeps that name only when it passes the champion/challenger gate
+against float32 (otherwise it is ``model.int8.rejected.onnx``), and the wheel's
+``precision="auto"`` serves it only when metadata.json ``int8`` says it met the whole rule
+(gate and bench speed; ``reporting/int8.py`` writes that record). ``metadata.json``
+(calibration, drift reference) is shared: the record says what fitting the calibration again
+on the int8 answers gives.
 """
 
 from __future__ import annotations

@@ -38,7 +38,8 @@ def test_model_describes_the_loaded_file(client, module_issuer, tiny_model) -> N
         "input_size": [32, 32],
         "sha256": sha256(tiny_model / "model.onnx"),
         "file": "model.onnx",
-        "precision": "f32",  # auto: the folder has no model.int8.onnx
+        "precision": "f32",
+        "precision_reason": "no model.int8.onnx in the folder",
         "backend": "onnx",
         "files": {
             "model.onnx": sha256(tiny_model / "model.onnx"),

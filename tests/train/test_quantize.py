@@ -3,6 +3,7 @@ the bundled int8 file keeps its head and familiarity gate in float32."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -21,9 +22,16 @@ from cats_dogs_other.train.quantize import (
     head_nodes,
     set_gate_threshold,
 )
-from cats_dogs_other.train.reporting.int8 import SPEED_RULE, bench_speed, card_section
+from cats_dogs_other.train.reporting.int8 import (
+    CARD_HEADING,
+    CARD_HEADING_NOT_DEFAULT,
+    SPEED_RULE,
+    bench_speed,
+    card_section,
+    write_record,
+)
 from cats_dogs_other.train.versions import BUNDLED_MODEL
-from tests.conftest import TINY_COLOURS
+from tests.conftest import TINY_COLOURS, record_int8
 
 QUANTIZE_OPS = {"QuantizeLinear", "DequantizeLinear"}
 
@@ -161,4 +169,133 @@ def test_the_card_says_why_int8_is_served_and_when_the_rule_is_not_met(
     assert f"{ratio}x the float32 default's requests per second" in card
     assert ("Both conditions hold." in card) is met and (f"at least {SPEED_RULE}x" in card)
     assert ("**The rule is not met.**" in card) is not met
-    assert "INFERENCE_PRECISION=f32` pins `model.onnx`" in card
+    assert ("INFERENCE_PRECISION=f32` pins `model.onnx`" in card) is met
+    assert card.startswith(CARD_HEADING if met else CARD_HEADING_NOT_DEFAULT)
+    assert ("`INFERENCE_PRECISION=int8` serves the int8 file" in card) is not met
+
+
+def _record_for(folder: Path, passed: bool, ratio: float | None) -> dict:
+    """The bundled folder's metrics.json ``int8`` record, made about ``folder``'s files."""
+    from kto.inference.model import file_sha256
+
+    record = json.loads((BUNDLED_MODEL / "metrics.json").read_text())["int8"]
+    record["sha256"] = file_sha256(folder / INT8_FILE)
+    record["from"]["sha256"] = file_sha256(folder / "model.onnx")
+    record["champion_gate"]["passed"] = passed
+    record["speed"] = None if ratio is None else {**record["speed"], "ratio": ratio}
+    return record
+
+
+@pytest.mark.parametrize(
+    ("passed", "ratio", "default"),
+    [
+        (True, 1.82, True),
+        (True, SPEED_RULE, True),
+        (True, 1.39, False),
+        (True, None, False),
+        (False, 1.82, False),
+    ],
+)
+def test_quantize_records_the_decision_the_wheel_follows(
+    tiny_int8_model: Path, tmp_path: Path, passed: bool, ratio: float | None, default: bool
+) -> None:
+    """metadata.json ``int8``: default only when the gate passed and the bench speed is
+    known and at least 1.4x; auto serves what it says; the card's heading says the same."""
+    folder = shutil.copytree(tiny_int8_model, tmp_path / "m")
+    (folder / "metrics.json").write_text("{}")
+    write_record(folder, _record_for(folder, not passed, 1.82))  # the opposite verdict first
+    write_record(folder, _record_for(folder, passed, ratio))
+    meta = json.loads((folder / "metadata.json").read_text())["int8"]
+    assert meta == {
+        "file": INT8_FILE,
+        "sha256": hashlib.sha256((folder / INT8_FILE).read_bytes()).hexdigest(),
+        "source_sha256": hashlib.sha256((folder / "model.onnx").read_bytes()).hexdigest(),
+        "default": default,
+    }
+    assert json.loads((folder / "metrics.json").read_text())["int8"]["default"] is default
+    served = Inference(folder, warmup=False)
+    assert (served.precision, served.model_path.name) == (
+        ("int8", INT8_FILE) if default else ("f32", "model.onnx")
+    )
+    card = (folder / "MODEL_CARD.md").read_text()
+    assert card.count("## int8 export") == 1
+    assert (CARD_HEADING if default else CARD_HEADING_NOT_DEFAULT) in card
+
+
+def test_a_record_about_other_files_is_refused(tiny_int8_model: Path, tmp_path: Path) -> None:
+    from cats_dogs_other.train.errors import TrainingError
+
+    folder = shutil.copytree(tiny_int8_model, tmp_path / "m")
+    record = _record_for(folder, True, 1.82)
+    record["from"]["sha256"] = "0" * 64
+    with pytest.raises(TrainingError, match=r"model\.onnx is not the file the int8 record"):
+        write_record(folder, record)
+
+
+def test_model_onnx_exported_again_makes_the_int8_file_stale(
+    tiny_int8_model: Path, tmp_path: Path
+) -> None:
+    """``train export`` writes a new model.onnx into a folder that keeps its model.int8.onnx and
+    int8 record (built from the old model.onnx): auto serves the new model.onnx in f32 and
+    says why; pinning int8 is refused."""
+    from cats_dogs_other.train.export import export_model
+
+    folder = shutil.copytree(tiny_int8_model, tmp_path / "m")
+    assert Inference(folder, warmup=False).precision == "int8"
+    other = save_tiny_model(tmp_path / "other", dense=(np.eye(3) * 2.0, np.zeros(3)))
+    shutil.copy(other, folder / "model.keras")
+    images = [solid_colour_png(c) for c in TINY_COLOURS]
+    export_model(folder, images, source="colours")
+    assert json.loads((folder / "metadata.json").read_text())["int8"]["default"] is True
+    served = Inference(folder, warmup=False)
+    assert (served.precision, served.model_path.name) == ("f32", "model.onnx")
+    assert served.precision_reason.endswith(f"{INT8_FILE} was built from another model.onnx")
+    with pytest.raises(ModelLoadError, match="precision int8 refused"):
+        Inference(folder, warmup=False, precision="int8")
+
+
+@pytest.fixture
+def swapped_int8(tiny_int8_model: Path, tmp_path: Path) -> tuple[Path, list[tuple[Path, int]]]:
+    """A folder whose int8 file, recorded as the default, is a model that swaps Cat and Dog
+    (answers read from it are wrong on the red and green photos), and three labelled photos."""
+    folder = shutil.copytree(tiny_int8_model, tmp_path / "m")
+    swapped = save_tiny_model(
+        tmp_path / "swapped", onnx=True, dense=(np.eye(3)[[1, 0, 2]] * 10, np.zeros(3))
+    )
+    shutil.copy(swapped.parent / "model.onnx", folder / INT8_FILE)
+    assert record_int8(folder, passed=True, ratio=1.82) is True
+    assert Inference(folder, warmup=False).precision == "int8"
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rows = []
+    for i, colour in enumerate(TINY_COLOURS[:3]):
+        (photos / f"{i}.png").write_bytes(solid_colour_png(colour))
+        rows.append((photos / f"{i}.png", i))
+    return folder, rows
+
+
+def test_calibration_fits_on_the_float32_answers_whatever_auto_serves(
+    swapped_int8: tuple[Path, list[tuple[Path, int]]],
+) -> None:
+    """metadata.json's calibration is the float32 model's: ``train calibrate`` reads
+    model.onnx even where auto serves int8."""
+    from cats_dogs_other.train.reporting.calibrate import calibrate_model
+
+    folder, rows = swapped_int8
+    report = calibrate_model(folder, rows, rows)
+    assert report.test_before.mistakes == 0
+    assert dict(report.drift.prediction_counts) == {"Cat": 1, "Dog": 1, "Other": 1}
+
+
+def test_the_champion_side_of_the_gate_is_the_model_in_service(
+    swapped_int8: tuple[Path, list[tuple[Path, int]]],
+) -> None:
+    """The gate judges a champion folder by what the API serves it as (auto): its int8 file
+    while the record makes it the default, model.onnx once it does not."""
+    from cats_dogs_other.train.reporting.champion import answers
+
+    folder, rows = swapped_int8
+    paths, classes = [p for p, _ in rows], ("Cat", "Dog", "Other")
+    assert answers(folder, paths, classes) == [1, 0, 2]
+    assert record_int8(folder, passed=True, ratio=1.2) is False
+    assert answers(folder, paths, classes) == [0, 1, 2]

@@ -34,6 +34,7 @@ async def model_info(principal: CurrentPrincipal, inference: InferenceDep) -> Mo
         sha256=inference.sha256,
         file=inference.model_path.name,
         precision=inference.precision,
+        precision_reason=inference.precision_reason,
         backend=inference.backend,
         files=await run_in_threadpool(model_files, inference),
     )

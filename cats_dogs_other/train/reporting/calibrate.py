@@ -111,7 +111,8 @@ def gate_fallback(meta: ModelMetadata) -> str | None:
 def calibrate_model(model_dir: Path, calibration_rows: Rows, test_rows: Rows) -> CalibrationReport:
     if not calibration_rows or not test_rows:
         raise TrainingError("calibration needs photos in both the calibration and test splits")
-    inference = Inference(model_dir, warmup=False)
+    # float32: the calibration metadata.json shares is the f32 model's, whatever auto serves
+    inference = Inference(model_dir, warmup=False, precision="f32")
     plain = dataclasses.replace(inference.metadata, calibration=None, drift_reference=None)
     classes = plain.classes
     cal_probs, test_probs = raw_probs(inference, calibration_rows), raw_probs(inference, test_rows)

@@ -1,7 +1,9 @@
 """How an int8 file is judged and reported: the champion/challenger gate against its float32
 model, both files' served confidence, the calibration fitted again on the int8 answers, the
-committed bench run's speed ratio, and the card section that says why the file is served by
-default, all kept in metrics.json ``int8`` by ``train quantize`` (``train/quantize.py``)."""
+committed bench run's speed ratio, and the card section that says whether the file is served by
+default and why, all kept in metrics.json ``int8`` by ``train quantize`` (``train/quantize.py``).
+The decision itself goes into metadata.json ``int8`` (the wheel's contract,
+:class:`kto.inference.metadata.Int8Record`), which ``precision="auto"`` follows."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import numpy as np
 
 SOURCE_FILE = "model.onnx"
 CARD_HEADING = "## int8 export (served by default; INFERENCE_PRECISION=f32 pins float32)"
+CARD_HEADING_NOT_DEFAULT = "## int8 export (not the default; INFERENCE_PRECISION=int8 serves it)"
 BENCH_RESULTS = Path(__file__).resolve().parents[3] / "bench" / "results" / "results.json"
 SPEED_RULE = 1.4  # int8 req/s over the f32 default's, 8 connections, one bench run
 
@@ -98,6 +101,34 @@ def bench_speed(results: Path = BENCH_RESULTS) -> dict[str, Any] | None:
     }
 
 
+def rule_met(record: dict[str, Any]) -> bool:
+    """Issue #27's rule: the champion/challenger gate against float32 passed and the committed
+    bench run measured at least ``SPEED_RULE`` times the float32 default's throughput."""
+    speed = record.get("speed")
+    return bool(record["champion_gate"]["passed"]) and (
+        speed is not None and float(speed["ratio"]) >= SPEED_RULE
+    )
+
+
+def metadata_record(model_dir: Path, record: dict[str, Any]) -> dict[str, Any]:
+    """metadata.json ``int8`` for ``record``, checked against the folder's files: the int8
+    file and the model.onnx it was built from must be the ones the record was made on."""
+    from kto.inference.model import file_sha256
+
+    from cats_dogs_other.train.errors import TrainingError
+
+    for name, want in ((record["file"], record["sha256"]), (SOURCE_FILE, record["from"]["sha256"])):
+        path = Path(model_dir) / name
+        if not path.is_file() or file_sha256(path) != want:
+            raise TrainingError(f"{path} is not the file the int8 record was made on")
+    return {
+        "file": record["file"],
+        "sha256": record["sha256"],
+        "source_sha256": record["from"]["sha256"],
+        "default": rule_met(record),
+    }
+
+
 def card_section(record: dict[str, Any]) -> str:
     from cats_dogs_other.train.reporting.champion import table
     from cats_dogs_other.train.reporting.confidence import ConfidenceFigures, figures_table
@@ -107,8 +138,9 @@ def card_section(record: dict[str, Any]) -> str:
     if check is not None:
         rows.append(("test, int8, calibration fitted on int8", check["test_with_refit"]))
     figures = figures_table([(k, ConfidenceFigures.from_dict(v)) for k, v in rows])
+    heading = CARD_HEADING if rule_met(record) else CARD_HEADING_NOT_DEFAULT
     return (
-        f"{CARD_HEADING}\n\n{_what(record)}\n\n{_why(record)}\n\n"
+        f"{heading}\n\n{_what(record)}\n\n{_why(record)}\n\n"
         + table(record["champion_gate"]).split("\n", 1)[1].strip("\n")
         + f"\n\nConfidence on the test split (n = {record['test_confidence']['int8']['n']}), "
         "with metadata.json's calibration (fitted on the float32 answers), which both files "
@@ -143,12 +175,20 @@ def _why(r: dict[str, Any]) -> str:
             f"default's requests per second at 8 connections ({speed['int8_rps']} against "
             f"{speed['f32_rps']}; the rule asks for at least {SPEED_RULE}x)"
         )
-    met = passed and speed is not None and speed["ratio"] >= SPEED_RULE
-    return (
-        '**Served by default** (`INFERENCE_PRECISION=auto`, the wheel\'s `precision="auto"`): '
+    verdict = (
         f"it {'passes' if passed else 'fails'} the champion/challenger gate against the float32 "
-        f"model{measured}. {'Both conditions hold.' if met else '**The rule is not met.**'} "
-        "`INFERENCE_PRECISION=f32` pins `model.onnx`."
+        f"model{measured}."
+    )
+    if rule_met(r):
+        return (
+            '**Served by default** (`INFERENCE_PRECISION=auto`, the wheel\'s `precision="auto"`, '
+            f"as metadata.json `int8` records): {verdict} Both conditions hold. "
+            "`INFERENCE_PRECISION=f32` pins `model.onnx`."
+        )
+    return (
+        "**Not the default**: `INFERENCE_PRECISION=auto` serves `model.onnx` (metadata.json "
+        f"`int8` records `default: false`): {verdict} **The rule is not met.** "
+        "`INFERENCE_PRECISION=int8` serves the int8 file with the trade-off above."
     )
 
 
@@ -169,8 +209,23 @@ def _counts(counts: dict[str, int] | None) -> str:
     return ", ".join(f"{k} {v}" for k, v in (counts or {}).items()) or "none recorded"
 
 
+def write_decision(model_dir: Path, record: dict[str, Any]) -> bool:
+    """metadata.json ``int8``: the decision the wheel's ``precision="auto"`` follows."""
+    from kto.inference import ModelMetadata
+
+    from cats_dogs_other.train.reporting.record import update_json
+
+    decision = metadata_record(Path(model_dir), record)
+    update_json(Path(model_dir) / "metadata.json", {"int8": decision})
+    ModelMetadata.read(Path(model_dir) / "metadata.json")  # the wheel must accept it
+    return bool(decision["default"])
+
+
 def write_record(model_dir: Path, record: dict[str, Any]) -> None:
+    """The decision (metadata.json ``int8``), metrics.json ``int8`` and the card's section,
+    under the heading that matches the decision."""
     from cats_dogs_other.train.reporting.record import put_card_section, update_json
 
-    update_json(Path(model_dir) / "metrics.json", {"int8": record})
-    put_card_section(model_dir, card_section(record))
+    default = write_decision(model_dir, record)
+    update_json(Path(model_dir) / "metrics.json", {"int8": {**record, "default": default}})
+    put_card_section(model_dir, card_section(record), replaces="## int8 export")

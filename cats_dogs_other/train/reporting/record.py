@@ -18,11 +18,15 @@ def update_json(path: Path, values: dict[str, Any]) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
-def put_card_section(model_dir: Path, section: str) -> None:
-    """Replace the card's section with ``section``'s heading (its first line), or append it."""
+def put_card_section(model_dir: Path, section: str, replaces: str | None = None) -> None:
+    """Replace the card's section with ``section``'s heading (its first line), or append it.
+    ``replaces``: the start of a heading line, for a section whose heading says its verdict."""
     path = Path(model_dir) / CARD
     text = path.read_text(encoding="utf-8") if path.is_file() else ""
     heading = section.split("\n", 1)[0]
+    if replaces is not None:
+        found_line = next((ln for ln in text.splitlines() if ln.startswith(replaces)), None)
+        heading = found_line or heading
     before, found, after = text.partition(heading + "\n")
     if not found:
         text = text.rstrip("\n") + "\n\n" + section.strip("\n") + "\n"

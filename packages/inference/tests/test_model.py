@@ -80,5 +80,6 @@ def test_int8_precision_resolves_the_int8_file_or_says_it_is_missing(tmp_path: P
         resolve_model(folder / "model.keras", precision="int8")
     (folder / INT8_FILENAME).write_bytes((folder / "model.onnx").read_bytes())
     assert resolve_model(folder, precision="int8") == ("onnx", folder / INT8_FILENAME)
-    assert resolve_model(folder) == ("onnx", folder / INT8_FILENAME)  # auto: int8 when present
+    # auto: float32 until metadata.json's int8 record makes the file the default
+    assert resolve_model(folder) == ("onnx", folder / "model.onnx")
     assert resolve_model(folder, precision="f32") == ("onnx", folder / "model.onnx")

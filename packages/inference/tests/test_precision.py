@@ -1,6 +1,7 @@
-"""``precision="auto"`` (the default): a folder's model.int8.onnx on ONNX Runtime when it has
-one, float32 everywhere else; ``f32`` and ``int8`` pin one. The course contract
-``Inference(path).execute(image)`` answers on every kind of folder.
+"""``precision="auto"`` (the default): a folder's model.int8.onnx on ONNX Runtime when its
+metadata.json ``int8`` record says it is the default and both hashes match, float32 everywhere
+else, with the reason; ``f32`` and ``int8`` pin one (``int8`` refuses a file its record shows
+stale). The course contract ``Inference(path).execute(image)`` answers on every kind of folder.
 
 The int8 file here is a copy of the tiny model's model.onnx under the int8 name: the choice
 is made from the files, and a copy tells which one was loaded. The real quantized tiny model
@@ -9,27 +10,59 @@ is checked in tests/train/test_quantize.py (quantization lives in the training p
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
-from kto.inference import Inference, ModelLoadError
+from kto.inference import Inference, ModelLoadError, ModelMetadata
 from kto.inference.model import (
     INT8_FILENAME,
     ONNX_FILENAME,
+    decide_precision,
+    file_sha256,
     resolve_model,
     resolve_precision,
 )
-from kto.inference.testing import solid_colour_png
+from kto.inference.testing import save_tiny_model, solid_colour_png
+
+
+def write_int8_record(folder: Path, **changes: Any) -> dict[str, Any]:
+    """metadata.json ``int8`` as ``train quantize`` writes it for the folder's files, the rule
+    met, with ``changes`` applied; returns the record."""
+    record = {
+        "file": INT8_FILENAME,
+        "sha256": file_sha256(folder / INT8_FILENAME),
+        "source_sha256": file_sha256(folder / ONNX_FILENAME),
+        "default": True,
+        **changes,
+    }
+    meta = json.loads((folder / "metadata.json").read_text())
+    (folder / "metadata.json").write_text(json.dumps({**meta, "int8": record}))
+    return record
+
+
+def _copy_with_int8(source: Path, into: Path) -> Path:
+    """model.keras, model.onnx and a model.int8.onnx beside them (a copy of model.onnx)."""
+    shutil.copytree(source, into)
+    shutil.copy(into / ONNX_FILENAME, into / INT8_FILENAME)
+    return into
 
 
 @pytest.fixture(scope="module")
 def with_int8(exported_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """model.keras, model.onnx and a model.int8.onnx beside them."""
-    folder = tmp_path_factory.mktemp("with-int8") / "m"
-    shutil.copytree(exported_dir, folder)
-    shutil.copy(folder / ONNX_FILENAME, folder / INT8_FILENAME)
+    """A folder whose int8 record makes model.int8.onnx the default."""
+    folder = _copy_with_int8(exported_dir, tmp_path_factory.mktemp("with-int8") / "m")
+    write_int8_record(folder)
     return folder
+
+
+@pytest.fixture
+def unrecorded(exported_dir: Path, tmp_path: Path) -> Path:
+    """model.int8.onnx beside model.onnx, and no int8 record yet."""
+    return _copy_with_int8(exported_dir, tmp_path / "m")
 
 
 @pytest.mark.parametrize(
@@ -44,7 +77,7 @@ def with_int8(exported_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> P
         ("openvino", "int8", ("int8", "openvino", INT8_FILENAME)),
     ],
 )
-def test_auto_picks_int8_only_for_a_folder_with_the_file_on_onnx_runtime(
+def test_auto_picks_int8_only_for_a_recorded_default_on_onnx_runtime(
     with_int8: Path, backend: str, precision: str, want: tuple[str, str, str]
 ) -> None:
     chosen = resolve_precision(with_int8, backend, precision)  # type: ignore[arg-type]
@@ -92,3 +125,98 @@ def test_the_course_contract_on_every_kind_of_folder(
     answer = inference.execute(solid_colour_png((220, 20, 20), size=inference.input_size))
     assert answer["prediction"] == "Cat" and len(answer["values"]) == 3
     assert f"precision={precision!r}" in repr(inference)
+
+
+def test_the_int8_record_round_trips_through_the_metadata(with_int8: Path) -> None:
+    meta = ModelMetadata.read(with_int8 / "metadata.json")
+    assert meta.int8 is not None and meta.int8.default and meta.int8.file == INT8_FILENAME
+    assert "int8" not in meta.extra
+    assert ModelMetadata.from_dict(meta.to_dict()).int8 == meta.int8
+    assert (
+        ModelMetadata.from_dict({k: v for k, v in meta.to_dict().items() if k != "int8"}).int8
+        is None
+    )
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"file": INT8_FILENAME, "sha256": "x", "source_sha256": "0" * 64, "default": True},
+        {"file": INT8_FILENAME, "sha256": "0" * 64, "source_sha256": "0" * 64, "default": "yes"},
+        {"file": "../model.onnx", "sha256": "0" * 64, "source_sha256": "0" * 64, "default": True},
+        ["model.int8.onnx"],
+    ],
+)
+def test_a_malformed_int8_record_is_one_clear_error(unrecorded: Path, bad: Any) -> None:
+    meta = json.loads((unrecorded / "metadata.json").read_text())
+    (unrecorded / "metadata.json").write_text(json.dumps({**meta, "int8": bad}))
+    with pytest.raises(ModelLoadError, match="'int8' must be null or an object"):
+        Inference(unrecorded, warmup=False)
+
+
+def test_without_a_record_auto_serves_f32_and_int8_serves_the_file_unchecked(
+    unrecorded: Path,
+) -> None:
+    auto = Inference(unrecorded, warmup=False)
+    assert (auto.precision, auto.model_path.name) == ("f32", ONNX_FILENAME)
+    assert auto.precision_reason == (
+        f"{INT8_FILENAME} present but not served: metadata.json has no int8 record "
+        "(python -m cats_dogs_other.train quantize)"
+    )
+    pinned = Inference(unrecorded, warmup=False, precision="int8")
+    assert (pinned.precision, pinned.model_path.name) == ("int8", INT8_FILENAME)
+    assert pinned.precision_reason.startswith("pinned (precision int8), unchecked: ")
+
+
+def test_a_record_whose_rule_was_not_met_serves_f32_unless_int8_is_pinned(
+    unrecorded: Path,
+) -> None:
+    write_int8_record(unrecorded, default=False)
+    decision = decide_precision(unrecorded)
+    assert decision.precision == "f32"
+    assert decision.reason == f"{INT8_FILENAME} present but not the default: the rule was not met"
+    assert resolve_model(unrecorded) == ("onnx", unrecorded / ONNX_FILENAME)
+    pinned = Inference(unrecorded, warmup=False, precision="int8")
+    assert (pinned.precision, pinned.model_path.name) == ("int8", INT8_FILENAME)
+    assert pinned.precision_reason == "pinned (precision int8); the rule was not met"
+    assert Inference(unrecorded, warmup=False).precision_reason == decision.reason
+
+
+def test_an_int8_file_changed_since_its_record_is_not_served(unrecorded: Path) -> None:
+    write_int8_record(unrecorded, sha256="0" * 64)
+    want = f"{INT8_FILENAME} is not the file its record names (sha256 differs)"
+    assert decide_precision(unrecorded).precision == "f32"
+    assert decide_precision(unrecorded).reason.endswith(want)
+    with pytest.raises(ModelLoadError, match=r"precision int8 refused: .*sha256 differs"):
+        Inference(unrecorded, warmup=False, precision="int8")
+
+
+def test_an_int8_file_built_from_another_model_onnx_is_not_served(
+    unrecorded: Path, tmp_path: Path
+) -> None:
+    """model.onnx exported again (other weights) into a folder that keeps its model.int8.onnx
+    and record: the record's source hash no longer matches."""
+    write_int8_record(unrecorded)
+    assert decide_precision(unrecorded).precision == "int8"
+    other = np.eye(3, dtype=np.float32) * 2.0, np.zeros(3, np.float32)
+    again = save_tiny_model(tmp_path / "again", onnx=True, dense=other).parent
+    shutil.copy(again / ONNX_FILENAME, unrecorded / ONNX_FILENAME)
+    decision = decide_precision(unrecorded)
+    assert decision.precision == "f32"
+    assert decision.reason == (
+        f"{INT8_FILENAME} present but not served: {INT8_FILENAME} was built from another "
+        f"{ONNX_FILENAME}"
+    )
+    inference = Inference(unrecorded, warmup=False)
+    assert (inference.model_path.name, inference.sha256) == (
+        ONNX_FILENAME,
+        file_sha256(again / ONNX_FILENAME),
+    )
+    with pytest.raises(ModelLoadError, match=f"built from another {ONNX_FILENAME}; quantize"):
+        Inference(unrecorded, warmup=False, precision="int8")
+
+
+def test_a_record_about_another_file_does_not_vouch_for_model_int8(unrecorded: Path) -> None:
+    write_int8_record(unrecorded, file="model.int8.rejected.onnx", default=False)
+    decision = decide_precision(unrecorded)
+    assert decision.precision == "f32" and "about model.int8.rejected.onnx" in decision.reason

@@ -14,9 +14,9 @@ from kto.inference.metadata import ModelMetadata, load_metadata
 from kto.inference.model import (
     Precision,
     PrecisionChoice,
+    decide_precision,
     file_sha256,
     resolve_model,
-    resolve_precision,
 )
 from kto.inference.structure import DEFAULT_DECODE_LIMITS, DecodeLimits
 
@@ -31,7 +31,8 @@ class Inference:
 
     ``model_path`` is a model folder, a ``.keras`` / ``.h5`` file (run by Keras, the reference
     path) or an exported ``.onnx`` file (run by ONNX Runtime, no TensorFlow needed). A folder is
-    served from its ``model.int8.onnx`` when it has one (``precision="auto"``), else its
+    served from its ``model.int8.onnx`` when its metadata.json's ``int8`` record says that file
+    is the default and matches (``precision="auto"``), else its
     ``model.onnx``; ``backend="keras"`` or ``"onnx"`` forces one runtime, ``precision`` one file
     (see :func:`kto.inference.model.resolve_model`). ``threads`` sizes ONNX Runtime's pool
     (None: one per core); Keras uses :func:`kto.inference.configure_threads`.
@@ -54,15 +55,18 @@ class Inference:
         precision: PrecisionChoice = "auto",
     ) -> None:
         """``min_side``: refuse images with a shorter side (see ``decode_image``); None = any.
-        ``precision``: ``auto`` serves a folder's quantized ``model.int8.onnx`` where it has
-        one and the runtime is ONNX Runtime, else float32 (:func:`resolve_precision`);
-        ``"f32"`` or ``"int8"`` pins one."""
+        ``precision``: ``auto`` serves a folder's quantized ``model.int8.onnx`` where its
+        int8 record makes it the default and the runtime is ONNX Runtime, else float32
+        (:func:`decide_precision`; ``precision_reason`` says why); ``"f32"`` or ``"int8"``
+        pins one."""
         if max_pixels <= 0:
             raise ValueError("max_pixels must be a positive number of pixels")
         if min_side is not None and min_side < 1:
             raise ValueError("min_side must be a positive number of pixels or None")
         self.min_side = min_side
-        self.precision: Precision = resolve_precision(model_path, backend, precision)
+        decision = decide_precision(model_path, backend, precision)
+        self.precision: Precision = decision.precision
+        self.precision_reason: str = decision.reason
         kind, self.model_path = resolve_model(model_path, backend, self.precision)
         self.backend: BackendName = kind
         self.max_pixels = max_pixels

@@ -74,6 +74,27 @@ class Decision:
 
 
 @dataclass(frozen=True)
+class Int8Record:
+    """metadata.json ``int8``: which quantized file ``train quantize`` built from which
+    ``model.onnx`` and whether it met the rule for being served by default (the champion gate
+    against float32 and the bench's speed ratio). ``precision="auto"`` serves ``file`` only
+    when ``default`` holds and both hashes match the folder's files."""
+
+    file: str
+    sha256: str
+    source_sha256: str
+    default: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "file": self.file,
+            "sha256": self.sha256,
+            "source_sha256": self.source_sha256,
+            "default": self.default,
+        }
+
+
+@dataclass(frozen=True)
 class ModelMetadata:
     """Everything the wheel needs to know about a model, besides its weights."""
 
@@ -93,6 +114,8 @@ class ModelMetadata:
     outputs them."""
     drift_reference: DriftReference | None = None
     """Answers on held-out photos, for comparing live traffic with them."""
+    int8: Int8Record | None = None
+    """The quantized file's record; None: no int8 file was built (or an older folder)."""
 
     @classmethod
     def fallback(cls, input_size: tuple[int, int] | None = None) -> ModelMetadata:
@@ -113,7 +136,7 @@ class ModelMetadata:
             )
         classes = _classes(data.get("classes", DEFAULT_CLASSES), source)
         known = {"format", "name", "version", "classes", "input_size", "resize"}
-        known |= {"preprocessing", "decision", "calibration", "drift_reference"}
+        known |= {"preprocessing", "decision", "calibration", "drift_reference", "int8"}
         return cls(
             name=str(data.get("name", "cats-dogs-other")),
             version=str(data.get("version", "0.0.0")),
@@ -126,6 +149,7 @@ class ModelMetadata:
             extra={k: v for k, v in data.items() if k not in known},
             calibration=parse_calibration(data.get("calibration"), classes, source),
             drift_reference=parse_drift_reference(data.get("drift_reference"), classes, source),
+            int8=_int8(data.get("int8"), source),
         )
 
     @classmethod
@@ -159,6 +183,7 @@ class ModelMetadata:
             "decision": self.decision.to_dict() if self.decision else None,
             **({"calibration": self.calibration.to_dict()} if self.calibration else {}),
             **({"drift_reference": self.drift_reference.to_dict()} if self.drift_reference else {}),
+            **({"int8": self.int8.to_dict()} if self.int8 else {}),
         }
 
     def write(self, directory: str | Path) -> Path:
@@ -265,3 +290,26 @@ def _resize(value: Any, source: str) -> Literal["bilinear"]:
     if value != "bilinear":
         raise ModelLoadError(f"{source}: resize {_short(value)} is not supported (only 'bilinear')")
     return "bilinear"
+
+
+def _int8(value: Any, source: str) -> Int8Record | None:
+    if value is None:
+        return None
+    hashes = ("sha256", "source_sha256")
+    if (
+        not isinstance(value, Mapping)
+        or not isinstance(value.get("file"), str)
+        or not value["file"]
+        or "/" in value["file"]
+        or not all(isinstance(value.get(k), str) and _is_sha256(value[k]) for k in hashes)
+        or not isinstance(value.get("default"), bool)
+    ):
+        raise ModelLoadError(
+            f"{source}: 'int8' must be null or an object with 'file' (a file name), "
+            "'sha256' and 'source_sha256' (64 hex digits) and 'default' (true or false)"
+        )
+    return Int8Record(str(value["file"]), value["sha256"], value["source_sha256"], value["default"])
+
+
+def _is_sha256(text: str) -> bool:
+    return len(text) == 64 and all(c in "0123456789abcdef" for c in text)

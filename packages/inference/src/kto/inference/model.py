@@ -7,11 +7,13 @@ an exported ``model.onnx`` is served without TensorFlow installed.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from kto.inference.backends import BACKEND_CHOICES
 from kto.inference.errors import ModelLoadError
+from kto.inference.metadata import METADATA_FILENAME, Int8Record, ModelMetadata
 
 if TYPE_CHECKING:
     import keras
@@ -40,24 +42,88 @@ EXPORTED_BACKENDS: tuple[BackendName, ...] = ("onnx", "openvino")
 AUTO_EXPORTED_BACKEND: BackendName = "onnx"
 
 
+@dataclass(frozen=True)
+class PrecisionDecision:
+    """The precision a model is served in and why, in words for the start-up log and /model."""
+
+    precision: Precision
+    reason: str
+
+
 def resolve_precision(
     model_path: str | Path, backend: BackendChoice = "auto", precision: PrecisionChoice = "auto"
 ) -> Precision:
-    """The precision ``auto`` stands for: int8 for a folder holding ``model.int8.onnx`` when
-    the runtime chosen is one of ``AUTO_INT8_BACKENDS``, float32 otherwise (no int8 file, the
-    Keras backend, a file named on its own unless it is a ``model.int8.onnx``)."""
+    """The precision ``precision`` stands for (see :func:`decide_precision`)."""
+    return decide_precision(model_path, backend, precision).precision
+
+
+def decide_precision(
+    model_path: str | Path, backend: BackendChoice = "auto", precision: PrecisionChoice = "auto"
+) -> PrecisionDecision:
+    """``auto`` serves a folder's ``model.int8.onnx`` on the runtimes of ``AUTO_INT8_BACKENDS``
+    only when metadata.json's ``int8`` record says it is the default (it met the rule) and its
+    hashes match the folder's int8 file and the ``model.onnx`` it was built from; float32
+    otherwise. ``int8`` serves the file whatever the rule said, but refuses one the record
+    shows was built from another ``model.onnx`` or changed since (:class:`ModelLoadError`)."""
     if precision not in PRECISION_CHOICES:
         raise ValueError(f"precision must be one of {PRECISION_CHOICES}, got {precision!r}")
-    if precision != "auto":
-        return precision
     path = Path(model_path).expanduser()
+    if precision == "f32":
+        return PrecisionDecision("f32", "pinned (precision f32)")
+    if precision == "int8":
+        return PrecisionDecision("int8", _pinned_int8(path))
     if backend == "keras":
-        return "f32"
+        return PrecisionDecision("f32", "the keras backend runs float32 only")
     if not path.is_dir():
-        return "int8" if path.name == INT8_FILENAME else "f32"
+        if path.name == INT8_FILENAME:
+            return PrecisionDecision("int8", f"the file named is {INT8_FILENAME}")
+        return PrecisionDecision("f32", "a file named on its own")
     if not (path / INT8_FILENAME).is_file():
-        return "f32"
-    return "int8" if exported_backend(backend) in AUTO_INT8_BACKENDS else "f32"
+        return PrecisionDecision("f32", f"no {INT8_FILENAME} in the folder")
+    if exported_backend(backend) not in AUTO_INT8_BACKENDS:
+        return PrecisionDecision("f32", f"{INT8_FILENAME} is served by default on onnx only")
+    record, problem = _int8_check(path)
+    if problem is not None or record is None:
+        return PrecisionDecision("f32", f"{INT8_FILENAME} present but not served: {problem}")
+    if not record.default:
+        return PrecisionDecision(
+            "f32", f"{INT8_FILENAME} present but not the default: the rule was not met"
+        )
+    return PrecisionDecision("int8", "the int8 record says it met the rule (metadata.json)")
+
+
+def _pinned_int8(path: Path) -> str:
+    if not path.is_dir() or not (path / INT8_FILENAME).is_file():
+        return "pinned (precision int8)"  # resolve_model says what is missing
+    record, problem = _int8_check(path)
+    if problem is not None and record is not None:
+        raise ModelLoadError(
+            f"precision int8 refused: {problem}; quantize the model again "
+            "(python -m cats_dogs_other.train quantize) or serve it in f32"
+        )
+    if problem is not None or record is None:
+        return f"pinned (precision int8), unchecked: {problem}"
+    return "pinned (precision int8)" + ("" if record.default else "; the rule was not met")
+
+
+def _int8_check(folder: Path) -> tuple[Int8Record | None, str | None]:
+    """metadata.json's int8 record, and why it does not vouch for the folder's
+    model.int8.onnx (None when it does)."""
+    meta = folder / METADATA_FILENAME
+    record = ModelMetadata.read(meta).int8 if meta.is_file() else None
+    if record is None:
+        return (
+            None,
+            f"{METADATA_FILENAME} has no int8 record (python -m cats_dogs_other.train quantize)",
+        )
+    if record.file != INT8_FILENAME:
+        return record, f"the int8 record is about {record.file}, not {INT8_FILENAME}"
+    source = folder / ONNX_FILENAME
+    if not source.is_file() or file_sha256(source) != record.source_sha256:
+        return record, f"{INT8_FILENAME} was built from another {ONNX_FILENAME}"
+    if file_sha256(folder / INT8_FILENAME) != record.sha256:
+        return record, f"{INT8_FILENAME} is not the file its record names (sha256 differs)"
+    return record, None
 
 
 def resolve_model(
