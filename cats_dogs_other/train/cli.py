@@ -206,8 +206,8 @@ def _run_gate(
 
 
 def _quantize(args: argparse.Namespace, _: Sequence[str]) -> int:
-    """model.int8.onnx is served by default, so a file that fails the gate is kept under
-    another name (quantize.REJECTED_FILE) and the command ends non-zero."""
+    """A file that fails the gate is kept under another name (quantize.REJECTED_FILE) and the
+    command ends non-zero; metadata.json's int8 record says whether ``auto`` serves it."""
     _setup(tensorflow=False)
     from cats_dogs_other.train.quantize import build_int8, card_section, write_record
 

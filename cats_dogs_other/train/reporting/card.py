@@ -368,7 +368,7 @@ def _ood_text(ood: OODReport | None) -> str:
         return f"Not measured in this run (collect the set once with `{TRAIN_COMMAND} ood`)."
     return (
         "Pictures shipped by Python and Debian packages (people, drawings, objects, text; "
-        f"`{TRAIN_COMMAND} ood`), outside `../shared`, used for no choice:\n\n"
+        "`make ood`), outside `../shared`, used for no choice:\n\n"
         + _other_table("category", ood.per_category, "all", ood.all)
     )
 
