@@ -112,6 +112,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
             queue_size=settings.queue_max_size,
             timeout_s=settings.inference_timeout_s,
             metrics=metrics,
+            lanes=settings.inference_lanes,
         )
         await batcher.start()
         stack.push_async_callback(batcher.stop)  # drains queued requests first
@@ -264,12 +265,22 @@ def _build_inference(path: Path, settings: Settings) -> Inference:
         decode_limits=limits,
         warmup=False,
         backend=backend,
-        threads=settings.inference_threads,
+        threads=_runtime_threads(backend, settings),
     )
     # Every batch shape the batcher can form (once each), so the first busy seconds are not
     # ~20% slower.
     inference.warmup(range(1, settings.batch_max_size + 1))
     return inference
+
+
+def _runtime_threads(backend: str, settings: Settings) -> int | None:
+    """ONNX Runtime serves each lane's concurrent runs on the intra-op threads of the lane that
+    called, so it gets one lane's share. OpenVINO compiles one stream (see its backend), at
+    which the lanes' requests queue, so that stream gets every lane's threads."""
+    threads = settings.inference_threads
+    if backend == "openvino" and threads:
+        return threads * settings.inference_lanes
+    return threads
 
 
 def configure_tf_threads(settings: Settings) -> None:

@@ -14,9 +14,19 @@ A fractional quota is rounded down (at least 1): a thread more than the quota al
 bursts and is then throttled for the rest of each period, which is what makes tail latency grow.
 
 The plan gives every pool the same share, ``cpus // workers`` (at least 1): each worker decodes
-with that many threads and runs the model with that many intra-op threads. Decoding and the
-forward pass alternate per batch, so the two pools take turns rather than competing; one
-thread per CPU in each is what the bench measured fastest on the quiet machine.
+with that many threads and runs the model on that many threads. Decoding and the forward pass
+alternate per batch, so the two pools take turns rather than competing.
+
+The model's threads are laid out as *lanes* (:data:`LANES`): one inference thread per CPU of
+the share, each running its own batch with one intra-op thread, rather than one thread running
+each batch with the whole share as intra-op threads. Why: intra-op parallelism splits every
+operator between the threads and waits for the slowest at the end of each of MobileNetV2's ~100
+operators; when a neighbour takes one of the cores, every operator waits for the thread that
+shares it, and the other core idles at each of those barriers. Lanes never wait for one another,
+so a slowed lane slows only its own batch, and on quiet cores one thread per batch does not pay
+the barrier either. ``python -m bench.lanes`` measures both layouts interleaved, quiet and
+beside ``stress-ng`` (docs/performance.md has the figures). On one CPU both layouts are one
+lane of one thread.
 """
 
 from __future__ import annotations
@@ -26,6 +36,10 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+# One lane per CPU of the worker's share, each with one intra-op thread (see the module's
+# docstring); False: one lane with all the share's intra-op threads.
+LANES = True
 
 PROC_SELF_CGROUP = Path("/proc/self/cgroup")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -38,19 +52,31 @@ class ThreadPlan:
     cpus: int
     workers: int
     decode_threads: int
-    intra_op_threads: int
+    intra_op_threads: int  # per lane
     inter_op_threads: int = 1
+    lanes: int = 1  # inference threads, each running its own batch
 
 
-def plan_threads(workers: int = 1, cpus: int | None = None) -> ThreadPlan:
-    """Share ``cpus`` (default: :func:`usable_cpus`) between ``workers`` processes."""
+def plan_threads(workers: int = 1, cpus: int | None = None, lanes: int | None = None) -> ThreadPlan:
+    """Share ``cpus`` (default: :func:`usable_cpus`) between ``workers`` processes, and each
+    worker's share between ``lanes`` inference threads (default: :data:`LANES`'s choice)."""
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
     cpus = usable_cpus() if cpus is None else cpus
     if cpus < 1:
         raise ValueError(f"cpus must be at least 1, got {cpus}")
     share = max(1, cpus // workers)
-    return ThreadPlan(cpus=cpus, workers=workers, decode_threads=share, intra_op_threads=share)
+    if lanes is None:
+        lanes = share if LANES else 1
+    if lanes < 1:
+        raise ValueError(f"lanes must be at least 1, got {lanes}")
+    return ThreadPlan(
+        cpus=cpus,
+        workers=workers,
+        decode_threads=share,
+        intra_op_threads=max(1, share // lanes),
+        lanes=lanes,
+    )
 
 
 def usable_cpus(
