@@ -15,10 +15,11 @@ of one wave of clients share a batch instead of being split across two half-empt
 
 Lanes (``lanes``, the thread plan's choice, :mod:`kto.inference.cpus`): several inference
 threads, each taking its own batch from the one queue and running it with the runtime's
-intra-op share divided between them (one session serves concurrent runs). They take whole
-batches in turn -- one lane fills a batch while the others run theirs -- so batching is the same
-as with one thread, and a lane slowed by a neighbour on its core does not hold up the others, as
-one batch split across threads would.
+intra-op share divided between them (one session serves concurrent runs). One lane at a time
+fills a batch while the others run theirs. A lane sizes its batch by the lanes free to run one:
+with every lane idle, a wave of 8 requests runs as two batches of 4 at once (as one batch of 8
+on two intra-op threads would); with the others busy, it takes a full batch. A lane slowed by a
+neighbour on its core does not hold up the others, as one batch split across threads would.
 
 Back-pressure: admission is bounded (queued + still decoding <= ``queue_size`` images); beyond
 that ``submit`` raises ``QueueFullError`` at once -- before any decoding is spent -- and the API
@@ -155,6 +156,8 @@ class MicroBatcher:
         # One lane at a time fills a batch, so lanes take whole batches in turn instead of
         # splitting one wave of requests into half-empty ones.
         self._collecting = threading.Lock()
+        self._busy_lanes = 0  # lanes running a batch
+        self._busy_lock = threading.Lock()
         self._arriving = 0  # admitted awaitables still decoding; written on the loop thread only
         self._wakes = 0  # wake sentinels in the queue: they hold no image, so never count them
         self._wakes_lock = threading.Lock()
@@ -354,25 +357,40 @@ class MicroBatcher:
                 if first is _WAKE:
                     self._woken()
                     continue
-                batch, stopping = self._collect(first)
-            live = [item for item in batch if not item.abandoned]
-            if not live:
-                continue
+                batch, stopping = self._collect(first, self._lane_batch_size())
+                with self._busy_lock:  # before the next lane sizes its batch
+                    self._busy_lanes += 1
             try:
-                self._process(live)
-            except Exception as exc:  # a bug here must not kill an inference lane
-                logger.exception("inference worker failed on a batch of %d", len(live))
-                self._deliver(live, [(item.future, exc, True) for item in live])
+                self._run_batch([item for item in batch if not item.abandoned])
+            finally:
+                with self._busy_lock:
+                    self._busy_lanes -= 1
 
-    def _collect(self, first: _Item) -> tuple[list[_Item], bool]:
-        """Fill a batch until it is full or ``first.enqueued + max_wait`` has passed.
+    def _lane_batch_size(self) -> int:
+        """The batch is shared between the lanes free to run it: with two lanes idle, a wave of
+        8 requests runs as two batches of 4 at once rather than 8 on one lane while the other
+        waits; when the other lanes are busy, a lane takes a full batch."""
+        free = max(1, self.lanes - self._busy_lanes)
+        return -(-self.max_batch_size // free)
+
+    def _run_batch(self, live: list[_Item]) -> None:
+        if not live:
+            return
+        try:
+            self._process(live)
+        except Exception as exc:  # a bug here must not kill an inference lane
+            logger.exception("inference worker failed on a batch of %d", len(live))
+            self._deliver(live, [(item.future, exc, True) for item in live])
+
+    def _collect(self, first: _Item, size: int) -> tuple[list[_Item], bool]:
+        """Fill a batch until it has ``size`` items or ``first.enqueued + max_wait`` has passed.
 
         Stop waiting early as soon as nothing is queued or arriving: there is no one left to
         wait for, so a lone request runs at once.
         """
         batch = [first]
         deadline = first.enqueued + self.max_wait_s
-        while len(batch) < self.max_batch_size:
+        while len(batch) < size:
             remaining = deadline - time.monotonic()
             nothing_coming = self._arriving == 0 and self._queue.empty()
             try:

@@ -628,18 +628,59 @@ def test_two_lanes_run_two_batches_at_once_and_route_each_row_home() -> None:
     model = TogetherModel(parties=2)
 
     async def main() -> list[np.ndarray]:
-        batcher = make(model, max_batch_size=3, max_wait_ms=50, lanes=2)
+        batcher = make(model, max_batch_size=8, max_wait_ms=50, lanes=2)
         await batcher.start()
         try:
-            return await asyncio.gather(*(batcher.submit(decoding(image(i))) for i in range(6)))
+            return await asyncio.gather(*(batcher.submit(decoding(image(i))) for i in range(8)))
         finally:
             await batcher.stop()
 
     results = run(main)
     for i, row in enumerate(results):
         np.testing.assert_array_equal(row, expected_row(i))
-    assert model.batches == [3, 3]  # whole batches, one per lane, not split halves
+    assert model.batches == [4, 4]  # a wave of 8 shared between the two idle lanes
     assert model.threads == {"inference-0", "inference-1"}
+
+
+class SignallingModel(FakeModel):
+    """Releases ``calls`` as each call starts (before the gate)."""
+
+    def __init__(self, gate: threading.Event) -> None:
+        super().__init__(gate=gate)
+        self.calls = threading.Semaphore(0)
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        self.calls.release()
+        return super().__call__(batch)
+
+
+async def entered(model: SignallingModel) -> None:
+    """Until one more call has reached the model (bounded)."""
+    assert await asyncio.to_thread(model.calls.acquire, timeout=5)
+
+
+def test_a_lane_takes_a_full_batch_while_the_others_are_busy() -> None:
+    gate = threading.Event()
+    model = SignallingModel(gate)
+
+    async def main() -> list[np.ndarray]:
+        batcher = make(model, max_batch_size=4, max_wait_ms=50, lanes=2)
+        await batcher.start()
+        try:
+            first = [asyncio.ensure_future(batcher.submit(decoding(image(i)))) for i in range(2)]
+            await entered(model)  # lane 0 holds its half batch (2) in the gated model
+            rest = [batcher.submit(decoding(image(i))) for i in range(2, 6)]
+            later = asyncio.ensure_future(asyncio.gather(*rest))
+            await entered(model)  # lane 1, the only one free, took all 4
+            gate.set()
+            return [*(await asyncio.gather(*first)), *(await later)]
+        finally:
+            gate.set()
+            await batcher.stop()
+
+    results = run(main)
+    assert [float(r[0]) for r in results] == [float(i) for i in range(6)]
+    assert sorted(model.batches) == [2, 4]
 
 
 class OverlapModel(FakeModel):
