@@ -74,25 +74,30 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.lanes", description=__doc__)
     parser.add_argument("--cpus", type=int, default=2, help="threads to lay out (2)")
     parser.add_argument("--batch", type=int, default=8, help="images per batch (8)")
+    parser.add_argument(
+        "--lane-batch", type=int, help="images per batch of each lane (--batch; the batcher's "
+        "split of one wave between idle lanes: --batch / --cpus)",
+    )  # fmt: skip
     parser.add_argument("--slices", type=int, default=6, help="slices per layout and case (6)")
     parser.add_argument("--seconds", type=float, default=1.5, help="seconds per slice (1.5)")
     args = parser.parse_args(argv)
     n = args.cpus
-    layouts = {f"1x{n}": (_session(n), 1), f"{n}x1": (_session(1), n)}
     x = np.random.default_rng(0).random((args.batch, 224, 224, 3), dtype=np.float32)
-    for (session, inp), lanes in layouts.values():  # warm-up
-        _slice(session, inp.name, x, lanes, 0.5)
+    one, many = f"1x{n} batch {args.batch}", f"{n}x1 batch {args.lane_batch or args.batch}"
+    layouts = {one: (_session(n), 1, x), many: (_session(1), n, x[: args.lane_batch])}
+    for (session, inp), lanes, xs in layouts.values():  # warm-up
+        _slice(session, inp.name, xs, lanes, 0.5)
     print(f"load average before: {load_average()}", flush=True)
     figures: dict[tuple[str, str], list[tuple[float, float]]] = {}
     log_dir = Path(tempfile.gettempdir())
     for _ in range(args.slices):
         for case in ("quiet", "contended"):
             with cpu_hog(log_dir) if case == "contended" else nullcontext():
-                for layout, ((session, inp), lanes) in layouts.items():
-                    rate = _slice(session, inp.name, x, lanes, args.seconds)
+                for layout, ((session, inp), lanes, xs) in layouts.items():
+                    rate = _slice(session, inp.name, xs, lanes, args.seconds)
                     figures.setdefault((case, layout), []).append(rate)
     print(f"load average after: {load_average()}", flush=True)
-    _report(figures, f"1x{n}", f"{n}x1")
+    _report(figures, one, many)
     return 0
 
 
