@@ -89,6 +89,7 @@ def test_algorithms_list_from_a_comma_separated_variable(env) -> None:
             "DPOP_NONCE_SECRET must be at least 32 characters",
         ),
         ({**GOOD, "DPOP_PUBLIC_URL": "http://api.example"}, "DPOP_PUBLIC_URL must be an https"),
+        ({**GOOD, "INFERENCE_LANES": "0"}, "INFERENCE_LANES Input should be greater than or"),
     ],
     ids=[
         "nothing",
@@ -104,6 +105,7 @@ def test_algorithms_list_from_a_comma_separated_variable(env) -> None:
         "dpop-nonce-without-secret",
         "dpop-short-secret",
         "dpop-http-url",
+        "no-lane",
     ],
 )
 def test_misconfiguration_is_one_line(env, values, reason) -> None:
