@@ -357,7 +357,7 @@ class MicroBatcher:
                 if first is _WAKE:
                     self._woken()
                     continue
-                batch, stopping = self._collect(first, self._lane_batch_size())
+                batch, stopping = self._collect(first)
                 with self._busy_lock:  # before the next lane sizes its batch
                     self._busy_lanes += 1
             try:
@@ -382,15 +382,17 @@ class MicroBatcher:
             logger.exception("inference worker failed on a batch of %d", len(live))
             self._deliver(live, [(item.future, exc, True) for item in live])
 
-    def _collect(self, first: _Item, size: int) -> tuple[list[_Item], bool]:
-        """Fill a batch until it has ``size`` items or ``first.enqueued + max_wait`` has passed.
+    def _collect(self, first: _Item) -> tuple[list[_Item], bool]:
+        """Fill a batch until it is full or ``first.enqueued + max_wait`` has passed. "Full" is
+        this lane's share (:meth:`_lane_batch_size`), re-read for every item: a lane that frees
+        up meanwhile shrinks it, so a wave is not gathered onto one lane while another idles.
 
         Stop waiting early as soon as nothing is queued or arriving: there is no one left to
         wait for, so a lone request runs at once.
         """
         batch = [first]
         deadline = first.enqueued + self.max_wait_s
-        while len(batch) < size:
+        while len(batch) < self._lane_batch_size():
             remaining = deadline - time.monotonic()
             nothing_coming = self._arriving == 0 and self._queue.empty()
             try:
