@@ -13,13 +13,14 @@ and only while an admitted request is still decoding. Since the batcher is hande
 itself, it knows which requests are on their way: a lone request runs at once, and the requests
 of one wave of clients share a batch instead of being split across two half-empty ones.
 
-Lanes (``lanes``, the thread plan's choice, :mod:`kto.inference.cpus`): several inference
-threads, each taking its own batch from the one queue and running it with the runtime's
-intra-op share divided between them (one session serves concurrent runs). One lane at a time
-fills a batch while the others run theirs. A lane sizes its batch by the lanes free to run one:
-with every lane idle, a wave of 8 requests runs as two batches of 4 at once (as one batch of 8
-on two intra-op threads would); with the others busy, it takes a full batch. A lane slowed by a
-neighbour on its core does not hold up the others, as one batch split across threads would.
+Lanes (``lanes``, ``INFERENCE_LANES``; one unless set, :mod:`kto.inference.cpus` says why):
+several inference threads, each taking its own batch from the one queue and running it with the
+runtime's intra-op share divided between them (one session serves concurrent runs). One lane at
+a time fills a batch while the others run theirs. A lane sizes its batch by the lanes free to
+run one, re-read for every item: with every lane idle, a wave of 8 requests runs as two batches
+of 4 at once (as one batch of 8 on two intra-op threads would); with the others busy, it takes a
+full batch. A lane slowed by a neighbour on its core does not hold up the others, as one batch
+split across threads would.
 
 Back-pressure: admission is bounded (queued + still decoding <= ``queue_size`` images); beyond
 that ``submit`` raises ``QueueFullError`` at once -- before any decoding is spent -- and the API

@@ -157,7 +157,8 @@ class Settings(BaseSettings):
     )
     inference_lanes: int = Field(
         default_factory=lambda: plan_threads().lanes, ge=1, le=64,
-        description="inference threads, each running its own batch; " + PLANNED,
+        description="inference threads, each running its own batch on INFERENCE_THREADS "
+        "intra-op threads; 1 when unset (kto.inference.cpus)",
     )  # fmt: skip
     tf_intra_op_threads: int | None = Field(default=None, ge=0)
     tf_inter_op_threads: int | None = Field(default=None, ge=0)

@@ -146,7 +146,7 @@ def test_several_workers_share_the_cores(env, monkeypatch: pytest.MonkeyPatch) -
     settings = load_settings()
     assert (settings.decode_threads, settings.tf_intra_op_threads) == (2, 2)
     assert settings.tf_inter_op_threads == 1
-    assert (settings.inference_lanes, settings.inference_threads) == (2, 1)  # a lane per CPU
+    assert (settings.inference_lanes, settings.inference_threads) == (1, 2)  # one lane
 
 
 def test_one_worker_sizes_its_pools_to_the_usable_cpus_not_the_machine(
@@ -157,19 +157,17 @@ def test_one_worker_sizes_its_pools_to_the_usable_cpus_not_the_machine(
     monkeypatch.setattr("os.cpu_count", lambda: 64)
     monkeypatch.setattr("kto.inference.cpus.usable_cpus", lambda: 2)
     settings = load_settings()
-    assert (settings.decode_threads, settings.inference_threads) == (2, 1)
-    assert settings.inference_lanes == 2
+    assert (settings.decode_threads, settings.inference_threads) == (2, 2)
+    assert settings.inference_lanes == 1
     assert (settings.tf_intra_op_threads, settings.tf_inter_op_threads) == (2, None)
 
 
-def test_one_lane_gets_the_whole_share_as_intra_op_threads(
-    env, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    env(**GOOD, INFERENCE_LANES="1")
+def test_lanes_share_the_cpus_as_intra_op_threads(env, monkeypatch: pytest.MonkeyPatch) -> None:
+    env(**GOOD, INFERENCE_LANES="2")
     monkeypatch.setattr("kto.inference.cpus.usable_cpus", lambda: 2)
     settings = load_settings()
-    assert (settings.inference_lanes, settings.inference_threads) == (1, 2)
-    assert settings.decode_threads == 2
+    assert (settings.inference_lanes, settings.inference_threads) == (2, 1)
+    assert (settings.decode_threads, settings.tf_intra_op_threads) == (2, 2)
 
 
 def test_explicit_runtime_threads_win_over_the_plan(env) -> None:

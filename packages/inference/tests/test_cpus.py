@@ -97,10 +97,10 @@ def test_the_quota_is_reported_in_cpus(tmp_path: Path):
     [(2, 1, 2), (8, 2, 4), (5, 2, 2), (2, 4, 1), (1, 1, 1), (64, 3, 21)],
 )
 def test_workers_divide_the_cpus(cpus: int, workers: int, share: int):
-    """By default each worker runs one lane per CPU of its share, one intra-op thread each."""
+    """By default each worker runs one lane with its whole share as intra-op threads."""
     plan = plan_threads(workers, cpus)
     assert plan == ThreadPlan(
-        cpus=cpus, workers=workers, decode_threads=share, intra_op_threads=1, lanes=share
+        cpus=cpus, workers=workers, decode_threads=share, intra_op_threads=share, lanes=1
     )
     assert plan.inter_op_threads == 1  # the graph runs sequentially; parallelism is intra-op
 
@@ -122,11 +122,12 @@ def test_lanes_divide_each_worker_share(cpus: int, workers: int, lanes: int, int
     assert plan.decode_threads == max(1, cpus // workers)  # decoding keeps the whole share
 
 
-def test_a_quota_of_two_cpus_on_a_big_node_plans_two_lanes(tmp_path: Path):
+def test_a_quota_of_two_cpus_on_a_big_node_plans_two_threads(tmp_path: Path):
     cpus = _cpus(tmp_path, "0::/pod\n", {"pod/cpu.max": "200000 100000"}, affinity=range(64))
     assert plan_threads(1, cpus) == ThreadPlan(
-        cpus=2, workers=1, decode_threads=2, intra_op_threads=1, lanes=2
+        cpus=2, workers=1, decode_threads=2, intra_op_threads=2, lanes=1
     )
+    assert plan_threads(1, cpus, lanes=2).intra_op_threads == 1
     one_core = plan_threads(1, _cpus(tmp_path, "0::/pod\n", {}, affinity=[0]))
     assert (one_core.lanes, one_core.intra_op_threads, one_core.decode_threads) == (1, 1, 1)
 

@@ -17,16 +17,17 @@ The plan gives every pool the same share, ``cpus // workers`` (at least 1): each
 with that many threads and runs the model on that many threads. Decoding and the forward pass
 alternate per batch, so the two pools take turns rather than competing.
 
-The model's threads are laid out as *lanes* (:data:`LANES`): one inference thread per CPU of
-the share, each running its own batch with one intra-op thread, rather than one thread running
-each batch with the whole share as intra-op threads. Why: intra-op parallelism splits every
-operator between the threads and waits for the slowest at the end of each of MobileNetV2's ~100
-operators; when a neighbour takes one of the cores, every operator waits for the thread that
-shares it, and the other core idles at each of those barriers. Lanes never wait for one another,
-so a slowed lane slows only its own batch, and on quiet cores one thread per batch does not pay
-the barrier either. ``python -m bench.lanes`` measures both layouts interleaved, quiet and
-beside ``stress-ng`` (docs/performance.md has the figures). On one CPU both layouts are one
-lane of one thread.
+The model's threads can also be laid out as *lanes* (``lanes``, ``INFERENCE_LANES`` in the
+API): several inference threads, each running its own batch with ``share // lanes`` intra-op
+threads, instead of one thread running each batch with the whole share. Why one might: intra-op
+parallelism splits every operator between the threads and waits for the slowest at the end of
+each of MobileNetV2's ~100 operators, so when a neighbour takes one of the cores every operator
+waits for the thread that shares it; lanes never wait for one another. Why the default is still
+one lane (:data:`LANES`): measured on the shared 2-core development machine (docs/performance.md),
+lanes kept more of their throughput beside ``stress-ng`` at 64 connections, but served 9-16%
+less than one lane without the neighbour and had a longer tail at 8 connections (p99/p50 2.0
+against 1.6), which the quiet targets do not allow. On one CPU both layouts are one lane of one
+thread.
 """
 
 from __future__ import annotations
@@ -37,9 +38,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-# One lane per CPU of the worker's share, each with one intra-op thread (see the module's
-# docstring); False: one lane with all the share's intra-op threads.
-LANES = True
+# True: one lane per CPU of the worker's share, each with one intra-op thread; False: one lane
+# with all the share's intra-op threads (see the module's docstring for the measurements).
+LANES = False
 
 PROC_SELF_CGROUP = Path("/proc/self/cgroup")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
