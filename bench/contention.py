@@ -123,7 +123,9 @@ class SharedCores:
                     f"timeouts {point.timeouts})",
                     flush=True,
                 )
-                server.wait_idle()  # its backlog must not eat into the next server's point
+                waited = server.wait_idle()  # its backlog must not eat into the next point
+                if waited > 2.0:
+                    print(f"[bench] {name} was busy {waited:.1f} s after its point", flush=True)
 
 
 def _median(values: list[Any]) -> float | None:

@@ -371,7 +371,9 @@ def _one_round(
                 f"{point.machine_cores:.2f} busy cores, rss {point.rss_mib:.0f} MiB",
                 flush=True,
             )
-            server.wait_idle()  # its backlog must not eat into the next server's point
+            waited = server.wait_idle()  # its backlog must not eat into the next point
+            if waited > 2.0:
+                print(f"[bench] {name} was busy {waited:.1f} s after its point", flush=True)
 
 
 def _measure(
