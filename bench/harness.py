@@ -128,8 +128,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--connections", default="1,8,32,64", help="comma-separated (1,8,32,64)")
     parser.add_argument(
         "--systems",
-        default="a,b,c,d,cov,int8,s",
-        help="subset of a,b,b2,c,cov,int8,d,c2,s (a,b,c,d,cov,int8,s)",
+        default="a,b,b2,c,d,cov,int8,s",
+        help="subset of a,b,b2,c,cov,int8,d,c2,s (a,b,b2,c,d,cov,int8,s)",
     )
     parser.add_argument(
         "--cases", default=",".join(contention.CASES),
@@ -386,7 +386,9 @@ def _one_round(
                 f"{point.machine_cores:.2f} busy cores, rss {point.rss_mib:.0f} MiB",
                 flush=True,
             )
-            time.sleep(1.0)  # let queues drain before the next point
+            waited = server.wait_idle()  # its backlog must not eat into the next point
+            if waited > 2.0:
+                print(f"[bench] {name} was busy {waited:.1f} s after its point", flush=True)
 
 
 def _measure(

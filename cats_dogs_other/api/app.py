@@ -112,6 +112,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
             queue_size=settings.queue_max_size,
             timeout_s=settings.inference_timeout_s,
             metrics=metrics,
+            lanes=_lanes(inference.backend, settings),
         )
         await batcher.start()
         stack.push_async_callback(batcher.stop)  # drains queued requests first
@@ -274,13 +275,29 @@ def _build_inference(path: Path, settings: Settings) -> Inference:
         decode_limits=limits,
         warmup=False,
         backend=backend,
-        threads=settings.inference_threads,
+        threads=_runtime_threads(backend, settings),
         precision=settings.inference_precision,
     )
     # Every batch shape the batcher can form (once each), so the first busy seconds are not
     # ~20% slower.
     inference.warmup(range(1, settings.batch_max_size + 1))
     return inference
+
+
+def _runtime_threads(backend: str, settings: Settings) -> int | None:
+    """ONNX Runtime (and TensorFlow) run each lane's batch on the threads of the lane that
+    called, so it gets one lane's share. OpenVINO compiles one stream (see its backend), which
+    runs one request at a time: it serves one lane (:func:`_lanes`) with every lane's threads."""
+    threads = settings.inference_threads
+    if backend == "openvino" and threads:
+        return threads * settings.inference_lanes
+    return threads
+
+
+def _lanes(backend: str, settings: Settings) -> int:
+    """One lane on OpenVINO's single stream: more would queue there, and the batcher would
+    split each wave into batches that run one after the other."""
+    return 1 if backend == "openvino" else settings.inference_lanes
 
 
 def configure_tf_threads(settings: Settings) -> None:

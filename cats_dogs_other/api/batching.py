@@ -13,6 +13,15 @@ and only while an admitted request is still decoding. Since the batcher is hande
 itself, it knows which requests are on their way: a lone request runs at once, and the requests
 of one wave of clients share a batch instead of being split across two half-empty ones.
 
+Lanes (``lanes``, ``INFERENCE_LANES``; one unless set, :mod:`kto.inference.cpus` says why):
+several inference threads, each taking its own batch from the one queue and running it with the
+runtime's intra-op share divided between them (one session serves concurrent runs). One lane at
+a time fills a batch while the others run theirs. A lane sizes its batch by the lanes free to
+run one, re-read for every item: with every lane idle, a wave of 8 requests runs as two batches
+of 4 at once (as one batch of 8 on two intra-op threads would); with the others busy, it takes a
+full batch. A lane slowed by a neighbour on its core does not hold up the others, as one batch
+split across threads would.
+
 Back-pressure: admission is bounded (queued + still decoding <= ``queue_size`` images); beyond
 that ``submit`` raises ``QueueFullError`` at once -- before any decoding is spent -- and the API
 answers 503 + Retry-After instead of letting clients pile up and time out. ``submit_many``
@@ -125,9 +134,12 @@ class MicroBatcher:
         queue_size: int = DEFAULT_QUEUE_SIZE,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         metrics: Metrics | None = None,
+        lanes: int = 1,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError("max_batch_size must be at least 1")
+        if lanes < 1:
+            raise ValueError("lanes must be at least 1")
         if queue_size < 1:
             raise ValueError("queue_size must be at least 1")
         if max_wait_ms < 0 or timeout_s <= 0:
@@ -138,16 +150,22 @@ class MicroBatcher:
         self.queue_size = queue_size
         self.timeout_s = timeout_s
         self._metrics = metrics
+        self.lanes = lanes
         # Admission (queued + arriving <= queue_size) is checked in submit; the spare slots
-        # are for the stop and wake sentinels.
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size + 8)
+        # are for the stop (one per lane) and wake sentinels.
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size + 8 + lanes)
+        # One lane at a time fills a batch, so lanes take whole batches in turn instead of
+        # splitting one wave of requests into half-empty ones.
+        self._collecting = threading.Lock()
+        self._busy_lanes = 0  # lanes running a batch
+        self._busy_lock = threading.Lock()
         self._arriving = 0  # admitted awaitables still decoding; written on the loop thread only
         self._wakes = 0  # wake sentinels in the queue: they hold no image, so never count them
         self._wakes_lock = threading.Lock()
         self._accepting = False
         self._closed = False  # the stop sentinel is (about to be) queued: nothing may follow it
         self._no_arrivals: asyncio.Event | None = None  # set by the last arrival while stopping
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
 
     @property
     def queue_depth(self) -> int:
@@ -161,22 +179,28 @@ class MicroBatcher:
 
     @property
     def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return any(thread.is_alive() for thread in self._threads)
 
     async def start(self) -> None:
-        if self._thread is not None:
+        if self._threads:
             raise RuntimeError("MicroBatcher already started")
-        self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._run, name=self._lane_name(lane), daemon=True)
+            for lane in range(self.lanes)
+        ]
+        for thread in self._threads:
+            thread.start()
         self._accepting = True
         if self._metrics is not None:
             self._metrics.queue_depth.set_function(lambda: self.queue_depth)
 
+    def _lane_name(self, lane: int) -> str:
+        return "inference" if self.lanes == 1 else f"inference-{lane}"
+
     async def stop(self) -> None:
         """Stop accepting, let admitted requests (queued or still decoding) finish, join."""
         self._accepting = False
-        thread = self._thread
-        if thread is None or not thread.is_alive():
+        if not self.running:
             self._closed = True
             return
         if self._arriving:
@@ -184,9 +208,12 @@ class MicroBatcher:
             with contextlib.suppress(TimeoutError):  # bounded: decodes end or fail
                 await asyncio.wait_for(self._no_arrivals.wait(), self.timeout_s)
         self._closed = True
-        # Blocking put in a thread: the worker is draining, a slot frees up quickly.
-        await asyncio.to_thread(self._queue.put, _STOP)
-        await asyncio.to_thread(thread.join)
+        # One stop per lane, after everything queued. Blocking puts in a thread: the lanes are
+        # draining, a slot frees up quickly.
+        for _ in self._threads:
+            await asyncio.to_thread(self._queue.put, _STOP)
+        for thread in self._threads:
+            await asyncio.to_thread(thread.join)
 
     async def submit(self, x: Awaitable[np.ndarray]) -> np.ndarray:
         """Admit ``x`` (the decoding of one upload), queue the image it yields; its row.
@@ -321,33 +348,52 @@ class MicroBatcher:
     # -- inference thread -----------------------------------------------------------------
 
     def _run(self) -> None:
+        """One lane: take a whole batch (one lane at a time), run it, until a stop sentinel."""
         stopping = False
         while not stopping:
-            first = self._queue.get()
-            if first is _STOP:
-                break
-            if first is _WAKE:
-                self._woken()
-                continue
-            batch, stopping = self._collect(first)
-            live = [item for item in batch if not item.abandoned]
-            if not live:
-                continue
+            with self._collecting:
+                first = self._queue.get()
+                if first is _STOP:
+                    break
+                if first is _WAKE:
+                    self._woken()
+                    continue
+                batch, stopping = self._collect(first)
+                with self._busy_lock:  # before the next lane sizes its batch
+                    self._busy_lanes += 1
             try:
-                self._process(live)
-            except Exception as exc:  # a bug here must not kill the only inference thread
-                logger.exception("inference worker failed on a batch of %d", len(live))
-                self._deliver(live, [(item.future, exc, True) for item in live])
+                self._run_batch([item for item in batch if not item.abandoned])
+            finally:
+                with self._busy_lock:
+                    self._busy_lanes -= 1
+
+    def _lane_batch_size(self) -> int:
+        """The batch is shared between the lanes free to run it: with two lanes idle, a wave of
+        8 requests runs as two batches of 4 at once rather than 8 on one lane while the other
+        waits; when the other lanes are busy, a lane takes a full batch."""
+        free = max(1, self.lanes - self._busy_lanes)
+        return -(-self.max_batch_size // free)
+
+    def _run_batch(self, live: list[_Item]) -> None:
+        if not live:
+            return
+        try:
+            self._process(live)
+        except Exception as exc:  # a bug here must not kill an inference lane
+            logger.exception("inference worker failed on a batch of %d", len(live))
+            self._deliver(live, [(item.future, exc, True) for item in live])
 
     def _collect(self, first: _Item) -> tuple[list[_Item], bool]:
-        """Fill a batch until it is full or ``first.enqueued + max_wait`` has passed.
+        """Fill a batch until it is full or ``first.enqueued + max_wait`` has passed. "Full" is
+        this lane's share (:meth:`_lane_batch_size`), re-read for every item: a lane that frees
+        up meanwhile shrinks it, so a wave is not gathered onto one lane while another idles.
 
         Stop waiting early as soon as nothing is queued or arriving: there is no one left to
         wait for, so a lone request runs at once.
         """
         batch = [first]
         deadline = first.enqueued + self.max_wait_s
-        while len(batch) < self.max_batch_size:
+        while len(batch) < self._lane_batch_size():
             remaining = deadline - time.monotonic()
             nothing_coming = self._arriving == 0 and self._queue.empty()
             try:

@@ -156,6 +156,11 @@ class Settings(BaseSettings):
     inference_threads: int | None = Field(
         default=None, ge=0, description="the runtime's intra-op threads (0: its own); " + PLANNED
     )
+    inference_lanes: int = Field(
+        default_factory=lambda: plan_threads().lanes, ge=1, le=64,
+        description="inference threads, each running its own batch on INFERENCE_THREADS "
+        "intra-op threads; 1 when unset (kto.inference.cpus)",
+    )  # fmt: skip
     tf_intra_op_threads: int | None = Field(default=None, ge=0)
     tf_inter_op_threads: int | None = Field(default=None, ge=0)
 
@@ -245,13 +250,18 @@ class Settings(BaseSettings):
         if not isinstance(data, dict):
             return data
         try:
-            plan = plan_threads(int(data.get("workers", 1)))
+            lanes = data.get("inference_lanes")
+            plan = plan_threads(
+                int(data.get("workers", 1)), lanes=None if lanes is None else int(lanes)
+            )
         except (TypeError, ValueError):
             return data  # the field's own validation reports it
         data = {**data}
         data.setdefault("decode_threads", plan.decode_threads)
         data.setdefault("inference_threads", plan.intra_op_threads)
-        data.setdefault("tf_intra_op_threads", plan.intra_op_threads)
+        data.setdefault("inference_lanes", plan.lanes)
+        # TensorFlow's intra-op pool is one per process, shared by the lanes: the whole share
+        data.setdefault("tf_intra_op_threads", plan.decode_threads)
         if plan.workers > 1:
             data.setdefault("tf_inter_op_threads", plan.inter_op_threads)
         return data

@@ -236,3 +236,17 @@ def test_a_missing_model_stops_start_up_with_the_wheel_error(
     ):
         pass
     assert isinstance(caught.value.__cause__, ModelLoadError)
+
+
+@pytest.mark.parametrize(("backend", "threads"), [("onnx", 1), ("openvino", 2), ("keras", 1)])
+def test_openvinos_one_stream_is_one_lane_with_every_lanes_threads(
+    make_settings, backend, threads
+) -> None:
+    """ONNX Runtime runs each lane's batch on that lane's intra-op threads; OpenVINO's single
+    stream serves the lanes in turn, so it gets all of them."""
+    from cats_dogs_other.api.app import _lanes, _runtime_threads
+
+    settings = make_settings(inference_lanes=2, inference_threads=1)
+    assert _runtime_threads(backend, settings) == threads
+    assert _lanes(backend, settings) == (1 if backend == "openvino" else 2)
+    assert _runtime_threads(backend, make_settings(inference_threads=0)) == 0  # runtime's own

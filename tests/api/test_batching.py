@@ -61,7 +61,7 @@ def run(coro_fn: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
     return asyncio.run(coro_fn())
 
 
-def make(model: FakeModel, **overrides: float) -> MicroBatcher:
+def make(model: Callable[[np.ndarray], np.ndarray], **overrides: float) -> MicroBatcher:
     options: dict[str, float] = {
         "max_batch_size": 8,
         "max_wait_ms": 20,
@@ -75,6 +75,7 @@ def make(model: FakeModel, **overrides: float) -> MicroBatcher:
         max_wait_ms=options["max_wait_ms"],
         queue_size=int(options["queue_size"]),
         timeout_s=options["timeout_s"],
+        lanes=int(options.get("lanes", 1)),
     )
 
 
@@ -606,3 +607,141 @@ def test_the_deadline_starts_at_admission_and_covers_decoding() -> None:
         "cats_dogs_other_inference_rejections_total", {"reason": "timeout"}
     )
     assert rejections == 1
+
+
+# -- lanes: several inference threads taking whole batches from one queue -------------------
+
+
+class TogetherModel(FakeModel):
+    """Each call waits until ``parties`` calls are running at once (or breaks after 5 s)."""
+
+    def __init__(self, parties: int) -> None:
+        super().__init__()
+        self.together = threading.Barrier(parties, timeout=5)
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        self.together.wait()  # BrokenBarrierError unless another lane runs meanwhile
+        return super().__call__(batch)
+
+
+def test_two_lanes_run_two_batches_at_once_and_route_each_row_home() -> None:
+    model = TogetherModel(parties=2)
+
+    async def main() -> list[np.ndarray]:
+        batcher = make(model, max_batch_size=8, max_wait_ms=50, lanes=2)
+        await batcher.start()
+        try:
+            return await asyncio.gather(*(batcher.submit(decoding(image(i))) for i in range(8)))
+        finally:
+            await batcher.stop()
+
+    results = run(main)
+    for i, row in enumerate(results):
+        np.testing.assert_array_equal(row, expected_row(i))
+    assert model.batches == [4, 4]  # a wave of 8 shared between the two idle lanes
+    assert model.threads == {"inference-0", "inference-1"}
+
+
+class SignallingModel(FakeModel):
+    """Releases ``calls`` as each call starts (before the gate)."""
+
+    def __init__(self, gate: threading.Event) -> None:
+        super().__init__(gate=gate)
+        self.calls = threading.Semaphore(0)
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        self.calls.release()
+        return super().__call__(batch)
+
+
+async def entered(model: SignallingModel) -> None:
+    """Until one more call has reached the model (bounded)."""
+    assert await asyncio.to_thread(model.calls.acquire, timeout=5)
+
+
+def test_a_lane_takes_a_full_batch_while_the_others_are_busy() -> None:
+    gate = threading.Event()
+    model = SignallingModel(gate)
+
+    async def main() -> list[np.ndarray]:
+        batcher = make(model, max_batch_size=4, max_wait_ms=50, lanes=2)
+        await batcher.start()
+        try:
+            first = [asyncio.ensure_future(batcher.submit(decoding(image(i)))) for i in range(2)]
+            await entered(model)  # lane 0 holds its half batch (2) in the gated model
+            rest = [batcher.submit(decoding(image(i))) for i in range(2, 6)]
+            later = asyncio.ensure_future(asyncio.gather(*rest))
+            await entered(model)  # lane 1, the only one free, took all 4
+            gate.set()
+            return [*(await asyncio.gather(*first)), *(await later)]
+        finally:
+            gate.set()
+            await batcher.stop()
+
+    results = run(main)
+    assert [float(r[0]) for r in results] == [float(i) for i in range(6)]
+    assert sorted(model.batches) == [2, 4]
+
+
+class OverlapModel(FakeModel):
+    """Records the most calls that were running at the same time."""
+
+    def __init__(self) -> None:
+        super().__init__(delay_s=0.01)
+        self.running = self.most = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        try:
+            return super().__call__(batch)
+        finally:
+            with self.lock:
+                self.running -= 1
+
+
+def test_one_lane_runs_one_batch_at_a_time() -> None:
+    model = OverlapModel()
+
+    async def main() -> list[np.ndarray]:
+        batcher = make(model, max_batch_size=2, max_wait_ms=1, lanes=1)
+        await batcher.start()
+        try:
+            return await asyncio.gather(*(batcher.submit(decoding(image(i))) for i in range(12)))
+        finally:
+            await batcher.stop()
+
+    results = run(main)
+    assert [float(r[0]) for r in results] == [float(i) for i in range(12)]
+    assert model.most == 1 and len(model.batches) >= 6
+    assert model.threads == {"inference"}
+
+
+def test_stop_drains_every_lane_then_refuses() -> None:
+    gate = threading.Event()
+    model = FakeModel(gate=gate)
+
+    async def main() -> None:
+        batcher = make(model, max_batch_size=2, max_wait_ms=1, lanes=3)
+        await batcher.start()
+        pending = [asyncio.ensure_future(batcher.submit(decoding(image(i)))) for i in range(11)]
+        await asyncio.sleep(0)  # let every submit be admitted
+        stopping = asyncio.ensure_future(batcher.stop())
+        await asyncio.sleep(0)
+        gate.set()  # the lanes held in the model go on and drain the queue
+        await stopping
+        assert [float(p.result()[0]) for p in pending] == [float(i) for i in range(11)]
+        assert not batcher.running
+        with pytest.raises(BatcherClosedError):
+            await batcher.submit(decoding(image(1)))
+
+    run(main)
+    assert sum(model.batches) == 11
+    assert len(model.threads) > 1
+
+
+def test_lanes_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="lanes"):
+        make(FakeModel(), lanes=0)

@@ -89,6 +89,7 @@ def test_algorithms_list_from_a_comma_separated_variable(env) -> None:
             "DPOP_NONCE_SECRET must be at least 32 characters",
         ),
         ({**GOOD, "DPOP_PUBLIC_URL": "http://api.example"}, "DPOP_PUBLIC_URL must be an https"),
+        ({**GOOD, "INFERENCE_LANES": "0"}, "INFERENCE_LANES Input should be greater than or"),
     ],
     ids=[
         "nothing",
@@ -104,6 +105,7 @@ def test_algorithms_list_from_a_comma_separated_variable(env) -> None:
         "dpop-nonce-without-secret",
         "dpop-short-secret",
         "dpop-http-url",
+        "no-lane",
     ],
 )
 def test_misconfiguration_is_one_line(env, values, reason) -> None:
@@ -144,7 +146,7 @@ def test_several_workers_share_the_cores(env, monkeypatch: pytest.MonkeyPatch) -
     settings = load_settings()
     assert (settings.decode_threads, settings.tf_intra_op_threads) == (2, 2)
     assert settings.tf_inter_op_threads == 1
-    assert settings.inference_threads == 2
+    assert (settings.inference_lanes, settings.inference_threads) == (1, 2)  # one lane
 
 
 def test_one_worker_sizes_its_pools_to_the_usable_cpus_not_the_machine(
@@ -156,7 +158,16 @@ def test_one_worker_sizes_its_pools_to_the_usable_cpus_not_the_machine(
     monkeypatch.setattr("kto.inference.cpus.usable_cpus", lambda: 2)
     settings = load_settings()
     assert (settings.decode_threads, settings.inference_threads) == (2, 2)
+    assert settings.inference_lanes == 1
     assert (settings.tf_intra_op_threads, settings.tf_inter_op_threads) == (2, None)
+
+
+def test_lanes_share_the_cpus_as_intra_op_threads(env, monkeypatch: pytest.MonkeyPatch) -> None:
+    env(**GOOD, INFERENCE_LANES="2")
+    monkeypatch.setattr("kto.inference.cpus.usable_cpus", lambda: 2)
+    settings = load_settings()
+    assert (settings.inference_lanes, settings.inference_threads) == (2, 1)
+    assert (settings.decode_threads, settings.tf_intra_op_threads) == (2, 2)
 
 
 def test_explicit_runtime_threads_win_over_the_plan(env) -> None:

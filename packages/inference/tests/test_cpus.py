@@ -97,11 +97,44 @@ def test_the_quota_is_reported_in_cpus(tmp_path: Path):
     [(2, 1, 2), (8, 2, 4), (5, 2, 2), (2, 4, 1), (1, 1, 1), (64, 3, 21)],
 )
 def test_workers_divide_the_cpus(cpus: int, workers: int, share: int):
+    """By default each worker runs one lane with its whole share as intra-op threads."""
     plan = plan_threads(workers, cpus)
     assert plan == ThreadPlan(
-        cpus=cpus, workers=workers, decode_threads=share, intra_op_threads=share
+        cpus=cpus, workers=workers, decode_threads=share, intra_op_threads=share, lanes=1
     )
     assert plan.inter_op_threads == 1  # the graph runs sequentially; parallelism is intra-op
+
+
+@pytest.mark.parametrize(
+    ("cpus", "workers", "lanes", "intra_op"),
+    [
+        (2, 1, 1, 2),  # one lane: a batch runs on both CPUs
+        (2, 1, 2, 1),
+        (8, 1, 2, 4),  # two lanes of four intra-op threads
+        (8, 2, 1, 4),  # each worker's share, not the machine's
+        (8, 2, 3, 1),  # 4 // 3, rounded down: never more threads than CPUs
+        (2, 1, 4, 1),  # more lanes than CPUs: still one thread each
+    ],
+)
+def test_lanes_divide_each_worker_share(cpus: int, workers: int, lanes: int, intra_op: int):
+    plan = plan_threads(workers, cpus, lanes=lanes)
+    assert (plan.lanes, plan.intra_op_threads) == (lanes, intra_op)
+    assert plan.decode_threads == max(1, cpus // workers)  # decoding keeps the whole share
+
+
+def test_a_quota_of_two_cpus_on_a_big_node_plans_two_threads(tmp_path: Path):
+    cpus = _cpus(tmp_path, "0::/pod\n", {"pod/cpu.max": "200000 100000"}, affinity=range(64))
+    assert plan_threads(1, cpus) == ThreadPlan(
+        cpus=2, workers=1, decode_threads=2, intra_op_threads=2, lanes=1
+    )
+    assert plan_threads(1, cpus, lanes=2).intra_op_threads == 1
+    one_core = plan_threads(1, _cpus(tmp_path, "0::/pod\n", {}, affinity=[0]))
+    assert (one_core.lanes, one_core.intra_op_threads, one_core.decode_threads) == (1, 1, 1)
+
+
+def test_a_plan_needs_a_lane():
+    with pytest.raises(ValueError, match="lanes must be at least 1"):
+        plan_threads(1, 2, lanes=0)
 
 
 def test_the_plan_reads_this_process_cpus_by_default(monkeypatch: pytest.MonkeyPatch):

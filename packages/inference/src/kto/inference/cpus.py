@@ -14,9 +14,20 @@ A fractional quota is rounded down (at least 1): a thread more than the quota al
 bursts and is then throttled for the rest of each period, which is what makes tail latency grow.
 
 The plan gives every pool the same share, ``cpus // workers`` (at least 1): each worker decodes
-with that many threads and runs the model with that many intra-op threads. Decoding and the
-forward pass alternate per batch, so the two pools take turns rather than competing; one
-thread per CPU in each is what the bench measured fastest on the quiet machine.
+with that many threads and runs the model on that many threads. Decoding and the forward pass
+alternate per batch, so the two pools take turns rather than competing.
+
+The model's threads can also be laid out as *lanes* (``lanes``, ``INFERENCE_LANES`` in the
+API): several inference threads, each running its own batch with ``share // lanes`` intra-op
+threads, instead of one thread running each batch with the whole share. Why one might: intra-op
+parallelism splits every operator between the threads and waits for the slowest at the end of
+each of MobileNetV2's ~100 operators, so when a neighbour takes one of the cores every operator
+waits for the thread that shares it; lanes never wait for one another. Why the default is still
+one lane (:data:`LANES`): measured on the shared 2-core development machine (docs/performance.md),
+lanes kept more of their throughput beside ``stress-ng`` at 64 connections, but served 9-16%
+less than one lane without the neighbour and had a longer tail at 8 connections (p99/p50 2.0
+against 1.6), which the quiet targets do not allow. On one CPU both layouts are one lane of one
+thread.
 """
 
 from __future__ import annotations
@@ -26,6 +37,10 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+# True: one lane per CPU of the worker's share, each with one intra-op thread; False: one lane
+# with all the share's intra-op threads (see the module's docstring for the measurements).
+LANES = False
 
 PROC_SELF_CGROUP = Path("/proc/self/cgroup")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -38,19 +53,31 @@ class ThreadPlan:
     cpus: int
     workers: int
     decode_threads: int
-    intra_op_threads: int
+    intra_op_threads: int  # per lane
     inter_op_threads: int = 1
+    lanes: int = 1  # inference threads, each running its own batch
 
 
-def plan_threads(workers: int = 1, cpus: int | None = None) -> ThreadPlan:
-    """Share ``cpus`` (default: :func:`usable_cpus`) between ``workers`` processes."""
+def plan_threads(workers: int = 1, cpus: int | None = None, lanes: int | None = None) -> ThreadPlan:
+    """Share ``cpus`` (default: :func:`usable_cpus`) between ``workers`` processes, and each
+    worker's share between ``lanes`` inference threads (default: :data:`LANES`'s choice)."""
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
     cpus = usable_cpus() if cpus is None else cpus
     if cpus < 1:
         raise ValueError(f"cpus must be at least 1, got {cpus}")
     share = max(1, cpus // workers)
-    return ThreadPlan(cpus=cpus, workers=workers, decode_threads=share, intra_op_threads=share)
+    if lanes is None:
+        lanes = share if LANES else 1
+    if lanes < 1:
+        raise ValueError(f"lanes must be at least 1, got {lanes}")
+    return ThreadPlan(
+        cpus=cpus,
+        workers=workers,
+        decode_threads=share,
+        intra_op_threads=max(1, share // lanes),
+        lanes=lanes,
+    )
 
 
 def usable_cpus(
