@@ -22,12 +22,15 @@ $(VENV)/bin/python:
 
 # The wheel is built first (init_packages.sh), then every pinned requirement, then the
 # freshly built wheel is reinstalled so a same-version rebuild is never skipped by pip.
+# Last, the application itself, editable and without dependencies (requirements*.txt are the
+# lock): see dev-mode-dirs in pyproject.toml for what that puts on sys.path.
 $(VENV)/.deps: $(VENV)/bin/python requirements.txt requirements-stack.txt \
                cats_dogs_other/api/requirements.txt cats_dogs_other/dev_issuer/requirements.txt \
-               cats_dogs_other/train/requirements.txt init_packages.sh $(WHEEL_SRC)
+               cats_dogs_other/train/requirements.txt init_packages.sh $(WHEEL_SRC) pyproject.toml
 	PYTHON=$(abspath $(PY)) ./init_packages.sh
 	$(PIP) install --quiet -r requirements.txt
 	$(PIP) install --quiet --force-reinstall --no-deps cats_dogs_other/api/packages/kto_keras_inference-*.whl
+	$(PIP) install --quiet --no-deps -e .
 	touch $@
 
 # The API client (packages/client) is its own package; the tests drive its command.
@@ -38,11 +41,13 @@ $(VENV)/.client: $(VENV)/.deps $(CLIENT_SRC)
 # What the running stack needs (`make run`): the wheel, the API's runtime and the development
 # issuer's requirements, the API client; into the same venv `make setup` completes.
 $(VENV)/.stack: $(VENV)/bin/python requirements-stack.txt cats_dogs_other/api/requirements.txt \
-                cats_dogs_other/dev_issuer/requirements.txt init_packages.sh $(WHEEL_SRC) $(CLIENT_SRC)
+                cats_dogs_other/dev_issuer/requirements.txt init_packages.sh $(WHEEL_SRC) $(CLIENT_SRC) \
+                pyproject.toml
 	PYTHON=$(abspath $(PY)) ./init_packages.sh
 	$(PIP) install --quiet -r requirements-stack.txt
 	$(PIP) install --quiet --force-reinstall --no-deps cats_dogs_other/api/packages/kto_keras_inference-*.whl
 	$(PIP) install --quiet --force-reinstall --no-deps ./packages/client
+	$(PIP) install --quiet --no-deps -e .
 	touch $@
 
 node_modules/.installed: package.json package-lock.json

@@ -28,7 +28,7 @@ def repo_root() -> Path:
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real tiny model folder from the wheel (red -> Cat, green -> Dog, blue -> Other):
     model.keras and its export model.onnx, so it is served by ONNX Runtime like the bundled one."""
-    from kto.inference.testing import save_tiny_model
+    from cats_dogs_other.testing.tiny_model import save_tiny_model
 
     directory = tmp_path_factory.mktemp("tiny-model")
     return save_tiny_model(directory, input_size=(32, 32), onnx=True).parent
@@ -43,8 +43,7 @@ def tiny_int8_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny model folder with model.onnx and its int8 copy model.int8.onnx, quantized by the
     training command's code on colour photos (the tiny model has no backbone, so its head is
     quantized too: there would be nothing left to quantize otherwise)."""
-    from kto.inference.testing import save_tiny_model, solid_colour_png
-
+    from cats_dogs_other.testing.tiny_model import save_tiny_model, solid_colour_png
     from cats_dogs_other.train.quantize import INT8_FILE, quantize_onnx
 
     folder = save_tiny_model(tmp_path_factory.mktemp("tiny-int8"), onnx=True).parent

@@ -7,9 +7,13 @@ one and not the other would make the two installs differ.
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
+from importlib.metadata import distribution
 from pathlib import Path
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 import pytest
 
@@ -81,3 +85,13 @@ def test_only_the_stack_brings_the_development_issuers_authlib(
 ) -> None:
     assert "authlib" not in extra(extras, "api")
     assert "authlib" in extra(extras, "stack")
+
+
+def test_the_application_is_installed_editable_not_put_on_the_path_by_pytest() -> None:
+    # `make setup` and `make run` install this checkout (`pip install --no-deps -e .`); that
+    # install, not a pytest `pythonpath`, is what lets tests.support, tools and bench import.
+    config = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
+    assert "pythonpath" not in config["tool"]["pytest"]["ini_options"]
+    direct_url = json.loads(distribution(PROJECT).read_text("direct_url.json") or "{}")
+    assert direct_url.get("dir_info", {}).get("editable") is True
+    assert Path(url2pathname(urlparse(direct_url["url"]).path)).resolve() == REPO_ROOT

@@ -169,7 +169,7 @@ def test_openapi_enum_follows_the_model_being_served(
 ) -> None:
     import json
 
-    from kto.inference.testing import save_tiny_model
+    from cats_dogs_other.testing.tiny_model import save_tiny_model
 
     model = save_tiny_model(tmp_path / "fr")
     meta_path = model.parent / "metadata.json"

@@ -441,7 +441,7 @@ def test_stop_waits_for_requests_still_decoding() -> None:
 @pytest.fixture(scope="module")
 def tiny_inference(tmp_path_factory: pytest.TempPathFactory) -> Any:
     inference = pytest.importorskip("kto.inference")
-    testing = pytest.importorskip("kto.inference.testing")
+    testing = pytest.importorskip("cats_dogs_other.testing.tiny_model")
     path = testing.save_tiny_model(tmp_path_factory.mktemp("tiny"))
     return inference.Inference(path)
 

@@ -25,7 +25,7 @@ _HUGE = np.float32(3e38)  # two of them add up to infinity in float32
 
 @pytest.fixture(scope="module")
 def keras_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from kto.inference.testing import save_tiny_model
+    from cats_dogs_other.testing.tiny_model import save_tiny_model
 
     root = tmp_path_factory.mktemp("odd-models")
     overflow = (np.eye(3) * _HUGE, np.full(3, _HUGE))  # blank: finite; red: inf - inf = NaN
@@ -128,7 +128,7 @@ def test_a_folder_with_only_model_onnx_starts_and_serves(
     module_issuer: Any,
     images: dict[str, bytes],
 ):
-    from kto.inference.testing import save_tiny_model
+    from cats_dogs_other.testing.tiny_model import save_tiny_model
 
     exported = save_tiny_model(
         tmp_path / "full", input_size=(32, 32), with_metadata=False, onnx=True

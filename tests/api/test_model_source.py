@@ -23,7 +23,8 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Two runs: one logs a real (tiny) model directory, registered as version 1 with the alias
     'champion'; the other logs a directory without a model."""
     import mlflow
-    from kto.inference.testing import save_tiny_model
+
+    from cats_dogs_other.testing.tiny_model import save_tiny_model
 
     root = tmp_path_factory.mktemp("registry")
     uri = f"sqlite:///{root / 'mlflow.db'}"
@@ -57,7 +58,8 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 def _classify_red(model: Path) -> tuple[str, str]:
     from kto.inference import Inference
-    from kto.inference.testing import solid_colour_png
+
+    from cats_dogs_other.testing.tiny_model import solid_colour_png
 
     inference = Inference(model, warmup=False)
     return inference.backend, inference.execute(solid_colour_png((220, 20, 20)))["prediction"]
@@ -175,7 +177,8 @@ def http_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def test_resolves_against_an_http_tracking_server(http_server: str, tmp_path: Path) -> None:
     """Artifacts go through the server (mlflow-artifacts:/): the API's production setup."""
     import mlflow
-    from kto.inference.testing import save_tiny_model
+
+    from cats_dogs_other.testing.tiny_model import save_tiny_model
 
     client = mlflow.MlflowClient(tracking_uri=http_server)
     run = client.create_run(client.create_experiment("http"))

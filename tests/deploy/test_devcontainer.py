@@ -29,10 +29,16 @@ def test_python_311_image_with_node_for_bruno(devcontainer: dict[str, Any]) -> N
     )
 
 
-def test_post_create_runs_the_make_setup_target(devcontainer: dict[str, Any]) -> None:
-    assert devcontainer["postCreateCommand"] == "make setup"
+def test_creation_installs_what_make_run_needs_and_no_more(devcontainer: dict[str, Any]) -> None:
+    # The first command in a Codespace is `make run`: creation (and a prebuild) installs the
+    # stack, the file `make run` depends on; `make test` adds the rest (`make setup`) when asked.
+    assert devcontainer["updateContentCommand"] == "make .venv/.stack"
+    assert devcontainer["waitFor"] == "updateContentCommand"
+    assert "postCreateCommand" not in devcontainer and "onCreateCommand" not in devcontainer
     makefile = (REPO_ROOT / "Makefile").read_text()
-    assert re.search(r"^setup:", makefile, flags=re.MULTILINE)
+    assert re.search(r"^VENV := \.venv$", makefile, flags=re.MULTILINE)
+    assert re.search(r"^run: \$\(VENV\)/\.stack$", makefile, flags=re.MULTILINE)
+    assert re.search(r"^test: setup\b", makefile, flags=re.MULTILINE)
 
 
 def test_api_and_issuer_ports_are_forwarded_with_labels(devcontainer: dict[str, Any]) -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from kto.inference import Inference
 from kto.inference.model import file_sha256
-from kto.inference.testing import save_tiny_model, solid_colour_png
 
+from cats_dogs_other.testing.tiny_model import save_tiny_model, solid_colour_png
 from cats_dogs_other.train.cli import main
 from cats_dogs_other.train.export import CARD_HEADING, ExportError, export_model
 

@@ -12,8 +12,8 @@ import numpy as np
 import onnx
 import pytest
 from kto.inference import Inference, ModelLoadError
-from kto.inference.testing import save_tiny_model, solid_colour_png
 
+from cats_dogs_other.testing.tiny_model import save_tiny_model, solid_colour_png
 from cats_dogs_other.train.cli import main
 from cats_dogs_other.train.quantize import (
     INT8_FILE,

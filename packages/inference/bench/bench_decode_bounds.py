@@ -7,9 +7,10 @@ and ``decode_image(data, size=(224, 224))`` (what the API runs per upload), best
 ``--repeat``. The slowest accepted file is the worst case an authenticated client can cause
 per upload.
 
-    PYTHONPATH=. python packages/inference/bench/bench_decode_bounds.py [--repeat 2]
+    .venv/bin/python packages/inference/bench/bench_decode_bounds.py [--repeat 2]
 
-(from the repository root: the hostile files come from ``tools/hostile.py``)
+(the hostile files come from ``tools/hostile.py``, importable through the editable install of
+the repository that ``make setup`` makes)
 """
 
 from __future__ import annotations

@@ -10,8 +10,9 @@ from typing import Any
 import numpy as np
 import pytest
 from kto.inference import Inference
-from kto.inference.testing import save_tiny_model
 from PIL import Image
+
+from cats_dogs_other.testing.tiny_model import save_tiny_model
 
 Encode = Callable[..., bytes]
 

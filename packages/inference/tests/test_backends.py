@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from kto.inference import Inference, ModelLoadError
-from kto.inference.testing import save_tiny_model, solid_colour_png
+
+from cats_dogs_other.testing.tiny_model import save_tiny_model, solid_colour_png
 
 COLOURS = [(220, 30, 20), (25, 210, 40), (30, 20, 230), (128, 128, 128), (200, 190, 10)]
 
@@ -135,7 +136,7 @@ def _run(code: str) -> None:
 def test_the_onnx_path_never_imports_tensorflow(exported_dir: Path):
     _run(
         "import sys; from kto.inference import Inference; "
-        "from kto.inference.testing import solid_colour_png; "
+        "from cats_dogs_other.testing.tiny_model import solid_colour_png; "
         f"inf = Inference({str(exported_dir)!r}); "
         "assert inf.execute(solid_colour_png((220, 30, 20)))['prediction'] == 'Cat'; "
         "heavy = [m for m in ('tensorflow', 'keras') if m in sys.modules]; "
@@ -149,7 +150,7 @@ def test_the_onnx_path_opens_no_socket(exported_dir: Path):
         "import sys; events = []\n"
         "sys.addaudithook(lambda e, a: events.append(e) if e.startswith('socket.') else None)\n"
         "from kto.inference import Inference\n"
-        "from kto.inference.testing import solid_colour_png\n"
+        "from cats_dogs_other.testing.tiny_model import solid_colour_png\n"
         f"Inference({str(exported_dir)!r}).execute(solid_colour_png((1, 2, 3)))\n"
         "assert not events, events\n"
     )

@@ -12,7 +12,8 @@ import pytest
 from kto.inference import Inference, ModelLoadError, ModelMetadata
 from kto.inference.calibration import Calibration, DriftReference
 from kto.inference.drift import TOP_PROBABILITY_EDGES
-from kto.inference.testing import save_tiny_model, solid_colour_png
+
+from cats_dogs_other.testing.tiny_model import save_tiny_model, solid_colour_png
 
 CLASSES = ("Cat", "Dog", "Other")
 BASE: dict[str, Any] = {"classes": list(CLASSES), "preprocessing": {"mode": "none"}}

@@ -16,8 +16,9 @@ from kto.inference import (
     ModelLoadError,
     ModelOutputError,
 )
-from kto.inference.testing import save_tiny_model, solid_colour_png
 from PIL import Image
+
+from cats_dogs_other.testing.tiny_model import save_tiny_model, solid_colour_png
 
 COLOURS = {"Cat": (220, 30, 20), "Dog": (25, 210, 40), "Other": (30, 20, 230)}
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 from kto.inference import Inference, ModelLoadError
-from kto.inference.testing import save_tiny_model
+
+from cats_dogs_other.testing.tiny_model import save_tiny_model
 
 
 def test_missing_file(tmp_path: Path):

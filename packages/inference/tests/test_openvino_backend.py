@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from kto.inference import Inference, ModelLoadError
 from kto.inference.model import AUTO_EXPORTED_BACKEND, resolve_model
-from kto.inference.testing import solid_colour_png
+
+from cats_dogs_other.testing.tiny_model import solid_colour_png
 
 COLOURS = [(220, 30, 20), (25, 210, 40), (30, 20, 230), (128, 128, 128), (200, 190, 10)]
 TOLERANCE = 1e-4
@@ -112,7 +113,7 @@ def test_the_openvino_path_opens_no_socket_and_never_imports_tensorflow(exported
         "import sys; events = []\n"
         "sys.addaudithook(lambda e, a: events.append(e) if e.startswith('socket.') else None)\n"
         "from kto.inference import Inference\n"
-        "from kto.inference.testing import solid_colour_png\n"
+        "from cats_dogs_other.testing.tiny_model import solid_colour_png\n"
         f"inf = Inference({str(exported_dir)!r}, backend='openvino')\n"
         "assert inf.execute(solid_colour_png((220, 30, 20)))['prediction'] == 'Cat'\n"
         "assert not events, events\n"

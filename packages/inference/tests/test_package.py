@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import kto.inference
 import pytest
@@ -11,7 +13,7 @@ import pytest
 
 def test_import_does_not_load_tensorflow():
     code = (
-        "import sys, kto.inference, kto.inference.testing; "
+        "import sys, kto.inference; "
         "from PIL import Image, ImageFile; "
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'heavy import'; "
         "assert Image.MAX_IMAGE_PIXELS == 89_478_485 and ImageFile.LOAD_TRUNCATED_IMAGES is False"
@@ -24,6 +26,22 @@ def test_the_serving_wheel_has_no_exporter():
     import importlib.util
 
     assert importlib.util.find_spec("kto.inference.onnx_export") is None
+
+
+def test_the_built_wheel_ships_no_test_only_code():
+    # The tests' tiny model is cats_dogs_other.testing.tiny_model and the hostile-file builders
+    # are tools/hostile.py: nothing only a test needs goes into the serving wheel.
+    import zipfile
+
+    wheels = sorted((Path(__file__).resolve().parents[1] / "dist").glob("*.whl"))
+    if not wheels:
+        pytest.skip("no built wheel in packages/inference/dist: ./init_packages.sh builds it")
+    names = zipfile.ZipFile(wheels[-1]).namelist()
+    modules = [name for name in names if name.endswith(".py")]
+    assert "kto/inference/__init__.py" in modules
+    offending = [m for m in modules if re.search(r"(^|/)(testing|tests?|conftest)(/|\.py$)", m)]
+    assert offending == []
+    assert not any("onnx_export" in m or "hostile" in m for m in modules)
 
 
 def test_public_names():

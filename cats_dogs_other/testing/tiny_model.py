@@ -1,7 +1,8 @@
 """A tiny deterministic model for tests that need a real Keras model but no real weights.
 
-(Hostile files -- decoding-cost bombs and the like -- are built by ``tools/hostile.py`` in
-the repository, outside the serving wheel.)
+It lives here, not in the serving wheel (``kto.inference``), because only tests use it: the
+wheel's own tests, the API's and the training pipeline's. (Hostile files -- decoding-cost bombs
+and the like -- are built by ``tools/hostile.py`` in the repository.)
 
 The model averages the image's colour and maps it to Cat/Dog/Other: mostly red -> "Cat",
 mostly green -> "Dog", mostly blue -> "Other", with confident probabilities (pure red gives
