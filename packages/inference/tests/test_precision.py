@@ -26,7 +26,8 @@ from kto.inference.model import (
     resolve_model,
     resolve_precision,
 )
-from kto.inference.testing import save_tiny_model, solid_colour_png
+
+from cats_dogs_other.testing.tiny_model import save_tiny_model, solid_colour_png
 
 
 def write_int8_record(folder: Path, **changes: Any) -> dict[str, Any]:
