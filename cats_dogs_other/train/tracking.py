@@ -1,9 +1,6 @@
-"""MLflow tracking: params, metrics, plots and the model directory.
-
-The model directory is logged as-is under the artifact path ``model`` (model.keras +
-metadata.json + card + plots), so ``runs:/<id>/model`` or ``models:/cats-dogs-other/<n>``
-downloads exactly what ``kto.inference`` loads: see ``cats_dogs_other/api/model_source.py``.
-"""
+"""MLflow tracking: params, metrics, plots and the model directory, logged as-is under
+``model``, so ``runs:/<id>/model`` or ``models:/cats-dogs-other/<n>`` downloads exactly what
+``kto.inference`` loads (see ``cats_dogs_other/api/model_source.py``)."""
 
 from __future__ import annotations
 
@@ -29,36 +26,28 @@ class TrackedRun:
 
 def flat_metrics(metrics: Metrics) -> dict[str, float]:
     """The headline numbers of metrics.json as MLflow metrics."""
-    out: dict[str, float] = {}
+    out: dict[str, float | None] = {}
     test = metrics.test
     for name, section in {"all": test.all, **test.per_source}.items():
-        if section.accuracy.value is not None:
-            out[f"test_{name}_accuracy"] = section.accuracy.value
+        out[f"test_{name}_accuracy"] = section.accuracy.value
         for cls, values in section.per_class.items():
             out[f"test_{name}_precision_{cls}"] = values.precision
             out[f"test_{name}_recall_{cls}"] = values.recall
-    for kind, p in test.other_by_kind.items():
-        if p.value is not None:
-            out[f"test_other_rate_{kind}"] = p.value
-    cv = metrics.cross_validation
-    if cv:
-        out["cv_accuracy_mean"] = cv.accuracy_mean
-        if cv.pooled.value is not None:
-            out["cv_accuracy_pooled"] = cv.pooled.value
-        for i, acc in enumerate(cv.fold_accuracies):
-            out[f"cv_fold_{i + 1}_accuracy"] = acc
-    if metrics.ood and metrics.ood.all.value is not None:
-        out["ood_other_rate"] = metrics.ood.all.value
+    out |= {f"test_other_rate_{kind}": p.value for kind, p in test.other_by_kind.items()}
+    if cv := metrics.cross_validation:
+        out |= {"cv_accuracy_mean": cv.accuracy_mean, "cv_accuracy_pooled": cv.pooled.value}
+        out |= {f"cv_fold_{i + 1}_accuracy": acc for i, acc in enumerate(cv.fold_accuracies)}
+    out["ood_other_rate"] = metrics.ood.all.value if metrics.ood else None
     if metrics.calibration:
         served = metrics.calibration["test_after"]
         out["calibrated_test_ece"] = served["ece"]
         out["calibrated_test_accuracy_at_95_coverage"] = served["accuracy_at_coverage"]
-        if served["confident_mistake_share"] is not None:
-            out["calibrated_test_confident_mistake_share"] = served["confident_mistake_share"]
-    out["timing_ms_single_image"] = metrics.timing.ms_single_image
-    out["timing_ms_per_image_batch32"] = metrics.timing.ms_per_image_batch32
-    out["timing_intra_op_threads"] = float(metrics.timing.intra_op_threads)
-    return out
+        out["calibrated_test_confident_mistake_share"] = served["confident_mistake_share"]
+    timing = metrics.timing
+    out["timing_ms_single_image"] = timing.ms_single_image
+    out["timing_ms_per_image_batch32"] = timing.ms_per_image_batch32
+    out["timing_intra_op_threads"] = float(timing.intra_op_threads)
+    return {k: v for k, v in out.items() if v is not None}  # an empty figure is not logged
 
 
 def log_run(
