@@ -1,15 +1,12 @@
 """Fine-tuning the backbone's last block on cached activations.
 
-A full forward and backward pass of MobileNetV2 over the training images each epoch does not fit
-``make train``'s 15 minutes on 2 CPU cores. Everything below the fine-tuned block stays frozen,
-so its output for an image (and view) never changes: it is computed once, with the frozen
-features, and cached like them (the ``mid.<view>`` views, 7x7x160 floats for ``block_16``). An
-epoch then costs the top block only (about 15% of the backbone's work), forward and backward.
-
-The top is a submodel sharing the backbone's layers, so training it changes the backbone that is
-saved and served. Batch normalisation stays frozen: a few thousand images would only make its
-statistics noisier. The head starts from a linear probe on the frozen features: a random head's
-large early gradients would otherwise wreck the pretrained block before it learns.
+A full MobileNetV2 forward and backward pass per epoch does not fit ``make train``'s 15 minutes
+on 2 CPU cores. Below the fine-tuned block everything stays frozen, so its output (the ``mid.*``
+views, 7x7x160 floats for ``block_16``) is computed once and cached with the features: an epoch
+costs the top block only (about 15% of the backbone's work). The top is a submodel sharing the
+backbone's layers, so training it changes the backbone that is saved. Batch normalisation stays
+frozen (a few thousand images would only make its statistics noisier); the head starts from a
+linear probe, whose small gradients do not wreck the pretrained block as a random head's would.
 """
 
 from __future__ import annotations
@@ -181,16 +178,8 @@ def adapt_backbone(
     started = time.perf_counter()
     _, top = split_backbone(backbone, FIRST_LAYER[cfg.backbone])
     frozen = top.get_weights()
-    probe, probe_history = fit_head(
-        pool.features,
-        pool.labels,
-        pool.sources,
-        train,
-        val,
-        cfg,
-        HeadChoice(0, "none"),
-        desc="linear probe (frozen features)",
-    )
+    linear = HeadChoice(0, "none")
+    probe, probe_history = fit_head(pool, train, val, cfg, linear, "linear probe (frozen features)")
     trainable = set_trainable(top)
     history = fine_tune(top, probe, mids, pool.labels, train, val, cfg)
     for layer in top.layers:

@@ -9,6 +9,7 @@ import numpy as np
 
 from cats_dogs_other.train.config import TrainConfig, Weighting
 from cats_dogs_other.train.network import build_head
+from cats_dogs_other.train.sources import Pool
 
 History = dict[str, list[float]]
 NONE = np.zeros(0, np.int64)
@@ -76,23 +77,16 @@ def fit(
 
 
 def fit_head(
-    features: dict[str, np.ndarray],
-    labels: np.ndarray,
-    strata: np.ndarray,
-    train_idx: np.ndarray,
-    val_idx: np.ndarray,
-    cfg: TrainConfig,
-    choice: HeadChoice,
-    desc: str = "training head",
+    pool: Pool, train: np.ndarray, val: np.ndarray, cfg: TrainConfig, choice: HeadChoice, desc: str
 ) -> tuple[Any, History]:
-    """A head on the cached features of every view of ``train_idx``; early stopping on the
-    clean features of ``val_idx``."""
+    """A head on the cached features of every view of ``train``; early stopping on the clean
+    features of ``val``."""
     import keras
 
     keras.utils.set_random_seed(cfg.seed)
-    n = len(cfg.views)
-    x = np.concatenate([features[v][train_idx] for v in cfg.views])
-    weights = sample_weights(labels[train_idx], strata[train_idx], choice.weighting)
+    n, labels = len(cfg.views), pool.labels
+    x = np.concatenate([pool.features[v][train] for v in cfg.views])
+    weights = sample_weights(labels[train], pool.sources[train], choice.weighting)
     head = build_head(
         x.shape[1], len(cfg.classes), dropout=cfg.dropout, l2=cfg.l2, hidden=choice.hidden
     )
@@ -102,12 +96,12 @@ def fit_head(
         metrics=["accuracy"],
         steps_per_execution=16,  # fewer Python round trips per epoch: 2-3x faster on 2 cores
     )
-    val = (features["clean"][val_idx], labels[val_idx]) if len(val_idx) else None
+    held = (pool.features["clean"][val], labels[val]) if len(val) else None
     history = fit(
         head,
         x,
-        np.tile(labels[train_idx], n),
-        val,
+        np.tile(labels[train], n),
+        held,
         epochs=cfg.epochs,
         batch_size=cfg.batch_size,
         patience=cfg.patience,

@@ -230,15 +230,4 @@ def calibrate_run(run: Run) -> dict[str, Any] | None:
 
 
 def track(run: Run) -> TrackedRun | None:
-    cfg = run.cfg
-    if not cfg.tracking_uri:
-        return None
-    return log_run(
-        tracking_uri=cfg.tracking_uri,
-        experiment=cfg.experiment,
-        params=cfg.params(),
-        metrics=run.metrics,
-        model_dir=run.out,
-        register_name=cfg.register_name,
-        version=cfg.version,
-    )
+    return log_run(run.cfg, run.metrics, run.out) if run.cfg.tracking_uri else None

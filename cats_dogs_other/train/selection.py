@@ -52,14 +52,7 @@ def select_head(pool: Pool, split: Split, cfg: TrainConfig) -> Selection:
         for weighting in cfg.weighting_candidates:
             choice = HeadChoice(hidden, weighting)
             heads[choice] = fit_head(
-                pool.features,
-                pool.labels,
-                pool.sources,
-                split.train,
-                split.val,
-                cfg,
-                choice,
-                desc=f"head: {choice.label}",
+                pool, split.train, split.val, cfg, choice, f"head: {choice.label}"
             )
             candidates += _score(
                 pool,
@@ -116,15 +109,9 @@ def refit(pool: Pool, split: Split, cfg: TrainConfig, selection: Selection) -> S
         return selection
     epochs = selection.best_epochs(cfg.epochs)
     everything = np.concatenate([split.train, split.val, split.calibration])
+    final = "final head (train + val + calibration)"
     head, history = fit_head(
-        pool.features,
-        pool.labels,
-        pool.sources,
-        everything,
-        NONE,
-        replace(cfg, epochs=epochs),
-        selection.choice,
-        desc="final head (train + val + calibration)",
+        pool, everything, NONE, replace(cfg, epochs=epochs), selection.choice, final
     )
     history = selection.history | {f"{REFIT_PREFIX}{k}": v for k, v in history.items()}
     return replace(selection, head=head, history=history, refit_epochs=epochs)
@@ -155,20 +142,10 @@ def cross_validate(
     accuracies, hits_per_class = [], {c: [0, 0] for c in cfg.classes}
     for k, (train_part, held_part) in enumerate(folds):
         tr, held = np.concatenate([cv_idx[train_part], extra_train]), cv_idx[held_part]
-        head, _ = fit_head(
-            pool.features,
-            labels,
-            pool.sources,
-            tr,
-            NONE,
-            fixed,
-            selection.choice,
-            desc=f"CV fold {k + 1}",
-        )
+        head, _ = fit_head(pool, tr, NONE, fixed, selection.choice, f"CV fold {k + 1}")
         gate = None if gate_threshold is None else pet_gate(pool, tr, cfg, gate_threshold)
-        pred = decide(
-            answer_probs(head, gate, pool.features, held, selection.tta), threshold, cfg.fallback
-        )
+        probs = answer_probs(head, gate, pool.features, held, selection.tta)
+        pred = decide(probs, threshold, cfg.fallback)
         hits = pred == labels[held]
         accuracies.append(float(hits.mean()))
         for i, c in enumerate(cfg.classes):

@@ -7,8 +7,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from cats_dogs_other.train.config import TrainConfig
 from cats_dogs_other.train.results import Metrics
 
 log = logging.getLogger(__name__)
@@ -50,32 +50,21 @@ def flat_metrics(metrics: Metrics) -> dict[str, float]:
     return {k: v for k, v in out.items() if v is not None}  # an empty figure is not logged
 
 
-def log_run(
-    *,
-    tracking_uri: str,
-    experiment: str,
-    params: dict[str, Any],
-    metrics: Metrics,
-    model_dir: Path,
-    register_name: str | None,
-    version: str,
-) -> TrackedRun:
+def log_run(cfg: TrainConfig, metrics: Metrics, model_dir: Path) -> TrackedRun:
+    """The run in ``cfg.tracking_uri``; the model registered as ``cfg.register_name`` when the
+    store has a registry (otherwise a warning says how to serve the run's model)."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_experiment(experiment)
+    mlflow.set_tracking_uri(str(cfg.tracking_uri))
+    mlflow.set_experiment(cfg.experiment)
+    name, version = cfg.register_name, cfg.version
     with mlflow.start_run() as run:
-        mlflow.log_params({k: str(v) for k, v in params.items()})
+        mlflow.log_params({k: str(v) for k, v in cfg.params().items()})
         mlflow.log_metrics(flat_metrics(metrics))
-        mlflow.set_tags(
-            {
-                "model_version": version,
-                "sources": ",".join(s.name for s in metrics.dataset.sources),
-                "backbone": str(params.get("backbone")),
-                "input_size": str(metrics.model.input_size),
-            }
-        )
+        sources = ",".join(s.name for s in metrics.dataset.sources)
+        tags = {"model_version": version, "sources": sources, "backbone": cfg.backbone}
+        mlflow.set_tags(tags | {"input_size": str(metrics.model.input_size)})
         for png in sorted(model_dir.glob("*.png")):
             mlflow.log_artifact(str(png), artifact_path="plots")
         mlflow.log_artifacts(str(model_dir), artifact_path=ARTIFACT_PATH)
@@ -83,13 +72,13 @@ def log_run(
         artifact_uri = f"{run.info.artifact_uri.rstrip('/')}/{ARTIFACT_PATH}"
     model_uri = f"runs:/{run_id}/{ARTIFACT_PATH}"
     registered = None
-    if register_name:
+    if name:
         try:
-            registered = _register(register_name, artifact_uri, run_id, version)
+            registered = _register(name, artifact_uri, run_id, version)
         except MlflowException as exc:
             log.warning("model not registered (%s); serve it with MODEL_URI=%s", exc, model_uri)
-            register_name = None
-    return TrackedRun(run_id, model_uri, register_name, registered)
+            name = None
+    return TrackedRun(run_id, model_uri, name, registered)
 
 
 def _register(name: str, source: str, run_id: str, version: str) -> str:
