@@ -37,43 +37,26 @@ def sample_weights(labels: np.ndarray, strata: np.ndarray, how: Weighting) -> np
 
 
 def fit(
-    model: Any,
-    x: np.ndarray,
-    y: np.ndarray,
-    val: tuple[Any, Any] | None,
-    *,
-    epochs: int,
-    batch_size: int,
-    patience: int,
-    desc: str,
-    progress: bool,
-    **kw: Any,
+    model: Any, x: Any, y: Any, val: Any, patience: int, desc: str, progress: bool, **kw: Any
 ) -> History:
-    """``model.fit``, with early stopping on ``val`` (best weights restored) when there is one."""
+    """``model.fit`` (shuffled, quiet), with early stopping on ``val`` when there is one (the
+    best epoch's weights restored); ``kw``: epochs, batch size, sample weights."""
     import keras
 
     callbacks: list[Any] = []
     if val is not None:
         stop = keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=patience, restore_best_weights=True
+            "val_loss", patience=patience, restore_best_weights=True
         )
         callbacks.append(stop)
     if progress:
         from tqdm.keras import TqdmCallback
 
         callbacks.append(TqdmCallback(verbose=0, desc=desc, leave=False))
-    history = model.fit(
-        x,
-        y,
-        validation_data=val,
-        epochs=epochs,
-        batch_size=batch_size,
-        shuffle=True,
-        verbose=0,
-        callbacks=callbacks,
-        **kw,
+    fitted = model.fit(
+        x, y, validation_data=val, shuffle=True, verbose=0, callbacks=callbacks, **kw
     )
-    return {k: [float(v) for v in values] for k, values in history.history.items()}
+    return {k: [float(v) for v in values] for k, values in fitted.history.items()}
 
 
 def fit_head(
@@ -97,19 +80,9 @@ def fit_head(
         steps_per_execution=16,  # fewer Python round trips per epoch: 2-3x faster on 2 cores
     )
     held = (pool.features["clean"][val], labels[val]) if len(val) else None
-    history = fit(
-        head,
-        x,
-        np.tile(labels[train], n),
-        held,
-        epochs=cfg.epochs,
-        batch_size=cfg.batch_size,
-        patience=cfg.patience,
-        desc=desc,
-        progress=cfg.progress,
-        sample_weight=np.tile(weights, n),
-    )
-    return head, history
+    y, w = np.tile(labels[train], n), np.tile(weights, n)
+    run = {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "sample_weight": w}
+    return head, fit(head, x, y, held, cfg.patience, desc, cfg.progress, **run)
 
 
 def head_probs(
