@@ -9,7 +9,7 @@ Modules by responsibility:
 - collection: ``dataset`` (one source's labelled files), ``sources`` (every source as one pool
   of unique images with features), ``dedupe``, ``kinds``, ``features``, ``feature_cache``,
   ``split``, ``ood_collect`` (pictures from outside the sources);
-- training: ``network`` (backbone, head, exported model), ``heads``, ``selection``, ``crossval``;
+- training: ``network`` (backbone, head, gate, exported model), ``heads``, ``selection`` (+ CV);
 - calibration: ``calibration`` (the ``min_confidence`` rule);
 - reporting: ``results`` (typed figures = metrics.json), ``evaluate``, ``ood``, ``stats``,
   ``card``, ``plots``, ``outputs`` (the model folder's files), ``tracking`` (MLflow);

@@ -94,23 +94,23 @@ RunResult = Run
 def run_training(cfg: TrainConfig) -> Run:
     started = time.perf_counter()
     out = prepare_out(Path(cfg.out))
-    backbone, pool = collect(cfg)
+    backbone, pool = collect(cfg)  # sources -> unique images -> features (cached)
     split = split_pool(pool, cfg)
-    pool, tuning = adapt_backbone(backbone, pool, split, cfg)
+    pool, tuning = adapt_backbone(backbone, pool, split, cfg)  # top block, if it helps
     run = Run(cfg, out, backbone, pool, split, tuning)
-    run.selection = select_head(pool, split, cfg)
+    run.selection = select_head(pool, split, cfg)  # shape, weighting, mirror pass: on val
     run.gate, run.gate_report = calibrate_gate(
         pool, split, cfg, run.selection.head, run.selection.tta
     )
-    run.rule = choose_rule(run)
+    run.rule = choose_rule(run)  # min_confidence: on calibration
     gate_threshold = run.gate.threshold if run.gate else None
     run.cv = cross_validate(pool, split, cfg, run.selection, run.threshold, gate_threshold)
-    refit_all(run)
+    refit_all(run)  # head and gate again, on every non-test image
     run.model = assemble(
         backbone, run.selection.head, cfg.name, tta=run.selection.tta, gate=run.gate
     )
     write_model(cfg, run.model, pool, run.selection, run.threshold, out, run.gate)
-    run.metrics = build_metrics(cfg, pool, split, run.selection, measure(run))
+    run.metrics = build_metrics(cfg, pool, split, run.selection, measure(run))  # test split
     run.metrics.training.seconds = round(time.perf_counter() - started, 1)
     write_reports(out, run.metrics, run.selection.history, cfg.provenance)
     held_out = [pool.paths[i] for i in (*split.test, *split.val)]

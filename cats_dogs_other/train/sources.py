@@ -27,7 +27,7 @@ from cats_dogs_other.train.dataset import (
     dataset_sha256,
     find_samples,
 )
-from cats_dogs_other.train.dedupe import DEFAULT_MAX_DISTANCE, dhash, find_duplicates
+from cats_dogs_other.train.dedupe import dhash, find_duplicates
 from cats_dogs_other.train.errors import DatasetError
 from cats_dogs_other.train.feature_cache import FeatureCache, file_sha256
 from cats_dogs_other.train.features import Extractor
@@ -35,6 +35,8 @@ from cats_dogs_other.train.kinds import kind_of, parse_wnid
 from cats_dogs_other.train.results import DatasetReport, DuplicateRecord, SourceReport
 
 HASH_VIEW = "dhash"
+BATCH = 32
+"""Images decoded and passed through the backbone at a time."""
 Row = tuple[int, Sample, str]
 """(index of the source in ``--data`` order, sample, content sha256)."""
 Failures = dict[str, dict[str, str]]
@@ -116,8 +118,6 @@ def build_pool(
     cache: FeatureCache,
     classes: Sequence[str] = DEFAULT_CLASSES,
     max_pixels: int = DEFAULT_MAX_PIXELS,
-    max_hash_distance: int = DEFAULT_MAX_DISTANCE,
-    batch_size: int = 32,
     progress: bool = True,
 ) -> Pool:
     if not data:
@@ -128,7 +128,7 @@ def build_pool(
         for k, (info, samples) in enumerate(listed)
         for sample in tqdm(samples, desc=f"hashing {info.name}", disable=not progress)
     ]
-    failed = _fill_cache(rows, side, views, extract, cache, max_pixels, batch_size, progress)
+    failed = _fill_cache(rows, side, views, extract, cache, max_pixels, progress)
     for k, sample, digest in rows:
         if digest in failed:
             listed[k][0].skipped.append({"file": sample.name, **failed[digest]})
@@ -137,7 +137,6 @@ def build_pool(
     dups = find_duplicates(
         digests,
         [int(cache.table(HASH_VIEW)[d]) for d in digests],
-        max_distance=max_hash_distance,
         features=cache.stack("clean", digests) if ok else None,
     )
     names = [info.name for info, _ in listed]
@@ -166,7 +165,6 @@ def _fill_cache(
     extract: Extractor,
     cache: FeatureCache,
     max_pixels: int,
-    batch_size: int,
     progress: bool,
 ) -> Failures:
     """Decode what any view lacks, hash it, run the backbone; returns the undecodable files.
@@ -178,7 +176,7 @@ def _fill_cache(
     todo = sorted(lacking, key=order.__getitem__)
     if not todo:
         return {}
-    batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
+    batches = [todo[i : i + BATCH] for i in range(0, len(todo), BATCH)]
     failed: Failures = {}
     bar = tqdm(
         total=len(todo), desc="decoding + extracting features", unit="img", disable=not progress
