@@ -146,9 +146,9 @@ def fine_tune(
     xs = np.concatenate([mids[v][train] for v in cfg.views]).astype(np.float32)
     ys = np.tile(labels[train], len(cfg.views))
     held = (mids["clean"][val].astype(np.float32), labels[val]) if len(val) else None
-    run = {"epochs": cfg.fine_tune_epochs, "batch_size": FINE_TUNE_BATCH}
+    schedule = {"epochs": cfg.fine_tune_epochs, "batch_size": FINE_TUNE_BATCH}
     desc = "fine-tuning the top block"
-    return fit(model, xs, ys, held, cfg.fine_tune_patience, desc, cfg.progress, **run)
+    return fit(model, xs, ys, held, cfg.fine_tune_patience, desc, cfg.progress, **schedule)
 
 
 def adapt_backbone(

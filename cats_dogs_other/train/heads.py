@@ -81,8 +81,8 @@ def fit_head(
     )
     held = (pool.features["clean"][val], labels[val]) if len(val) else None
     y, w = np.tile(labels[train], n), np.tile(weights, n)
-    run = {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "sample_weight": w}
-    return head, fit(head, x, y, held, cfg.patience, desc, cfg.progress, **run)
+    schedule = {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "sample_weight": w}
+    return head, fit(head, x, y, held, cfg.patience, desc, cfg.progress, **schedule)
 
 
 def head_probs(
