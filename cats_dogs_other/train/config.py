@@ -1,17 +1,22 @@
-"""Every knob of a training run, with its default: the CLI declares its options from these."""
+"""Every knob of a training run, with its default: the CLI declares its options from these.
+
+A leaf (nothing of ``train`` at run time), so every step can take the config it is given.
+"""
 
 from __future__ import annotations
 
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from kto.inference import DEFAULT_MAX_PIXELS
+from kto.inference.metadata import DEFAULT_CLASSES
 
-from cats_dogs_other.train.dataset import DEFAULT_CLASSES
-from cats_dogs_other.train.network import Backbone
-from cats_dogs_other.train.provenance import Provenance
+if TYPE_CHECKING:
+    from cats_dogs_other.train.provenance import Provenance
 
+Backbone = Literal["mobilenet_v2", "tiny"]
+BACKBONES: tuple[Backbone, ...] = ("mobilenet_v2", "tiny")
 Weighting = Literal["none", "class", "stratum"]
 WEIGHTINGS: tuple[Weighting, ...] = ("none", "class", "stratum")
 PARAM_KEYS = (
@@ -20,8 +25,7 @@ PARAM_KEYS = (
     *("cv_folds", "hidden_candidates", "weighting_candidates", "tta_candidates"),
     *("confidence_rule", "familiarity_gate", "gate_prototypes", "refit", "min_gain"),
     *("fine_tune", "fine_tune_epochs", "fine_tune_learning_rate", "fine_tune_weight_decay"),
-    *("fine_tune_patience",),
-    *("name", "version"),
+    *("fine_tune_patience", "name", "version"),
 )
 
 
@@ -50,35 +54,26 @@ class TrainConfig:
     cv_source: str | None = None
     """Source whose images are cross-validated (default: the first ``--data``)."""
     hidden_candidates: tuple[int, ...] = (0, 256)
-    """Head shapes tried on the validation split: 0 = linear softmax, N = one ReLU layer."""
+    """0 = linear softmax, N = one ReLU layer of N units."""
     weighting_candidates: tuple[Weighting, ...] = ("stratum", "none", "class")
-    """Tried in this order; within ``min_gain`` the earlier one wins (the model card says why
-    ``stratum`` comes first)."""
+    """Within ``min_gain`` the earlier one wins (the model card says why ``stratum`` is first)."""
     tta_candidates: tuple[bool, ...] = (False, True)
     confidence_rule: bool = True
     familiarity_gate: bool = True
-    """Try the familiarity gate (far from every training cat and dog -> Other) on the
-    validation + calibration splits; see :mod:`cats_dogs_other.train.familiarity`."""
     gate_prototypes: int = 512
-    """k-means centres of the training pets' features the gate compares with (k x 1280 floats
-    in the model: 2.6 MB for 512)."""
-    """Try a ``min_confidence`` threshold (-> Other) on the calibration split."""
+    """k-means centres the gate compares with (k x 1280 floats in the model: 2.6 MB for 512)."""
     fine_tune: bool = True
-    """Fine-tune the backbone's last block (MobileNetV2: ``block_16`` + ``Conv_1``) with a linear
-    head, on cached activations of the frozen part, before the head is chosen; see
-    :mod:`cats_dogs_other.train.finetune`. Kept only when it lowers the validation loss."""
+    """Fine-tune the backbone's last block on cached activations; kept only when it lowers the
+    validation loss (see finetune.py)."""
     fine_tune_epochs: int = 20
     fine_tune_learning_rate: float = 3e-5
     fine_tune_weight_decay: float = 1e-4
-    """AdamW's decoupled weight decay."""
     fine_tune_patience: int = 3
-    """Early stopping on the validation loss (best epoch's weights restored)."""
     refit: bool = True
     """Train the chosen head again on train + validation + calibration before saving."""
     min_gain: float = 0.01
-    """A costlier choice (bigger head, mirror pass, rule) must beat the simpler one by this much
-    macro recall on held-out data (about two validation images of the smallest class), so
-    noise alone never buys latency."""
+    """Macro recall a costlier choice (bigger head, mirror pass, rule) must gain on held-out
+    data (about two validation images of the smallest class), so noise never buys latency."""
     cache_dir: Path | None = None
     ood_dir: Path | None = None
     classes: tuple[str, ...] = DEFAULT_CLASSES
@@ -90,7 +85,7 @@ class TrainConfig:
     tracking_uri: str | None = None
     experiment: str = "cats-dogs-other"
     register_name: str | None = "cats-dogs-other"
-    provenance: Provenance = field(default_factory=Provenance)
+    provenance: Provenance = field(default_factory=lambda: _provenance())
 
     @property
     def data_dirs(self) -> tuple[Path, ...]:
@@ -114,6 +109,13 @@ class TrainConfig:
             "classes": ",".join(self.classes),
             "data": ",".join(map(str, self.data_dirs)),
         }
+
+
+def _provenance() -> Provenance:
+    """A run started without the CLI: no README quoted (imported here: config stays a leaf)."""
+    from cats_dogs_other.train.provenance import Provenance
+
+    return Provenance()
 
 
 FIELDS = frozenset(f.name for f in fields(TrainConfig))

@@ -1,7 +1,6 @@
-"""List a labelled dataset (Ecotag export or one folder per class) as labelled files.
+"""A labelled dataset (Ecotag export or one folder per class) as labelled files.
 
-Decoding happens in :mod:`cats_dogs_other.train.sources` through ``kto.inference.decode_image``,
-the same decode + resize the server uses.
+Decoding happens in sources.py through ``kto.inference.decode_image``: the server's own decode.
 """
 
 from __future__ import annotations
@@ -23,9 +22,11 @@ from cats_dogs_other.train.errors import (
     UnknownLabelsError,
 )
 
+__all__ = ["DEFAULT_CLASSES", "IMAGE_SUFFIXES", "Sample", "dataset_sha256", "find_samples"]
+
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff"})
-# Where an Ecotag export keeps its images, relative to the annotations file.
 ECOTAG_IMAGE_DIRS = ("extract", "images", ".")
+"""Where an Ecotag export keeps its images, relative to the annotations file."""
 
 Format = Literal["ecotag", "folders"]
 
@@ -41,22 +42,21 @@ class Sample:
 def find_samples(
     data: Path, classes: Sequence[str] = DEFAULT_CLASSES, *, every_class: bool = True
 ) -> tuple[list[Sample], Format]:
-    """List labelled files; raise a :class:`DatasetError` subclass naming what is wrong.
-
-    ``every_class=False`` is for one of several sources: a source of dogs and "other" pictures
-    needs no cats, as long as the sources together cover every class.
-    """
+    """Labelled files, or a :class:`DatasetError` naming what is wrong. ``every_class=False``:
+    one of several sources (dogs and "other" need no cats if another source has them)."""
     data = Path(data)
     if not data.exists():
         raise DatasetError(f"dataset not found: {data} (pass --data DIR)")
     annotations = _annotations_file(data)
-    if annotations is not None:
-        samples, fmt = _ecotag_samples(annotations, tuple(classes)), "ecotag"
+    fmt: Format = "folders" if annotations is None else "ecotag"
+    index = {name.casefold(): i for i, name in enumerate(classes)}
+    if annotations is None:
+        samples = _folder_samples(data, tuple(classes), index)
     else:
-        samples, fmt = _folder_samples(data, tuple(classes)), "folders"
+        samples = _ecotag_samples(annotations, tuple(classes), index)
     if every_class:
         check_every_class_present(samples, tuple(classes))
-    return samples, fmt  # type: ignore[return-value]
+    return samples, fmt
 
 
 def dataset_sha256(samples: Sequence[Sample], classes: tuple[str, ...]) -> str:
@@ -81,29 +81,27 @@ def _annotations_file(data: Path) -> Path | None:
     return None
 
 
-def _class_index(classes: tuple[str, ...]) -> dict[str, int]:
-    return {name.casefold(): i for i, name in enumerate(classes)}
-
-
-def _ecotag_samples(annotations: Path, classes: tuple[str, ...]) -> list[Sample]:
+def _ecotag_samples(
+    annotations: Path, classes: tuple[str, ...], index: dict[str, int]
+) -> list[Sample]:
     try:
-        doc = json.loads(annotations.read_text(encoding="utf-8"))
-        entries = doc["annotations"]
+        entries = json.loads(annotations.read_text(encoding="utf-8"))["annotations"]
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
         raise DatasetError(f"{annotations} is not an Ecotag export: {exc}") from exc
     labelled = _ecotag_labels(entries, annotations)
-    image_dir = _ecotag_image_dir(annotations.parent, list(labelled))
-    index = _class_index(classes)
+    # the first conventional folder holding the most annotated files
+    folders = [annotations.parent / d for d in ECOTAG_IMAGE_DIRS]
+    image_dir = max(folders, key=lambda d: sum((d / n).is_file() for n in labelled))
+    image_dir = image_dir if any((image_dir / n).is_file() for n in labelled) else folders[0]
     unknown: dict[str, list[str]] = defaultdict(list)
     missing, samples = [], []
     for name, label in labelled.items():
-        path = image_dir / name
         if label.casefold() not in index:
             unknown[label].append(name)
-        elif not path.is_file():
+        elif not (image_dir / name).is_file():
             missing.append(name)
         else:
-            samples.append(Sample(path, name, index[label.casefold()]))
+            samples.append(Sample(image_dir / name, name, index[label.casefold()]))
     if unknown:
         raise UnknownLabelsError(dict(unknown), classes)
     if missing:
@@ -132,27 +130,18 @@ def _ecotag_labels(entries: object, source: Path) -> dict[str, str]:
     return labels
 
 
-def _ecotag_image_dir(root: Path, names: list[str]) -> Path:
-    """The first conventional folder holding any of the annotated files (all of them, ideally)."""
-    candidates = [root / d for d in ECOTAG_IMAGE_DIRS]
-    best = max(candidates, key=lambda d: sum((d / n).is_file() for n in names))
-    return best if any((best / n).is_file() for n in names) else candidates[0]
-
-
-def _folder_samples(data: Path, classes: tuple[str, ...]) -> list[Sample]:
-    index = _class_index(classes)
+def _folder_samples(data: Path, classes: tuple[str, ...], index: dict[str, int]) -> list[Sample]:
     unknown: dict[str, list[str]] = {}
     samples: list[Sample] = []
     for folder in sorted(p for p in data.iterdir() if p.is_dir() and not p.name.startswith(".")):
         files = sorted(
             f for f in folder.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
         )
-        if folder.name.casefold() not in index:
-            if files:
-                unknown[folder.name] = [str(f.relative_to(data)) for f in files]
-            continue
-        label = index[folder.name.casefold()]
-        samples.extend(Sample(f, str(f.relative_to(data)), label) for f in files)
+        if folder.name.casefold() in index:
+            label = index[folder.name.casefold()]
+            samples.extend(Sample(f, str(f.relative_to(data)), label) for f in files)
+        elif files:
+            unknown[folder.name] = [str(f.relative_to(data)) for f in files]
     if unknown:
         raise UnknownLabelsError(unknown, classes)
     if not samples:

@@ -4,16 +4,22 @@ from __future__ import annotations
 
 
 class TrainingError(Exception):
-    """Base class: anything wrong with the inputs of a training run."""
+    """Anything wrong with the inputs of a training run."""
 
 
 class DatasetError(TrainingError):
     """The labelled dataset cannot be used as it is."""
 
 
-class MissingImagesError(DatasetError):
-    """Annotations name image files that do not exist."""
+class ClassTooSmallError(DatasetError):
+    """A class has too few images for the requested split or folds."""
 
+
+class WeightsError(TrainingError):
+    """The backbone weights file is missing or unusable."""
+
+
+class MissingImagesError(DatasetError):
     def __init__(self, missing: list[str], image_dir: str) -> None:
         self.missing = missing
         shown = "\n".join(f"  - {name}" for name in missing[:50])
@@ -25,25 +31,13 @@ class MissingImagesError(DatasetError):
 
 
 class UnknownLabelsError(DatasetError):
-    """Labels outside the configured class list."""
-
     def __init__(self, unknown: dict[str, list[str]], classes: tuple[str, ...]) -> None:
         self.unknown = unknown
-        lines = [
+        lines = "\n".join(
             f"  - {label!r}: {len(files)} image(s), e.g. {files[0]}"
             for label, files in sorted(unknown.items())
-        ]
-        super().__init__(
-            "unknown label(s) in the dataset:\n"
-            + "\n".join(lines)
-            + f"\nKnown classes: {', '.join(classes)} (case-insensitive); fix the labels or "
-            "pass --classes."
         )
-
-
-class ClassTooSmallError(DatasetError):
-    """A class has too few images for the requested split or folds."""
-
-
-class WeightsError(TrainingError):
-    """The backbone weights file is missing or unusable."""
+        super().__init__(
+            f"unknown label(s) in the dataset:\n{lines}\nKnown classes: {', '.join(classes)} "
+            "(case-insensitive); fix the labels or pass --classes."
+        )

@@ -1,14 +1,10 @@
-"""Export a model folder to ONNX (``model.onnx``) and prove it answers like the Keras model.
+"""Export a model folder to ONNX (``model.onnx``), kept only if it answers like the Keras model.
 
-The served default is ONNX Runtime (no TensorFlow in the serving install), so the exported
-file must be the trained model, not an approximation of it. Both backends classify the same
-held-out images through :class:`kto.inference.Inference` (decoding and normalisation exactly
-as served); the export is kept only when the largest probability difference is within
-``TOLERANCE`` and every argmax is equal. The result is recorded in ``metadata.json``
-(``exported``) and in a section of ``MODEL_CARD.md``; a refused export writes nothing.
-
-``python -m cats_dogs_other.train export --model cats_dogs_other/model`` exports an existing
-folder; the training pipeline calls :func:`export_model` once the folder is written.
+The API serves ONNX Runtime (no TensorFlow in the serving install), so the file must be the
+trained model, not an approximation: both backends classify the same held-out images through
+``kto.inference.Inference`` (decoded as served), and the export is kept only when every argmax
+is equal and the largest probability difference is within ``TOLERANCE``. The check is recorded
+in ``metadata.json`` (``exported``) and the card; a refused export writes nothing.
 """
 
 from __future__ import annotations
@@ -28,6 +24,7 @@ from kto.inference.decoding import ImageInput
 
 from cats_dogs_other.train.dataset import IMAGE_SUFFIXES
 from cats_dogs_other.train.errors import TrainingError
+from cats_dogs_other.train.reporting.record import CARD, put_card_section, update_json
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +46,8 @@ def export_model(
     source: str,
     tolerance: float = TOLERANCE,
 ) -> dict[str, Any]:
-    """Write ``model_dir/model.onnx`` if it agrees with ``model.keras`` on ``images``.
-
-    Returns the record stored under ``exported`` in metadata.json. Raises
-    :class:`ExportError` (and leaves the folder untouched) when it does not agree.
-    """
+    """Write ``model_dir/model.onnx`` if it agrees with ``model.keras`` on ``images``; returns
+    the record stored under ``exported`` in metadata.json."""
     from cats_dogs_other.train.onnx_export import write_onnx
 
     if not images:
@@ -79,8 +73,9 @@ def export_model(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     record = _record(model_dir, reference, candidate, check)
-    _record_in_metadata(model_dir, record)
-    _record_in_card(model_dir, record)
+    update_json(model_dir / "metadata.json", {"exported": record})
+    if (model_dir / CARD).is_file():
+        put_card_section(model_dir, card_section(record))
     return record
 
 
@@ -126,16 +121,8 @@ def compare(
 
 
 def _predict(inference: Inference, pixels: np.ndarray) -> np.ndarray:
-    return np.concatenate(
-        [inference.predict_arrays(pixels[i : i + _BATCH]) for i in range(0, len(pixels), _BATCH)]
-    )
-
-
-def _record_in_metadata(model_dir: Path, record: dict[str, Any]) -> None:
-    path = model_dir / "metadata.json"
-    data = json.loads(path.read_text(encoding="utf-8"))
-    data["exported"] = record
-    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    batches = range(0, len(pixels), _BATCH)
+    return np.concatenate([inference.predict_arrays(pixels[i : i + _BATCH]) for i in batches])
 
 
 def card_section(record: dict[str, Any]) -> str:
@@ -160,22 +147,6 @@ def card_section(record: dict[str, Any]) -> str:
         f"| {check['argmax_agreement']:.1%} | {check['prediction_agreement']:.1%} |\n\n"
         "No reduced-precision mode is offered: the served answers are the float32 model's.\n"
     )
-
-
-def _record_in_card(model_dir: Path, record: dict[str, Any]) -> None:
-    """Replace (or append) this section of MODEL_CARD.md; other sections are left as they are."""
-    path = model_dir / "MODEL_CARD.md"
-    if not path.is_file():
-        return
-    text = path.read_text(encoding="utf-8")
-    section = card_section(record)
-    before, found, after = text.partition(CARD_HEADING)
-    if not found:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        rest = after.split("\n## ", 1)
-        text = before + section + ("\n## " + rest[1] if len(rest) == 2 else "")
-    path.write_text(text, encoding="utf-8")
 
 
 def held_out_files(model_dir: Path, data_dir: Path) -> list[Path]:

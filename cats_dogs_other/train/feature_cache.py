@@ -1,9 +1,8 @@
 """Backbone features on disk, keyed by image content, so a second run skips decode and backbone.
 
-The backbone is frozen, so an image's features depend only on its bytes, the backbone weights,
-the input side and the view (as it is, mirrored, or an augmented copy). One ``.npz`` per view
-maps content sha256 -> feature vector; the folder name hashes everything else. Changing a head
-setting, a split fraction or a seed reuses every entry; a new image costs one forward pass.
+The backbone is frozen, so an image's features depend only on its bytes, the weights, the input
+side and the view. One ``.npz`` per view maps content sha256 -> vector; the folder name hashes
+everything else, so changing a head setting, a split or a seed reuses every entry.
 """
 
 from __future__ import annotations
@@ -48,13 +47,10 @@ class FeatureCache:
         return self._tables[view]
 
     def missing(self, view: str, digests: list[str]) -> list[str]:
-        table = self.table(view)
-        return [d for d in dict.fromkeys(digests) if d not in table]
+        return [d for d in dict.fromkeys(digests) if d not in self.table(view)]
 
     def put(self, view: str, digests: list[str], vectors: np.ndarray) -> None:
-        table = self.table(view)
-        for digest, vector in zip(digests, vectors, strict=True):
-            table[digest] = np.asarray(vector)
+        self.table(view).update(zip(digests, map(np.asarray, vectors), strict=True))
         self._dirty.add(view)
 
     def stack(self, view: str, digests: list[str]) -> np.ndarray:
@@ -62,28 +58,22 @@ class FeatureCache:
         return np.stack([table[d] for d in digests]) if digests else np.zeros((0, 0), np.float32)
 
     def save(self) -> None:
-        """Atomic per view (write a temporary file, then rename): a killed run leaves no
-        half-written cache behind."""
+        """Atomic per view (a temporary file, then a rename): a killed run leaves no half-written
+        cache behind."""
         if self.directory is None:
             return
         self.directory.mkdir(parents=True, exist_ok=True)
         for view in sorted(self._dirty):
-            table = self._tables[view]
-            digests = sorted(table)
+            digests = sorted(self._tables[view])
             fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".npz.tmp")
-            os.close(fd)
-            with open(tmp, "wb") as fh:
-                np.savez(
-                    fh, sha256=np.asarray(digests), values=np.stack([table[d] for d in digests])
-                )
+            with os.fdopen(fd, "wb") as fh:
+                np.savez(fh, sha256=np.asarray(digests), values=self.stack(view, digests))
             os.replace(tmp, self.directory / f"{view}.npz")
         self._dirty.clear()
 
     def _read(self, view: str) -> dict[str, np.ndarray]:
-        if self.directory is None:
-            return {}
-        path = self.directory / f"{view}.npz"
-        if not path.is_file():
+        path = self.directory / f"{view}.npz" if self.directory is not None else None
+        if path is None or not path.is_file():
             return {}
         try:
             with np.load(path) as data:

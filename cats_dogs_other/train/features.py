@@ -1,8 +1,8 @@
-"""Frozen-backbone features of an image as it is, mirrored, or augmented (see feature_cache).
+"""Frozen-backbone features of an image as it is, mirrored, or augmented.
 
 The backbone is frozen while the head trains, so its output for a given (augmented) image never
-changes: computing it once and training the head on the cache makes an epoch cost a matrix
-product instead of a MobileNetV2 forward pass: seconds on 2 CPU cores instead of minutes.
+changes: computed once and cached (feature_cache.py), it makes a head's epoch a matrix product
+instead of a MobileNetV2 forward pass: seconds on 2 CPU cores instead of minutes.
 """
 
 from __future__ import annotations
@@ -15,13 +15,14 @@ import numpy as np
 
 from cats_dogs_other.train.network import build_augmenter
 
+Extractor = Callable[[np.ndarray, str], np.ndarray]
+"""(uint8 images, view) -> features; the view decides the mirroring or augmentation."""
 _FORWARD: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
 
 def forward_fn(model: Any) -> Any:
-    """A compiled inference call (no ``model.predict`` overhead), one per model, kept while the
-    model lives so repeated scoring does not re-trace.
-    """
+    """A compiled inference call (no ``model.predict`` overhead), kept while the model lives so
+    repeated scoring does not re-trace."""
     import tensorflow as tf
 
     if model not in _FORWARD:
@@ -29,9 +30,8 @@ def forward_fn(model: Any) -> Any:
     return _FORWARD[model]
 
 
-def make_extractor(backbone: Any, seed: int) -> Callable[[np.ndarray, str], np.ndarray]:
-    """(images, view) -> features: ``clean`` as is, ``flip`` mirrored left-right, ``augK`` the
-    K-th randomly augmented copy (rotation, zoom, shift, brightness, contrast)."""
+def make_extractor(backbone: Any, seed: int) -> Extractor:
+    """``clean`` as is, ``flip`` mirrored left-right, ``augK`` the K-th augmented copy."""
     forward = forward_fn(backbone)
     augmenters: dict[str, Any] = {}
 

@@ -9,8 +9,11 @@ import numpy as np
 
 from cats_dogs_other.train.config import TrainConfig, Weighting
 from cats_dogs_other.train.network import build_head
+from cats_dogs_other.train.sources import Pool
 
 History = dict[str, list[float]]
+NONE = np.zeros(0, np.int64)
+"""No validation images: no early stopping."""
 
 
 @dataclass(frozen=True)
@@ -30,47 +33,43 @@ def sample_weights(labels: np.ndarray, strata: np.ndarray, how: Weighting) -> np
         return np.ones(len(labels), np.float32)
     keys = labels if how == "class" else np.char.add(strata.astype(str), labels.astype(str))
     values, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
-    weights = len(labels) / (len(values) * counts[inverse])
-    return weights.astype(np.float32)
+    return (len(labels) / (len(values) * counts[inverse])).astype(np.float32)
 
 
-def _callbacks(cfg: TrainConfig, desc: str, early_stopping: bool) -> list[Any]:
+def fit(
+    model: Any, x: Any, y: Any, val: Any, patience: int, desc: str, progress: bool, **kw: Any
+) -> History:
+    """``model.fit`` (shuffled, quiet), with early stopping on ``val`` when there is one (the
+    best epoch's weights restored); ``kw``: epochs, batch size, sample weights."""
     import keras
 
     callbacks: list[Any] = []
-    if early_stopping:
-        callbacks.append(
-            keras.callbacks.EarlyStopping(
-                monitor="val_loss", patience=cfg.patience, restore_best_weights=True
-            )
+    if val is not None:
+        stop = keras.callbacks.EarlyStopping(
+            "val_loss", patience=patience, restore_best_weights=True
         )
-    if cfg.progress:
+        callbacks.append(stop)
+    if progress:
         from tqdm.keras import TqdmCallback
 
         callbacks.append(TqdmCallback(verbose=0, desc=desc, leave=False))
-    return callbacks
+    fitted = model.fit(
+        x, y, validation_data=val, shuffle=True, verbose=0, callbacks=callbacks, **kw
+    )
+    return {k: [float(v) for v in values] for k, values in fitted.history.items()}
 
 
 def fit_head(
-    features: dict[str, np.ndarray],
-    labels: np.ndarray,
-    strata: np.ndarray,
-    train_idx: np.ndarray,
-    val_idx: np.ndarray,
-    cfg: TrainConfig,
-    choice: HeadChoice,
-    desc: str = "training head",
+    pool: Pool, train: np.ndarray, val: np.ndarray, cfg: TrainConfig, choice: HeadChoice, desc: str
 ) -> tuple[Any, History]:
-    """Head on the cached features of every view of ``train_idx``; early stopping on the clean
-    features of ``val_idx``."""
+    """A head on the cached features of every view of ``train``; early stopping on the clean
+    features of ``val``."""
     import keras
 
     keras.utils.set_random_seed(cfg.seed)
-    x = np.concatenate([features[v][train_idx] for v in cfg.views])
-    y = np.tile(labels[train_idx], len(cfg.views))
-    w = np.tile(
-        sample_weights(labels[train_idx], strata[train_idx], choice.weighting), len(cfg.views)
-    )
+    n, labels = len(cfg.views), pool.labels
+    x = np.concatenate([pool.features[v][train] for v in cfg.views])
+    weights = sample_weights(labels[train], pool.sources[train], choice.weighting)
     head = build_head(
         x.shape[1], len(cfg.classes), dropout=cfg.dropout, l2=cfg.l2, hidden=choice.hidden
     )
@@ -80,19 +79,10 @@ def fit_head(
         metrics=["accuracy"],
         steps_per_execution=16,  # fewer Python round trips per epoch: 2-3x faster on 2 cores
     )
-    has_val = len(val_idx) > 0
-    fit = head.fit(
-        x,
-        y,
-        sample_weight=w,
-        validation_data=(features["clean"][val_idx], labels[val_idx]) if has_val else None,
-        epochs=cfg.epochs,
-        batch_size=cfg.batch_size,
-        shuffle=True,
-        verbose=0,
-        callbacks=_callbacks(cfg, desc, early_stopping=has_val),
-    )
-    return head, {k: [float(v) for v in values] for k, values in fit.history.items()}
+    held = (pool.features["clean"][val], labels[val]) if len(val) else None
+    y, w = np.tile(labels[train], n), np.tile(weights, n)
+    schedule = {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "sample_weight": w}
+    return head, fit(head, x, y, held, cfg.patience, desc, cfg.progress, **schedule)
 
 
 def head_probs(

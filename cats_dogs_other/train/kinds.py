@@ -1,16 +1,8 @@
-"""What kind of thing an ImageNet class is, to report "Other" accuracy by kind.
-
-The grouping is made from the class's WordNet id and name, never from its pictures:
-
-1. WordNet ids below ``n02666196`` (abacus, ImageNet's first artefact class) are animals:
-   ImageNet-1k lists its organisms first, fish to puffer, then artefacts from n02666196 on.
-2. Named lists take precedence for the kinds ImageNet's ids do not separate: people (the
-   person classes and garments ImageNet photographs worn by a person), vehicles, drawings
-   (printed or drawn graphics) and scenes (landscapes, buildings and places seen whole).
-3. Otherwise, by the id's first digits: ``n07`` is food, ``n09`` scenes, ``n10`` people,
-   ``n11``-``n13`` plants (plants and fungi), and every other id (mostly ``n03``/``n04``
-   artefacts) objects.
-"""
+"""What kind of thing an ImageNet class is (from its WordNet id and name, never its pictures),
+to report "Other" accuracy by kind: ids below ``n02666196`` (abacus, the first artefact) are
+animals; then the named lists (kinds the ids do not separate: people and what they wear,
+vehicles, drawings, scenes); then the id's first digits (n07 food, n09 scenes, n10 people,
+n11-n13 plants); everything else is an object."""
 
 from __future__ import annotations
 
@@ -59,14 +51,8 @@ def kind_of(wnid: str, name: str) -> str:
     key = name.strip().replace(" ", "_").casefold()
     if int(wnid[1:]) < FIRST_ARTEFACT:
         return "animals"
-    prefix = int(wnid[1:3])
-    for kind, names in (
-        ("people", PEOPLE),
-        ("vehicles", VEHICLES),
-        ("drawings", DRAWINGS),
-        ("scenes", SCENES),
-    ):
-        if key in names:
-            return kind
+    named = {"people": PEOPLE, "vehicles": VEHICLES, "drawings": DRAWINGS, "scenes": SCENES}
     by_prefix = {7: "food", 9: "scenes", 10: "people", 11: "plants", 12: "plants", 13: "plants"}
-    return by_prefix.get(prefix, "objects")
+    return next((k for k, names in named.items() if key in names), None) or by_prefix.get(
+        int(wnid[1:3]), "objects"
+    )

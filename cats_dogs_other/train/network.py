@@ -1,56 +1,86 @@
-"""The network: backbone (raw pixels -> features), augmentation, head, and the exported model.
+"""The network: backbone (raw pixels -> features), augmentation, head, familiarity gate, and the
+one model that is saved and served.
 
-Preprocessing lives INSIDE the backbone (a Rescaling layer to [-1, 1], what MobileNetV2 expects),
-so the exported model takes raw RGB 0..255 and ``metadata.json`` says ``{"mode": "none"}``: the
-wheel only decodes and resizes, and training and serving cannot drift apart.
+Preprocessing lives inside the backbone (Rescaling to [-1, 1], what MobileNetV2 expects), so the
+saved model takes raw RGB 0..255, ``metadata.json`` says ``{"mode": "none"}``, and training and
+serving cannot drift apart. Everything is standard Keras layers (no Lambda or custom layer), so
+the file loads anywhere and the ONNX export has no custom op.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any
 
 import numpy as np
 
+from cats_dogs_other.train.config import BACKBONES, Backbone
 from cats_dogs_other.train.errors import WeightsError
 
-if TYPE_CHECKING:
-    from cats_dogs_other.train.familiarity import FamiliarityGate
+__all__ = ["BACKBONES", "FamiliarityGate", "assemble", "build_backbone", "build_head"]
 
-Backbone = Literal["mobilenet_v2", "tiny"]
-BACKBONES: tuple[Backbone, ...] = ("mobilenet_v2", "tiny")
+SLOPE = 100.0
+"""Steepness of the gate's step: ``m`` goes from 0.12 to 0.88 within +-0.02 of the threshold,
+and the largest ONNX-vs-Keras similarity difference (~1e-6) moves a probability by under 1e-4."""
+
+
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def blend(
+    probs: np.ndarray, similarity: np.ndarray, threshold: float, fallback: int, slope: float
+) -> np.ndarray:
+    """``m * p + (1 - m) * onehot(fallback)``, ``m = sigmoid(slope * (similarity - threshold))``."""
+    m = 1.0 / (1.0 + np.exp(np.clip(-slope * (similarity - threshold), -60.0, 60.0)))
+    onehot = np.zeros(probs.shape[1], np.float32)
+    onehot[fallback] = 1.0
+    return (m[:, None] * probs + (1.0 - m)[:, None] * onehot).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class FamiliarityGate:
+    """Moves an image unlike every training pet (cosine to the nearest prototype below
+    ``threshold``) to the fallback class: see familiarity.py for why and how it is chosen."""
+
+    prototypes: np.ndarray
+    """(k, d) unit vectors."""
+    threshold: float
+    fallback: int
+    slope: float = SLOPE
+
+    def similarity(self, features: np.ndarray) -> np.ndarray:
+        return np.asarray(unit_rows(features) @ self.prototypes.T).max(axis=1)
+
+    def apply(self, probs: np.ndarray, features: np.ndarray) -> np.ndarray:
+        """What the assembled model outputs, from the head's probabilities and the features."""
+        return blend(probs, self.similarity(features), self.threshold, self.fallback, self.slope)
 
 
 def build_backbone(kind: Backbone, input_size: tuple[int, int], weights: Path | None = None) -> Any:
-    """A frozen feature extractor taking raw 0..255 RGB of ``input_size``.
-
-    ``tiny`` is two random convolutions (the first one's mean: the mean colour): it needs no
-    weights file and exists so the whole pipeline can be tested in seconds, offline.
-    """
+    """A frozen feature extractor of raw 0..255 RGB. ``tiny`` (two random convolutions, the
+    first one linear so its mean carries the mean colour) needs no weights: the whole pipeline
+    runs in seconds, offline, in the tests."""
     import keras
 
     inputs = keras.Input(shape=(*input_size, 3), name="image")
     x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="to_unit_range")(inputs)
     if kind == "mobilenet_v2":
         base = keras.applications.MobileNetV2(
-            include_top=False,
-            weights=None,
-            input_shape=(*input_size, 3),
-            pooling="avg",
+            include_top=False, weights=None, input_shape=(*input_size, 3), pooling="avg"
         )
         _load_weights(base, weights)
         x = base(x, training=False)
     elif kind == "tiny":
-        # conv1 is linear, so its mean still carries the mean colour; everything from conv2 on
-        # depends on conv1's output only: the block fine-tuning trains (see finetune.py)
         low = keras.layers.Conv2D(8, 3, strides=2, name="tiny_conv1")(x)
         conv = keras.layers.Conv2D(16, 3, strides=2, activation="relu", name="tiny_conv2")(low)
-        x = keras.layers.Concatenate(name="tiny_features")(
-            [
-                keras.layers.GlobalAveragePooling2D(name="tiny_colour")(low),
-                keras.layers.GlobalAveragePooling2D(name="tiny_pool")(conv),
-            ]
-        )
+        pools = [
+            keras.layers.GlobalAveragePooling2D(name="tiny_colour")(low),
+            keras.layers.GlobalAveragePooling2D(name="tiny_pool")(conv),
+        ]
+        x = keras.layers.Concatenate(name="tiny_features")(pools)
     else:
         raise ValueError(f"unknown backbone {kind!r}; choose one of {', '.join(BACKBONES)}")
     backbone = keras.Model(inputs, x, name=f"{kind}_backbone")
@@ -115,70 +145,68 @@ def build_head(
     return keras.Model(inputs, outputs, name="head")
 
 
-def mirror(x: Any, width: int) -> Any:
-    """Left-right mirror as standard layers (Permute + a fixed anti-diagonal Dense): a
-    Transpose and a MatMul in ONNX/OpenVINO, where a custom or Lambda layer would not convert."""
+def _fixed_dense(x: Any, units: int, weights: list[np.ndarray], name: str, **kw: Any) -> Any:
+    """A Dense layer holding fixed weights: what NumPy computes, as a standard layer."""
     import keras
 
-    flip = keras.layers.Dense(width, use_bias=False, trainable=False, name="mirror_columns")
+    layer = keras.layers.Dense(units, trainable=False, name=name, **kw)
+    y = layer(x)
+    layer.set_weights(weights)
+    return y
+
+
+def mirror(x: Any, width: int) -> Any:
+    """Left-right mirror as Permute + a fixed anti-diagonal Dense: a Transpose and a MatMul in
+    ONNX, where a Lambda layer would not convert."""
+    import keras
+
     y = keras.layers.Permute((1, 3, 2), name="mirror_to_columns")(x)  # (h, 3, w)
-    y = flip(y)
-    flip.set_weights([np.eye(width, dtype=np.float32)[::-1]])
+    flip = np.eye(width, dtype=np.float32)[::-1]
+    y = _fixed_dense(y, width, [flip], "mirror_columns", use_bias=False)
     return keras.layers.Permute((1, 3, 2), name="mirror_back")(y)
 
 
 def assemble(
     backbone: Any, head: Any, name: str, *, tta: bool = False, gate: FamiliarityGate | None = None
 ) -> Any:
-    """Raw image in, class probabilities out: the single model that is saved and served.
-
-    ``tta`` averages the probabilities of the image and its mirror image (two backbone passes);
-    ``gate`` (on the unmirrored image's features) moves unfamiliar images to the fallback class.
-    """
+    """Raw image in, class probabilities out. ``tta`` averages the image's and its mirror
+    image's answers; ``gate`` (on the unmirrored features) moves unfamiliar images to Other."""
     import keras
 
     inputs = keras.Input(shape=backbone.input_shape[1:], name="image")
     features = backbone(inputs, training=False)
     outputs = head(features, training=False)
     if tta:
-        mirrored = mirror(inputs, backbone.input_shape[2])
-        outputs_m = head(backbone(mirrored, training=False), training=False)
-        outputs = keras.layers.Average(name="mirror_average")([outputs, outputs_m])
+        mirrored = backbone(mirror(inputs, backbone.input_shape[2]), training=False)
+        mirrored = head(mirrored, training=False)
+        outputs = keras.layers.Average(name="mirror_average")([outputs, mirrored])
     if gate is not None:
         outputs = gate_layers(features, outputs, gate)
     return keras.Model(inputs, outputs, name=name.replace("-", "_"))
 
 
 def gate_layers(features: Any, probs: Any, gate: FamiliarityGate) -> Any:
-    """:class:`~cats_dogs_other.train.familiarity.FamiliarityGate` as standard Keras layers on the
-    backbone's ``features`` and the head's ``probs``: UnitNormalization, a fixed Dense of the
+    """:meth:`FamiliarityGate.apply` as layers: UnitNormalization, a fixed Dense of the
     prototypes, a max, a fixed sigmoid step, and the blend towards the fallback class."""
     import keras
 
     layers = keras.layers
-    k = gate.prototypes.shape[0]
-    n_classes = probs.shape[-1]
-    similarity = layers.Dense(k, use_bias=False, trainable=False, name="pet_similarity")
+    k, n_classes = gate.prototypes.shape[0], probs.shape[-1]
+    unit = layers.UnitNormalization(name="unit_features")(features)
+    similarity = _fixed_dense(
+        unit, k, [gate.prototypes.T.astype(np.float32)], "pet_similarity", use_bias=False
+    )
     nearest = layers.GlobalMaxPooling1D(name="nearest_pet")(
-        layers.Reshape((k, 1), name="similarities")(
-            similarity(layers.UnitNormalization(name="unit_features")(features))
-        )
+        layers.Reshape((k, 1), name="similarities")(similarity)
     )
-    step = layers.Dense(1, activation="sigmoid", trainable=False, name="familiar")
-    familiar = step(nearest)
-    to_fallback = layers.Dense(n_classes, trainable=False, name="fallback_share")
-    share = to_fallback(familiar)
-    similarity.set_weights([gate.prototypes.T.astype(np.float32)])
-    step.set_weights(
-        [
-            np.full((1, 1), gate.slope, np.float32),
-            np.full(1, -gate.slope * gate.threshold, np.float32),
-        ]
-    )
-    kernel = np.zeros((1, n_classes), np.float32)
-    bias = np.zeros(n_classes, np.float32)
+    step = [
+        np.full((1, 1), gate.slope, np.float32),
+        np.full(1, -gate.slope * gate.threshold, np.float32),
+    ]
+    familiar = _fixed_dense(nearest, 1, step, "familiar", activation="sigmoid")
+    kernel, bias = np.zeros((1, n_classes), np.float32), np.zeros(n_classes, np.float32)
     kernel[0, gate.fallback], bias[gate.fallback] = -1.0, 1.0  # (1 - m) on the fallback class
-    to_fallback.set_weights([kernel, bias])
+    share = _fixed_dense(familiar, n_classes, [kernel, bias], "fallback_share")
     return layers.Add(name="gated_probabilities")(
         [layers.Multiply(name="familiar_share")([probs, familiar]), share]
     )

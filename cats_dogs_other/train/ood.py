@@ -1,5 +1,5 @@
-"""Out-of-distribution images (collected by :mod:`ood_collect`), loaded and answered: the share
-the model sends to "Other", per category. None of them is used for any choice."""
+"""Out-of-distribution images, answered by the saved model: the share sent to "Other", per
+category. None of them is used for any choice."""
 
 from __future__ import annotations
 
@@ -14,12 +14,11 @@ import numpy as np
 
 from cats_dogs_other.train.calibration import decide
 from cats_dogs_other.train.dataset import IMAGE_SUFFIXES
-from cats_dogs_other.train.paths import OOD_MANIFEST
+from cats_dogs_other.train.paths import OOD_MANIFEST as MANIFEST
 from cats_dogs_other.train.reporting.evaluate import predict_batches
 from cats_dogs_other.train.results import Miss, OODReport
 from cats_dogs_other.train.stats import proportion
 
-MANIFEST = OOD_MANIFEST
 IN_DISTRIBUTION_DIR = "in_distribution"
 
 
@@ -35,18 +34,16 @@ def set_hash(directory: Path, files: Iterable[str]) -> str:
     """sha256 over (name, content sha256) of ``files``: names the measured set in metrics.json."""
     digest = hashlib.sha256()
     for name in sorted(files):
-        digest.update(
-            f"{name}\0{hashlib.sha256((directory / name).read_bytes()).hexdigest()}\n".encode()
-        )
+        content = hashlib.sha256((directory / name).read_bytes()).hexdigest()
+        digest.update(f"{name}\0{content}\n".encode())
     return digest.hexdigest()
 
 
 def _entries(directory: Path) -> list[dict[str, Any]]:
-    """The manifest's images; a folder a person gathered by hand has no manifest, and its
-    files' categories are their name prefixes (``food__x.png``)."""
-    manifest_path = directory / MANIFEST
-    if manifest_path.is_file():
-        images: list[dict[str, Any]] = json.loads(manifest_path.read_text(encoding="utf-8"))[
+    """The manifest's images; a folder gathered by hand has none, and its files' categories are
+    their name prefixes (``food__x.png``)."""
+    if (directory / MANIFEST).is_file():
+        images: list[dict[str, Any]] = json.loads((directory / MANIFEST).read_text("utf-8"))[
             "images"
         ]
         return images
@@ -74,11 +71,7 @@ def load_ood(directory: Path, size: tuple[int, int]) -> OODSet:
 
 
 def measure_ood(
-    directory: Path,
-    model: Any,
-    classes: tuple[str, ...],
-    threshold: float | None,
-    fallback: int,
+    directory: Path, model: Any, classes: tuple[str, ...], threshold: float | None, fallback: int
 ) -> OODReport:
     """How many of the pictures the saved model (with its rule) answers ``classes[fallback]``."""
     side = model.input_shape[1:3]

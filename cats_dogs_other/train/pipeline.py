@@ -1,12 +1,11 @@
-"""One training run end to end: sources -> features (cached) -> split -> fine-tuning of the
-backbone's top block (on cached activations) -> head selection -> familiarity gate -> rule -> CV
--> model dir -> held-out figures -> card -> ONNX export -> calibration and drift references
-(:mod:`reporting`) -> MLflow.
+"""One training run, top to bottom: sources -> features (cached) -> split -> fine-tuning of the
+backbone's top block -> head -> familiarity gate -> confidence rule -> cross-validation -> model
+folder -> held-out figures and card -> ONNX export -> calibration -> MLflow.
 
-Every choice (head shape, class weighting, mirror test-time augmentation, familiarity gate,
-confidence rule) is made on the validation or calibration split; the test split only produces
-the figures. The saved model is loaded back through ``kto.inference`` (the wheel the API serves
-with) and must answer a sample of test FILES as the figures say.
+Every choice (head shape, class weighting, mirror pass, gate, rule) is made on the validation or
+calibration split; the test split only produces the figures. The saved model is loaded back
+through ``kto.inference`` (the wheel the API serves with) and must answer a sample of test
+files as the figures say. Each step reads the :class:`Run` record and adds its part to it.
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,19 +21,13 @@ import numpy as np
 
 from cats_dogs_other.train.calibration import choose_threshold, decide
 from cats_dogs_other.train.config import TrainConfig
-from cats_dogs_other.train.crossval import cross_validate_source
 from cats_dogs_other.train.export import export_model
-from cats_dogs_other.train.familiarity import (
-    FamiliarityGate,
-    answer_probs,
-    calibrate_gate,
-    refit_gate,
-)
+from cats_dogs_other.train.familiarity import answer_probs, calibrate_gate, pet_gate
 from cats_dogs_other.train.feature_cache import FeatureCache, cache_key
 from cats_dogs_other.train.features import make_extractor
 from cats_dogs_other.train.finetune import FIRST_LAYER, adapt_backbone, fine_tunes, mid_view
 from cats_dogs_other.train.finetune import make_extractor as make_mid_extractor
-from cats_dogs_other.train.network import assemble, build_backbone
+from cats_dogs_other.train.network import FamiliarityGate, assemble, build_backbone
 from cats_dogs_other.train.ood import measure_ood
 from cats_dogs_other.train.reporting.calibrate import calibrate_model, write_report
 from cats_dogs_other.train.reporting.evaluate import held_out_report, serving_check
@@ -46,61 +39,85 @@ from cats_dogs_other.train.reporting.outputs import (
     write_model,
     write_reports,
 )
-from cats_dogs_other.train.results import ConfidenceRule, CrossValidation, Metrics
-from cats_dogs_other.train.selection import Selection, refit, select_head
+from cats_dogs_other.train.results import (
+    ConfidenceRule,
+    CrossValidation,
+    FamiliarityReport,
+    FineTuneReport,
+    Metrics,
+)
+from cats_dogs_other.train.selection import Selection, cross_validate, refit, select_head
 from cats_dogs_other.train.sources import Pool, build_pool
 from cats_dogs_other.train.split import Split, grouped_split
 from cats_dogs_other.train.tracking import TrackedRun, log_run
 from cats_dogs_other.train.versions import prepare_out
 
-__all__ = ["OUTPUT_FILES", "RunResult", "run_training"]
+__all__ = ["OUTPUT_FILES", "Run", "RunResult", "run_training"]
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class RunResult:
+class Run:
+    """The run record: what each step learnt, in the order the steps learn it."""
+
+    cfg: TrainConfig
     out: Path
-    metrics: Metrics
+    backbone: Any
+    pool: Pool
+    split: Split
+    tuning: FineTuneReport | None = None
+    selection: Selection = field(init=False)
+    gate: FamiliarityGate | None = None
+    gate_report: FamiliarityReport | None = None
+    rule: ConfidenceRule | None = None
+    cv: CrossValidation | None = None
+    model: Any = None
+    metrics: Metrics = field(init=False)
     tracked: TrackedRun | None = None
 
+    @property
+    def threshold(self) -> float | None:
+        """The confidence rule's ``min_confidence`` (None: no rule)."""
+        return self.rule.chosen if self.rule else None
 
-def run_training(cfg: TrainConfig) -> RunResult:
+    def answers(self, idx: np.ndarray) -> np.ndarray:
+        """The assembled model's answers for ``idx`` from cached features (before the rule)."""
+        return answer_probs(
+            self.selection.head, self.gate, self.pool.features, idx, self.selection.tta
+        )
+
+
+RunResult = Run
+
+
+def run_training(cfg: TrainConfig) -> Run:
     started = time.perf_counter()
     out = prepare_out(Path(cfg.out))
-    backbone, pool = collect(cfg)
+    backbone, pool = collect(cfg)  # sources -> unique images -> features (cached)
     split = split_pool(pool, cfg)
-    pool, tuning = adapt_backbone(backbone, pool, split, cfg)
-    selection = select_head(pool, split, cfg)
-    gate, gate_report = calibrate_gate(pool, split, cfg, selection)
-    threshold, rule = calibrate(pool, split, cfg, selection, gate)
-    cv = cross_validate_source(pool, split, cfg, selection, threshold, gate)
-    selection = refit(pool, split, cfg, selection)
-    gate = refit_gate(pool, split, cfg, selection, gate)
-    model = assemble(backbone, selection.head, cfg.name, tta=selection.tta, gate=gate)
-    write_model(cfg, model, pool, selection, threshold, out, gate)
-    figures = measure(cfg, out, model, pool, split, selection, gate, rule, cv)
-    figures = replace(figures, familiarity=gate_report, fine_tuning=tuning)
-    metrics = build_metrics(cfg, pool, split, selection, figures)
-    metrics.training.seconds = round(time.perf_counter() - started, 1)
-    write_reports(out, metrics, selection.history, cfg.provenance)
+    pool, tuning = adapt_backbone(backbone, pool, split, cfg)  # top block, if it helps
+    run = Run(cfg, out, backbone, pool, split, tuning)
+    run.selection = select_head(pool, split, cfg)  # shape, weighting, mirror pass: on val
+    run.gate, run.gate_report = calibrate_gate(
+        pool, split, cfg, run.selection.head, run.selection.tta
+    )
+    run.rule = choose_rule(run)  # min_confidence: on calibration
+    gate_threshold = run.gate.threshold if run.gate else None
+    run.cv = cross_validate(pool, split, cfg, run.selection, run.threshold, gate_threshold)
+    refit_all(run)  # head and gate again, on every non-test image
+    run.model = assemble(
+        backbone, run.selection.head, cfg.name, tta=run.selection.tta, gate=run.gate
+    )
+    write_model(cfg, run.model, pool, run.selection, run.threshold, out, run.gate)
+    run.metrics = build_metrics(cfg, pool, split, run.selection, measure(run))  # test split
+    run.metrics.training.seconds = round(time.perf_counter() - started, 1)
+    write_reports(out, run.metrics, run.selection.history, cfg.provenance)
     held_out = [pool.paths[i] for i in (*split.test, *split.val)]
     export_model(out, held_out or list(pool.paths), source="held-out test+val files")
-    metrics.calibration = calibrate_run(out, pool, split)
-    return RunResult(out, metrics, track(cfg, out, metrics))
-
-
-def calibrate_run(out: Path, pool: Pool, split: Split) -> dict[str, Any] | None:
-    """The served probabilities' calibration and the drift references (see reporting)."""
-    if not len(split.calibration) or not len(split.test):
-        log.info("no calibration: the calibration or test split is empty")
-        return None
-    rows = [(pool.paths[i], int(pool.labels[i])) for i in split.calibration]
-    test = [(pool.paths[i], int(pool.labels[i])) for i in split.test]
-    report = calibrate_model(out, rows, test)
-    write_report(out, report)
-    log.info("calibration: %s", report.to_dict()["test_after"])
-    return report.to_dict()
+    run.metrics.calibration = calibrate_run(run)
+    run.tracked = track(run)
+    return run
 
 
 def collect(cfg: TrainConfig) -> tuple[Any, Pool]:
@@ -114,12 +131,13 @@ def collect(cfg: TrainConfig) -> tuple[Any, Pool]:
     if fine_tunes(cfg):  # the activations entering the fine-tuned block, cached as well
         views = (*views, *(mid_view(v) for v in cfg.views))
         extract = make_mid_extractor(backbone, FIRST_LAYER[cfg.backbone], cfg.seed)
+    cache = FeatureCache(cfg.cache_dir, feature_key(backbone, cfg))
     pool = build_pool(
         cfg.data_dirs,
         side=side,
         views=views,
         extract=extract,
-        cache=FeatureCache(cfg.cache_dir, feature_key(backbone, cfg)),
+        cache=cache,
         classes=cfg.classes,
         max_pixels=cfg.max_pixels,
         progress=cfg.progress,
@@ -128,22 +146,16 @@ def collect(cfg: TrainConfig) -> tuple[Any, Pool]:
 
 
 def feature_key(backbone: Any, cfg: TrainConfig) -> str:
-    """Hash of the backbone's actual weights (not the file name), side, decoder version and,
-    when fine-tuning, the layer whose input the ``mid.*`` views hold."""
+    """Hash of the backbone's actual weights (not the file name), side, decoder version, seed
+    and, when fine-tuning, the layer whose input the ``mid.*`` views hold."""
     from kto.inference import __version__ as decoder_version
 
     digest = hashlib.sha256()
     for array in backbone.get_weights():
         digest.update(np.ascontiguousarray(array).tobytes())
     mid_layer = FIRST_LAYER[cfg.backbone] if fine_tunes(cfg) else ""
-    return cache_key(
-        cfg.backbone,
-        digest.hexdigest(),
-        str(cfg.input_size),
-        decoder_version,
-        str(cfg.seed),
-        mid_layer,
-    )
+    parts = (digest.hexdigest(), str(cfg.input_size), decoder_version, str(cfg.seed), mid_layer)
+    return cache_key(cfg.backbone, *parts)
 
 
 def split_pool(pool: Pool, cfg: TrainConfig) -> Split:
@@ -160,65 +172,62 @@ def split_pool(pool: Pool, cfg: TrainConfig) -> Split:
     return split
 
 
-def calibrate(
-    pool: Pool, split: Split, cfg: TrainConfig, selection: Selection, gate: FamiliarityGate | None
-) -> tuple[float | None, ConfidenceRule | None]:
-    """The confidence rule's threshold (None: no rule) chosen on the calibration split, on the
-    answers after the familiarity gate."""
-    cal = split.calibration
+def choose_rule(run: Run) -> ConfidenceRule | None:
+    """The confidence rule chosen on the calibration split, on the answers after the gate."""
+    cal, cfg = run.split.calibration, run.cfg
     if not cfg.confidence_rule or not len(cal):
-        return None, None
-    probs = answer_probs(selection.head, gate, pool.features, cal, selection.tta)
-    return choose_threshold(probs, pool.labels[cal], None, cfg.fallback, cfg.min_gain)
+        return None
+    return choose_threshold(
+        run.answers(cal), run.pool.labels[cal], None, cfg.fallback, cfg.min_gain
+    )[1]
 
 
-def measure(
-    cfg: TrainConfig,
-    out: Path,
-    model: Any,
-    pool: Pool,
-    split: Split,
-    selection: Selection,
-    gate: FamiliarityGate | None,
-    rule: ConfidenceRule | None,
-    cv: CrossValidation | None,
-) -> Figures:
+def refit_all(run: Run) -> None:
+    """The chosen head trained again on every non-test image, and the gate's prototypes made of
+    every pet it was trained on (threshold kept)."""
+    run.selection = refit(run.pool, run.split, run.cfg, run.selection)
+    if run.gate is not None and run.selection.refit_epochs is not None:
+        seen = np.concatenate([run.split.train, run.split.val, run.split.calibration])
+        run.gate = pet_gate(run.pool, seen, run.cfg, run.gate.threshold)
+
+
+def measure(run: Run) -> Figures:
     """Test figures from cached features, checked against the saved model through the wheel."""
-    threshold = rule.chosen if rule else None
-    test_probs = answer_probs(selection.head, gate, pool.features, split.test, selection.tta)
-    test_pred = decide(test_probs, threshold, cfg.fallback)
+    cfg, pool, test = run.cfg, run.pool, run.split.test
+    probs = run.answers(test)
+    pred = decide(probs, run.threshold, cfg.fallback)
     check, sha256, timing = serving_check(
-        out / MODEL_FILE,
-        pool,
-        split.test,
-        test_probs,
-        test_pred,
-        max_pixels=cfg.max_pixels,
-        seed=cfg.seed,
+        run.out / MODEL_FILE, pool, test, probs, pred, max_pixels=cfg.max_pixels, seed=cfg.seed
     )
     ood = None
     if cfg.ood_dir is not None:
-        ood = measure_ood(cfg.ood_dir, model, cfg.classes, threshold, cfg.fallback)
+        ood = measure_ood(cfg.ood_dir, run.model, cfg.classes, run.threshold, cfg.fallback)
     return Figures(
-        rule=rule,
-        test=held_out_report(pool, split.test, test_pred),
-        cross_validation=cv,
+        rule=run.rule,
+        test=held_out_report(pool, test, pred),
+        cross_validation=run.cv,
         serving_check=check,
         sha256=sha256,
         timing=timing,
         ood=ood,
+        familiarity=run.gate_report,
+        fine_tuning=run.tuning,
     )
 
 
-def track(cfg: TrainConfig, out: Path, metrics: Metrics) -> TrackedRun | None:
-    if not cfg.tracking_uri:
+def calibrate_run(run: Run) -> dict[str, Any] | None:
+    """The served probabilities' calibration and the drift references (see reporting)."""
+    pool, split = run.pool, run.split
+    if not len(split.calibration) or not len(split.test):
+        log.info("no calibration: the calibration or test split is empty")
         return None
-    return log_run(
-        tracking_uri=cfg.tracking_uri,
-        experiment=cfg.experiment,
-        params=cfg.params(),
-        metrics=metrics,
-        model_dir=out,
-        register_name=cfg.register_name,
-        version=cfg.version,
-    )
+    rows = [(pool.paths[i], int(pool.labels[i])) for i in split.calibration]
+    test = [(pool.paths[i], int(pool.labels[i])) for i in split.test]
+    report = calibrate_model(run.out, rows, test)
+    write_report(run.out, report)
+    log.info("calibration: %s", report.to_dict()["test_after"])
+    return report.to_dict()
+
+
+def track(run: Run) -> TrackedRun | None:
+    return log_run(run.cfg, run.metrics, run.out) if run.cfg.tracking_uri else None

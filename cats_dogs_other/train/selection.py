@@ -1,9 +1,10 @@
-"""Choosing the head on the validation split, then training it again on every non-test image.
+"""Choosing the head on the validation split, training it again on every non-test image, and
+cross-validating that recipe on one source.
 
-Every (head shape, weighting) is trained on the training split and scored, with and without
-the mirror pass, by macro recall over the classes of the VALIDATION split. The simplest
-candidate within ``min_gain`` of the best wins (linear before MLP, no mirror pass before
-mirror pass, then the weightings in ``weighting_candidates`` order).
+Every (head shape, weighting) is trained on the training split and scored, with and without the
+mirror pass, by macro recall over the classes of the validation split. The simplest candidate
+within ``min_gain`` of the best wins (linear before MLP, no mirror pass before mirror pass, then
+the weightings in ``weighting_candidates`` order).
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ import numpy as np
 
 from cats_dogs_other.train.calibration import decide, macro_recall
 from cats_dogs_other.train.config import TrainConfig, Weighting
-from cats_dogs_other.train.heads import HeadChoice, History, fit_head, head_probs
-from cats_dogs_other.train.results import Candidate, SelectionReport
+from cats_dogs_other.train.familiarity import answer_probs, pet_gate
+from cats_dogs_other.train.heads import NONE, HeadChoice, History, fit_head, head_probs
+from cats_dogs_other.train.results import Candidate, CrossValidation, SelectionReport
 from cats_dogs_other.train.sources import Pool
-from cats_dogs_other.train.split import Split
+from cats_dogs_other.train.split import Split, stratified_folds
+from cats_dogs_other.train.stats import proportion
 
 log = logging.getLogger(__name__)
 
@@ -49,16 +52,16 @@ def select_head(pool: Pool, split: Split, cfg: TrainConfig) -> Selection:
         for weighting in cfg.weighting_candidates:
             choice = HeadChoice(hidden, weighting)
             heads[choice] = fit_head(
-                pool.features,
-                pool.labels,
-                pool.sources,
-                split.train,
+                pool, split.train, split.val, cfg, choice, f"head: {choice.label}"
+            )
+            candidates += _score(
+                pool,
                 split.val,
                 cfg,
                 choice,
-                desc=f"head: {choice.label}",
+                len(heads[choice][1].get("loss", [])),
+                heads[choice][0],
             )
-            candidates += _score(pool, split.val, cfg, choice, *heads[choice])
     best = max(c.val_macro_recall for c in candidates)
     simplest = preferred(candidates, cfg.min_gain, cfg.weighting_candidates)
     simplest.chosen = True
@@ -77,8 +80,7 @@ def preferred(
     candidates: list[Candidate], min_gain: float, weightings: tuple[Weighting, ...]
 ) -> Candidate:
     """The simplest candidate within ``min_gain`` of the best: the gain must pay for a bigger
-    head or a second pass; weighting costs nothing at serving time, so ``weightings``' order
-    alone decides between weightings."""
+    head or a second pass; weighting costs nothing when serving, so its order alone decides."""
     best = max(c.val_macro_recall for c in candidates)
     return min(
         (c for c in candidates if c.val_macro_recall >= best - min_gain),
@@ -87,53 +89,84 @@ def preferred(
 
 
 def _score(
-    pool: Pool,
-    val: np.ndarray,
-    cfg: TrainConfig,
-    choice: HeadChoice,
-    head: Any,
-    history: History,
+    pool: Pool, val: np.ndarray, cfg: TrainConfig, choice: HeadChoice, epochs: int, head: Any
 ) -> list[Candidate]:
     """The head with and without the mirror pass, on the validation split."""
-    rows = []
+    rows, labels = [], pool.labels[val]
     for tta in cfg.tta_candidates:
         pred = decide(head_probs(head, pool.features, val, tta), None, 0)
-        rows.append(
-            Candidate(
-                hidden=choice.hidden,
-                weighting=choice.weighting,
-                tta=tta,
-                val_macro_recall=round(macro_recall(pool.labels[val], pred), 4)
-                if len(val)
-                else 0.0,
-                val_accuracy=round(float(np.mean(pred == pool.labels[val])), 4)
-                if len(val)
-                else None,
-                epochs=len(history.get("loss", [])),
-            )
-        )
+        recall = round(macro_recall(labels, pred), 4) if len(val) else 0.0
+        accuracy = round(float(np.mean(pred == labels)), 4) if len(val) else None
+        rows.append(Candidate(choice.hidden, choice.weighting, tta, recall, accuracy, epochs))
     return rows
 
 
 def refit(pool: Pool, split: Split, cfg: TrainConfig, selection: Selection) -> Selection:
-    """The chosen head again, on training + validation + calibration images, for the number of
-    epochs early stopping picked: more ImageNet classes seen as "Other" is what generalises to
-    unseen ones. Choices already made stay; the test split is still untouched."""
+    """The chosen head again, on training + validation + calibration images, for the epochs
+    early stopping picked: more ImageNet classes seen as "Other" is what generalises to unseen
+    ones. Choices already made stay; the test split is still untouched."""
     if not cfg.refit or not selection.history.get("val_loss"):
         return selection
-    best_epochs = selection.best_epochs(cfg.epochs)
+    epochs = selection.best_epochs(cfg.epochs)
     everything = np.concatenate([split.train, split.val, split.calibration])
+    final = "final head (train + val + calibration)"
     head, history = fit_head(
-        pool.features,
-        pool.labels,
-        pool.sources,
-        everything,
-        np.zeros(0, np.int64),
-        replace(cfg, epochs=best_epochs),
-        selection.choice,
-        desc="final head (train + val + calibration)",
+        pool, everything, NONE, replace(cfg, epochs=epochs), selection.choice, final
     )
-    history = {f"{REFIT_PREFIX}{k}": v for k, v in history.items()}
-    return replace(
-        selection, head=head, history=selection.history | history, refit_epochs=best_epochs
+    history = selection.history | {f"{REFIT_PREFIX}{k}": v for k, v in history.items()}
+    return replace(selection, head=head, history=history, refit_epochs=epochs)
+
+
+def cross_validate(
+    pool: Pool,
+    split: Split,
+    cfg: TrainConfig,
+    selection: Selection,
+    threshold: float | None,
+    gate_threshold: float | None,
+) -> CrossValidation | None:
+    """Stratified k-fold over ``cfg.cv_source`` (default: the first source). Each fold trains the
+    chosen head for the chosen epochs on its training part plus the other sources' non-test
+    images, then answers its held-out part as the final model would (mirror pass, a gate of the
+    fold's own training pets, rule)."""
+    if not cfg.cv_folds:
+        return None
+    source = cfg.cv_source or pool.source_names[0]
+    cv_idx = np.flatnonzero(pool.sources == source)
+    not_test = np.setdiff1d(np.arange(len(pool)), split.test)
+    extra_train = np.intersect1d(not_test, np.flatnonzero(pool.sources != source))
+    log.info("%d-fold cross-validation on %s (%d images)", cfg.cv_folds, source, len(cv_idx))
+    labels = pool.labels
+    folds = stratified_folds(labels[cv_idx], cfg.cv_folds, seed=cfg.seed, class_names=cfg.classes)
+    fixed = replace(cfg, epochs=selection.best_epochs(cfg.epochs))
+    accuracies, hits_per_class = [], {c: [0, 0] for c in cfg.classes}
+    for k, (train_part, held_part) in enumerate(folds):
+        tr, held = np.concatenate([cv_idx[train_part], extra_train]), cv_idx[held_part]
+        head, _ = fit_head(pool, tr, NONE, fixed, selection.choice, f"CV fold {k + 1}")
+        gate = None if gate_threshold is None else pet_gate(pool, tr, cfg, gate_threshold)
+        probs = answer_probs(head, gate, pool.features, held, selection.tta)
+        pred = decide(probs, threshold, cfg.fallback)
+        hits = pred == labels[held]
+        accuracies.append(float(hits.mean()))
+        for i, c in enumerate(cfg.classes):
+            hits_per_class[c][0] += int(hits[labels[held] == i].sum())
+            hits_per_class[c][1] += int((labels[held] == i).sum())
+    return _cv_summary(str(source), cfg, accuracies, hits_per_class)
+
+
+def _cv_summary(
+    source: str, cfg: TrainConfig, accuracies: list[float], per_class: dict[str, list[int]]
+) -> CrossValidation:
+    acc = np.asarray(accuracies)
+    correct = sum(k for k, _ in per_class.values())
+    n = sum(n for _, n in per_class.values())
+    return CrossValidation(
+        source=source,
+        folds=cfg.cv_folds,
+        seed=cfg.seed,
+        accuracy_mean=round(float(acc.mean()), 4),
+        accuracy_std=round(float(acc.std()), 4),
+        fold_accuracies=[round(float(a), 4) for a in acc],
+        pooled=proportion(correct, n),
+        per_class_recall={c: proportion(k, n) for c, (k, n) in per_class.items()},
     )

@@ -1,18 +1,17 @@
 """Several labelled sources (``--data`` repeated) as one pool of unique images with features.
 
-Each source keeps its own layout (Ecotag export or one folder per class) and its own name (the
-folder's), so every figure can be given per source. An image's group is the unit a split never
-cuts: its ImageNet class when the file name starts with a WordNet id (``n01530575_...``), so
-held-out ImageNet classes are wholly unseen; otherwise the image itself.
-
-Images are decoded and passed through the backbone only when the feature cache lacks them.
-Byte-identical and near-identical images (see :mod:`dedupe`) are dropped before any split.
+Each source keeps its layout (Ecotag export or one folder per class) and its folder's name, so
+every figure can be given per source. An image's group is the unit a split never cuts: its
+ImageNet class when the file name starts with a WordNet id (``n01530575_...``), so held-out
+ImageNet classes are wholly unseen; otherwise the image itself. Images are decoded and passed
+through the backbone only when the feature cache lacks them; duplicates are dropped before any
+split (dedupe.py).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,13 +27,20 @@ from cats_dogs_other.train.dataset import (
     dataset_sha256,
     find_samples,
 )
-from cats_dogs_other.train.dedupe import DEFAULT_MAX_DISTANCE, dhash, find_duplicates
+from cats_dogs_other.train.dedupe import dhash, find_duplicates
 from cats_dogs_other.train.errors import DatasetError
 from cats_dogs_other.train.feature_cache import FeatureCache, file_sha256
+from cats_dogs_other.train.features import Extractor
 from cats_dogs_other.train.kinds import kind_of, parse_wnid
 from cats_dogs_other.train.results import DatasetReport, DuplicateRecord, SourceReport
 
 HASH_VIEW = "dhash"
+BATCH = 32
+"""Images decoded and passed through the backbone at a time."""
+Row = tuple[int, Sample, str]
+"""(index of the source in ``--data`` order, sample, content sha256)."""
+Failures = dict[str, dict[str, str]]
+"""Content sha256 of an undecodable file -> why."""
 
 
 @dataclass
@@ -75,15 +81,8 @@ class Pool:
         return [s.name for s in self.source_info]
 
     def class_counts(self, mask: np.ndarray | None = None) -> dict[str, int]:
-        labels = self.labels if mask is None else self.labels[mask]
-        counts = Counter(int(i) for i in labels)
+        counts = Counter(int(i) for i in (self.labels if mask is None else self.labels[mask]))
         return {name: counts.get(i, 0) for i, name in enumerate(self.classes)}
-
-
-Extractor = Callable[[np.ndarray, str], np.ndarray]
-"""(uint8 images, view) -> features; the view decides the mirroring or augmentation."""
-Row = tuple[int, Sample, str]
-"""(index of the source in ``--data`` order, sample, content sha256)."""
 
 
 def list_sources(
@@ -92,14 +91,13 @@ def list_sources(
     """Every source's samples, with a unique name per source (its folder name)."""
     out: list[tuple[SourceInfo, list[Sample]]] = []
     seen: Counter[str] = Counter()
-    for path in data:
-        samples, fmt = find_samples(Path(path), classes, every_class=len(data) == 1)
-        base = Path(path).resolve().name if Path(path).is_dir() else Path(path).stem
+    for path in map(Path, data):
+        samples, fmt = find_samples(path, classes, every_class=len(data) == 1)
+        base = path.resolve().name if path.is_dir() else path.stem
         seen[base] += 1
-        name = base if seen[base] == 1 else f"{base}-{seen[base]}"
         counts = Counter(s.label for s in samples)
         info = SourceInfo(
-            name=name,
+            name=base if seen[base] == 1 else f"{base}-{seen[base]}",
             path=str(path),
             format=fmt,
             sha256=dataset_sha256(samples, tuple(classes)),
@@ -107,8 +105,7 @@ def list_sources(
             per_class={c: counts.get(i, 0) for i, c in enumerate(classes)},
         )
         out.append((info, samples))
-    everything = [s for _, samples in out for s in samples]
-    check_every_class_present(everything, tuple(classes))
+    check_every_class_present([s for _, samples in out for s in samples], tuple(classes))
     return out
 
 
@@ -121,55 +118,44 @@ def build_pool(
     cache: FeatureCache,
     classes: Sequence[str] = DEFAULT_CLASSES,
     max_pixels: int = DEFAULT_MAX_PIXELS,
-    max_hash_distance: int = DEFAULT_MAX_DISTANCE,
-    batch_size: int = 32,
     progress: bool = True,
 ) -> Pool:
     if not data:
         raise DatasetError("no dataset given: pass --data DIR (several times for several sources)")
     listed = list_sources(data, classes)
-    rows = _hash_files(listed, progress)
-    failed = _fill_cache(rows, side, views, extract, cache, max_pixels, batch_size, progress)
+    rows = [
+        (k, sample, file_sha256(sample.path))
+        for k, (info, samples) in enumerate(listed)
+        for sample in tqdm(samples, desc=f"hashing {info.name}", disable=not progress)
+    ]
+    failed = _fill_cache(rows, side, views, extract, cache, max_pixels, progress)
     for k, sample, digest in rows:
         if digest in failed:
             listed[k][0].skipped.append({"file": sample.name, **failed[digest]})
-    ok = [rows[i] for i, (_, _, d) in enumerate(rows) if d not in failed]
+    ok = [row for row in rows if row[2] not in failed]
+    digests = [d for _, _, d in ok]
     dups = find_duplicates(
-        [d for _, _, d in ok],
-        [int(cache.table(HASH_VIEW)[d]) for _, _, d in ok],
-        max_distance=max_hash_distance,
-        features=cache.stack("clean", [d for _, _, d in ok]) if ok else None,
+        digests,
+        [int(cache.table(HASH_VIEW)[d]) for d in digests],
+        features=cache.stack("clean", digests) if ok else None,
     )
     names = [info.name for info, _ in listed]
-    removed = [_duplicate_record(ok[i], ok[j], why, names, classes) for i, j, why in dups.removed]
+    removed = [
+        DuplicateRecord(
+            source=names[ok[i][0]],
+            file=ok[i][1].name,
+            label=classes[ok[i][1].label],
+            same_as=f"{names[ok[j][0]]}/{ok[j][1].name}",
+            same_as_label=classes[ok[j][1].label],
+            why=why,
+        )
+        for i, j, why in dups.removed
+    ]
     cache.save()
     kept = [ok[i] for i in dups.keep]
     pool = _assemble(listed, kept, views, cache, tuple(classes), removed)
-    for info in pool.source_info:
-        info.used = int(np.sum(pool.sources == info.name))
     check_every_class_present([s for _, s, _ in kept], tuple(classes), after_skipping=bool(failed))
     return pool
-
-
-def _hash_files(listed: list[tuple[SourceInfo, list[Sample]]], progress: bool) -> list[Row]:
-    rows: list[Row] = []
-    for k, (info, samples) in enumerate(listed):
-        for sample in tqdm(samples, desc=f"hashing {info.name}", disable=not progress):
-            rows.append((k, sample, file_sha256(sample.path)))
-    return rows
-
-
-def _duplicate_record(
-    dropped: Row, kept: Row, why: str, source_names: list[str], classes: Sequence[str]
-) -> DuplicateRecord:
-    return DuplicateRecord(
-        source=source_names[dropped[0]],
-        file=dropped[1].name,
-        label=classes[dropped[1].label],
-        same_as=f"{source_names[kept[0]]}/{kept[1].name}",
-        same_as_label=classes[kept[1].label],
-        why=why,
-    )
 
 
 def _fill_cache(
@@ -179,36 +165,32 @@ def _fill_cache(
     extract: Extractor,
     cache: FeatureCache,
     max_pixels: int,
-    batch_size: int,
     progress: bool,
-) -> dict[str, dict[str, str]]:
-    """Decode what any view lacks, hash it, run the backbone; returns undecodable digests.
-
+) -> Failures:
+    """Decode what any view lacks, hash it, run the backbone; returns the undecodable files.
     The next batch decodes in a thread while the backbone runs on this one (Pillow releases
-    the GIL), so decoding costs almost no wall time.
-    """
+    the GIL), so decoding costs almost no wall time."""
     path_of = {d: s.path for _, s, d in rows}
     order = {d: i for i, d in enumerate(path_of)}
     lacking = set().union(*(cache.missing(v, list(path_of)) for v in (*views, HASH_VIEW)))
     todo = sorted(lacking, key=order.__getitem__)
-    failed: dict[str, dict[str, str]] = {}
     if not todo:
-        return failed
-    batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
+        return {}
+    batches = [todo[i : i + BATCH] for i in range(0, len(todo), BATCH)]
+    failed: Failures = {}
     bar = tqdm(
         total=len(todo), desc="decoding + extracting features", unit="img", disable=not progress
     )
-    with bar, ThreadPoolExecutor(1, thread_name_prefix="decode") as pool:
-        pending = pool.submit(_decode_batch, batches[0], path_of, side, max_pixels)
+    with bar, ThreadPoolExecutor(1, thread_name_prefix="decode") as decoder:
+        pending = decoder.submit(_decode, batches[0], path_of, side, max_pixels)
         for k, batch in enumerate(batches):
             chunk, arrays, errors = pending.result()
             if k + 1 < len(batches):
-                pending = pool.submit(_decode_batch, batches[k + 1], path_of, side, max_pixels)
+                pending = decoder.submit(_decode, batches[k + 1], path_of, side, max_pixels)
             failed |= errors
             if chunk:
                 images = np.stack(arrays)
-                hashes = np.asarray([dhash(a) for a in images], dtype=np.uint64)
-                cache.put(HASH_VIEW, chunk, hashes)
+                cache.put(HASH_VIEW, chunk, np.asarray([dhash(a) for a in images], dtype=np.uint64))
                 for view in views:
                     cache.put(view, chunk, extract(images, view))
             bar.update(len(batch))
@@ -217,9 +199,9 @@ def _fill_cache(
     return failed
 
 
-def _decode_batch(
+def _decode(
     digests: list[str], path_of: dict[str, Path], side: int, max_pixels: int
-) -> tuple[list[str], list[np.ndarray], dict[str, dict[str, str]]]:
+) -> tuple[list[str], list[np.ndarray], Failures]:
     from kto.inference import InvalidImageError, decode_image
 
     chunk, arrays, failed = [], [], {}
@@ -240,27 +222,28 @@ def _assemble(
     classes: tuple[str, ...],
     removed: list[DuplicateRecord],
 ) -> Pool:
-    groups: list[str] = []
-    kinds: list[str | None] = []
-    for k, sample, _ in kept:
-        parsed = parse_wnid(Path(sample.name).stem)
-        source = listed[k][0].name
-        groups.append(f"{source}:{parsed[0]}" if parsed else f"{source}:{sample.name}")
-        kinds.append(kind_of(*parsed) if parsed else None)
+    source = [listed[k][0].name for k, _, _ in kept]
+    parsed = [parse_wnid(Path(s.name).stem) for _, s, _ in kept]
     digests = [d for _, _, d in kept]
-    return Pool(
+    pool = Pool(
         classes=classes,
         labels=np.asarray([s.label for _, s, _ in kept], dtype=np.int64),
-        sources=np.asarray([listed[k][0].name for k, _, _ in kept]),
+        sources=np.asarray(source),
         names=[s.name for _, s, _ in kept],
         paths=[s.path for _, s, _ in kept],
-        groups=groups,
-        kinds=kinds,
+        groups=[
+            f"{src}:{p[0] if p else s.name}"
+            for src, p, (_, s, _) in zip(source, parsed, kept, strict=True)
+        ],
+        kinds=[kind_of(*p) if p else None for p in parsed],
         digests=digests,
         features={v: cache.stack(v, digests).astype(np.float32) for v in views},
         source_info=[info for info, _ in listed],
         duplicates=removed,
     )
+    for info in pool.source_info:
+        info.used = int(np.sum(pool.sources == info.name))
+    return pool
 
 
 def describe(pool: Pool) -> DatasetReport:

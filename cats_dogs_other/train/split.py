@@ -1,4 +1,4 @@
-"""Stratified, seeded splits: the same seed and labels always give the same indices."""
+"""Seeded splits: the same seed and labels always give the same indices."""
 
 from __future__ import annotations
 
@@ -10,33 +10,20 @@ import numpy as np
 from cats_dogs_other.train.errors import ClassTooSmallError
 
 
-def _empty() -> np.ndarray:
-    return np.zeros(0, dtype=np.int64)
-
-
 @dataclass(frozen=True)
 class Split:
     train: np.ndarray
     val: np.ndarray
     test: np.ndarray
-    calibration: np.ndarray = field(default_factory=_empty)
+    calibration: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     def sizes(self) -> dict[str, int]:
         sizes = {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
         return sizes | ({"calibration": len(self.calibration)} if len(self.calibration) else {})
 
 
-def _count(n: int, fraction: float) -> int:
-    """Images of a class that go to a split: rounded half up, at least one when asked for any."""
-    return 0 if fraction <= 0 else max(1, int(np.floor(n * fraction + 0.5)))
-
-
 def stratified_folds(
-    labels: np.ndarray,
-    n_folds: int,
-    *,
-    seed: int = 42,
-    class_names: Sequence[str] | None = None,
+    labels: np.ndarray, n_folds: int, *, seed: int = 42, class_names: Sequence[str] | None = None
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """(train, held-out) index pairs for stratified k-fold cross-validation."""
     from sklearn.model_selection import StratifiedKFold
@@ -44,8 +31,7 @@ def stratified_folds(
     labels = np.asarray(labels)
     if n_folds < 2:
         raise ValueError("cross-validation needs at least 2 folds")
-    values, counts = np.unique(labels, return_counts=True)
-    for cls, n in zip(values, counts, strict=True):
+    for cls, n in zip(*np.unique(labels, return_counts=True), strict=True):
         if n < n_folds:
             name = class_names[int(cls)] if class_names else str(cls)
             raise ClassTooSmallError(
@@ -69,27 +55,23 @@ def grouped_split(
     """Per stratum (source x class), whole groups go to test, calibration, validation, train.
 
     A group (an ImageNet class, or one image) is never cut, so a held-out ImageNet class has no
-    picture in training. A stratum too small for every part keeps its images in training, and
-    the parts it cannot fill stay empty for it rather than failing the run.
+    picture in training. A stratum too small for every part keeps its images in training rather
+    than failing the run. A part gets ``n * fraction`` groups rounded half up, at least one.
     """
     fractions = (test_fraction, calibration_fraction, val_fraction)
     if min(fractions) < 0 or sum(fractions) >= 1:
         raise ValueError("val, calibration and test fractions must be >= 0 and add up to < 1")
-    labels, strata = np.asarray(labels), np.asarray(strata)
-    group_arr = np.asarray(groups)
+    labels, strata, group_arr = np.asarray(labels), np.asarray(strata), np.asarray(groups)
     rng = np.random.default_rng(seed)
-    parts: dict[str, list[np.ndarray]] = {"test": [], "calibration": [], "val": [], "train": []}
-    keys = sorted({(str(s), int(c)) for s, c in zip(strata, labels, strict=True)})
-    for stratum, cls in keys:
+    names = ("test", "calibration", "val", "train")
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in names}
+    for stratum, cls in sorted({(str(s), int(c)) for s, c in zip(strata, labels, strict=True)}):
         members = np.flatnonzero((strata == stratum) & (labels == cls))
         unique = rng.permutation(np.unique(group_arr[members]))
-        wanted = [_count(len(unique), f) for f in fractions]
+        wanted = [0 if f <= 0 else max(1, int(np.floor(len(unique) * f + 0.5))) for f in fractions]
         if sum(wanted) >= len(unique):
             wanted = [0, 0, 0]
-        bounds = np.cumsum([0, *wanted])
-        for name, lo, hi in zip(
-            ("test", "calibration", "val"), bounds[:-1], bounds[1:], strict=True
-        ):
+        bounds = [*np.cumsum([0, *wanted]), len(unique)]
+        for name, lo, hi in zip(names, bounds[:-1], bounds[1:], strict=True):
             parts[name].append(members[np.isin(group_arr[members], unique[lo:hi])])
-        parts["train"].append(members[np.isin(group_arr[members], unique[bounds[-1] :])])
     return Split(**{k: np.sort(np.concatenate(v)).astype(np.int64) for k, v in parts.items()})

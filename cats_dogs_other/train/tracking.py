@@ -1,17 +1,14 @@
-"""MLflow tracking: params, metrics, plots and the model directory.
-
-The model directory is logged as-is under the artifact path ``model`` (model.keras +
-metadata.json + card + plots), so ``runs:/<id>/model`` or ``models:/cats-dogs-other/<n>``
-downloads exactly what ``kto.inference`` loads: see ``cats_dogs_other/api/model_source.py``.
-"""
+"""MLflow tracking: params, metrics, plots and the model directory, logged as-is under
+``model``, so ``runs:/<id>/model`` or ``models:/cats-dogs-other/<n>`` downloads exactly what
+``kto.inference`` loads (see ``cats_dogs_other/api/model_source.py``)."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from cats_dogs_other.train.config import TrainConfig
 from cats_dogs_other.train.results import Metrics
 
 log = logging.getLogger(__name__)
@@ -29,64 +26,45 @@ class TrackedRun:
 
 def flat_metrics(metrics: Metrics) -> dict[str, float]:
     """The headline numbers of metrics.json as MLflow metrics."""
-    out: dict[str, float] = {}
+    out: dict[str, float | None] = {}
     test = metrics.test
     for name, section in {"all": test.all, **test.per_source}.items():
-        if section.accuracy.value is not None:
-            out[f"test_{name}_accuracy"] = section.accuracy.value
+        out[f"test_{name}_accuracy"] = section.accuracy.value
         for cls, values in section.per_class.items():
             out[f"test_{name}_precision_{cls}"] = values.precision
             out[f"test_{name}_recall_{cls}"] = values.recall
-    for kind, p in test.other_by_kind.items():
-        if p.value is not None:
-            out[f"test_other_rate_{kind}"] = p.value
-    cv = metrics.cross_validation
-    if cv:
-        out["cv_accuracy_mean"] = cv.accuracy_mean
-        if cv.pooled.value is not None:
-            out["cv_accuracy_pooled"] = cv.pooled.value
-        for i, acc in enumerate(cv.fold_accuracies):
-            out[f"cv_fold_{i + 1}_accuracy"] = acc
-    if metrics.ood and metrics.ood.all.value is not None:
-        out["ood_other_rate"] = metrics.ood.all.value
+    out |= {f"test_other_rate_{kind}": p.value for kind, p in test.other_by_kind.items()}
+    if cv := metrics.cross_validation:
+        out |= {"cv_accuracy_mean": cv.accuracy_mean, "cv_accuracy_pooled": cv.pooled.value}
+        out |= {f"cv_fold_{i + 1}_accuracy": acc for i, acc in enumerate(cv.fold_accuracies)}
+    out["ood_other_rate"] = metrics.ood.all.value if metrics.ood else None
     if metrics.calibration:
         served = metrics.calibration["test_after"]
         out["calibrated_test_ece"] = served["ece"]
         out["calibrated_test_accuracy_at_95_coverage"] = served["accuracy_at_coverage"]
-        if served["confident_mistake_share"] is not None:
-            out["calibrated_test_confident_mistake_share"] = served["confident_mistake_share"]
-    out["timing_ms_single_image"] = metrics.timing.ms_single_image
-    out["timing_ms_per_image_batch32"] = metrics.timing.ms_per_image_batch32
-    out["timing_intra_op_threads"] = float(metrics.timing.intra_op_threads)
-    return out
+        out["calibrated_test_confident_mistake_share"] = served["confident_mistake_share"]
+    timing = metrics.timing
+    out["timing_ms_single_image"] = timing.ms_single_image
+    out["timing_ms_per_image_batch32"] = timing.ms_per_image_batch32
+    out["timing_intra_op_threads"] = float(timing.intra_op_threads)
+    return {k: v for k, v in out.items() if v is not None}  # an empty figure is not logged
 
 
-def log_run(
-    *,
-    tracking_uri: str,
-    experiment: str,
-    params: dict[str, Any],
-    metrics: Metrics,
-    model_dir: Path,
-    register_name: str | None,
-    version: str,
-) -> TrackedRun:
+def log_run(cfg: TrainConfig, metrics: Metrics, model_dir: Path) -> TrackedRun:
+    """The run in ``cfg.tracking_uri``; the model registered as ``cfg.register_name`` when the
+    store has a registry (otherwise a warning says how to serve the run's model)."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_experiment(experiment)
+    mlflow.set_tracking_uri(str(cfg.tracking_uri))
+    mlflow.set_experiment(cfg.experiment)
+    name, version = cfg.register_name, cfg.version
     with mlflow.start_run() as run:
-        mlflow.log_params({k: str(v) for k, v in params.items()})
+        mlflow.log_params({k: str(v) for k, v in cfg.params().items()})
         mlflow.log_metrics(flat_metrics(metrics))
-        mlflow.set_tags(
-            {
-                "model_version": version,
-                "sources": ",".join(s.name for s in metrics.dataset.sources),
-                "backbone": str(params.get("backbone")),
-                "input_size": str(metrics.model.input_size),
-            }
-        )
+        sources = ",".join(s.name for s in metrics.dataset.sources)
+        tags = {"model_version": version, "sources": sources, "backbone": cfg.backbone}
+        mlflow.set_tags(tags | {"input_size": str(metrics.model.input_size)})
         for png in sorted(model_dir.glob("*.png")):
             mlflow.log_artifact(str(png), artifact_path="plots")
         mlflow.log_artifacts(str(model_dir), artifact_path=ARTIFACT_PATH)
@@ -94,13 +72,13 @@ def log_run(
         artifact_uri = f"{run.info.artifact_uri.rstrip('/')}/{ARTIFACT_PATH}"
     model_uri = f"runs:/{run_id}/{ARTIFACT_PATH}"
     registered = None
-    if register_name:
+    if name:
         try:
-            registered = _register(register_name, artifact_uri, run_id, version)
+            registered = _register(name, artifact_uri, run_id, version)
         except MlflowException as exc:
             log.warning("model not registered (%s); serve it with MODEL_URI=%s", exc, model_uri)
-            register_name = None
-    return TrackedRun(run_id, model_uri, register_name, registered)
+            name = None
+    return TrackedRun(run_id, model_uri, name, registered)
 
 
 def _register(name: str, source: str, run_id: str, version: str) -> str:

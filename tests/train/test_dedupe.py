@@ -31,3 +31,13 @@ def test_byte_identical_files_are_duplicates_whatever_their_hash() -> None:
     dups = find_duplicates(["x", "y", "x"], [0, 2**64 - 1, 12345], max_distance=0)
     assert dups.keep.tolist() == [0, 1]
     assert dups.removed == [(2, 0, "byte-identical")]
+
+
+def test_clusters_are_transitive_and_keep_their_earliest_image() -> None:
+    # 0 ~ 2 (3 bits), 2 ~ 1 (2 bits), 0 and 1 are 5 bits apart: one cluster, image 0 kept
+    hashes = [0b00000, 0b11111, 0b00111, 2**64 - 1]
+    dups = find_duplicates(["a", "b", "c", "d"], hashes, max_distance=3)
+    assert dups.keep.tolist() == [0, 3]
+    assert sorted((i, j) for i, j, _ in dups.removed) == [(1, 0), (2, 0)]
+    reasons = {i: why for i, _, why in dups.removed}
+    assert reasons[2] == "near-identical (dHash distance 3)"
