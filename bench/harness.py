@@ -178,53 +178,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    systems = [s for s in args.systems.split(",") if s]
-    unknown = set(systems) - set(SYSTEMS)
-    if unknown:
-        raise SystemExit(f"unknown systems {sorted(unknown)}; choose from {sorted(SYSTEMS)}")
+    systems, notes = _systems(args.systems)
     connections = [int(c) for c in args.connections.split(",") if c]
     cases = contention.parse_cases(args.cases)
-    notes = _drop_openvino_if_absent(systems)
     raw_dir = args.out / "raw"
     raw_dir.mkdir(parents=True, exist_ok=True)
-    server_env = dict(item.split("=", 1) for item in args.server_env)
-    c2_env = {**server_env, **dict(a.split("=", 1) for a in args.c2_env.split(",") if a)}
-    d_env = {**server_env, **dict(a.split("=", 1) for a in args.d_env.split(",") if a)}
-    api_envs = {"c": server_env, "d": d_env, "c2": c2_env, "cov": {**server_env, **COV_ENV}}
-    api_envs["f32"] = {**server_env, **F32_ENV}
-
+    api_envs = _api_envs(args)
     model_path, model_note = resolve_model(args.model, raw_dir)
     notes += _drop_f32_if_default(systems, model_path)
-    if args.image:
-        image, image_origin = args.image.read_bytes(), str(args.image)
-    else:
-        image, image_origin = bench_image()
-    image_path = raw_dir / "image.jpg"
-    image_path.write_bytes(image)
-    body, content_type = multipart_body(image)
-    body_path = raw_dir / "body.bin"
-    body_path.write_bytes(body)
+    image, origin, image_path, body_path, content_type = _upload(args, raw_dir)
     tool = find_load_tool()
-
     run = Run(
         started=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        options={
-            "duration_s": args.duration, "rounds": args.rounds, "connections": connections,
-            "systems": systems, "client_timeout_s": args.timeout, "server_env": server_env,
-            "cases": cases, "case_connections": args.case_connections,
-            "ceiling_batch_sizes": args.ceiling_batch_sizes,
-            "case_ceiling_batch": args.case_ceiling_batch,
-            "c2_env": c2_env, "d_env": d_env,
-            "label": args.label, "load_tool": tool,
-        },
-        environment={
-            "cpu": cpu_model(), "cores": _cores(), "python": sys.version.split()[0],
-            "model": model_note, "image": f"{describe_image(image)}: {image_origin}",
-            "int8_gate": _int8_gate(model_path),
-            "load_before": load_average(),
-        },
+        options=_options(args, systems, connections, cases, api_envs, tool),
+        environment=_environment(model_note, model_path, f"{describe_image(image)}: {origin}"),
         notes=notes,
-    )  # fmt: skip
+    )
     issuer = start_issuer(raw_dir)
     print(f"[bench] development issuer at {issuer.url}", flush=True)
     servers: dict[str, Server] = {}
@@ -251,17 +220,13 @@ def main(argv: list[str] | None = None) -> int:
                 ceilings.quiet(round_no, systems)
             _one_round(run, round_no, args, connections, servers, load)
             shared.run_round(round_no, servers)
-        run.rss_peak_mib = {name: server.peak_rss_mib() for name, server in servers.items()}
-        shared.stop()
-        for server in servers.values():
-            server.stop()
-        servers = {}
+        _stop_all(run, servers, shared)
         if "s" in systems:  # on its own, once the other servers have stopped
             from bench import shared_state  # it imports this module
 
             run.shared_state = shared_state.compare(
                 issuer, model_path, image, raw_dir / "shared_state", rounds=args.rounds,
-                seconds=args.duration, server_env=server_env,
+                seconds=args.duration, server_env=api_envs["c"],
             )  # fmt: skip
     finally:
         shared.stop()
@@ -269,14 +234,87 @@ def main(argv: list[str] | None = None) -> int:
             server.stop()
         issuer.stop()
     run.cases = shared.points
+    _finish(run, args.out)
+    return 0
+
+
+def _systems(text: str) -> tuple[list[str], list[str]]:
+    """The systems asked for, less (c) on OpenVINO without its extra; the notes saying so."""
+    systems = [s for s in text.split(",") if s]
+    unknown = set(systems) - set(SYSTEMS)
+    if unknown:
+        raise SystemExit(f"unknown systems {sorted(unknown)}; choose from {sorted(SYSTEMS)}")
+    return systems, _drop_openvino_if_absent(systems)
+
+
+def _stop_all(run: Run, servers: dict[str, Server], shared: contention.SharedCores) -> None:
+    """Peak RSS of each quiet server, then every server stopped (and forgotten)."""
+    run.rss_peak_mib = {name: server.peak_rss_mib() for name, server in servers.items()}
+    shared.stop()
+    for server in servers.values():
+        server.stop()
+    servers.clear()
+
+
+def _upload(args: argparse.Namespace, raw_dir: Path) -> tuple[bytes, str, Path, Path, str]:
+    """The image (``--image`` or the course photo) and its origin, the image written for (a),
+    and the upload's body."""
+    image, origin = (args.image.read_bytes(), str(args.image)) if args.image else bench_image()
+    image_path = raw_dir / "image.jpg"
+    image_path.write_bytes(image)
+    body, content_type = multipart_body(image)
+    body_path = raw_dir / "body.bin"
+    body_path.write_bytes(body)
+    return image, origin, image_path, body_path, content_type
+
+
+def _environment(model_note: str, model_path: Path, image: str) -> dict[str, Any]:
+    return {
+        "cpu": cpu_model(), "cores": _cores(), "python": sys.version.split()[0],
+        "model": model_note, "image": image,
+        "int8_gate": _int8_gate(model_path), "load_before": load_average(),
+    }  # fmt: skip
+
+
+def _api_envs(args: argparse.Namespace) -> dict[str, dict[str, str]]:
+    """Each API system's environment on top of the servers' common one; (c)'s is --server-env."""
+    server_env = dict(item.split("=", 1) for item in args.server_env)
+    c2_env = {**server_env, **dict(a.split("=", 1) for a in args.c2_env.split(",") if a)}
+    d_env = {**server_env, **dict(a.split("=", 1) for a in args.d_env.split(",") if a)}
+    return {
+        "c": server_env, "d": d_env, "c2": c2_env, "cov": {**server_env, **COV_ENV},
+        "f32": {**server_env, **F32_ENV},
+    }  # fmt: skip
+
+
+def _options(
+    args: argparse.Namespace,
+    systems: list[str],
+    connections: list[int],
+    cases: list[str],
+    api_envs: dict[str, dict[str, str]],
+    tool: str,
+) -> dict[str, Any]:
+    return {
+        "duration_s": args.duration, "rounds": args.rounds, "connections": connections,
+        "systems": systems, "client_timeout_s": args.timeout, "server_env": api_envs["c"],
+        "cases": cases, "case_connections": args.case_connections,
+        "ceiling_batch_sizes": args.ceiling_batch_sizes,
+        "case_ceiling_batch": args.case_ceiling_batch,
+        "c2_env": api_envs["c2"], "d_env": api_envs["d"],
+        "label": args.label, "load_tool": tool,
+    }  # fmt: skip
+
+
+def _finish(run: Run, out: Path) -> None:
+    """The figures measured once the servers have stopped, then the reports."""
     run.environment["load_after"] = load_average()
     run.env_mib = serving_env_sizes()
     try:
         run.token_validation_us = token_validation_us()
     except Exception as error:  # the run's figures are written all the same
         run.notes.append(f"token validation was not timed: {error!r}")
-    _write(run, args.out)
-    return 0
+    _write(run, out)
 
 
 def _cores() -> int:
