@@ -434,9 +434,15 @@ class _Ceilings:
     ) -> None:
         served = [s for s in systems if s in API_SYSTEMS]
         for spec, bounds in ceiling.specs_for(served, self.api_envs).items():
+            started = time.monotonic()
             result = ceiling.run(self.model, self.image, self.seconds, sizes, spec, prefix)
+            result["wall_s"] = round(time.monotonic() - started, 1)  # the bench's budget
             self.run.ceilings.append({"case": case, "round": round_no, "systems": bounds, **result})
-            print(f"[bench] round {round_no} {case} {ceiling.describe(result)}", flush=True)
+            print(
+                f"[bench] round {round_no} {case} {ceiling.describe(result)} "
+                f"({result['wall_s']:g} s)",
+                flush=True,
+            )
 
 
 def _one_round(
