@@ -27,6 +27,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from bench import ceiling
 from bench.procs import Server
 from cats_dogs_other.loopback import Child
 from tools.procfs import tree
@@ -36,12 +37,15 @@ CASE_SYSTEMS = ("b", "b2", "c", "cov", "c2")
 # "the naive server" of the targets: the course pattern on the wheel's compiled forward pass
 NAIVE = "b2"
 CASE_CONNECTIONS = "8,64"
+CASE_CEILING_BATCH = "8"  # (a)'s batch size in the cases: about the batch the API forms
 HOG = ("stress-ng", "--cpu", "1", "--quiet")
 ONE_CORE = ("taskset", "-c", "0")
 INSTALL_HINT = "bash scripts/install-bench-tools.sh (or make bench-tools)"
 
 Measure = Callable[[str, Server, int, int], Any]  # (system, server, connections, round) -> Point
 StartServers = Callable[[list[str], Sequence[str]], dict[str, Server]]  # (systems, prefix)
+# (case, round, systems, prefix): the ceilings of those systems' backends, recorded by the caller
+Ceilings = Callable[[str, int, list[str], Sequence[str]], None]
 
 
 def parse_cases(text: str) -> list[str]:
@@ -84,8 +88,10 @@ class SharedCores:
         connections: list[int],
         measure: Measure,
         log_dir: Path,
+        ceilings: Ceilings | None = None,
     ) -> None:
         self.cases = cases
+        self.ceilings = ceilings
         self.systems = [s for s in systems if s in CASE_SYSTEMS]
         self.connections = connections
         self.measure = measure
@@ -106,8 +112,12 @@ class SharedCores:
     def run_round(self, round_no: int, servers: dict[str, Server]) -> None:
         if "contended" in self.cases:
             with cpu_hog(self.log_dir):
+                if self.ceilings:
+                    self.ceilings("contended", round_no, self.systems, ())
                 self._points("contended", round_no, {s: servers[s] for s in self.systems})
         if "one-core" in self.cases:
+            if self.ceilings:
+                self.ceilings("one-core", round_no, self.systems, ONE_CORE)
             self._points("one-core", round_no, self.pinned)
 
     def _points(self, case: str, round_no: int, servers: dict[str, Server]) -> None:
@@ -203,33 +213,77 @@ def _fmt(value: float | None, suffix: str) -> str:
     return "-" if value is None else f"{value:.2f}{suffix}"
 
 
+def case_ceilings(run: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per case (quiet too), each (a) by label at the cases' ceiling batch size: images/s,
+    images per CPU-second and the API systems it bounds."""
+    size = str(run.get("options", {}).get("case_ceiling_batch", CASE_CEILING_BATCH))
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for case in ("quiet", *CASES):
+        for name, figures in ceiling.summarise(run, case).items():
+            if size in figures["by_batch"]:
+                out.setdefault(case, {})[name] = {
+                    "rps": figures["by_batch"][size], "per_cpu": figures["per_cpu"].get(size),
+                    "systems": figures["systems"], "batch": size,
+                }  # fmt: skip
+    return out
+
+
+def _own_ratio(ceilings: dict[str, dict[str, Any]], system: str, rps: float | None) -> str:
+    mine = next((c for c in ceilings.values() if system in c["systems"]), None)
+    return _fmt(_ratio(rps, mine["rps"] if mine else None), "x")
+
+
+def _case_rows(
+    case: str,
+    per_system: dict[str, Any],
+    ceilings: dict[str, dict[str, Any]],
+    names: dict[str, str],
+) -> list[str]:
+    """One case's rows: its ceilings (img/s), then each server with its ratio to its own."""
+    lines = []
+    for name, c in ceilings.items():
+        per_cpu = "-" if c["per_cpu"] is None else f"{c['per_cpu']:.1f}"
+        lines.append(
+            f"| {case} | {name} | batch {c['batch']} | {c['rps']:.1f} img/s | 1.00x "
+            f"| {per_cpu} | | | | | |"
+        )
+    for system, per_conn in per_system.items():
+        if system not in CASE_SYSTEMS:
+            continue
+        for n, row in per_conn.items():
+            figures = (row[k] for k in ("per_cpu", "p50", "p99"))
+            lines.append(
+                f"| {case} | {names.get(system, system)} | {n} | "
+                + ("-" if row["rps"] is None else f"{row['rps']:.1f}")
+                + f" | {_own_ratio(ceilings, system, row['rps'])} | "
+                + " | ".join("-" if v is None else f"{v:.1f}" for v in figures)
+                + f" | {row['errors']} | {row['shed']} | {row['timeouts']} |"
+            )
+    return lines
+
+
 def markdown(run: dict[str, Any], names: dict[str, str]) -> str:
     """The "Shared cores" section of RESULTS.md (empty when no case ran)."""
     if not run.get("cases"):
         return ""
-    summary = summarise(run)
+    summary, ceilings = summarise(run), case_ceilings(run)
     lines = [
         "## Shared cores",
         "",
         "contended: `stress-ng --cpu 1` beside the servers (same cgroup, unpinned); one-core: "
         "the servers started under `taskset -c 0`. Req per CPU-s = 2xx answers / the server's "
-        "user + system CPU seconds (/proc/PID/stat, the server and its children).",
+        "user + system CPU seconds (/proc/PID/stat, the server and its children). Each case "
+        "starts with the ceilings (a) of the backends and precisions its API rows serve, in "
+        "their own process beside the same neighbour (or under the same `taskset`), at the "
+        "batch size the API forms; x own (a) = the row's req/s over that ceiling's img/s in "
+        "the same case (quiet: the quiet ceiling at the same batch size).",
         "",
-        "| case | system | conn. | req/s (2xx) | req per CPU-s | p50 ms | p99 ms | errors "
-        "| of which 503 | timeouts |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| case | system | conn. | req/s (2xx) | x own (a) | req per CPU-s | p50 ms | p99 ms "
+        "| errors | of which 503 | timeouts |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for case in ("quiet", *CASES):
-        for system, per_conn in summary.get(case, {}).items():
-            if system not in CASE_SYSTEMS:
-                continue
-            for n, row in per_conn.items():
-                figures = (row[k] for k in ("rps", "per_cpu", "p50", "p99"))
-                lines.append(
-                    f"| {case} | {names.get(system, system)} | {n} | "
-                    + " | ".join("-" if v is None else f"{v:.1f}" for v in figures)
-                    + f" | {row['errors']} | {row['shed']} | {row['timeouts']} |"
-                )
+        lines += _case_rows(case, summary.get(case, {}), ceilings.get(case, {}), names)
     lines += ["", "| target | measured | met |", "|---|---|---|"]
     for target, measured, ok in targets(summary):
         met = "n/a" if ok is None else ("yes" if ok else "**no**")

@@ -1,10 +1,12 @@
 """``python -m bench``: (a) ceiling, (b) naive server, (c) this API, (d) it on TensorFlow.
 
 One run starts the development issuer, both naive servers and the API on 127.0.0.1, gets a real
-token, then for each round runs (a) once and every connection count against each server in
-turn (interleaved, so a noisy neighbour hits all of them alike), and reports the median of the
-rounds. Each round then runs the shared-cores cases (``bench/contention.py``): the servers
-beside a CPU hog, and servers pinned to one core. Every loop is bounded by a duration or a count.
+token, then for each round runs (a) once per backend and precision the API systems serve
+(``bench/ceiling.py``) and every connection count against each server in turn (interleaved, so
+a noisy neighbour hits all of them alike), and reports the median of the rounds. Each round
+then runs the shared-cores cases (``bench/contention.py``): the ceilings and the servers beside
+a CPU hog, and the ceilings and servers pinned to one core. Every loop is bounded by a
+duration or a count.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -21,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import contention, report
+from bench import ceiling, contention, report
 from bench.envsize import serving_env_sizes
 from bench.issuer import AUDIENCE, Issuer, start_issuer
 from bench.load import (
@@ -34,7 +35,7 @@ from bench.load import (
 )
 from bench.procs import Server, start
 from bench.token_cost import token_validation_us
-from bench.workload import REPO_ROOT, bench_image, describe_image, resolve_model
+from bench.workload import bench_image, describe_image, resolve_model
 from cats_dogs_other.api.middleware.access_log import logging_config
 from cats_dogs_other.core.cli_help import EnvironmentHelpFormatter
 from cats_dogs_other.loopback import LOOPBACK, free_port
@@ -94,7 +95,9 @@ class Run:
     started: str
     options: dict[str, Any]
     environment: dict[str, Any]
-    ceiling: list[dict[str, float]] = field(default_factory=list)
+    # one per ceiling process: case, round, systems (the API rows it bounds), backend,
+    # precision, images_per_s and images_per_cpu_s per batch size (bench/ceiling.py)
+    ceilings: list[dict[str, Any]] = field(default_factory=list)
     points: list[Point] = field(default_factory=list)
     token_validation_us: float | None = None
     notes: list[str] = field(default_factory=list)
@@ -143,7 +146,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="3 s points, 1 round: a smoke run")
     parser.add_argument("--model", type=Path, help="model file (default: the bundled model)")
     parser.add_argument("--timeout", type=float, default=10.0, help="client timeout, s (10)")
-    parser.add_argument("--ceiling-batch-sizes", default="1,8,16,32")
+    parser.add_argument(
+        "--ceiling-batch-sizes", default="1,8,16,32", help="(a)'s, quiet (1,8,16,32)"
+    )
+    parser.add_argument(
+        "--case-ceiling-batch", default=contention.CASE_CEILING_BATCH,
+        help="(a)'s batch size in the shared-cores cases: the one the API forms "
+        f"({contention.CASE_CEILING_BATCH})",
+    )  # fmt: skip
     parser.add_argument(
         "--server-env", action="append", default=[], metavar="KEY=VALUE",
         help="extra environment for (c), e.g. BATCH_MAX_SIZE=8 (repeatable)",
@@ -168,59 +178,31 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    systems = [s for s in args.systems.split(",") if s]
-    unknown = set(systems) - set(SYSTEMS)
-    if unknown:
-        raise SystemExit(f"unknown systems {sorted(unknown)}; choose from {sorted(SYSTEMS)}")
+    systems, notes = _systems(args.systems)
     connections = [int(c) for c in args.connections.split(",") if c]
     cases = contention.parse_cases(args.cases)
-    notes = _drop_openvino_if_absent(systems)
     raw_dir = args.out / "raw"
     raw_dir.mkdir(parents=True, exist_ok=True)
-    server_env = dict(item.split("=", 1) for item in args.server_env)
-    c2_env = {**server_env, **dict(a.split("=", 1) for a in args.c2_env.split(",") if a)}
-    d_env = {**server_env, **dict(a.split("=", 1) for a in args.d_env.split(",") if a)}
-    api_envs = {"c": server_env, "d": d_env, "c2": c2_env, "cov": {**server_env, **COV_ENV}}
-    api_envs["f32"] = {**server_env, **F32_ENV}
-
+    api_envs = _api_envs(args)
     model_path, model_note = resolve_model(args.model, raw_dir)
     notes += _drop_f32_if_default(systems, model_path)
-    if args.image:
-        image, image_origin = args.image.read_bytes(), str(args.image)
-    else:
-        image, image_origin = bench_image()
-    image_path = raw_dir / "image.jpg"
-    image_path.write_bytes(image)
-    body, content_type = multipart_body(image)
-    body_path = raw_dir / "body.bin"
-    body_path.write_bytes(body)
+    image, origin, image_path, body_path, content_type = _upload(args, raw_dir)
     tool = find_load_tool()
-
     run = Run(
         started=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        options={
-            "duration_s": args.duration, "rounds": args.rounds, "connections": connections,
-            "systems": systems, "client_timeout_s": args.timeout, "server_env": server_env,
-            "cases": cases, "case_connections": args.case_connections,
-            "c2_env": c2_env, "d_env": d_env,
-            "label": args.label, "load_tool": tool,
-        },
-        environment={
-            "cpu": cpu_model(), "cores": _cores(), "python": sys.version.split()[0],
-            "model": model_note, "image": f"{describe_image(image)}: {image_origin}",
-            "int8_gate": _int8_gate(model_path),
-            "load_before": load_average(),
-        },
+        options=_options(args, systems, connections, cases, api_envs, tool),
+        environment=_environment(model_note, model_path, f"{describe_image(image)}: {origin}"),
         notes=notes,
-    )  # fmt: skip
+    )
     issuer = start_issuer(raw_dir)
     print(f"[bench] development issuer at {issuer.url}", flush=True)
     servers: dict[str, Server] = {}
     load = LoadGenerator(tool, body_path, content_type, issuer.token)
+    ceilings = _Ceilings(run, api_envs, model_path, image_path, args) if "a" in systems else None
     shared = contention.SharedCores(
         cases, systems, [int(c) for c in args.case_connections.split(",") if c],
         lambda name, server, n, round_no: _measure(name, server, load, n, round_no, args, False),
-        raw_dir,
+        raw_dir, ceilings.case if ceilings else None,
     )  # fmt: skip
     try:
         servers = _start_servers(run, systems, issuer, model_path, api_envs, raw_dir)
@@ -234,20 +216,17 @@ def main(argv: list[str] | None = None) -> int:
             lambda server: load.run(server.port, 8, min(3.0, args.duration), args.timeout),
         )
         for round_no in range(1, args.rounds + 1):
-            _one_round(run, round_no, args, connections, systems, servers, load, model_path,
-                       image_path)  # fmt: skip
+            if ceilings:
+                ceilings.quiet(round_no, systems)
+            _one_round(run, round_no, args, connections, servers, load)
             shared.run_round(round_no, servers)
-        run.rss_peak_mib = {name: server.peak_rss_mib() for name, server in servers.items()}
-        shared.stop()
-        for server in servers.values():
-            server.stop()
-        servers = {}
+        _stop_all(run, servers, shared)
         if "s" in systems:  # on its own, once the other servers have stopped
             from bench import shared_state  # it imports this module
 
             run.shared_state = shared_state.compare(
                 issuer, model_path, image, raw_dir / "shared_state", rounds=args.rounds,
-                seconds=args.duration, server_env=server_env,
+                seconds=args.duration, server_env=api_envs["c"],
             )  # fmt: skip
     finally:
         shared.stop()
@@ -255,14 +234,87 @@ def main(argv: list[str] | None = None) -> int:
             server.stop()
         issuer.stop()
     run.cases = shared.points
+    _finish(run, args.out)
+    return 0
+
+
+def _systems(text: str) -> tuple[list[str], list[str]]:
+    """The systems asked for, less (c) on OpenVINO without its extra; the notes saying so."""
+    systems = [s for s in text.split(",") if s]
+    unknown = set(systems) - set(SYSTEMS)
+    if unknown:
+        raise SystemExit(f"unknown systems {sorted(unknown)}; choose from {sorted(SYSTEMS)}")
+    return systems, _drop_openvino_if_absent(systems)
+
+
+def _stop_all(run: Run, servers: dict[str, Server], shared: contention.SharedCores) -> None:
+    """Peak RSS of each quiet server, then every server stopped (and forgotten)."""
+    run.rss_peak_mib = {name: server.peak_rss_mib() for name, server in servers.items()}
+    shared.stop()
+    for server in servers.values():
+        server.stop()
+    servers.clear()
+
+
+def _upload(args: argparse.Namespace, raw_dir: Path) -> tuple[bytes, str, Path, Path, str]:
+    """The image (``--image`` or the course photo) and its origin, the image written for (a),
+    and the upload's body."""
+    image, origin = (args.image.read_bytes(), str(args.image)) if args.image else bench_image()
+    image_path = raw_dir / "image.jpg"
+    image_path.write_bytes(image)
+    body, content_type = multipart_body(image)
+    body_path = raw_dir / "body.bin"
+    body_path.write_bytes(body)
+    return image, origin, image_path, body_path, content_type
+
+
+def _environment(model_note: str, model_path: Path, image: str) -> dict[str, Any]:
+    return {
+        "cpu": cpu_model(), "cores": _cores(), "python": sys.version.split()[0],
+        "model": model_note, "image": image,
+        "int8_gate": _int8_gate(model_path), "load_before": load_average(),
+    }  # fmt: skip
+
+
+def _api_envs(args: argparse.Namespace) -> dict[str, dict[str, str]]:
+    """Each API system's environment on top of the servers' common one; (c)'s is --server-env."""
+    server_env = dict(item.split("=", 1) for item in args.server_env)
+    c2_env = {**server_env, **dict(a.split("=", 1) for a in args.c2_env.split(",") if a)}
+    d_env = {**server_env, **dict(a.split("=", 1) for a in args.d_env.split(",") if a)}
+    return {
+        "c": server_env, "d": d_env, "c2": c2_env, "cov": {**server_env, **COV_ENV},
+        "f32": {**server_env, **F32_ENV},
+    }  # fmt: skip
+
+
+def _options(
+    args: argparse.Namespace,
+    systems: list[str],
+    connections: list[int],
+    cases: list[str],
+    api_envs: dict[str, dict[str, str]],
+    tool: str,
+) -> dict[str, Any]:
+    return {
+        "duration_s": args.duration, "rounds": args.rounds, "connections": connections,
+        "systems": systems, "client_timeout_s": args.timeout, "server_env": api_envs["c"],
+        "cases": cases, "case_connections": args.case_connections,
+        "ceiling_batch_sizes": args.ceiling_batch_sizes,
+        "case_ceiling_batch": args.case_ceiling_batch,
+        "c2_env": api_envs["c2"], "d_env": api_envs["d"],
+        "label": args.label, "load_tool": tool,
+    }  # fmt: skip
+
+
+def _finish(run: Run, out: Path) -> None:
+    """The figures measured once the servers have stopped, then the reports."""
     run.environment["load_after"] = load_average()
     run.env_mib = serving_env_sizes()
     try:
         run.token_validation_us = token_validation_us()
     except Exception as error:  # the run's figures are written all the same
         run.notes.append(f"token validation was not timed: {error!r}")
-    _write(run, args.out)
-    return 0
+    _write(run, out)
 
 
 def _cores() -> int:
@@ -355,21 +407,52 @@ def _start_servers(
     return servers
 
 
+class _Ceilings:
+    """(a) per backend and precision the run's API systems serve, each its own process."""
+
+    def __init__(
+        self,
+        run: Run,
+        api_envs: dict[str, dict[str, str]],
+        model: Path,
+        image: Path,
+        args: argparse.Namespace,
+    ) -> None:
+        self.run, self.api_envs, self.model, self.image = run, api_envs, model, image
+        self.seconds = max(2.0, args.duration / 2)  # per batch size
+        self.sizes, self.case_size = args.ceiling_batch_sizes, args.case_ceiling_batch
+
+    def quiet(self, round_no: int, systems: list[str]) -> None:
+        self._measure("quiet", round_no, systems, self.sizes, ())
+
+    def case(self, case: str, round_no: int, systems: list[str], prefix: Sequence[str]) -> None:
+        """At the batch size the API forms only: the cases' share of the 45-minute budget."""
+        self._measure(case, round_no, systems, self.case_size, prefix)
+
+    def _measure(
+        self, case: str, round_no: int, systems: list[str], sizes: str, prefix: Sequence[str]
+    ) -> None:
+        served = [s for s in systems if s in API_SYSTEMS]
+        for spec, bounds in ceiling.specs_for(served, self.api_envs).items():
+            started = time.monotonic()
+            result = ceiling.run(self.model, self.image, self.seconds, sizes, spec, prefix)
+            result["wall_s"] = round(time.monotonic() - started, 1)  # the bench's budget
+            self.run.ceilings.append({"case": case, "round": round_no, "systems": bounds, **result})
+            print(
+                f"[bench] round {round_no} {case} {ceiling.describe(result)} "
+                f"({result['wall_s']:g} s)",
+                flush=True,
+            )
+
+
 def _one_round(
     run: Run,
     round_no: int,
     args: argparse.Namespace,
     connections: list[int],
-    systems: list[str],
     servers: dict[str, Server],
     load: LoadGenerator,
-    model_path: Path,
-    image_path: Path,
 ) -> None:
-    if "a" in systems:
-        ceiling = _ceiling(model_path, image_path, args.duration, args.ceiling_batch_sizes)
-        run.ceiling.append(ceiling)
-        print(f"[bench] round {round_no} (a) " + _fmt_ceiling(ceiling), flush=True)
     saturated = max(connections)
     for n in connections:
         for name, server in servers.items():
@@ -473,24 +556,6 @@ def start_api(
         "--http", http or "auto", "--loop", loop or "auto", "--workers", env.get("WORKERS", "1"),
     ]  # fmt: skip
     return start(name, args, env, port, log_dir, prefix)
-
-
-def _ceiling(model: Path, image: Path, duration: float, sizes: str) -> dict[str, float]:
-    per_size = max(2.0, duration / 2)
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.ceiling", "--model", str(model), "--image", str(image),
-         "--duration", f"{per_size:g}", "--batch-sizes", sizes],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
-        env={**__import__("os").environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
-    )  # fmt: skip
-    line = next((ln for ln in done.stdout.splitlines() if ln.startswith("CEILINGJSON ")), None)
-    if line is None:
-        raise RuntimeError(f"ceiling failed: {done.stderr[-2000:]}")
-    return {k: float(v) for k, v in json.loads(line.split(" ", 1)[1])["images_per_s"].items()}
-
-
-def _fmt_ceiling(ceiling: dict[str, float]) -> str:
-    return ", ".join(f"batch {k}: {v:.1f} img/s" for k, v in ceiling.items())
 
 
 def _write(run: Run, out: Path) -> None:

@@ -55,4 +55,4 @@ def test_the_targets_compare_each_case_with_the_quiet_figures():
 
 def test_no_case_no_section():
     assert markdown({"points": RUN["points"]}, SYSTEMS) == ""
-    assert "| one-core | (c) this API | 64 | 50.0 | 75.0 |" in markdown(RUN, SYSTEMS)
+    assert "| one-core | (c) this API | 64 | 50.0 | - | 75.0 |" in markdown(RUN, SYSTEMS)
