@@ -173,3 +173,19 @@ def test_a_bad_option_value_says_what_is_allowed(
     with pytest.raises(SystemExit) as info:
         train_parser().parse_args(option)
     assert info.value.code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--location", "pets"], "--location 'pets': expected NAME=URL"),
+        (["--location", "=https://x/p.zip"], "expected NAME=URL"),
+        (["--data", "d"], "--manifest names the sources: drop --data"),
+    ],
+)
+def test_a_manifest_run_refuses_options_it_cannot_use(
+    argv: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "m"
+    assert main(["--manifest", str(tmp_path / "none.json"), *argv, "--out", str(out)]) == 2
+    assert message in capsys.readouterr().err and not out.exists()
