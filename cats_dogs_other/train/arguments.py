@@ -8,7 +8,7 @@ import argparse
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from cats_dogs_other.core.cli_help import EnvironmentHelpFormatter
 from cats_dogs_other.train import paths
@@ -29,6 +29,8 @@ environment variables:
 TTA = {"auto": (False, True), "on": (True,), "off": (False,)}
 """--tta -> the mirror-pass settings tried on the validation split."""
 Group = argparse._ArgumentGroup
+ArgParser = argparse.ArgumentParser
+T = TypeVar("T", int, float)
 
 
 class HelpFormatter(EnvironmentHelpFormatter):
@@ -41,20 +43,24 @@ class HelpFormatter(EnvironmentHelpFormatter):
         return f"{text} (default: %(default)s)"
 
 
-def command_parser(command: str | None, description: str) -> argparse.ArgumentParser:
+def command_parser(command: str | None, description: str, sources: bool = False) -> ArgParser:
+    """``sources``: the command rebuilds a trained model's splits from its metrics.json."""
     prog = f"{TRAIN_COMMAND} {command}" if command else TRAIN_COMMAND
-    return argparse.ArgumentParser(
-        prog=prog, description=description, epilog=ENVIRONMENT, formatter_class=HelpFormatter
-    )
+    p = ArgParser(prog, description=description, epilog=ENVIRONMENT, formatter_class=HelpFormatter)
+    if sources:
+        p.add_argument("--model", type=Path, default=BUNDLED_MODEL, help="a model folder")
+        data = "a source the run was trained on, in the run's order (repeat for each)"
+        p.add_argument("--data", type=Path, action="append", required=True, help=data)
+    return p
 
 
 def config_option(g: Group, field: str, *flags: str, **kwargs: Any) -> None:
     """Sets the TrainConfig field ``field`` (flag ``--field-name``, type that of its default)."""
-    flags = flags or (f"--{field.replace('_', '-')}",)
     default = DEFAULTS[field]
     if isinstance(default, int | float | str) and "action" not in kwargs:
         kwargs.setdefault("type", type(default))
     kwargs.setdefault("help", "default: %(default)s")
+    flags = flags or (f"--{field.replace('_', '-')}",)
     g.add_argument(*flags, dest=field, default=default, **kwargs)
 
 
@@ -63,26 +69,23 @@ def switch_off(g: Group, field: str, help: str) -> None:
     g.add_argument(f"--no-{field.replace('_', '-')}", dest=field, action="store_false", help=help)
 
 
-def input_size(value: str) -> int:
-    if not 32 <= (side := int(value)) <= 1024:
-        raise argparse.ArgumentTypeError("input size must be a side of 32..1024 pixels")
-    return side
+def within(kind: Callable[[str], T], low: T, high: T, message: str) -> Callable[[str], T]:
+    """A value in [low, high), else argparse's exit 2 with ``message``."""
+
+    def parse(value: str) -> T:
+        if not low <= (v := kind(value)) < high:
+            raise argparse.ArgumentTypeError(message)
+        return v
+
+    return parse
 
 
-def fraction(value: str) -> float:
-    if not 0 <= (f := float(value)) < 1:
-        raise argparse.ArgumentTypeError("a fraction must be in [0, 1)")
-    return f
+def names(allowed: Sequence[str] = ()) -> Callable[[str], tuple[str, ...]]:
+    """``a, b,c`` -> ``("a", "b", "c")``, each of ``allowed`` when given."""
 
-
-def names(value: str) -> tuple[str, ...]:
-    """``a, b,c`` -> ``("a", "b", "c")``."""
-    return tuple(v.strip() for v in value.split(",") if v.strip())
-
-
-def choices(allowed: Sequence[str]) -> Callable[[str], tuple[str, ...]]:
     def parse(value: str) -> tuple[str, ...]:
-        if not (items := names(value)) or any(v not in allowed for v in items):
+        items = tuple(v.strip() for v in value.split(",") if v.strip())
+        if allowed and (not items or any(v not in allowed for v in items)):
             raise argparse.ArgumentTypeError(f"choose from {', '.join(allowed)} (comma-separated)")
         return items
 
@@ -91,7 +94,7 @@ def choices(allowed: Sequence[str]) -> Callable[[str], tuple[str, ...]]:
 
 # fmt: off
 # One line per option, in --help's groups: a table more than code (docs/training.md says more).
-def train_parser() -> argparse.ArgumentParser:
+def train_parser() -> ArgParser:
     p = command_parser(None, "Train the cats/dogs/other classifier on labelled sources into a "
                        "NEW model folder (model.keras, model.onnx, metadata.json, metrics.json, "
                        "MODEL_CARD.md). Other commands, each with its --help: promote DIR, "
@@ -112,14 +115,15 @@ def train_parser() -> argparse.ArgumentParser:
     g.add_argument("--promote", action="store_true", help="past the gate, point MLflow's "
                    "'champion' alias at this run (needs MLflow and a manifest not partial)")
     config_option(g, "backbone", choices=BACKBONES, help="'tiny': a small random test network")
-    config_option(g, "input_size", type=input_size, metavar="N")
-    config_option(g, "classes", type=names, help="class names in output order (any case)")
+    config_option(g, "input_size", metavar="N",
+                  type=within(int, 32, 1025, "input size must be a side of 32..1024 pixels"))
+    config_option(g, "classes", type=names(), help="class names in output order (any case)")
     config_option(g, "max_pixels", help=argparse.SUPPRESS)
     g.add_argument("--out", type=Path, help="a new model folder (default: models/<name>-<version>)")
     g = p.add_argument_group("head and rules (each chosen on held-out data)")
     config_option(g, "hidden_candidates", "--hidden", type=lambda v: tuple(map(int, v.split(","))),
                   metavar="HIDDEN", help="head shapes: 0 = linear softmax, N = one ReLU layer")
-    config_option(g, "weighting_candidates", "--weighting", type=choices(WEIGHTINGS),
+    config_option(g, "weighting_candidates", "--weighting", type=names(WEIGHTINGS),
                   metavar="WEIGHTING", help=f"of {', '.join(WEIGHTINGS)}; the first wins a tie")
     g.add_argument("--tta", choices=tuple(TTA), default="auto", help="mirror pass (2x the CPU)")
     switch_off(g, "confidence_rule", "do not try a min_confidence threshold (-> Other)")
@@ -139,8 +143,9 @@ def train_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _run_options(p: argparse.ArgumentParser) -> None:
+def _run_options(p: ArgParser) -> None:
     g = p.add_argument_group("held-out data")
+    fraction = within(float, 0.0, 1.0, "a fraction must be in [0, 1)")
     config_option(g, "val_fraction", "--val", "--val-fraction", type=fraction)
     config_option(g, "calibration_fraction", "--calibration", type=fraction)
     config_option(g, "test_fraction", "--test", "--test-fraction", type=fraction)
@@ -186,7 +191,7 @@ def train_config(args: argparse.Namespace, argv: Sequence[str]) -> TrainConfig:
 
 # --------------------------------------------------------------------------- other commands
 # fmt: off
-def promote_parser() -> argparse.ArgumentParser:
+def promote_parser() -> ArgParser:
     p = command_parser("promote", "Make a trained model folder the bundled default (checked, "
                        "then swapped in).")
     p.add_argument("model", type=Path, help="the model folder a training run wrote")
@@ -194,7 +199,7 @@ def promote_parser() -> argparse.ArgumentParser:
     return p
 
 
-def export_parser() -> argparse.ArgumentParser:
+def export_parser() -> ArgParser:
     from cats_dogs_other.train.export import TOLERANCE
 
     p = command_parser("export", "Export a model folder's model.keras to model.onnx (what the "
@@ -208,24 +213,16 @@ def export_parser() -> argparse.ArgumentParser:
     return p
 
 
-def add_model_and_sources(p: argparse.ArgumentParser) -> None:
-    """For the commands that rebuild a trained model's splits from its metrics.json."""
-    p.add_argument("--model", type=Path, default=BUNDLED_MODEL, help="a model folder")
-    p.add_argument("--data", type=Path, action="append", required=True,
-                   help="a source the run was trained on, in the run's order (repeat for each)")
-
-
-
-def calibrate_parser() -> argparse.ArgumentParser:
+def calibrate_parser() -> ArgParser:
     p = command_parser("calibrate", "Fit a model folder's probability calibration on its "
                        "calibration split and store it with the test split's drift references "
-                       "(metadata.json, metrics.json, MODEL_CARD.md; the model is untouched).")
-    add_model_and_sources(p)
+                       "(metadata.json, metrics.json, MODEL_CARD.md; the model is untouched).",
+                       sources=True)
     p.add_argument("--dry-run", action="store_true", help="print the figures, write nothing")
     return p
 
 
-def gate_parser() -> argparse.ArgumentParser:
+def gate_parser() -> ArgParser:
     p = command_parser("gate", "Champion and challenger: both models answer the test photos "
                        "both runs held out; exit 3 when the challenger is worse on any target. "
                        "The table goes into its card, metrics.json, --run-id's MLflow run and "
@@ -239,11 +236,10 @@ def gate_parser() -> argparse.ArgumentParser:
     return p
 
 
-def quantize_parser() -> argparse.ArgumentParser:
+def quantize_parser() -> ArgParser:
     p = command_parser("quantize", "Write model.int8.onnx beside model.onnx (ONNX Runtime static "
                        "QDQ, calibrated on training-split photos; head and gate in float32) and "
-                       "judge it against float32 with the champion/challenger gate.")
-    add_model_and_sources(p)
+                       "judge it against float32 with the champion/challenger gate.", sources=True)
     p.add_argument("--photos", type=int, default=256, help="calibration photos")
     p.add_argument("--seed", type=int, default=0, help="which photos")
     p.add_argument("--dry-run", action="store_true", help="print the card section, write nothing")

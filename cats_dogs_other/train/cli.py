@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -22,10 +23,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("cats_dogs_other.train")
 
 
-def _setup(*, tensorflow: bool = True, threads: int = 0) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if not tensorflow:
-        return
+def _tensorflow(threads: int = 0) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
@@ -42,7 +40,7 @@ def _setup(*, tensorflow: bool = True, threads: int = 0) -> None:
 def _train(args: argparse.Namespace, argv: Sequence[str]) -> int:
     manifest = _resolve_manifest(args)  # before TensorFlow: a bad manifest trains nothing
     _check_promotion(args, manifest)
-    _setup(threads=args.threads)
+    _tensorflow(args.threads)
     from cats_dogs_other.train.pipeline import run_training
 
     result = run_training(arguments.train_config(args, argv))
@@ -59,7 +57,9 @@ def _train(args: argparse.Namespace, argv: Sequence[str]) -> int:
             raise TrainingError("--promote: the run was not registered in MLflow; nothing promoted")
         alias = f"{tracked.registered_name}/{tracked.registered_version}"
     data = list(args.data or [paths.default_data_dir()])
-    return _run_gate(args.champion, result.out, data, tracked.run_id if tracked else None, alias)
+    run_id = tracked.run_id if tracked else None
+    gate = dict(champion=args.champion, model=result.out, data=data, run_id=run_id, set_alias=alias)
+    return _gate(argparse.Namespace(**gate), argv)
 
 
 def _check_promotion(args: argparse.Namespace, manifest: Manifest | None) -> None:
@@ -86,7 +86,9 @@ def _resolve_manifest(args: argparse.Namespace) -> Manifest | None:
         raise TrainingError("--manifest names the sources: drop --data (or the manifest)")
     from cats_dogs_other.train.manifest import load_manifest, relocate, resolve
 
-    locations = dict(map(_pair, args.location))
+    if bad := next((v for v in args.location if not re.fullmatch(r"[^=]+=.+", v)), None):
+        raise TrainingError(f"--location {bad!r}: expected NAME=URL")
+    locations = dict(v.split("=", 1) for v in args.location)
     manifest = relocate(load_manifest(args.manifest), locations, args.weights_location)
     data, args.weights = resolve(manifest, args.shared, args.dataset_cache)
     args.data = list(data)
@@ -94,13 +96,6 @@ def _resolve_manifest(args: argparse.Namespace) -> Manifest | None:
         log.warning("%s is partial: this run trains and reports, never registers", args.manifest)
         args.register_name = None
     return manifest
-
-
-def _pair(value: str) -> tuple[str, str]:
-    name, sep, url = value.partition("=")
-    if not sep or not name or not url:
-        raise TrainingError(f"--location {value!r}: expected NAME=URL")
-    return name, url
 
 
 def _print_summary(result: RunResult) -> None:
@@ -134,14 +129,12 @@ def _promote(args: argparse.Namespace, _: Sequence[str]) -> int:
 
 def _export(args: argparse.Namespace, _: Sequence[str]) -> int:
     """Verify on the held-out files metrics.json lists, plus any ``--images`` folders."""
-    _setup()
     from cats_dogs_other.train.export import EXPORT_FILE, export_model, held_out_files, images_in
 
     if not (args.model / "metadata.json").is_file():
         raise TrainingError(f"{args.model} is not a model folder (no metadata.json)")
     held = held_out_files(args.model, args.data)
-    known = {p.name for p in held}
-    extra = [p for folder in args.images for p in images_in(folder) if p.name not in known]
+    extra = [p for d in args.images for p in images_in(d) if p.name not in {h.name for h in held}]
     sources = [f"the {len(held)} held-out files metrics.json lists"] * bool(held)
     sources += [f"{len(extra)} more from {', '.join(map(str, args.images))}"] * bool(extra)
     if not sources:
@@ -161,7 +154,6 @@ def _export(args: argparse.Namespace, _: Sequence[str]) -> int:
 
 
 def _calibrate(args: argparse.Namespace, _: Sequence[str]) -> int:
-    _setup()
     from cats_dogs_other.train.reporting.calibrate import calibrate_model, write_report
     from cats_dogs_other.train.reporting.heldout import rebuild_held_out
 
@@ -176,24 +168,18 @@ def _calibrate(args: argparse.Namespace, _: Sequence[str]) -> int:
 
 
 def _gate(args: argparse.Namespace, _: Sequence[str]) -> int:
-    _setup()
-    return _run_gate(args.champion, args.model, args.data, args.run_id, args.set_alias)
-
-
-def _run_gate(
-    spec: str, model: Path, data: list[Path], run_id: str | None, alias: str | None
-) -> int:
     """Exit 3 with the table when the challenger is worse; the alias only on an explicit ask."""
     import tempfile
 
     from cats_dogs_other.train.reporting import champion
 
+    model, alias = args.model, args.set_alias
     if alias:
         champion.check_promotable(model, alias)
     with tempfile.TemporaryDirectory(prefix="champion-") as scratch:
-        champion_dir, label = champion.resolve_champion(spec, Path(scratch))
-        result = champion.run_gate(champion_dir, model, data, label)
-    champion.record(model, result, run_id)
+        champion_dir, label = champion.resolve_champion(args.champion, Path(scratch))
+        result = champion.run_gate(champion_dir, model, args.data, label)
+    champion.record(model, result, args.run_id)
     print(result.table())
     if not result.passed:
         print("error: the new model is worse than the champion: not promoted", file=sys.stderr)
@@ -208,7 +194,6 @@ def _run_gate(
 def _quantize(args: argparse.Namespace, _: Sequence[str]) -> int:
     """A file that fails the gate is kept under another name (quantize.REJECTED_FILE) and the
     command ends non-zero; metadata.json's int8 record says whether ``auto`` serves it."""
-    _setup(tensorflow=False)
     from cats_dogs_other.train.quantize import build_int8, card_section, write_record
 
     record = build_int8(args.model, args.data, args.photos, args.seed)
@@ -220,13 +205,14 @@ def _quantize(args: argparse.Namespace, _: Sequence[str]) -> int:
 
 
 Run = Callable[[argparse.Namespace, Sequence[str]], int]
-COMMANDS: dict[str, tuple[Callable[[], argparse.ArgumentParser], Run]] = {
-    "train": (arguments.train_parser, _train),
-    "promote": (arguments.promote_parser, _promote),
-    "export": (arguments.export_parser, _export),
-    "calibrate": (arguments.calibrate_parser, _calibrate),
-    "gate": (arguments.gate_parser, _gate),
-    "quantize": (arguments.quantize_parser, _quantize),
+COMMANDS: dict[str, tuple[Callable[[], argparse.ArgumentParser], Run, bool]] = {
+    # name: (parser, runner, starts TensorFlow first); train starts it once its inputs are checked
+    "train": (arguments.train_parser, _train, False),
+    "promote": (arguments.promote_parser, _promote, False),
+    "export": (arguments.export_parser, _export, True),
+    "calibrate": (arguments.calibrate_parser, _calibrate, True),
+    "gate": (arguments.gate_parser, _gate, True),
+    "quantize": (arguments.quantize_parser, _quantize, False),
 }
 MOVED = {"ood": "python -m tools.ood_collect (make ood)"}
 
@@ -237,9 +223,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: '{argv[0]}' is now {MOVED[argv[0]]}", file=sys.stderr)
         return 2
     command = argv.pop(0) if argv and argv[0] in COMMANDS else "train"
-    parser, run = COMMANDS[command]
+    parser, run, tensorflow = COMMANDS[command]
     args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
+        if tensorflow:
+            _tensorflow()
         return run(args, argv)
     except TrainingError as exc:
         print(f"error: {exc}", file=sys.stderr)

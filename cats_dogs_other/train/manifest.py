@@ -4,6 +4,7 @@ written outside the cache."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import ipaddress
 import shutil
@@ -47,10 +48,9 @@ def check_location(value: str, *, archive: bool) -> str:
 
 
 def _loopback(host: str) -> bool:
-    try:
+    with contextlib.suppress(ValueError):
         return host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return False
 
 
 Sha256 = Annotated[str, Field(pattern="^[0-9a-f]{64}$")]
@@ -68,13 +68,13 @@ class Source(BaseModel):
 
 
 class Weights(BaseModel):
-    model_config = ConfigDict(frozen=True, strict=True)
+    model_config = Source.model_config
     location: Annotated[Text, AfterValidator(lambda v: check_location(v, archive=False))]
     sha256: Sha256
 
 
 class Manifest(BaseModel):
-    model_config = ConfigDict(frozen=True, strict=True)
+    model_config = Source.model_config
     partial: bool = False
     """Sources the served model is trained on are missing: never registered nor promoted."""
     weights: Weights
@@ -96,9 +96,10 @@ class Manifest(BaseModel):
 
 def load_manifest(path: Path) -> Manifest:
     try:
-        return _validated(Path(path).read_bytes(), str(path))
+        doc = Path(path).read_bytes()
     except OSError as exc:
         raise ManifestError(f"cannot read the dataset manifest {path}: {exc}") from exc
+    return _validated(doc, str(path))
 
 
 def relocate(manifest: Manifest, locations: dict[str, str], weights: str | None) -> Manifest:
@@ -134,11 +135,9 @@ def _problem(error: Any) -> str:
 def resolve(manifest: Manifest, shared: Path, cache: Path) -> tuple[tuple[Path, ...], Path]:
     """Local folders of every source and the weights file, each checked against its sha256."""
     data = []
-    for source in manifest.sources:
-        folder = _fetch_archive(source, cache) if is_url(source.location) else None
-        folder = folder or _local(source.location, shared, f"source {source.name!r}")
-        _check_source(source, folder)
-        data.append(folder)
+    for s in manifest.sources:
+        remote = is_url(s.location)
+        data.append(_check_source(s, _fetch_archive(s, cache) if remote else _local(s, shared)))
     return tuple(data), _weights(manifest.weights, shared, cache)
 
 
@@ -146,15 +145,16 @@ def is_url(location: str) -> bool:
     return urlsplit(location).scheme in ("http", "https")
 
 
-def _local(location: str, shared: Path, what: str) -> Path:
-    path = Path(urlsplit(location).path if location.startswith("file:") else location)
-    path = path if path.is_absolute() else shared / path
+def _local(item: Source | Weights, shared: Path) -> Path:
+    location = item.location
+    path = shared / Path(urlsplit(location).path if location.startswith("file:") else location)
     if not path.exists():
+        what = f"source {item.name!r}" if isinstance(item, Source) else "weights"
         raise ManifestError(f"{what}: {path} does not exist")
     return path
 
 
-def _check_source(source: Source, folder: Path) -> None:
+def _check_source(source: Source, folder: Path) -> Path:
     # The folder's own name is the source's name in every figure (see sources.list_sources).
     if folder.name != source.name:
         raise ManifestError(f"source {source.name!r}: its folder {folder} must be named so")
@@ -166,6 +166,7 @@ def _check_source(source: Source, folder: Path) -> None:
             f"source {source.name!r} ({source.location}): its file list has sha256 {digest}, "
             f"the manifest pins {source.sha256}"
         )
+    return folder
 
 
 def _weights(weights: Weights, shared: Path, cache: Path) -> Path:
@@ -175,7 +176,7 @@ def _weights(weights: Weights, shared: Path, cache: Path) -> Path:
         if not path.is_file():
             _download(weights.location, path, weights.sha256)
         return path
-    path = _local(weights.location, shared, "weights")
+    path = _local(weights, shared)
     if (digest := file_sha256(path)) != weights.sha256:
         raise ManifestError(f"weights {path}: sha256 {digest}, the manifest pins {weights.sha256}")
     return path
@@ -234,18 +235,15 @@ def unpack(archive: Path, dest: Path) -> None:
     try:
         if archive.name.endswith(".zip"):
             with zipfile.ZipFile(archive) as zf:
-                infos = zf.infolist()
-                _check_members(
-                    [(i.filename, i.file_size, i.external_attr >> 28 == 0xA) for i in infos],
-                    archive,
-                )
+                zips = zf.infolist()
+                members = [(i.filename, i.file_size, i.external_attr >> 28 == 0xA) for i in zips]
+                _check_members(members, archive)
                 zf.extractall(dest)  # noqa: S202 - every member checked above
         else:
             with tarfile.open(archive, "r:gz") as tf:
                 tars = tf.getmembers()
-                _check_members(
-                    [(m.name, m.size, not (m.isfile() or m.isdir())) for m in tars], archive
-                )
+                members = [(m.name, m.size, not (m.isfile() or m.isdir())) for m in tars]
+                _check_members(members, archive)
                 tf.extractall(dest, members=tars, filter="data")
     except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError) as exc:
         raise ManifestError(f"{archive.name} is not a readable archive: {exc}") from exc

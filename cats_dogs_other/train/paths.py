@@ -1,4 +1,5 @@
-"""Default locations of the shared data, weights, caches and OOD images (never in the repo)."""
+"""Default locations of the shared data, weights, caches and OOD images (never in the repo);
+each moves with its environment variable (an empty one keeps the default)."""
 
 from __future__ import annotations
 
@@ -9,15 +10,11 @@ from cats_dogs_other.core.paths import REPO_ROOT
 
 WEIGHTS_FILENAME = "mobilenet_v2_1.0_224_no_top.weights.h5"
 OOD_MANIFEST = "manifest.json"
-"""What the ``ood`` command writes last in its folder: a folder without one is not collected."""
+"""What the OOD collector writes last in its folder: a folder without one is not collected."""
 
 
-def _env(name: str, default: Path) -> Path:
-    return Path(os.environ.get(name) or default)
-
-
-def _user_cache() -> Path:
-    return _env("XDG_CACHE_HOME", Path.home() / ".cache") / "cats_dogs_other"
+def _env(name: str, default: Path, *under: str) -> Path:
+    return Path(os.environ.get(name) or default).joinpath(*under)
 
 
 def shared_dir() -> Path:
@@ -38,15 +35,15 @@ def default_cache_dir() -> Path:
 
 
 def default_dataset_cache() -> Path:
-    return _user_cache() / "datasets"
+    return _env("XDG_CACHE_HOME", Path.home() / ".cache", "cats_dogs_other", "datasets")
 
 
 def default_ood_dir() -> Path:
-    """A user cache folder by default: the images are collected, not committed."""
-    return _env("CDO_OOD_DIR", _user_cache() / "ood")
+    """Collected, not committed: a user cache folder by default."""
+    user_cache = _env("XDG_CACHE_HOME", Path.home() / ".cache", "cats_dogs_other", "ood")
+    return _env("CDO_OOD_DIR", user_cache)
 
 
 def collected_ood_dir() -> Path | None:
     """The default OOD folder once the collector has filled it."""
-    folder = default_ood_dir()
-    return folder if (folder / OOD_MANIFEST).is_file() else None
+    return folder if ((folder := default_ood_dir()) / OOD_MANIFEST).is_file() else None

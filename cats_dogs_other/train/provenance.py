@@ -24,15 +24,11 @@ class Provenance:
 def readme_paragraph(directory: Path | None, *prefixes: str) -> str | None:
     """The paragraph of ``directory/README.md`` starting with the first of ``prefixes`` found,
     up to any "Checked:" sentence (claims the run measures itself)."""
-    readme = Path(directory or "") / "README.md"
-    if directory is None or not readme.is_file():
+    if directory is None or not (readme := Path(directory) / "README.md").is_file():
         return None
     paragraphs = [" ".join(p.split()) for p in re.split(r"\n\s*\n", readme.read_text("utf-8"))]
-    for prefix in prefixes:
-        for text in paragraphs:
-            if text.startswith(prefix):
-                return text[len(prefix) :].split(" Checked:")[0].strip()
-    return None
+    found = (t.removeprefix(p) for p in prefixes for t in paragraphs if t.startswith(p))
+    return next((text.split(" Checked:")[0].strip() for text in found), None)
 
 
 def describe_run(data: Sequence[Path], weights: Path | None, argv: Sequence[str]) -> Provenance:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from cats_dogs_other.train.arguments import train_config, train_parser
 from cats_dogs_other.train.cli import main
 from cats_dogs_other.train.config import DEFAULTS
 
-from .conftest import TINY, write_ecotag
+from .conftest import TINY, PipelineRun, write_ecotag
 
 
 def test_cli_help_lists_the_options(capsys: pytest.CaptureFixture[str]) -> None:
@@ -173,3 +174,33 @@ def test_a_bad_option_value_says_what_is_allowed(
     with pytest.raises(SystemExit) as info:
         train_parser().parse_args(option)
     assert info.value.code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--location", "pets"], "--location 'pets': expected NAME=URL"),
+        (["--location", "=https://x/p.zip"], "expected NAME=URL"),
+        (["--data", "d"], "--manifest names the sources: drop --data"),
+    ],
+)
+def test_a_manifest_run_refuses_options_it_cannot_use(
+    argv: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "m"
+    assert main(["--manifest", str(tmp_path / "none.json"), *argv, "--out", str(out)]) == 2
+    assert message in capsys.readouterr().err and not out.exists()
+
+
+def test_a_run_with_a_champion_is_gated_once_trained(
+    pipeline_run: PipelineRun, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The session's run trained again (same manifest, seed and features) against itself."""
+    run, out = pipeline_run, tmp_path / "challenger"
+    argv = ["--manifest", str(run.manifest), "--shared", str(run.shared), "--no-tracking"]
+    argv += ["--dataset-cache", str(run.dataset_cache), "--out", str(out), "--no-ood"]
+    argv += ["--cache-dir", str(run.out.parent / "cache"), "--cv-folds", "0", "--hidden", "0"]
+    argv += ["--weighting", "none,class", "--model-version", "3.1.5"]
+    assert main([*argv, "--champion", str(run.out), *TINY]) == 0
+    gate = json.loads((out / "metrics.json").read_text())["champion_gate"]
+    assert gate["passed"] and "champion" in capsys.readouterr().out
