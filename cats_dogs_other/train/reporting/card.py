@@ -1,11 +1,8 @@
-"""MODEL_CARD.md, rendered from the run's own metrics and provenance only, so the card can never
-disagree with the figures. The measurements behind the pipeline's fixed choices are stated once,
-in :data:`DECISIONS_PAGE`; a card names that page and states only what its run measured.
-"""
+"""MODEL_CARD.md from the run's own metrics and provenance only, so it can never disagree with
+them; the method, the same for every run, is stated once in :data:`METHOD_PAGE`."""
 
 from __future__ import annotations
 
-from cats_dogs_other.train import kinds
 from cats_dogs_other.train.dedupe import DEFAULT_MAX_DISTANCE, DEFAULT_MIN_COSINE
 from cats_dogs_other.train.provenance import TRAIN_COMMAND, Provenance
 from cats_dogs_other.train.results import (
@@ -28,20 +25,9 @@ TARGETS = (
 CV_TARGET = 0.98
 DUPLICATES_SHOWN = 12
 DECISIONS_PAGE = "docs/training-decisions.md"
-INTENDED_USE = """## Intended use
-Sorting everyday photos into cats, dogs and everything else, behind the project's API, e.g. to
-route or tag uploads. Not for anything where a wrong answer harms someone, not for identifying
-breeds or individual animals, not for surveillance.
-"""
-LIMITS = """## Limits
-- Small strata give wide intervals: read every figure with its interval, not its point value.
-- Held-out ImageNet classes are one photo each: the "Other" figure is about classes, and says
-  little about harder photos of them.
-- Drawings, cartoons, toy animals and animals close to dogs (wolves, foxes, hyenas) are the
-  likeliest to be called Cat or Dog; cats and dogs in costumes, or tiny in the frame, to be
-  called Other.
-- Images are squashed to a square without cropping; very elongated images lose detail.
-"""
+METHOD_PAGE = "docs/training.md"
+METHOD = f"`{METHOD_PAGE}` (*What a run does, and why*; *The model card*)"
+USE_AND_LIMITS = f"## Intended use and limits\nStated once for every run: {METHOD}.\n"
 
 
 def render_card(m: Metrics, provenance: Provenance) -> str:
@@ -49,11 +35,10 @@ def render_card(m: Metrics, provenance: Provenance) -> str:
         (
             _header(m),
             _targets_section(m),
-            INTENDED_USE,
+            USE_AND_LIMITS,
             _data_section(m, provenance),
             _decisions_section(m, provenance),
             _results_section(m),
-            LIMITS,
             _reproduce(provenance),
         )
     )
@@ -87,10 +72,8 @@ def _header(m: Metrics) -> str:
     )
     return f"""# Model card: {model.name} {model.version}
 
-Classifies a photo as **Cat**, **Dog** or **Other**. Trained by `{TRAIN_COMMAND}`
-on {m.trained_at}; served by the `kto-keras-inference` wheel (`kto.inference`). Every
-figure below is measured on held-out images (never used for training or for any choice) and
-given with its n and a 95% Wilson interval.
+Classifies a photo as **Cat**, **Dog** or **Other**. Trained by `{TRAIN_COMMAND}` on
+{m.trained_at}; served by `kto.inference`. Figures: held-out images, n, 95% Wilson interval.
 
 | | |
 |---|---|
@@ -126,26 +109,17 @@ def _data_section(m: Metrics, provenance: Provenance) -> str:
         f"- `{name}`: {text or 'supplied by the user of the pipeline.'}"
         for name, text in provenance.data_sources.items()
     )
-    held_classes = len(m.split.held_out_imagenet_classes)
-    fractions = m.split.fractions
-    bits, cos = DEFAULT_MAX_DISTANCE, DEFAULT_MIN_COSINE
+    fractions = ", ".join(f"{k} {v:.0%}" for k, v in m.split.fractions.items())
     return f"""## Data
 {_sources_table(m)}
 
 {sources}
 
-The model inherits the terms of these sources and of its backbone's weights (see Decisions).
+**Duplicates** (dHash within {DEFAULT_MAX_DISTANCE} bits and cosine >= {DEFAULT_MIN_COSINE}, or \
+sha256): {_dedupe_text(m.dataset)}
 
-**Duplicates.** Byte-identical files (sha256) and near-identical ones (64-bit difference hash
-within {bits} bits, confirmed by a backbone-feature cosine of at least {cos}: resized or re-encoded
-copies) are removed before splitting, keeping the copy of the earliest `--data` source.
-{_dedupe_text(m.dataset)}
-
-**Split** (seed {m.split.seed}): within every source x class, whole groups go to test
-({fractions["test"]:.0%}), calibration ({fractions["calibration"]:.0%}), validation
-({fractions["val"]:.0%}), the rest to training. A group is one ImageNet class (the WordNet id
-starting the file name) or, elsewhere, one image: the {held_classes}
-ImageNet classes of the test split have no picture in training, validation or calibration.
+**Split** (seed {m.split.seed}; {m.split.unit}): {fractions}; \
+{len(m.split.held_out_imagenet_classes)} ImageNet classes only in test.
 """
 
 
@@ -181,23 +155,15 @@ def _decisions_section(m: Metrics, provenance: Provenance) -> str:
     )
     return f"""## Decisions, by measurement on held-out data
 - Backbone: `{m.model.backbone}`, {_frozen_text(m)}. Weights: {weights}
-- Preprocessing is **inside** the model (Rescaling to [-1, 1]), so `metadata.json` says
-  `"preprocessing": {{"mode": "none"}}`: training and serving share `decode_image`.
-- Head shape, sample weighting and mirror test-time augmentation: every combination trained on
-  the training split (clean + mirrored features, early stopping on validation loss) and scored
-  by macro recall (mean of the three classes' recall) on the **validation** split; a costlier
-  candidate must gain {m.training.params["min_gain"]} over a simpler one. Weightings are tried
-  in the order {order}; within that gain the earlier one wins:
-  {m.selection.reason}.
+- Head, weighting (order {order}) and mirror pass, by validation macro recall, a costlier
+  candidate needing {m.training.params["min_gain"]} more: {m.selection.reason}.
 
 {_selection_table(m)}
 
 - {_rule_text(m)}
 - {_gate_text(m)}
 - {_fine_tune_text(m)}
-- The pipeline's fixed choices (weighting order, fine-tuning settings, the gate's form, resize,
-  input size {m.model.input_size[0]}) and the development measurements behind them:
-  `{DECISIONS_PAGE}` in the repository.
+- Method: {METHOD}; the fixed choices' development measurements: `{DECISIONS_PAGE}`.
 """
 
 
@@ -214,23 +180,14 @@ def _fine_tune_text(m: Metrics) -> str:
         return "Fine-tuning the backbone's top block: not tried in this run."
     views = " + ".join("mirrored" if v == "flip" else v for v in ft.views)
     how = (
-        f"from `{ft.first_layer}` to the pooled features ({ft.trainable_weights:,} weights; "
-        "batch normalisation frozen), together with a linear head started from a linear probe "
-        f"on the frozen features. Trained on the training split of "
-        f"{', '.join(f'`{s}`' for s in ft.trained_on)} (n={ft.images}, {views} views; the "
-        "cross-validated course set is left out, so no fold's held-out images were seen by the "
-        f"fine-tuned block), AdamW learning rate {ft.learning_rate:g}, weight decay "
-        f"{ft.weight_decay:g}, early stopping on those sources' validation loss: best epoch "
-        f"{ft.best_epoch} of {ft.epochs_run}, validation loss {ft.val_loss_best} against "
-        f"{ft.val_loss_frozen} for the linear probe on frozen features"
+        f"from `{ft.first_layer}` to the pooled features ({ft.trainable_weights:,} weights), "
+        f"on the training split of {', '.join(f'`{s}`' for s in ft.trained_on)} "
+        f"(n={ft.images}, {views} views), AdamW learning rate {ft.learning_rate:g}, weight decay "
+        f"{ft.weight_decay:g}: best epoch {ft.best_epoch} of {ft.epochs_run}, validation loss "
+        f"{ft.val_loss_best} against {ft.val_loss_frozen} for the linear probe"
     )
-    if not ft.kept:
-        return f"Fine-tuning the backbone's top block: tried and **not kept** ({how}: no lower)."
-    return (
-        f"Fine-tuning the backbone's top block: **on**, {how}. Every choice above and below "
-        "(head, mirror pass, rule, the gate's prototypes and threshold) is made on the "
-        "fine-tuned features."
-    )
+    said = f"**on**, {how}" if ft.kept else f"tried and **not kept** ({how}: no lower)"
+    return f"Fine-tuning the backbone's top block: {said}."
 
 
 def _selection_table(m: Metrics) -> str:
@@ -274,18 +231,13 @@ def _gate_text(m: Metrics) -> str:
         f"{gate.macro_recall_without:.4f} without it, {gate.macro_recall_with_best:.4f} at the "
         f"best threshold ({gate.best_threshold})"
     )
-    how = (
-        f"the largest cosine similarity between an image's features and {gate.prototypes} "
-        "prototypes (k-means centres of the training cats' and dogs' features, clean and "
-        "mirrored); below the threshold the model itself moves the answer to Other"
-    )
     if gate.chosen is None:
         return f"Familiarity gate: not used, no threshold improved macro recall; {measured}."
-    return f"Familiarity gate: **on, threshold {gate.chosen}**: {how}; {measured}."
+    chosen = f"**on, threshold {gate.chosen}**, {gate.prototypes} prototypes"
+    return f"Familiarity gate: {chosen}; {measured}."
 
 
 def _results_section(m: Metrics) -> str:
-    how_kinds = " ".join((kinds.__doc__ or "").split()).partition("The grouping is made")[2]
     check = m.serving_check
     return f"""## Results on the held-out test split
 All sources together: accuracy **{m.test.all.accuracy}**.
@@ -300,8 +252,6 @@ All sources together: accuracy **{m.test.all.accuracy}**.
 ### Held-out ImageNet classes answered "Other", by kind
 {_kinds_table(m.test)}
 
-How the kinds were made: the grouping is made{how_kinds}
-
 ### Course set, cross-validated
 {_cv_text(m.cross_validation)}
 
@@ -310,9 +260,8 @@ How the kinds were made: the grouping is made{how_kinds}
 
 ![training curves](training_curves.png)
 
-Check: {check.files} test files were classified through `kto.inference` from the saved
-model: {check.same_prediction} gave the same answer as the figures above, largest
-probability difference {check.max_abs_probability_diff:.1e}.
+Serving check: {check.same_prediction} of {check.files} test files gave the same answer through
+`kto.inference`, largest probability difference {check.max_abs_probability_diff:.1e}.
 """
 
 
@@ -355,22 +304,15 @@ def _cv_text(cv: CrossValidation | None) -> str:
     recall = ", ".join(f"{c} {v}" for c, v in cv.per_class_recall.items())
     folds = ", ".join(f"{a:.3f}" for a in cv.fold_accuracies)
     return (
-        f"Stratified {cv.folds}-fold cross-validation on `{cv.source}` (each fold also "
-        "trains on the other sources' training, validation and calibration images, never on "
-        "their test split; fixed epochs, as the final model), the chosen head, mirror pass and "
-        f"rule: pooled accuracy **{cv.pooled}**, folds {folds} (mean {cv.accuracy_mean:.4f}, "
-        f"std {cv.accuracy_std:.4f}). Recall: {recall}."
+        f"{cv.folds}-fold on `{cv.source}`: pooled accuracy **{cv.pooled}**, folds {folds} "
+        f"(mean {cv.accuracy_mean:.4f}, std {cv.accuracy_std:.4f}). Recall: {recall}."
     )
 
 
 def _ood_text(ood: OODReport | None) -> str:
     if not ood:
         return f"Not measured in this run (collect the set once with `{TRAIN_COMMAND} ood`)."
-    return (
-        "Pictures shipped by Python and Debian packages (people, drawings, objects, text; "
-        "`make ood`), outside `../shared`, used for no choice:\n\n"
-        + _other_table("category", ood.per_category, "all", ood.all)
-    )
+    return "`make ood`'s pictures:\n\n" + _other_table("category", ood.per_category, "all", ood.all)
 
 
 def _other_table(key: str, shares: dict[str, Proportion], total: str, p: Proportion) -> str:
@@ -379,11 +321,4 @@ def _other_table(key: str, shares: dict[str, Proportion], total: str, p: Proport
 
 
 def _reproduce(provenance: Provenance) -> str:
-    return f"""## Reproduce
-```
-{provenance.command}
-```
-(`make train` runs this with the shared data beside the repository and writes a new folder
-under `models/`; `make promote MODEL=<folder>` makes a folder the bundled default.) Seeded; CPU
-floating-point reductions can still move the last digits of the figures.
-"""
+    return f"## Reproduce\n```\n{provenance.command}\n```\n"
