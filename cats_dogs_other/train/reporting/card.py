@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from cats_dogs_other.train.dedupe import DEFAULT_MAX_DISTANCE, DEFAULT_MIN_COSINE
 from cats_dogs_other.train.provenance import TRAIN_COMMAND, Provenance
+from cats_dogs_other.train.reporting.record import markdown_table as _table
 from cats_dogs_other.train.results import (
+    Candidate,
+    ConfidenceRule,
     CrossValidation,
     DatasetReport,
     HeldOutReport,
@@ -27,6 +30,7 @@ DUPLICATES_SHOWN = 12
 DECISIONS_PAGE = "docs/training-decisions.md"
 METHOD_PAGE = "docs/training.md"
 METHOD = f"`{METHOD_PAGE}` (*What a run does, and why*; *The model card*)"
+DECODE = "kto.inference.decode_image"
 USE_AND_LIMITS = f"## Intended use and limits\nStated once for every run: {METHOD}.\n"
 
 
@@ -44,62 +48,49 @@ def render_card(m: Metrics, provenance: Provenance) -> str:
     )
 
 
-def _table(header: tuple[str, ...], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
-    return "\n".join([*lines, *("| " + " | ".join(row) + " |" for row in rows)])
-
-
 def _true_class_accuracy(section: Section, classes: tuple[str, ...]) -> Proportion:
-    """Accuracy over the images whose TRUE class is one of ``classes``."""
     labels, matrix = section.confusion_matrix.labels, section.confusion_matrix.matrix
     rows = [labels.index(c) for c in classes]
     return proportion(sum(matrix[r][r] for r in rows), sum(sum(matrix[r]) for r in rows))
 
 
-# --------------------------------------------------------------------------- sections
 def _header(m: Metrics) -> str:
-    model, timing = m.model, m.timing
-    side = model.input_size[0]
-    threads = timing.intra_op_threads or "all"
-    latency = (
-        f"{timing.ms_single_image} ms for one image, "
-        f"{timing.ms_per_image_batch32} ms/image in a batch of 32"
-    )
+    model, timing, side = m.model, m.timing, m.model.input_size[0]
     mirror = "on" if model.mirror_test_time_augmentation else "off"
-    trained = (
-        f"`{model.file}`, {model.bytes / 1e6:.1f} MB, sha256 `{model.sha256[:16]}...` (served "
-        "as its ONNX export: each file's sha256 under *Served runtime*)"
-    )
+    rows = [
+        ("version", f"`{model.version}` (also in `metadata.json`, `GET /model` and MLflow)"),
+        ("input", f"RGB {side}x{side}, raw 0..255 (resize: Pillow bilinear in `{DECODE}`)"),
+        ("model", f"`{model.backbone}` backbone features, {model.head} head, mirror pass {mirror}"),
+        (
+            "trained file",
+            f"`{model.file}`, {model.bytes / 1e6:.1f} MB, sha256 `{model.sha256[:16]}...` (served "
+            "as its ONNX export: each file's sha256 under *Served runtime*)",
+        ),
+        (
+            f"latency (CPU, {timing.intra_op_threads or 'all'} threads)",
+            f"{timing.ms_single_image} ms for one image, "
+            f"{timing.ms_per_image_batch32} ms/image in a batch of 32",
+        ),
+    ]
     return f"""# Model card: {model.name} {model.version}
 
 Classifies a photo as **Cat**, **Dog** or **Other**. Trained by `{TRAIN_COMMAND}` on
 {m.trained_at}; served by `kto.inference`. Figures: held-out images, n, 95% Wilson interval.
 
-| | |
-|---|---|
-| version | `{model.version}` (also in `metadata.json`, `GET /model` and MLflow) |
-| input | RGB {side}x{side}, raw 0..255 (resize: Pillow bilinear in `kto.inference.decode_image`) |
-| model | `{model.backbone}` backbone features, {model.head} head, mirror pass {mirror} |
-| trained file | {trained} |
-| latency (CPU, {threads} threads) | {latency} |
+{_table(("", ""), rows)}
 """
 
 
 def _targets_section(m: Metrics) -> str:
     per_source = m.test.per_source
     rows = [
-        [
-            f"{what} (`{source}`)",
-            str(_true_class_accuracy(per_source[source], classes)),
-            f"{bar:.1%}",
-        ]
+        [f"{what} (`{source}`)", _true_class_accuracy(per_source[source], classes), f"{bar:.1%}"]
         for source, classes, what, bar in TARGETS
         if source in per_source
     ]
-    cv = m.cross_validation
-    if cv:
+    if cv := m.cross_validation:
         rows.append(
-            [f"{cv.folds}-fold CV on `{cv.source}` (pooled)", str(cv.pooled), f"{CV_TARGET:.1%}"]
+            [f"{cv.folds}-fold CV on `{cv.source}` (pooled)", cv.pooled, f"{CV_TARGET:.1%}"]
         )
     return "## Targets\n" + _table(("target", "held-out test figure", "bar"), rows) + "\n"
 
@@ -124,14 +115,18 @@ sha256): {_dedupe_text(m.dataset)}
 
 
 def _sources_table(m: Metrics) -> str:
-    rows = []
-    for s in m.dataset.sources:
-        per = ", ".join(f"{k} {v}" for k, v in s.per_class_used.items() if v)
-        parts = m.split.per_source[s.name]
-        split = " / ".join(str(parts[p]) for p in ("train", "val", "calibration", "test"))
-        rows.append([f"`{s.name}`", s.format, str(s.images_listed), str(s.images_used), per, split])
-    header = ("source", "format", "listed", "used", "per class used")
-    return _table((*header, "train / val / calibration / test"), rows)
+    parts = ("train", "val", "calibration", "test")
+    rows = [
+        [f"`{s.name}`", s.format, s.images_listed, s.images_used, _used(s.per_class_used)]
+        for s in m.dataset.sources
+    ]
+    for row, s in zip(rows, m.dataset.sources, strict=True):
+        row.append(" / ".join(str(m.split.per_source[s.name][p]) for p in parts))
+    return _table(("source", "format", "listed", "used", "per class used", " / ".join(parts)), rows)
+
+
+def _used(per_class: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in per_class.items() if v)
 
 
 def _dedupe_text(ds: DatasetReport) -> str:
@@ -191,28 +186,30 @@ def _fine_tune_text(m: Metrics) -> str:
 
 
 def _selection_table(m: Metrics) -> str:
-    rows = []
-    for c in m.selection.candidates:
-        shape = "linear" if c.hidden == 0 else f"MLP {c.hidden}"
-        mark = " **(chosen)**" if c.chosen else ""
-        acc = "n/a" if c.val_accuracy is None else f"{c.val_accuracy:.4f}"
-        mirror = "on" if c.tta else "off"
-        rows.append(
-            [f"{shape}{mark}", c.weighting, mirror, f"{c.val_macro_recall:.4f}", acc, str(c.epochs)]
-        )
     header = ("head", "weighting", "mirror pass", "val. macro recall", "val. accuracy", "epochs")
-    return _table(header, rows)
+    return _table(header, [_candidate(c) for c in m.selection.candidates])
+
+
+def _candidate(c: Candidate) -> tuple[object, ...]:
+    head = ("linear" if c.hidden == 0 else f"MLP {c.hidden}") + (
+        " **(chosen)**" if c.chosen else ""
+    )
+    acc = "n/a" if c.val_accuracy is None else f"{c.val_accuracy:.4f}"
+    return (head, c.weighting, "on" if c.tta else "off", f"{c.val_macro_recall:.4f}", acc, c.epochs)
+
+
+def _measured(where: str, r: ConfidenceRule, without: str, best: str) -> str:
+    return (
+        f"on the {where} (n={r.n}) macro recall {r.macro_recall_without:.4f} {without}, "
+        f"{r.macro_recall_with_best:.4f} {best} ({r.best_threshold})"
+    )
 
 
 def _rule_text(m: Metrics) -> str:
     rule, decision = m.confidence_rule, m.model.decision
     if not rule:
         return "Confidence rule: not tried in this run."
-    measured = (
-        f"on the calibration split (n={rule.n}) macro recall {rule.macro_recall_without:.4f} "
-        f"without a threshold, {rule.macro_recall_with_best:.4f} with the best one "
-        f"({rule.best_threshold})"
-    )
+    measured = _measured("calibration split", rule, "without a threshold", "with the best one")
     if decision:
         return (
             f"Confidence rule: **`min_confidence` {decision.threshold} -> "
@@ -226,11 +223,8 @@ def _gate_text(m: Metrics) -> str:
     gate = m.familiarity_gate
     if gate is None:
         return "Familiarity gate: not tried in this run."
-    measured = (
-        f"on the validation + calibration splits (n={gate.n}) macro recall "
-        f"{gate.macro_recall_without:.4f} without it, {gate.macro_recall_with_best:.4f} at the "
-        f"best threshold ({gate.best_threshold})"
-    )
+    splits = "validation + calibration splits"
+    measured = _measured(splits, gate, "without it", "at the best threshold")
     if gate.chosen is None:
         return f"Familiarity gate: not used, no threshold improved macro recall; {measured}."
     chosen = f"**on, threshold {gate.chosen}**, {gate.prototypes} prototypes"
@@ -242,9 +236,7 @@ def _results_section(m: Metrics) -> str:
     return f"""## Results on the held-out test split
 All sources together: accuracy **{m.test.all.accuracy}**.
 
-{_per_class_table(m.test.all)}
-
-{_confusion_table(m.test.all)}
+{_tables(m.test.all)}
 
 ![confusion matrix](confusion_matrix.png)
 
@@ -265,27 +257,24 @@ Serving check: {check.same_prediction} of {check.files} test files gave the same
 """
 
 
-def _per_class_table(section: Section) -> str:
-    rows = [
-        [cls, str(v.precision_ci), str(v.recall_ci), f"{v.f1:.3f}", str(v.support)]
+def _tables(section: Section) -> str:
+    """Per-class figures, then the confusion matrix."""
+    per_class = [
+        [cls, v.precision_ci, v.recall_ci, f"{v.f1:.3f}", v.support]
         for cls, v in section.per_class.items()
     ]
-    return _table(("class", "precision", "recall", "F1", "support"), rows)
-
-
-def _confusion_table(section: Section) -> str:
-    labels = section.confusion_matrix.labels
-    rows = [
-        [f"**{label}**", *(str(v) for v in row)]
-        for label, row in zip(labels, section.confusion_matrix.matrix, strict=True)
-    ]
-    return _table(("true \\ predicted", *labels), rows)
+    labels, matrix = section.confusion_matrix.labels, section.confusion_matrix.matrix
+    confusion = [[f"**{label}**", *row] for label, row in zip(labels, matrix, strict=True)]
+    return (
+        _table(("class", "precision", "recall", "F1", "support"), per_class)
+        + "\n\n"
+        + _table(("true \\ predicted", *labels), confusion)
+    )
 
 
 def _per_source_results(test: HeldOutReport) -> str:
     return "\n".join(
-        f"### `{name}` (test split)\nAccuracy {sec.accuracy}.\n\n"
-        f"{_per_class_table(sec)}\n\n{_confusion_table(sec)}\n"
+        f"### `{name}` (test split)\nAccuracy {sec.accuracy}.\n\n{_tables(sec)}\n"
         for name, sec in test.per_source.items()
     )
 
@@ -316,8 +305,7 @@ def _ood_text(ood: OODReport | None) -> str:
 
 
 def _other_table(key: str, shares: dict[str, Proportion], total: str, p: Proportion) -> str:
-    rows = [[k, str(v)] for k, v in shares.items()]
-    return _table((key, "answered Other"), [*rows, [f"**{total}**", str(p)]])
+    return _table((key, "answered Other"), [*shares.items(), (f"**{total}**", p)])
 
 
 def _reproduce(provenance: Provenance) -> str:
