@@ -18,7 +18,8 @@ def decide(probs: np.ndarray, threshold: float | None, fallback: int) -> np.ndar
 
 def macro_recall(y_true: np.ndarray, y_pred: np.ndarray, strata: np.ndarray | None = None) -> float:
     """Mean recall over classes (or strata): a small class weighs as much as a large one, so a
-    choice cannot trade Other for pet photos unnoticed."""
+    choice cannot trade Other for pet photos unnoticed. Choices use classes: in a 6-photo
+    stratum one image is worth several points."""
     keys = (
         y_true.astype(str)
         if strata is None
