@@ -17,10 +17,9 @@ def decide(probs: np.ndarray, threshold: float | None, fallback: int) -> np.ndar
 
 
 def macro_recall(y_true: np.ndarray, y_pred: np.ndarray, strata: np.ndarray | None = None) -> float:
-    """Mean recall over classes (or over source x class strata when ``strata`` is given): a
-    class of 40 held-out photos weighs as much as one of 200, so a choice cannot trade Other
-    for pet photos unnoticed. Choices use classes: a 6-photo stratum would make one image
-    worth several points and the choice noise."""
+    """Mean recall over classes (or strata): a small class weighs as much as a large one, so a
+    choice cannot trade Other for pet photos unnoticed. Choices use classes: in a 6-photo
+    stratum one image is worth several points."""
     keys = (
         y_true.astype(str)
         if strata is None
@@ -37,8 +36,7 @@ def choose_threshold(
     fallback: int,
     min_gain: float,
 ) -> tuple[float | None, ConfidenceRule]:
-    """The ``min_confidence`` maximising macro recall on the calibration split, kept only when it
-    beats no threshold by ``min_gain``."""
+    """The best ``min_confidence``, kept only when it beats no threshold by ``min_gain``."""
     base = macro_recall(labels, decide(probs, None, fallback), strata)
     top = np.unique(np.round(probs.max(axis=1), 4))
     candidates = np.unique(np.concatenate([(top[:-1] + top[1:]) / 2, FIXED_CANDIDATES]))

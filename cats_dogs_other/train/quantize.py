@@ -1,17 +1,6 @@
-"""An int8 copy of a model folder's ``model.onnx``: ``model.int8.onnx`` beside it.
-
-ONNX Runtime static quantization, QDQ, weights int8 per channel, activations uint8, ranges
-from training-split photos only (the held-out splits judge it). From the backbone's last
-``GlobalAveragePool`` on (head and familiarity gate: under 1% of the work, and a cosine
-threshold at slope 100 that int8 would blur) the graph stays float32. The gate's threshold is
-chosen again on the int8 answers of the validation and calibration splits and written into
-the int8 graph only. It keeps that name only when it passes the champion/challenger gate
-against float32 (otherwise it is ``model.int8.rejected.onnx``), and the wheel's
-``precision="auto"`` serves it only when metadata.json ``int8`` says it met the whole rule
-(gate and bench speed; ``reporting/int8.py`` writes that record). ``metadata.json``
-(calibration, drift reference) is shared: the record says what fitting the calibration again
-on the int8 answers gives.
-"""
+"""``model.int8.onnx`` beside a folder's ``model.onnx``, calibrated on training-split photos;
+the head and gate stay float32 (a cosine threshold at slope 100 that int8 would blur). The
+method and the rule that makes it the default: docs/performance.md."""
 
 from __future__ import annotations
 
@@ -35,7 +24,7 @@ CALIBRATION_PHOTOS, BATCH, HEAD_START = 256, 16, "GlobalAveragePool"
 
 
 class PhotoBatches:
-    """ONNX Runtime's ``CalibrationDataReader``: batches of photos as the wheel feeds them."""
+    """ONNX Runtime's ``CalibrationDataReader``."""
 
     def __init__(self, model_dir: Path, photos: Sequence[Path], input_name: str) -> None:
         self._batches, self._input = _pixel_batches(model_dir, photos), input_name
@@ -70,14 +59,13 @@ def head_nodes(model: Any, start: str = HEAD_START) -> list[str]:
 
 
 def sample_photos(rows: Sequence[Path], n: int, seed: int) -> list[Path]:
-    """``n`` photos drawn without replacement (all of them when fewer), in a fixed order."""
     return sorted(random.Random(seed).sample(list(rows), min(n, len(rows))), key=str)
 
 
 def quantize_onnx(
     model_dir: Path, photos: Sequence[Path], out: Path, *, keep_head_f32: bool = True
 ) -> list[str]:
-    """Write ``out`` from ``model_dir/model.onnx``; return the nodes left in float32."""
+    """Returns the nodes left in float32."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -116,7 +104,6 @@ class GateNodes:
 
 
 def find_gate(model: Any) -> GateNodes | None:
-    """The gate of a model built by :mod:`cats_dogs_other.train.familiarity`; None without."""
     producers = {out: node for node in model.graph.node for out in node.output}
     sigmoids = [n for n in model.graph.node if n.op_type == "Sigmoid"]
     softmaxes = [n for n in model.graph.node if n.op_type == "Softmax"]
@@ -134,7 +121,6 @@ def _constant(model: Any, name: str) -> Any:
 
 
 def gate_threshold(model: Any, gate: GateNodes) -> tuple[float, float]:
-    """(slope, threshold) as the graph holds them."""
     from onnx.numpy_helper import to_array
 
     slope = float(to_array(_constant(model, gate.slope_name)).reshape(-1)[0])
@@ -206,9 +192,7 @@ def refit_gate(
 def build_int8(
     model_dir: Path, data: Sequence[Path], photos: int = CALIBRATION_PHOTOS, seed: int = 0
 ) -> dict[str, Any]:
-    """Quantize, choose the gate's threshold again, judge the int8 file against float32 with
-    the champion/challenger gate on the test split and check the shared calibration: the
-    record returned goes into metrics.json ``int8``."""
+    """The metrics.json ``int8`` record; a file that fails the gate is renamed rejected."""
     from kto.inference.model import file_sha256
 
     from cats_dogs_other.train.reporting.heldout import rebuild_held_out

@@ -1,10 +1,5 @@
-"""The figures of one training run as typed records: what the pipeline hands to the card, the
-CLI summary and MLflow, and what ``metrics.json`` stores.
-
-Field names are the keys of metrics.json and field order is its key order, so pydantic writes the
-file and reads it back (validated, e.g. to render the bundled model's card) with no mapping per
-section.
-"""
+"""A run's figures as typed records: field names and order are metrics.json's keys, so pydantic
+writes and reads the file back (validated) with no mapping per section."""
 
 from __future__ import annotations
 
@@ -20,8 +15,8 @@ from cats_dogs_other.train.config import Weighting
 from cats_dogs_other.train.stats import Proportion
 
 METRICS_FORMAT = "cats_dogs_other.metrics/2"
+# Written only when a run has them, so older metrics.json files round-trip unchanged.
 LATER_SECTIONS = ("fine_tuning", "calibration", "manifest", "champion_gate", "int8")
-"""Written only when a run has them, so older metrics.json files round-trip unchanged."""
 
 
 @dataclass(frozen=True)
@@ -91,8 +86,6 @@ class SplitReport:
 
 @dataclass
 class Candidate:
-    """One (head shape, weighting, mirror pass) scored on the validation split."""
-
     hidden: int
     weighting: Weighting
     tta: bool
@@ -110,8 +103,6 @@ class SelectionReport:
 
 @dataclass(frozen=True)
 class ConfidenceRule:
-    """How the ``min_confidence`` threshold did on the calibration split."""
-
     macro_recall_without: float
     best_threshold: float | None
     macro_recall_with_best: float
@@ -194,8 +185,6 @@ class CrossValidation:
 
 @dataclass(frozen=True)
 class ServingCheck:
-    """Test files classified through the wheel against the figures' cached features."""
-
     what: str
     files: int
     same_prediction: int
@@ -259,7 +248,6 @@ class Metrics:
     int8: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """The metrics.json document: ``format`` first, then every section in field order."""
         plain: dict[str, Any] = _adapter().dump_python(self, mode="json")
         for key in LATER_SECTIONS:
             if plain.get(key) is None:

@@ -22,8 +22,7 @@ def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, floa
 
 @dataclass(frozen=True)
 class Proportion:
-    """``k`` of ``n``, rounded as metrics.json stores it; value and interval are None when
-    ``n`` is 0."""
+    """``k`` of ``n``; value and interval None when ``n`` is 0."""
 
     value: float | None
     k: int
@@ -31,7 +30,6 @@ class Proportion:
     ci95: list[float] | None
 
     def __str__(self) -> str:
-        """``97.5% (39/40, 95% CI 87.1-99.6%)``, as every figure of the card is written."""
         if not self.n or self.ci95 is None:
             return "n/a (n=0)"
         low, high = self.ci95

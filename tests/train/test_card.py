@@ -50,7 +50,7 @@ def test_the_bundled_card_has_the_same_tables_and_figures(bundled_metrics: Metri
     assert _lines(rendered, r"!\[") == _lines(_committed(), r"!\[")
     cv = bundled_metrics.cross_validation
     assert cv is not None and f"pooled accuracy **{cv.pooled}**" in rendered
-    assert rendered.endswith(_committed().split("## Limits", 1)[1])
+    assert rendered.endswith(_committed().split("## Reproduce", 1)[1])
 
 
 def test_a_run_without_cv_ood_or_rule_says_so(bundled_metrics: Metrics) -> None:

@@ -1,10 +1,5 @@
-"""Calibrate a model folder's served probabilities and store its drift references.
-
-Every answer comes from the wheel (``kto.inference.Inference``, the path the API serves),
-on the calibration split (the fit) and the test split (the figures and the drift references).
-The calibrated model must give the same prediction as before on every test photo, or nothing
-is written.
-"""
+"""Calibrate a model folder's served probabilities from the wheel's own answers and store its
+drift references; a calibration that would change any test answer is not written."""
 
 from __future__ import annotations
 
@@ -27,8 +22,7 @@ from cats_dogs_other.train.reporting.confidence import (
 )
 from cats_dogs_other.train.reporting.record import put_card_section, update_json
 
-Rows = Sequence[tuple[Path, int]]
-"""(file, true class index)."""
+Rows = Sequence[tuple[Path, int]]  # (file, true class index)
 BATCH = 32
 CARD_HEADING = "## Confidence (calibrated)"
 
@@ -57,7 +51,6 @@ class CalibrationReport:
 
 
 def card_section(record: dict[str, Any]) -> str:
-    """The card's section, from the record metrics.json keeps under ``calibration``."""
     c = record["calibration"]
     gate = (
         f" and {c['fallback_temperature']} for answers of {c['fallback']}" if c["fallback"] else ""
@@ -68,15 +61,10 @@ def card_section(record: dict[str, Any]) -> str:
         ("calibration split, calibrated", record["calibration_split_after"]),
     ]
     return (
-        f"{CARD_HEADING}\n\n"
-        f"The probabilities the wheel returns are calibrated: temperature {c['temperature']}"
-        f"{gate}, fitted on the {record['fitted_on']}: for each, the temperature from 1 to 4 "
-        "with the lowest cross-entropy against Platt's smoothed targets (docs/retraining.md). "
-        f"It moves no answer: {record['changed_answers']} of {record['test_after']['n']} test "
-        "predictions changed. Below, on the test split: the expected calibration error, the "
-        "mistakes made at a top probability of 0.9 or more, and the accuracy on the 95% most "
-        "confident answers. Drift references (the test split's answers per class and "
-        "top-probability histogram, calibrated) are in metadata.json `drift_reference`.\n\n"
+        f"{CARD_HEADING}\n\nTemperature {c['temperature']}{gate}, fitted on the "
+        f"{record['fitted_on']}; {record['changed_answers']} of {record['test_after']['n']} test "
+        "predictions changed; drift references in metadata.json `drift_reference` (method: "
+        f"`docs/retraining.md`).\n\n"
         + figures_table([(label, ConfidenceFigures.from_dict(f)) for label, f in rows])
         + "\n"
     )
@@ -92,7 +80,7 @@ def raw_probs(inference: Inference, rows: Rows) -> np.ndarray:
 
 
 def answers(inference: Inference, meta: ModelMetadata, probs: np.ndarray) -> list[dict[str, Any]]:
-    """What ``to_result`` returns under ``meta`` (the wheel's own decision and calibration)."""
+    """What the wheel's ``to_result`` returns under ``meta``."""
     saved = inference.metadata
     inference.metadata = meta
     try:

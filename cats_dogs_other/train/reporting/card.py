@@ -1,14 +1,14 @@
-"""MODEL_CARD.md, rendered from the run's own metrics and provenance only, so the card can never
-disagree with the figures. The measurements behind the pipeline's fixed choices are stated once,
-in :data:`DECISIONS_PAGE`; a card names that page and states only what its run measured.
-"""
+"""MODEL_CARD.md from the run's own metrics and provenance only, so it can never disagree with
+them; the method, the same for every run, is stated once in :data:`METHOD_PAGE`."""
 
 from __future__ import annotations
 
-from cats_dogs_other.train import kinds
 from cats_dogs_other.train.dedupe import DEFAULT_MAX_DISTANCE, DEFAULT_MIN_COSINE
 from cats_dogs_other.train.provenance import TRAIN_COMMAND, Provenance
+from cats_dogs_other.train.reporting.record import markdown_table as _table
 from cats_dogs_other.train.results import (
+    Candidate,
+    ConfidenceRule,
     CrossValidation,
     DatasetReport,
     HeldOutReport,
@@ -28,20 +28,10 @@ TARGETS = (
 CV_TARGET = 0.98
 DUPLICATES_SHOWN = 12
 DECISIONS_PAGE = "docs/training-decisions.md"
-INTENDED_USE = """## Intended use
-Sorting everyday photos into cats, dogs and everything else, behind the project's API, e.g. to
-route or tag uploads. Not for anything where a wrong answer harms someone, not for identifying
-breeds or individual animals, not for surveillance.
-"""
-LIMITS = """## Limits
-- Small strata give wide intervals: read every figure with its interval, not its point value.
-- Held-out ImageNet classes are one photo each: the "Other" figure is about classes, and says
-  little about harder photos of them.
-- Drawings, cartoons, toy animals and animals close to dogs (wolves, foxes, hyenas) are the
-  likeliest to be called Cat or Dog; cats and dogs in costumes, or tiny in the frame, to be
-  called Other.
-- Images are squashed to a square without cropping; very elongated images lose detail.
-"""
+METHOD_PAGE = "docs/training.md"
+METHOD = f"`{METHOD_PAGE}` (*What a run does, and why*; *The model card*)"
+DECODE = "kto.inference.decode_image"
+USE_AND_LIMITS = f"## Intended use and limits\nStated once for every run: {METHOD}.\n"
 
 
 def render_card(m: Metrics, provenance: Provenance) -> str:
@@ -49,74 +39,58 @@ def render_card(m: Metrics, provenance: Provenance) -> str:
         (
             _header(m),
             _targets_section(m),
-            INTENDED_USE,
+            USE_AND_LIMITS,
             _data_section(m, provenance),
             _decisions_section(m, provenance),
             _results_section(m),
-            LIMITS,
             _reproduce(provenance),
         )
     )
 
 
-def _table(header: tuple[str, ...], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
-    return "\n".join([*lines, *("| " + " | ".join(row) + " |" for row in rows)])
-
-
 def _true_class_accuracy(section: Section, classes: tuple[str, ...]) -> Proportion:
-    """Accuracy over the images whose TRUE class is one of ``classes``."""
     labels, matrix = section.confusion_matrix.labels, section.confusion_matrix.matrix
     rows = [labels.index(c) for c in classes]
     return proportion(sum(matrix[r][r] for r in rows), sum(sum(matrix[r]) for r in rows))
 
 
-# --------------------------------------------------------------------------- sections
 def _header(m: Metrics) -> str:
-    model, timing = m.model, m.timing
-    side = model.input_size[0]
-    threads = timing.intra_op_threads or "all"
-    latency = (
-        f"{timing.ms_single_image} ms for one image, "
-        f"{timing.ms_per_image_batch32} ms/image in a batch of 32"
-    )
+    model, timing, side = m.model, m.timing, m.model.input_size[0]
     mirror = "on" if model.mirror_test_time_augmentation else "off"
-    trained = (
-        f"`{model.file}`, {model.bytes / 1e6:.1f} MB, sha256 `{model.sha256[:16]}...` (served "
-        "as its ONNX export: each file's sha256 under *Served runtime*)"
-    )
+    rows = [
+        ("version", f"`{model.version}` (also in `metadata.json`, `GET /model` and MLflow)"),
+        ("input", f"RGB {side}x{side}, raw 0..255 (resize: Pillow bilinear in `{DECODE}`)"),
+        ("model", f"`{model.backbone}` backbone features, {model.head} head, mirror pass {mirror}"),
+        (
+            "trained file",
+            f"`{model.file}`, {model.bytes / 1e6:.1f} MB, sha256 `{model.sha256[:16]}...` (served "
+            "as its ONNX export: each file's sha256 under *Served runtime*)",
+        ),
+        (
+            f"latency (CPU, {timing.intra_op_threads or 'all'} threads)",
+            f"{timing.ms_single_image} ms for one image, "
+            f"{timing.ms_per_image_batch32} ms/image in a batch of 32",
+        ),
+    ]
     return f"""# Model card: {model.name} {model.version}
 
-Classifies a photo as **Cat**, **Dog** or **Other**. Trained by `{TRAIN_COMMAND}`
-on {m.trained_at}; served by the `kto-keras-inference` wheel (`kto.inference`). Every
-figure below is measured on held-out images (never used for training or for any choice) and
-given with its n and a 95% Wilson interval.
+Classifies a photo as **Cat**, **Dog** or **Other**. Trained by `{TRAIN_COMMAND}` on
+{m.trained_at}; served by `kto.inference`. Figures: held-out images, n, 95% Wilson interval.
 
-| | |
-|---|---|
-| version | `{model.version}` (also in `metadata.json`, `GET /model` and MLflow) |
-| input | RGB {side}x{side}, raw 0..255 (resize: Pillow bilinear in `kto.inference.decode_image`) |
-| model | `{model.backbone}` backbone features, {model.head} head, mirror pass {mirror} |
-| trained file | {trained} |
-| latency (CPU, {threads} threads) | {latency} |
+{_table(("", ""), rows)}
 """
 
 
 def _targets_section(m: Metrics) -> str:
     per_source = m.test.per_source
     rows = [
-        [
-            f"{what} (`{source}`)",
-            str(_true_class_accuracy(per_source[source], classes)),
-            f"{bar:.1%}",
-        ]
+        [f"{what} (`{source}`)", _true_class_accuracy(per_source[source], classes), f"{bar:.1%}"]
         for source, classes, what, bar in TARGETS
         if source in per_source
     ]
-    cv = m.cross_validation
-    if cv:
+    if cv := m.cross_validation:
         rows.append(
-            [f"{cv.folds}-fold CV on `{cv.source}` (pooled)", str(cv.pooled), f"{CV_TARGET:.1%}"]
+            [f"{cv.folds}-fold CV on `{cv.source}` (pooled)", cv.pooled, f"{CV_TARGET:.1%}"]
         )
     return "## Targets\n" + _table(("target", "held-out test figure", "bar"), rows) + "\n"
 
@@ -126,38 +100,33 @@ def _data_section(m: Metrics, provenance: Provenance) -> str:
         f"- `{name}`: {text or 'supplied by the user of the pipeline.'}"
         for name, text in provenance.data_sources.items()
     )
-    held_classes = len(m.split.held_out_imagenet_classes)
-    fractions = m.split.fractions
-    bits, cos = DEFAULT_MAX_DISTANCE, DEFAULT_MIN_COSINE
+    fractions = ", ".join(f"{k} {v:.0%}" for k, v in m.split.fractions.items())
     return f"""## Data
 {_sources_table(m)}
 
 {sources}
 
-The model inherits the terms of these sources and of its backbone's weights (see Decisions).
+**Duplicates** (dHash within {DEFAULT_MAX_DISTANCE} bits and cosine >= {DEFAULT_MIN_COSINE}, or \
+sha256): {_dedupe_text(m.dataset)}
 
-**Duplicates.** Byte-identical files (sha256) and near-identical ones (64-bit difference hash
-within {bits} bits, confirmed by a backbone-feature cosine of at least {cos}: resized or re-encoded
-copies) are removed before splitting, keeping the copy of the earliest `--data` source.
-{_dedupe_text(m.dataset)}
-
-**Split** (seed {m.split.seed}): within every source x class, whole groups go to test
-({fractions["test"]:.0%}), calibration ({fractions["calibration"]:.0%}), validation
-({fractions["val"]:.0%}), the rest to training. A group is one ImageNet class (the WordNet id
-starting the file name) or, elsewhere, one image: the {held_classes}
-ImageNet classes of the test split have no picture in training, validation or calibration.
+**Split** (seed {m.split.seed}; {m.split.unit}): {fractions}; \
+{len(m.split.held_out_imagenet_classes)} ImageNet classes only in test.
 """
 
 
 def _sources_table(m: Metrics) -> str:
-    rows = []
-    for s in m.dataset.sources:
-        per = ", ".join(f"{k} {v}" for k, v in s.per_class_used.items() if v)
-        parts = m.split.per_source[s.name]
-        split = " / ".join(str(parts[p]) for p in ("train", "val", "calibration", "test"))
-        rows.append([f"`{s.name}`", s.format, str(s.images_listed), str(s.images_used), per, split])
-    header = ("source", "format", "listed", "used", "per class used")
-    return _table((*header, "train / val / calibration / test"), rows)
+    parts = ("train", "val", "calibration", "test")
+    rows = [
+        [f"`{s.name}`", s.format, s.images_listed, s.images_used, _used(s.per_class_used)]
+        for s in m.dataset.sources
+    ]
+    for row, s in zip(rows, m.dataset.sources, strict=True):
+        row.append(" / ".join(str(m.split.per_source[s.name][p]) for p in parts))
+    return _table(("source", "format", "listed", "used", "per class used", " / ".join(parts)), rows)
+
+
+def _used(per_class: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in per_class.items() if v)
 
 
 def _dedupe_text(ds: DatasetReport) -> str:
@@ -181,23 +150,15 @@ def _decisions_section(m: Metrics, provenance: Provenance) -> str:
     )
     return f"""## Decisions, by measurement on held-out data
 - Backbone: `{m.model.backbone}`, {_frozen_text(m)}. Weights: {weights}
-- Preprocessing is **inside** the model (Rescaling to [-1, 1]), so `metadata.json` says
-  `"preprocessing": {{"mode": "none"}}`: training and serving share `decode_image`.
-- Head shape, sample weighting and mirror test-time augmentation: every combination trained on
-  the training split (clean + mirrored features, early stopping on validation loss) and scored
-  by macro recall (mean of the three classes' recall) on the **validation** split; a costlier
-  candidate must gain {m.training.params["min_gain"]} over a simpler one. Weightings are tried
-  in the order {order}; within that gain the earlier one wins:
-  {m.selection.reason}.
+- Head, weighting (order {order}) and mirror pass, by validation macro recall, a costlier
+  candidate needing {m.training.params["min_gain"]} more: {m.selection.reason}.
 
 {_selection_table(m)}
 
 - {_rule_text(m)}
 - {_gate_text(m)}
 - {_fine_tune_text(m)}
-- The pipeline's fixed choices (weighting order, fine-tuning settings, the gate's form, resize,
-  input size {m.model.input_size[0]}) and the development measurements behind them:
-  `{DECISIONS_PAGE}` in the repository.
+- Method: {METHOD}; the fixed choices' development measurements: `{DECISIONS_PAGE}`.
 """
 
 
@@ -214,48 +175,41 @@ def _fine_tune_text(m: Metrics) -> str:
         return "Fine-tuning the backbone's top block: not tried in this run."
     views = " + ".join("mirrored" if v == "flip" else v for v in ft.views)
     how = (
-        f"from `{ft.first_layer}` to the pooled features ({ft.trainable_weights:,} weights; "
-        "batch normalisation frozen), together with a linear head started from a linear probe "
-        f"on the frozen features. Trained on the training split of "
-        f"{', '.join(f'`{s}`' for s in ft.trained_on)} (n={ft.images}, {views} views; the "
-        "cross-validated course set is left out, so no fold's held-out images were seen by the "
-        f"fine-tuned block), AdamW learning rate {ft.learning_rate:g}, weight decay "
-        f"{ft.weight_decay:g}, early stopping on those sources' validation loss: best epoch "
-        f"{ft.best_epoch} of {ft.epochs_run}, validation loss {ft.val_loss_best} against "
-        f"{ft.val_loss_frozen} for the linear probe on frozen features"
+        f"from `{ft.first_layer}` to the pooled features ({ft.trainable_weights:,} weights), "
+        f"on the training split of {', '.join(f'`{s}`' for s in ft.trained_on)} "
+        f"(n={ft.images}, {views} views), AdamW learning rate {ft.learning_rate:g}, weight decay "
+        f"{ft.weight_decay:g}: best epoch {ft.best_epoch} of {ft.epochs_run}, validation loss "
+        f"{ft.val_loss_best} against {ft.val_loss_frozen} for the linear probe"
     )
-    if not ft.kept:
-        return f"Fine-tuning the backbone's top block: tried and **not kept** ({how}: no lower)."
-    return (
-        f"Fine-tuning the backbone's top block: **on**, {how}. Every choice above and below "
-        "(head, mirror pass, rule, the gate's prototypes and threshold) is made on the "
-        "fine-tuned features."
-    )
+    said = f"**on**, {how}" if ft.kept else f"tried and **not kept** ({how}: no lower)"
+    return f"Fine-tuning the backbone's top block: {said}."
 
 
 def _selection_table(m: Metrics) -> str:
-    rows = []
-    for c in m.selection.candidates:
-        shape = "linear" if c.hidden == 0 else f"MLP {c.hidden}"
-        mark = " **(chosen)**" if c.chosen else ""
-        acc = "n/a" if c.val_accuracy is None else f"{c.val_accuracy:.4f}"
-        mirror = "on" if c.tta else "off"
-        rows.append(
-            [f"{shape}{mark}", c.weighting, mirror, f"{c.val_macro_recall:.4f}", acc, str(c.epochs)]
-        )
     header = ("head", "weighting", "mirror pass", "val. macro recall", "val. accuracy", "epochs")
-    return _table(header, rows)
+    return _table(header, [_candidate(c) for c in m.selection.candidates])
+
+
+def _candidate(c: Candidate) -> tuple[object, ...]:
+    head = ("linear" if c.hidden == 0 else f"MLP {c.hidden}") + (
+        " **(chosen)**" if c.chosen else ""
+    )
+    acc = "n/a" if c.val_accuracy is None else f"{c.val_accuracy:.4f}"
+    return (head, c.weighting, "on" if c.tta else "off", f"{c.val_macro_recall:.4f}", acc, c.epochs)
+
+
+def _measured(where: str, r: ConfidenceRule, without: str, best: str) -> str:
+    return (
+        f"on the {where} (n={r.n}) macro recall {r.macro_recall_without:.4f} {without}, "
+        f"{r.macro_recall_with_best:.4f} {best} ({r.best_threshold})"
+    )
 
 
 def _rule_text(m: Metrics) -> str:
     rule, decision = m.confidence_rule, m.model.decision
     if not rule:
         return "Confidence rule: not tried in this run."
-    measured = (
-        f"on the calibration split (n={rule.n}) macro recall {rule.macro_recall_without:.4f} "
-        f"without a threshold, {rule.macro_recall_with_best:.4f} with the best one "
-        f"({rule.best_threshold})"
-    )
+    measured = _measured("calibration split", rule, "without a threshold", "with the best one")
     if decision:
         return (
             f"Confidence rule: **`min_confidence` {decision.threshold} -> "
@@ -269,38 +223,26 @@ def _gate_text(m: Metrics) -> str:
     gate = m.familiarity_gate
     if gate is None:
         return "Familiarity gate: not tried in this run."
-    measured = (
-        f"on the validation + calibration splits (n={gate.n}) macro recall "
-        f"{gate.macro_recall_without:.4f} without it, {gate.macro_recall_with_best:.4f} at the "
-        f"best threshold ({gate.best_threshold})"
-    )
-    how = (
-        f"the largest cosine similarity between an image's features and {gate.prototypes} "
-        "prototypes (k-means centres of the training cats' and dogs' features, clean and "
-        "mirrored); below the threshold the model itself moves the answer to Other"
-    )
+    splits = "validation + calibration splits"
+    measured = _measured(splits, gate, "without it", "at the best threshold")
     if gate.chosen is None:
         return f"Familiarity gate: not used, no threshold improved macro recall; {measured}."
-    return f"Familiarity gate: **on, threshold {gate.chosen}**: {how}; {measured}."
+    chosen = f"**on, threshold {gate.chosen}**, {gate.prototypes} prototypes"
+    return f"Familiarity gate: {chosen}; {measured}."
 
 
 def _results_section(m: Metrics) -> str:
-    how_kinds = " ".join((kinds.__doc__ or "").split()).partition("The grouping is made")[2]
     check = m.serving_check
     return f"""## Results on the held-out test split
 All sources together: accuracy **{m.test.all.accuracy}**.
 
-{_per_class_table(m.test.all)}
-
-{_confusion_table(m.test.all)}
+{_tables(m.test.all)}
 
 ![confusion matrix](confusion_matrix.png)
 
 {_per_source_results(m.test)}
 ### Held-out ImageNet classes answered "Other", by kind
 {_kinds_table(m.test)}
-
-How the kinds were made: the grouping is made{how_kinds}
 
 ### Course set, cross-validated
 {_cv_text(m.cross_validation)}
@@ -310,33 +252,29 @@ How the kinds were made: the grouping is made{how_kinds}
 
 ![training curves](training_curves.png)
 
-Check: {check.files} test files were classified through `kto.inference` from the saved
-model: {check.same_prediction} gave the same answer as the figures above, largest
-probability difference {check.max_abs_probability_diff:.1e}.
+Serving check: {check.same_prediction} of {check.files} test files gave the same answer through
+`kto.inference`, largest probability difference {check.max_abs_probability_diff:.1e}.
 """
 
 
-def _per_class_table(section: Section) -> str:
-    rows = [
-        [cls, str(v.precision_ci), str(v.recall_ci), f"{v.f1:.3f}", str(v.support)]
+def _tables(section: Section) -> str:
+    """Per-class figures, then the confusion matrix."""
+    per_class = [
+        [cls, v.precision_ci, v.recall_ci, f"{v.f1:.3f}", v.support]
         for cls, v in section.per_class.items()
     ]
-    return _table(("class", "precision", "recall", "F1", "support"), rows)
-
-
-def _confusion_table(section: Section) -> str:
-    labels = section.confusion_matrix.labels
-    rows = [
-        [f"**{label}**", *(str(v) for v in row)]
-        for label, row in zip(labels, section.confusion_matrix.matrix, strict=True)
-    ]
-    return _table(("true \\ predicted", *labels), rows)
+    labels, matrix = section.confusion_matrix.labels, section.confusion_matrix.matrix
+    confusion = [[f"**{label}**", *row] for label, row in zip(labels, matrix, strict=True)]
+    return (
+        _table(("class", "precision", "recall", "F1", "support"), per_class)
+        + "\n\n"
+        + _table(("true \\ predicted", *labels), confusion)
+    )
 
 
 def _per_source_results(test: HeldOutReport) -> str:
     return "\n".join(
-        f"### `{name}` (test split)\nAccuracy {sec.accuracy}.\n\n"
-        f"{_per_class_table(sec)}\n\n{_confusion_table(sec)}\n"
+        f"### `{name}` (test split)\nAccuracy {sec.accuracy}.\n\n{_tables(sec)}\n"
         for name, sec in test.per_source.items()
     )
 
@@ -355,35 +293,20 @@ def _cv_text(cv: CrossValidation | None) -> str:
     recall = ", ".join(f"{c} {v}" for c, v in cv.per_class_recall.items())
     folds = ", ".join(f"{a:.3f}" for a in cv.fold_accuracies)
     return (
-        f"Stratified {cv.folds}-fold cross-validation on `{cv.source}` (each fold also "
-        "trains on the other sources' training, validation and calibration images, never on "
-        "their test split; fixed epochs, as the final model), the chosen head, mirror pass and "
-        f"rule: pooled accuracy **{cv.pooled}**, folds {folds} (mean {cv.accuracy_mean:.4f}, "
-        f"std {cv.accuracy_std:.4f}). Recall: {recall}."
+        f"{cv.folds}-fold on `{cv.source}`: pooled accuracy **{cv.pooled}**, folds {folds} "
+        f"(mean {cv.accuracy_mean:.4f}, std {cv.accuracy_std:.4f}). Recall: {recall}."
     )
 
 
 def _ood_text(ood: OODReport | None) -> str:
     if not ood:
         return f"Not measured in this run (collect the set once with `{TRAIN_COMMAND} ood`)."
-    return (
-        "Pictures shipped by Python and Debian packages (people, drawings, objects, text; "
-        "`make ood`), outside `../shared`, used for no choice:\n\n"
-        + _other_table("category", ood.per_category, "all", ood.all)
-    )
+    return "`make ood`'s pictures:\n\n" + _other_table("category", ood.per_category, "all", ood.all)
 
 
 def _other_table(key: str, shares: dict[str, Proportion], total: str, p: Proportion) -> str:
-    rows = [[k, str(v)] for k, v in shares.items()]
-    return _table((key, "answered Other"), [*rows, [f"**{total}**", str(p)]])
+    return _table((key, "answered Other"), [*shares.items(), (f"**{total}**", p)])
 
 
 def _reproduce(provenance: Provenance) -> str:
-    return f"""## Reproduce
-```
-{provenance.command}
-```
-(`make train` runs this with the shared data beside the repository and writes a new folder
-under `models/`; `make promote MODEL=<folder>` makes a folder the bundled default.) Seeded; CPU
-floating-point reductions can still move the last digits of the figures.
-"""
+    return f"## Reproduce\n```\n{provenance.command}\n```\n"

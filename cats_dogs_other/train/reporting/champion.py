@@ -1,17 +1,6 @@
-"""Champion and challenger: a new model replaces the one in service only when, on the same
-held-out photos, it is not worse on any target.
-
-The photos are the files in both runs' test lists (``split.test_files`` of each metrics.json),
-answered by both models through the wheel, as the API answers. A target is a source x true
-class stratum of those photos, plus all of them together. The challenger fails a target when:
-
-* a one-sided exact McNemar test on the paired answers says it is worse (p < ``ALPHA``), or
-* the target has fewer than ``SMALL_N`` photos (where that test cannot fire) and the challenger
-  makes more than ``SMALL_SLACK`` more mistakes than the champion there, or
-* the champion meets the card's bar for that target (:data:`card.TARGETS`) and the challenger
-  does not, or
-* the target has fewer than ``MIN_N`` photos in common: nothing to judge it on.
-"""
+"""Champion and challenger: a new model replaces the one in service only when, on the test
+photos both runs held out, it is not worse on any source x class target (the rules, stated once:
+``RULES_PAGE``)."""
 
 from __future__ import annotations
 
@@ -24,6 +13,7 @@ from typing import Any
 from cats_dogs_other.train.errors import TrainingError
 from cats_dogs_other.train.reporting.card import TARGETS
 from cats_dogs_other.train.reporting.heldout import classes_of, read_metrics
+from cats_dogs_other.train.reporting.record import markdown_table
 from cats_dogs_other.train.sources import list_sources
 
 ALPHA = 0.05
@@ -31,6 +21,7 @@ SMALL_N = 50
 SMALL_SLACK = 1
 MIN_N = 1
 CARD_HEADING = "## Champion and challenger"
+RULES_PAGE = "docs/retraining.md"
 
 
 @dataclass(frozen=True)
@@ -80,8 +71,7 @@ class GateResult:
 
 
 def mcnemar_p_worse(only_champion: int, only_challenger: int) -> float:
-    """One-sided exact McNemar: P(X >= b) for X ~ Binomial(b + c, 1/2), b the photos only the
-    champion gets right. Small: the challenger is worse beyond chance."""
+    """One-sided exact McNemar: P(X >= b), X ~ Binomial(b + c, 1/2)."""
     n = only_champion + only_challenger
     return sum(math.comb(n, k) for k in range(only_champion, n + 1)) / 2**n
 
@@ -134,8 +124,8 @@ def labelled_files(
 
 
 def answers(model_dir: Path, paths: Sequence[Path], classes: tuple[str, ...]) -> list[int]:
-    """The served prediction of each file, as an index into ``classes`` (the wheel's own
-    rules; a model whose metadata orders its classes otherwise is compared by name)."""
+    """The served prediction of each file as an index into ``classes`` (by name: a model may
+    order its classes otherwise)."""
     from kto.inference import Inference, ModelLoadError
 
     try:
@@ -165,43 +155,31 @@ def run_gate(
     champ = answers(champion_dir, paths, classes)
     chall = answers(challenger_dir, paths, classes)
     targets = [compare("all", labels, champ, chall, None)]
-    strata = sorted({(n.split("/", 1)[0], y) for n, _, y in rows})
-    for source, y in strata:
+    for source, y in sorted({(n.split("/", 1)[0], y) for n, _, y in rows}):
         idx = [i for i, (n, _, lab) in enumerate(rows) if lab == y and n.startswith(source + "/")]
-        targets.append(
-            compare(
-                f"{source} {classes[y]}",
-                [labels[i] for i in idx],
-                [champ[i] for i in idx],
-                [chall[i] for i in idx],
-                _bar(source, classes[y]),
-            )
-        )
+        y_, a, b = ([seq[i] for i in idx] for seq in (labels, champ, chall))
+        targets.append(compare(f"{source} {classes[y]}", y_, a, b, _bar(source, classes[y])))
     return GateResult(champion_label or str(champion_dir), str(challenger_dir), tuple(targets))
 
 
 def table(record: dict[str, Any]) -> str:
     """Markdown: the verdict and one row per target (from :meth:`GateResult.to_dict`)."""
     verdict = "passes" if record["passed"] else "FAILS"
-    lines = [
-        f"{CARD_HEADING}\n",
-        f"Challenger `{record['challenger']}` against champion `{record['champion']}` on the "
-        f"test photos both held out: the challenger **{verdict}**. A target fails on a one-sided "
-        f"exact McNemar test at alpha {ALPHA}; below n = {SMALL_N}, on more than {SMALL_SLACK} "
-        f"more mistake(s); on missing a bar the champion meets; or with fewer than {MIN_N} "
-        "photo(s) in common.\n",
-        "| target | n | champion right | challenger right | only champion | only challenger "
-        "| p (worse) | bar | verdict |",
-        "|---|---|---|---|---|---|---|---|---|",
+    keys = ("name", "n", "champion_right", "challenger_right", "only_champion", "only_challenger")
+    rows = [
+        [*(t[k] for k in keys), t["p_worse"], _blank(t["bar"]), "; ".join(t["failures"]) or "pass"]
+        for t in record["targets"]
     ]
-    for t in record["targets"]:
-        bar = "" if t["bar"] is None else f"{t['bar']}"
-        verdict = "pass" if not t["failures"] else "; ".join(t["failures"])
-        lines.append(
-            f"| {t['name']} | {t['n']} | {t['champion_right']} | {t['challenger_right']} | "
-            f"{t['only_champion']} | {t['only_challenger']} | {t['p_worse']} | {bar} | {verdict} |"
-        )
-    return "\n".join(lines) + "\n"
+    header = ("target", *(k.replace("_", " ") for k in keys[1:]), "p (worse)", "bar", "verdict")
+    return (
+        f"{CARD_HEADING}\n\nChallenger `{record['challenger']}` against champion "
+        f"`{record['champion']}` on the test photos both held out: the challenger **{verdict}** "
+        f"(rules: `{RULES_PAGE}`).\n\n{markdown_table(header, rows)}\n"
+    )
+
+
+def _blank(value: object) -> object:
+    return "" if value is None else value
 
 
 def resolve_champion(spec: str, scratch: Path) -> tuple[Path, str]:

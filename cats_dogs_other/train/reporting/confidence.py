@@ -1,15 +1,5 @@
-"""Calibration of the served probabilities, fitted on the calibration split, and the three
-figures that say whether a confidence means something, measured on the test split.
-
-The fit is a temperature for every answer and its own temperature for answers of the familiarity
-gate's fallback class (see :mod:`kto.inference.calibration`), each the one of a grid that gives
-the lowest cross-entropy on the calibration split against smoothed targets: ``(n + 1) / (n + 2)``
-for the true class and the rest shared by the others, ``n`` the answers the temperature applies
-to (Platt's targets, 1999). Plain log-likelihood on a split with no mistakes, which a head refitted
-on that split always has, is lowest at the sharpest temperature tried, while ``n`` right answers
-out of ``n`` only say that the error rate is about ``1 / (n + 2)``. The grid never goes below 1:
-a confident mistake is the failure this calibration exists to prevent.
-"""
+"""Temperatures fitted against Platt's smoothed targets (plain likelihood on a split with no
+mistakes picks the sharpest temperature) and the confidence figures; docs/retraining.md."""
 
 from __future__ import annotations
 
@@ -21,8 +11,9 @@ import numpy as np
 from kto.inference.calibration import Calibration
 from pydantic import TypeAdapter
 
-GRID = tuple(round(1.0 + 0.05 * k, 2) for k in range(61))
-"""1.0 to 4.0: the temperatures tried."""
+from cats_dogs_other.train.reporting.record import markdown_table
+
+GRID = tuple(round(1.0 + 0.05 * k, 2) for k in range(61))  # never below 1: never sharper
 BINS = 10
 CONFIDENT = 0.9
 COVERAGE = 0.95
@@ -30,10 +21,6 @@ COVERAGE = 0.95
 
 @dataclass(frozen=True)
 class ConfidenceFigures:
-    """On one split: ECE over ``BINS`` equal-width bins of the top probability; the mistakes made
-    at a top probability >= ``CONFIDENT``, out of all mistakes; the accuracy on the ``COVERAGE``
-    share of answers that are the most confident."""
-
     n: int
     ece: float
     mistakes: int
@@ -51,7 +38,6 @@ class ConfidenceFigures:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ConfidenceFigures:
-        """From the record metrics.json keeps (validated; the derived keys are ignored)."""
         return TypeAdapter(cls).validate_python(data)
 
     def to_dict(self) -> dict[str, Any]:
@@ -63,7 +49,7 @@ class ConfidenceFigures:
 
 
 def smoothed_nll(probs: np.ndarray, labels: np.ndarray) -> float:
-    """Cross-entropy against Platt's targets (module docstring)."""
+    """Cross-entropy against (n + 1) / (n + 2) for the true class, the rest shared."""
     n, k = probs.shape
     if not n:
         return 0.0
@@ -76,8 +62,6 @@ def smoothed_nll(probs: np.ndarray, labels: np.ndarray) -> float:
 def fit_calibration(
     probs: np.ndarray, labels: np.ndarray, classes: tuple[str, ...], fallback: str | None
 ) -> Calibration:
-    """The grid's temperatures with the lowest smoothed cross-entropy on the answers each one
-    applies to."""
     top = np.asarray(probs).argmax(axis=1)
     gated = top == classes.index(fallback) if fallback is not None else np.zeros(len(top), bool)
 
@@ -115,16 +99,17 @@ def figures(probs: np.ndarray, labels: np.ndarray) -> ConfidenceFigures:
 
 
 def figures_table(rows: list[tuple[str, ConfidenceFigures]]) -> str:
-    """Markdown: one row per (label, figures)."""
-    lines = [
-        f"| | n | ECE ({BINS} bins) | mistakes at >= {CONFIDENT} | "
-        f"accuracy at {COVERAGE:.0%} coverage |",
-        "|---|---|---|---|---|",
-    ]
-    for label, f in rows:
-        share = "no mistakes" if f.confident_share is None else f"{f.confident_share:.0%}"
-        lines.append(
-            f"| {label} | {f.n} | {f.ece:.4f} | {f.confident_mistakes}/{f.mistakes} ({share}) | "
-            f"{f.covered_correct}/{f.covered} ({f.covered_accuracy:.2%}) |"
-        )
-    return "\n".join(lines)
+    header = ("", "n", f"ECE ({BINS} bins)", f"mistakes at >= {CONFIDENT}")
+    return markdown_table(
+        (*header, f"accuracy at {COVERAGE:.0%} coverage"),
+        ([label, f.n, f"{f.ece:.4f}", _mistakes(f), _covered(f)] for label, f in rows),
+    )
+
+
+def _mistakes(f: ConfidenceFigures) -> str:
+    share = "no mistakes" if f.confident_share is None else f"{f.confident_share:.0%}"
+    return f"{f.confident_mistakes}/{f.mistakes} ({share})"
+
+
+def _covered(f: ConfidenceFigures) -> str:
+    return f"{f.covered_correct}/{f.covered} ({f.covered_accuracy:.2%})"

@@ -1,5 +1,4 @@
-"""Figures of held-out images as a person reads them (accuracy, per-class precision/recall/F1
-with intervals, confusion matrix), and the check that the saved model answers as they say."""
+"""Figures of held-out images, and the check that the saved model answers as they say."""
 
 from __future__ import annotations
 
@@ -117,10 +116,8 @@ def serving_check(
     max_pixels: int,
     seed: int,
 ) -> tuple[ServingCheck, str, Timing]:
-    """Reload through the wheel and classify a sample of test FILES as the API would: the
-    figures come from cached features, this proves the saved model answers the same.
-
-    Returns the check, the served file's sha256 and the wheel's latency."""
+    """Test FILES through the wheel (the figures come from cached features): the check, the
+    served file's sha256 and the wheel's latency."""
     import tensorflow as tf
     from kto.inference import Inference
 

@@ -1,11 +1,5 @@
-"""The held-out files of a finished run, rebuilt from its ``metrics.json`` and the sources.
-
-metrics.json lists the test files, not the other splits, so they are rebuilt the way the run
-made them: every source in ``--data`` order, less the files the run skipped or dropped as
-duplicates (both recorded), split by :func:`grouped_split` with the recorded seed and fractions.
-The rebuilt test split must equal the recorded one file for file, else the sources changed since
-the run and nothing is reported from them.
-"""
+"""A finished run's splits, rebuilt from its metrics.json (which lists only the test files) and
+the sources as the run made them; a rebuilt test split that differs means the sources changed."""
 
 from __future__ import annotations
 
@@ -21,8 +15,7 @@ from cats_dogs_other.train.results import Metrics
 from cats_dogs_other.train.sources import list_sources
 from cats_dogs_other.train.split import grouped_split
 
-Row = tuple[str, Path, int]
-"""(``source/name`` as metrics.json writes it, path, class index)."""
+Row = tuple[str, Path, int]  # (``source/name`` as metrics.json writes it, path, class index)
 
 
 @dataclass(frozen=True)
@@ -46,12 +39,10 @@ def read_metrics(model_dir: Path) -> Metrics:
 
 
 def classes_of(metrics: Metrics) -> tuple[str, ...]:
-    """The run's classes, in its models' output order."""
     return tuple(metrics.test.all.confusion_matrix.labels)
 
 
 def rebuild_held_out(model_dir: Path, data: Sequence[Path]) -> HeldOut:
-    """The run's splits; raises when the sources no longer give its test split."""
     metrics = read_metrics(model_dir)
     classes, split = classes_of(metrics), metrics.split
     dropped = {(d.source, d.file) for d in metrics.dataset.duplicates}

@@ -1,9 +1,5 @@
-"""How an int8 file is judged and reported: the champion/challenger gate against its float32
-model, both files' served confidence, the calibration fitted again on the int8 answers, the
-committed bench run's speed ratio, and the card section that says whether the file is served by
-default and why, all kept in metrics.json ``int8`` by ``train quantize`` (``train/quantize.py``).
-The decision itself goes into metadata.json ``int8`` (the wheel's contract,
-:class:`kto.inference.metadata.Int8Record`), which ``precision="auto"`` follows."""
+"""How an int8 file is judged (gate, confidence, bench speed) into metrics.json ``int8`` and the
+card, and the decision metadata.json ``int8`` records for the wheel's ``precision="auto"``."""
 
 from __future__ import annotations
 
@@ -21,11 +17,11 @@ CARD_HEADING = "## int8 export (served by default; INFERENCE_PRECISION=f32 pins 
 CARD_HEADING_NOT_DEFAULT = "## int8 export (not the default; INFERENCE_PRECISION=int8 serves it)"
 BENCH_RESULTS = Path(__file__).resolve().parents[3] / "bench" / "results" / "results.json"
 SPEED_RULE = 1.4  # int8 req/s over the f32 default's, 8 connections, one bench run
+METHOD_PAGE = "docs/performance.md"
 
 
 def judge(model_dir: Path, int8: Path, data: Sequence[Path], held: Any) -> dict[str, Any]:
-    """The champion/challenger gate (f32 champion), the served confidence of both and the
-    calibration fitted again on the int8 answers, each file in a folder of its own."""
+    """Gate, served confidence and refitted calibration, each file in a folder of its own."""
     from cats_dogs_other.train.reporting import champion
     from cats_dogs_other.train.reporting.calibrate import calibrate_model
 
@@ -77,8 +73,8 @@ def _served(folder: Path, rows: Sequence[tuple[Path, int]]) -> dict[str, Any]:
 
 
 def bench_speed(results: Path = BENCH_RESULTS) -> dict[str, Any] | None:
-    """int8 over f32 req/s at 8 connections (medians of the rounds, quiet case) in one
-    committed ``python -m bench`` run: systems ``int8``/``c`` (f32 default) or ``c``/``f32``."""
+    """int8 over f32 median req/s at 8 connections in the committed bench run (systems
+    ``int8``/``c`` before int8 was the default, ``c``/``f32`` since)."""
     if not results.is_file():
         return None
     run = json.loads(results.read_text(encoding="utf-8"))
@@ -102,8 +98,7 @@ def bench_speed(results: Path = BENCH_RESULTS) -> dict[str, Any] | None:
 
 
 def rule_met(record: dict[str, Any]) -> bool:
-    """Issue #27's rule: the champion/challenger gate against float32 passed and the committed
-    bench run measured at least ``SPEED_RULE`` times the float32 default's throughput."""
+    """The gate against float32 passed and the bench run measured ``SPEED_RULE``x or more."""
     speed = record.get("speed")
     return bool(record["champion_gate"]["passed"]) and (
         speed is not None and float(speed["ratio"]) >= SPEED_RULE
@@ -111,8 +106,7 @@ def rule_met(record: dict[str, Any]) -> bool:
 
 
 def metadata_record(model_dir: Path, record: dict[str, Any]) -> dict[str, Any]:
-    """metadata.json ``int8`` for ``record``, checked against the folder's files: the int8
-    file and the model.onnx it was built from must be the ones the record was made on."""
+    """metadata.json ``int8``, refused unless both files are the ones the record was made on."""
     from kto.inference.model import file_sha256
 
     from cats_dogs_other.train.errors import TrainingError
@@ -139,56 +133,50 @@ def card_section(record: dict[str, Any]) -> str:
         rows.append(("test, int8, calibration fitted on int8", check["test_with_refit"]))
     figures = figures_table([(k, ConfidenceFigures.from_dict(v)) for k, v in rows])
     heading = CARD_HEADING if rule_met(record) else CARD_HEADING_NOT_DEFAULT
+    gate = table(record["champion_gate"]).split("\n", 1)[1].strip("\n")
     return (
-        f"{heading}\n\n{_what(record)}\n\n{_why(record)}\n\n"
-        + table(record["champion_gate"]).split("\n", 1)[1].strip("\n")
-        + f"\n\nConfidence on the test split (n = {record['test_confidence']['int8']['n']}), "
-        "with metadata.json's calibration (fitted on the float32 answers), which both files "
-        f"share:\n\n{figures.strip()}\n{_calibration(check)}"
+        f"{heading}\n\n{_what(record)}\n\n{_why(record)}\n\n{gate}\n\nConfidence on the test "
+        f"split, calibration shared with float32:\n\n{figures.strip()}\n{_calibration(check)}"
     )
 
 
 def _what(r: dict[str, Any]) -> str:
     gate = r["familiarity_gate"]
     text = (
-        f"`{r['file']}` ({r['bytes'] / 1e6:.1f} MB, sha256 `{r['sha256'][:12]}…`), beside "
-        f"`model.onnx`, is an int8 copy of `{r['from']['file']}` ({r['method']}), calibrated on "
-        f"{r['calibration_photos']}; the head and the familiarity gate "
-        f"({len(r['float32_nodes'])} nodes) stay float32."
+        f"`{r['file']}` ({r['bytes'] / 1e6:.1f} MB, sha256 `{r['sha256'][:12]}…`) from "
+        f"`{r['from']['file']}` ({r['method']}), calibrated on {r['calibration_photos']}; "
+        f"{len(r['float32_nodes'])} nodes stay float32 (method: `{METHOD_PAGE}`)."
     )
     if gate is None:
         return text
     return text + (
-        " The familiarity gate's threshold, chosen again on the int8 answers of the validation "
-        f"and calibration splits (n = {gate['n']}): {gate['threshold_int8']} (float32: "
-        f"{gate['threshold_f32']}; macro recall {gate['macro_recall_at_int8_threshold']})."
+        f" The familiarity gate's threshold, chosen again on int8 answers (n = {gate['n']}): "
+        f"{gate['threshold_int8']} (float32: {gate['threshold_f32']}; macro recall "
+        f"{gate['macro_recall_at_int8_threshold']})."
     )
 
 
 def _why(r: dict[str, Any]) -> str:
     speed, passed = r.get("speed"), r["champion_gate"]["passed"]
-    measured = " (no committed bench run measured its speed)"
+    measured = "no committed bench run measured its speed"
     if speed is not None:
         measured = (
-            f" and in the committed bench run ({speed['file']}, {speed['run']}, "
-            f"{speed['machine']}, {speed['model']}) the API served {speed['ratio']}x the float32 "
-            f"default's requests per second at 8 connections ({speed['int8_rps']} against "
-            f"{speed['f32_rps']}; the rule asks for at least {SPEED_RULE}x)"
+            f"{speed['ratio']}x the float32 default's requests per second at 8 connections "
+            f"({speed['int8_rps']} against {speed['f32_rps']}; {speed['file']}, {speed['run']}, "
+            f"{speed['machine']}, {speed['model']})"
         )
-    verdict = (
-        f"it {'passes' if passed else 'fails'} the champion/challenger gate against the float32 "
-        f"model{measured}."
+    facts = (
+        f"the champion/challenger gate {'passed' if passed else 'failed'}; {measured}; the rule "
+        f"asks for both, at least {SPEED_RULE}x"
     )
     if rule_met(r):
         return (
-            '**Served by default** (`INFERENCE_PRECISION=auto`, the wheel\'s `precision="auto"`, '
-            f"as metadata.json `int8` records): {verdict} Both conditions hold. "
-            "`INFERENCE_PRECISION=f32` pins `model.onnx`."
+            "**Served by default** (`INFERENCE_PRECISION=auto`; `INFERENCE_PRECISION=f32` pins "
+            f"`model.onnx`): {facts}. Both conditions hold."
         )
     return (
-        "**Not the default**: `INFERENCE_PRECISION=auto` serves `model.onnx` (metadata.json "
-        f"`int8` records `default: false`): {verdict} **The rule is not met.** "
-        "`INFERENCE_PRECISION=int8` serves the int8 file with the trade-off above."
+        "**Not the default** (`INFERENCE_PRECISION=int8` serves the int8 file): "
+        f"{facts}. **The rule is not met.**"
     )
 
 
@@ -199,9 +187,8 @@ def _calibration(check: dict[str, Any] | None) -> str:
     return (
         f"\nFitted again on the {check['fitted_on']}, the temperatures would be "
         f"{refit['temperature']} / {refit['fallback_temperature']} (shared: "
-        f"{served.get('temperature')} / {served.get('fallback_temperature')}); the last row "
-        "shows what that would change. The drift reference's answers per class on the test "
-        f"split: float32 {_counts(counts['f32'])}, int8 {_counts(counts['int8'])}.\n"
+        f"{served.get('temperature')} / {served.get('fallback_temperature')}; last row). Test "
+        f"answers per class: float32 {_counts(counts['f32'])}, int8 {_counts(counts['int8'])}.\n"
     )
 
 
@@ -222,8 +209,7 @@ def write_decision(model_dir: Path, record: dict[str, Any]) -> bool:
 
 
 def write_record(model_dir: Path, record: dict[str, Any]) -> None:
-    """The decision (metadata.json ``int8``), metrics.json ``int8`` and the card's section,
-    under the heading that matches the decision."""
+    """metadata.json and metrics.json ``int8``, and the card section headed by the decision."""
     from cats_dogs_other.train.reporting.record import put_card_section, update_json
 
     default = write_decision(model_dir, record)

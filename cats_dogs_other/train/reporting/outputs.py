@@ -164,12 +164,7 @@ def _model_info(cfg: TrainConfig, selection: Selection, figures: Figures) -> Mod
 
 
 def split_report(cfg: TrainConfig, pool: Pool, split: Split) -> SplitReport:
-    parts = (
-        ("train", split.train),
-        ("val", split.val),
-        ("calibration", split.calibration),
-        ("test", split.test),
-    )
+    parts = [(p, getattr(split, p)) for p in ("train", "val", "calibration", "test")]
     return SplitReport(
         seed=cfg.seed,
         fractions={

@@ -1,15 +1,19 @@
-"""The run record a report adds to a model folder: a key of ``metrics.json``, keys of
-``metadata.json`` (only optional ones the wheel reads, see :mod:`kto.inference.calibration`)
-and a section of ``MODEL_CARD.md`` under its own heading, so running a report again replaces
-its own section and nothing else. The model files are never touched."""
+"""A report's record in a model folder: a key of metrics.json, optional keys of metadata.json
+and a card section under its own heading, so running it again replaces only its own part."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 CARD = "MODEL_CARD.md"
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    return "\n".join([*lines, *("| " + " | ".join(map(str, row)) + " |" for row in rows)])
 
 
 def update_json(path: Path, values: dict[str, Any]) -> None:
