@@ -10,8 +10,10 @@ For a package (``cats_dogs_other`` by default) it counts:
 - the lines of the training subpackage (``wc -l`` over every ``.py`` file of its tree);
 - the lines of its tests (``tests/<sub>``) per line of that code.
 
-Exit status: 0 when every target holds (or with ``--report``), 1 when one is missed. ``--report``
-prints the same figures but does not fail, for targets the code does not meet yet.
+Exit status: 0 when every target holds, 1 when one is missed. ``--report`` prints the same
+figures but does not fail; ``--report-only lines,ratio`` does not fail on the targets it names
+(``cycles``, ``functions``, ``lines``, ``ratio``), for those the code does not meet yet, and
+holds the code to the rest.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 MAX_FUNCTION_LINES = 60
 MAX_TRAIN_LINES = 3200
 MIN_TEST_RATIO = 0.6
+TARGETS = frozenset({"cycles", "functions", "lines", "ratio"})
 
 
 @dataclass
@@ -39,7 +42,7 @@ class Figures:
     longest: tuple[str, int] = ("", 0)
     sub_lines: int = 0
     test_lines: int = 0
-    missed: list[str] = field(default_factory=list)
+    missed: dict[str, str] = field(default_factory=dict)  # target -> what missed
 
     @property
     def ratio(self) -> float:
@@ -188,14 +191,13 @@ def count(package: Path, tests: Path, sub: str = "train") -> Figures:
         sub_lines=python_lines(package / sub),
         test_lines=python_lines(tests / sub),
     )
-    if figures.cycles:
-        figures.missed.append("import cycles")
-    if figures.long_functions:
-        figures.missed.append(f"functions over {MAX_FUNCTION_LINES} lines")
-    if figures.sub_lines > MAX_TRAIN_LINES:
-        figures.missed.append(f"{sub}/ lines")
-    if figures.ratio < MIN_TEST_RATIO:
-        figures.missed.append(f"{sub}/ test lines per line")
+    checks = {
+        "cycles": (bool(figures.cycles), "import cycles"),
+        "functions": (bool(figures.long_functions), f"functions over {MAX_FUNCTION_LINES} lines"),
+        "lines": (figures.sub_lines > MAX_TRAIN_LINES, f"{sub}/ lines"),
+        "ratio": (figures.ratio < MIN_TEST_RATIO, f"{sub}/ test lines per line"),
+    }
+    figures.missed.update({key: text for key, (miss, text) in checks.items() if miss})
     return figures
 
 
@@ -228,15 +230,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--report", action="store_true", help="print the figures but exit 0 when a target is missed"
     )
+    parser.add_argument(
+        "--report-only",
+        default="",
+        metavar="TARGETS",
+        help="comma-separated targets (cycles, functions, lines, ratio) reported but not enforced",
+    )
     args = parser.parse_args(argv)
     figures = count(args.package, args.tests)
     print(render(figures, args.package.name))
-    if figures.missed:
-        verdict = "reported only (--report)" if args.report else "failing"
-        print(f"targets missed: {', '.join(figures.missed)}; {verdict}")
-        return 0 if args.report else 1
-    print("every target holds")
-    return 0
+    if not figures.missed:
+        print("every target holds")
+        return 0
+    tolerated = TARGETS if args.report else {t for t in args.report_only.split(",") if t}
+    if unknown := tolerated - TARGETS:
+        parser.error(f"unknown targets {sorted(unknown)}; choose from {sorted(TARGETS)}")
+    failing = sorted(set(figures.missed) - tolerated)
+    print(
+        f"targets missed: {', '.join(figures.missed.values())}; "
+        + (f"failing: {', '.join(failing)}" if failing else "reported only")
+    )
+    return 1 if failing else 0
 
 
 if __name__ == "__main__":

@@ -74,11 +74,11 @@ def test_it_counts_lines_like_wc_and_the_tests_per_line(sample: tuple[Path, Path
     assert figures.sub_lines == 9
     assert figures.test_lines == 5
     assert figures.ratio == pytest.approx(5 / 9)
-    assert figures.missed == [
-        "import cycles",
-        "functions over 60 lines",
-        "train/ test lines per line",
-    ]
+    assert figures.missed == {
+        "cycles": "import cycles",
+        "functions": "functions over 60 lines",
+        "ratio": "train/ test lines per line",
+    }
 
 
 def test_it_fails_on_a_missed_target_unless_reporting(
@@ -88,6 +88,10 @@ def test_it_fails_on_a_missed_target_unless_reporting(
     args = ["--package", str(pkg), "--tests", str(tests)]
     assert house.main(args) == 1
     assert house.main([*args, "--report"]) == 0
+    assert house.main([*args, "--report-only", "cycles,ratio"]) == 1  # functions still fail
+    assert house.main([*args, "--report-only", "cycles,functions,ratio"]) == 0
+    with pytest.raises(SystemExit):
+        house.main([*args, "--report-only", "beauty"])
     out = capsys.readouterr().out
     assert "MISS import cycles in pkg: 2 (target 0)" in out
     assert (
