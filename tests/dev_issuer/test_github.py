@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet
 from starlette.testclient import TestClient
@@ -89,3 +90,25 @@ def test_mint_is_refused_off_loopback(settings: IssuerSettings) -> None:
     with TestClient(create_app(settings), client=("192.0.2.7", 5000)) as client:
         response = client.post("/github-actions/mint", json={"audience": "a"})
     assert response.status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("content", "description"),
+    [
+        (b"{not json", "The body is not valid JSON."),
+        (b'["audience"]', "The JSON body must be an object of parameters."),
+        (b'{"audience": 5}', "Send audience (string), claims (object), sub_format (name or ids)."),
+        (b'{"audience": "a", "claims": []}', "Send audience (string), claims (object)"),
+        (b'{"audience": "a", "sub_format": "emails"}', "sub_format (name or ids)."),
+    ],
+    ids=["not-json", "a-list", "audience", "claims", "sub-format"],
+)
+def test_a_malformed_mint_request_is_a_400(
+    client: TestClient, content: bytes, description: str
+) -> None:
+    response = client.post(
+        "/github-actions/mint", content=content, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_request"
+    assert description in response.json()["error_description"]

@@ -280,3 +280,22 @@ def test_cors_is_not_granted_to_remote_origins(client: TestClient) -> None:
     )
 
     assert "access-control-allow-origin" not in response.headers
+
+
+def test_a_form_body_that_is_not_utf8_is_a_400(client: TestClient) -> None:
+    response = client.post(
+        "/oauth/token",
+        content=b"grant_type=client_credentials&client_id=\xff\xfe",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": "invalid_request",
+        "error_description": "The form body is not valid UTF-8 url-encoding.",
+    }
+
+
+def test_a_null_json_parameter_counts_as_absent(client: TestClient) -> None:
+    response = client.post("/oauth/token", json={**token_form(), "scope": None})
+    assert response.status_code == 200
+    assert response.json()["scope"] == "get::prediction"

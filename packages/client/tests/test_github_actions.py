@@ -9,7 +9,8 @@ import json
 import httpx
 import pytest
 from kto.client.cli import EXIT_AUTH, EXIT_OK, EXIT_USAGE, main
-from kto.client.github_actions import GitHubActionsTokens, resolve_auth
+from kto.client.errors import ConfigurationError, TokenError
+from kto.client.github_actions import FALLBACK_LIFETIME_S, GitHubActionsTokens, resolve_auth
 
 RUNTIME = "https://pipelines.actions.test/abc/idtoken?api-version=2.0"
 REQUEST_TOKEN = "job-request-token-0123456789"
@@ -115,3 +116,64 @@ def test_a_refused_request_token_is_an_auth_error(job, servers, clock, images, m
     code, _, err = invoke(Runtime(servers, clock).transport, *map(str, images("a.png")))
     assert code == EXIT_AUTH
     assert "answered 401" in err and "wrong-token" not in err
+
+
+def runtime_answering(handler, clock) -> GitHubActionsTokens:
+    """A token source whose Actions runtime is ``handler``."""
+    http = httpx.Client(transport=httpx.MockTransport(handler))
+    return GitHubActionsTokens(
+        http, request_url=RUNTIME, request_token=REQUEST_TOKEN, audience="aud", clock=clock
+    )
+
+
+def test_the_audience_is_added_to_the_runtime_url(clock) -> None:
+    asked: list[httpx.URL] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url)
+        return httpx.Response(200, json={"value": fake_jwt(clock() + 300, 1)})
+
+    runtime_answering(handler, clock).token()
+    assert asked[0].params["api-version"] == "2.0" and asked[0].params["audience"] == "aud"
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        (httpx.Response(403, json={"message": "no"}), "answered 403; give the job `permissions"),
+        (httpx.Response(200, text="<html>"), "answered no token (no 'value')"),
+        (httpx.Response(200, json=["value"]), "answered no token (no 'value')"),
+        (httpx.Response(200, json={"value": "not-a-jwt"}), "answered no token (no 'value')"),
+    ],
+    ids=["forbidden", "not-json", "not-an-object", "not-a-jwt"],
+)
+def test_a_runtime_without_a_token_is_a_token_error(clock, answer, message) -> None:
+    tokens = runtime_answering(lambda request: answer, clock)
+    with pytest.raises(TokenError, match="The Actions token service") as caught:
+        tokens.token()
+    assert message in str(caught.value)
+
+
+def test_an_unreachable_runtime_is_a_token_error(clock) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    with pytest.raises(TokenError, match="could not be reached: connection refused"):
+        runtime_answering(handler, clock).token()
+
+
+@pytest.mark.parametrize(
+    "payload", ["e30", "eyJleHAiOiB0cnVlfQ", "!!!"], ids=["no-exp", "bool", "bad"]
+)
+def test_a_token_without_a_readable_exp_lives_five_minutes(clock, payload: str) -> None:
+    value = f"eyJhbGciOiJSUzI1NiJ9.{payload}.c2ln"
+    tokens = runtime_answering(lambda request: httpx.Response(200, json={"value": value}), clock)
+    token = tokens.token()
+    assert token.value == value
+    assert token.expires_at == clock() + FALLBACK_LIFETIME_S
+
+
+def test_an_unknown_auth_mode_is_a_usage_error() -> None:
+    with pytest.raises(ConfigurationError, match="--auth must be one of auto, client-credentials"):
+        resolve_auth("oidc", None, {})
+    assert resolve_auth("github-actions", "secret", {}) == "github-actions"

@@ -129,3 +129,38 @@ def test_expired_entries_are_dropped_when_the_file_is_rewritten(tmp_path) -> Non
     FileCache(path).store("old", AccessToken("x", "Bearer", expires_at=1000.0))
     FileCache(path).store("new", AccessToken("y", "Bearer", expires_at=4_000_000_000.0))
     assert set(json.loads(path.read_text())) == {"new"}
+
+
+def test_an_entry_of_another_shape_counts_as_missing(tmp_path) -> None:
+    path = tmp_path / "token.json"
+    path.write_text(json.dumps({"k1": {"value": "x", "colour": "red"}, "k2": ["x"]}))
+    path.chmod(0o600)
+    cache = FileCache(path)
+    assert cache.load("k1") is None and cache.load("k2") is None
+    kept = AccessToken("y", "Bearer", expires_at=4_000_000_000.0)
+    cache.store("k1", kept)
+    assert cache.load("k1") == kept and FileCache(path).load("k1") == kept
+
+
+def test_a_failed_write_leaves_no_temporary_file(tmp_path) -> None:
+    path = tmp_path / "token.json"
+    path.mkdir()  # os.replace cannot put a file over a directory
+    with pytest.raises(OSError):
+        FileCache(path).store("k", AccessToken("x", "Bearer", expires_at=4_000_000_000.0))
+    assert [p.name for p in tmp_path.iterdir()] == ["token.json"]
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        (httpx.Response(502, text="<html>bad gateway</html>"), r"answered 502\. Check the"),
+        (httpx.Response(200, json=["token"]), r"answered 200\. Check the client id"),
+        (httpx.Response(200, json={"token_type": "Bearer"}), "sent no access_token"),
+        (httpx.Response(200, json={"access_token": ""}), "sent no access_token"),
+    ],
+    ids=["not-json", "not-an-object", "no-token", "empty-token"],
+)
+def test_a_token_answer_without_a_token_is_a_token_error(servers, answer, message) -> None:
+    http = httpx.Client(transport=httpx.MockTransport(lambda request: answer))
+    with pytest.raises(TokenError, match=message):
+        servers.credentials(http).token()

@@ -164,3 +164,15 @@ def test_redact(url, shown) -> None:
 def test_redact_text_finds_urls_inside_a_message() -> None:
     message = "proxy http://u:pw@proxy.test:3128/?token=abc refused"
     assert redact_text(message) == "proxy http://***@proxy.test:3128/?*** refused"
+
+
+def test_a_url_that_does_not_parse_is_refused_with_its_secrets_hidden() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        require_secure("https://user:pw@[::1/token?key=secret", "--api-url")
+    message = str(caught.value)
+    assert message.startswith("--api-url is not a valid URL: ")
+    assert "pw" not in message and "secret" not in message
+
+
+def test_redact_falls_back_to_free_text_for_an_unparsable_url() -> None:
+    assert redact("https://user:pw@[::1/x?key=v") == "https://***@[::1/x?***"

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from kto.inference import Inference, ModelLoadError
+from kto.inference.model import input_size_of, output_width_of, resolve_model
 
 from cats_dogs_other.testing.tiny_model import save_tiny_model
 
@@ -84,3 +86,63 @@ def test_int8_precision_resolves_the_int8_file_or_says_it_is_missing(tmp_path: P
     # auto: float32 until metadata.json's int8 record makes the file the default
     assert resolve_model(folder) == ("onnx", folder / "model.onnx")
     assert resolve_model(folder, precision="f32") == ("onnx", folder / "model.onnx")
+
+
+def test_an_unknown_backend_is_a_value_error(tmp_path: Path):
+    with pytest.raises(ValueError, match="backend must be one of 'auto'"):
+        resolve_model(tmp_path, backend="tensorrt")  # type: ignore[arg-type]
+
+
+def test_an_onnx_backend_needs_the_folders_exported_model(tmp_path: Path):
+    (tmp_path / "model.keras").write_bytes(b"PK")
+    assert resolve_model(tmp_path) == ("keras", tmp_path / "model.keras")
+    with pytest.raises(ModelLoadError, match=r"no model\.onnx in directory"):
+        resolve_model(tmp_path, backend="onnx")
+
+
+def test_each_file_is_run_by_a_backend_that_reads_it(tmp_path: Path):
+    onnx, keras = tmp_path / "exported.onnx", tmp_path / "trained.keras"
+    onnx.write_bytes(b"\x08\x07")
+    keras.write_bytes(b"PK")
+    assert resolve_model(onnx, backend="onnx") == ("onnx", onnx)
+    with pytest.raises(ModelLoadError, match="is an ONNX model; the keras backend needs"):
+        resolve_model(onnx, backend="keras")
+    with pytest.raises(ModelLoadError, match="is a Keras model; the onnx backend needs"):
+        resolve_model(keras, backend="onnx")
+
+
+def shapes(inputs: list[tuple], outputs: list[tuple]) -> SimpleNamespace:
+    """What input_size_of and output_width_of read of a model: its tensors' shapes."""
+    return SimpleNamespace(
+        inputs=[SimpleNamespace(shape=s) for s in inputs],
+        outputs=[SimpleNamespace(shape=s) for s in outputs],
+    )
+
+
+def test_a_model_of_any_input_size_declares_none():
+    model = shapes([(None, None, None, 3)], [(None, None)])
+    assert input_size_of(model) is None and output_width_of(model) is None
+    assert input_size_of(shapes([(None, 224, 160, 3)], [])) == (224, 160)
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        (shapes([(None, 32, 32, 1)], [(None, 3)]), r"input must be \(batch, height, width, 3\)"),
+        (shapes([(None, 32, 3)], [(None, 3)]), r"input must be \(batch, height, width, 3\)"),
+        (shapes([], [(None, 3)]), "exactly one input"),
+        (shapes([(None, 32, 32, 3)] * 2, [(None, 3)]), "exactly one input"),
+    ],
+    ids=["grey", "rank-3", "no-input", "two-inputs"],
+)
+def test_inputs_a_classifier_cannot_take_are_refused(model: SimpleNamespace, message: str):
+    with pytest.raises(ModelLoadError, match=message):
+        input_size_of(model)
+
+
+def test_outputs_that_are_not_class_scores_are_refused():
+    with pytest.raises(ModelLoadError, match=r"output must be \(batch, classes\)"):
+        output_width_of(shapes([], [(None, 7, 7, 3)]))
+    with pytest.raises(ModelLoadError, match="exactly one output"):
+        output_width_of(shapes([], []))
+    assert output_width_of(shapes([], [(None, 3)])) == 3

@@ -98,3 +98,44 @@ def test_an_unknown_issuer_is_refused_without_a_fetch(policy, github, key, capsy
 def test_without_a_policy_it_is_a_usage_error(policy, capsys) -> None:
     assert explain("a.b.c") == EXIT_USAGE
     assert "TRUST_POLICY_FILE" in capsys.readouterr().err
+
+
+def test_an_empty_input_is_a_usage_error(policy, capsys) -> None:
+    assert explain("  \n ", "--policy", str(policy)) == EXIT_USAGE
+    assert "paste a token on standard input" in capsys.readouterr().err
+
+
+def test_what_is_not_a_token_is_refused(policy, capsys) -> None:
+    assert explain("not-a-token", "--policy", str(policy)) == EXIT_REFUSED
+    assert capsys.readouterr().out.startswith("refused: ")
+
+
+def test_a_jwks_file_without_the_key_refuses(policy, github, key, tmp_path, capsys) -> None:
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps({"keys": [rsa_key("other").as_dict(private=False)]}))
+    token = github_token(key, github.url, AUDIENCE)
+    assert explain(token, "--policy", str(policy), "--jwks", str(jwks)) == EXIT_REFUSED
+    assert "refused (401/503): " in capsys.readouterr().out
+
+
+def test_a_missing_jwks_file_is_a_usage_error(policy, github, key, tmp_path, capsys) -> None:
+    token = github_token(key, github.url, AUDIENCE)
+    missing = tmp_path / "nowhere.json"
+    assert explain(token, "--policy", str(policy), "--jwks", str(missing)) == EXIT_USAGE
+    assert str(missing) in capsys.readouterr().err
+
+
+def test_a_rule_without_the_apis_scope_is_a_403(policy, github, key, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("OAUTH2_SCOPE", "admin::everything")
+    token = github_token(key, github.url, AUDIENCE)
+    assert explain(token, "--policy", str(policy)) == EXIT_REFUSED
+    out = capsys.readouterr().out
+    assert "accepted by rule 1" in out
+    assert "but the API requires 'admin::everything': 403 insufficient_scope" in out
+
+
+def test_a_token_without_a_required_claim_is_refused(policy, github, key, capsys) -> None:
+    token = github_token(key, github.url, AUDIENCE, runner_environment=None)
+    assert explain(token, "--policy", str(policy)) == EXIT_REFUSED
+    out = capsys.readouterr().out
+    assert "runner_environment" in out and "accepted" not in out

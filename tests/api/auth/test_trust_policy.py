@@ -219,3 +219,32 @@ def test_the_documented_worked_policy_loads(tmp_path: Path, repo_root: Path) -> 
     (entry,) = settings.trust_policy.issuers
     assert entry.issuer == GITHUB and len(entry.rules) == 3
     assert entry.rules[1].ref == "refs/tags/v*" and entry.rules[2].event_name == ("pull_request",)
+
+
+@pytest.mark.parametrize("value", ["", "   ", 42])
+def test_the_setting_must_name_a_file(value: object) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(oauth2_issuer=ISSUER, oauth2_audience=AUDIENCE, trust_policy_file=value)
+    assert "TRUST_POLICY_FILE must name a YAML file" in str(caught.value)
+
+
+def test_a_policy_needs_a_valid_issuer_and_audience_first(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(
+            oauth2_issuer="http://tenant.example/",
+            oauth2_audience=AUDIENCE,
+            trust_policy_file=policy(tmp_path),
+        )
+    assert "TRUST_POLICY_FILE needs OAUTH2_ISSUER and OAUTH2_AUDIENCE set and valid" in str(
+        caught.value
+    )
+
+
+def test_single_use_with_several_workers_needs_shared_state(tmp_path: Path) -> None:
+    path = policy(tmp_path, head="    single_use: true\n")
+    values = {"oauth2_issuer": ISSUER, "oauth2_audience": AUDIENCE, "trust_policy_file": path}
+    with pytest.raises(ConfigError) as caught:
+        load_settings(**values, workers=2)
+    assert "single_use issuers but WORKERS=2 and no STATE_URL" in str(caught.value)
+    shared = load_settings(**values, workers=2, state_url="redis://127.0.0.1:6379/0")
+    assert shared.trust_policy is not None and shared.trust_policy.single_use
