@@ -14,10 +14,12 @@ from cats_dogs_other.train.errors import TrainingError
 from cats_dogs_other.train.reporting.champion import (
     ALPHA,
     SMALL_N,
+    check_promotable,
     common_test_files,
     compare,
     mcnemar_p_worse,
     refuse_unpromotable,
+    resolve_champion,
 )
 from cats_dogs_other.train.results import Metrics
 from cats_dogs_other.train.versions import BUNDLED_MODEL
@@ -150,3 +152,27 @@ def test_a_target_with_a_bar_is_the_cards(tmp_path: Path) -> None:
     target = compare("cats_dogs_other Cat", labels, champion, challenger, 0.985)
     assert target.failures == ("misses the bar 0.985 the champion meets",)
     assert compare("x", labels, champion, challenger, None).passed
+
+
+def test_a_promotion_without_a_registry_or_version_is_refused_before_any_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    for alias in ("cats-dogs-other", "cats-dogs-other/", "/3"):
+        with pytest.raises(TrainingError, match=f"--set-alias '{alias}': expected NAME/VERSION"):
+            check_promotable(BUNDLED_MODEL, alias)
+    with pytest.raises(TrainingError, match="--set-alias needs MLFLOW_TRACKING_URI"):
+        check_promotable(BUNDLED_MODEL, "cats-dogs-other/3")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
+    check_promotable(BUNDLED_MODEL, "cats-dogs-other/3")  # nothing contacted yet
+    failed = _folder_with(tmp_path / "failed", champion_gate={"passed": False, "targets": []})
+    with pytest.raises(TrainingError, match="failed the champion-and-challenger gate"):
+        check_promotable(failed, "cats-dogs-other/3")  # the recorded verdict first
+
+
+def test_a_champion_folder_must_be_a_trained_model(tmp_path: Path) -> None:
+    assert resolve_champion(str(BUNDLED_MODEL), tmp_path) == (BUNDLED_MODEL, str(BUNDLED_MODEL))
+    (tmp_path / "empty").mkdir()
+    for spec in (tmp_path / "empty", tmp_path / "nowhere"):
+        with pytest.raises(TrainingError, match=r"not a model folder with metrics\.json"):
+            resolve_champion(str(spec), tmp_path)

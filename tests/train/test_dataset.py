@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -129,3 +130,53 @@ def test_a_class_left_empty_by_corrupt_images_is_an_error(tmp_path: Path) -> Non
         f.write_bytes(b"garbage")
     with pytest.raises(ClassTooSmallError, match="once corrupt images are skipped"):
         pool_of(tmp_path, root)
+
+
+def test_the_annotations_file_itself_may_be_the_data(ecotag_dir: Path) -> None:
+    path, _ = _annotations(ecotag_dir)
+    samples, fmt = find_samples(path)
+    assert fmt == "ecotag" and len(samples) == 36
+    assert all(s.path.parent == ecotag_dir / "extract" for s in samples)
+
+
+def test_unreadable_json_beside_the_export_is_passed_over(ecotag_dir: Path) -> None:
+    """Files sort before the export: a broken one and one without annotations are not it."""
+    (ecotag_dir / "a-broken.json").write_text("{not json")
+    (ecotag_dir / "b-other.json").write_text(json.dumps({"annotations": "not a list"}))
+    samples, fmt = find_samples(ecotag_dir)
+    assert fmt == "ecotag" and len(samples) == 36
+
+
+def test_a_json_file_that_is_no_export_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "notes.json").write_text("[1, 2]")
+    with pytest.raises(DatasetError, match=r"notes\.json is not an Ecotag export"):
+        find_samples(tmp_path / "notes.json")
+
+
+@pytest.mark.parametrize(
+    ("annotations", "message"),
+    [
+        ({"x": 1}, "'annotations' must be a list"),
+        ([{"fileName": "a.png"}], "annotation #0 lacks fileName or annotation.label"),
+        (["a.png"], "annotation #0 lacks fileName or annotation.label"),
+        ([{"fileName": "/etc/passwd", "annotation": {"label": "cat"}}], "invalid fileName"),
+        ([{"fileName": 7, "annotation": {"label": "cat"}}], "invalid fileName or label"),
+        ([], "the export has no annotations"),
+    ],
+)
+def test_a_malformed_export_names_what_is_wrong(
+    tmp_path: Path, annotations: object, message: str
+) -> None:
+    export = tmp_path / "export.json"
+    export.write_text(json.dumps({"annotations": annotations}))
+    with pytest.raises(DatasetError, match=re.escape(message)) as info:
+        find_samples(export)
+    assert str(export) in str(info.value)
+
+
+def test_one_of_several_sources_may_lack_a_class(tmp_path: Path) -> None:
+    root = write_folders(tmp_path / "f", 3)
+    for f in (root / "Cat").iterdir():
+        f.unlink()
+    samples, _ = find_samples(root, every_class=False)
+    assert sorted(Counter(s.label for s in samples).items()) == [(1, 3), (2, 3)]

@@ -14,6 +14,8 @@ from PIL import Image
 
 from cats_dogs_other.api.model_source import resolve_model_uri
 from cats_dogs_other.train.cli import main
+from cats_dogs_other.train.errors import TrainingError
+from cats_dogs_other.train.reporting.champion import resolve_champion
 from cats_dogs_other.train.results import ClassFigures, HeldOutReport, Metrics, Section, Timing
 from cats_dogs_other.train.stats import Proportion, proportion
 from cats_dogs_other.train.tracking import flat_metrics
@@ -181,3 +183,13 @@ def test_the_gate_logs_its_table_and_promotes_by_alias_when_asked(
     assert logged.data.metrics["champion_gate_passed"] == 1.0
     names = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"champion_gate.md", "champion_gate.json"} <= names
+
+
+def test_a_registry_champion_that_does_not_exist_is_a_clear_error(
+    store: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    uri, _ = store
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    with pytest.raises(TrainingError, match="cannot fetch the champion models:/absent@champion"):
+        resolve_champion("models:/absent@champion", tmp_path)
+    assert not any(tmp_path.iterdir())
