@@ -91,8 +91,8 @@ test: setup browser services
 	$(PY) -m pytest
 
 # `make check`: the fast loop (under 3 minutes on a warm venv): ruff, mypy, the house figures
-# (tools/house.py: no import cycle, no function over 60 lines; train/'s lines and tests per
-# line are reported until they meet issue #28's targets) and the unit tests with coverage,
+# (tools/house.py: no import cycle, no function over 60 lines, tests/train at least 0.6 lines
+# per line of train/; train/'s own lines are reported until they meet issue #28's target) and the unit tests with coverage,
 # whose floor is [tool.coverage.report] fail_under in pyproject.toml (raise it, never lower it). Unit tests run in-process (loopback fakes allowed). `make test` runs the rest:
 # subprocess servers (uvicorn, redis-server, haproxy, chromium, boot.py), real training runs, the
 # tests that wait out the server's deadlines, the Dockerfile replay.
@@ -113,7 +113,7 @@ check: $(VENV)/.deps $(VENV)/.client
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
-	$(PY) tools/house.py --report-only lines,ratio
+	$(PY) tools/house.py --report-only lines
 	$(PY) -m pytest -q -p no:cacheprovider -m "not $(UNIT_NOT)" -k "$(UNIT_K)" \
 		$(addprefix --ignore=,$(UNIT_IGNORE)) --cov --cov-report= $(UNIT_TESTS)
 
