@@ -79,18 +79,26 @@ def make(model: Callable[[np.ndarray], np.ndarray], **overrides: float) -> Micro
     )
 
 
-def test_concurrent_submits_are_coalesced_and_each_gets_its_own_row() -> None:
-    model = FakeModel(delay_s=0.01)
+def submit_all(
+    model: Callable[[np.ndarray], np.ndarray], count: int, **overrides: float
+) -> list[np.ndarray]:
+    """Rows for images 0..count-1, submitted at once to a batcher started and stopped here."""
 
     async def main() -> list[np.ndarray]:
-        batcher = make(model, max_batch_size=8, max_wait_ms=50)
+        batcher = make(model, **overrides)
         await batcher.start()
         try:
-            return await asyncio.gather(*(batcher.submit(decoding(image(i))) for i in range(8)))
+            return await asyncio.gather(*(batcher.submit(decoding(image(i))) for i in range(count)))
         finally:
             await batcher.stop()
 
-    results = run(main)
+    return run(main)
+
+
+def test_concurrent_submits_are_coalesced_and_each_gets_its_own_row() -> None:
+    model = FakeModel(delay_s=0.01)
+
+    results = submit_all(model, 8, max_batch_size=8, max_wait_ms=50)
     for i, row in enumerate(results):
         np.testing.assert_array_equal(row, expected_row(i))
     assert model.batches == [8]
@@ -100,15 +108,7 @@ def test_concurrent_submits_are_coalesced_and_each_gets_its_own_row() -> None:
 def test_results_follow_submit_order_across_many_batches() -> None:
     model = FakeModel(delay_s=0.002)
 
-    async def main() -> list[np.ndarray]:
-        batcher = make(model, max_batch_size=5, max_wait_ms=2)
-        await batcher.start()
-        try:
-            return await asyncio.gather(*(batcher.submit(decoding(image(i))) for i in range(37)))
-        finally:
-            await batcher.stop()
-
-    results = run(main)
+    results = submit_all(model, 37, max_batch_size=5, max_wait_ms=2)
     assert [float(r[0]) for r in results] == [float(i) for i in range(37)]
     assert sum(model.batches) == 37
     assert max(model.batches) <= 5
@@ -627,15 +627,7 @@ class TogetherModel(FakeModel):
 def test_two_lanes_run_two_batches_at_once_and_route_each_row_home() -> None:
     model = TogetherModel(parties=2)
 
-    async def main() -> list[np.ndarray]:
-        batcher = make(model, max_batch_size=8, max_wait_ms=50, lanes=2)
-        await batcher.start()
-        try:
-            return await asyncio.gather(*(batcher.submit(decoding(image(i))) for i in range(8)))
-        finally:
-            await batcher.stop()
-
-    results = run(main)
+    results = submit_all(model, 8, max_batch_size=8, max_wait_ms=50, lanes=2)
     for i, row in enumerate(results):
         np.testing.assert_array_equal(row, expected_row(i))
     assert model.batches == [4, 4]  # a wave of 8 shared between the two idle lanes
@@ -705,15 +697,7 @@ class OverlapModel(FakeModel):
 def test_one_lane_runs_one_batch_at_a_time() -> None:
     model = OverlapModel()
 
-    async def main() -> list[np.ndarray]:
-        batcher = make(model, max_batch_size=2, max_wait_ms=1, lanes=1)
-        await batcher.start()
-        try:
-            return await asyncio.gather(*(batcher.submit(decoding(image(i))) for i in range(12)))
-        finally:
-            await batcher.stop()
-
-    results = run(main)
+    results = submit_all(model, 12, max_batch_size=2, max_wait_ms=1, lanes=1)
     assert [float(r[0]) for r in results] == [float(i) for i in range(12)]
     assert model.most == 1 and len(model.batches) >= 6
     assert model.threads == {"inference"}
