@@ -2,6 +2,8 @@
 
 - **contended**: Debian's ``stress-ng --cpu 1`` runs beside the servers while each is measured:
   the bench's own child, so in the same cgroup, and unpinned, like a busy neighbour process.
+  Servers and hog share the bench's session, so autogroup scheduling (docs/performance.md)
+  does not give each of them a group and one core of its own.
 - **one-core**: the servers again, started under ``taskset -c 0``, standing in for a 1-CPU pod.
   The affinity holds from the first instruction, so the thread plan (``kto.inference.cpus``)
   sees one CPU, as it would in such a pod.

@@ -56,10 +56,14 @@ class ChildTimeoutError(ChildError):
 
 
 class Child:
-    """One command in a session of its own, its output in a log file or forwarded line by line.
+    """One command in a process group of its own, its output in a log file or forwarded by line.
 
-    A session of its own: Ctrl-C in a terminal reaches only the parent, which stops its children
-    in order, and a kill can end everything the child started (uvicorn's worker processes).
+    A process group of its own: Ctrl-C in a terminal reaches only the parent, which stops its
+    children in order, and a kill can end everything the child started (uvicorn's worker
+    processes). It stays in the parent's session: with the scheduler's autogroups (Debian's
+    default) every session is scheduled as one group, so children in sessions of their own would
+    each get an equal share of the CPUs whatever their thread counts, unlike processes sharing
+    one container's cgroup (what ``python -m bench``'s contended case stands for).
     With ``log_path`` the child writes straight to the file, so a busy parent never slows a
     server down by reading its output late; otherwise a thread reads it, keeps the last lines
     and hands each to ``echo``. ``stderr_path`` keeps stderr apart from stdout.
@@ -102,7 +106,7 @@ class Child:
                 text=True,
                 encoding="utf-8",
                 errors="replace",
-                start_new_session=True,
+                process_group=0,
             )
         if self._popen.stdout is not None:
             self._reader = threading.Thread(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import sys
@@ -86,3 +87,14 @@ def test_a_child_ignoring_sigterm_is_killed_after_the_grace_period(tmp_path: Pat
     assert child.stop(grace_s=0.5) == -signal.SIGKILL
     assert child.killed
     assert child.tail() == "    ignoring SIGTERM"
+
+
+def test_a_child_has_its_own_process_group_in_the_parents_session(tmp_path: Path) -> None:
+    """Its own group, so a kill ends its whole tree and Ctrl-C reaches only the parent; the
+    parent's session, so autogroup scheduling treats it and its siblings as one group."""
+    child = python("import time; time.sleep(60)", tmp_path).start()
+    try:
+        assert os.getpgid(child.pid) == child.pid != os.getpgid(0)
+        assert os.getsid(child.pid) == os.getsid(0)
+    finally:
+        child.stop(grace_s=10)
