@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -79,6 +80,17 @@ def test_it_counts_lines_like_wc_and_the_tests_per_line(sample: tuple[Path, Path
         "functions": "functions over 60 lines",
         "ratio": "train/ test lines per line",
     }
+
+
+def test_the_tree_count_takes_what_git_tracks_and_leaves_build_outputs(tmp_path: Path) -> None:
+    tree = tmp_path / "train"
+    ignore = "*.whl\n__pycache__/\n"
+    write(tree, {"a.py": "x = 1\n" * 3, "requirements.txt": "numpy==2\n", ".gitignore": ignore})
+    write(tree, {"packages/built.whl": "\n" * 50, "__pycache__/a.pyc": "\n" * 9})
+    assert house.tree_lines(tree) == 3 + 1 + 2 + 50  # not a checkout: every file but caches
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    subprocess.run(["git", "-C", str(tmp_path), "add", "."], check=True)
+    assert house.tree_lines(tree) == 3 + 1 + 2  # the wheel is ignored, so not the code's size
 
 
 def test_it_fails_on_a_missed_target_unless_reporting(
