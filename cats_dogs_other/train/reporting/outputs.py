@@ -60,7 +60,7 @@ def write_model(
 
     out.mkdir(parents=True, exist_ok=True)
     model.save(out / MODEL_FILE)
-    gate_record = None
+    gate_record: dict[str, Any] | None = None
     if gate is not None:
         gate_record = {"prototypes": len(gate.prototypes), "threshold": gate.threshold}
         gate_record |= {"slope": gate.slope, "fallback": cfg.fallback_class}
