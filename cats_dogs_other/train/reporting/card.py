@@ -121,13 +121,11 @@ def _decisions(m: Metrics, provenance: Provenance) -> str:
     )
     gate_text = "not tried in this run."
     if gate:
-        measured = _measured(
-            "validation + calibration splits", gate, "without it", "at the best threshold"
-        )
         chosen = f"**on, threshold {gate.chosen}**, {gate.prototypes} prototypes"
         if gate.chosen is None:
             chosen = "not used, no threshold improved macro recall"
-        gate_text = f"{chosen}; {measured}."
+        where = "validation + calibration splits"
+        gate_text = f"{chosen}; {_measured(where, gate, 'without it', 'at the best threshold')}."
     order = ", ".join(str(params["weighting_candidates"]).split(","))
     candidates = "\n".join(map(_candidate, m.selection.candidates))
     return f"""## Decisions, by measurement on held-out data
@@ -147,9 +145,7 @@ def _decisions(m: Metrics, provenance: Provenance) -> str:
 
 
 def _candidate(c: Candidate) -> str:
-    head = ("linear" if c.hidden == 0 else f"MLP {c.hidden}") + (
-        " **(chosen)**" if c.chosen else ""
-    )
+    head = (f"MLP {c.hidden}" if c.hidden else "linear") + (" **(chosen)**" if c.chosen else "")
     acc = "n/a" if c.val_accuracy is None else f"{c.val_accuracy:.4f}"
     return (
         f"| {head} | {c.weighting} | {_on(c.tta)} | {c.val_macro_recall:.4f} | {acc} | {c.epochs} |"
@@ -240,7 +236,6 @@ Serving check: {check.same_prediction} of {check.files} test files gave the same
 
 
 def _tables(section: Section) -> str:
-    """Per-class figures, then the confusion matrix."""
     labels, matrix = section.confusion_matrix.labels, section.confusion_matrix.matrix
     per_class = "\n".join(
         f"| {cls} | {v.precision_ci} | {v.recall_ci} | {v.f1:.3f} | {v.support} |"

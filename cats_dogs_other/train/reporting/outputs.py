@@ -206,24 +206,3 @@ def _training_curves(history: History, refit: bool, path: Path) -> None:
     axes[0].set_title("head on cached features (train = clean + augmented)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path)
-
-
-def folder_card(model_dir: Path, provenance: Provenance) -> str:
-    """The card a model folder's own records give, in the order the commands that write them
-    run: training (metrics.json), export (metadata.json ``exported``), calibration, int8."""
-    from cats_dogs_other.train.export import card_section as export_section
-    from cats_dogs_other.train.quantize import card_section as int8_section
-    from cats_dogs_other.train.reporting.calibrate import card_section as calibration_section
-
-    metrics = results.Metrics.read(model_dir)
-    meta = json.loads((Path(model_dir) / "metadata.json").read_text(encoding="utf-8"))
-    later = [
-        (export_section, meta.get("exported")),
-        (calibration_section, metrics.calibration),
-        (int8_section, metrics.int8),
-    ]
-    card = render_card(metrics, provenance)
-    for section, record in later:
-        if record:
-            card = card.rstrip("\n") + "\n\n" + section(record)
-    return card
