@@ -30,10 +30,6 @@ def render_card(m: Metrics, provenance: Provenance) -> str:
     return "\n".join((*sections, reproduce))
 
 
-def _on(flag: bool) -> str:
-    return "on" if flag else "off"
-
-
 def _true_class_accuracy(section: Section, classes: tuple[str, ...]) -> Proportion:
     labels, matrix = section.confusion_matrix.labels, section.confusion_matrix.matrix
     rows = [labels.index(c) for c in classes]
@@ -62,7 +58,7 @@ Classifies a photo as **Cat**, **Dog** or **Other**. Trained by `{TRAIN_COMMAND}
 | version | `{model.version}` (also in `metadata.json`, `GET /model` and MLflow) |
 | input | RGB {side}x{side}, raw 0..255 (resize: Pillow bilinear in `kto.inference.decode_image`) |
 | model | `{model.backbone}` backbone features, {model.head} head, mirror pass \
-{_on(model.mirror_test_time_augmentation)} |
+{"on" if model.mirror_test_time_augmentation else "off"} |
 | trained file | `{model.file}`, {model.bytes / 1e6:.1f} MB, sha256 `{model.sha256[:16]}...` \
 (served as its ONNX export: each file's sha256 under *Served runtime*) |
 | latency (CPU, {timing.intra_op_threads or "all"} threads) | {timing.ms_single_image} ms for one \
@@ -147,9 +143,8 @@ def _decisions(m: Metrics, provenance: Provenance) -> str:
 def _candidate(c: Candidate) -> str:
     head = (f"MLP {c.hidden}" if c.hidden else "linear") + (" **(chosen)**" if c.chosen else "")
     acc = "n/a" if c.val_accuracy is None else f"{c.val_accuracy:.4f}"
-    return (
-        f"| {head} | {c.weighting} | {_on(c.tta)} | {c.val_macro_recall:.4f} | {acc} | {c.epochs} |"
-    )
+    tta = "on" if c.tta else "off"
+    return f"| {head} | {c.weighting} | {tta} | {c.val_macro_recall:.4f} | {acc} | {c.epochs} |"
 
 
 def _measured(where: str, r: ConfidenceRule, without: str, best: str) -> str:
