@@ -15,9 +15,29 @@ from cats_dogs_other.train.paths import REPO_ROOT
 from cats_dogs_other.train.provenance import Provenance, describe_run
 from cats_dogs_other.train.reporting.card import DECISIONS_PAGE, render_card
 from cats_dogs_other.train.reporting.int8 import CARD_HEADING as INT8_HEADING
-from cats_dogs_other.train.reporting.outputs import folder_card
 from cats_dogs_other.train.results import FineTuneReport, Metrics
 from cats_dogs_other.train.versions import BUNDLED_MODEL
+
+
+def folder_card(model_dir: Path, provenance: Provenance) -> str:
+    """The card a model folder's own records give, in the order the commands that write them
+    run: training (metrics.json), export (metadata.json ``exported``), calibration, int8."""
+    from cats_dogs_other.train.export import card_section as export_section
+    from cats_dogs_other.train.quantize import card_section as int8_section
+    from cats_dogs_other.train.reporting.calibrate import card_section as calibration_section
+
+    metrics = Metrics.read(model_dir)
+    meta = json.loads((model_dir / "metadata.json").read_text(encoding="utf-8"))
+    later = [
+        (export_section, meta.get("exported")),
+        (calibration_section, metrics.calibration),
+        (int8_section, metrics.int8),
+    ]
+    card = render_card(metrics, provenance)
+    for section, record in later:
+        if record:
+            card = card.rstrip("\n") + "\n\n" + section(record)
+    return card
 
 
 def _committed() -> str:

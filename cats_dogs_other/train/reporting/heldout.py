@@ -11,6 +11,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from cats_dogs_other.train.errors import TrainingError
+from cats_dogs_other.train.kinds import parse_wnid
 from cats_dogs_other.train.results import Metrics
 from cats_dogs_other.train.sources import list_sources
 from cats_dogs_other.train.split import grouped_split
@@ -46,38 +47,30 @@ def rebuild_held_out(model_dir: Path, data: Sequence[Path]) -> HeldOut:
     metrics = read_metrics(model_dir)
     classes, split = classes_of(metrics), metrics.split
     dropped = {(d.source, d.file) for d in metrics.dataset.duplicates}
-    for source in metrics.dataset.sources:
-        dropped |= {(source.name, s["file"]) for s in source.skipped}
-    rows: list[Row] = []
-    strata: list[str] = []
-    groups: list[str] = []
-    for info, samples in list_sources(list(data), classes):
-        for s in samples:
-            if (info.name, s.name) not in dropped:
-                rows.append((f"{info.name}/{s.name}", s.path, s.label))
-                strata.append(info.name)
-                groups.append(_group(info.name, s.name))
+    dropped |= {(s.name, skip["file"]) for s in metrics.dataset.sources for skip in s.skipped}
+    kept = [
+        (info.name, s)
+        for info, samples in list_sources(list(data), classes)
+        for s in samples
+        if (info.name, s.name) not in dropped
+    ]
+    wnids = [parse_wnid(Path(s.name).stem) for _, s in kept]
     parts = grouped_split(
-        np.asarray([y for _, _, y in rows]),
-        np.asarray(strata),
-        groups,
+        np.asarray([s.label for _, s in kept]),
+        np.asarray([source for source, _ in kept]),
+        [f"{source}:{w[0] if w else s.name}" for (source, s), w in zip(kept, wnids, strict=True)],
         val_fraction=split.fractions["val"],
         calibration_fraction=split.fractions["calibration"],
         test_fraction=split.fractions["test"],
         seed=split.seed,
     )
-    test = [rows[i] for i in parts.test]
+    rows: list[Row] = [(f"{source}/{s.name}", s.path, s.label) for source, s in kept]
+    cal, test, val, train = (
+        [rows[i] for i in ix] for ix in (parts.calibration, parts.test, parts.val, parts.train)
+    )
     if sorted(n for n, _, _ in test) != sorted(split.test_files):
         raise TrainingError(
             f"the sources {', '.join(map(str, data))} no longer give the test split "
             f"{model_dir}/metrics.json records: pass the --data folders the run was trained on"
         )
-    cal, val, train = ([rows[i] for i in ix] for ix in (parts.calibration, parts.val, parts.train))
     return HeldOut(classes, cal, test, val, train)
-
-
-def _group(source: str, name: str) -> str:
-    from cats_dogs_other.train.kinds import parse_wnid
-
-    parsed = parse_wnid(Path(name).stem)
-    return f"{source}:{parsed[0]}" if parsed else f"{source}:{name}"
