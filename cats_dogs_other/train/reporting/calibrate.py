@@ -67,18 +67,11 @@ def figures_table(rows: Sequence[tuple[str, dict[str, Any]]]) -> str:
     for label, record in rows:
         f = ConfidenceFigures.model_validate(record)
         share = f.confident_mistake_share
-        mistakes = "no mistakes" if share is None else f"{share:.0%}"
+        share_text = "no mistakes" if share is None else f"{share:.0%}"
         accuracy = f.covered_correct / f.covered if f.covered else 0.0
+        mistakes = f"{f.confident_mistakes}/{f.mistakes} ({share_text})"
         covered = f"{f.covered_correct}/{f.covered} ({accuracy:.2%})"
-        cells.append(
-            [
-                label,
-                f.n,
-                f"{f.ece:.4f}",
-                f"{f.confident_mistakes}/{f.mistakes} ({mistakes})",
-                covered,
-            ]
-        )
+        cells.append([label, f.n, f"{f.ece:.4f}", mistakes, covered])
     return markdown_table((*header, f"accuracy at {COVERAGE:.0%} coverage"), cells)
 
 

@@ -25,6 +25,7 @@ SMALL_N = 50
 SMALL_SLACK = 1
 MIN_N = 1
 RULES = {"alpha": ALPHA, "small_n": SMALL_N, "small_slack": SMALL_SLACK, "min_n": MIN_N}
+Answers = Sequence[int]  # class indices, one per photo
 CARD_HEADING = "## Champion and challenger"
 RULES_PAGE = "docs/retraining.md"
 
@@ -76,11 +77,7 @@ def mcnemar_p_worse(only_champion: int, only_challenger: int) -> float:
 
 
 def compare(
-    name: str,
-    labels: Sequence[int],
-    champion: Sequence[int],
-    challenger: Sequence[int],
-    bar: float | None,
+    name: str, labels: Answers, champion: Answers, challenger: Answers, bar: float | None
 ) -> TargetComparison:
     right_a = [a == y for a, y in zip(champion, labels, strict=True)]
     right_b = [b == y for b, y in zip(challenger, labels, strict=True)]

@@ -30,21 +30,21 @@ def section(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[str]) -> S
 
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     labels = list(range(len(classes)))
+    matrix = confusion_matrix(y_true, y_pred, labels=labels)
     precision, recall, f1, support = precision_recall_fscore_support(
         y_true, y_pred, labels=labels, zero_division=0
     )
-    per_class = {}
-    for i, name in enumerate(classes):
-        hit = int(np.sum((y_true == i) & (y_pred == i)))
-        per_class[name] = ClassFigures(
+    per_class = {
+        name: ClassFigures(
             precision=round(float(precision[i]), 4),
             recall=round(float(recall[i]), 4),
             f1=round(float(f1[i]), 4),
             support=int(support[i]),
-            recall_ci=proportion(hit, int(np.sum(y_true == i))),
-            precision_ci=proportion(hit, int(np.sum(y_pred == i))),
+            recall_ci=proportion(int(matrix[i, i]), int(matrix[i].sum())),
+            precision_ci=proportion(int(matrix[i, i]), int(matrix[:, i].sum())),
         )
-    matrix = confusion_matrix(y_true, y_pred, labels=labels)
+        for i, name in enumerate(classes)
+    }
     return Section(
         accuracy=proportion(int(np.sum(y_true == y_pred)), len(y_true)),
         n=len(y_true),
