@@ -35,8 +35,8 @@ class ConfidenceFigures(BaseModel, frozen=True):
     confident_mistakes: int
     covered: int
     covered_correct: int
-    confident_mistake_share: float | None
-    accuracy_at_coverage: float
+    confident_mistake_share: float | None = None  # derived: the table recomputes both
+    accuracy_at_coverage: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,7 +66,7 @@ def figures_table(rows: Sequence[tuple[str, dict[str, Any]]]) -> str:
     cells = []
     for label, record in rows:
         f = ConfidenceFigures.model_validate(record)
-        share = f.confident_mistake_share
+        share = f.confident_mistakes / f.mistakes if f.mistakes else None
         share_text = "no mistakes" if share is None else f"{share:.0%}"
         accuracy = f.covered_correct / f.covered if f.covered else 0.0
         mistakes = f"{f.confident_mistakes}/{f.mistakes} ({share_text})"
