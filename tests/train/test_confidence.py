@@ -11,7 +11,7 @@ import pytest
 from kto.inference import Inference, ModelMetadata
 
 from cats_dogs_other.train.cli import main
-from cats_dogs_other.train.reporting.confidence import figures, fit_calibration
+from cats_dogs_other.train.reporting.calibrate import figures, fit_calibration
 
 from .conftest import PipelineRun
 
@@ -23,7 +23,7 @@ def test_figures_count_what_they_say() -> None:
     labels = np.array([0] * 18 + [0, 1])
     f = figures(probs, labels)
     assert (f.n, f.mistakes, f.confident_mistakes) == (20, 2, 1)
-    assert f.confident_share == 0.5
+    assert f.confident_mistake_share == 0.5
     assert (f.covered, f.covered_correct) == (19, 18)  # 95% of 20: the least sure one left out
     # bin (0.9, 1]: 19 answers at ~0.95, 18 right; bin (0.5]: one wrong at 0.5
     expected = 19 / 20 * abs(18 / 19 - (18 * 0.95 + 0.92) / 19) + 1 / 20 * 0.5

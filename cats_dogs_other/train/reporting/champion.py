@@ -5,21 +5,27 @@ photos both runs held out, it is not worse on any source x class target (the rul
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from kto.inference import Inference, ModelLoadError
+
 from cats_dogs_other.train.errors import TrainingError
+from cats_dogs_other.train.reporting import calibrate
 from cats_dogs_other.train.reporting.card import TARGETS
 from cats_dogs_other.train.reporting.heldout import classes_of, read_metrics
-from cats_dogs_other.train.reporting.record import markdown_table
+from cats_dogs_other.train.reporting.record import markdown_table, put_card_section, update_json
 from cats_dogs_other.train.sources import list_sources
 
 ALPHA = 0.05
 SMALL_N = 50
 SMALL_SLACK = 1
 MIN_N = 1
+RULES = {"alpha": ALPHA, "small_n": SMALL_N, "small_slack": SMALL_SLACK, "min_n": MIN_N}
+Answers = Sequence[int]  # class indices, one per photo
 CARD_HEADING = "## Champion and challenger"
 RULES_PAGE = "docs/retraining.md"
 
@@ -30,8 +36,7 @@ class TargetComparison:
     n: int
     champion_right: int
     challenger_right: int
-    only_champion: int
-    """Photos only the champion answers right (McNemar's b)."""
+    only_champion: int  # photos only the champion answers right (McNemar's b)
     only_challenger: int
     p_worse: float
     bar: float | None
@@ -57,12 +62,7 @@ class GateResult:
             "champion": self.champion,
             "challenger": self.challenger,
             "passed": self.passed,
-            "rules": {
-                "alpha": ALPHA,
-                "small_n": SMALL_N,
-                "small_slack": SMALL_SLACK,
-                "min_n": MIN_N,
-            },
+            "rules": RULES,
             "targets": [asdict(t) for t in self.targets],
         }
 
@@ -77,11 +77,7 @@ def mcnemar_p_worse(only_champion: int, only_challenger: int) -> float:
 
 
 def compare(
-    name: str,
-    labels: Sequence[int],
-    champion: Sequence[int],
-    challenger: Sequence[int],
-    bar: float | None,
+    name: str, labels: Answers, champion: Answers, challenger: Answers, bar: float | None
 ) -> TargetComparison:
     right_a = [a == y for a, y in zip(champion, labels, strict=True)]
     right_b = [b == y for b, y in zip(challenger, labels, strict=True)]
@@ -106,43 +102,17 @@ def common_test_files(champion_dir: Path, challenger_dir: Path) -> list[str]:
     return [name for name in read_metrics(challenger_dir).split.test_files if name in held]
 
 
-def labelled_files(
-    names: Sequence[str], data: Sequence[Path], classes: tuple[str, ...]
-) -> list[tuple[str, Path, int]]:
-    """(name, path, label) of each ``source/file`` name found in the sources."""
-    found = {
-        f"{info.name}/{s.name}": (s.path, s.label)
-        for info, samples in list_sources(list(data), classes)
-        for s in samples
-    }
-    missing = [n for n in names if n not in found]
-    if missing:
-        raise TrainingError(
-            f"{len(missing)} held-out files are not in the --data sources (first: {missing[0]})"
-        )
-    return [(n, *found[n]) for n in names]
-
-
 def answers(model_dir: Path, paths: Sequence[Path], classes: tuple[str, ...]) -> list[int]:
     """The served prediction of each file as an index into ``classes`` (by name: a model may
     order its classes otherwise)."""
-    from kto.inference import Inference, ModelLoadError
-
     try:
         inference = Inference(model_dir, warmup=False)
     except ModelLoadError as exc:
         raise TrainingError(f"cannot load the model {model_dir}: {exc}") from exc
-    out: list[int] = []
-    for i in range(0, len(paths), 32):
-        results = inference.execute_batch(list(paths[i : i + 32]))
-        out += [
-            classes.index(r["prediction"]) if r["prediction"] in classes else -1 for r in results
-        ]
-    return out
-
-
-def _bar(source: str, cls: str) -> float | None:
-    return next((bar for s, cs, _, bar in TARGETS if s == source and cls in cs), None)
+    _, predictions = calibrate.answers(
+        inference, calibrate.raw_probs(inference, paths), inference.metadata
+    )
+    return [classes.index(p) if p in classes else -1 for p in predictions]
 
 
 def run_gate(
@@ -150,15 +120,23 @@ def run_gate(
 ) -> GateResult:
     classes = classes_of(read_metrics(challenger_dir))
     names = common_test_files(champion_dir, challenger_dir)
-    rows = labelled_files(names, data, classes)
-    paths, labels = [p for _, p, _ in rows], [y for _, _, y in rows]
-    champ = answers(champion_dir, paths, classes)
-    chall = answers(challenger_dir, paths, classes)
+    found = {
+        f"{info.name}/{s.name}": (s.path, s.label)
+        for info, samples in list_sources(list(data), classes)
+        for s in samples
+    }
+    if missing := [n for n in names if n not in found]:
+        raise TrainingError(
+            f"{len(missing)} held-out files are not in the --data sources (first: {missing[0]})"
+        )
+    paths, labels = [found[n][0] for n in names], [found[n][1] for n in names]
+    champ, chall = (answers(d, paths, classes) for d in (champion_dir, challenger_dir))
     targets = [compare("all", labels, champ, chall, None)]
-    for source, y in sorted({(n.split("/", 1)[0], y) for n, _, y in rows}):
-        idx = [i for i, (n, _, lab) in enumerate(rows) if lab == y and n.startswith(source + "/")]
+    for source, y in sorted({(n.split("/", 1)[0], y) for n, y in zip(names, labels, strict=True)}):
+        idx = [i for i, n in enumerate(names) if labels[i] == y and n.startswith(source + "/")]
         y_, a, b = ([seq[i] for i in idx] for seq in (labels, champ, chall))
-        targets.append(compare(f"{source} {classes[y]}", y_, a, b, _bar(source, classes[y])))
+        bar = next((bar for s, cs, _, bar in TARGETS if s == source and classes[y] in cs), None)
+        targets.append(compare(f"{source} {classes[y]}", y_, a, b, bar))
     return GateResult(champion_label or str(champion_dir), str(challenger_dir), tuple(targets))
 
 
@@ -166,10 +144,10 @@ def table(record: dict[str, Any]) -> str:
     """Markdown: the verdict and one row per target (from :meth:`GateResult.to_dict`)."""
     verdict = "passes" if record["passed"] else "FAILS"
     keys = ("name", "n", "champion_right", "challenger_right", "only_champion", "only_challenger")
-    rows = [
-        [*(t[k] for k in keys), t["p_worse"], _blank(t["bar"]), "; ".join(t["failures"]) or "pass"]
-        for t in record["targets"]
-    ]
+    rows = []
+    for t in record["targets"]:
+        bar = "" if t["bar"] is None else t["bar"]
+        rows.append([*(t[k] for k in keys), t["p_worse"], bar, "; ".join(t["failures"]) or "pass"])
     header = ("target", *(k.replace("_", " ") for k in keys[1:]), "p (worse)", "bar", "verdict")
     return (
         f"{CARD_HEADING}\n\nChallenger `{record['challenger']}` against champion "
@@ -178,17 +156,12 @@ def table(record: dict[str, Any]) -> str:
     )
 
 
-def _blank(value: object) -> object:
-    return "" if value is None else value
-
-
 def resolve_champion(spec: str, scratch: Path) -> tuple[Path, str]:
     """A model folder, or ``models:/NAME@ALIAS`` (``models:/NAME/VERSION``) from MLflow."""
     if not spec.startswith("models:/"):
-        path = Path(spec)
-        if not (path / "metrics.json").is_file():
+        if not (Path(spec) / "metrics.json").is_file():
             raise TrainingError(f"champion {spec}: not a model folder with metrics.json")
-        return path, spec
+        return Path(spec), spec
     import mlflow
     from mlflow.exceptions import MlflowException
 
@@ -201,14 +174,9 @@ def resolve_champion(spec: str, scratch: Path) -> tuple[Path, str]:
 
 def record(model_dir: Path, result: GateResult, run_id: str | None = None) -> None:
     """Into metrics.json, the card, the MLflow run and, in Actions, the step summary."""
-    import os
-
-    from cats_dogs_other.train.reporting.record import put_card_section, update_json
-
     update_json(Path(model_dir) / "metrics.json", {"champion_gate": result.to_dict()})
     put_card_section(model_dir, result.table())
-    summary = os.environ.get("GITHUB_STEP_SUMMARY")
-    if summary:
+    if summary := os.environ.get("GITHUB_STEP_SUMMARY"):
         with open(summary, "a", encoding="utf-8") as fh:
             fh.write(result.table() + "\n")
     if run_id:
@@ -226,20 +194,17 @@ def refuse_unpromotable(model_dir: Path) -> None:
     if not (Path(model_dir) / "metrics.json").is_file():
         return
     metrics = read_metrics(model_dir)
-    manifest, gate = metrics.manifest or {}, metrics.champion_gate
-    if manifest.get("partial"):
+    if (metrics.manifest or {}).get("partial"):
         raise TrainingError(
             f"{model_dir} was trained from a partial dataset manifest: it is never promoted"
         )
-    if gate is not None and not gate.get("passed"):
+    if metrics.champion_gate is not None and not metrics.champion_gate.get("passed"):
         raise TrainingError(f"{model_dir} failed the champion-and-challenger gate: not promoted")
 
 
 def check_promotable(model_dir: Path, alias: str) -> None:
     """Before any work: a promotion needs a full run, ``NAME/VERSION`` and an MLflow server
     (an alias set in a local default store would be lost)."""
-    import os
-
     refuse_unpromotable(model_dir)
     name, _, version = alias.rpartition("/")
     if not name or not version:

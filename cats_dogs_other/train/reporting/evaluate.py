@@ -30,21 +30,21 @@ def section(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[str]) -> S
 
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     labels = list(range(len(classes)))
+    matrix = confusion_matrix(y_true, y_pred, labels=labels)
     precision, recall, f1, support = precision_recall_fscore_support(
         y_true, y_pred, labels=labels, zero_division=0
     )
-    per_class = {}
-    for i, name in enumerate(classes):
-        hit = int(np.sum((y_true == i) & (y_pred == i)))
-        per_class[name] = ClassFigures(
+    per_class = {
+        name: ClassFigures(
             precision=round(float(precision[i]), 4),
             recall=round(float(recall[i]), 4),
             f1=round(float(f1[i]), 4),
             support=int(support[i]),
-            recall_ci=proportion(hit, int(np.sum(y_true == i))),
-            precision_ci=proportion(hit, int(np.sum(y_pred == i))),
+            recall_ci=proportion(int(matrix[i, i]), int(matrix[i].sum())),
+            precision_ci=proportion(int(matrix[i, i]), int(matrix[:, i].sum())),
         )
-    matrix = confusion_matrix(y_true, y_pred, labels=labels)
+        for i, name in enumerate(classes)
+    }
     return Section(
         accuracy=proportion(int(np.sum(y_true == y_pred)), len(y_true)),
         n=len(y_true),
@@ -91,21 +91,6 @@ def predict_batches(model: Any, images: np.ndarray, batch_size: int = 64) -> np.
     return np.concatenate(out) if out else np.zeros((0, n_classes), np.float32)
 
 
-def time_forward(forward: Any, input_size: tuple[int, int], repeats: int = 5) -> dict[str, float]:
-    """Median milliseconds per image: one image alone, and in a batch of 32."""
-    figures = {}
-    for label, n in (("ms_single_image", 1), ("ms_per_image_batch32", 32)):
-        batch = np.random.default_rng(0).uniform(0, 255, (n, *input_size, 3)).astype(np.float32)
-        forward(batch)  # trace and warm up
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            forward(batch)
-            times.append((time.perf_counter() - start) * 1000 / n)
-        figures[label] = round(float(np.median(times)), 2)
-    return figures
-
-
 def serving_check(
     model_file: Path,
     pool: Pool,
@@ -117,29 +102,38 @@ def serving_check(
     seed: int,
 ) -> tuple[ServingCheck, str, Timing]:
     """Test FILES through the wheel (the figures come from cached features): the check, the
-    served file's sha256 and the wheel's latency."""
+    served file's sha256 and the wheel's median latency, one image alone and 32 at a time."""
     import tensorflow as tf
     from kto.inference import Inference
 
     inference = Inference(model_file, max_pixels=max_pixels, warmup=False)
-    rng = np.random.default_rng(seed)
     k = min(SERVING_CHECK_FILES, len(test))
-    sample = np.sort(rng.choice(len(test), size=k, replace=False)) if k else np.zeros(0, int)
-    answers = inference.execute_batch([pool.paths[test[i]] for i in sample]) if k else []
-    n_classes = len(pool.classes)
-    served = np.asarray([a["values"] for a in answers], np.float32).reshape(-1, n_classes)
-    index = {c: i for i, c in enumerate(pool.classes)}
-    agree = sum(index[a["prediction"]] == pred[i] for a, i in zip(answers, sample, strict=True))
+    sample = np.sort(np.random.default_rng(seed).choice(len(test), size=k, replace=False))
+    answers = inference.execute_batch([pool.paths[test[i]] for i in sample])
+    served = np.asarray([a["values"] for a in answers], np.float32).reshape(-1, len(pool.classes))
+    agree = sum(
+        pool.classes.index(a["prediction"]) == pred[i] for a, i in zip(answers, sample, strict=True)
+    )
     check = ServingCheck(
         what="test files classified through kto.inference vs the figures' cached features",
         files=k,
         same_prediction=int(agree),
         max_abs_probability_diff=float(np.abs(served - probs[sample]).max()) if k else 0.0,
     )
-    ms = time_forward(inference.predict_arrays, inference.input_size)
+    ms = []
+    for n in (1, 32):
+        shape = (n, *inference.input_size, 3)
+        batch = np.random.default_rng(0).uniform(0, 255, shape).astype(np.float32)
+        inference.predict_arrays(batch)  # trace and warm up
+        times = []
+        for _ in range(5):
+            start = time.perf_counter()
+            inference.predict_arrays(batch)
+            times.append((time.perf_counter() - start) * 1000 / n)
+        ms.append(round(float(np.median(times)), 2))
     timing = Timing(
-        ms_single_image=ms["ms_single_image"],
-        ms_per_image_batch32=ms["ms_per_image_batch32"],
+        ms_single_image=ms[0],
+        ms_per_image_batch32=ms[1],
         intra_op_threads=tf.config.threading.get_intra_op_parallelism_threads(),
         measured_with="kto.inference.Inference.predict_arrays",
     )

@@ -11,6 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from kto.inference import Inference, ModelMetadata
+from kto.inference.model import file_sha256
+
+from cats_dogs_other.train.errors import TrainingError
+from cats_dogs_other.train.reporting import calibrate, champion
+from cats_dogs_other.train.reporting.record import put_card_section, update_json
 
 SOURCE_FILE = "model.onnx"
 CARD_HEADING = "## int8 export (served by default; INFERENCE_PRECISION=f32 pins float32)"
@@ -22,9 +28,6 @@ METHOD_PAGE = "docs/performance.md"
 
 def judge(model_dir: Path, int8: Path, data: Sequence[Path], held: Any) -> dict[str, Any]:
     """Gate, served confidence and refitted calibration, each file in a folder of its own."""
-    from cats_dogs_other.train.reporting import champion
-    from cats_dogs_other.train.reporting.calibrate import calibrate_model
-
     test = [(p, y) for _, p, y in held.test]
     with tempfile.TemporaryDirectory(prefix="int8-judge-") as scratch:
         f32, q = (
@@ -33,7 +36,7 @@ def judge(model_dir: Path, int8: Path, data: Sequence[Path], held: Any) -> dict[
         )
         gate = champion.run_gate(f32, q, data, f"{model_dir} (f32)").to_dict()
         served = {name: _served(folder, test) for name, folder in (("f32", f32), ("int8", q))}
-        refit = calibrate_model(q, [(p, y) for _, p, y in held.calibration], test)
+        refit = calibrate.calibrate_model(q, [(p, y) for _, p, y in held.calibration], test)
     gate["challenger"] = f"{int8} (int8)"
     meta = json.loads((model_dir / "metadata.json").read_text(encoding="utf-8"))
     shared = meta.get("drift_reference") or {}
@@ -41,7 +44,7 @@ def judge(model_dir: Path, int8: Path, data: Sequence[Path], held: Any) -> dict[
         "fitted_on": f"{refit.to_dict()['fitted_on']}, int8 answers",
         "served": meta.get("calibration"),
         "refit": refit.calibration.to_dict(),
-        "test_with_refit": refit.test_after.to_dict(),
+        "test_with_refit": refit.test_after.model_dump(),
         "prediction_counts": {
             "f32": shared.get("prediction_counts"),
             "int8": dict(refit.drift.prediction_counts),
@@ -61,15 +64,10 @@ def _folder(model_dir: Path, onnx_file: Path, into: Path) -> Path:
 
 def _served(folder: Path, rows: Sequence[tuple[Path, int]]) -> dict[str, Any]:
     """The card's confidence figures for what ``folder`` serves (calibrated) on ``rows``."""
-    from kto.inference import Inference
-
-    from cats_dogs_other.train.reporting.calibrate import answers, raw_probs
-    from cats_dogs_other.train.reporting.confidence import figures
-
     inference = Inference(folder, warmup=False)
-    served = answers(inference, inference.metadata, raw_probs(inference, rows))
-    labels = np.asarray([y for _, y in rows])
-    return figures(np.asarray([a["values"] for a in served]), labels).to_dict()
+    probs = calibrate.raw_probs(inference, [p for p, _ in rows])
+    values, _ = calibrate.answers(inference, probs, inference.metadata)
+    return calibrate.figures(values, np.asarray([y for _, y in rows])).model_dump()
 
 
 def bench_speed(results: Path = BENCH_RESULTS) -> dict[str, Any] | None:
@@ -105,38 +103,17 @@ def rule_met(record: dict[str, Any]) -> bool:
     )
 
 
-def metadata_record(model_dir: Path, record: dict[str, Any]) -> dict[str, Any]:
-    """metadata.json ``int8``, refused unless both files are the ones the record was made on."""
-    from kto.inference.model import file_sha256
-
-    from cats_dogs_other.train.errors import TrainingError
-
-    for name, want in ((record["file"], record["sha256"]), (SOURCE_FILE, record["from"]["sha256"])):
-        path = Path(model_dir) / name
-        if not path.is_file() or file_sha256(path) != want:
-            raise TrainingError(f"{path} is not the file the int8 record was made on")
-    return {
-        "file": record["file"],
-        "sha256": record["sha256"],
-        "source_sha256": record["from"]["sha256"],
-        "default": rule_met(record),
-    }
-
-
 def card_section(record: dict[str, Any]) -> str:
-    from cats_dogs_other.train.reporting.champion import table
-    from cats_dogs_other.train.reporting.confidence import ConfidenceFigures, figures_table
-
     check = record.get("calibration_check")
     rows = [(f"test, {k}, shared calibration", v) for k, v in record["test_confidence"].items()]
     if check is not None:
         rows.append(("test, int8, calibration fitted on int8", check["test_with_refit"]))
-    figures = figures_table([(k, ConfidenceFigures.from_dict(v)) for k, v in rows])
     heading = CARD_HEADING if rule_met(record) else CARD_HEADING_NOT_DEFAULT
-    gate = table(record["champion_gate"]).split("\n", 1)[1].strip("\n")
+    gate = champion.table(record["champion_gate"]).split("\n", 1)[1].strip("\n")
     return (
         f"{heading}\n\n{_what(record)}\n\n{_why(record)}\n\n{gate}\n\nConfidence on the test "
-        f"split, calibration shared with float32:\n\n{figures.strip()}\n{_calibration(check)}"
+        f"split, calibration shared with float32:\n\n{calibrate.figures_table(rows)}\n"
+        f"{_calibration(check)}"
     )
 
 
@@ -197,12 +174,18 @@ def _counts(counts: dict[str, int] | None) -> str:
 
 
 def write_decision(model_dir: Path, record: dict[str, Any]) -> bool:
-    """metadata.json ``int8``: the decision the wheel's ``precision="auto"`` follows."""
-    from kto.inference import ModelMetadata
-
-    from cats_dogs_other.train.reporting.record import update_json
-
-    decision = metadata_record(Path(model_dir), record)
+    """metadata.json ``int8``, the decision the wheel's ``precision="auto"`` follows; refused
+    unless both files are the ones the record was made on."""
+    for name, want in ((record["file"], record["sha256"]), (SOURCE_FILE, record["from"]["sha256"])):
+        path = Path(model_dir) / name
+        if not path.is_file() or file_sha256(path) != want:
+            raise TrainingError(f"{path} is not the file the int8 record was made on")
+    decision = {
+        "file": record["file"],
+        "sha256": record["sha256"],
+        "source_sha256": record["from"]["sha256"],
+        "default": rule_met(record),
+    }
     update_json(Path(model_dir) / "metadata.json", {"int8": decision})
     ModelMetadata.read(Path(model_dir) / "metadata.json")  # the wheel must accept it
     return bool(decision["default"])
@@ -210,8 +193,6 @@ def write_decision(model_dir: Path, record: dict[str, Any]) -> bool:
 
 def write_record(model_dir: Path, record: dict[str, Any]) -> None:
     """metadata.json and metrics.json ``int8``, and the card section headed by the decision."""
-    from cats_dogs_other.train.reporting.record import put_card_section, update_json
-
     default = write_decision(model_dir, record)
     update_json(Path(model_dir) / "metrics.json", {"int8": {**record, "default": default}})
     put_card_section(model_dir, card_section(record), replaces="## int8 export")
