@@ -14,10 +14,8 @@ TRAIN_COMMAND = "python -m cats_dogs_other.train"
 
 @dataclass(frozen=True)
 class Provenance:
-    command: str = f"{TRAIN_COMMAND} ..."
-    """The command line that reproduces the run."""
-    data_sources: dict[str, str | None] = field(default_factory=dict)
-    """Source name -> what its README says of its origin (None: nothing)."""
+    command: str = f"{TRAIN_COMMAND} ..."  # the command line that reproduces the run
+    data_sources: dict[str, str | None] = field(default_factory=dict)  # name -> README's origin
     backbone: str | None = None
 
 

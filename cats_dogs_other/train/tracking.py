@@ -12,7 +12,6 @@ from cats_dogs_other.train.config import TrainConfig
 from cats_dogs_other.train.results import Metrics
 
 log = logging.getLogger(__name__)
-
 ARTIFACT_PATH = "model"
 
 
@@ -25,29 +24,28 @@ class TrackedRun:
 
 
 def flat_metrics(metrics: Metrics) -> dict[str, float]:
-    """The headline numbers of metrics.json as MLflow metrics."""
+    """The headline numbers of metrics.json as MLflow metrics; an empty figure is not logged."""
+    test, cv, timing = metrics.test, metrics.cross_validation, metrics.timing
     out: dict[str, float | None] = {}
-    test = metrics.test
     for name, section in {"all": test.all, **test.per_source}.items():
         out[f"test_{name}_accuracy"] = section.accuracy.value
         for cls, values in section.per_class.items():
             out[f"test_{name}_precision_{cls}"] = values.precision
             out[f"test_{name}_recall_{cls}"] = values.recall
     out |= {f"test_other_rate_{kind}": p.value for kind, p in test.other_by_kind.items()}
-    if cv := metrics.cross_validation:
+    if cv:
         out |= {"cv_accuracy_mean": cv.accuracy_mean, "cv_accuracy_pooled": cv.pooled.value}
-        out |= {f"cv_fold_{i + 1}_accuracy": acc for i, acc in enumerate(cv.fold_accuracies)}
+        out |= {f"cv_fold_{i}_accuracy": acc for i, acc in enumerate(cv.fold_accuracies, 1)}
     out["ood_other_rate"] = metrics.ood.all.value if metrics.ood else None
     if metrics.calibration:
         served = metrics.calibration["test_after"]
         out["calibrated_test_ece"] = served["ece"]
         out["calibrated_test_accuracy_at_95_coverage"] = served["accuracy_at_coverage"]
         out["calibrated_test_confident_mistake_share"] = served["confident_mistake_share"]
-    timing = metrics.timing
     out["timing_ms_single_image"] = timing.ms_single_image
     out["timing_ms_per_image_batch32"] = timing.ms_per_image_batch32
     out["timing_intra_op_threads"] = float(timing.intra_op_threads)
-    return {k: v for k, v in out.items() if v is not None}  # an empty figure is not logged
+    return {k: v for k, v in out.items() if v is not None}
 
 
 def log_run(cfg: TrainConfig, metrics: Metrics, model_dir: Path) -> TrackedRun:
@@ -68,31 +66,20 @@ def log_run(cfg: TrainConfig, metrics: Metrics, model_dir: Path) -> TrackedRun:
         for png in sorted(model_dir.glob("*.png")):
             mlflow.log_artifact(str(png), artifact_path="plots")
         mlflow.log_artifacts(str(model_dir), artifact_path=ARTIFACT_PATH)
-        run_id = run.info.run_id
-        artifact_uri = f"{run.info.artifact_uri.rstrip('/')}/{ARTIFACT_PATH}"
-    model_uri = f"runs:/{run_id}/{ARTIFACT_PATH}"
-    registered = None
-    if name:
-        try:
-            registered = _register(name, artifact_uri, run_id, version)
-        except MlflowException as exc:
-            log.warning("model not registered (%s); serve it with MODEL_URI=%s", exc, model_uri)
-            name = None
-    return TrackedRun(run_id, model_uri, name, registered)
-
-
-def _register(name: str, source: str, run_id: str, version: str) -> str:
-    """A new version of ``name`` whose source is the run's model directory."""
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
-    client = MlflowClient()
-    try:
-        client.create_registered_model(name, description="cats / dogs / other image classifier")
+        source = f"{run.info.artifact_uri.rstrip('/')}/{ARTIFACT_PATH}"
+    model_uri, registered = f"runs:/{run.info.run_id}/{ARTIFACT_PATH}", None
+    client, about = mlflow.MlflowClient(), "cats / dogs / other image classifier"
+    try:  # a store without a registry refuses both calls
+        if name:
+            try:
+                client.create_registered_model(name, description=about)
+            except MlflowException as exc:
+                if "RESOURCE_ALREADY_EXISTS" not in str(exc.error_code):
+                    raise
+            tag = {"model_version": version}
+            mv = client.create_model_version(name, source, run.info.run_id, tags=tag)
+            registered = str(mv.version)
     except MlflowException as exc:
-        if "RESOURCE_ALREADY_EXISTS" not in str(exc.error_code):
-            raise
-    mv = client.create_model_version(
-        name, source=source, run_id=run_id, tags={"model_version": version}
-    )
-    return str(mv.version)
+        log.warning("model not registered (%s); serve it with MODEL_URI=%s", exc, model_uri)
+        name = None
+    return TrackedRun(run.info.run_id, model_uri, name, registered)

@@ -27,7 +27,6 @@ def default_out(name: str, version: str) -> Path:
 
 
 def prepare_out(out: Path) -> Path:
-    out = Path(out)
     if out.resolve() == BUNDLED_MODEL.resolve():
         raise TrainingError(
             f"{out} is the bundled default model: training never overwrites it. Train into a "
@@ -63,9 +62,8 @@ def promote(source: Path, target: Path = BUNDLED_MODEL) -> Path:
     staging.chmod(0o755)  # mkdtemp makes it private; the served folder must stay readable
     old = target.with_name(f".{target.name}.old")
     try:
-        for item in source.iterdir():
-            if item.is_file():
-                shutil.copy2(item, staging / item.name)
+        for item in filter(Path.is_file, source.iterdir()):
+            shutil.copy2(item, staging / item.name)
         shutil.rmtree(old, ignore_errors=True)
         if target.exists():
             os.replace(target, old)

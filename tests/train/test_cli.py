@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cats_dogs_other.train.arguments import train_config, train_parser
-from cats_dogs_other.train.cli import main
+from cats_dogs_other.train.cli import main, train_config, train_parser
 from cats_dogs_other.train.config import DEFAULTS
 
 from .conftest import TINY, PipelineRun, write_ecotag
