@@ -21,6 +21,7 @@ from cats_dogs_other.train.errors import (
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff"})
 ECOTAG_IMAGE_DIRS = ("extract", "images", ".")  # relative to the annotations file
+Format = Literal["ecotag", "folders"]
 
 
 class Sample(NamedTuple):
@@ -31,17 +32,19 @@ class Sample(NamedTuple):
 
 def find_samples(
     data: Path, classes: Sequence[str] = DEFAULT_CLASSES, *, every_class: bool = True
-) -> tuple[list[Sample], Literal["ecotag", "folders"]]:
+) -> tuple[list[Sample], Format]:
     """``every_class=False``: one of several sources (dogs and "other" need no cats if another
     source has them)."""
     data, classes = Path(data), tuple(classes)
     if not data.exists():
         raise DatasetError(f"dataset not found: {data} (pass --data DIR)")
     index = {name.casefold(): i for i, name in enumerate(classes)}
-    if annotations := _annotations_file(data):
-        samples, fmt = _ecotag_samples(annotations, classes, index), "ecotag"
+    annotations = _annotations_file(data)
+    fmt: Format = "ecotag" if annotations else "folders"
+    if annotations:
+        samples = _ecotag_samples(annotations, classes, index)
     else:
-        samples, fmt = _folder_samples(data, classes, index), "folders"
+        samples = _folder_samples(data, classes, index)
     if every_class:
         check_every_class_present(samples, classes)
     return samples, fmt

@@ -25,8 +25,7 @@ from cats_dogs_other.train.errors import TrainingError
 ARCHIVES = (".tar.gz", ".tgz", ".zip")
 DOWNLOAD_TIMEOUT_S = 60
 MAX_ARCHIVE_BYTES = 4 << 30
-MAX_UNPACKED_BYTES = 16 << 30
-"""An archive whose members add up to more is refused before anything is unpacked."""
+MAX_UNPACKED_BYTES = 16 << 30  # an archive unpacking to more is refused before it is unpacked
 
 
 class ManifestError(TrainingError):
@@ -40,17 +39,15 @@ def check_location(value: str, *, archive: bool) -> str:
         return value
     if parts.scheme not in ("http", "https"):
         raise ValueError(f"unsupported location scheme {parts.scheme!r}")
-    if parts.scheme == "http" and not _loopback(parts.hostname or ""):
+    loopback = False
+    with contextlib.suppress(ValueError):
+        host = parts.hostname or ""
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    if parts.scheme == "http" and not loopback:
         raise ValueError(f"{value} is plain http; only https:// (or loopback) is used")
     if archive and not parts.path.endswith(ARCHIVES):
         raise ValueError(f"an archive URL must end with one of {ARCHIVES}")
     return value
-
-
-def _loopback(host: str) -> bool:
-    with contextlib.suppress(ValueError):
-        return host == "localhost" or ipaddress.ip_address(host).is_loopback
-    return False
 
 
 Sha256 = Annotated[str, Field(pattern="^[0-9a-f]{64}$")]
@@ -75,8 +72,7 @@ class Weights(BaseModel):
 
 class Manifest(BaseModel):
     model_config = Source.model_config
-    partial: bool = False
-    """Sources the served model is trained on are missing: never registered nor promoted."""
+    partial: bool = False  # sources the served model is trained on are missing: never promoted
     weights: Weights
     sources: Annotated[tuple[Source, ...], Field(min_length=1)]
 
@@ -96,10 +92,9 @@ class Manifest(BaseModel):
 
 def load_manifest(path: Path) -> Manifest:
     try:
-        doc = Path(path).read_bytes()
+        return _validated(Path(path).read_bytes(), str(path))
     except OSError as exc:
         raise ManifestError(f"cannot read the dataset manifest {path}: {exc}") from exc
-    return _validated(doc, str(path))
 
 
 def relocate(manifest: Manifest, locations: dict[str, str], weights: str | None) -> Manifest:
@@ -134,11 +129,21 @@ def _problem(error: Any) -> str:
 
 def resolve(manifest: Manifest, shared: Path, cache: Path) -> tuple[tuple[Path, ...], Path]:
     """Local folders of every source and the weights file, each checked against its sha256."""
-    data = []
-    for s in manifest.sources:
-        remote = is_url(s.location)
-        data.append(_check_source(s, _fetch_archive(s, cache) if remote else _local(s, shared)))
-    return tuple(data), _weights(manifest.weights, shared, cache)
+    data = tuple(
+        _check_source(s, _fetch_archive(s, cache) if is_url(s.location) else _local(s, shared))
+        for s in manifest.sources
+    )
+    weights = manifest.weights
+    if is_url(weights.location):
+        name = PurePosixPath(urlsplit(weights.location).path).name
+        path = cache / "weights" / weights.sha256 / name
+        if not path.is_file():
+            _download(weights.location, path, weights.sha256)
+        return data, path
+    path = _local(weights, shared)
+    if (digest := file_sha256(path)) != weights.sha256:
+        raise ManifestError(f"weights {path}: sha256 {digest}, the manifest pins {weights.sha256}")
+    return data, path
 
 
 def is_url(location: str) -> bool:
@@ -167,19 +172,6 @@ def _check_source(source: Source, folder: Path) -> Path:
             f"the manifest pins {source.sha256}"
         )
     return folder
-
-
-def _weights(weights: Weights, shared: Path, cache: Path) -> Path:
-    if is_url(weights.location):
-        name = PurePosixPath(urlsplit(weights.location).path).name
-        path = cache / "weights" / weights.sha256 / name
-        if not path.is_file():
-            _download(weights.location, path, weights.sha256)
-        return path
-    path = _local(weights, shared)
-    if (digest := file_sha256(path)) != weights.sha256:
-        raise ManifestError(f"weights {path}: sha256 {digest}, the manifest pins {weights.sha256}")
-    return path
 
 
 def _download(url: str, dest: Path, sha256: str | None) -> None:
@@ -236,14 +228,14 @@ def unpack(archive: Path, dest: Path) -> None:
         if archive.name.endswith(".zip"):
             with zipfile.ZipFile(archive) as zf:
                 zips = zf.infolist()
-                members = [(i.filename, i.file_size, i.external_attr >> 28 == 0xA) for i in zips]
-                _check_members(members, archive)
+                _check(
+                    [(i.filename, i.file_size, i.external_attr >> 28 == 0xA) for i in zips], archive
+                )
                 zf.extractall(dest)  # noqa: S202 - every member checked above
         else:
             with tarfile.open(archive, "r:gz") as tf:
                 tars = tf.getmembers()
-                members = [(m.name, m.size, not (m.isfile() or m.isdir())) for m in tars]
-                _check_members(members, archive)
+                _check([(m.name, m.size, not (m.isfile() or m.isdir())) for m in tars], archive)
                 tf.extractall(dest, members=tars, filter="data")
     except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError) as exc:
         raise ManifestError(f"{archive.name} is not a readable archive: {exc}") from exc
@@ -254,7 +246,7 @@ def unpack(archive: Path, dest: Path) -> None:
         top.rename(dest)
 
 
-def _check_members(members: list[tuple[str, int, bool]], archive: Path) -> None:
+def _check(members: list[tuple[str, int, bool]], archive: Path) -> None:
     """(name, size, is a link or device) of each member."""
     for name, _, link in members:
         parts = PurePosixPath(name.replace("\\", "/"))
