@@ -9,11 +9,10 @@ from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from functools import partial
 from pathlib import Path
 
 import numpy as np
-from kto.inference import DEFAULT_MAX_PIXELS
+from kto.inference import DEFAULT_MAX_PIXELS, InvalidImageError, decode_image
 from tqdm.auto import tqdm
 
 from cats_dogs_other.train.dataset import (
@@ -171,14 +170,25 @@ def _fill_cache(
     """Decode what any view lacks, hash it, run the backbone; returns the undecodable files.
     The next batch decodes in a thread while the backbone runs on this one (Pillow releases
     the GIL), so decoding costs almost no wall time."""
+
+    def decode(batch: list[tuple[str, Path]]) -> tuple[list[str], list[np.ndarray], Failures]:
+        chunk, arrays, failed = [], [], {}
+        for digest, path in batch:
+            try:
+                arrays.append(decode_image(path, size=(side, side), max_pixels=max_pixels))
+                chunk.append(digest)
+            except InvalidImageError as exc:
+                failed[digest] = {"reason": exc.reason, "message": str(exc)}
+        return chunk, arrays, failed
+
     lacking = set().union(*(cache.missing(v, list(path_of)) for v in (*views, HASH_VIEW)))
     todo = [(d, p) for d, p in path_of.items() if d in lacking]
     if not todo:
         return {}
     batches = [todo[i : i + BATCH] for i in range(0, len(todo), BATCH)]
-    decode = partial(_decode, side=side, max_pixels=max_pixels)
     failed: Failures = {}
-    bar = tqdm(total=len(todo), desc="decoding + extracting", unit="img", disable=not progress)
+    desc = "decoding + extracting features"
+    bar = tqdm(total=len(todo), desc=desc, unit="img", disable=not progress)
     with bar, ThreadPoolExecutor(1, thread_name_prefix="decode") as decoder:
         ahead = [decoder.submit(decode, batches[0])]
         for k, batch in enumerate(batches):
@@ -194,21 +204,6 @@ def _fill_cache(
             if k and k % 16 == 0:
                 cache.save()  # an interrupted run keeps what it computed
     return failed
-
-
-def _decode(
-    batch: list[tuple[str, Path]], side: int, max_pixels: int
-) -> tuple[list[str], list[np.ndarray], Failures]:
-    from kto.inference import InvalidImageError, decode_image
-
-    chunk, arrays, failed = [], [], {}
-    for digest, path in batch:
-        try:
-            arrays.append(decode_image(path, size=(side, side), max_pixels=max_pixels))
-            chunk.append(digest)
-        except InvalidImageError as exc:
-            failed[digest] = {"reason": exc.reason, "message": str(exc)}
-    return chunk, arrays, failed
 
 
 def describe(pool: Pool) -> DatasetReport:
