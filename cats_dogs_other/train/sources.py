@@ -44,6 +44,9 @@ class SourceInfo:
     skipped: list[dict[str, str]] = field(default_factory=list)
 
 
+Row = tuple[SourceInfo, Sample, str]  # (its source, the sample, its content sha256)
+
+
 @dataclass
 class Pool:
     """Unique, decodable images of every source, in ``--data`` order, with their features."""
@@ -125,17 +128,7 @@ def build_pool(
     digests = [d for _, _, d in ok]
     hashes = [int(cache.table(HASH_VIEW)[d]) for d in digests]
     dups = find_duplicates(digests, hashes, features=cache.stack("clean", digests) if ok else None)
-    removed = [
-        DuplicateRecord(
-            source=ok[i][0].name,
-            file=ok[i][1].name,
-            label=classes[ok[i][1].label],
-            same_as=f"{ok[j][0].name}/{ok[j][1].name}",
-            same_as_label=classes[ok[j][1].label],
-            why=why,
-        )
-        for i, j, why in dups.removed
-    ]
+    removed = [_duplicate(ok[i], ok[j], why, classes) for i, j, why in dups.removed]
     cache.save()
     kept = [ok[i] for i in dups.keep]
     check_every_class_present([s for _, s, _ in kept], classes, after_skipping=bool(failed))
@@ -154,6 +147,17 @@ def build_pool(
         features={v: cache.stack(v, [d for _, _, d in kept]).astype(np.float32) for v in views},
         source_info=[info for info, _ in listed],
         duplicates=removed,
+    )
+
+
+def _duplicate(dropped: Row, kept: Row, why: str, classes: tuple[str, ...]) -> DuplicateRecord:
+    return DuplicateRecord(
+        source=dropped[0].name,
+        file=dropped[1].name,
+        label=classes[dropped[1].label],
+        same_as=f"{kept[0].name}/{kept[1].name}",
+        same_as_label=classes[kept[1].label],
+        why=why,
     )
 
 
