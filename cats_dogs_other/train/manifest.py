@@ -39,15 +39,17 @@ def check_location(value: str, *, archive: bool) -> str:
         return value
     if parts.scheme not in ("http", "https"):
         raise ValueError(f"unsupported location scheme {parts.scheme!r}")
-    loopback = False
-    with contextlib.suppress(ValueError):
-        host = parts.hostname or ""
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    if parts.scheme == "http" and not loopback:
+    if parts.scheme == "http" and not _loopback(parts.hostname or ""):
         raise ValueError(f"{value} is plain http; only https:// (or loopback) is used")
     if archive and not parts.path.endswith(ARCHIVES):
         raise ValueError(f"an archive URL must end with one of {ARCHIVES}")
     return value
+
+
+def _loopback(host: str) -> bool:
+    with contextlib.suppress(ValueError):
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    return False
 
 
 Sha256 = Annotated[str, Field(pattern="^[0-9a-f]{64}$")]
@@ -228,14 +230,14 @@ def unpack(archive: Path, dest: Path) -> None:
         if archive.name.endswith(".zip"):
             with zipfile.ZipFile(archive) as zf:
                 zips = zf.infolist()
-                _check(
-                    [(i.filename, i.file_size, i.external_attr >> 28 == 0xA) for i in zips], archive
-                )
+                members = [(i.filename, i.file_size, i.external_attr >> 28 == 0xA) for i in zips]
+                _check_members(members, archive)
                 zf.extractall(dest)  # noqa: S202 - every member checked above
         else:
             with tarfile.open(archive, "r:gz") as tf:
                 tars = tf.getmembers()
-                _check([(m.name, m.size, not (m.isfile() or m.isdir())) for m in tars], archive)
+                members = [(m.name, m.size, not (m.isfile() or m.isdir())) for m in tars]
+                _check_members(members, archive)
                 tf.extractall(dest, members=tars, filter="data")
     except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError) as exc:
         raise ManifestError(f"{archive.name} is not a readable archive: {exc}") from exc
@@ -246,7 +248,7 @@ def unpack(archive: Path, dest: Path) -> None:
         top.rename(dest)
 
 
-def _check(members: list[tuple[str, int, bool]], archive: Path) -> None:
+def _check_members(members: list[tuple[str, int, bool]], archive: Path) -> None:
     """(name, size, is a link or device) of each member."""
     for name, _, link in members:
         parts = PurePosixPath(name.replace("\\", "/"))
