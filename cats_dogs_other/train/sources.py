@@ -58,7 +58,6 @@ class Pool:
     paths: list[Path]
     groups: list[str]
     kinds: list[str | None]  # ImageNet kind (animals, objects...) of a WordNet-named image
-    digests: list[str]
     features: dict[str, np.ndarray]  # view ("clean", "flip", "aug1"...) -> (n, d) features
     source_info: list[SourceInfo]
     duplicates: list[DuplicateRecord]
@@ -143,7 +142,6 @@ def build_pool(
             f"{i.name}:{p[0] if p else s.name}" for (i, s, _), p in zip(kept, parsed, strict=True)
         ],
         kinds=[kind_of(*p) if p else None for p in parsed],
-        digests=[d for _, _, d in kept],
         features={v: cache.stack(v, [d for _, _, d in kept]).astype(np.float32) for v in views},
         source_info=[info for info, _ in listed],
         duplicates=removed,
