@@ -1,7 +1,5 @@
-"""A labelled dataset (Ecotag export or one folder per class) as labelled files.
-
-Decoding happens in sources.py through ``kto.inference.decode_image``: the server's own decode.
-"""
+"""A labelled dataset (Ecotag export or one folder per class) as labelled files; sources.py
+decodes them with ``kto.inference.decode_image``, the server's own decode."""
 
 from __future__ import annotations
 
@@ -9,9 +7,8 @@ import hashlib
 import json
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from kto.inference.metadata import DEFAULT_CLASSES
 
@@ -22,40 +19,34 @@ from cats_dogs_other.train.errors import (
     UnknownLabelsError,
 )
 
-__all__ = ["DEFAULT_CLASSES", "IMAGE_SUFFIXES", "Sample", "dataset_sha256", "find_samples"]
-
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff"})
-ECOTAG_IMAGE_DIRS = ("extract", "images", ".")
-"""Where an Ecotag export keeps its images, relative to the annotations file."""
-
+ECOTAG_IMAGE_DIRS = ("extract", "images", ".")  # relative to the annotations file
 Format = Literal["ecotag", "folders"]
 
 
-@dataclass(frozen=True)
-class Sample:
+class Sample(NamedTuple):
     path: Path
-    name: str
-    """The file name as the annotations give it (relative to the image folder)."""
+    name: str  # as the annotations give it (relative to the image folder)
     label: int
 
 
 def find_samples(
     data: Path, classes: Sequence[str] = DEFAULT_CLASSES, *, every_class: bool = True
 ) -> tuple[list[Sample], Format]:
-    """Labelled files, or a :class:`DatasetError` naming what is wrong. ``every_class=False``:
-    one of several sources (dogs and "other" need no cats if another source has them)."""
-    data = Path(data)
+    """``every_class=False``: one of several sources (dogs and "other" need no cats if another
+    source has them)."""
+    data, classes = Path(data), tuple(classes)
     if not data.exists():
         raise DatasetError(f"dataset not found: {data} (pass --data DIR)")
-    annotations = _annotations_file(data)
-    fmt: Format = "folders" if annotations is None else "ecotag"
     index = {name.casefold(): i for i, name in enumerate(classes)}
-    if annotations is None:
-        samples = _folder_samples(data, tuple(classes), index)
+    annotations = _annotations_file(data)
+    fmt: Format = "ecotag" if annotations else "folders"
+    if annotations:
+        samples = _ecotag_samples(annotations, classes, index)
     else:
-        samples = _ecotag_samples(annotations, tuple(classes), index)
+        samples = _folder_samples(data, classes, index)
     if every_class:
-        check_every_class_present(samples, tuple(classes))
+        check_every_class_present(samples, classes)
     return samples, fmt
 
 
@@ -94,19 +85,15 @@ def _ecotag_samples(
     image_dir = max(folders, key=lambda d: sum((d / n).is_file() for n in labelled))
     image_dir = image_dir if any((image_dir / n).is_file() for n in labelled) else folders[0]
     unknown: dict[str, list[str]] = defaultdict(list)
-    missing, samples = [], []
+    missing = [n for n, label in labelled.items() if not (image_dir / n).is_file()]
     for name, label in labelled.items():
         if label.casefold() not in index:
             unknown[label].append(name)
-        elif not (image_dir / name).is_file():
-            missing.append(name)
-        else:
-            samples.append(Sample(image_dir / name, name, index[label.casefold()]))
     if unknown:
         raise UnknownLabelsError(dict(unknown), classes)
     if missing:
         raise MissingImagesError(sorted(missing), str(image_dir))
-    return samples
+    return [Sample(image_dir / n, n, index[label.casefold()]) for n, label in labelled.items()]
 
 
 def _ecotag_labels(entries: object, source: Path) -> dict[str, str]:
@@ -134,14 +121,15 @@ def _folder_samples(data: Path, classes: tuple[str, ...], index: dict[str, int])
     unknown: dict[str, list[str]] = {}
     samples: list[Sample] = []
     for folder in sorted(p for p in data.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        files = sorted(
-            f for f in folder.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
-        )
+        files = [
+            str(f.relative_to(data))
+            for f in sorted(folder.rglob("*"))
+            if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
+        ]
         if folder.name.casefold() in index:
-            label = index[folder.name.casefold()]
-            samples.extend(Sample(f, str(f.relative_to(data)), label) for f in files)
+            samples += [Sample(data / f, f, index[folder.name.casefold()]) for f in files]
         elif files:
-            unknown[folder.name] = [str(f.relative_to(data)) for f in files]
+            unknown[folder.name] = files
     if unknown:
         raise UnknownLabelsError(unknown, classes)
     if not samples:
@@ -156,8 +144,7 @@ def check_every_class_present(
     samples: Sequence[Sample], classes: tuple[str, ...], *, after_skipping: bool = False
 ) -> None:
     counts = Counter(s.label for s in samples)
-    empty = [name for i, name in enumerate(classes) if counts.get(i, 0) == 0]
-    if empty:
+    if empty := [name for i, name in enumerate(classes) if counts[i] == 0]:
         why = " once corrupt images are skipped" if after_skipping else ""
         raise ClassTooSmallError(
             f"class(es) {', '.join(empty)} have no usable images{why}; every class needs images "

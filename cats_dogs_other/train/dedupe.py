@@ -1,16 +1,12 @@
 """Byte-identical and near-identical images, found before splitting, so no photo (or a resized,
-re-encoded copy of it) sits on both sides of a train/test split.
-
-Near-identical: 64-bit difference hashes (dHash: grey 9x8 thumbnail, one bit per "brighter than
-its right neighbour") within ``max_distance`` bits. dHash survives resizing, re-encoding and
-small colour changes; a hash match is confirmed by the backbone (cosine of the features), since
-a flat or dark picture can share a dHash with an unrelated one.
-"""
+re-encoded copy of it) sits on both sides of a split. Near-identical: 64-bit difference hashes
+(dHash) within ``max_distance`` bits, confirmed by the backbone's features (cosine), since a flat
+or dark picture can share a dHash with an unrelated one."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -20,17 +16,15 @@ DEFAULT_MIN_COSINE = 0.9
 
 
 def dhash(pixels: np.ndarray) -> int:
-    """64-bit difference hash of an RGB uint8 array."""
+    """Grey 9x8 thumbnail, one bit per "brighter than its right neighbour"."""
     grey = Image.fromarray(np.ascontiguousarray(pixels)).convert("L")
     small = np.asarray(grey.resize((9, 8), Image.Resampling.BILINEAR), dtype=np.int16)
     bits = (small[:, 1:] > small[:, :-1]).reshape(-1)
     return int(sum(1 << i for i, b in enumerate(bits) if b))
 
 
-@dataclass(frozen=True)
-class Duplicates:
+class Duplicates(NamedTuple):
     keep: np.ndarray
-    """Indices of the images kept."""
     removed: list[tuple[int, int, str]]
     """(dropped, kept instead, why)."""
 
@@ -54,19 +48,13 @@ def find_duplicates(
             i = parent[i]
         return i
 
-    def join(a: int, b: int, reason: str) -> None:
+    first: dict[str, int] = {}
+    same = [(first.setdefault(d, i), i, "byte-identical") for i, d in enumerate(content_sha256)]
+    for a, b, reason in [*same, *_near_identical(hashes, max_distance, features, min_cosine)]:
         ra, rb = root(a), root(b)
         if ra != rb:
             parent[max(ra, rb)] = min(ra, rb)
             why.setdefault(b, reason)
-
-    first: dict[str, int] = {}
-    for i, digest in enumerate(content_sha256):
-        if digest in first:
-            join(first[digest], i, "byte-identical")
-        first.setdefault(digest, i)
-    for i, j, reason in _near_identical(hashes, max_distance, features, min_cosine):
-        join(i, j, reason)
     keep = np.asarray(sorted({root(i) for i in range(len(parent))}), dtype=np.int64)
     removed = [(i, root(i), why.get(i, "duplicate")) for i in range(len(parent)) if root(i) != i]
     return Duplicates(keep, removed)
@@ -84,10 +72,10 @@ def _near_identical(
         as_bytes = (packed[i + 1 :] ^ packed[i]).view(np.uint8).reshape(-1, 8)
         distance = np.unpackbits(as_bytes, axis=1).sum(axis=1)
         for j in np.flatnonzero(distance <= max_distance) + i + 1:
-            cosine = None if unit is None else float(unit[i] @ unit[j])
-            if cosine is not None and cosine < min_cosine:
-                continue
             detail = f"dHash distance {int(distance[j - i - 1])}"
-            detail += "" if cosine is None else f", feature cosine {cosine:.3f}"
+            if unit is not None:
+                if (cosine := float(unit[i] @ unit[j])) < min_cosine:
+                    continue
+                detail += f", feature cosine {cosine:.3f}"
             pairs.append((i, int(j), f"near-identical ({detail})"))
     return pairs

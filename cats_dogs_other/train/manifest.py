@@ -25,8 +25,7 @@ from cats_dogs_other.train.errors import TrainingError
 ARCHIVES = (".tar.gz", ".tgz", ".zip")
 DOWNLOAD_TIMEOUT_S = 60
 MAX_ARCHIVE_BYTES = 4 << 30
-MAX_UNPACKED_BYTES = 16 << 30
-"""An archive whose members add up to more is refused before anything is unpacked."""
+MAX_UNPACKED_BYTES = 16 << 30  # an archive unpacking to more is refused before it is unpacked
 
 
 class ManifestError(TrainingError):
@@ -75,8 +74,7 @@ class Weights(BaseModel):
 
 class Manifest(BaseModel):
     model_config = Source.model_config
-    partial: bool = False
-    """Sources the served model is trained on are missing: never registered nor promoted."""
+    partial: bool = False  # sources the served model is trained on are missing: never promoted
     weights: Weights
     sources: Annotated[tuple[Source, ...], Field(min_length=1)]
 
@@ -96,10 +94,9 @@ class Manifest(BaseModel):
 
 def load_manifest(path: Path) -> Manifest:
     try:
-        doc = Path(path).read_bytes()
+        return _validated(Path(path).read_bytes(), str(path))
     except OSError as exc:
         raise ManifestError(f"cannot read the dataset manifest {path}: {exc}") from exc
-    return _validated(doc, str(path))
 
 
 def relocate(manifest: Manifest, locations: dict[str, str], weights: str | None) -> Manifest:
@@ -134,11 +131,21 @@ def _problem(error: Any) -> str:
 
 def resolve(manifest: Manifest, shared: Path, cache: Path) -> tuple[tuple[Path, ...], Path]:
     """Local folders of every source and the weights file, each checked against its sha256."""
-    data = []
-    for s in manifest.sources:
-        remote = is_url(s.location)
-        data.append(_check_source(s, _fetch_archive(s, cache) if remote else _local(s, shared)))
-    return tuple(data), _weights(manifest.weights, shared, cache)
+    data = tuple(
+        _check_source(s, _fetch_archive(s, cache) if is_url(s.location) else _local(s, shared))
+        for s in manifest.sources
+    )
+    weights = manifest.weights
+    if is_url(weights.location):
+        name = PurePosixPath(urlsplit(weights.location).path).name
+        path = cache / "weights" / weights.sha256 / name
+        if not path.is_file():
+            _download(weights.location, path, weights.sha256)
+        return data, path
+    path = _local(weights, shared)
+    if (digest := file_sha256(path)) != weights.sha256:
+        raise ManifestError(f"weights {path}: sha256 {digest}, the manifest pins {weights.sha256}")
+    return data, path
 
 
 def is_url(location: str) -> bool:
@@ -167,19 +174,6 @@ def _check_source(source: Source, folder: Path) -> Path:
             f"the manifest pins {source.sha256}"
         )
     return folder
-
-
-def _weights(weights: Weights, shared: Path, cache: Path) -> Path:
-    if is_url(weights.location):
-        name = PurePosixPath(urlsplit(weights.location).path).name
-        path = cache / "weights" / weights.sha256 / name
-        if not path.is_file():
-            _download(weights.location, path, weights.sha256)
-        return path
-    path = _local(weights, shared)
-    if (digest := file_sha256(path)) != weights.sha256:
-        raise ManifestError(f"weights {path}: sha256 {digest}, the manifest pins {weights.sha256}")
-    return path
 
 
 def _download(url: str, dest: Path, sha256: str | None) -> None:

@@ -1,23 +1,18 @@
-"""Several labelled sources (``--data`` repeated) as one pool of unique images with features.
-
-Each source keeps its layout (Ecotag export or one folder per class) and its folder's name, so
-every figure can be given per source. An image's group is the unit a split never cuts: its
-ImageNet class when the file name starts with a WordNet id (``n01530575_...``), so held-out
-ImageNet classes are wholly unseen; otherwise the image itself. Images are decoded and passed
-through the backbone only when the feature cache lacks them; duplicates are dropped before any
-split (dedupe.py).
-"""
+"""Several labelled sources (``--data`` repeated) as one pool of unique images with features,
+each source named by its folder so every figure can be given per source. An image's group (the
+unit a split never cuts) is its ImageNet class when its name starts with a WordNet id, so held-out
+classes are wholly unseen, else the image itself. Duplicates go before any split (dedupe.py)."""
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-from kto.inference import DEFAULT_MAX_PIXELS
+from kto.inference import DEFAULT_MAX_PIXELS, InvalidImageError, decode_image
 from tqdm.auto import tqdm
 
 from cats_dogs_other.train.dataset import (
@@ -35,24 +30,21 @@ from cats_dogs_other.train.kinds import kind_of, parse_wnid
 from cats_dogs_other.train.results import DatasetReport, DuplicateRecord, SourceReport
 
 HASH_VIEW = "dhash"
-BATCH = 32
-"""Images decoded and passed through the backbone at a time."""
-Row = tuple[int, Sample, str]
-"""(index of the source in ``--data`` order, sample, content sha256)."""
-Failures = dict[str, dict[str, str]]
-"""Content sha256 of an undecodable file -> why."""
+BATCH = 32  # images decoded and passed through the backbone at a time
+Failures = dict[str, dict[str, str]]  # content sha256 of an undecodable file -> why
 
 
 @dataclass
 class SourceInfo:
     name: str
-    path: str
     format: str
     sha256: str
-    listed: int
-    per_class: dict[str, int]
-    used: int = 0
+    images_listed: int
+    per_class_listed: dict[str, int]
     skipped: list[dict[str, str]] = field(default_factory=list)
+
+
+Row = tuple[SourceInfo, Sample, str]  # (its source, the sample, its content sha256)
 
 
 @dataclass
@@ -65,11 +57,8 @@ class Pool:
     names: list[str]
     paths: list[Path]
     groups: list[str]
-    kinds: list[str | None]
-    """ImageNet kind (animals, objects...) of an image named by WordNet id, else None."""
-    digests: list[str]
-    features: dict[str, np.ndarray]
-    """view ("clean", "flip", "aug1"...) -> (n, d) backbone features."""
+    kinds: list[str | None]  # ImageNet kind (animals, objects...) of a WordNet-named image
+    features: dict[str, np.ndarray]  # view ("clean", "flip", "aug1"...) -> (n, d) features
     source_info: list[SourceInfo]
     duplicates: list[DuplicateRecord]
 
@@ -82,7 +71,7 @@ class Pool:
 
     def class_counts(self, mask: np.ndarray | None = None) -> dict[str, int]:
         counts = Counter(int(i) for i in (self.labels if mask is None else self.labels[mask]))
-        return {name: counts.get(i, 0) for i, name in enumerate(self.classes)}
+        return {name: counts[i] for i, name in enumerate(self.classes)}
 
 
 def list_sources(
@@ -98,11 +87,10 @@ def list_sources(
         counts = Counter(s.label for s in samples)
         info = SourceInfo(
             name=base if seen[base] == 1 else f"{base}-{seen[base]}",
-            path=str(path),
             format=fmt,
             sha256=dataset_sha256(samples, tuple(classes)),
-            listed=len(samples),
-            per_class={c: counts.get(i, 0) for i, c in enumerate(classes)},
+            images_listed=len(samples),
+            per_class_listed={c: counts[i] for i, c in enumerate(classes)},
         )
         out.append((info, samples))
     check_every_class_present([s for _, samples in out for s in samples], tuple(classes))
@@ -122,71 +110,92 @@ def build_pool(
 ) -> Pool:
     if not data:
         raise DatasetError("no dataset given: pass --data DIR (several times for several sources)")
-    listed = list_sources(data, classes)
+    classes, listed = tuple(classes), list_sources(data, classes)
     rows = [
-        (k, sample, file_sha256(sample.path))
-        for k, (info, samples) in enumerate(listed)
+        (info, sample, file_sha256(sample.path))
+        for info, samples in listed
         for sample in tqdm(samples, desc=f"hashing {info.name}", disable=not progress)
     ]
-    failed = _fill_cache(rows, side, views, extract, cache, max_pixels, progress)
-    for k, sample, digest in rows:
+    path_of = {d: s.path for _, s, d in rows}
+    failed = _fill_cache(
+        path_of, views, extract, cache, side=side, max_pixels=max_pixels, progress=progress
+    )
+    for info, sample, digest in rows:
         if digest in failed:
-            listed[k][0].skipped.append({"file": sample.name, **failed[digest]})
+            info.skipped.append({"file": sample.name, **failed[digest]})
     ok = [row for row in rows if row[2] not in failed]
     digests = [d for _, _, d in ok]
-    dups = find_duplicates(
-        digests,
-        [int(cache.table(HASH_VIEW)[d]) for d in digests],
-        features=cache.stack("clean", digests) if ok else None,
-    )
-    names = [info.name for info, _ in listed]
-    removed = [
-        DuplicateRecord(
-            source=names[ok[i][0]],
-            file=ok[i][1].name,
-            label=classes[ok[i][1].label],
-            same_as=f"{names[ok[j][0]]}/{ok[j][1].name}",
-            same_as_label=classes[ok[j][1].label],
-            why=why,
-        )
-        for i, j, why in dups.removed
-    ]
+    hashes = [int(cache.table(HASH_VIEW)[d]) for d in digests]
+    dups = find_duplicates(digests, hashes, features=cache.stack("clean", digests) if ok else None)
+    removed = [_duplicate(ok[i], ok[j], why, classes) for i, j, why in dups.removed]
     cache.save()
     kept = [ok[i] for i in dups.keep]
-    pool = _assemble(listed, kept, views, cache, tuple(classes), removed)
-    check_every_class_present([s for _, s, _ in kept], tuple(classes), after_skipping=bool(failed))
-    return pool
+    check_every_class_present([s for _, s, _ in kept], classes, after_skipping=bool(failed))
+    parsed = [parse_wnid(Path(s.name).stem) for _, s, _ in kept]
+    return Pool(
+        classes=classes,
+        labels=np.asarray([s.label for _, s, _ in kept], dtype=np.int64),
+        sources=np.asarray([info.name for info, _, _ in kept]),
+        names=[s.name for _, s, _ in kept],
+        paths=[s.path for _, s, _ in kept],
+        groups=[
+            f"{i.name}:{p[0] if p else s.name}" for (i, s, _), p in zip(kept, parsed, strict=True)
+        ],
+        kinds=[kind_of(*p) if p else None for p in parsed],
+        features={v: cache.stack(v, [d for _, _, d in kept]).astype(np.float32) for v in views},
+        source_info=[info for info, _ in listed],
+        duplicates=removed,
+    )
+
+
+def _duplicate(dropped: Row, kept: Row, why: str, classes: tuple[str, ...]) -> DuplicateRecord:
+    return DuplicateRecord(
+        source=dropped[0].name,
+        file=dropped[1].name,
+        label=classes[dropped[1].label],
+        same_as=f"{kept[0].name}/{kept[1].name}",
+        same_as_label=classes[kept[1].label],
+        why=why,
+    )
 
 
 def _fill_cache(
-    rows: list[Row],
-    side: int,
+    path_of: dict[str, Path],
     views: Sequence[str],
     extract: Extractor,
     cache: FeatureCache,
+    *,
+    side: int,
     max_pixels: int,
     progress: bool,
 ) -> Failures:
     """Decode what any view lacks, hash it, run the backbone; returns the undecodable files.
     The next batch decodes in a thread while the backbone runs on this one (Pillow releases
     the GIL), so decoding costs almost no wall time."""
-    path_of = {d: s.path for _, s, d in rows}
-    order = {d: i for i, d in enumerate(path_of)}
+
+    def decode(batch: list[tuple[str, Path]]) -> tuple[list[str], list[np.ndarray], Failures]:
+        chunk, arrays, failed = [], [], {}
+        for digest, path in batch:
+            try:
+                arrays.append(decode_image(path, size=(side, side), max_pixels=max_pixels))
+                chunk.append(digest)
+            except InvalidImageError as exc:
+                failed[digest] = {"reason": exc.reason, "message": str(exc)}
+        return chunk, arrays, failed
+
     lacking = set().union(*(cache.missing(v, list(path_of)) for v in (*views, HASH_VIEW)))
-    todo = sorted(lacking, key=order.__getitem__)
+    todo = [(d, p) for d, p in path_of.items() if d in lacking]
     if not todo:
         return {}
     batches = [todo[i : i + BATCH] for i in range(0, len(todo), BATCH)]
     failed: Failures = {}
-    bar = tqdm(
-        total=len(todo), desc="decoding + extracting features", unit="img", disable=not progress
-    )
+    desc = "decoding + extracting features"
+    bar = tqdm(total=len(todo), desc=desc, unit="img", disable=not progress)
     with bar, ThreadPoolExecutor(1, thread_name_prefix="decode") as decoder:
-        pending = decoder.submit(_decode, batches[0], path_of, side, max_pixels)
+        ahead = [decoder.submit(decode, batches[0])]
         for k, batch in enumerate(batches):
-            chunk, arrays, errors = pending.result()
-            if k + 1 < len(batches):
-                pending = decoder.submit(_decode, batches[k + 1], path_of, side, max_pixels)
+            ahead += [decoder.submit(decode, b) for b in batches[k + 1 : k + 2]]
+            chunk, arrays, errors = ahead.pop(0).result()
             failed |= errors
             if chunk:
                 images = np.stack(arrays)
@@ -199,70 +208,18 @@ def _fill_cache(
     return failed
 
 
-def _decode(
-    digests: list[str], path_of: dict[str, Path], side: int, max_pixels: int
-) -> tuple[list[str], list[np.ndarray], Failures]:
-    from kto.inference import InvalidImageError, decode_image
-
-    chunk, arrays, failed = [], [], {}
-    for digest in digests:
-        try:
-            arrays.append(decode_image(path_of[digest], size=(side, side), max_pixels=max_pixels))
-            chunk.append(digest)
-        except InvalidImageError as exc:
-            failed[digest] = {"reason": exc.reason, "message": str(exc)}
-    return chunk, arrays, failed
-
-
-def _assemble(
-    listed: list[tuple[SourceInfo, list[Sample]]],
-    kept: list[Row],
-    views: Sequence[str],
-    cache: FeatureCache,
-    classes: tuple[str, ...],
-    removed: list[DuplicateRecord],
-) -> Pool:
-    source = [listed[k][0].name for k, _, _ in kept]
-    parsed = [parse_wnid(Path(s.name).stem) for _, s, _ in kept]
-    digests = [d for _, _, d in kept]
-    pool = Pool(
-        classes=classes,
-        labels=np.asarray([s.label for _, s, _ in kept], dtype=np.int64),
-        sources=np.asarray(source),
-        names=[s.name for _, s, _ in kept],
-        paths=[s.path for _, s, _ in kept],
-        groups=[
-            f"{src}:{p[0] if p else s.name}"
-            for src, p, (_, s, _) in zip(source, parsed, kept, strict=True)
-        ],
-        kinds=[kind_of(*p) if p else None for p in parsed],
-        digests=digests,
-        features={v: cache.stack(v, digests).astype(np.float32) for v in views},
-        source_info=[info for info, _ in listed],
-        duplicates=removed,
-    )
-    for info in pool.source_info:
-        info.used = int(np.sum(pool.sources == info.name))
-    return pool
-
-
 def describe(pool: Pool) -> DatasetReport:
     """The ``dataset`` section of metrics.json."""
+    sources = []
+    for s in pool.source_info:
+        used = pool.class_counts(pool.sources == s.name)
+        n = sum(used.values())
+        report = SourceReport(
+            **asdict(s), images_used=n, per_class_used=used, skipped_count=len(s.skipped)
+        )
+        sources.append(report)
     return DatasetReport(
-        sources=[
-            SourceReport(
-                name=s.name,
-                format=s.format,
-                sha256=s.sha256,
-                images_listed=s.listed,
-                per_class_listed=s.per_class,
-                images_used=s.used,
-                per_class_used=pool.class_counts(pool.sources == s.name),
-                skipped_count=len(s.skipped),
-                skipped=s.skipped,
-            )
-            for s in pool.source_info
-        ],
+        sources=sources,
         images_used=len(pool),
         per_class=pool.class_counts(),
         duplicates_removed=len(pool.duplicates),
