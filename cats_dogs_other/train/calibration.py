@@ -12,6 +12,7 @@ from cats_dogs_other.train.results import ConfidenceRule
 
 FIXED_CANDIDATES = (0.5, 0.6, 0.7, 0.8, 0.9)
 Rule = TypeVar("Rule", bound=ConfidenceRule)
+Score = Callable[[float | None], float]
 
 
 def decide(probs: np.ndarray, threshold: float | None, fallback: int) -> np.ndarray:
@@ -32,11 +33,7 @@ def macro_recall(y_true: np.ndarray, y_pred: np.ndarray, strata: np.ndarray | No
 
 
 def sweep(
-    kind: type[Rule],
-    score: Callable[[float | None], float],
-    candidates: Iterable[float],
-    min_gain: float | None,
-    **fields: Any,
+    kind: type[Rule], score: Score, candidates: Iterable[float], min_gain: float | None, **kw: Any
 ) -> tuple[float | None, Rule]:
     """The threshold of best score, the lowest of equals, kept when it beats none
     (``score(None)``) by ``min_gain`` (``None``: by anything)."""
@@ -49,7 +46,7 @@ def sweep(
         best_threshold=round(t, 4),
         macro_recall_with_best=round(top, 4),
         chosen=chosen,
-        **fields,
+        **kw,
     )
 
 

@@ -1,13 +1,8 @@
-"""Fine-tuning the backbone's last block on cached activations.
-
-A full MobileNetV2 forward and backward pass per epoch does not fit ``make train``'s 15 minutes
-on 2 CPU cores. Below the fine-tuned block everything stays frozen, so its output (the ``mid.*``
-views, 7x7x160 floats for ``block_16``) is computed once and cached with the features: an epoch
-costs the top block only (about 15% of the backbone's work). The top is a submodel sharing the
-backbone's layers, so training it changes the backbone that is saved. Batch normalisation stays
-frozen (a few thousand images would only make its statistics noisier); the head starts from a
-linear probe, whose small gradients do not wreck the pretrained block as a random head's would.
-"""
+"""Fine-tuning the backbone's last block on cached activations: a full MobileNetV2 pass per
+epoch does not fit ``make train``'s 15 minutes on 2 cores, so the frozen part's output (the
+``mid.*`` views) is cached and an epoch costs the top block only (~15% of the backbone). Batch
+normalisation stays frozen (a few thousand images would make its statistics noisier); the head
+starts from a linear probe, whose small gradients do not wreck the pretrained block."""
 
 from __future__ import annotations
 
@@ -30,8 +25,8 @@ from cats_dogs_other.train.split import Split
 MID_PREFIX = "mid."  # cache views holding the activations that enter the fine-tuned block
 FIRST_LAYER = {"mobilenet_v2": "block_16_expand", "tiny": "tiny_conv2"}
 """The first layer fine-tuned, per backbone: everything from it to the pooled features trains."""
-FINE_TUNE_BATCH = 64
 PROBE = "linear probe (frozen features)"
+Idx = tuple[np.ndarray, np.ndarray]  # (training, validation) indices
 
 log = logging.getLogger(__name__)
 
@@ -105,12 +100,7 @@ def tuning_indices(pool: Pool, split: Split, cfg: TrainConfig) -> tuple[np.ndarr
 
 
 def fine_tune(
-    top: Any,
-    probe: Any,
-    mids: dict[str, np.ndarray],
-    labels: np.ndarray,
-    idx: Any,
-    cfg: TrainConfig,
+    top: Any, probe: Any, mids: dict[str, np.ndarray], y: np.ndarray, idx: Idx, cfg: TrainConfig
 ) -> History:
     """``top`` and a copy of the linear ``probe`` trained together on every view of the
     training indices, early stopping on the validation ones (``idx``)."""
@@ -127,9 +117,9 @@ def fine_tune(
     how = (keras.optimizers.AdamW(rate, weight_decay=decay), 8, cfg.fine_tune_patience)
     train, val = idx
     xs = np.concatenate([mids[v][train] for v in cfg.views]).astype(np.float32)
-    ys = np.tile(labels[train], len(cfg.views))
-    held = (mids["clean"][val].astype(np.float32), labels[val]) if len(val) else None
-    schedule = {"epochs": cfg.fine_tune_epochs, "batch_size": FINE_TUNE_BATCH}
+    ys = np.tile(y[train], len(cfg.views))
+    held = (mids["clean"][val].astype(np.float32), y[val]) if len(val) else None
+    schedule = {"epochs": cfg.fine_tune_epochs, "batch_size": 64}
     return fit(model, how, xs, ys, held, "fine-tuning the top block", cfg.progress, **schedule)
 
 

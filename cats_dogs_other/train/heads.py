@@ -40,9 +40,7 @@ def sample_weights(labels: np.ndarray, strata: np.ndarray, how: Weighting) -> np
 def fit(
     model: Any, how: How, x: Any, y: Any, val: Any, desc: str, progress: bool, **kw: Any
 ) -> History:
-    """``model`` compiled with ``how`` = (optimizer, steps per call, patience) and fitted
-    (shuffled, quiet), with early stopping on ``val`` when there is one (the best epoch's weights
-    restored); ``kw``: epochs, batch size, sample weights."""
+    """Compiled and fitted, early-stopping on ``val`` when there is one (best weights restored)."""
     import keras
 
     optimizer, steps, patience = how
@@ -61,8 +59,7 @@ def fit(
 def fit_head(
     pool: Pool, train: np.ndarray, val: np.ndarray, cfg: TrainConfig, choice: HeadChoice, desc: str
 ) -> tuple[Any, History]:
-    """A head on the cached features of every view of ``train``; early stopping on the clean
-    features of ``val``."""
+    """A head on the cached features of every view of ``train``, early-stopping on clean ``val``."""
     import keras
 
     keras.utils.set_random_seed(cfg.seed)

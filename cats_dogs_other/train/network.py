@@ -1,11 +1,6 @@
-"""The network: backbone (raw pixels -> features), augmentation, head, familiarity gate, and the
-one model that is saved and served.
-
-Preprocessing lives inside the backbone (Rescaling to [-1, 1], what MobileNetV2 expects), so the
-saved model takes raw RGB 0..255 (``metadata.json``: ``{"mode": "none"}``) and training and
-serving cannot drift apart. Only standard Keras layers (no Lambda or custom layer): the file
-loads anywhere and the ONNX export has no custom op.
-"""
+"""The network, from standard Keras layers only (no Lambda or custom layer: the file loads
+anywhere, the ONNX export has no custom op). Preprocessing lives inside the backbone (Rescaling
+to [-1, 1]), so the saved model takes raw RGB 0..255 and training and serving cannot drift."""
 
 from __future__ import annotations
 
@@ -144,7 +139,6 @@ def build_head(
 
 
 def _fixed_dense(x: Any, units: int, weights: list[np.ndarray], name: str, **kw: Any) -> Any:
-    """A Dense layer holding fixed weights: what NumPy computes, as a standard layer."""
     import keras
 
     layer = keras.layers.Dense(units, trainable=False, name=name, **kw)
@@ -184,8 +178,7 @@ def assemble(
 
 
 def gate_layers(features: Any, probs: Any, gate: FamiliarityGate) -> Any:
-    """:meth:`FamiliarityGate.apply` as layers: UnitNormalization, a fixed Dense of the
-    prototypes, a max, a fixed sigmoid step, and the blend towards the fallback class."""
+    """:meth:`FamiliarityGate.apply` as standard layers."""
     import keras
 
     layers = keras.layers
