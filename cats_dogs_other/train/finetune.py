@@ -1,13 +1,8 @@
-"""Fine-tuning the backbone's last block on cached activations.
-
-A full MobileNetV2 forward and backward pass per epoch does not fit ``make train``'s 15 minutes
-on 2 CPU cores. Below the fine-tuned block everything stays frozen, so its output (the ``mid.*``
-views, 7x7x160 floats for ``block_16``) is computed once and cached with the features: an epoch
-costs the top block only (about 15% of the backbone's work). The top is a submodel sharing the
-backbone's layers, so training it changes the backbone that is saved. Batch normalisation stays
-frozen (a few thousand images would only make its statistics noisier); the head starts from a
-linear probe, whose small gradients do not wreck the pretrained block as a random head's would.
-"""
+"""Fine-tuning the backbone's last block on cached activations: a full MobileNetV2 pass per
+epoch does not fit ``make train``'s 15 minutes on 2 cores, so the frozen part's output (the
+``mid.*`` views) is cached and an epoch costs the top block only (~15% of the backbone). Batch
+normalisation stays frozen (a few thousand images would make its statistics noisier); the head
+starts from a linear probe, whose small gradients do not wreck the pretrained block."""
 
 from __future__ import annotations
 
@@ -19,18 +14,19 @@ from typing import Any
 import numpy as np
 
 from cats_dogs_other.train.config import TrainConfig
-from cats_dogs_other.train.features import Extractor, forward_fn
+from cats_dogs_other.train.features import Extractor
 from cats_dogs_other.train.features import make_extractor as pooled_extractor
 from cats_dogs_other.train.heads import HeadChoice, History, fit, fit_head
+from cats_dogs_other.train.reporting.evaluate import predict_batches
 from cats_dogs_other.train.results import FineTuneReport
 from cats_dogs_other.train.sources import Pool
 from cats_dogs_other.train.split import Split
 
-MID_PREFIX = "mid."
-"""Cache views holding the activations that enter the fine-tuned block."""
+MID_PREFIX = "mid."  # cache views holding the activations that enter the fine-tuned block
 FIRST_LAYER = {"mobilenet_v2": "block_16_expand", "tiny": "tiny_conv2"}
 """The first layer fine-tuned, per backbone: everything from it to the pooled features trains."""
-FINE_TUNE_BATCH = 64
+PROBE = "linear probe (frozen features)"
+Idx = tuple[np.ndarray, np.ndarray]  # (training, validation) indices
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +36,6 @@ def mid_view(view: str) -> str:
 
 
 def fine_tunes(cfg: TrainConfig) -> bool:
-    """Whether this run fine-tunes (asked for, and the backbone has a block to fine-tune)."""
     return cfg.fine_tune and cfg.fine_tune_epochs > 0 and cfg.backbone in FIRST_LAYER
 
 
@@ -51,7 +46,7 @@ def split_backbone(backbone: Any, first_layer: str) -> tuple[Any, Any]:
 
     nested = [m for m in backbone.layers if isinstance(m, keras.Model)]
     owner = next(
-        (m for m in (backbone, *nested) if first_layer in {x.name for x in m.layers}), None
+        (m for m in (backbone, *nested) if first_layer in [x.name for x in m.layers]), None
     )
     if owner is None:
         raise ValueError(f"layer {first_layer!r} not found in {backbone.name}")
@@ -75,16 +70,6 @@ def set_trainable(top: Any) -> int:
     return int(sum(int(np.prod(w.shape)) for w in top.trainable_weights))
 
 
-def top_features(top: Any, mids: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """The (fine-tuned) backbone features of cached activations."""
-    forward = forward_fn(top)
-    out = [
-        np.asarray(forward(np.asarray(mids[i : i + batch_size], np.float32)))
-        for i in range(0, len(mids), batch_size)
-    ]
-    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
-
-
 def make_extractor(backbone: Any, first_layer: str, seed: int) -> Extractor:
     """Like :func:`features.make_extractor`, with the ``mid.<view>`` views as well: one pass of
     the frozen lower part gives both (its output, and the top's features of it)."""
@@ -100,15 +85,14 @@ def make_extractor(backbone: Any, first_layer: str, seed: int) -> Extractor:
             memo.clear()  # one batch at a time: all its views, then the next batch
         if base not in memo:
             memo[base] = lower_extract(images, base)
-        return memo[base] if view.startswith(MID_PREFIX) else top_features(top, memo[base])
+        return memo[base] if view.startswith(MID_PREFIX) else predict_batches(top, memo[base], 256)
 
     return extract
 
 
 def tuning_indices(pool: Pool, split: Split, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
-    """The training and validation splits without the cross-validated source (when there is a
-    cross-validation): the fine-tuned block never sees its images, so every fold's held-out
-    images stay unseen (each fold only trains its head)."""
+    """Training and validation splits without the cross-validated source (when there is a
+    cross-validation): its held-out images stay unseen in every fold."""
     keep = np.ones(len(pool), bool)
     if cfg.cv_folds:
         keep = pool.sources != (cfg.cv_source or pool.source_names[0])
@@ -116,15 +100,10 @@ def tuning_indices(pool: Pool, split: Split, cfg: TrainConfig) -> tuple[np.ndarr
 
 
 def fine_tune(
-    top: Any,
-    probe: Any,
-    mids: dict[str, np.ndarray],
-    labels: np.ndarray,
-    train: np.ndarray,
-    val: np.ndarray,
-    cfg: TrainConfig,
+    top: Any, probe: Any, mids: dict[str, np.ndarray], y: np.ndarray, idx: Idx, cfg: TrainConfig
 ) -> History:
-    """``top`` and a copy of the linear ``probe`` trained together on every view of ``train``."""
+    """``top`` and a copy of the linear ``probe`` trained together on every view of the
+    training indices, early stopping on the validation ones (``idx``)."""
     import keras
 
     keras.utils.set_random_seed(cfg.seed)
@@ -134,32 +113,22 @@ def fine_tune(
     x = keras.layers.Dropout(cfg.dropout, name="fine_tune_dropout")(top.output)
     model = keras.Model(top.input, dense(x), name="fine_tune")
     dense.set_weights(probe.get_layer("probabilities").get_weights())
-    optimizer = keras.optimizers.AdamW(
-        cfg.fine_tune_learning_rate, weight_decay=cfg.fine_tune_weight_decay
-    )
-    model.compile(
-        optimizer=optimizer,
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-        steps_per_execution=8,
-    )
+    rate, decay = cfg.fine_tune_learning_rate, cfg.fine_tune_weight_decay
+    how = (keras.optimizers.AdamW(rate, weight_decay=decay), 8, cfg.fine_tune_patience)
+    train, val = idx
     xs = np.concatenate([mids[v][train] for v in cfg.views]).astype(np.float32)
-    ys = np.tile(labels[train], len(cfg.views))
-    held = (mids["clean"][val].astype(np.float32), labels[val]) if len(val) else None
-    schedule = {"epochs": cfg.fine_tune_epochs, "batch_size": FINE_TUNE_BATCH}
-    desc = "fine-tuning the top block"
-    return fit(model, xs, ys, held, cfg.fine_tune_patience, desc, cfg.progress, **schedule)
+    ys = np.tile(y[train], len(cfg.views))
+    held = (mids["clean"][val].astype(np.float32), y[val]) if len(val) else None
+    schedule = {"epochs": cfg.fine_tune_epochs, "batch_size": 64}
+    return fit(model, how, xs, ys, held, "fine-tuning the top block", cfg.progress, **schedule)
 
 
 def adapt_backbone(
     backbone: Any, pool: Pool, split: Split, cfg: TrainConfig
 ) -> tuple[Pool, FineTuneReport | None]:
-    """Fine-tune the backbone's top block in place; the pool's features recomputed by it.
-
-    The ``mid.*`` views leave the pool either way. The fine-tuned weights are kept only when
-    their validation loss beats the linear probe's on the frozen features; otherwise the
-    backbone's weights are put back and the features stay the frozen ones.
-    """
+    """Fine-tune the backbone's top block in place, kept only when its validation loss beats the
+    linear probe's on the frozen features (else the weights are put back); the ``mid.*`` views
+    leave the pool either way."""
     mids = {v: pool.features.pop(mid_view(v)) for v in cfg.views if mid_view(v) in pool.features}
     if not fine_tunes(cfg) or len(mids) != len(cfg.views):
         return pool, None
@@ -170,18 +139,15 @@ def adapt_backbone(
     started = time.perf_counter()
     _, top = split_backbone(backbone, FIRST_LAYER[cfg.backbone])
     frozen = top.get_weights()
-    linear = HeadChoice(0, "none")
-    probe, probe_history = fit_head(pool, train, val, cfg, linear, "linear probe (frozen features)")
+    probe, probed = fit_head(pool, train, val, cfg, HeadChoice(0, "none"), PROBE)
     trainable = set_trainable(top)
-    history = fine_tune(top, probe, mids, pool.labels, train, val, cfg)
+    history = fine_tune(top, probe, mids, pool.labels, (train, val), cfg)
     for layer in top.layers:
         layer.trainable = False
-    frozen_loss, best = min(probe_history["val_loss"]), int(np.argmin(history["val_loss"]))
-    kept = history["val_loss"][best] < frozen_loss
-    if kept:
-        pool = replace(
-            pool, features=pool.features | {v: top_features(top, mids[v]) for v in cfg.views}
-        )
+    frozen_loss, best = min(probed["val_loss"]), int(np.argmin(history["val_loss"]))
+    if kept := history["val_loss"][best] < frozen_loss:
+        tuned = {v: predict_batches(top, mids[v], 256) for v in cfg.views}
+        pool = replace(pool, features=pool.features | tuned)
     else:
         top.set_weights(frozen)
     report = FineTuneReport(

@@ -1,15 +1,11 @@
-"""The network: backbone (raw pixels -> features), augmentation, head, familiarity gate, and the
-one model that is saved and served.
-
-Preprocessing lives inside the backbone (Rescaling to [-1, 1], what MobileNetV2 expects), so the
-saved model takes raw RGB 0..255, ``metadata.json`` says ``{"mode": "none"}``, and training and
-serving cannot drift apart. Everything is standard Keras layers (no Lambda or custom layer), so
-the file loads anywhere and the ONNX export has no custom op.
-"""
+"""The network, from standard Keras layers only (no Lambda or custom layer: the file loads
+anywhere, the ONNX export has no custom op). Preprocessing lives inside the backbone (Rescaling
+to [-1, 1]), so the saved model takes raw RGB 0..255 and training and serving cannot drift."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +19,10 @@ __all__ = ["BACKBONES", "FamiliarityGate", "assemble", "build_backbone", "build_
 SLOPE = 100.0
 """Steepness of the gate's step: ``m`` goes from 0.12 to 0.88 within +-0.02 of the threshold,
 and the largest ONNX-vs-Keras similarity difference (~1e-6) moves a probability by under 1e-4."""
+WEIGHTS_HELP = (
+    "Pass --weights PATH to mobilenet_v2_1.0_224_no_top.weights.h5 (see "
+    "../shared/weights/README.md) or set CDO_SHARED_DIR."
+)
 
 
 def unit_rows(x: np.ndarray) -> np.ndarray:
@@ -42,11 +42,10 @@ def blend(
 
 @dataclass(frozen=True)
 class FamiliarityGate:
-    """Moves an image unlike every training pet (cosine to the nearest prototype below
-    ``threshold``) to the fallback class: see familiarity.py for why and how it is chosen."""
+    """Moves an image unlike every training pet (cosine to the nearest prototype, (k, d) unit
+    vectors, below ``threshold``) to the fallback class: see familiarity.py."""
 
     prototypes: np.ndarray
-    """(k, d) unit vectors."""
     threshold: float
     fallback: int
     slope: float = SLOPE
@@ -55,7 +54,6 @@ class FamiliarityGate:
         return np.asarray(unit_rows(features) @ self.prototypes.T).max(axis=1)
 
     def apply(self, probs: np.ndarray, features: np.ndarray) -> np.ndarray:
-        """What the assembled model outputs, from the head's probabilities and the features."""
         return blend(probs, self.similarity(features), self.threshold, self.fallback, self.slope)
 
 
@@ -65,8 +63,9 @@ def build_backbone(kind: Backbone, input_size: tuple[int, int], weights: Path | 
     runs in seconds, offline, in the tests."""
     import keras
 
+    layers = keras.layers
     inputs = keras.Input(shape=(*input_size, 3), name="image")
-    x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="to_unit_range")(inputs)
+    x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="to_unit_range")(inputs)
     if kind == "mobilenet_v2":
         base = keras.applications.MobileNetV2(
             include_top=False, weights=None, input_shape=(*input_size, 3), pooling="avg"
@@ -74,13 +73,11 @@ def build_backbone(kind: Backbone, input_size: tuple[int, int], weights: Path | 
         _load_weights(base, weights)
         x = base(x, training=False)
     elif kind == "tiny":
-        low = keras.layers.Conv2D(8, 3, strides=2, name="tiny_conv1")(x)
-        conv = keras.layers.Conv2D(16, 3, strides=2, activation="relu", name="tiny_conv2")(low)
-        pools = [
-            keras.layers.GlobalAveragePooling2D(name="tiny_colour")(low),
-            keras.layers.GlobalAveragePooling2D(name="tiny_pool")(conv),
-        ]
-        x = keras.layers.Concatenate(name="tiny_features")(pools)
+        low = layers.Conv2D(8, 3, strides=2, name="tiny_conv1")(x)
+        conv = layers.Conv2D(16, 3, strides=2, activation="relu", name="tiny_conv2")(low)
+        colour = layers.GlobalAveragePooling2D(name="tiny_colour")(low)
+        pooled = layers.GlobalAveragePooling2D(name="tiny_pool")(conv)
+        x = layers.Concatenate(name="tiny_features")([colour, pooled])
     else:
         raise ValueError(f"unknown backbone {kind!r}; choose one of {', '.join(BACKBONES)}")
     backbone = keras.Model(inputs, x, name=f"{kind}_backbone")
@@ -93,11 +90,7 @@ def _load_weights(base: Any, weights: Path | None) -> None:
         raise WeightsError("the mobilenet_v2 backbone needs --weights (an ImageNet .weights.h5)")
     weights = Path(weights)
     if not weights.is_file():
-        raise WeightsError(
-            f"backbone weights not found: {weights}\nPass --weights PATH to "
-            "mobilenet_v2_1.0_224_no_top.weights.h5 (see ../shared/weights/README.md) or set "
-            "CDO_SHARED_DIR."
-        )
+        raise WeightsError(f"backbone weights not found: {weights}\n{WEIGHTS_HELP}")
     if not weights.name.endswith(".weights.h5"):
         raise WeightsError(f"{weights}: expected a Keras 3 '.weights.h5' file")
     try:
@@ -113,17 +106,17 @@ def build_augmenter(seed: int) -> Any:
     """Photometric and geometric jitter a phone photo of a pet plausibly has; on 0..255 pixels."""
     import keras
 
-    layers = keras.layers
+    layers, reflect = keras.layers, {"fill_mode": "reflect"}
+    jitter = [
+        partial(layers.RandomFlip, "horizontal"),
+        partial(layers.RandomRotation, 0.06, **reflect),
+        partial(layers.RandomZoom, (-0.2, 0.1), **reflect),
+        partial(layers.RandomTranslation, 0.08, 0.08, **reflect),
+        partial(layers.RandomBrightness, 0.15, value_range=(0, 255)),
+        partial(layers.RandomContrast, 0.2),
+    ]
     return keras.Sequential(
-        [
-            layers.RandomFlip("horizontal", seed=seed),
-            layers.RandomRotation(0.06, fill_mode="reflect", seed=seed + 1),
-            layers.RandomZoom((-0.2, 0.1), fill_mode="reflect", seed=seed + 2),
-            layers.RandomTranslation(0.08, 0.08, fill_mode="reflect", seed=seed + 3),
-            layers.RandomBrightness(0.15, value_range=(0, 255), seed=seed + 4),
-            layers.RandomContrast(0.2, seed=seed + 5),
-        ],
-        name="augmentation",
+        [make(seed=seed + i) for i, make in enumerate(jitter)], name="augmentation"
     )
 
 
@@ -133,20 +126,19 @@ def build_head(
     """Dropout + softmax, with one ReLU layer of ``hidden`` units before it when ``hidden > 0``."""
     import keras
 
-    reg = keras.regularizers.L2(l2) if l2 > 0 else None
+    dense = partial(
+        keras.layers.Dense, kernel_regularizer=keras.regularizers.L2(l2) if l2 > 0 else None
+    )
     inputs = keras.Input(shape=(n_features,), name="features")
     x = keras.layers.Dropout(dropout, name="head_dropout")(inputs)
     if hidden > 0:
-        x = keras.layers.Dense(hidden, activation="relu", kernel_regularizer=reg, name="hidden")(x)
+        x = dense(hidden, activation="relu", name="hidden")(x)
         x = keras.layers.Dropout(dropout, name="hidden_dropout")(x)
-    outputs = keras.layers.Dense(
-        n_classes, activation="softmax", kernel_regularizer=reg, name="probabilities"
-    )(x)
+    outputs = dense(n_classes, activation="softmax", name="probabilities")(x)
     return keras.Model(inputs, outputs, name="head")
 
 
 def _fixed_dense(x: Any, units: int, weights: list[np.ndarray], name: str, **kw: Any) -> Any:
-    """A Dense layer holding fixed weights: what NumPy computes, as a standard layer."""
     import keras
 
     layer = keras.layers.Dense(units, trainable=False, name=name, **kw)
@@ -186,27 +178,21 @@ def assemble(
 
 
 def gate_layers(features: Any, probs: Any, gate: FamiliarityGate) -> Any:
-    """:meth:`FamiliarityGate.apply` as layers: UnitNormalization, a fixed Dense of the
-    prototypes, a max, a fixed sigmoid step, and the blend towards the fallback class."""
+    """:meth:`FamiliarityGate.apply` as standard layers."""
     import keras
 
     layers = keras.layers
     k, n_classes = gate.prototypes.shape[0], probs.shape[-1]
     unit = layers.UnitNormalization(name="unit_features")(features)
-    similarity = _fixed_dense(
-        unit, k, [gate.prototypes.T.astype(np.float32)], "pet_similarity", use_bias=False
-    )
-    nearest = layers.GlobalMaxPooling1D(name="nearest_pet")(
-        layers.Reshape((k, 1), name="similarities")(similarity)
-    )
-    step = [
-        np.full((1, 1), gate.slope, np.float32),
-        np.full(1, -gate.slope * gate.threshold, np.float32),
-    ]
+    prototypes = [gate.prototypes.T.astype(np.float32)]
+    similarity = _fixed_dense(unit, k, prototypes, "pet_similarity", use_bias=False)
+    similarities = layers.Reshape((k, 1), name="similarities")(similarity)
+    nearest = layers.GlobalMaxPooling1D(name="nearest_pet")(similarities)
+    slope = np.full((1, 1), gate.slope, np.float32)
+    step = [slope, np.full(1, -gate.slope * gate.threshold, np.float32)]
     familiar = _fixed_dense(nearest, 1, step, "familiar", activation="sigmoid")
     kernel, bias = np.zeros((1, n_classes), np.float32), np.zeros(n_classes, np.float32)
     kernel[0, gate.fallback], bias[gate.fallback] = -1.0, 1.0  # (1 - m) on the fallback class
     share = _fixed_dense(familiar, n_classes, [kernel, bias], "fallback_share")
-    return layers.Add(name="gated_probabilities")(
-        [layers.Multiply(name="familiar_share")([probs, familiar]), share]
-    )
+    blended = layers.Multiply(name="familiar_share")([probs, familiar])
+    return layers.Add(name="gated_probabilities")([blended, share])

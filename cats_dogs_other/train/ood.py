@@ -43,10 +43,7 @@ def _entries(directory: Path) -> list[dict[str, Any]]:
     """The manifest's images; a folder gathered by hand has none, and its files' categories are
     their name prefixes (``food__x.png``)."""
     if (directory / MANIFEST).is_file():
-        images: list[dict[str, Any]] = json.loads((directory / MANIFEST).read_text("utf-8"))[
-            "images"
-        ]
-        return images
+        return list(json.loads((directory / MANIFEST).read_text("utf-8"))["images"])
     return [
         {"file": p.name, "category": p.name.split("__")[0] if "__" in p.name else "unknown"}
         for p in sorted(directory.iterdir())
@@ -58,16 +55,11 @@ def load_ood(directory: Path, size: tuple[int, int]) -> OODSet:
     from kto.inference import decode_image
 
     directory = Path(directory)
-    entries = _entries(directory)
-    if not entries:
+    if not (entries := _entries(directory)):
         raise FileNotFoundError(f"no out-of-distribution images in {directory}")
     names = [e["file"] for e in entries]
-    return OODSet(
-        images=np.stack([decode_image(directory / n, size=size) for n in names]),
-        names=names,
-        categories=[e["category"] for e in entries],
-        sha256=set_hash(directory, names),
-    )
+    images = np.stack([decode_image(directory / n, size=size) for n in names])
+    return OODSet(images, names, [e["category"] for e in entries], set_hash(directory, names))
 
 
 def measure_ood(
@@ -78,11 +70,12 @@ def measure_ood(
     ood = load_ood(directory, (int(side[0]), int(side[1])))
     pred = decide(predict_batches(model, ood.images), threshold, fallback)
     cats = np.asarray(ood.categories)
+    sent = pred == fallback
     return OODReport(
         sha256=ood.sha256,
-        all=proportion(int(np.sum(pred == fallback)), len(pred)),
+        all=proportion(int(np.sum(sent)), len(pred)),
         per_category={
-            c: proportion(int(np.sum(pred[cats == c] == fallback)), int(np.sum(cats == c)))
+            c: proportion(int(np.sum(sent[cats == c])), int(np.sum(cats == c)))
             for c in sorted(set(ood.categories))
         },
         not_other=[

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
 from cats_dogs_other.train.calibration import decide
+from cats_dogs_other.train.config import TrainConfig
 from cats_dogs_other.train.familiarity import (
     SLOPE,
     FamiliarityGate,
     blend,
     choose_gate,
     fit_prototypes,
-    pet_features,
+    pet_gate,
     unit_rows,
 )
 
@@ -70,8 +74,13 @@ def test_prototypes_are_unit_centres_and_only_of_pets() -> None:
     rng = np.random.default_rng(1)
     features = {"clean": rng.normal(size=(30, 8)), "flip": rng.normal(size=(30, 8))}
     labels = np.array([0, 1, OTHER] * 10)
-    pets = pet_features(features, labels, np.arange(30), OTHER)
-    assert pets.shape == (40, 8)  # 20 pets, clean + mirrored
+    pool = SimpleNamespace(features=features, labels=labels)
+    cfg = TrainConfig(data=Path("d"), out=Path("o"), gate_prototypes=100, seed=0)
+    gate = pet_gate(pool, np.arange(30), cfg, 0.5)  # type: ignore[arg-type]
+    pets = np.concatenate([features[v][labels != OTHER] for v in ("clean", "flip")])
+    assert gate.prototypes.shape == (40, 8)  # 20 pets, clean + mirrored, fewer than k: all kept
+    np.testing.assert_allclose(gate.prototypes, unit_rows(pets), atol=1e-6)
+    assert (gate.threshold, gate.fallback) == (0.5, OTHER)
     prototypes = fit_prototypes(pets, k=5, seed=0)
     assert prototypes.shape == (5, 8)
     np.testing.assert_allclose(np.linalg.norm(prototypes, axis=1), 1.0, atol=1e-5)

@@ -19,11 +19,11 @@ from cats_dogs_other.train.finetune import (
     mid_view,
     set_trainable,
     split_backbone,
-    top_features,
     tuning_indices,
 )
 from cats_dogs_other.train.network import build_backbone
 from cats_dogs_other.train.pipeline import feature_key
+from cats_dogs_other.train.reporting.evaluate import predict_batches
 from cats_dogs_other.train.sources import Pool, build_pool
 from cats_dogs_other.train.split import Split
 
@@ -94,7 +94,7 @@ def test_the_extractor_gives_the_frozen_features_and_the_activations_below(
     whole = np.asarray(backbone(images.astype(np.float32)))  # type: ignore[operator]
     np.testing.assert_allclose(clean, whole, rtol=1e-5, atol=1e-5)
     _, top = split_backbone(backbone, FIRST_LAYER["tiny"])
-    np.testing.assert_allclose(top_features(top, mids), clean, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(predict_batches(top, mids, 256), clean, rtol=1e-5, atol=1e-5)
     assert mids.ndim == 4 and not np.allclose(mids, flipped)
 
 
