@@ -1,10 +1,6 @@
-"""Export a model folder to ONNX (``model.onnx``), kept only if it answers like the Keras model.
-
-The API serves ONNX Runtime (no TensorFlow in the serving install), so the file must be the
-trained model, not an approximation: both backends classify the same held-out images through
-``kto.inference.Inference`` (decoded as served), and the export is kept only when every argmax
-is equal and the largest probability difference is within ``TOLERANCE``. The check is recorded
-in ``metadata.json`` (``exported``) and the card; a refused export writes nothing.
+"""``model.onnx``, kept only if it answers like ``model.keras``: the API serves ONNX Runtime, so
+both backends classify the same held-out images through ``kto.inference`` (decoded as served)
+and a refused export writes nothing. The check goes into metadata.json ``exported`` and the card.
 """
 
 from __future__ import annotations
@@ -24,13 +20,11 @@ from kto.inference.decoding import ImageInput
 
 from cats_dogs_other.train.dataset import IMAGE_SUFFIXES
 from cats_dogs_other.train.errors import TrainingError
+from cats_dogs_other.train.onnx_export import ONNX_OPSET, write_onnx
 from cats_dogs_other.train.reporting.record import CARD, put_card_section, update_json
 
-log = logging.getLogger(__name__)
-
 EXPORT_FILE = "model.onnx"
-TOLERANCE = 1e-4
-"""Largest accepted |p_keras - p_onnx| over all images and classes (float32 export)."""
+TOLERANCE = 1e-4  # largest accepted |p_keras - p_onnx| over all images and classes (float32)
 CARD_HEADING = "## Served runtime (ONNX export)"
 _BATCH = 8
 
@@ -40,16 +34,9 @@ class ExportError(TrainingError):
 
 
 def export_model(
-    model_dir: Path,
-    images: Sequence[ImageInput],
-    *,
-    source: str,
-    tolerance: float = TOLERANCE,
+    model_dir: Path, images: Sequence[ImageInput], *, source: str, tolerance: float = TOLERANCE
 ) -> dict[str, Any]:
-    """Write ``model_dir/model.onnx`` if it agrees with ``model.keras`` on ``images``; returns
-    the record stored under ``exported`` in metadata.json."""
-    from cats_dogs_other.train.onnx_export import write_onnx
-
+    """Returns the record stored under ``exported`` in metadata.json."""
     if not images:
         raise ExportError("no images to verify the export on")
     logging.getLogger("tf2onnx").setLevel(logging.WARNING)  # its per-pass optimiser report
@@ -60,7 +47,7 @@ def export_model(
         shutil.copy2(model_dir / "metadata.json", staging / "metadata.json")
         write_onnx(reference.model, staging / EXPORT_FILE)
         candidate = Inference(staging / EXPORT_FILE, backend="onnx", warmup=False)
-        check = compare(reference, candidate, images)
+        check = _compare(reference, candidate, images)
         check |= {"images": len(images), "source": source, "tolerance": tolerance}
         if not (check["max_abs_probability_diff"] <= tolerance and check["argmax_agreement"] == 1):
             raise ExportError(
@@ -72,23 +59,10 @@ def export_model(
         os.replace(staging / EXPORT_FILE, model_dir / EXPORT_FILE)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    record = _record(model_dir, reference, candidate, check)
-    update_json(model_dir / "metadata.json", {"exported": record})
-    if (model_dir / CARD).is_file():
-        put_card_section(model_dir, card_section(record))
-    return record
-
-
-def _record(
-    model_dir: Path, reference: Inference, candidate: Inference, check: dict[str, Any]
-) -> dict[str, Any]:
-    """What metadata.json keeps under ``exported``: the file, its origin, the tools, the check."""
     import onnxruntime
     import tf2onnx
 
-    from cats_dogs_other.train.onnx_export import ONNX_OPSET
-
-    return {
+    record = {
         "format": "onnx",
         "file": EXPORT_FILE,
         "bytes": (model_dir / EXPORT_FILE).stat().st_size,
@@ -100,15 +74,21 @@ def _record(
         "precision": "float32",
         "verification": check,
     }
+    update_json(model_dir / "metadata.json", {"exported": record})
+    if (model_dir / CARD).is_file():
+        put_card_section(model_dir, card_section(record))
+    return record
 
 
-def compare(
+def _compare(
     reference: Inference, candidate: Inference, images: Sequence[ImageInput]
 ) -> dict[str, Any]:
     """Largest probability difference and agreement of argmax and served answer, per image."""
     pixels = np.stack([reference.preprocess(image) for image in images])
-    want = _predict(reference, pixels)
-    got = _predict(candidate, pixels)
+    batches = [pixels[i : i + _BATCH] for i in range(0, len(pixels), _BATCH)]
+    want, got = (
+        np.concatenate([m.predict_arrays(b) for b in batches]) for m in (reference, candidate)
+    )
     served = [
         reference.to_result(w)["prediction"] == candidate.to_result(g)["prediction"]
         for w, g in zip(want, got, strict=True)
@@ -120,30 +100,20 @@ def compare(
     }
 
 
-def _predict(inference: Inference, pixels: np.ndarray) -> np.ndarray:
-    batches = range(0, len(pixels), _BATCH)
-    return np.concatenate([inference.predict_arrays(pixels[i : i + _BATCH]) for i in batches])
-
-
 def card_section(record: dict[str, Any]) -> str:
-    check = record["verification"]
+    r, src, check = record, record["from"], record["verification"]
     return (
-        f"{CARD_HEADING}\n\n"
-        f"The API serves `{record['file']}` ({record['bytes'] / 1e6:.1f} MB) with "
-        f"{record['runtime']}, in {record['precision']}: `{record['from']['file']}` exported "
-        f"through {record['exported_with']}, opset {record['opset']}. The Keras file stays the "
-        "reference (`INFERENCE_BACKEND=keras` serves it). Each file's sha256, as `GET /model` "
-        "lists them (`files`; its `sha256` is the served file's):\n\n"
-        "| file | | sha256 |\n"
-        "|---|---|---|\n"
-        f"| `{record['file']}` | served | `{record['sha256']}` |\n"
-        f"| `{record['from']['file']}` | trained, exported from "
-        f"| `{record['from']['sha256']}` |\n\n"
+        f"{CARD_HEADING}\n\nThe API serves `{r['file']}` ({r['bytes'] / 1e6:.1f} MB) with "
+        f"{r['runtime']}, in {r['precision']}: `{src['file']}` exported through "
+        f"{r['exported_with']}, opset {r['opset']}. The Keras file stays the reference "
+        "(`INFERENCE_BACKEND=keras` serves it). Each file's sha256, as `GET /model` lists them "
+        "(`files`; its `sha256` is the served file's):\n\n| file | | sha256 |\n|---|---|---|\n"
+        f"| `{r['file']}` | served | `{r['sha256']}` |\n"
+        f"| `{src['file']}` | trained, exported from | `{src['sha256']}` |\n\n"
         f"Checked against the Keras model on {check['images']} images ({check['source']}), both "
         "decoded and classified as the API does:\n\n"
         "| largest probability difference | tolerance | argmax agreement | served answers equal |\n"
-        "|---|---|---|---|\n"
-        f"| {check['max_abs_probability_diff']:.2e} | {check['tolerance']:g} "
+        f"|---|---|---|---|\n| {check['max_abs_probability_diff']:.2e} | {check['tolerance']:g} "
         f"| {check['argmax_agreement']:.1%} | {check['prediction_agreement']:.1%} |\n\n"
         "No reduced-precision mode is offered: the served answers are the float32 model's.\n"
     )
@@ -151,17 +121,16 @@ def card_section(record: dict[str, Any]) -> str:
 
 def held_out_files(model_dir: Path, data_dir: Path) -> list[Path]:
     """The test (and validation, when listed) files metrics.json names, found below ``data_dir``."""
-    metrics_path = model_dir / "metrics.json"
-    if not metrics_path.is_file():
-        return []
-    split = json.loads(metrics_path.read_text(encoding="utf-8")).get("split", {})
-    names = [*split.get("test_files", []), *split.get("val_files", [])]
+    path = model_dir / "metrics.json"
+    split = json.loads(path.read_text(encoding="utf-8")).get("split", {}) if path.is_file() else {}
+    # entries are "source/file name" (several sources) or a bare file name (one source)
+    names = [
+        n.rsplit("/", 1)[-1] for n in (*split.get("test_files", []), *split.get("val_files", []))
+    ]
     if not names or not data_dir.is_dir():
         return []
     by_name = {p.name: p for p in data_dir.rglob("*") if p.is_file()}
-    # Entries are "source/file name" (several sources) or a bare file name (one source).
-    files = [name.rsplit("/", 1)[-1] for name in names]
-    return [by_name[name] for name in files if name in by_name]
+    return [by_name[name] for name in names if name in by_name]
 
 
 def images_in(folder: Path) -> list[Path]:

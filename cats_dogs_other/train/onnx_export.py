@@ -1,6 +1,5 @@
-"""A Keras model's forward pass as ONNX, for the serving wheel's ONNX Runtime backend: a training
-step, so it lives here and not in the wheel. Keras' own ``Model.export(format="onnx")`` (tf2onnx)
-writes the model alone with a free batch axis; the metadata's normalisation stays outside it."""
+"""A Keras model's forward pass as ONNX (Keras' ``Model.export``, tf2onnx, free batch axis; the
+metadata's normalisation stays outside it): a training step, so not in the serving wheel."""
 
 from __future__ import annotations
 
@@ -14,12 +13,10 @@ ONNX_OPSET = 17
 
 
 def write_onnx(model: Any, path: str | Path, *, opset: int = ONNX_OPSET) -> Path:
-    """Export ``model`` (a ``keras.Model`` with one image input) to ``path``; return it."""
-    path = Path(path)
     height, width = (d or 32 for d in tuple(model.inputs[0].shape)[1:3])
     model(np.zeros((1, height, width, 3), dtype=np.float32))  # Keras exports called models only
     with warnings.catch_warnings():  # Keras patches tf2onnx for NumPy 2; NumPy warns of it
         warnings.simplefilter("ignore", FutureWarning)
         warnings.simplefilter("ignore", DeprecationWarning)
         model.export(str(path), format="onnx", verbose=False, opset_version=opset)
-    return path
+    return Path(path)

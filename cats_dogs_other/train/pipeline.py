@@ -1,12 +1,7 @@
-"""One training run, top to bottom: sources -> features (cached) -> split -> fine-tuning of the
-backbone's top block -> head -> familiarity gate -> confidence rule -> cross-validation -> model
-folder -> held-out figures and card -> ONNX export -> calibration -> MLflow.
-
-Every choice (head shape, class weighting, mirror pass, gate, rule) is made on the validation or
-calibration split; the test split only produces the figures. The saved model is loaded back
-through ``kto.inference`` (the wheel the API serves with) and must answer a sample of test
-files as the figures say. Each step reads the :class:`Run` record and adds its part to it.
-"""
+"""One training run, top to bottom: sources -> features (cached) -> split -> the backbone's top
+block -> head -> familiarity gate -> confidence rule -> model folder -> figures -> ONNX export ->
+calibration -> MLflow. Every choice is made on the validation or calibration split; the test
+split only gives the figures, checked against the saved model through the serving wheel."""
 
 from __future__ import annotations
 
@@ -19,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from cats_dogs_other.train import results
 from cats_dogs_other.train.calibration import choose_threshold, decide
 from cats_dogs_other.train.config import TrainConfig
 from cats_dogs_other.train.export import export_model
@@ -29,30 +25,14 @@ from cats_dogs_other.train.finetune import FIRST_LAYER, adapt_backbone, fine_tun
 from cats_dogs_other.train.finetune import make_extractor as make_mid_extractor
 from cats_dogs_other.train.network import FamiliarityGate, assemble, build_backbone
 from cats_dogs_other.train.ood import measure_ood
+from cats_dogs_other.train.reporting import outputs
 from cats_dogs_other.train.reporting.calibrate import calibrate_model, write_report
 from cats_dogs_other.train.reporting.evaluate import held_out_report, serving_check
-from cats_dogs_other.train.reporting.outputs import (
-    MODEL_FILE,
-    OUTPUT_FILES,
-    Figures,
-    build_metrics,
-    write_model,
-    write_reports,
-)
-from cats_dogs_other.train.results import (
-    ConfidenceRule,
-    CrossValidation,
-    FamiliarityReport,
-    FineTuneReport,
-    Metrics,
-)
 from cats_dogs_other.train.selection import Selection, cross_validate, refit, select_head
 from cats_dogs_other.train.sources import Pool, build_pool
 from cats_dogs_other.train.split import Split, grouped_split
 from cats_dogs_other.train.tracking import TrackedRun, log_run
 from cats_dogs_other.train.versions import prepare_out
-
-__all__ = ["OUTPUT_FILES", "Run", "RunResult", "run_training"]
 
 log = logging.getLogger(__name__)
 
@@ -63,29 +43,26 @@ class Run:
 
     cfg: TrainConfig
     out: Path
-    backbone: Any
     pool: Pool
     split: Split
-    tuning: FineTuneReport | None = None
-    selection: Selection = field(init=False)
+    tuning: results.FineTuneReport | None
+    selection: Selection
     gate: FamiliarityGate | None = None
-    gate_report: FamiliarityReport | None = None
-    rule: ConfidenceRule | None = None
-    cv: CrossValidation | None = None
+    gate_report: results.FamiliarityReport | None = None
+    rule: results.ConfidenceRule | None = None
+    cv: results.CrossValidation | None = None
     model: Any = None
-    metrics: Metrics = field(init=False)
+    metrics: results.Metrics = field(init=False)
     tracked: TrackedRun | None = None
 
     @property
     def threshold(self) -> float | None:
-        """The confidence rule's ``min_confidence`` (None: no rule)."""
         return self.rule.chosen if self.rule else None
 
     def answers(self, idx: np.ndarray) -> np.ndarray:
         """The assembled model's answers for ``idx`` from cached features (before the rule)."""
-        return answer_probs(
-            self.selection.head, self.gate, self.pool.features, idx, self.selection.tta
-        )
+        sel = self.selection
+        return answer_probs(sel.head, self.gate, self.pool.features, idx, sel.tta)
 
 
 RunResult = Run
@@ -95,28 +72,45 @@ def run_training(cfg: TrainConfig) -> Run:
     started = time.perf_counter()
     out = prepare_out(Path(cfg.out))
     backbone, pool = collect(cfg)  # sources -> unique images -> features (cached)
-    split = split_pool(pool, cfg)
+    split = grouped_split(
+        pool.labels,
+        pool.sources,
+        pool.groups,
+        val_fraction=cfg.val_fraction,
+        calibration_fraction=cfg.calibration_fraction,
+        test_fraction=cfg.test_fraction,
+        seed=cfg.seed,
+    )
+    log.info("split: %s", split.sizes())
     pool, tuning = adapt_backbone(backbone, pool, split, cfg)  # top block, if it helps
-    run = Run(cfg, out, backbone, pool, split, tuning)
-    run.selection = select_head(pool, split, cfg)  # shape, weighting, mirror pass: on val
+    # head shape, class weighting, mirror pass: chosen on the validation split
+    run = Run(cfg, out, pool, split, tuning, select_head(pool, split, cfg))
     run.gate, run.gate_report = calibrate_gate(
         pool, split, cfg, run.selection.head, run.selection.tta
     )
-    run.rule = choose_rule(run)  # min_confidence: on calibration
+    cal = split.calibration  # min_confidence: chosen on the answers after the gate
+    if cfg.confidence_rule and len(cal):
+        run.rule = choose_threshold(
+            run.answers(cal), pool.labels[cal], None, cfg.fallback, cfg.min_gain
+        )[1]
     gate_threshold = run.gate.threshold if run.gate else None
     run.cv = cross_validate(pool, split, cfg, run.selection, run.threshold, gate_threshold)
-    refit_all(run)  # head and gate again, on every non-test image
+    # head again on every non-test image; the gate's prototypes of every pet it saw
+    run.selection = refit(pool, split, cfg, run.selection)
+    if run.gate is not None and run.selection.refit_epochs is not None:
+        seen = np.concatenate([split.train, split.val, split.calibration])
+        run.gate = pet_gate(pool, seen, cfg, run.gate.threshold)
     run.model = assemble(
         backbone, run.selection.head, cfg.name, tta=run.selection.tta, gate=run.gate
     )
-    write_model(cfg, run.model, pool, run.selection, run.threshold, out, run.gate)
-    run.metrics = build_metrics(cfg, pool, split, run.selection, measure(run))  # test split
+    outputs.write_model(cfg, run.model, pool, run.selection, run.threshold, out, run.gate)
+    run.metrics = outputs.build_metrics(cfg, pool, split, run.selection, measure(run))
     run.metrics.training.seconds = round(time.perf_counter() - started, 1)
-    write_reports(out, run.metrics, run.selection.history, cfg.provenance)
+    outputs.write_reports(out, run.metrics, run.selection.history, cfg.provenance)
     held_out = [pool.paths[i] for i in (*split.test, *split.val)]
     export_model(out, held_out or list(pool.paths), source="held-out test+val files")
     run.metrics.calibration = calibrate_run(run)
-    run.tracked = track(run)
+    run.tracked = log_run(cfg, run.metrics, out) if cfg.tracking_uri else None
     return run
 
 
@@ -158,51 +152,19 @@ def feature_key(backbone: Any, cfg: TrainConfig) -> str:
     return cache_key(cfg.backbone, *parts)
 
 
-def split_pool(pool: Pool, cfg: TrainConfig) -> Split:
-    split = grouped_split(
-        pool.labels,
-        pool.sources,
-        pool.groups,
-        val_fraction=cfg.val_fraction,
-        calibration_fraction=cfg.calibration_fraction,
-        test_fraction=cfg.test_fraction,
-        seed=cfg.seed,
-    )
-    log.info("split: %s", split.sizes())
-    return split
-
-
-def choose_rule(run: Run) -> ConfidenceRule | None:
-    """The confidence rule chosen on the calibration split, on the answers after the gate."""
-    cal, cfg = run.split.calibration, run.cfg
-    if not cfg.confidence_rule or not len(cal):
-        return None
-    return choose_threshold(
-        run.answers(cal), run.pool.labels[cal], None, cfg.fallback, cfg.min_gain
-    )[1]
-
-
-def refit_all(run: Run) -> None:
-    """The chosen head trained again on every non-test image, and the gate's prototypes made of
-    every pet it was trained on (threshold kept)."""
-    run.selection = refit(run.pool, run.split, run.cfg, run.selection)
-    if run.gate is not None and run.selection.refit_epochs is not None:
-        seen = np.concatenate([run.split.train, run.split.val, run.split.calibration])
-        run.gate = pet_gate(run.pool, seen, run.cfg, run.gate.threshold)
-
-
-def measure(run: Run) -> Figures:
+def measure(run: Run) -> outputs.Figures:
     """Test figures from cached features, checked against the saved model through the wheel."""
     cfg, pool, test = run.cfg, run.pool, run.split.test
     probs = run.answers(test)
     pred = decide(probs, run.threshold, cfg.fallback)
+    model_file = run.out / outputs.MODEL_FILE
     check, sha256, timing = serving_check(
-        run.out / MODEL_FILE, pool, test, probs, pred, max_pixels=cfg.max_pixels, seed=cfg.seed
+        model_file, pool, test, probs, pred, max_pixels=cfg.max_pixels, seed=cfg.seed
     )
     ood = None
     if cfg.ood_dir is not None:
         ood = measure_ood(cfg.ood_dir, run.model, cfg.classes, run.threshold, cfg.fallback)
-    return Figures(
+    return outputs.Figures(
         rule=run.rule,
         test=held_out_report(pool, test, pred),
         cross_validation=run.cv,
@@ -221,13 +183,10 @@ def calibrate_run(run: Run) -> dict[str, Any] | None:
     if not len(split.calibration) or not len(split.test):
         log.info("no calibration: the calibration or test split is empty")
         return None
-    rows = [(pool.paths[i], int(pool.labels[i])) for i in split.calibration]
-    test = [(pool.paths[i], int(pool.labels[i])) for i in split.test]
-    report = calibrate_model(run.out, rows, test)
+    cal, test = (
+        [(pool.paths[i], int(pool.labels[i])) for i in s] for s in (split.calibration, split.test)
+    )
+    report = calibrate_model(run.out, cal, test)
     write_report(run.out, report)
     log.info("calibration: %s", report.to_dict()["test_after"])
     return report.to_dict()
-
-
-def track(run: Run) -> TrackedRun | None:
-    return log_run(run.cfg, run.metrics, run.out) if run.cfg.tracking_uri else None

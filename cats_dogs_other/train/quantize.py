@@ -8,9 +8,8 @@ import json
 import random
 import tempfile
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -27,11 +26,10 @@ class PhotoBatches:
     """ONNX Runtime's ``CalibrationDataReader``."""
 
     def __init__(self, model_dir: Path, photos: Sequence[Path], input_name: str) -> None:
-        self._batches, self._input = _pixel_batches(model_dir, photos), input_name
+        self._batches = ({input_name: x} for x in _pixel_batches(model_dir, photos))
 
     def get_next(self) -> dict[str, np.ndarray] | None:
-        batch = next(self._batches, None)
-        return None if batch is None else {self._input: batch}
+        return next(self._batches, None)
 
 
 def _pixel_batches(model_dir: Path, photos: Sequence[Path]) -> Iterator[np.ndarray]:
@@ -56,10 +54,6 @@ def head_nodes(model: Any, start: str = HEAD_START) -> list[str]:
             reached.update(node.output)
             kept.append(node.name)
     return kept
-
-
-def sample_photos(rows: Sequence[Path], n: int, seed: int) -> list[Path]:
-    return sorted(random.Random(seed).sample(list(rows), min(n, len(rows))), key=str)
 
 
 def quantize_onnx(
@@ -92,8 +86,7 @@ def quantize_onnx(
     return excluded
 
 
-@dataclass(frozen=True)
-class GateNodes:
+class GateNodes(NamedTuple):
     """The familiarity gate, ``sigmoid(slope * similarity - slope * threshold)``: one ``Gemm``
     after ONNX Runtime's pre-processing, beside the head's ``Softmax``."""
 
@@ -113,41 +106,27 @@ def find_gate(model: Any) -> GateNodes | None:
     return GateNodes(step.input[0], softmaxes[0].output[0], step.input[1], step.input[2])
 
 
-def _constant(model: Any, name: str) -> Any:
-    found = [i for i in model.graph.initializer if i.name == name]
-    if not found:
-        raise TrainingError(f"the gate's parameter {name} is not a constant of the graph")
-    return found[0]
+def _gate_constants(model: Any, gate: GateNodes) -> tuple[Any, Any]:
+    """The slope's and the bias' initializers."""
+    found = {i.name: i for i in model.graph.initializer}
+    if missing := [n for n in (gate.slope_name, gate.bias_name) if n not in found]:
+        raise TrainingError(f"the gate's parameter {missing[0]} is not a constant of the graph")
+    return found[gate.slope_name], found[gate.bias_name]
 
 
 def gate_threshold(model: Any, gate: GateNodes) -> tuple[float, float]:
     from onnx.numpy_helper import to_array
 
-    slope = float(to_array(_constant(model, gate.slope_name)).reshape(-1)[0])
-    return slope, round(
-        -float(to_array(_constant(model, gate.bias_name)).reshape(-1)[0]) / slope, 4
-    )
+    slope, bias = (float(to_array(t).reshape(-1)[0]) for t in _gate_constants(model, gate))
+    return slope, round(-bias / slope, 4)
 
 
 def set_gate_threshold(model: Any, gate: GateNodes, threshold: float) -> None:
     from onnx.numpy_helper import from_array, to_array
 
-    slope, tensor = gate_threshold(model, gate)[0], _constant(model, gate.bias_name)
+    slope, tensor = gate_threshold(model, gate)[0], _gate_constants(model, gate)[1]
     old = to_array(tensor)
     tensor.CopyFrom(from_array(np.full(old.shape, -slope * threshold, old.dtype), tensor.name))
-
-
-def _gate_inputs(path: Path, gate: GateNodes, batches: Iterator[np.ndarray]) -> tuple[Any, Any]:
-    """The head's probabilities and the nearest-prototype similarity, from ``path``'s graph."""
-    import onnx
-    import onnxruntime as ort
-
-    model, wanted = onnx.load(str(path)), [gate.head_probabilities, gate.similarity]
-    model.graph.output.extend(onnx.helper.make_empty_tensor_value_info(n) for n in wanted)
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    parts = [session.run(wanted, {session.get_inputs()[0].name: x}) for x in batches]
-    similarity = [s.reshape(len(s), -1).max(axis=1) for _, s in parts]
-    return np.concatenate([p for p, _ in parts]), np.concatenate(similarity)
 
 
 def refit_gate(
@@ -155,19 +134,26 @@ def refit_gate(
 ) -> dict[str, Any] | None:
     """Choose the int8 file's gate threshold on ``rows`` (the training rule) and write it in."""
     import onnx
+    import onnxruntime as ort
 
     from cats_dogs_other.train.calibration import decide, macro_recall
     from cats_dogs_other.train.familiarity import SLOPE, blend, choose_gate
 
     model = onnx.load(str(int8_path))
-    gate = find_gate(model)
-    if gate is None:
+    if (gate := find_gate(model)) is None:
         return None
     slope, before = gate_threshold(model, gate)
     if abs(slope - SLOPE) > 1e-3:
         raise TrainingError(f"the gate's slope is {slope}, not {SLOPE}: not a gate this code made")
+    # the head's probabilities and the nearest-prototype similarity, read from the int8 graph
+    probe, wanted = onnx.load(str(int8_path)), [gate.head_probabilities, gate.similarity]
+    probe.graph.output.extend(onnx.helper.make_empty_tensor_value_info(n) for n in wanted)
+    session = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+    batches = _pixel_batches(model_dir, [p for p, _ in rows])
+    parts = [session.run(wanted, {session.get_inputs()[0].name: x}) for x in batches]
+    probs = np.concatenate([p for p, _ in parts])
+    sim = np.concatenate([s.reshape(len(s), -1).max(axis=1) for _, s in parts])
     fallback, labels = classes.index("Other"), np.asarray([y for _, y in rows])
-    probs, sim = _gate_inputs(int8_path, gate, _pixel_batches(model_dir, [p for p, _ in rows]))
     meta = json.loads((model_dir / "metadata.json").read_text(encoding="utf-8"))
     prototypes = int(meta["familiarity_gate"]["prototypes"])  # k of the graph's (d, k) matrix
     after = choose_gate(probs, sim, labels, fallback, prototypes)[0]
@@ -199,14 +185,14 @@ def build_int8(
 
     model_dir = Path(model_dir)
     held = rebuild_held_out(model_dir, data)
-    chosen = sample_photos([p for _, p, _ in held.train], photos, seed)
+    train = [p for _, p, _ in held.train]
+    chosen = sorted(random.Random(seed).sample(train, min(photos, len(train))), key=str)
     if set(chosen) & {p for _, p, _ in held.val + held.calibration + held.test}:
         raise TrainingError("a calibration photo is also held out: the splits are not disjoint")
     out = model_dir / INT8_FILE
     excluded = quantize_onnx(model_dir, chosen, out)
-    refit = refit_gate(
-        model_dir, out, [(p, y) for _, p, y in held.val + held.calibration], held.classes
-    )
+    rows = [(p, y) for _, p, y in held.val + held.calibration]
+    refit = refit_gate(model_dir, out, rows, held.classes)  # rewrites the file: before its hash
     record: dict[str, Any] = {
         "file": INT8_FILE,
         "bytes": out.stat().st_size,
