@@ -86,14 +86,12 @@ def refit(pool: Pool, split: Split, cfg: TrainConfig, selection: Selection) -> S
     ones. Choices already made stay; the test split is still untouched."""
     if not cfg.refit or not selection.history.get("val_loss"):
         return selection
-    epochs = selection.best_epochs(cfg.epochs)
+    fixed = replace(cfg, epochs=selection.best_epochs(cfg.epochs))
     everything = np.concatenate([split.train, split.val, split.calibration])
-    final = "final head (train + val + calibration)"
-    head, history = fit_head(
-        pool, everything, NONE, replace(cfg, epochs=epochs), selection.choice, final
-    )
+    desc = "final head (train + val + calibration)"
+    head, history = fit_head(pool, everything, NONE, fixed, selection.choice, desc)
     history = selection.history | {f"{REFIT_PREFIX}{k}": v for k, v in history.items()}
-    return replace(selection, head=head, history=history, refit_epochs=epochs)
+    return replace(selection, head=head, history=history, refit_epochs=fixed.epochs)
 
 
 def cross_validate(
@@ -112,8 +110,7 @@ def cross_validate(
         return None
     source = cfg.cv_source or pool.source_names[0]
     cv_idx = np.flatnonzero(pool.sources == source)
-    not_test = np.setdiff1d(np.arange(len(pool)), split.test)
-    extra_train = np.intersect1d(not_test, np.flatnonzero(pool.sources != source))
+    extra_train = np.setdiff1d(np.flatnonzero(pool.sources != source), split.test)
     log.info("%d-fold cross-validation on %s (%d images)", cfg.cv_folds, source, len(cv_idx))
     labels = pool.labels
     folds = stratified_folds(labels[cv_idx], cfg.cv_folds, seed=cfg.seed, class_names=cfg.classes)
