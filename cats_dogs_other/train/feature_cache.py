@@ -1,9 +1,6 @@
-"""Backbone features on disk, keyed by image content, so a second run skips decode and backbone.
-
-The backbone is frozen, so an image's features depend only on its bytes, the weights, the input
-side and the view. One ``.npz`` per view maps content sha256 -> vector; the folder name hashes
-everything else, so changing a head setting, a split or a seed reuses every entry.
-"""
+"""Frozen-backbone features on disk: one ``.npz`` per view maps an image's content sha256 to its
+vector, in a folder named by a hash of the rest (weights, side...), so a new head setting, split or
+seed reuses every entry and a second run skips decode and backbone."""
 
 from __future__ import annotations
 
@@ -14,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from kto.inference.model import file_sha256 as file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -23,14 +21,6 @@ FORMAT = "cdo-features/1"
 def cache_key(*parts: str) -> str:
     """Folder name for one backbone configuration (weights hash, side, decoder version...)."""
     return hashlib.sha256("\0".join((FORMAT, *parts)).encode()).hexdigest()[:20]
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class FeatureCache:
@@ -58,15 +48,14 @@ class FeatureCache:
         return np.stack([table[d] for d in digests]) if digests else np.zeros((0, 0), np.float32)
 
     def save(self) -> None:
-        """Atomic per view (a temporary file, then a rename): a killed run leaves no half-written
-        cache behind."""
+        """Atomic per view (a temporary file, then a rename): a killed run leaves no half file."""
         if self.directory is None:
             return
         self.directory.mkdir(parents=True, exist_ok=True)
         for view in sorted(self._dirty):
-            digests = sorted(self._tables[view])
             fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".npz.tmp")
             with os.fdopen(fd, "wb") as fh:
+                digests = sorted(self._tables[view])
                 np.savez(fh, sha256=np.asarray(digests), values=self.stack(view, digests))
             os.replace(tmp, self.directory / f"{view}.npz")
         self._dirty.clear()

@@ -1,9 +1,5 @@
-"""Frozen-backbone features of an image as it is, mirrored, or augmented.
-
-The backbone is frozen while the head trains, so its output for a given (augmented) image never
-changes: computed once and cached (feature_cache.py), it makes a head's epoch a matrix product
-instead of a MobileNetV2 forward pass: seconds on 2 CPU cores instead of minutes.
-"""
+"""Frozen-backbone features of an image as it is, mirrored, or augmented: computed once and cached
+(feature_cache.py), they make a head's epoch a matrix product instead of a backbone pass."""
 
 from __future__ import annotations
 

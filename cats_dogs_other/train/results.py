@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, dataclass_transform
 
 from pydantic import TypeAdapter
 
@@ -19,14 +19,21 @@ METRICS_FORMAT = "cats_dogs_other.metrics/2"
 LATER_SECTIONS = ("fine_tuning", "calibration", "manifest", "champion_gate", "int8")
 
 
-@dataclass(frozen=True)
-class Decision:
+@dataclass_transform(frozen_default=True, field_specifiers=(field,))
+class Record:
+    """Each subclass is a dataclass, frozen unless it says ``frozen=False``."""
+
+    def __init_subclass__(cls, *, frozen: bool = True, kw_only: bool = False, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        dataclass(frozen=frozen, kw_only=kw_only)(cls)
+
+
+class Decision(Record):
     threshold: float
     fallback: str
 
 
-@dataclass(frozen=True)
-class ModelInfo:
+class ModelInfo(Record):
     name: str
     version: str
     file: str
@@ -39,8 +46,7 @@ class ModelInfo:
     decision: Decision | None
 
 
-@dataclass(frozen=True)
-class SourceReport:
+class SourceReport(Record):
     name: str
     format: str
     sha256: str
@@ -52,8 +58,7 @@ class SourceReport:
     skipped: list[dict[str, str]]
 
 
-@dataclass(frozen=True)
-class DuplicateRecord:
+class DuplicateRecord(Record):
     """``source/file`` was dropped as a copy of ``same_as``, for the reason ``why``."""
 
     source: str
@@ -64,8 +69,7 @@ class DuplicateRecord:
     why: str
 
 
-@dataclass(frozen=True)
-class DatasetReport:
+class DatasetReport(Record):
     sources: list[SourceReport]
     images_used: int
     per_class: dict[str, int]
@@ -73,8 +77,7 @@ class DatasetReport:
     duplicates: list[DuplicateRecord]
 
 
-@dataclass(frozen=True)
-class SplitReport:
+class SplitReport(Record):
     seed: int
     fractions: dict[str, float]
     unit: str
@@ -84,8 +87,7 @@ class SplitReport:
     held_out_imagenet_classes: list[str]
 
 
-@dataclass
-class Candidate:
+class Candidate(Record, frozen=False):
     hidden: int
     weighting: Weighting
     tta: bool
@@ -95,14 +97,12 @@ class Candidate:
     chosen: bool = False
 
 
-@dataclass(frozen=True)
-class SelectionReport:
+class SelectionReport(Record):
     candidates: list[Candidate]
     reason: str
 
 
-@dataclass(frozen=True)
-class ConfidenceRule:
+class ConfidenceRule(Record):
     macro_recall_without: float
     best_threshold: float | None
     macro_recall_with_best: float
@@ -110,15 +110,11 @@ class ConfidenceRule:
     n: int
 
 
-@dataclass(frozen=True)
 class FamiliarityReport(ConfidenceRule):
-    """How the familiarity gate's threshold did on the validation + calibration splits."""
-
     prototypes: int = 0
 
 
-@dataclass(frozen=True)
-class FineTuneReport:
+class FineTuneReport(Record):
     first_layer: str
     trained_on: list[str]
     images: int
@@ -135,8 +131,7 @@ class FineTuneReport:
     history: dict[str, list[float]] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class ClassFigures:
+class ClassFigures(Record):
     precision: float
     recall: float
     f1: float
@@ -145,16 +140,14 @@ class ClassFigures:
     precision_ci: Proportion
 
 
-@dataclass(frozen=True, kw_only=True)
-class ConfusionMatrix:
+class ConfusionMatrix(Record, kw_only=True):
     labels: list[str]
     rows: str = "true class"
     columns: str = "predicted class"
     matrix: list[list[int]]
 
 
-@dataclass(frozen=True)
-class Section:
+class Section(Record):
     """Figures of one set of held-out images (all of them, or one source's)."""
 
     accuracy: Proportion
@@ -163,16 +156,14 @@ class Section:
     confusion_matrix: ConfusionMatrix
 
 
-@dataclass(frozen=True)
-class HeldOutReport:
+class HeldOutReport(Record):
     all: Section
     per_source: dict[str, Section]
     other_by_kind: dict[str, Proportion]
     other_held_out_classes: Proportion
 
 
-@dataclass(frozen=True)
-class CrossValidation:
+class CrossValidation(Record):
     source: str
     folds: int
     seed: int
@@ -183,38 +174,33 @@ class CrossValidation:
     per_class_recall: dict[str, Proportion]
 
 
-@dataclass(frozen=True)
-class ServingCheck:
+class ServingCheck(Record):
     what: str
     files: int
     same_prediction: int
     max_abs_probability_diff: float
 
 
-@dataclass(frozen=True)
-class Timing:
+class Timing(Record):
     ms_single_image: float
     ms_per_image_batch32: float
     intra_op_threads: int
     measured_with: str
 
 
-@dataclass(frozen=True)
-class Miss:
+class Miss(Record):
     file: str
     prediction: str
 
 
-@dataclass(frozen=True)
-class OODReport:
+class OODReport(Record):
     sha256: str
     all: Proportion
     per_category: dict[str, Proportion]
     not_other: list[Miss]
 
 
-@dataclass
-class TrainingReport:
+class TrainingReport(Record, frozen=False):
     params: dict[str, Any]
     epochs_run: int
     refit_epochs: int | None
@@ -222,8 +208,8 @@ class TrainingReport:
     seconds: float | None = None
 
 
-@dataclass
-class Metrics:
+class Metrics(Record, frozen=False, kw_only=True):
+    format: str = METRICS_FORMAT
     trained_at: str
     model: ModelInfo
     dataset: DatasetReport
@@ -239,9 +225,7 @@ class Metrics:
     environment: dict[str, str]
     familiarity_gate: FamiliarityReport | None = None
     fine_tuning: FineTuneReport | None = None
-    format: str = METRICS_FORMAT
-    # Records added to the folder later: reporting.calibrate, the manifest, reporting.champion
-    # and quantize.py.
+    # Added to the folder later, by reporting.calibrate, the manifest, reporting.champion, quantize.
     calibration: dict[str, Any] | None = None
     manifest: dict[str, Any] | None = None
     champion_gate: dict[str, Any] | None = None
@@ -249,10 +233,7 @@ class Metrics:
 
     def to_json(self) -> dict[str, Any]:
         plain: dict[str, Any] = _adapter().dump_python(self, mode="json")
-        for key in LATER_SECTIONS:
-            if plain.get(key) is None:
-                plain.pop(key, None)
-        return {"format": plain.pop("format"), **plain}
+        return {k: v for k, v in plain.items() if v is not None or k not in LATER_SECTIONS}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Metrics:

@@ -1,16 +1,11 @@
 """Choosing the head on the validation split, training it again on every non-test image, and
-cross-validating that recipe on one source.
-
-Every (head shape, weighting) is trained on the training split and scored, with and without the
-mirror pass, by macro recall over the classes of the validation split. The simplest candidate
-within ``min_gain`` of the best wins (linear before MLP, no mirror pass before mirror pass, then
-the weightings in ``weighting_candidates`` order).
-"""
+cross-validating that recipe on one source."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
+from itertools import product
 from typing import Any
 
 import numpy as np
@@ -46,59 +41,43 @@ class Selection:
 
 
 def select_head(pool: Pool, split: Split, cfg: TrainConfig) -> Selection:
+    """Every (head shape, weighting) trained on the training split and scored, with and without
+    the mirror pass, by macro recall over the classes of the validation split."""
     candidates: list[Candidate] = []
     heads: dict[HeadChoice, tuple[Any, History]] = {}
-    for hidden in cfg.hidden_candidates:
-        for weighting in cfg.weighting_candidates:
-            choice = HeadChoice(hidden, weighting)
-            heads[choice] = fit_head(
-                pool, split.train, split.val, cfg, choice, f"head: {choice.label}"
-            )
-            candidates += _score(
-                pool,
-                split.val,
-                cfg,
-                choice,
-                len(heads[choice][1].get("loss", [])),
-                heads[choice][0],
-            )
-    best = max(c.val_macro_recall for c in candidates)
+    labels, val = pool.labels[split.val], split.val
+    for hidden, weighting in product(cfg.hidden_candidates, cfg.weighting_candidates):
+        choice = HeadChoice(hidden, weighting)
+        head, history = fit_head(pool, split.train, val, cfg, choice, f"head: {choice.label}")
+        heads[choice], epochs = (head, history), len(history.get("loss", []))
+        for tta in cfg.tta_candidates:
+            pred = decide(head_probs(head, pool.features, val, tta), None, 0)
+            recall = round(macro_recall(labels, pred), 4) if len(val) else 0.0
+            accuracy = round(float(np.mean(pred == labels)), 4) if len(val) else None
+            candidates.append(Candidate(hidden, weighting, tta, recall, accuracy, epochs))
     simplest = preferred(candidates, cfg.min_gain, cfg.weighting_candidates)
     simplest.chosen = True
     choice = HeadChoice(simplest.hidden, simplest.weighting)
     reason = (
-        f"best validation macro recall {best:.4f}; the simplest candidate within {cfg.min_gain} "
-        f"of it is {choice.label}, mirror pass {'on' if simplest.tta else 'off'} "
-        f"({simplest.val_macro_recall:.4f})"
+        f"best validation macro recall {max(c.val_macro_recall for c in candidates):.4f}; the "
+        f"simplest candidate within {cfg.min_gain} of it is {choice.label}, mirror pass "
+        f"{'on' if simplest.tta else 'off'} ({simplest.val_macro_recall:.4f})"
     )
     log.info("head selection: %s", reason)
-    head, history = heads[choice]
-    return Selection(choice, simplest.tta, head, history, SelectionReport(candidates, reason))
+    return Selection(choice, simplest.tta, *heads[choice], SelectionReport(candidates, reason))
 
 
 def preferred(
     candidates: list[Candidate], min_gain: float, weightings: tuple[Weighting, ...]
 ) -> Candidate:
     """The simplest candidate within ``min_gain`` of the best: the gain must pay for a bigger
-    head or a second pass; weighting costs nothing when serving, so its order alone decides."""
+    head (linear before MLP) or a second pass; weighting costs nothing when serving, so its
+    order in ``weightings`` alone decides."""
     best = max(c.val_macro_recall for c in candidates)
     return min(
         (c for c in candidates if c.val_macro_recall >= best - min_gain),
         key=lambda c: (c.hidden > 0, c.tta, weightings.index(c.weighting)),
     )
-
-
-def _score(
-    pool: Pool, val: np.ndarray, cfg: TrainConfig, choice: HeadChoice, epochs: int, head: Any
-) -> list[Candidate]:
-    """The head with and without the mirror pass, on the validation split."""
-    rows, labels = [], pool.labels[val]
-    for tta in cfg.tta_candidates:
-        pred = decide(head_probs(head, pool.features, val, tta), None, 0)
-        recall = round(macro_recall(labels, pred), 4) if len(val) else 0.0
-        accuracy = round(float(np.mean(pred == labels)), 4) if len(val) else None
-        rows.append(Candidate(choice.hidden, choice.weighting, tta, recall, accuracy, epochs))
-    return rows
 
 
 def refit(pool: Pool, split: Split, cfg: TrainConfig, selection: Selection) -> Selection:
@@ -107,14 +86,12 @@ def refit(pool: Pool, split: Split, cfg: TrainConfig, selection: Selection) -> S
     ones. Choices already made stay; the test split is still untouched."""
     if not cfg.refit or not selection.history.get("val_loss"):
         return selection
-    epochs = selection.best_epochs(cfg.epochs)
+    fixed = replace(cfg, epochs=selection.best_epochs(cfg.epochs))
     everything = np.concatenate([split.train, split.val, split.calibration])
-    final = "final head (train + val + calibration)"
-    head, history = fit_head(
-        pool, everything, NONE, replace(cfg, epochs=epochs), selection.choice, final
-    )
+    desc = "final head (train + val + calibration)"
+    head, history = fit_head(pool, everything, NONE, fixed, selection.choice, desc)
     history = selection.history | {f"{REFIT_PREFIX}{k}": v for k, v in history.items()}
-    return replace(selection, head=head, history=history, refit_epochs=epochs)
+    return replace(selection, head=head, history=history, refit_epochs=fixed.epochs)
 
 
 def cross_validate(
@@ -133,40 +110,31 @@ def cross_validate(
         return None
     source = cfg.cv_source or pool.source_names[0]
     cv_idx = np.flatnonzero(pool.sources == source)
-    not_test = np.setdiff1d(np.arange(len(pool)), split.test)
-    extra_train = np.intersect1d(not_test, np.flatnonzero(pool.sources != source))
+    extra_train = np.setdiff1d(np.flatnonzero(pool.sources != source), split.test)
     log.info("%d-fold cross-validation on %s (%d images)", cfg.cv_folds, source, len(cv_idx))
     labels = pool.labels
     folds = stratified_folds(labels[cv_idx], cfg.cv_folds, seed=cfg.seed, class_names=cfg.classes)
     fixed = replace(cfg, epochs=selection.best_epochs(cfg.epochs))
-    accuracies, hits_per_class = [], {c: [0, 0] for c in cfg.classes}
+    accuracies, hits, truth = [], [], []
     for k, (train_part, held_part) in enumerate(folds):
         tr, held = np.concatenate([cv_idx[train_part], extra_train]), cv_idx[held_part]
         head, _ = fit_head(pool, tr, NONE, fixed, selection.choice, f"CV fold {k + 1}")
         gate = None if gate_threshold is None else pet_gate(pool, tr, cfg, gate_threshold)
         probs = answer_probs(head, gate, pool.features, held, selection.tta)
-        pred = decide(probs, threshold, cfg.fallback)
-        hits = pred == labels[held]
-        accuracies.append(float(hits.mean()))
-        for i, c in enumerate(cfg.classes):
-            hits_per_class[c][0] += int(hits[labels[held] == i].sum())
-            hits_per_class[c][1] += int((labels[held] == i).sum())
-    return _cv_summary(str(source), cfg, accuracies, hits_per_class)
-
-
-def _cv_summary(
-    source: str, cfg: TrainConfig, accuracies: list[float], per_class: dict[str, list[int]]
-) -> CrossValidation:
-    acc = np.asarray(accuracies)
-    correct = sum(k for k, _ in per_class.values())
-    n = sum(n for _, n in per_class.values())
+        truth.append(labels[held])
+        hits.append(decide(probs, threshold, cfg.fallback) == truth[-1])
+        accuracies.append(float(hits[-1].mean()))
+    hit, true = np.concatenate(hits), np.concatenate(truth)
     return CrossValidation(
-        source=source,
+        source=str(source),
         folds=cfg.cv_folds,
         seed=cfg.seed,
-        accuracy_mean=round(float(acc.mean()), 4),
-        accuracy_std=round(float(acc.std()), 4),
-        fold_accuracies=[round(float(a), 4) for a in acc],
-        pooled=proportion(correct, n),
-        per_class_recall={c: proportion(k, n) for c, (k, n) in per_class.items()},
+        accuracy_mean=round(float(np.mean(accuracies)), 4),
+        accuracy_std=round(float(np.std(accuracies)), 4),
+        fold_accuracies=[round(a, 4) for a in accuracies],
+        pooled=proportion(int(hit.sum()), len(hit)),
+        per_class_recall={
+            c: proportion(int(hit[true == i].sum()), int(np.sum(true == i)))
+            for i, c in enumerate(cfg.classes)
+        },
     )

@@ -28,7 +28,6 @@ def stratified_folds(
     """(train, held-out) index pairs for stratified k-fold cross-validation."""
     from sklearn.model_selection import StratifiedKFold
 
-    labels = np.asarray(labels)
     if n_folds < 2:
         raise ValueError("cross-validation needs at least 2 folds")
     for cls, n in zip(*np.unique(labels, return_counts=True), strict=True):
@@ -52,19 +51,16 @@ def grouped_split(
     test_fraction: float,
     seed: int = 42,
 ) -> Split:
-    """Per stratum (source x class), whole groups go to test, calibration, validation, train.
-
-    A group (an ImageNet class, or one image) is never cut, so a held-out ImageNet class has no
-    picture in training. A stratum too small for every part keeps its images in training rather
-    than failing the run. A part gets ``n * fraction`` groups rounded half up, at least one.
-    """
+    """Per stratum (source x class), whole groups (an ImageNet class, or one image) go to test,
+    calibration, validation, train: a held-out ImageNet class has no picture in training. A part
+    gets ``n * fraction`` groups rounded half up, at least one; a stratum too small for every part
+    stays in training rather than failing the run."""
     fractions = (test_fraction, calibration_fraction, val_fraction)
     if min(fractions) < 0 or sum(fractions) >= 1:
         raise ValueError("val, calibration and test fractions must be >= 0 and add up to < 1")
     labels, strata, group_arr = np.asarray(labels), np.asarray(strata), np.asarray(groups)
     rng = np.random.default_rng(seed)
-    names = ("test", "calibration", "val", "train")
-    parts: dict[str, list[np.ndarray]] = {name: [] for name in names}
+    parts: dict[str, list[np.ndarray]] = {"test": [], "calibration": [], "val": [], "train": []}
     for stratum, cls in sorted({(str(s), int(c)) for s, c in zip(strata, labels, strict=True)}):
         members = np.flatnonzero((strata == stratum) & (labels == cls))
         unique = rng.permutation(np.unique(group_arr[members]))
@@ -72,6 +68,6 @@ def grouped_split(
         if sum(wanted) >= len(unique):
             wanted = [0, 0, 0]
         bounds = [*np.cumsum([0, *wanted]), len(unique)]
-        for name, lo, hi in zip(names, bounds[:-1], bounds[1:], strict=True):
-            parts[name].append(members[np.isin(group_arr[members], unique[lo:hi])])
+        for part, lo, hi in zip(parts.values(), bounds[:-1], bounds[1:], strict=True):
+            part.append(members[np.isin(group_arr[members], unique[lo:hi])])
     return Split(**{k: np.sort(np.concatenate(v)).astype(np.int64) for k, v in parts.items()})

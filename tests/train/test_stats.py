@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from cats_dogs_other.train.stats import proportion, wilson_interval
+from cats_dogs_other.train.stats import proportion
 
 
-def test_wilson_interval_matches_published_values() -> None:
-    published = wilson_interval(81, 263)  # Newcombe (1998) example: 0.2553-0.3662
-    assert published is not None
-    assert (round(published[0], 4), round(published[1], 4)) == (0.2553, 0.3662)
-    perfect = wilson_interval(12, 12)  # all right on 12: still not "certainly perfect"
+def test_the_interval_is_wilsons_and_matches_published_values() -> None:
+    assert proportion(81, 263).ci95 == [0.2553, 0.3662]  # Newcombe (1998) example
+    perfect = proportion(12, 12).ci95  # all right on 12: still not "certainly perfect"
     assert perfect is not None and perfect[1] == 1.0 and 0.75 < perfect[0] < 0.76
-    assert wilson_interval(0, 0) is None
+    assert proportion(0, 0).ci95 is None and proportion(0, 0).value is None
 
 
 def test_proportion_is_written_with_n_and_interval() -> None:
