@@ -21,7 +21,8 @@ LATER_SECTIONS = ("fine_tuning", "calibration", "manifest", "champion_gate", "in
 
 @dataclass_transform(frozen_default=True, field_specifiers=(field,))
 class Record:
-    """Each subclass is a dataclass, frozen unless it says ``frozen=False``."""
+    """Makes each subclass a dataclass (frozen unless it says ``frozen=False``): pydantic reads
+    and writes those as JSON objects, in field order, with no code per record."""
 
     def __init_subclass__(cls, *, frozen: bool = True, kw_only: bool = False, **kw: Any) -> None:
         super().__init_subclass__(**kw)
