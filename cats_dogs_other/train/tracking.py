@@ -68,9 +68,9 @@ def log_run(cfg: TrainConfig, metrics: Metrics, model_dir: Path) -> TrackedRun:
         mlflow.log_artifacts(str(model_dir), artifact_path=ARTIFACT_PATH)
         source = f"{run.info.artifact_uri.rstrip('/')}/{ARTIFACT_PATH}"
     model_uri, registered = f"runs:/{run.info.run_id}/{ARTIFACT_PATH}", None
-    client, about = mlflow.MlflowClient(), "cats / dogs / other image classifier"
-    try:  # a store without a registry refuses both calls
-        if name:
+    if name:
+        try:  # a store without a registry refuses these calls
+            client, about = mlflow.MlflowClient(), "cats / dogs / other image classifier"
             try:
                 client.create_registered_model(name, description=about)
             except MlflowException as exc:
@@ -79,7 +79,7 @@ def log_run(cfg: TrainConfig, metrics: Metrics, model_dir: Path) -> TrackedRun:
             tag = {"model_version": version}
             mv = client.create_model_version(name, source, run.info.run_id, tags=tag)
             registered = str(mv.version)
-    except MlflowException as exc:
-        log.warning("model not registered (%s); serve it with MODEL_URI=%s", exc, model_uri)
-        name = None
+        except MlflowException as exc:
+            log.warning("model not registered (%s); serve it with MODEL_URI=%s", exc, model_uri)
+            name = None
     return TrackedRun(run.info.run_id, model_uri, name, registered)
