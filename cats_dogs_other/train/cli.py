@@ -25,7 +25,7 @@ from cats_dogs_other.train.versions import BUNDLED_MODEL, default_out, new_versi
 
 if TYPE_CHECKING:
     from cats_dogs_other.train.manifest import Manifest
-    from cats_dogs_other.train.pipeline import RunResult
+    from cats_dogs_other.train.run import Run
 
 log = logging.getLogger("cats_dogs_other.train")
 ENVIRONMENT = """\
@@ -278,7 +278,7 @@ def _resolve_manifest(args: argparse.Namespace) -> Manifest | None:
     return manifest
 
 
-def _print_summary(result: RunResult) -> None:
+def _print_summary(result: Run) -> None:
     m, tracked = result.metrics, result.tracked
     lines = [f"\nmodel {m.model.name} {m.model.version} written to {result.out}"]
     lines += [f"  test, all sources: {m.test.all.accuracy}"]
@@ -359,15 +359,14 @@ def _calibrate(argv: list[str]) -> int:
     p.add_argument("--dry-run", action="store_true", help="print the figures, write nothing")
     args = p.parse_args(argv)
     _tensorflow()
-    from cats_dogs_other.train.reporting.calibrate import calibrate_model, write_report
+    from cats_dogs_other.train.reporting.calibrate import calibrate_model
     from cats_dogs_other.train.reporting.heldout import rebuild_held_out
 
     held = rebuild_held_out(args.model, args.data)
     pairs = [[(path, label) for _, path, label in split] for split in (held.calibration, held.test)]
-    report = calibrate_model(args.model, *pairs)
+    report = calibrate_model(args.model, *pairs, write=not args.dry_run)
     print(report.markdown())
     if not args.dry_run:
-        write_report(args.model, report)
         print(f"\nwritten into {args.model} (metadata.json, metrics.json, MODEL_CARD.md)")
     return 0
 
