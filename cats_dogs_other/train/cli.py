@@ -315,6 +315,7 @@ def _promote(argv: list[str]) -> int:
 def _export(argv: list[str]) -> int:
     """Verifies on the held-out files metrics.json lists, plus any ``--images`` folders."""
     from cats_dogs_other.train import export
+    from cats_dogs_other.train.dataset import IMAGE_SUFFIXES
 
     p = parser(
         "export",
@@ -332,7 +333,8 @@ def _export(argv: list[str]) -> int:
         raise TrainingError(f"{args.model} is not a model folder (no metadata.json)")
     held = export.held_out_files(args.model, args.data)
     seen = {h.name for h in held}
-    extra = [p for d in args.images for p in export.images_in(d) if p.name not in seen]
+    found = (p for d in args.images for p in sorted(d.rglob("*")))
+    extra = [p for p in found if p.suffix.lower() in IMAGE_SUFFIXES and p.name not in seen]
     sources = [f"the {len(held)} held-out files metrics.json lists"] * bool(held)
     sources += [f"{len(extra)} more from {', '.join(map(str, args.images))}"] * bool(extra)
     if not sources:
