@@ -25,7 +25,7 @@ from cats_dogs_other.train.versions import BUNDLED_MODEL, default_out, new_versi
 
 if TYPE_CHECKING:
     from cats_dogs_other.train.manifest import Manifest
-    from cats_dogs_other.train.pipeline import RunResult
+    from cats_dogs_other.train.run import Run
 
 log = logging.getLogger("cats_dogs_other.train")
 ENVIRONMENT = """\
@@ -278,7 +278,7 @@ def _resolve_manifest(args: argparse.Namespace) -> Manifest | None:
     return manifest
 
 
-def _print_summary(result: RunResult) -> None:
+def _print_summary(result: Run) -> None:
     m, tracked = result.metrics, result.tracked
     lines = [f"\nmodel {m.model.name} {m.model.version} written to {result.out}"]
     lines += [f"  test, all sources: {m.test.all.accuracy}"]
@@ -315,6 +315,7 @@ def _promote(argv: list[str]) -> int:
 def _export(argv: list[str]) -> int:
     """Verifies on the held-out files metrics.json lists, plus any ``--images`` folders."""
     from cats_dogs_other.train import export
+    from cats_dogs_other.train.dataset import IMAGE_SUFFIXES
 
     p = parser(
         "export",
@@ -332,7 +333,8 @@ def _export(argv: list[str]) -> int:
         raise TrainingError(f"{args.model} is not a model folder (no metadata.json)")
     held = export.held_out_files(args.model, args.data)
     seen = {h.name for h in held}
-    extra = [p for d in args.images for p in export.images_in(d) if p.name not in seen]
+    found = (p for d in args.images for p in sorted(d.rglob("*")))
+    extra = [p for p in found if p.suffix.lower() in IMAGE_SUFFIXES and p.name not in seen]
     sources = [f"the {len(held)} held-out files metrics.json lists"] * bool(held)
     sources += [f"{len(extra)} more from {', '.join(map(str, args.images))}"] * bool(extra)
     if not sources:
@@ -359,15 +361,14 @@ def _calibrate(argv: list[str]) -> int:
     p.add_argument("--dry-run", action="store_true", help="print the figures, write nothing")
     args = p.parse_args(argv)
     _tensorflow()
-    from cats_dogs_other.train.reporting.calibrate import calibrate_model, write_report
+    from cats_dogs_other.train.reporting.calibrate import calibrate_model
     from cats_dogs_other.train.reporting.heldout import rebuild_held_out
 
     held = rebuild_held_out(args.model, args.data)
     pairs = [[(path, label) for _, path, label in split] for split in (held.calibration, held.test)]
-    report = calibrate_model(args.model, *pairs)
+    report = calibrate_model(args.model, *pairs, write=not args.dry_run)
     print(report.markdown())
     if not args.dry_run:
-        write_report(args.model, report)
         print(f"\nwritten into {args.model} (metadata.json, metrics.json, MODEL_CARD.md)")
     return 0
 

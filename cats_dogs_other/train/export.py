@@ -18,7 +18,6 @@ import numpy as np
 from kto.inference import Inference
 from kto.inference.decoding import ImageInput
 
-from cats_dogs_other.train.dataset import IMAGE_SUFFIXES
 from cats_dogs_other.train.errors import TrainingError
 from cats_dogs_other.train.onnx_export import ONNX_OPSET, write_onnx
 from cats_dogs_other.train.reporting.record import CARD, put_card_section, update_json
@@ -120,18 +119,12 @@ def card_section(record: dict[str, Any]) -> str:
 
 
 def held_out_files(model_dir: Path, data_dir: Path) -> list[Path]:
-    """The test (and validation, when listed) files metrics.json names, found below ``data_dir``."""
+    """The test files metrics.json names, found below ``data_dir``."""
     path = model_dir / "metrics.json"
     split = json.loads(path.read_text(encoding="utf-8")).get("split", {}) if path.is_file() else {}
     # entries are "source/file name" (several sources) or a bare file name (one source)
-    names = [
-        n.rsplit("/", 1)[-1] for n in (*split.get("test_files", []), *split.get("val_files", []))
-    ]
+    names = [n.rsplit("/", 1)[-1] for n in split.get("test_files", [])]
     if not names or not data_dir.is_dir():
         return []
     by_name = {p.name: p for p in data_dir.rglob("*") if p.is_file()}
     return [by_name[name] for name in names if name in by_name]
-
-
-def images_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)

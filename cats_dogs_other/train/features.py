@@ -44,3 +44,14 @@ def make_extractor(backbone: Any, seed: int) -> Extractor:
         return np.asarray(forward(np.ascontiguousarray(batch)))
 
     return extract
+
+
+def predict_batches(model: Any, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """The model's outputs (probabilities, or features for a backbone), batched, compiled."""
+    forward = forward_fn(model)
+    out = [
+        np.asarray(forward(images[i : i + batch_size].astype(np.float32)))
+        for i in range(0, len(images), batch_size)
+    ]
+    n_classes = model.output_shape[-1]
+    return np.concatenate(out) if out else np.zeros((0, n_classes), np.float32)

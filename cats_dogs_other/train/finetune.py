@@ -14,10 +14,9 @@ from typing import Any
 import numpy as np
 
 from cats_dogs_other.train.config import TrainConfig
-from cats_dogs_other.train.features import Extractor
+from cats_dogs_other.train.features import Extractor, predict_batches
 from cats_dogs_other.train.features import make_extractor as pooled_extractor
 from cats_dogs_other.train.heads import HeadChoice, History, fit, fit_head
-from cats_dogs_other.train.reporting.evaluate import predict_batches
 from cats_dogs_other.train.results import FineTuneReport
 from cats_dogs_other.train.sources import Pool
 from cats_dogs_other.train.split import Split

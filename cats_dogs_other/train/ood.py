@@ -14,8 +14,8 @@ import numpy as np
 
 from cats_dogs_other.train.calibration import decide
 from cats_dogs_other.train.dataset import IMAGE_SUFFIXES
+from cats_dogs_other.train.features import predict_batches
 from cats_dogs_other.train.paths import OOD_MANIFEST as MANIFEST
-from cats_dogs_other.train.reporting.evaluate import predict_batches
 from cats_dogs_other.train.results import Miss, OODReport
 from cats_dogs_other.train.stats import proportion
 

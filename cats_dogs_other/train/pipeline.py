@@ -8,64 +8,32 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from cats_dogs_other.train import results
 from cats_dogs_other.train.calibration import choose_threshold, decide
 from cats_dogs_other.train.config import TrainConfig
 from cats_dogs_other.train.export import export_model
-from cats_dogs_other.train.familiarity import answer_probs, calibrate_gate, pet_gate
+from cats_dogs_other.train.familiarity import calibrate_gate, pet_gate
 from cats_dogs_other.train.feature_cache import FeatureCache, cache_key
 from cats_dogs_other.train.features import make_extractor
 from cats_dogs_other.train.finetune import FIRST_LAYER, adapt_backbone, fine_tunes, mid_view
 from cats_dogs_other.train.finetune import make_extractor as make_mid_extractor
-from cats_dogs_other.train.network import FamiliarityGate, assemble, build_backbone
+from cats_dogs_other.train.network import assemble, build_backbone
 from cats_dogs_other.train.ood import measure_ood
 from cats_dogs_other.train.reporting import outputs
-from cats_dogs_other.train.reporting.calibrate import calibrate_model, write_report
+from cats_dogs_other.train.reporting.calibrate import calibrate_model
 from cats_dogs_other.train.reporting.evaluate import held_out_report, serving_check
-from cats_dogs_other.train.selection import Selection, cross_validate, refit, select_head
+from cats_dogs_other.train.run import Run
+from cats_dogs_other.train.selection import cross_validate, refit, select_head
 from cats_dogs_other.train.sources import Pool, build_pool
-from cats_dogs_other.train.split import Split, grouped_split
-from cats_dogs_other.train.tracking import TrackedRun, log_run
+from cats_dogs_other.train.split import grouped_split
+from cats_dogs_other.train.tracking import log_run
 from cats_dogs_other.train.versions import prepare_out
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Run:
-    """The run record: what each step learnt, in the order the steps learn it."""
-
-    cfg: TrainConfig
-    out: Path
-    pool: Pool
-    split: Split
-    tuning: results.FineTuneReport | None
-    selection: Selection
-    gate: FamiliarityGate | None = None
-    gate_report: results.FamiliarityReport | None = None
-    rule: results.ConfidenceRule | None = None
-    cv: results.CrossValidation | None = None
-    model: Any = None
-    metrics: results.Metrics = field(init=False)
-    tracked: TrackedRun | None = None
-
-    @property
-    def threshold(self) -> float | None:
-        return self.rule.chosen if self.rule else None
-
-    def answers(self, idx: np.ndarray) -> np.ndarray:
-        """The assembled model's answers for ``idx`` from cached features (before the rule)."""
-        sel = self.selection
-        return answer_probs(sel.head, self.gate, self.pool.features, idx, sel.tta)
-
-
-RunResult = Run
 
 
 def run_training(cfg: TrainConfig) -> Run:
@@ -103,10 +71,10 @@ def run_training(cfg: TrainConfig) -> Run:
     run.model = assemble(
         backbone, run.selection.head, cfg.name, tta=run.selection.tta, gate=run.gate
     )
-    outputs.write_model(cfg, run.model, pool, run.selection, run.threshold, out, run.gate)
-    run.metrics = outputs.build_metrics(cfg, pool, split, run.selection, measure(run))
+    outputs.write_model(run)
+    run.metrics = outputs.build_metrics(run, measure(run))
     run.metrics.training.seconds = round(time.perf_counter() - started, 1)
-    outputs.write_reports(out, run.metrics, run.selection.history, cfg.provenance)
+    outputs.write_reports(run)
     held_out = [pool.paths[i] for i in (*split.test, *split.val)]
     export_model(out, held_out or list(pool.paths), source="held-out test+val files")
     run.metrics.calibration = calibrate_run(run)
@@ -154,27 +122,14 @@ def feature_key(backbone: Any, cfg: TrainConfig) -> str:
 
 def measure(run: Run) -> outputs.Figures:
     """Test figures from cached features, checked against the saved model through the wheel."""
-    cfg, pool, test = run.cfg, run.pool, run.split.test
+    cfg, test = run.cfg, run.split.test
     probs = run.answers(test)
     pred = decide(probs, run.threshold, cfg.fallback)
-    model_file = run.out / outputs.MODEL_FILE
-    check, sha256, timing = serving_check(
-        model_file, pool, test, probs, pred, max_pixels=cfg.max_pixels, seed=cfg.seed
-    )
+    check, sha256, timing = serving_check(run, probs, pred)
     ood = None
     if cfg.ood_dir is not None:
         ood = measure_ood(cfg.ood_dir, run.model, cfg.classes, run.threshold, cfg.fallback)
-    return outputs.Figures(
-        rule=run.rule,
-        test=held_out_report(pool, test, pred),
-        cross_validation=run.cv,
-        serving_check=check,
-        sha256=sha256,
-        timing=timing,
-        ood=ood,
-        familiarity=run.gate_report,
-        fine_tuning=run.tuning,
-    )
+    return outputs.Figures(held_out_report(run.pool, test, pred), check, sha256, timing, ood)
 
 
 def calibrate_run(run: Run) -> dict[str, Any] | None:
@@ -186,7 +141,6 @@ def calibrate_run(run: Run) -> dict[str, Any] | None:
     cal, test = (
         [(pool.paths[i], int(pool.labels[i])) for i in s] for s in (split.calibration, split.test)
     )
-    report = calibrate_model(run.out, cal, test)
-    write_report(run.out, report)
+    report = calibrate_model(run.out, cal, test, write=True)
     log.info("calibration: %s", report.to_dict()["test_after"])
     return report.to_dict()

@@ -83,3 +83,18 @@ def test_the_export_command_without_images_is_a_clear_error(
     assert main(["export", "--model", str(model_dir), "--data", str(tmp_path / "none")]) == 2
     assert "no images to verify on" in capsys.readouterr().err
     assert not (model_dir / "model.onnx").exists()
+
+
+def test_the_export_command_adds_the_images_of_images_folders(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    data, more = tmp_path / "data", tmp_path / "more"
+    names = make_images(data, per_class=1)
+    make_images(more / "nested", per_class=2)
+    (more / "notes.txt").write_text("not an image")
+    (model_dir / "metrics.json").write_text(json.dumps({"split": {"test_files": names["cat"]}}))
+    argv = ["export", "--model", str(model_dir), "--data", str(data), "--images", str(more)]
+    assert main(argv) == 0
+    check = json.loads((model_dir / "metadata.json").read_text())["exported"]["verification"]
+    assert check["images"] == 1 + 5  # more/nested/cat_00.png is taken as the held-out file
+    assert check["source"] == f"the 1 held-out files metrics.json lists + 5 more from {more}"

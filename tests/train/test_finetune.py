@@ -11,6 +11,7 @@ import pytest
 from cats_dogs_other.train import finetune
 from cats_dogs_other.train.config import TrainConfig
 from cats_dogs_other.train.feature_cache import FeatureCache
+from cats_dogs_other.train.features import predict_batches
 from cats_dogs_other.train.finetune import (
     FIRST_LAYER,
     adapt_backbone,
@@ -23,7 +24,6 @@ from cats_dogs_other.train.finetune import (
 )
 from cats_dogs_other.train.network import build_backbone
 from cats_dogs_other.train.pipeline import feature_key
-from cats_dogs_other.train.reporting.evaluate import predict_batches
 from cats_dogs_other.train.sources import Pool, build_pool
 from cats_dogs_other.train.split import Split
 

@@ -168,7 +168,10 @@ def answers(
     return np.asarray([r["values"] for r in results]), [r["prediction"] for r in results]
 
 
-def calibrate_model(model_dir: Path, calibration_rows: Rows, test_rows: Rows) -> CalibrationReport:
+def calibrate_model(
+    model_dir: Path, calibration_rows: Rows, test_rows: Rows, *, write: bool = False
+) -> CalibrationReport:
+    """The report; with ``write``, stored into metadata.json, metrics.json and the card."""
     if not calibration_rows or not test_rows:
         raise TrainingError("calibration needs photos in both the calibration and test splits")
     # float32: the calibration metadata.json shares is the f32 model's, whatever auto serves
@@ -191,17 +194,19 @@ def calibrate_model(model_dir: Path, calibration_rows: Rows, test_rows: Rows) ->
     changed = sum(a != b for a, b in zip(before[1], after[1], strict=True))
     if changed:
         raise TrainingError(f"calibration would change {changed} test answers: not applied")
-    return CalibrationReport(
+    report = CalibrationReport(
         calibration=fitted,
         drift=DriftReference.of(after[0], after[1], plain.classes, "test"),
         test_before=figures(before[0], test_labels),
         test_after=figures(after[0], test_labels),
         calibration_after=figures(answers(inference, cal_probs, calibrated)[0], cal_labels),
     )
+    if write:
+        _write_report(model_dir, report)
+    return report
 
 
-def write_report(model_dir: Path, report: CalibrationReport) -> None:
-    """Into metadata.json (the two optional fields), metrics.json and the card."""
+def _write_report(model_dir: Path, report: CalibrationReport) -> None:
     values = {
         "calibration": report.calibration.to_dict(),
         "drift_reference": report.drift.to_dict(),

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from cats_dogs_other.train.features import forward_fn
+from cats_dogs_other.train.reporting.outputs import MODEL_FILE
 from cats_dogs_other.train.results import (
     ClassFigures,
     ConfusionMatrix,
@@ -18,6 +16,7 @@ from cats_dogs_other.train.results import (
     ServingCheck,
     Timing,
 )
+from cats_dogs_other.train.run import Run
 from cats_dogs_other.train.sources import Pool
 from cats_dogs_other.train.stats import proportion
 
@@ -80,33 +79,16 @@ def held_out_report(pool: Pool, idx: np.ndarray, pred: np.ndarray) -> HeldOutRep
     )
 
 
-def predict_batches(model: Any, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """The model's outputs (probabilities, or features for a backbone), batched, compiled."""
-    forward = forward_fn(model)
-    out = [
-        np.asarray(forward(images[i : i + batch_size].astype(np.float32)))
-        for i in range(0, len(images), batch_size)
-    ]
-    n_classes = model.output_shape[-1]
-    return np.concatenate(out) if out else np.zeros((0, n_classes), np.float32)
-
-
 def serving_check(
-    model_file: Path,
-    pool: Pool,
-    test: np.ndarray,
-    probs: np.ndarray,
-    pred: np.ndarray,
-    *,
-    max_pixels: int,
-    seed: int,
+    run: Run, probs: np.ndarray, pred: np.ndarray
 ) -> tuple[ServingCheck, str, Timing]:
     """Test FILES through the wheel (the figures come from cached features): the check, the
     served file's sha256 and the wheel's median latency, one image alone and 32 at a time."""
     import tensorflow as tf
     from kto.inference import Inference
 
-    inference = Inference(model_file, max_pixels=max_pixels, warmup=False)
+    pool, test, seed = run.pool, run.split.test, run.cfg.seed
+    inference = Inference(run.out / MODEL_FILE, max_pixels=run.cfg.max_pixels, warmup=False)
     k = min(SERVING_CHECK_FILES, len(test))
     sample = np.sort(np.random.default_rng(seed).choice(len(test), size=k, replace=False))
     answers = inference.execute_batch([pool.paths[test[i]] for i in sample])

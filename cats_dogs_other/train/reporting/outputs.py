@@ -12,14 +12,12 @@ from typing import Any
 import numpy as np
 
 from cats_dogs_other.train import results
-from cats_dogs_other.train.config import TrainConfig
-from cats_dogs_other.train.familiarity import FamiliarityGate
 from cats_dogs_other.train.heads import History
-from cats_dogs_other.train.provenance import TRAIN_COMMAND, Provenance
+from cats_dogs_other.train.provenance import TRAIN_COMMAND
 from cats_dogs_other.train.reporting.card import PARTS, render_card
-from cats_dogs_other.train.selection import REFIT_PREFIX, Selection
-from cats_dogs_other.train.sources import Pool, describe
-from cats_dogs_other.train.split import Split
+from cats_dogs_other.train.run import Run
+from cats_dogs_other.train.selection import REFIT_PREFIX
+from cats_dogs_other.train.sources import describe
 
 MODEL_FILE = "model.keras"
 PLOTS = ("confusion_matrix.png", "training_curves.png")
@@ -29,37 +27,26 @@ GROUP_UNIT = "group: an ImageNet class (WordNet id in the file name), else one i
 
 @dataclass(frozen=True)
 class Figures:
-    """What the run measured once the model was saved."""
+    """What the run measured once the model was saved (the rest is on the run record)."""
 
-    rule: results.ConfidenceRule | None
     test: results.HeldOutReport
-    cross_validation: results.CrossValidation | None
     serving_check: results.ServingCheck
     sha256: str
     timing: results.Timing
     ood: results.OODReport | None
-    familiarity: results.FamiliarityReport | None = None
-    fine_tuning: results.FineTuneReport | None = None
 
 
 def _utc_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def write_model(
-    cfg: TrainConfig,
-    model: Any,
-    pool: Pool,
-    selection: Selection,
-    threshold: float | None,
-    out: Path,
-    gate: FamiliarityGate | None = None,
-) -> None:
+def write_model(run: Run) -> None:
     """model.keras and the metadata.json the wheel reads (classes, size, decision rule)."""
     from kto.inference import Decision, ModelMetadata, Preprocessing
 
-    out.mkdir(parents=True, exist_ok=True)
-    model.save(out / MODEL_FILE)
+    cfg, gate, threshold = run.cfg, run.gate, run.threshold
+    run.out.mkdir(parents=True, exist_ok=True)
+    run.model.save(run.out / MODEL_FILE)
     gate_record: dict[str, Any] | None = None
     if gate is not None:
         gate_record = {"prototypes": len(gate.prototypes), "threshold": gate.threshold}
@@ -73,31 +60,29 @@ def write_model(
         decision=Decision(threshold=threshold, fallback=cfg.fallback_class) if threshold else None,
         extra={
             "backbone": cfg.backbone,
-            "head": selection.choice.label,
-            "mirror_test_time_augmentation": selection.tta,
+            "head": run.selection.choice.label,
+            "mirror_test_time_augmentation": run.selection.tta,
             "familiarity_gate": gate_record,
             "trained_by": TRAIN_COMMAND,
             "trained_at": _utc_now(),
-            "sources": {s.name: s.sha256 for s in pool.source_info},
+            "sources": {s.name: s.sha256 for s in run.pool.source_info},
             "model_card": "MODEL_CARD.md",
         },
-    ).write(out)
+    ).write(run.out)
 
 
-def build_metrics(
-    cfg: TrainConfig, pool: Pool, split: Split, selection: Selection, figures: Figures
-) -> results.Metrics:
+def build_metrics(run: Run, figures: Figures) -> results.Metrics:
     import keras
     import tensorflow as tf
 
-    threshold = figures.rule.chosen if figures.rule else None
+    cfg, selection, threshold = run.cfg, run.selection, run.threshold
     return results.Metrics(
         trained_at=_utc_now(),
         model=results.ModelInfo(
             name=cfg.name,
             version=cfg.version,
             file=MODEL_FILE,
-            bytes=(Path(cfg.out) / MODEL_FILE).stat().st_size,
+            bytes=(run.out / MODEL_FILE).stat().st_size,
             sha256=figures.sha256,
             backbone=cfg.backbone,
             input_size=[cfg.input_size, cfg.input_size],
@@ -105,12 +90,12 @@ def build_metrics(
             mirror_test_time_augmentation=selection.tta,
             decision=results.Decision(threshold, cfg.fallback_class) if threshold else None,
         ),
-        dataset=describe(pool),
-        split=split_report(cfg, pool, split),
+        dataset=describe(run.pool),
+        split=split_report(run),
         selection=selection.report,
-        confidence_rule=figures.rule,
+        confidence_rule=run.rule,
         test=figures.test,
-        cross_validation=figures.cross_validation,
+        cross_validation=run.cv,
         serving_check=figures.serving_check,
         ood=figures.ood,
         timing=figures.timing,
@@ -125,12 +110,13 @@ def build_metrics(
             "tensorflow": tf.__version__,
             "keras": keras.__version__,
         },
-        familiarity_gate=figures.familiarity,
-        fine_tuning=figures.fine_tuning,
+        familiarity_gate=run.gate_report,
+        fine_tuning=run.tuning,
     )
 
 
-def split_report(cfg: TrainConfig, pool: Pool, split: Split) -> results.SplitReport:
+def split_report(run: Run) -> results.SplitReport:
+    cfg, pool, split = run.cfg, run.pool, run.split
     fractions = (cfg.val_fraction, cfg.calibration_fraction, cfg.test_fraction)
     return results.SplitReport(
         seed=cfg.seed,
@@ -148,11 +134,11 @@ def split_report(cfg: TrainConfig, pool: Pool, split: Split) -> results.SplitRep
     )
 
 
-def write_reports(
-    out: Path, metrics: results.Metrics, history: History, provenance: Provenance
-) -> None:
+def write_reports(run: Run) -> None:
     """metrics.json, the two plots and MODEL_CARD.md (the run's part: later commands add theirs)."""
     from matplotlib.figure import Figure
+
+    out, metrics = run.out, run.metrics
 
     (out / "metrics.json").write_text(
         json.dumps(metrics.to_json(), indent=2) + "\n", encoding="utf-8"
@@ -172,8 +158,8 @@ def write_reports(
         ax.text(j, i, str(value), ha="center", va="center", color=color, fontsize=12)
     fig.tight_layout()
     fig.savefig(out / PLOTS[0])
-    _training_curves(history, bool(metrics.training.refit_epochs), out / PLOTS[1])
-    (out / "MODEL_CARD.md").write_text(render_card(metrics, provenance), encoding="utf-8")
+    _training_curves(run.selection.history, bool(metrics.training.refit_epochs), out / PLOTS[1])
+    (out / "MODEL_CARD.md").write_text(render_card(metrics, run.cfg.provenance), encoding="utf-8")
 
 
 def _training_curves(history: History, refit: bool, path: Path) -> None:
