@@ -46,6 +46,7 @@ class CalibrationReport:
     test_before: ConfidenceFigures
     test_after: ConfidenceFigures
     calibration_after: ConfidenceFigures
+    changed_answers: int
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -54,7 +55,7 @@ class CalibrationReport:
             "test_before": self.test_before.model_dump(),
             "test_after": self.test_after.model_dump(),
             "calibration_split_after": self.calibration_after.model_dump(),
-            "changed_answers": 0,  # calibrate_model refuses any other
+            "changed_answers": self.changed_answers,
         }
 
     def markdown(self) -> str:
@@ -200,6 +201,7 @@ def calibrate_model(
         test_before=figures(before[0], test_labels),
         test_after=figures(after[0], test_labels),
         calibration_after=figures(answers(inference, cal_probs, calibrated)[0], cal_labels),
+        changed_answers=changed,
     )
     if write:
         _write_report(model_dir, report)
