@@ -1,17 +1,19 @@
 """``python -m bench.lanes``: one batch on all threads, or one batch per lane, quiet and contended.
 
-The forward pass only (ONNX Runtime, the exported ``model.onnx``, batches of 8 pre-decoded
-images), in-process, as the API's batcher runs it with the thread plan's two layouts of the same
-CPUs (:mod:`kto.inference.cpus`):
+The forward pass only (ONNX Runtime, the bundled model's served file, batches of pre-decoded
+images), in-process, as the API's batcher runs it with the layouts of the thread plan
+(:mod:`kto.inference.cpus`):
 
 - ``1x{n}``: one inference thread, the session's intra-op pool of ``n`` threads;
-- ``{n}x1``: ``n`` lanes, each running its own batch on one session with one intra-op thread.
+- ``{k}x1``: ``k`` lanes, each running its own batch on one session with one intra-op thread,
+  for each ``k`` of ``--lanes`` (more lanes than CPUs: the kernel shares the cores between them).
 
-Each layout runs in short slices, interleaved with the other, with and without Debian's
-``stress-ng --cpu 1`` beside it (as ``python -m bench``'s contended case), so a noisy
-neighbour hits all of them alike; the medians of the slices are reported with the load average.
+Each layout runs in short slices, interleaved with the others, with and without Debian's
+``stress-ng --cpu 1`` beside it (as ``python -m bench``'s contended case, in this process's
+session), so a noisy neighbour hits all of them alike; the medians of the slices are reported
+with the load average.
 
-``python -m bench.lanes --slices 6 --seconds 1.5``
+``python -m bench.lanes --slices 6 --seconds 1.5 --lanes 2,4,8``
 """
 
 from __future__ import annotations
@@ -32,13 +34,13 @@ from bench.contention import cpu_hog
 from bench.workload import REPO_ROOT
 from tools.procfs import load_average
 
-MODEL = REPO_ROOT / "cats_dogs_other" / "model" / "model.onnx"
+MODEL_DIR = REPO_ROOT / "cats_dogs_other" / "model"
 
 
-def _session(threads: int) -> tuple[Any, Any]:
+def _session(model: Path, threads: int) -> tuple[Any, Any]:
     from kto.inference.backends.onnx_backend import open_session
 
-    session = open_session(MODEL, threads)
+    session = open_session(model, threads)
     inp = session.get_inputs()[0]
     return session, inp
 
@@ -78,13 +80,25 @@ def main(argv: list[str] | None = None) -> int:
         "--lane-batch", type=int, help="images per batch of each lane (--batch; the batcher's "
         "split of one wave between idle lanes: --batch / --cpus)",
     )  # fmt: skip
+    parser.add_argument(
+        "--lanes", default="", help="comma-separated lane counts (--cpus), e.g. 2,4,8"
+    )
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=_served_model(),
+        help="ONNX file (the bundled model's served one)",
+    )
     parser.add_argument("--slices", type=int, default=6, help="slices per layout and case (6)")
     parser.add_argument("--seconds", type=float, default=1.5, help="seconds per slice (1.5)")
     args = parser.parse_args(argv)
-    n = args.cpus
-    x = np.random.default_rng(0).random((args.batch, 224, 224, 3), dtype=np.float32)
-    one, many = f"1x{n} batch {args.batch}", f"{n}x1 batch {args.lane_batch or args.batch}"
-    layouts = {one: (_session(n), 1, x), many: (_session(1), n, x[: args.lane_batch])}
+    n, counts = args.cpus, [int(k) for k in (args.lanes or str(args.cpus)).split(",")]
+    x = np.random.default_rng(0).random((args.batch, 224, 224, 3), dtype=np.float32) * 255
+    one, lane_x = f"1x{n} batch {args.batch}", x[: args.lane_batch]
+    single = _session(args.model, 1)
+    layouts = {one: (_session(args.model, n), 1, x)}
+    layouts |= {f"{k}x1 batch {len(lane_x)}": (single, k, lane_x) for k in counts}
+    print(f"model: {args.model}", flush=True)
     for (session, inp), lanes, xs in layouts.values():  # warm-up
         _slice(session, inp.name, xs, lanes, 0.5)
     print(f"load average before: {load_average()}", flush=True)
@@ -97,24 +111,28 @@ def main(argv: list[str] | None = None) -> int:
                     rate = _slice(session, inp.name, xs, lanes, args.seconds)
                     figures.setdefault((case, layout), []).append(rate)
     print(f"load average after: {load_average()}", flush=True)
-    _report(figures, one, many)
+    _report(figures, list(layouts))
     return 0
 
 
-def _report(figures: dict[tuple[str, str], list[tuple[float, float]]], one: str, many: str) -> None:
+def _served_model() -> Path:
+    int8 = MODEL_DIR / "model.int8.onnx"
+    return int8 if int8.is_file() else MODEL_DIR / "model.onnx"
+
+
+def _report(figures: dict[tuple[str, str], list[tuple[float, float]]], layouts: list[str]) -> None:
     def med(case: str, layout: str, k: int) -> float:
         return statistics.median(f[k] for f in figures[(case, layout)])
 
-    for case in ("quiet", "contended"):
-        a, b = med(case, one, 0), med(case, many, 0)
+    print("| layout | quiet img/s | per CPU-s | contended img/s | per CPU-s | kept | x 1st quiet |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    base = med("quiet", layouts[0], 0)
+    for layout in layouts:
+        q, c = med("quiet", layout, 0), med("contended", layout, 0)
         print(
-            f"{case:9} {one}: {a:6.1f} img/s ({med(case, one, 1):5.1f} per CPU-s)  "
-            f"{many}: {b:6.1f} img/s ({med(case, many, 1):5.1f} per CPU-s)  "
-            f"{many}/{one}: {b / a:.2f}"
+            f"| {layout} | {q:.1f} | {med('quiet', layout, 1):.1f} | {c:.1f} | "
+            f"{med('contended', layout, 1):.1f} | {c / q:.2f} | {q / base:.2f} |"
         )
-    for layout in (one, many):
-        kept = med("contended", layout, 0) / med("quiet", layout, 0)
-        print(f"{layout}: contended / quiet {kept:.2f}")
 
 
 if __name__ == "__main__":
