@@ -98,24 +98,14 @@ test: setup browser services
 # tests that wait out the server's deadlines, the Dockerfile replay.
 UNIT_TESTS := packages/inference/tests packages/client/tests tests/api tests/core tests/dev_issuer \
 	tests/tools tests/train tests/compare tests/test_packaging.py tests/test_docs_links.py
-UNIT_IGNORE := packages/client/tests/test_cli.py packages/client/tests/test_text.py \
-	packages/inference/tests/test_backends.py packages/inference/tests/test_openvino_backend.py \
-	packages/inference/tests/test_package.py tests/core/test_cli_help.py \
-	tests/api/test_draining.py tests/api/auth/test_github_oidc.py tests/api/middleware/test_logging.py \
-	tests/api/test_model_source.py tests/api/test_rate_limits.py tests/api/test_settings.py \
-	tests/api/test_shared_state.py tests/api/test_startup_errors.py tests/api/test_state.py \
-	tests/api/test_stdio.py tests/dev_issuer/test_main.py tests/train/test_tracking.py \
-	tests/train/test_champion.py tests/train/test_pipeline.py
-UNIT_NOT := slow
-UNIT_K := not the_deadline and not transfer_encoding_is_refused and not boot_serves_uploads \
-	and not memory_returns_after_a_flood
+# Tests marked `process` start one (a server, a CLI, a build, redis-server); `slow` ones take long.
+UNIT_NOT := not slow and not process
 check: $(VENV)/.deps $(VENV)/.client
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(PY) tools/house.py --report-only lines
-	$(PY) -m pytest -q -p no:cacheprovider -m "not $(UNIT_NOT)" -k "$(UNIT_K)" \
-		$(addprefix --ignore=,$(UNIT_IGNORE)) --cov --cov-report= $(UNIT_TESTS)
+	$(PY) -m pytest -q -p no:cacheprovider -m "$(UNIT_NOT)" --cov --cov-report= $(UNIT_TESTS)
 
 lint: setup
 	PATH=$(abspath $(VENV)/bin):$$PATH bash scripts/lint.sh

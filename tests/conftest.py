@@ -11,6 +11,15 @@ from cats_dogs_other.core.paths import REPO_ROOT
 # The real redis-server fixtures for every test directory (tests/support/redis_server.py).
 from tests.support.redis_server import redis_server, redis_url  # noqa: F401
 
+PROCESS_FIXTURES = frozenset({"redis_server"})
+"""Fixtures that start a process: the tests using them are marked ``process``."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if PROCESS_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.process)
+
 
 @pytest.fixture(autouse=True)
 def _outside_github_actions(monkeypatch: pytest.MonkeyPatch) -> None:

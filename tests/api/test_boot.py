@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 
 import httpx
+import pytest
 from joserfc import jwt
 
 from cats_dogs_other.testing.issuer import valid_claims
 from tests.api.support import start_boot
 
 
+@pytest.mark.process
 def test_boot_serves_uploads_with_json_logs(
     repo_root, loopback_issuer, rsa_keys, tiny_model, images, tmp_path
 ) -> None:

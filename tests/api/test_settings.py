@@ -123,6 +123,7 @@ def test_plain_http_is_allowed_on_loopback(host) -> None:
     assert settings.oauth2_issuer.startswith("http://")
 
 
+@pytest.mark.process
 def test_boot_refuses_to_start_with_a_one_line_reason(repo_root) -> None:
     env = {"PATH": "/usr/bin:/bin", "OAUTH2_ISSUER": "http://auth.example.com/"}
     result = subprocess.run(

@@ -20,6 +20,8 @@ from cats_dogs_other.testing.issuer import AUDIENCE
 
 LOCAL_ISSUER = f"http://{LOOPBACK}:9/"
 
+pytestmark = pytest.mark.process  # every test runs boot.py
+
 
 @dataclass
 class Outcome:

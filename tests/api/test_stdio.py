@@ -9,6 +9,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from cats_dogs_other.api.stdio import as_json_line
 
 CHILD = textwrap.dedent(
@@ -29,6 +31,7 @@ CHILD = textwrap.dedent(
 )
 
 
+@pytest.mark.process
 def test_every_stdout_line_is_json_and_stderr_keeps_the_sentence(repo_root: Path) -> None:
     completed = subprocess.run(
         [sys.executable, "-c", CHILD],

@@ -34,6 +34,7 @@ def is_listening(port: int) -> bool:
         return sock.connect_ex((LOOPBACK, port)) == 0
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("name", list(COMMANDS))
 def test_help_lists_the_environment_and_starts_nothing(name: str, repo_root: Path) -> None:
     argv, variables = COMMANDS[name]

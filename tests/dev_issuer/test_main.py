@@ -32,6 +32,7 @@ def issuer_process(tmp_path: Path) -> Iterator[tuple[str, Child]]:
         process.stop(grace_s=10)
 
 
+@pytest.mark.process
 def test_cli_serves_tokens_rotates_on_sighup_and_stops_cleanly(
     issuer_process: tuple[str, Child],
 ) -> None:

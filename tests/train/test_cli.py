@@ -191,6 +191,7 @@ def test_a_manifest_run_refuses_options_it_cannot_use(
     assert message in capsys.readouterr().err and not out.exists()
 
 
+@pytest.mark.slow
 def test_a_run_with_a_champion_is_gated_once_trained(
     pipeline_run: PipelineRun, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -134,6 +134,7 @@ def test_the_wheel_loads_and_classifies_new_images(trained: Path, tmp_path: Path
         assert sum(result["values"]) == pytest.approx(1, abs=1e-4)
 
 
+@pytest.mark.slow
 def test_course_set_alone_with_mirror_pass_and_refit(tmp_path: Path) -> None:
     data = write_ecotag(tmp_path / "data", per_class=10)
     argv = ["--data", str(data), "--out", str(tmp_path / "m"), "--cv-folds", "0", "--no-ood"]

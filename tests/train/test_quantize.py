@@ -97,6 +97,7 @@ def test_the_bundled_int8_model_serves_like_float32_on_the_colour_images() -> No
     assert np.isfinite([r["values"] for r in b]).all()
 
 
+@pytest.mark.slow
 def test_the_quantize_command_on_the_shared_data(
     shared_data: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

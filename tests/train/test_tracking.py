@@ -70,6 +70,7 @@ def _red(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_run_logs_params_metrics_plots_and_model(tracked_run: Any) -> None:
     client, run = tracked_run
     assert run.data.params["backbone"] == "tiny"
@@ -86,6 +87,7 @@ def test_run_logs_params_metrics_plots_and_model(tracked_run: Any) -> None:
     assert [v.run_id for v in versions] == [run.info.run_id]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["runs", "models"])
 def test_logged_model_is_served_through_the_wheel(
     kind: str,
@@ -160,6 +162,7 @@ def test_flat_metrics_carry_the_calibration_figures(bundled_metrics: Metrics) ->
     assert flat["calibrated_test_confident_mistake_share"] == served["confident_mistake_share"]
 
 
+@pytest.mark.slow
 def test_the_gate_logs_its_table_and_promotes_by_alias_when_asked(
     tracked_run: Any, tracked_root: Path, store: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -156,6 +156,7 @@ def test_retry_after_forms(value, seconds) -> None:
     assert parse_retry_after(value, now=now) == seconds
 
 
+@pytest.mark.process
 def test_help_lists_every_environment_variable() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "kto.client", "classify", "--help"],
@@ -180,6 +181,7 @@ def test_help_lists_every_environment_variable() -> None:
     assert "exit status" in result.stdout
 
 
+@pytest.mark.process
 def test_the_client_imports_neither_the_server_nor_tensorflow() -> None:
     code = (
         "import sys, kto.client, kto.client.cli; "

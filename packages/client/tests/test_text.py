@@ -96,6 +96,7 @@ def test_controls_in_a_token_error_are_escaped_on_one_line(classify, loopback) -
     assert "no\\r\\nforged: \\x1b]0;pwned" in err
 
 
+@pytest.mark.process
 def test_the_installed_command_writes_no_raw_control_byte(loopback, tmp_path: Path) -> None:
     loopback.answers["/oauth/token"] = TOKEN
     loopback.answers["/upload"] = (415, {"detail": HOSTILE})

@@ -133,6 +133,7 @@ def _run(code: str) -> None:
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
+@pytest.mark.process
 def test_the_onnx_path_never_imports_tensorflow(exported_dir: Path):
     _run(
         "import sys; from kto.inference import Inference; "
@@ -144,6 +145,7 @@ def test_the_onnx_path_never_imports_tensorflow(exported_dir: Path):
     )
 
 
+@pytest.mark.process
 def test_the_onnx_path_opens_no_socket(exported_dir: Path):
     """Offline first: loading and running the model makes no network call (audit hook)."""
     _run(
@@ -156,6 +158,7 @@ def test_the_onnx_path_opens_no_socket(exported_dir: Path):
     )
 
 
+@pytest.mark.process
 def test_a_keras_model_without_tensorflow_names_the_extra(keras_model_path: Path):
     """As in the serving install (no TensorFlow): the import fails, the message says what to do."""
     _run(

@@ -19,6 +19,7 @@ COLOURS = [(220, 30, 20), (25, 210, 40), (30, 20, 230), (128, 128, 128), (200, 1
 TOLERANCE = 1e-4
 
 
+# OpenVINO's telemetry forks a sender process when it loads: the tests that load it are `process`.
 @pytest.fixture(scope="module")
 def openvino(exported_dir: Path) -> Inference:
     return Inference(exported_dir, backend="openvino", threads=1)
@@ -29,6 +30,7 @@ def onnx(exported_dir: Path) -> Inference:
     return Inference(exported_dir, backend="onnx", warmup=False)
 
 
+@pytest.mark.process
 def test_openvino_reads_the_exported_onnx_file(openvino: Inference, exported_dir: Path):
     assert openvino.backend == "openvino"
     assert openvino.model_path == exported_dir / "model.onnx"
@@ -36,6 +38,7 @@ def test_openvino_reads_the_exported_onnx_file(openvino: Inference, exported_dir
     assert openvino.input_size == (32, 32) and openvino.metadata.name == "tiny-colour-model"
 
 
+@pytest.mark.process
 def test_openvino_agrees_with_onnx_runtime(openvino: Inference, onnx: Inference):
     pixels = np.random.default_rng(11).uniform(0, 255, (9, 32, 32, 3)).astype(np.float32)
     for n in (1, 9, 3):  # any batch size, in any order
@@ -48,6 +51,7 @@ def test_openvino_agrees_with_onnx_runtime(openvino: Inference, onnx: Inference)
         assert np.allclose(a["values"], b["values"], atol=TOLERANCE)
 
 
+@pytest.mark.process
 def test_openvino_is_safe_from_several_threads(openvino: Inference):
     pixels = np.random.default_rng(3).uniform(0, 255, (8, 32, 32, 3)).astype(np.float32)
     want = openvino.predict_arrays(pixels)
@@ -57,6 +61,7 @@ def test_openvino_is_safe_from_several_threads(openvino: Inference):
         assert np.array_equal(got, want)
 
 
+@pytest.mark.process
 def test_openvino_runs_f32_on_the_planned_threads_unpinned(openvino: Inference):
     compiled = openvino.model
     assert str(compiled.get_property("INFERENCE_PRECISION_HINT")) == "<Type: 'float32'>"
@@ -71,6 +76,7 @@ def test_auto_stays_onnx_runtime(exported_dir: Path):
     assert resolve_model(exported_dir / "model.onnx", "openvino")[0] == "openvino"
 
 
+@pytest.mark.process
 def test_auto_picks_openvino_when_chosen_and_installed(
     exported_dir: Path, monkeypatch: pytest.MonkeyPatch
 ):
@@ -87,6 +93,7 @@ def _run(code: str) -> None:
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
+@pytest.mark.process
 def test_without_openvino_auto_falls_back_and_a_forced_choice_names_the_extra(
     exported_dir: Path,
 ):
@@ -107,6 +114,7 @@ def test_without_openvino_auto_falls_back_and_a_forced_choice_names_the_extra(
     )
 
 
+@pytest.mark.process
 def test_the_openvino_path_opens_no_socket_and_never_imports_tensorflow(exported_dir: Path):
     """Offline first: OpenVINO's telemetry package is installed beside it and must stay quiet."""
     _run(

@@ -11,6 +11,7 @@ import kto.inference
 import pytest
 
 
+@pytest.mark.process
 def test_import_does_not_load_tensorflow():
     code = (
         "import sys, kto.inference; "

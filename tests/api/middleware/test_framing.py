@@ -31,6 +31,7 @@ def exchange(address: tuple[str, int], request: bytes) -> bytes:
         return received + b"<closed>"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("parser", PARSERS)
 def test_content_length_with_transfer_encoding_is_refused_and_closed(
     parser: str, make_settings, module_issuer

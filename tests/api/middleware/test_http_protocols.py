@@ -70,17 +70,20 @@ def seconds_until_closed(sock: socket.socket, limit_s: float) -> float:
     return time.monotonic() - start
 
 
+@pytest.mark.slow
 def test_a_silent_connection_is_closed_at_the_deadline(address) -> None:
     with socket.create_connection(address) as sock:
         waited = seconds_until_closed(sock, limit_s=DEADLINE_S * 2)
     assert DEADLINE_S - 0.5 <= waited <= DEADLINE_S + 1, f"closed after {waited:.1f} s"
 
 
+@pytest.mark.slow
 def test_a_trickling_request_head_is_closed_at_the_deadline(address) -> None:
     head = HEALTH[:-2] + b"X-Padding: " + b"x" * 1000  # never ends
     assert trickle(address, head, first=b"") <= DEADLINE_S + 1
 
 
+@pytest.mark.slow
 def test_a_head_completed_before_the_deadline_is_served(address) -> None:
     with socket.create_connection(address, timeout=5) as sock:
         for offset in range(0, len(HEALTH), 4):  # one piece per half keep-alive: about 4 s
@@ -109,6 +112,7 @@ def test_a_stalled_body_is_closed_after_the_keep_alive(address) -> None:
     assert waited <= KEEP_ALIVE_S * 2, f"still open {waited:.1f} s with no body coming"
 
 
+@pytest.mark.slow
 def test_a_trickling_body_is_closed_at_the_deadline(address) -> None:
     assert trickle(address, BODY[1000:], first=HEAD + BODY[:1000]) <= DEADLINE_S + 1
 
@@ -323,6 +327,7 @@ def resident_bytes(pid: int) -> int:
     raise AssertionError(f"no VmRSS for process {pid}")
 
 
+@pytest.mark.process
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux's /proc")
 def test_memory_returns_after_a_flood_of_oversized_heads(
     repo_root, loopback_issuer, tiny_model, tmp_path

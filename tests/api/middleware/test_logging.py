@@ -118,6 +118,7 @@ def test_no_log_record_ever_contains_the_token(
             assert token.rsplit(".", 1)[1] not in text, f"signature logged by {record.name}"
 
 
+@pytest.mark.process
 def test_logging_config_emits_json_at_the_configured_level(repo_root) -> None:
     """What boot.py hands uvicorn (applied in every worker), checked in a fresh process."""
     script = (
