@@ -34,8 +34,10 @@ def _cpu_s() -> float:
 
 
 def _openvino(model: Path, threads: int) -> dict[str, Run]:
+    from kto.inference.backends.openvino_backend import import_openvino
+
     try:
-        import openvino as ov
+        ov = import_openvino()  # without its telemetry
         import openvino.properties as props
         import openvino.properties.hint as hints
     except ImportError:

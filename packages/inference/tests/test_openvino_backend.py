@@ -3,6 +3,7 @@ ONNX Runtime within 1e-4, its settings applied, and ``auto``'s fallback when it 
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +20,6 @@ COLOURS = [(220, 30, 20), (25, 210, 40), (30, 20, 230), (128, 128, 128), (200, 1
 TOLERANCE = 1e-4
 
 
-# OpenVINO's telemetry forks a sender process when it loads: the tests that load it are `process`.
 @pytest.fixture(scope="module")
 def openvino(exported_dir: Path) -> Inference:
     return Inference(exported_dir, backend="openvino", threads=1)
@@ -30,7 +30,6 @@ def onnx(exported_dir: Path) -> Inference:
     return Inference(exported_dir, backend="onnx", warmup=False)
 
 
-@pytest.mark.process
 def test_openvino_reads_the_exported_onnx_file(openvino: Inference, exported_dir: Path):
     assert openvino.backend == "openvino"
     assert openvino.model_path == exported_dir / "model.onnx"
@@ -38,7 +37,6 @@ def test_openvino_reads_the_exported_onnx_file(openvino: Inference, exported_dir
     assert openvino.input_size == (32, 32) and openvino.metadata.name == "tiny-colour-model"
 
 
-@pytest.mark.process
 def test_openvino_agrees_with_onnx_runtime(openvino: Inference, onnx: Inference):
     pixels = np.random.default_rng(11).uniform(0, 255, (9, 32, 32, 3)).astype(np.float32)
     for n in (1, 9, 3):  # any batch size, in any order
@@ -51,7 +49,6 @@ def test_openvino_agrees_with_onnx_runtime(openvino: Inference, onnx: Inference)
         assert np.allclose(a["values"], b["values"], atol=TOLERANCE)
 
 
-@pytest.mark.process
 def test_openvino_is_safe_from_several_threads(openvino: Inference):
     pixels = np.random.default_rng(3).uniform(0, 255, (8, 32, 32, 3)).astype(np.float32)
     want = openvino.predict_arrays(pixels)
@@ -61,7 +58,6 @@ def test_openvino_is_safe_from_several_threads(openvino: Inference):
         assert np.array_equal(got, want)
 
 
-@pytest.mark.process
 def test_openvino_runs_f32_on_the_planned_threads_unpinned(openvino: Inference):
     compiled = openvino.model
     assert str(compiled.get_property("INFERENCE_PRECISION_HINT")) == "<Type: 'float32'>"
@@ -76,7 +72,6 @@ def test_auto_stays_onnx_runtime(exported_dir: Path):
     assert resolve_model(exported_dir / "model.onnx", "openvino")[0] == "openvino"
 
 
-@pytest.mark.process
 def test_auto_picks_openvino_when_chosen_and_installed(
     exported_dir: Path, monkeypatch: pytest.MonkeyPatch
 ):
@@ -89,8 +84,8 @@ def test_openvino_needs_the_exported_model(exported_dir: Path):
         Inference(exported_dir / "model.keras", backend="openvino")
 
 
-def _run(code: str) -> None:
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+def _run(code: str, env: dict[str, str] | None = None) -> None:
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120, env=env)
 
 
 @pytest.mark.process
@@ -115,16 +110,26 @@ def test_without_openvino_auto_falls_back_and_a_forced_choice_names_the_extra(
 
 
 @pytest.mark.process
-def test_the_openvino_path_opens_no_socket_and_never_imports_tensorflow(exported_dir: Path):
-    """Offline first: OpenVINO's telemetry package is installed beside it and must stay quiet."""
+def test_the_openvino_path_calls_nobody_and_never_imports_tensorflow(
+    exported_dir: Path, tmp_path: Path
+):
+    """Offline first: OpenVINO's telemetry package is installed beside it and must stay quiet:
+    no socket, no process (its sender runs in a forked child), nothing in the home folder."""
+    home = tmp_path / "home"
+    home.mkdir()
+    calls = ("socket.", "os.fork", "os.posix_spawn", "os.exec", "subprocess.")
     _run(
-        "import sys; events = []\n"
-        "sys.addaudithook(lambda e, a: events.append(e) if e.startswith('socket.') else None)\n"
+        "import sys, time; events = []\n"
+        f"sys.addaudithook(lambda e, a: events.append(e) if e.startswith({calls!r}) else None)\n"
         "from kto.inference import Inference\n"
         "from cats_dogs_other.testing.tiny_model import solid_colour_png\n"
         f"inf = Inference({str(exported_dir)!r}, backend='openvino')\n"
         "assert inf.execute(solid_colour_png((220, 30, 20)))['prediction'] == 'Cat'\n"
+        "time.sleep(0.5)  # the telemetry sender runs from a thread pool\n"
         "assert not events, events\n"
+        "assert 'openvino_telemetry' not in [m for m in sys.modules if sys.modules[m]]\n"
         "heavy = [m for m in ('tensorflow', 'keras') if m in sys.modules]\n"
-        "assert not heavy, heavy\n"
+        "assert not heavy, heavy\n",
+        env={**os.environ, "HOME": str(home), "CI": "false"},
     )
+    assert list(home.iterdir()) == []

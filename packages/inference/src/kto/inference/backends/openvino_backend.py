@@ -19,10 +19,18 @@ plugin's defaults, which are tuned for a dedicated machine:
   unpinned, the kernel moves it to whichever core is free.
 - Busy-waiting: OpenVINO has no switch like ONNX Runtime's ``allow_spinning``; its TBB workers
   poll briefly for work and then sleep. One stream keeps that to one set of workers.
+
+Offline: ``import openvino`` imports its model converter, which sends a usage event to Google
+Analytics from a forked process and counts imports in ``~/intel/`` (the ``openvino_telemetry``
+package, on unless a consent file or ``CI=true`` says no). :func:`import_openvino` makes that
+package unimportable first, so the converter falls back to its own no-op stub
+(``openvino.tools.ovc.telemetry_stub``): a server in an air-gapped cluster never tries to call
+out, and nothing is written to the home folder.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -35,10 +43,19 @@ from kto.inference.metadata import ModelMetadata, Preprocessing
 INSTALL_HINT = "pip install 'kto-keras-inference[openvino]'"
 
 
+def import_openvino() -> Any:
+    """``import openvino`` without its telemetry (see the module's docstring). When the
+    telemetry package was imported before, it stays as its own consent file says."""
+    sys.modules.setdefault("openvino_telemetry", None)  # type: ignore[arg-type]
+    import openvino
+
+    return openvino
+
+
 def openvino_available() -> bool:
     """Whether the optional runtime can be imported here."""
     try:
-        import openvino  # noqa: F401
+        import_openvino()
     except ImportError:
         return False
     return True
@@ -88,7 +105,7 @@ def compile_model(path: Path, threads: int | None = None) -> Any:
     """Read ``model.onnx`` and compile it for the CPU with the settings the module explains;
     ``threads``: None is the thread plan's count, 0 the plugin's own choice."""
     try:
-        import openvino as ov
+        ov = import_openvino()
     except ImportError as exc:
         raise ModelLoadError(f"the openvino backend needs OpenVINO: {INSTALL_HINT}") from exc
     from kto.inference.cpus import plan_threads
