@@ -22,7 +22,7 @@ import httpx
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from kto.inference import DEFAULT_DECODE_LIMITS, Inference, ModelLoadError, configure_threads
-from kto.inference.model import INT8_FILENAME, resolve_model, resolve_precision
+from kto.inference.model import INT8_FILENAME, FileDigests, resolve_model, resolve_precision
 
 from cats_dogs_other.api.auth.github_tokens import GitHubTokenValidator
 from cats_dogs_other.api.auth.issuer_check import IssuerCheck
@@ -263,8 +263,10 @@ async def _load_model(settings: Settings) -> Inference:
 
 
 def _build_inference(path: Path, settings: Settings) -> Inference:
-    precision = resolve_precision(path, settings.inference_backend, settings.inference_precision)
-    backend = resolve_model(path, settings.inference_backend, precision)[0]
+    digests = FileDigests()  # each model file is hashed once, whichever step asks first
+    choice = settings.inference_backend
+    precision = resolve_precision(path, choice, settings.inference_precision, digests=digests)
+    backend = resolve_model(path, choice, precision, digests=digests)[0]
     if backend == "keras":  # TensorFlow is imported only for a Keras model
         configure_tf_threads(settings)
     limits = dataclasses.replace(DEFAULT_DECODE_LIMITS, max_jpeg_scans=settings.max_jpeg_scans)
@@ -277,6 +279,7 @@ def _build_inference(path: Path, settings: Settings) -> Inference:
         backend=backend,
         threads=_runtime_threads(backend, settings),
         precision=settings.inference_precision,
+        digests=digests,
     )
     # Every batch shape the batcher can form (once each), so the first busy seconds are not
     # ~20% slower.

@@ -128,15 +128,18 @@ def check_model_file(path: Path, setting: str) -> None:
     """The model exists, can be read, looks like its format and has valid metadata."""
     from kto.inference.errors import ModelLoadError
     from kto.inference.metadata import METADATA_FILENAME, ModelMetadata
-    from kto.inference.model import resolve_model
+    from kto.inference.model import INT8_FILENAME, resolve_model
 
     fix = f"point {setting} at {TRAIN_HINT}, or unset it to serve the bundled model"
     if not Path(path).exists():
         raise StartupError(f"{setting} {path} does not exist: {fix}", setting=setting)
     try:
-        _, model_file = resolve_model(path)  # a folder may hold only its model.onnx
-        with model_file.open("rb") as fh:
-            head = fh.read(8)
+        # f32: whether a folder serves its model.int8.onnx takes hashing its files, which the
+        # lifespan does once; here that file is only opened, beside the float32 one.
+        _, model_file = resolve_model(path, precision="f32")  # a folder may hold only model.onnx
+        head = _head(model_file)
+        if (Path(path) / INT8_FILENAME).is_file():
+            _head(Path(path) / INT8_FILENAME)
     except ModelLoadError as exc:
         raise StartupError(f"{setting} {path}: {exc}: {fix}", setting=setting) from None
     except OSError as exc:
@@ -160,6 +163,11 @@ def check_model_file(path: Path, setting: str) -> None:
             ModelMetadata.read(metadata)
         except ModelLoadError as exc:
             raise StartupError(f"{setting}: {exc}: {fix}", setting=setting) from None
+
+
+def _head(path: Path) -> bytes:
+    with path.open("rb") as fh:
+        return fh.read(8)
 
 
 def resolve_model_uri(settings: Settings) -> Path:

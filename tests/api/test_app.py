@@ -135,6 +135,33 @@ def test_a_model_file_replaced_in_place_is_hashed_again(
     assert after == sha256(folder / "model.keras") != before
 
 
+def test_start_up_and_model_read_each_model_file_once(
+    make_settings, module_issuer, tiny_int8_model, monkeypatch
+) -> None:
+    """The int8 check, the file choice, the served file's fingerprint and /model all hash
+    through one FileDigests: each model file is read once per start (spied, not replaced)."""
+    from kto.inference import model
+
+    read: list[str] = []
+    hash_file = model._identified_sha256
+
+    def spy(path: Path) -> tuple[tuple[int, ...], str]:
+        read.append(path.name)
+        return hash_file(path)
+
+    monkeypatch.setattr(model, "_identified_sha256", spy)
+    headers = bearer(module_issuer.token())
+    with running_app(make_settings(model_path=tiny_int8_model), module_issuer) as client:
+        assert sorted(read) == ["model.int8.onnx", "model.onnx"]
+        infos = [client.get("/model", headers=headers).json() for _ in range(2)]
+    assert sorted(read) == ["model.int8.onnx", "model.keras", "model.onnx"]
+    assert infos[0] == infos[1]
+    assert infos[0]["files"] == {
+        name: sha256(tiny_int8_model / name)
+        for name in ("model.int8.onnx", "model.onnx", "model.keras")
+    }
+
+
 def test_model_requires_a_token(client) -> None:
     assert client.get("/model").status_code == 401
 

@@ -126,6 +126,24 @@ def test_a_broken_metadata_json_is_refused(tmp_path: Path, tiny_model: Path) -> 
     assert caught.value.sentence.startswith("MODEL_PATH: ")
 
 
+def test_the_model_file_check_hashes_no_model_file(
+    tiny_int8_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lifespan hashes the model files (once); the check before it only opens them."""
+    from kto.inference import model
+
+    hash_file = model._identified_sha256
+    hashed: list[str] = []
+
+    def spy(path: Path) -> tuple[tuple[int, ...], str]:
+        hashed.append(path.name)
+        return hash_file(path)
+
+    monkeypatch.setattr(model, "_identified_sha256", spy)
+    check_model_file(tiny_int8_model, "MODEL_PATH")
+    assert hashed == []
+
+
 def test_preflight_passes_a_good_model_and_warns_of_unshared_state(
     make_settings: Callable[..., Settings], caplog: pytest.LogCaptureFixture
 ) -> None:

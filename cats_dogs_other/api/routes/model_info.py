@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
-from pathlib import Path
-
 from fastapi import APIRouter
 from kto.inference import Inference
-from kto.inference.model import file_sha256
 from starlette.concurrency import run_in_threadpool
 
 from cats_dogs_other.api.dependencies import CurrentPrincipal, InferenceDep
@@ -41,7 +37,9 @@ async def model_info(principal: CurrentPrincipal, inference: InferenceDep) -> Mo
 
 
 def model_files(inference: Inference) -> dict[str, str]:
-    """Each model file's sha256 by name; the served one as loaded, the others hashed once.
+    """Each model file's sha256 by name; the served one as loaded, the others by the
+    model's :class:`~kto.inference.model.FileDigests` (hashed once, or again once changed: the
+    files the load checked are not read again).
 
     A model folder (the served file is one of ``MODEL_FOLDER_FILES``) lists every one of
     them present, so the hash of model.onnx and of the model.keras it came from can both be
@@ -54,12 +52,5 @@ def model_files(inference: Inference) -> dict[str, str]:
     for name in MODEL_FOLDER_FILES:
         path = served.with_name(name)
         if name not in files and path.is_file():
-            stat = path.stat()
-            files[name] = _sha256(path, stat.st_size, stat.st_mtime_ns)
+            files[name] = inference.digests.sha256(path)
     return files
-
-
-@lru_cache(maxsize=16)
-def _sha256(path: Path, size: int, mtime_ns: int) -> str:
-    """Keyed by size and modification time too: a file replaced in place is hashed again."""
-    return file_sha256(path)

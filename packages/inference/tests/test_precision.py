@@ -10,6 +10,7 @@ is checked in tests/train/test_quantize.py (quantization lives in the training p
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -17,10 +18,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from kto.inference import Inference, ModelLoadError, ModelMetadata
+from kto.inference import Inference, ModelLoadError, ModelMetadata, model
 from kto.inference.model import (
     INT8_FILENAME,
     ONNX_FILENAME,
+    FileDigests,
     decide_precision,
     file_sha256,
     resolve_model,
@@ -221,3 +223,50 @@ def test_a_record_about_another_file_does_not_vouch_for_model_int8(unrecorded: P
     write_int8_record(unrecorded, file="model.int8.rejected.onnx", default=False)
     decision = decide_precision(unrecorded)
     assert decision.precision == "f32" and "about model.int8.rejected.onnx" in decision.reason
+
+
+@pytest.fixture
+def hashed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the files hashed from now on (a spy: each is still read and hashed)."""
+    names: list[str] = []
+    hash_file = model._identified_sha256
+
+    def spy(path: Path) -> tuple[tuple[int, ...], str]:
+        names.append(path.name)
+        return hash_file(path)
+
+    monkeypatch.setattr(model, "_identified_sha256", spy)
+    return names
+
+
+@pytest.mark.parametrize("precision", ["auto", "int8"])
+def test_a_load_hashes_each_model_file_once(
+    unrecorded: Path, hashed: list[str], precision: Any
+) -> None:
+    """The precision check, the file choice and the served file's fingerprint share the
+    load's FileDigests; a caller's digests (the API's) are used, not hashed again."""
+    record = write_int8_record(unrecorded)
+    hashed.clear()
+    inference = Inference(unrecorded, warmup=False, precision=precision)
+    assert sorted(hashed) == [INT8_FILENAME, ONNX_FILENAME]
+    assert inference.sha256 == record["sha256"]
+    digests = FileDigests()
+    assert resolve_model(unrecorded, precision=precision, digests=digests)[1].name == INT8_FILENAME
+    again = Inference(unrecorded, warmup=False, precision=precision, digests=digests)
+    assert again.digests is digests and again.sha256 == inference.sha256
+    assert sorted(hashed) == [INT8_FILENAME, INT8_FILENAME, ONNX_FILENAME, ONNX_FILENAME]
+
+
+def test_file_digests_hash_a_file_again_once_it_changes(tmp_path: Path, hashed: list[str]) -> None:
+    """Written in place (another size) or replaced by a rename (another inode): hashed again."""
+    path = tmp_path / "model.onnx"
+    path.write_bytes(b"first")
+    digests = FileDigests()
+    assert digests.sha256(path) == digests.sha256(path) == hashlib.sha256(b"first").hexdigest()
+    path.write_bytes(b"second, longer")
+    assert digests.sha256(path) == hashlib.sha256(b"second, longer").hexdigest()
+    (tmp_path / "new").write_bytes(b"third, longer!")
+    (tmp_path / "new").replace(path)
+    third = hashlib.sha256(b"third, longer!").hexdigest()
+    assert digests.sha256(path) == digests.sha256(path) == third
+    assert hashed == ["model.onnx"] * 3

@@ -12,10 +12,10 @@ from kto.inference.decoding import DEFAULT_MAX_PIXELS, ImageInput, decode_image
 from kto.inference.errors import InvalidImageError, ModelLoadError, ModelOutputError
 from kto.inference.metadata import ModelMetadata, load_metadata
 from kto.inference.model import (
+    FileDigests,
     Precision,
     PrecisionChoice,
     decide_precision,
-    file_sha256,
     resolve_model,
 )
 from kto.inference.structure import DEFAULT_DECODE_LIMITS, DecodeLimits
@@ -53,25 +53,30 @@ class Inference:
         backend: BackendChoice = "auto",
         threads: int | None = None,
         precision: PrecisionChoice = "auto",
+        digests: FileDigests | None = None,
     ) -> None:
         """``min_side``: refuse images with a shorter side (see ``decode_image``); None = any.
         ``precision``: ``auto`` serves a folder's quantized ``model.int8.onnx`` where its
         int8 record makes it the default and the runtime is ONNX Runtime, else float32
         (:func:`decide_precision`; ``precision_reason`` says why); ``"f32"`` or ``"int8"``
-        pins one."""
+        pins one. ``digests``: the :class:`FileDigests` of a caller that already checked the
+        model's files (each is hashed once); kept as ``self.digests``."""
         if max_pixels <= 0:
             raise ValueError("max_pixels must be a positive number of pixels")
         if min_side is not None and min_side < 1:
             raise ValueError("min_side must be a positive number of pixels or None")
         self.min_side = min_side
-        decision = decide_precision(model_path, backend, precision)
+        self.digests = FileDigests() if digests is None else digests
+        decision = decide_precision(model_path, backend, precision, digests=self.digests)
         self.precision: Precision = decision.precision
         self.precision_reason: str = decision.reason
-        kind, self.model_path = resolve_model(model_path, backend, self.precision)
+        kind, self.model_path = resolve_model(
+            model_path, backend, self.precision, digests=self.digests
+        )
         self.backend: BackendName = kind
         self.max_pixels = max_pixels
         self.decode_limits = decode_limits
-        self.sha256: str = file_sha256(self.model_path)
+        self.sha256: str = self.digests.sha256(self.model_path)
         self._runtime = open_backend(kind, self.model_path, threads)
         self.metadata: ModelMetadata = load_metadata(
             self.model_path, self._runtime.declared_input_size()

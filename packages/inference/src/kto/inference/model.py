@@ -7,6 +7,8 @@ an exported ``model.onnx`` is served without TensorFlow installed.
 from __future__ import annotations
 
 import hashlib
+import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -51,27 +53,37 @@ class PrecisionDecision:
 
 
 def resolve_precision(
-    model_path: str | Path, backend: BackendChoice = "auto", precision: PrecisionChoice = "auto"
+    model_path: str | Path,
+    backend: BackendChoice = "auto",
+    precision: PrecisionChoice = "auto",
+    *,
+    digests: FileDigests | None = None,
 ) -> Precision:
     """The precision ``precision`` stands for (see :func:`decide_precision`)."""
-    return decide_precision(model_path, backend, precision).precision
+    return decide_precision(model_path, backend, precision, digests=digests).precision
 
 
 def decide_precision(
-    model_path: str | Path, backend: BackendChoice = "auto", precision: PrecisionChoice = "auto"
+    model_path: str | Path,
+    backend: BackendChoice = "auto",
+    precision: PrecisionChoice = "auto",
+    *,
+    digests: FileDigests | None = None,
 ) -> PrecisionDecision:
     """``auto`` serves a folder's ``model.int8.onnx`` on the runtimes of ``AUTO_INT8_BACKENDS``
     only when metadata.json's ``int8`` record says it is the default (it met the rule) and its
     hashes match the folder's int8 file and the ``model.onnx`` it was built from; float32
     otherwise. ``int8`` serves the file whatever the rule said, but refuses one the record
-    shows was built from another ``model.onnx`` or changed since (:class:`ModelLoadError`)."""
+    shows was built from another ``model.onnx`` or changed since (:class:`ModelLoadError`).
+    ``digests``: the load's :class:`FileDigests`, so the files are hashed once per load."""
     if precision not in PRECISION_CHOICES:
         raise ValueError(f"precision must be one of {PRECISION_CHOICES}, got {precision!r}")
     path = Path(model_path).expanduser()
+    digests = FileDigests() if digests is None else digests
     if precision == "f32":
         return PrecisionDecision("f32", "pinned (precision f32)")
     if precision == "int8":
-        return PrecisionDecision("int8", _pinned_int8(path))
+        return PrecisionDecision("int8", _pinned_int8(path, digests))
     if backend == "keras":
         return PrecisionDecision("f32", "the keras backend runs float32 only")
     if not path.is_dir():
@@ -82,7 +94,7 @@ def decide_precision(
         return PrecisionDecision("f32", f"no {INT8_FILENAME} in the folder")
     if exported_backend(backend) not in AUTO_INT8_BACKENDS:
         return PrecisionDecision("f32", f"{INT8_FILENAME} is served by default on onnx only")
-    record, problem = _int8_check(path)
+    record, problem = _int8_check(path, digests)
     if problem is not None or record is None:
         return PrecisionDecision("f32", f"{INT8_FILENAME} present but not served: {problem}")
     if not record.default:
@@ -92,10 +104,10 @@ def decide_precision(
     return PrecisionDecision("int8", "the int8 record says it met the rule (metadata.json)")
 
 
-def _pinned_int8(path: Path) -> str:
+def _pinned_int8(path: Path, digests: FileDigests) -> str:
     if not path.is_dir() or not (path / INT8_FILENAME).is_file():
         return "pinned (precision int8)"  # resolve_model says what is missing
-    record, problem = _int8_check(path)
+    record, problem = _int8_check(path, digests)
     if problem is not None and record is not None:
         raise ModelLoadError(
             f"precision int8 refused: {problem}; quantize the model again "
@@ -106,7 +118,7 @@ def _pinned_int8(path: Path) -> str:
     return "pinned (precision int8)" + ("" if record.default else "; the rule was not met")
 
 
-def _int8_check(folder: Path) -> tuple[Int8Record | None, str | None]:
+def _int8_check(folder: Path, digests: FileDigests) -> tuple[Int8Record | None, str | None]:
     """metadata.json's int8 record, and why it does not vouch for the folder's
     model.int8.onnx (None when it does)."""
     meta = folder / METADATA_FILENAME
@@ -119,15 +131,19 @@ def _int8_check(folder: Path) -> tuple[Int8Record | None, str | None]:
     if record.file != INT8_FILENAME:
         return record, f"the int8 record is about {record.file}, not {INT8_FILENAME}"
     source = folder / ONNX_FILENAME
-    if not source.is_file() or file_sha256(source) != record.source_sha256:
+    if not source.is_file() or digests.sha256(source) != record.source_sha256:
         return record, f"{INT8_FILENAME} was built from another {ONNX_FILENAME}"
-    if file_sha256(folder / INT8_FILENAME) != record.sha256:
+    if digests.sha256(folder / INT8_FILENAME) != record.sha256:
         return record, f"{INT8_FILENAME} is not the file its record names (sha256 differs)"
     return record, None
 
 
 def resolve_model(
-    model_path: str | Path, backend: BackendChoice = "auto", precision: PrecisionChoice = "auto"
+    model_path: str | Path,
+    backend: BackendChoice = "auto",
+    precision: PrecisionChoice = "auto",
+    *,
+    digests: FileDigests | None = None,
 ) -> tuple[BackendName, Path]:
     """Which backend runs ``model_path`` and from which file.
 
@@ -135,13 +151,13 @@ def resolve_model(
     Keras). A folder is served from its exported ``model.onnx`` when it has one (``auto``),
     else from ``model.keras`` / ``model.h5``; ``backend`` forces one runtime. ``precision``
     ``int8`` serves a folder's quantized ``model.int8.onnx`` instead, and fails when it has none;
-    ``auto`` is :func:`resolve_precision`'s choice.
+    ``auto`` is :func:`resolve_precision`'s choice (``digests`` as there).
     """
     if backend not in BACKEND_CHOICES:
         choices = ", ".join(repr(c) for c in BACKEND_CHOICES)
         raise ValueError(f"backend must be one of {choices}, got {backend!r}")
     path = Path(model_path).expanduser()
-    if resolve_precision(path, backend, precision) == "int8":
+    if resolve_precision(path, backend, precision, digests=digests) == "int8":
         return _resolve_int8(path, backend)
     if path.is_dir():
         exported = path / ONNX_FILENAME
@@ -213,11 +229,51 @@ def resolve_model_file(model_path: str | Path) -> Path:
 
 
 def file_sha256(path: Path) -> str:
+    return _identified_sha256(path)[1]
+
+
+# What os.stat says about a file that changes when its bytes may have: device, inode, size,
+# mtime and ctime (a write or a rename-over changes one; utime cannot set ctime back).
+_Identity = tuple[int, int, int, int, int]
+
+
+class FileDigests:
+    """The sha256 of each file one model load reads, each file read and hashed once.
+
+    One start-up checks model.onnx and model.int8.onnx against metadata.json's int8 record
+    while choosing the precision, again while choosing the file, fingerprints the served file
+    and lists the folder's files in /model: passed along, one FileDigests reads each of them
+    once. A file whose ``os.stat`` identity (device, inode, size, mtime, ctime) changed since
+    it was hashed is hashed again, so a digest is never older than the file's last change
+    that stat shows. Thread-safe (/model asks from a worker thread); no process-wide state.
+    """
+
+    def __init__(self) -> None:
+        self._known: dict[Path, tuple[_Identity, str]] = {}
+        self._lock = threading.Lock()
+
+    def sha256(self, path: Path) -> str:
+        with self._lock:
+            known = self._known.get(path)
+            if known is not None and known[0] == _identity(path.stat()):
+                return known[1]
+            self._known[path] = _identified_sha256(path)
+            return self._known[path][1]
+
+
+def _identity(stat: os.stat_result) -> _Identity:
+    return (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+
+
+def _identified_sha256(path: Path) -> tuple[_Identity, str]:
+    """The digest of the bytes read, and the identity of the file they were read from, taken
+    before reading: a file changed while it is read shows another identity next time."""
     digest = hashlib.sha256()
     with path.open("rb") as fh:
+        identity = _identity(os.fstat(fh.fileno()))
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
-    return digest.hexdigest()
+    return identity, digest.hexdigest()
 
 
 def load_keras_model(path: Path) -> keras.Model:
