@@ -324,7 +324,7 @@ def _export(argv: list[str]) -> int:
 
     p = parser("export", _export.__doc__, sources=True, data_required=False)
     p.add_argument("--images", type=Path, action="append", default=[], help="more (repeatable)")
-    p.add_argument("--tolerance", type=float, default=export.TOLERANCE)
+    p.add_argument("--tolerance", type=float, default=export.TOLERANCE, help="largest Δp")
     args = p.parse_args(argv)
     if not (args.model / "metadata.json").is_file():
         raise TrainingError(f"{args.model} is not a model folder (no metadata.json)")
