@@ -53,7 +53,9 @@ class HelpFormatter(EnvironmentHelpFormatter):
         return f"{text} (default: %(default)s)"
 
 
-def parser(command: str | None, about: str | None, sources: bool = False) -> ArgumentParser:
+def parser(
+    command: str | None, about: str | None, sources: bool = False, data_required: bool = True
+) -> ArgumentParser:
     """``about``: the command's docstring, one paragraph; ``sources``: the command rebuilds a
     trained model's splits from its metrics.json."""
     prog = f"{TRAIN_COMMAND} {command}" if command else TRAIN_COMMAND
@@ -62,7 +64,7 @@ def parser(command: str | None, about: str | None, sources: bool = False) -> Arg
     if sources:
         p.add_argument("--model", type=Path, default=BUNDLED_MODEL, help="a model folder")
         data = "a source the run was trained on, in the run's order (repeat for each)"
-        p.add_argument("--data", type=Path, action="append", required=True, help=data)
+        p.add_argument("--data", type=Path, action="append", required=data_required, help=data)
     return p
 
 
@@ -313,34 +315,35 @@ def _promote(argv: list[str]) -> int:
 
 
 def _export(argv: list[str]) -> int:
-    """Verifies on the held-out files metrics.json lists, plus any ``--images`` folders."""
+    """Export a model folder's model.keras to model.onnx (what the API serves), verified on its
+    run's held-out test and validation files (rebuilt from the --data sources, as calibrate
+    does) and on any --images folders: refused beyond --tolerance or on any changed argmax."""
     from cats_dogs_other.train import export
     from cats_dogs_other.train.dataset import IMAGE_SUFFIXES
+    from cats_dogs_other.train.reporting.heldout import rebuild_held_out
 
-    p = parser(
-        "export",
-        "Export a model folder's model.keras to model.onnx (what the API serves), verified on "
-        f"the held-out images its metrics.json lists: refused beyond a probability difference "
-        f"of {export.TOLERANCE:g} or any changed argmax.",
-    )
-    p.add_argument("--model", type=Path, required=True, help="model.keras + metadata.json")
-    p.add_argument("--data", type=Path, default=paths.default_data_dir(), help="the held-out files")
+    p = parser("export", _export.__doc__, sources=True, data_required=False)
     p.add_argument("--images", type=Path, action="append", default=[], help="more (repeatable)")
-    p.add_argument("--tolerance", type=float, default=export.TOLERANCE)
+    p.add_argument("--tolerance", type=float, default=export.TOLERANCE, help="largest Δp")
     args = p.parse_args(argv)
-    _tensorflow()
     if not (args.model / "metadata.json").is_file():
         raise TrainingError(f"{args.model} is not a model folder (no metadata.json)")
-    held = export.held_out_files(args.model, args.data)
-    seen = {h.name for h in held}
+    if args.data and not (args.model / "metrics.json").is_file():
+        raise TrainingError(
+            f"{args.model} has no metrics.json, so no held-out split to rebuild from --data: "
+            "verify on --images FOLDER instead"
+        )
+    _tensorflow()
+    rebuilt = rebuild_held_out(args.model, args.data) if args.data else None
+    held = [p.resolve() for _, p, _ in rebuilt.test + rebuilt.val] if rebuilt else []
     found = (p for d in args.images for p in sorted(d.rglob("*")))
-    extra = [p for p in found if p.suffix.lower() in IMAGE_SUFFIXES and p.name not in seen]
-    sources = [f"the {len(held)} held-out files metrics.json lists"] * bool(held)
+    extra = [p for p in found if p.suffix.lower() in IMAGE_SUFFIXES and p.resolve() not in held]
+    sources = [export.HELD_OUT] * bool(held)
     sources += [f"{len(extra)} more from {', '.join(map(str, args.images))}"] * bool(extra)
     if not sources:
         raise TrainingError(
-            f"no images to verify on: {args.model}/metrics.json lists no held-out files found "
-            f"in {args.data}; pass --data or --images"
+            f"no images to verify on: pass --data for each source {args.model} was trained on "
+            "(in the run's order), or --images FOLDER"
         )
     source, images = " + ".join(sources), [*held, *extra]
     rec = export.export_model(args.model, images, source=source, tolerance=args.tolerance)

@@ -5,7 +5,6 @@ and a refused export writes nothing. The check goes into metadata.json ``exporte
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -25,6 +24,7 @@ from cats_dogs_other.train.reporting.record import CARD, put_card_section, updat
 EXPORT_FILE = "model.onnx"
 TOLERANCE = 1e-4  # largest accepted |p_keras - p_onnx| over all images and classes (float32)
 CARD_HEADING = "## Served runtime (ONNX export)"
+HELD_OUT = "held-out test+val files"  # what training and the export command verify on
 _BATCH = 8
 
 
@@ -116,15 +116,3 @@ def card_section(record: dict[str, Any]) -> str:
         f"| {check['argmax_agreement']:.1%} | {check['prediction_agreement']:.1%} |\n\n"
         "No reduced-precision mode is offered: the served answers are the float32 model's.\n"
     )
-
-
-def held_out_files(model_dir: Path, data_dir: Path) -> list[Path]:
-    """The test files metrics.json names, found below ``data_dir``."""
-    path = model_dir / "metrics.json"
-    split = json.loads(path.read_text(encoding="utf-8")).get("split", {}) if path.is_file() else {}
-    # entries are "source/file name" (several sources) or a bare file name (one source)
-    names = [n.rsplit("/", 1)[-1] for n in split.get("test_files", [])]
-    if not names or not data_dir.is_dir():
-        return []
-    by_name = {p.name: p for p in data_dir.rglob("*") if p.is_file()}
-    return [by_name[name] for name in names if name in by_name]

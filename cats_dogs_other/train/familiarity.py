@@ -13,11 +13,11 @@ import numpy as np
 
 from cats_dogs_other.train.calibration import decide, macro_recall, sweep
 from cats_dogs_other.train.config import TrainConfig
+from cats_dogs_other.train.data import Data
 from cats_dogs_other.train.heads import head_probs
 from cats_dogs_other.train.network import SLOPE, FamiliarityGate, blend, unit_rows
 from cats_dogs_other.train.results import FamiliarityReport
 from cats_dogs_other.train.sources import Pool
-from cats_dogs_other.train.split import Split
 
 __all__ = ["SLOPE", "FamiliarityGate", "blend", "choose_gate", "unit_rows"]
 
@@ -66,11 +66,12 @@ def choose_gate(
 
 
 def calibrate_gate(
-    pool: Pool, split: Split, cfg: TrainConfig, head: Any, tta: bool
+    data: Data, head: Any, tta: bool
 ) -> tuple[FamiliarityGate | None, FamiliarityReport | None]:
     """Prototypes of the training split's pets; the threshold chosen on the validation and
     calibration splits together: neither was trained on, and the threshold trades held-out
     classes of Other against ImageNet-style dogs, of which each split alone has about six."""
+    cfg, pool, split = data.cfg, data.pool, data.split
     if not cfg.familiarity_gate or not len(split.calibration):
         return None, None
     held = np.concatenate([split.val, split.calibration])

@@ -14,12 +14,12 @@ from typing import Any
 import numpy as np
 
 from cats_dogs_other.train.config import TrainConfig
+from cats_dogs_other.train.data import Data
 from cats_dogs_other.train.features import Extractor, predict_batches
 from cats_dogs_other.train.features import make_extractor as pooled_extractor
 from cats_dogs_other.train.heads import HeadChoice, History, fit, fit_head
 from cats_dogs_other.train.results import FineTuneReport
 from cats_dogs_other.train.sources import Pool
-from cats_dogs_other.train.split import Split
 
 MID_PREFIX = "mid."  # cache views holding the activations that enter the fine-tuned block
 FIRST_LAYER = {"mobilenet_v2": "block_16_expand", "tiny": "tiny_conv2"}
@@ -89,9 +89,10 @@ def make_extractor(backbone: Any, first_layer: str, seed: int) -> Extractor:
     return extract
 
 
-def tuning_indices(pool: Pool, split: Split, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
+def tuning_indices(data: Data) -> tuple[np.ndarray, np.ndarray]:
     """Training and validation splits without the cross-validated source (when there is a
     cross-validation): its held-out images stay unseen in every fold."""
+    cfg, pool, split = data.cfg, data.pool, data.split
     keep = np.ones(len(pool), bool)
     if cfg.cv_folds:
         keep = pool.sources != (cfg.cv_source or pool.source_names[0])
@@ -122,16 +123,15 @@ def fine_tune(
     return fit(model, how, xs, ys, held, "fine-tuning the top block", cfg.progress, **schedule)
 
 
-def adapt_backbone(
-    backbone: Any, pool: Pool, split: Split, cfg: TrainConfig
-) -> tuple[Pool, FineTuneReport | None]:
+def adapt_backbone(backbone: Any, data: Data) -> tuple[Pool, FineTuneReport | None]:
     """Fine-tune the backbone's top block in place, kept only when its validation loss beats the
     linear probe's on the frozen features (else the weights are put back); the ``mid.*`` views
     leave the pool either way."""
+    cfg, pool = data.cfg, data.pool
     mids = {v: pool.features.pop(mid_view(v)) for v in cfg.views if mid_view(v) in pool.features}
     if not fine_tunes(cfg) or len(mids) != len(cfg.views):
         return pool, None
-    train, val = tuning_indices(pool, split, cfg)
+    train, val = tuning_indices(data)
     if not len(train) or not len(val):
         log.info("fine-tuning skipped: no training or validation image outside the CV source")
         return pool, None

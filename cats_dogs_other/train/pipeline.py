@@ -15,7 +15,7 @@ import numpy as np
 
 from cats_dogs_other.train.calibration import choose_threshold, decide
 from cats_dogs_other.train.config import TrainConfig
-from cats_dogs_other.train.export import export_model
+from cats_dogs_other.train.export import HELD_OUT, export_model
 from cats_dogs_other.train.familiarity import calibrate_gate, pet_gate
 from cats_dogs_other.train.feature_cache import FeatureCache, cache_key
 from cats_dogs_other.train.features import make_extractor
@@ -50,24 +50,23 @@ def run_training(cfg: TrainConfig) -> Run:
         seed=cfg.seed,
     )
     log.info("split: %s", split.sizes())
-    pool, tuning = adapt_backbone(backbone, pool, split, cfg)  # top block, if it helps
+    run = Run(cfg, pool, split, out)
+    run.pool, run.tuning = adapt_backbone(backbone, run)  # top block, if it helps
     # head shape, class weighting, mirror pass: chosen on the validation split
-    run = Run(cfg, out, pool, split, tuning, select_head(pool, split, cfg))
-    run.gate, run.gate_report = calibrate_gate(
-        pool, split, cfg, run.selection.head, run.selection.tta
-    )
+    run.selection = select_head(run)
+    run.gate, run.gate_report = calibrate_gate(run, run.selection.head, run.selection.tta)
     cal = split.calibration  # min_confidence: chosen on the answers after the gate
     if cfg.confidence_rule and len(cal):
         run.rule = choose_threshold(
-            run.answers(cal), pool.labels[cal], None, cfg.fallback, cfg.min_gain
+            run.answers(cal), run.pool.labels[cal], None, cfg.fallback, cfg.min_gain
         )[1]
     gate_threshold = run.gate.threshold if run.gate else None
-    run.cv = cross_validate(pool, split, cfg, run.selection, run.threshold, gate_threshold)
+    run.cv = cross_validate(run, run.selection, run.threshold, gate_threshold)
     # head again on every non-test image; the gate's prototypes of every pet it saw
-    run.selection = refit(pool, split, cfg, run.selection)
+    run.selection = refit(run, run.selection)
     if run.gate is not None and run.selection.refit_epochs is not None:
         seen = np.concatenate([split.train, split.val, split.calibration])
-        run.gate = pet_gate(pool, seen, cfg, run.gate.threshold)
+        run.gate = pet_gate(run.pool, seen, cfg, run.gate.threshold)
     run.model = assemble(
         backbone, run.selection.head, cfg.name, tta=run.selection.tta, gate=run.gate
     )
@@ -75,8 +74,8 @@ def run_training(cfg: TrainConfig) -> Run:
     run.metrics = outputs.build_metrics(run, measure(run))
     run.metrics.training.seconds = round(time.perf_counter() - started, 1)
     outputs.write_reports(run)
-    held_out = [pool.paths[i] for i in (*split.test, *split.val)]
-    export_model(out, held_out or list(pool.paths), source="held-out test+val files")
+    held_out = [run.pool.paths[i] for i in (*split.test, *split.val)]
+    export_model(out, held_out or list(run.pool.paths), source=HELD_OUT)
     run.metrics.calibration = calibrate_run(run)
     run.tracked = log_run(cfg, run.metrics, out) if cfg.tracking_uri else None
     return run

@@ -1,5 +1,5 @@
-"""The run record: what each step of a training run learnt, in the order the steps learn it.
-Its own module so the pipeline and the reporting both take it without importing each other."""
+"""The run record: its data, then what each step learnt, in the order the steps learn it. Its
+own module so the pipeline and the reporting both take it without importing each other."""
 
 from __future__ import annotations
 
@@ -10,23 +10,18 @@ from typing import Any
 import numpy as np
 
 from cats_dogs_other.train import results
-from cats_dogs_other.train.config import TrainConfig
+from cats_dogs_other.train.data import Data
 from cats_dogs_other.train.familiarity import answer_probs
 from cats_dogs_other.train.network import FamiliarityGate
 from cats_dogs_other.train.selection import Selection
-from cats_dogs_other.train.sources import Pool
-from cats_dogs_other.train.split import Split
 from cats_dogs_other.train.tracking import TrackedRun
 
 
 @dataclass
-class Run:
-    cfg: TrainConfig
+class Run(Data):
     out: Path
-    pool: Pool
-    split: Split
-    tuning: results.FineTuneReport | None
-    selection: Selection
+    tuning: results.FineTuneReport | None = None
+    selection: Selection = field(init=False)
     gate: FamiliarityGate | None = None
     gate_report: results.FamiliarityReport | None = None
     rule: results.ConfidenceRule | None = None

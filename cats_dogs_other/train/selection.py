@@ -11,12 +11,12 @@ from typing import Any
 import numpy as np
 
 from cats_dogs_other.train.calibration import decide, macro_recall
-from cats_dogs_other.train.config import TrainConfig, Weighting
+from cats_dogs_other.train.config import Weighting
+from cats_dogs_other.train.data import Data
 from cats_dogs_other.train.familiarity import answer_probs, pet_gate
 from cats_dogs_other.train.heads import NONE, HeadChoice, History, fit_head, head_probs
 from cats_dogs_other.train.results import Candidate, CrossValidation, SelectionReport
-from cats_dogs_other.train.sources import Pool
-from cats_dogs_other.train.split import Split, stratified_folds
+from cats_dogs_other.train.split import stratified_folds
 from cats_dogs_other.train.stats import proportion
 
 log = logging.getLogger(__name__)
@@ -40,9 +40,10 @@ class Selection:
         return int(np.argmin(val_loss)) + 1 if val_loss else default
 
 
-def select_head(pool: Pool, split: Split, cfg: TrainConfig) -> Selection:
+def select_head(data: Data) -> Selection:
     """Every (head shape, weighting) trained on the training split and scored, with and without
     the mirror pass, by macro recall over the classes of the validation split."""
+    cfg, pool, split = data.cfg, data.pool, data.split
     candidates: list[Candidate] = []
     heads: dict[HeadChoice, tuple[Any, History]] = {}
     labels, val = pool.labels[split.val], split.val
@@ -80,10 +81,11 @@ def preferred(
     )
 
 
-def refit(pool: Pool, split: Split, cfg: TrainConfig, selection: Selection) -> Selection:
+def refit(data: Data, selection: Selection) -> Selection:
     """The chosen head again, on training + validation + calibration images, for the epochs
     early stopping picked: more ImageNet classes seen as "Other" is what generalises to unseen
     ones. Choices already made stay; the test split is still untouched."""
+    cfg, pool, split = data.cfg, data.pool, data.split
     if not cfg.refit or not selection.history.get("val_loss"):
         return selection
     fixed = replace(cfg, epochs=selection.best_epochs(cfg.epochs))
@@ -95,17 +97,13 @@ def refit(pool: Pool, split: Split, cfg: TrainConfig, selection: Selection) -> S
 
 
 def cross_validate(
-    pool: Pool,
-    split: Split,
-    cfg: TrainConfig,
-    selection: Selection,
-    threshold: float | None,
-    gate_threshold: float | None,
+    data: Data, selection: Selection, threshold: float | None, gate_threshold: float | None
 ) -> CrossValidation | None:
     """Stratified k-fold over ``cfg.cv_source`` (default: the first source). Each fold trains the
     chosen head for the chosen epochs on its training part plus the other sources' non-test
     images, then answers its held-out part as the final model would (mirror pass, a gate of the
     fold's own training pets, rule)."""
+    cfg, pool, split = data.cfg, data.pool, data.split
     if not cfg.cv_folds:
         return None
     source = cfg.cv_source or pool.source_names[0]

@@ -10,6 +10,7 @@ import pytest
 
 from cats_dogs_other.train import finetune
 from cats_dogs_other.train.config import TrainConfig
+from cats_dogs_other.train.data import Data
 from cats_dogs_other.train.feature_cache import FeatureCache
 from cats_dogs_other.train.features import predict_batches
 from cats_dogs_other.train.finetune import (
@@ -129,9 +130,9 @@ def test_fine_tuning_leaves_out_the_cross_validated_source(
 ) -> None:
     pool = _pool(tmp_path, backbone)
     split = _halves(pool)
-    train, val = tuning_indices(pool, split, _cfg(tmp_path))
+    train, val = tuning_indices(Data(_cfg(tmp_path), pool, split))
     assert set(pool.sources[train]) == set(pool.sources[val]) == {"other"}
-    train, _ = tuning_indices(pool, split, _cfg(tmp_path, cv_folds=0))
+    train, _ = tuning_indices(Data(_cfg(tmp_path, cv_folds=0), pool, split))
     assert set(pool.sources[train]) == {"course", "other"}
 
 
@@ -142,7 +143,7 @@ def test_adapting_the_backbone_replaces_the_features_it_changed(
     frozen = {v: pool.features[v].copy() for v in ("clean", "flip")}
     before = [w.copy() for w in backbone.get_weights()]  # type: ignore[attr-defined]
     cfg = _cfg(tmp_path, fine_tune_epochs=4, fine_tune_patience=4, epochs=10)
-    adapted, report = adapt_backbone(backbone, pool, _halves(pool), cfg)
+    adapted, report = adapt_backbone(backbone, Data(cfg, pool, _halves(pool)))
     assert report is not None and report.trained_on == ["other"] and report.epochs_run >= 1
     assert not any(v.startswith("mid.") for v in adapted.features)
     changed = any(
@@ -170,7 +171,8 @@ def test_off_by_flag_or_for_lack_of_a_block(tmp_path: Path, backbone: object) ->
     assert not fine_tunes(_cfg(tmp_path, fine_tune=False))
     assert not fine_tunes(_cfg(tmp_path, fine_tune_epochs=0))
     pool = _pool(tmp_path, backbone)
-    adapted, report = adapt_backbone(backbone, pool, _halves(pool), _cfg(tmp_path, fine_tune=False))
+    off = _cfg(tmp_path, fine_tune=False)
+    adapted, report = adapt_backbone(backbone, Data(off, pool, _halves(pool)))
     assert report is None and set(adapted.features) == {"clean", "flip"}
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from cats_dogs_other.train.config import TrainConfig
+from cats_dogs_other.train.data import Data
 from cats_dogs_other.train.familiarity import calibrate_gate, pet_gate
 from cats_dogs_other.train.selection import (
     REFIT_PREFIX,
@@ -56,8 +57,13 @@ def split(pool: Pool, cfg: TrainConfig) -> Split:
 
 
 @pytest.fixture(scope="module")
-def selection(pool: Pool, split: Split, cfg: TrainConfig) -> Selection:
-    return select_head(pool, split, cfg)
+def data(pool: Pool, split: Split, cfg: TrainConfig) -> Data:
+    return Data(cfg, pool, split)
+
+
+@pytest.fixture(scope="module")
+def selection(data: Data) -> Selection:
+    return select_head(data)
 
 
 def test_every_candidate_is_scored_and_the_chosen_one_is_the_selection(
@@ -84,39 +90,39 @@ def test_every_candidate_is_scored_and_the_chosen_one_is_the_selection(
 
 
 def test_refit_trains_on_every_non_test_image_for_the_chosen_epochs(
-    pool: Pool, split: Split, cfg: TrainConfig, selection: Selection
+    data: Data, cfg: TrainConfig, selection: Selection
 ) -> None:
-    refitted = refit(pool, split, cfg, selection)
+    refitted = refit(data, selection)
     assert refitted.refit_epochs == selection.best_epochs(cfg.epochs)
     assert len(refitted.history[f"{REFIT_PREFIX}loss"]) == refitted.refit_epochs
     assert refitted.head is not selection.head and refitted.choice == selection.choice
-    assert refit(pool, split, replace(cfg, refit=False), selection) is selection
+    assert refit(replace(data, cfg=replace(cfg, refit=False)), selection) is selection
 
 
 def test_cross_validation_answers_every_image_of_its_source_once(
-    pool: Pool, split: Split, cfg: TrainConfig, selection: Selection
+    data: Data, pool: Pool, cfg: TrainConfig, selection: Selection
 ) -> None:
-    cv = cross_validate(pool, split, cfg, selection, None, None)
+    cv = cross_validate(data, selection, None, None)
     assert cv is not None and cv.source == "course" and cv.folds == 3
     assert cv.pooled.n == int(np.sum(pool.sources == "course")) == 36
     assert sum(p.n for p in cv.per_class_recall.values()) == 36
     assert len(cv.fold_accuracies) == 3 and cv.pooled.k >= 33
-    gated = cross_validate(pool, split, cfg, selection, 0.99, 0.5)  # every answer under rule/gate
+    gated = cross_validate(data, selection, 0.99, 0.5)  # every answer under rule/gate
     assert gated is not None and gated.pooled.n == 36
-    assert cross_validate(pool, split, replace(cfg, cv_folds=0), selection, None, None) is None
+    assert (
+        cross_validate(replace(data, cfg=replace(cfg, cv_folds=0)), selection, None, None) is None
+    )
 
 
 def test_the_gate_is_chosen_on_held_out_images_with_prototypes_of_training_pets(
-    pool: Pool, split: Split, cfg: TrainConfig, selection: Selection
+    data: Data, pool: Pool, split: Split, cfg: TrainConfig, selection: Selection
 ) -> None:
-    gate, report = calibrate_gate(pool, split, cfg, selection.head, selection.tta)
+    gate, report = calibrate_gate(data, selection.head, selection.tta)
     assert report is not None and report.n == len(split.val) + len(split.calibration)
     assert report.prototypes == 4 and (gate is None) == (report.chosen is None)
     assert report.macro_recall_without == 1.0 and gate is None  # nothing to gain: no gate
     probe = pet_gate(pool, split.train, cfg, 0.5)
     assert probe.prototypes.shape == (4, pool.features["clean"].shape[1])
     np.testing.assert_allclose(np.linalg.norm(probe.prototypes, axis=1), 1.0, atol=1e-5)
-    assert calibrate_gate(pool, split, replace(cfg, familiarity_gate=False), None, False) == (
-        None,
-        None,
-    )
+    ungated = replace(data, cfg=replace(cfg, familiarity_gate=False))
+    assert calibrate_gate(ungated, None, False) == (None, None)
