@@ -199,8 +199,8 @@ def _model_folder(directory: Path, uri: str) -> Path:
         raise ModelSourceError(
             f"{uri} holds only a Keras model ({found[0].name}) and this install has no "
             "TensorFlow: install the Keras extra (pip install 'kto-keras-inference[keras]'), or "
-            "export it first (python -m cats_dogs_other.train export --model DIR) and register "
-            "that"
+            "export it first (python -m cats_dogs_other.train export --model DIR --data SOURCE, "
+            "one --data per source it was trained on, or --images FOLDER) and register that"
         )
     return folder
 
