@@ -7,7 +7,7 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
-SHARED ?= ../shared
+SHARED ?= $(or $(CDO_SHARED_DIR),../shared)
 WHEEL_SRC := $(shell find packages/inference/src packages/inference/pyproject.toml -type f -not -path '*/__pycache__/*' 2>/dev/null)
 CLIENT_SRC := $(shell find packages/client/src packages/client/pyproject.toml -type f -not -path '*/__pycache__/*' 2>/dev/null)
 

@@ -157,7 +157,8 @@ def _local(item: Source | Weights, shared: Path) -> Path:
     path = shared / Path(urlsplit(location).path if location.startswith("file:") else location)
     if not path.exists():
         what = f"source {item.name!r}" if isinstance(item, Source) else "weights"
-        raise ManifestError(f"{what}: {path} does not exist")
+        hint = f"shared folder {shared}: `make train SHARED=DIR` or --shared DIR; docs/shared.md"
+        raise ManifestError(f"{what}: {path} does not exist ({hint})")
     return path
 
 
