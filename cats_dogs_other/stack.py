@@ -192,6 +192,24 @@ def say(line: str) -> None:
         print(line, flush=True)
 
 
+class StopRequest(threading.Event):
+    """Set by SIGINT or SIGTERM. The handler only records the signal and sets the event: a
+    handler runs on the main thread between two of its bytecodes, so printing there could wait
+    forever on :func:`say`'s lock, which the interrupted code may hold."""
+
+    signal_name: str | None = None
+
+    def on_signal(self, signum: int, frame: Any) -> None:
+        if self.signal_name is None:
+            self.signal_name = signal.Signals(signum).name
+        self.set()
+
+    def announce(self, what: str) -> None:
+        """Says which signal stopped the stack, from the thread that stops it."""
+        if self.signal_name is not None:
+            say(f"\n{self.signal_name} received: stopping {what}")
+
+
 def forwarded_url(port: int, environ: Mapping[str, str] = os.environ) -> str | None:
     """The https URL GitHub Codespaces forwards ``port`` to, or None outside a codespace."""
     name = environ.get("CODESPACE_NAME", "").strip()
@@ -369,7 +387,7 @@ def report_stopped(child: Child, code: int | None, grace_s: float) -> None:
 
 
 def run_replicas(
-    stack: StackSettings, issuer: IssuerSettings, stop: threading.Event, replicas: int
+    stack: StackSettings, issuer: IssuerSettings, stop: StopRequest, replicas: int
 ) -> int:
     """Redis, the issuer, ``replicas`` APIs and HAProxy on the API port; as :func:`run`."""
     workdir = Path(tempfile.mkdtemp(prefix="cats-dogs-other-stack-"))
@@ -405,6 +423,7 @@ def run_replicas(
         say("\n" + failure(error, stack))
         return 1
     finally:
+        stop.announce("the stack")
         for child, code in cluster.stop(stack.stop_timeout_s):
             report_stopped(child, code, stack.stop_timeout_s)
         if issuer_child is not None:
@@ -414,7 +433,7 @@ def run_replicas(
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def run(stack: StackSettings, issuer: IssuerSettings, stop: threading.Event) -> int:
+def run(stack: StackSettings, issuer: IssuerSettings, stop: StopRequest) -> int:
     """Bring the stack up, serve until ``stop`` is set or a child dies, then shut down."""
     policy_dir = tempfile.TemporaryDirectory(prefix="cats-dogs-other-")
     policy = Path(policy_dir.name) / "trust-policy.yml"
@@ -443,6 +462,7 @@ def run(stack: StackSettings, issuer: IssuerSettings, stop: threading.Event) -> 
         say("\n" + failure(error, stack))
         return 1
     finally:
+        stop.announce("the API and the issuer")
         for child in reversed(children):  # the API first: it depends on the issuer
             report_stopped(child, child.stop(stack.stop_timeout_s), stack.stop_timeout_s)
         policy_dir.cleanup()
@@ -509,16 +529,9 @@ def main(argv: list[str] | None = None) -> int:
     except StackError as error:
         print(f"make run failed: {error}", file=sys.stderr)
         return 2
-    stop = threading.Event()
-
-    def request_stop(signum: int, frame: Any) -> None:
-        if not stop.is_set():
-            what = "the API and the issuer" if args.replicas == 1 else "the stack"
-            say(f"\n{signal.Signals(signum).name} received: stopping {what}")
-        stop.set()
-
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
+    stop = StopRequest()
+    signal.signal(signal.SIGINT, stop.on_signal)
+    signal.signal(signal.SIGTERM, stop.on_signal)
     if args.replicas > 1:
         return run_replicas(stack, issuer, stop, args.replicas)
     return run(stack, issuer, stop)

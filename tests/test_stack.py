@@ -7,17 +7,21 @@ sockets bound on loopback.
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 
 import pytest
 
+from cats_dogs_other import stack
 from cats_dogs_other.loopback import LOOPBACK, ROOT, Child, ChildError, free_port
 from cats_dogs_other.stack import (
     StackError,
     StackSettings,
+    StopRequest,
     check_ports,
     failure,
     load_issuer,
@@ -247,3 +251,25 @@ def test_make_run_installs_the_stack_only_and_setup_adds_to_it() -> None:
     assert "-r requirements-stack.txt" in (ROOT / "requirements.txt").read_text().splitlines()
     stack = (ROOT / "requirements-stack.txt").read_text().splitlines()
     assert "-r cats_dogs_other/api/requirements.txt" in stack
+
+
+def test_ctrl_c_while_the_stack_prints_stops_it_without_waiting_for_the_print_lock(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A signal handler runs on the thread it interrupts: if that thread is inside say(), a
+    handler that prints waits forever for the lock its own thread holds (SIGINT and SIGTERM
+    are then ignored). The handler here runs with the lock held, as it would mid-banner."""
+    stop = StopRequest()
+
+    def signal_mid_print() -> None:
+        with stack._print_lock:
+            stop.on_signal(signal.SIGINT, None)
+            stop.on_signal(signal.SIGTERM, None)
+
+    handler = threading.Thread(target=signal_mid_print, daemon=True)
+    handler.start()
+    handler.join(timeout=5)
+    assert not handler.is_alive(), "the signal handler waited for the print lock"
+    assert stop.is_set()
+    stop.announce("the API and the issuer")  # from the main loop, once it sees the event
+    assert capsys.readouterr().out == "\nSIGINT received: stopping the API and the issuer\n"
