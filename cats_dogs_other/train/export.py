@@ -5,6 +5,7 @@ and a refused export writes nothing. The check goes into metadata.json ``exporte
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -74,9 +75,16 @@ def export_model(
         "verification": check,
     }
     update_json(model_dir / "metadata.json", {"exported": record})
-    if (model_dir / CARD).is_file():
-        put_card_section(model_dir, card_section(record))
+    put_served_section(model_dir)
     return record
+
+
+def put_served_section(model_dir: Path) -> None:
+    """The card's served-runtime section, from metadata.json's ``exported`` and ``int8``
+    records: rewritten by the export and by quantize's decision, so it names what is served."""
+    meta = json.loads((Path(model_dir) / "metadata.json").read_text(encoding="utf-8"))
+    if (Path(model_dir) / CARD).is_file() and "exported" in meta:
+        put_card_section(model_dir, card_section(meta["exported"], meta.get("int8")))
 
 
 def _compare(
@@ -99,20 +107,38 @@ def _compare(
     }
 
 
-def card_section(record: dict[str, Any]) -> str:
+def card_section(record: dict[str, Any], int8: dict[str, Any] | None = None) -> str:
+    """``int8``: metadata.json's int8 decision, when the folder has an int8 file."""
     r, src, check = record, record["from"], record["verification"]
+    f32 = f"`{r['file']}` ({r['bytes'] / 1e6:.1f} MB) with {r['runtime']}, in {r['precision']}"
+    rows = [("served", r["file"], r["sha256"])]
+    served = f"The API serves {f32}"
+    if int8 is not None:
+        stale = int8["source_sha256"] != r["sha256"]
+        default = bool(int8["default"]) and not stale
+        role = "served with `INFERENCE_PRECISION=int8`"
+        role = "built from another `model.onnx`: not served" if stale else role
+        role = "served by default" if default else role
+        pin = "served with `INFERENCE_PRECISION=f32`" if default else "served"
+        rows = [(role, int8["file"], int8["sha256"]), (pin, r["file"], r["sha256"])]
+        if default:
+            served = f"The API serves `{int8['file']}` by default (*int8 export*, below); "
+            served += f"`INFERENCE_PRECISION=f32` serves {f32}"
+    rows.append(("trained, exported from", src["file"], src["sha256"]))
+    table = "".join(f"| `{name}` | {role} | `{sha}` |\n" for role, name, sha in rows)
+    tail = (
+        "No reduced-precision mode is offered: the served answers are the float32 model's.\n"
+        if int8 is None
+        else f"`{int8['file']}`'s answers against float32's: *int8 export*.\n"
+    )
     return (
-        f"{CARD_HEADING}\n\nThe API serves `{r['file']}` ({r['bytes'] / 1e6:.1f} MB) with "
-        f"{r['runtime']}, in {r['precision']}: `{src['file']}` exported through "
-        f"{r['exported_with']}, opset {r['opset']}. The Keras file stays the reference "
-        "(`INFERENCE_BACKEND=keras` serves it). Each file's sha256, as `GET /model` lists them "
-        "(`files`; its `sha256` is the served file's):\n\n| file | | sha256 |\n|---|---|---|\n"
-        f"| `{r['file']}` | served | `{r['sha256']}` |\n"
-        f"| `{src['file']}` | trained, exported from | `{src['sha256']}` |\n\n"
-        f"Checked against the Keras model on {check['images']} images ({check['source']}), both "
-        "decoded and classified as the API does:\n\n"
+        f"{CARD_HEADING}\n\n{served}: `{src['file']}` exported through {r['exported_with']}, "
+        f"opset {r['opset']}. The Keras file stays the reference (`INFERENCE_BACKEND=keras` "
+        "serves it). Each file's sha256, as `GET /model` lists them (`files`; its `sha256` is "
+        f"the served file's):\n\n| file | | sha256 |\n|---|---|---|\n{table}\n"
+        f"`{r['file']}` checked against the Keras model on {check['images']} images "
+        f"({check['source']}), both decoded and classified as the API does:\n\n"
         "| largest probability difference | tolerance | argmax agreement | served answers equal |\n"
         f"|---|---|---|---|\n| {check['max_abs_probability_diff']:.2e} | {check['tolerance']:g} "
-        f"| {check['argmax_agreement']:.1%} | {check['prediction_agreement']:.1%} |\n\n"
-        "No reduced-precision mode is offered: the served answers are the float32 model's.\n"
+        f"| {check['argmax_agreement']:.1%} | {check['prediction_agreement']:.1%} |\n\n{tail}"
     )

@@ -29,7 +29,7 @@ def folder_card(model_dir: Path, provenance: Provenance) -> str:
     metrics = Metrics.read(model_dir)
     meta = json.loads((model_dir / "metadata.json").read_text(encoding="utf-8"))
     later = [
-        (export_section, meta.get("exported")),
+        (lambda exported: export_section(exported, meta.get("int8")), meta.get("exported")),
         (calibration_section, metrics.calibration),
         (int8_section, metrics.int8),
     ]
@@ -122,9 +122,12 @@ def test_metrics_with_fine_tuning_round_trip(bundled_metrics: Metrics) -> None:
 
 
 def test_the_bundled_card_names_each_files_sha256_as_get_model_lists_them() -> None:
-    """The served model.onnx and the model.keras it came from, by name, as the files are."""
+    """The int8 file served by default, the model.onnx it came from (float32 when pinned) and
+    the model.keras that came from, by name, as the files are."""
     card = _committed()
-    assert f"| `model.onnx` | served | `{file_sha256(BUNDLED_MODEL / 'model.onnx')}` |" in card
+    int8, onnx = (file_sha256(BUNDLED_MODEL / f) for f in ("model.int8.onnx", "model.onnx"))
+    assert f"| `model.int8.onnx` | served by default | `{int8}` |" in card
+    assert f"| `model.onnx` | served with `INFERENCE_PRECISION=f32` | `{onnx}` |" in card
     keras = file_sha256(BUNDLED_MODEL / "model.keras")
     assert f"| `model.keras` | trained, exported from | `{keras}` |" in card
     assert f"| trained file | `model.keras`, 12.3 MB, sha256 `{keras[:16]}...`" in card

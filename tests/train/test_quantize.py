@@ -255,6 +255,42 @@ def test_model_onnx_exported_again_makes_the_int8_file_stale(
         Inference(folder, warmup=False, precision="int8")
 
 
+def test_the_card_names_what_is_served_and_each_file_hash(
+    tiny_int8_model: Path, tmp_path: Path
+) -> None:
+    """The card's served-runtime section follows metadata.json, as /model does: the int8 file
+    served by default is listed with its hash above model.onnx; model.onnx exported again makes
+    the int8 file one that is not served."""
+    from kto.inference.model import file_sha256
+
+    from cats_dogs_other.train.export import CARD_HEADING as SERVED
+    from cats_dogs_other.train.export import export_model
+
+    def served_rows() -> list[str]:
+        section = (folder / "MODEL_CARD.md").read_text().split(SERVED, 1)[1].split("\n## ")[0]
+        return [line for line in section.splitlines() if line.startswith("| `model")]
+
+    folder = shutil.copytree(tiny_int8_model, tmp_path / "m")
+    (folder / "metrics.json").write_text("{}")
+    (folder / "MODEL_CARD.md").write_text("# Model card\n")
+    images = [solid_colour_png(c) for c in TINY_COLOURS]
+    export_model(folder, images, source="colours")
+    write_record(folder, _record_for(folder, True, 1.82))
+    int8_sha, onnx_sha = (file_sha256(folder / name) for name in (INT8_FILE, "model.onnx"))
+    assert served_rows()[:2] == [
+        f"| `{INT8_FILE}` | served by default | `{int8_sha}` |",
+        f"| `model.onnx` | served with `INFERENCE_PRECISION=f32` | `{onnx_sha}` |",
+    ]
+    assert Inference(folder, warmup=False).sha256 == int8_sha
+    other = save_tiny_model(tmp_path / "other", dense=(np.eye(3) * 2.0, np.zeros(3)))
+    shutil.copy(other, folder / "model.keras")
+    export_model(folder, images, source="colours")
+    assert served_rows()[:2] == [
+        f"| `{INT8_FILE}` | built from another `model.onnx`: not served | `{int8_sha}` |",
+        f"| `model.onnx` | served | `{file_sha256(folder / 'model.onnx')}` |",
+    ]
+
+
 @pytest.fixture
 def swapped_int8(tiny_int8_model: Path, tmp_path: Path) -> tuple[Path, list[tuple[Path, int]]]:
     """A folder whose int8 file, recorded as the default, is a model that swaps Cat and Dog

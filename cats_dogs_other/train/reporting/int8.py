@@ -15,6 +15,7 @@ from kto.inference import Inference, ModelMetadata
 from kto.inference.model import file_sha256
 
 from cats_dogs_other.train.errors import TrainingError
+from cats_dogs_other.train.export import put_served_section
 from cats_dogs_other.train.reporting import calibrate, champion
 from cats_dogs_other.train.reporting.record import put_card_section, update_json
 
@@ -196,3 +197,4 @@ def write_record(model_dir: Path, record: dict[str, Any]) -> None:
     default = write_decision(model_dir, record)
     update_json(Path(model_dir) / "metrics.json", {"int8": {**record, "default": default}})
     put_card_section(model_dir, card_section(record), replaces="## int8 export")
+    put_served_section(model_dir)  # its file table names the int8 file and what serves it
