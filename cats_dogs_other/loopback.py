@@ -219,7 +219,7 @@ class Child:
             else:
                 time.sleep(interval_s)
         seen = f"; last: {last()}" if last is not None else ""
-        problem = f"was not ready within {timeout_s:.0f} s (waiting until {what}{seen})"
+        problem = f"was not ready within {timeout_s:g} s (waiting until {what}{seen})"
         raise self.error(problem, ChildTimeoutError)
 
     def wait_http(

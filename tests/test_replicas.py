@@ -109,5 +109,5 @@ def test_a_cluster_part_not_ready_in_time_is_bounded_by_the_stacks_ready_timeout
         stopped = cluster.stop(grace_s=5)
     assert [child.name for child, _ in stopped] == ["redis"]  # no replica was started
     line = failure(error.value, stack)
-    assert line.startswith("make run failed: the redis was not ready within 0 s")
+    assert line.startswith("make run failed: the redis was not ready within 0.001 s")
     assert line.endswith("set STACK_READY_TIMEOUT_S to wait longer than 0.001 s")

@@ -124,7 +124,7 @@ def test_a_part_not_ready_in_time_names_stack_ready_timeout_s(
     finally:
         child.stop(grace_s=5)
     line = failure(error.value, StackSettings())
-    assert line.startswith("make run failed: the api was not ready within 0 s")
+    assert line.startswith("make run failed: the api was not ready within 0.3 s")
     assert line.endswith("set STACK_READY_TIMEOUT_S to wait longer than 0.3 s")
     assert "\n" not in line
 
@@ -230,7 +230,7 @@ def test_a_stack_not_ready_in_time_ends_on_one_line_naming_stack_ready_timeout_s
     assert result.returncode == 1, result.stdout + result.stderr
     failed = [line for line in result.stdout.splitlines() if "make run failed" in line]
     assert len(failed) == 1, result.stdout
-    assert failed[0].startswith("make run failed: the issuer was not ready within 0 s")
+    assert failed[0].startswith("make run failed: the issuer was not ready within 0.01 s")
     assert failed[0].endswith("set STACK_READY_TIMEOUT_S to wait longer than 0.01 s")
     assert "stopped the issuer" in result.stdout
 
