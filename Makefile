@@ -14,7 +14,7 @@ CLIENT_SRC := $(shell find packages/client/src packages/client/pyproject.toml -t
 SERVE_VENV := .venv-serve
 SERVE_PY := $(SERVE_VENV)/bin/python
 
-.PHONY: setup run run-replicas serve browser services bench-tools test check lint train promote bench bench-inference reliability compare clean
+.PHONY: setup run run-replicas serve browser services bench-tools test check lint train train-shared promote bench bench-inference reliability compare clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -116,7 +116,12 @@ lint: setup
 # with exit 3 and the comparison table. `make promote MODEL=...` makes one the bundled default.
 MANIFEST ?= datasets/manifest.json
 CHAMPION ?= cats_dogs_other/model
-train: setup
+# The shared folder is looked for before `setup` installs TensorFlow: a clone without it is told
+# at once (a run fetching its sources with --location needs no shared folder).
+train-shared:
+	@[[ "$(TRAIN_ARGS)" == *--location* ]] || test -d "$(SHARED)" || { echo "make train: the shared folder $(SHARED) does not exist: set SHARED=DIR or CDO_SHARED_DIR (docs/shared.md)" >&2; exit 2; }
+
+train: train-shared setup
 	$(PY) -m cats_dogs_other.train --manifest $(MANIFEST) --shared $(SHARED) \
 		--champion $(CHAMPION) $(TRAIN_ARGS)
 
